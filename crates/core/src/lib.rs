@@ -1,0 +1,19 @@
+//! The IO-free heart of chassis.
+//!
+//! Everything here is pure: the agent spec and its validation, the journal's [`Event`] type,
+//! [`RunState`] as a fold over events, and [`decide`], which says what happens next.
+//! No IO, no async runtime, no clock: the engine feeds events in and executes decisions.
+
+pub mod decide;
+pub mod duration;
+pub mod event;
+pub mod message;
+pub mod spec;
+pub mod state;
+pub mod tool;
+
+pub use decide::{Decision, decide};
+pub use event::Event;
+pub use message::{AssistantMessage, Message, ToolCall, Usage};
+pub use state::{RunState, RunStatus};
+pub use tool::{RiskClass, ToolDef};

@@ -1,0 +1,541 @@
+//! The agent spec in two stages: raw TOML structs, then a validated [`AgentSpec`].
+//!
+//! Parsing is pure: reading the file and the prompt template is the loader's job.
+//! Every error names the key (or, for TOML errors, the line) and what is wrong.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration;
+use crate::tool::RiskClass;
+
+/// Names of the tools `builtin:fs` provides.
+pub const BUILTIN_FS_TOOLS: [&str; 3] = ["read_file", "list_dir", "write_file"];
+
+/// Default `[limits] max_steps`: no run is unbounded by default.
+pub const DEFAULT_MAX_STEPS: u32 = 25;
+
+/// Default timeout of one model call.
+pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Default timeout of one command tool call.
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A spec that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The TOML did not parse or did not fit the schema; the message carries line and column.
+    #[error("{0}")]
+    Toml(String),
+    /// A key holds a value that is not allowed.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `tools[1].risk`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A validated agent definition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSpec {
+    /// Agent name.
+    pub name: String,
+    /// Prompt template path, as written (relative to the spec's directory).
+    pub prompt: String,
+    /// The model every step uses.
+    pub model: ModelRef,
+    /// `max_tokens` sent with each model call.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature, if set.
+    pub temperature: Option<f64>,
+    /// Timeout of one model call.
+    pub model_timeout: Duration,
+    /// Declared providers, plus the implicit `openai` one.
+    pub providers: BTreeMap<String, ProviderSpec>,
+    /// Template variables from `[vars]` (a JSON object).
+    pub vars: serde_json::Value,
+    /// Tool entries, in order.
+    pub tools: Vec<ToolSpec>,
+    /// Most model calls a run may make.
+    pub max_steps: u32,
+}
+
+/// `provider:model`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRef {
+    /// Key into [`AgentSpec::providers`].
+    pub provider: String,
+    /// Model id sent to the provider.
+    pub model: String,
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.provider, self.model)
+    }
+}
+
+/// Wire protocol of a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions.
+    OpenAi,
+}
+
+/// How to reach a model provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderSpec {
+    /// Wire protocol.
+    pub kind: ProviderKind,
+    /// Base URL; `None` means the provider's default (for `openai`, `OPENAI_BASE_URL` or
+    /// the public API).
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key; never the key itself.
+    pub api_key_env: Option<String>,
+}
+
+/// One `[[tools]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolSpec {
+    /// `use = "builtin:fs"`: file tools confined to `root`.
+    Fs {
+        /// Directory the tools are confined to, as written (relative to the spec's directory).
+        root: String,
+        /// Subset of [`BUILTIN_FS_TOOLS`] granted; all when `None`.
+        only: Option<Vec<String>>,
+    },
+    /// A program run without a shell, JSON arguments on stdin, result on stdout.
+    Command(CommandToolSpec),
+}
+
+/// A command tool declared in the spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandToolSpec {
+    /// Tool name shown to the model.
+    pub name: String,
+    /// Description shown to the model.
+    pub description: String,
+    /// Program and arguments; no shell is involved.
+    pub command: Vec<String>,
+    /// JSON Schema for the arguments.
+    pub args_schema: serde_json::Value,
+    /// Risk class; irreversible when not declared.
+    pub risk: RiskClass,
+    /// How long one call may take.
+    pub timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    agent: RawAgent,
+    model: RawModel,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    tools: Vec<RawTool>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    prompt: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted for humans reading the spec")]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    primary: String,
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: String,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_steps: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    root: Option<String>,
+    only: Option<Vec<String>>,
+    name: Option<String>,
+    description: Option<String>,
+    command: Option<Vec<String>>,
+    args_schema: Option<toml::Value>,
+    risk: Option<String>,
+    timeout: Option<String>,
+}
+
+impl AgentSpec {
+    /// Parses and validates the text of an `agent.toml`.
+    pub fn parse(text: &str) -> Result<AgentSpec, Error> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| Error::Toml(e.to_string()))?;
+        raw.validate()
+    }
+}
+
+impl RawSpec {
+    fn validate(self) -> Result<AgentSpec, Error> {
+        let name = self.agent.name.trim().to_string();
+        if name.is_empty() {
+            return Err(invalid("agent.name", "must not be empty"));
+        }
+        if self.agent.prompt.trim().is_empty() {
+            return Err(invalid("agent.prompt", "must name a prompt template file"));
+        }
+
+        let mut providers = BTreeMap::new();
+        for (key, raw) in self.providers {
+            let kind = match raw.kind.as_str() {
+                "openai" => ProviderKind::OpenAi,
+                other => {
+                    return Err(invalid(
+                        format!("providers.{key}.kind"),
+                        format!("unknown provider kind `{other}` (supported: openai)"),
+                    ));
+                }
+            };
+            if let Some(url) = &raw.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("providers.{key}.base_url"),
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ));
+            }
+            if let Some(env) = &raw.api_key_env
+                && (env.is_empty() || env.contains('='))
+            {
+                return Err(invalid(
+                    format!("providers.{key}.api_key_env"),
+                    "must be the name of an environment variable",
+                ));
+            }
+            providers.insert(
+                key,
+                ProviderSpec {
+                    kind,
+                    base_url: raw.base_url,
+                    api_key_env: raw.api_key_env,
+                },
+            );
+        }
+        providers
+            .entry("openai".to_string())
+            .or_insert(ProviderSpec {
+                kind: ProviderKind::OpenAi,
+                base_url: None,
+                api_key_env: None,
+            });
+
+        let model = parse_model_ref(&self.model.primary, &providers, "model.primary")?;
+        let model_timeout = match &self.model.timeout {
+            Some(text) => duration::parse(text).map_err(|m| invalid("model.timeout", m))?,
+            None => DEFAULT_MODEL_TIMEOUT,
+        };
+        if self.model.max_tokens == Some(0) {
+            return Err(invalid("model.max_tokens", "must be greater than zero"));
+        }
+
+        let max_steps = match self.limits.max_steps {
+            None => DEFAULT_MAX_STEPS,
+            Some(n) if n > 0 && n <= i64::from(u32::MAX) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    "limits.max_steps",
+                    format!("must be a positive number, got {n}"),
+                ));
+            }
+        };
+
+        let mut tools = Vec::new();
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        for (index, raw) in self.tools.into_iter().enumerate() {
+            let key = format!("tools[{index}]");
+            let tool = raw.validate(&key)?;
+            let tool_names: Vec<String> = match &tool {
+                ToolSpec::Fs { only, .. } => only.clone().unwrap_or_else(|| {
+                    BUILTIN_FS_TOOLS.iter().map(|s| s.to_string()).collect()
+                }),
+                ToolSpec::Command(c) => vec![c.name.clone()],
+            };
+            for name in tool_names {
+                if let Some(first) = names.insert(name.clone(), key.clone()) {
+                    return Err(invalid(
+                        key,
+                        format!("tool name `{name}` is already defined by {first}"),
+                    ));
+                }
+            }
+            tools.push(tool);
+        }
+
+        let vars = serde_json::to_value(&self.vars)
+            .map_err(|e| invalid("vars", format!("cannot be used as template data: {e}")))?;
+
+        Ok(AgentSpec {
+            name,
+            prompt: self.agent.prompt,
+            model,
+            max_tokens: self.model.max_tokens,
+            temperature: self.model.temperature,
+            model_timeout,
+            providers,
+            vars,
+            tools,
+            max_steps,
+        })
+    }
+}
+
+fn parse_model_ref(
+    text: &str,
+    providers: &BTreeMap<String, ProviderSpec>,
+    key: &str,
+) -> Result<ModelRef, Error> {
+    let Some((provider, model)) = text.split_once(':') else {
+        return Err(invalid(
+            key,
+            format!("`{text}` is not of the form PROVIDER:MODEL (e.g. \"openai:gpt-4o-mini\")"),
+        ));
+    };
+    if model.is_empty() {
+        return Err(invalid(key, format!("`{text}` names no model after the colon")));
+    }
+    if !providers.contains_key(provider) {
+        let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+        return Err(invalid(
+            key,
+            format!(
+                "unknown provider `{provider}` (declared: {}); add a [providers.{provider}] table",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(ModelRef {
+        provider: provider.to_string(),
+        model: model.to_string(),
+    })
+}
+
+impl RawTool {
+    fn validate(self, key: &str) -> Result<ToolSpec, Error> {
+        if let Some(use_) = self.use_ {
+            let stray = [
+                ("name", self.name.is_some()),
+                ("description", self.description.is_some()),
+                ("command", self.command.is_some()),
+                ("args_schema", self.args_schema.is_some()),
+                ("risk", self.risk.is_some()),
+                ("timeout", self.timeout.is_some()),
+            ];
+            if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    format!("not allowed with `use = \"{use_}\"`"),
+                ));
+            }
+            return match use_.as_str() {
+                "builtin:fs" => {
+                    let root = self.root.ok_or_else(|| {
+                        invalid(
+                            format!("{key}.root"),
+                            "builtin:fs needs `root`, the directory its tools are confined to",
+                        )
+                    })?;
+                    if let Some(only) = &self.only {
+                        if let Some(bad) = only.iter().find(|n| !BUILTIN_FS_TOOLS.contains(&n.as_str())) {
+                            return Err(invalid(
+                                format!("{key}.only"),
+                                format!(
+                                    "builtin:fs has no tool `{bad}` (it has: {})",
+                                    BUILTIN_FS_TOOLS.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                    Ok(ToolSpec::Fs {
+                        root,
+                        only: self.only,
+                    })
+                }
+                other => Err(invalid(
+                    format!("{key}.use"),
+                    format!("unknown tool source `{other}` (supported: builtin:fs)"),
+                )),
+            };
+        }
+        if self.root.is_some() || self.only.is_some() {
+            let field = if self.root.is_some() { "root" } else { "only" };
+            return Err(invalid(
+                format!("{key}.{field}"),
+                "only allowed with `use = \"builtin:…\"`",
+            ));
+        }
+        let Some(command) = self.command else {
+            return Err(invalid(
+                key,
+                "a tool needs either `use = \"builtin:fs\"` or `name` and `command`",
+            ));
+        };
+        let name = self
+            .name
+            .ok_or_else(|| invalid(format!("{key}.name"), "a command tool needs a name"))?;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("`{name}` must be 1 to 64 letters, digits, `_` or `-`"),
+            ));
+        }
+        if command.is_empty() || command[0].is_empty() {
+            return Err(invalid(
+                format!("{key}.command"),
+                "must list the program and its arguments, e.g. [\"python3\", \"tool.py\"]",
+            ));
+        }
+        let risk = match &self.risk {
+            None => RiskClass::Irreversible,
+            Some(text) => RiskClass::parse(text).ok_or_else(|| {
+                invalid(
+                    format!("{key}.risk"),
+                    format!("unknown risk class `{text}` (use read_only, reversible or irreversible)"),
+                )
+            })?,
+        };
+        let timeout = match &self.timeout {
+            Some(text) => duration::parse(text).map_err(|m| invalid(format!("{key}.timeout"), m))?,
+            None => DEFAULT_TOOL_TIMEOUT,
+        };
+        let args_schema = match self.args_schema {
+            None => serde_json::json!({"type": "object"}),
+            Some(toml::Value::Table(table)) => serde_json::to_value(table).map_err(|e| {
+                invalid(format!("{key}.args_schema"), format!("is not valid JSON data: {e}"))
+            })?,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{key}.args_schema"),
+                    format!("must be a table (a JSON Schema object), got {}", other.type_str()),
+                ));
+            }
+        };
+        Ok(ToolSpec::Command(CommandToolSpec {
+            name,
+            description: self.description.unwrap_or_default(),
+            command,
+            args_schema,
+            risk,
+            timeout,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[agent]
+name = "a"
+prompt = "p.j2"
+[model]
+primary = "openai:gpt-4o-mini"
+"#;
+
+    fn err(text: &str) -> String {
+        AgentSpec::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let spec = AgentSpec::parse(MINIMAL).unwrap();
+        assert_eq!(spec.model.to_string(), "openai:gpt-4o-mini");
+        assert_eq!(spec.max_steps, DEFAULT_MAX_STEPS);
+        assert!(spec.providers.contains_key("openai"));
+        assert!(spec.tools.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = err(&format!("{MINIMAL}\n[agent2]\nx = 1\n"));
+        assert!(e.contains("line 8"), "{e}");
+        assert!(e.contains("unknown field `agent2`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_provider_names_key() {
+        let e = err(&MINIMAL.replace("openai:gpt", "nope:gpt"));
+        assert!(e.starts_with("model.primary: unknown provider `nope`"), "{e}");
+    }
+
+    #[test]
+    fn command_tool_defaults_to_irreversible() {
+        let spec = AgentSpec::parse(&format!(
+            "{MINIMAL}\n[[tools]]\nname = \"t\"\ncommand = [\"echo\"]\n"
+        ))
+        .unwrap();
+        let ToolSpec::Command(tool) = &spec.tools[0] else {
+            panic!("expected a command tool")
+        };
+        assert_eq!(tool.risk, RiskClass::Irreversible);
+        assert_eq!(tool.timeout, DEFAULT_TOOL_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_tool_entries_name_the_key() {
+        let e = err(&format!("{MINIMAL}\n[[tools]]\nuse = \"builtin:fs\"\n"));
+        assert!(e.starts_with("tools[0].root:"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[tools]]\nname = \"t\"\ncommand = [\"x\"]\nrisk = \"scary\"\n"
+        ));
+        assert!(e.starts_with("tools[0].risk: unknown risk class `scary`"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\n[[tools]]\nname = \"read_file\"\ncommand = [\"x\"]\n"
+        ));
+        assert!(e.contains("already defined by tools[0]"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let e = err(&MINIMAL.replace("name = \"a\"", "name = 3"));
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+}

@@ -1,0 +1,55 @@
+//! What the runtime knows about a tool, independent of how it runs.
+
+use serde::{Deserialize, Serialize};
+
+/// How much harm a tool call can do, which decides how carefully the runtime treats it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskClass {
+    /// Reads only; safe to repeat.
+    ReadOnly,
+    /// Changes something that can be undone.
+    Reversible,
+    /// Changes something that cannot be undone; never executed twice.
+    Irreversible,
+}
+
+impl RiskClass {
+    /// Parses the spelling used in agent specs.
+    pub fn parse(text: &str) -> Option<RiskClass> {
+        match text {
+            "read_only" => Some(RiskClass::ReadOnly),
+            "reversible" => Some(RiskClass::Reversible),
+            "irreversible" => Some(RiskClass::Irreversible),
+            _ => None,
+        }
+    }
+
+    /// The spelling used in agent specs and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskClass::ReadOnly => "read_only",
+            RiskClass::Reversible => "reversible",
+            RiskClass::Irreversible => "irreversible",
+        }
+    }
+}
+
+impl std::fmt::Display for RiskClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tool as the model sees it, plus its risk class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolDef {
+    /// The name the model calls it by; unique within an agent.
+    pub name: String,
+    /// What the tool does, shown to the model.
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub parameters: serde_json::Value,
+    /// How dangerous a call is.
+    pub risk: RiskClass,
+}
