@@ -18,7 +18,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
-        other => return Err(format!("`{text}` has unknown unit `{other}` (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "`{text}` has unknown unit `{other}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(format!("`{text}` must be greater than zero"));

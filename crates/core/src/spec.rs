@@ -287,9 +287,9 @@ impl RawSpec {
             let key = format!("tools[{index}]");
             let tool = raw.validate(&key)?;
             let tool_names: Vec<String> = match &tool {
-                ToolSpec::Fs { only, .. } => only.clone().unwrap_or_else(|| {
-                    BUILTIN_FS_TOOLS.iter().map(|s| s.to_string()).collect()
-                }),
+                ToolSpec::Fs { only, .. } => only
+                    .clone()
+                    .unwrap_or_else(|| BUILTIN_FS_TOOLS.iter().map(|s| s.to_string()).collect()),
                 ToolSpec::Command(c) => vec![c.name.clone()],
             };
             for name in tool_names {
@@ -333,7 +333,10 @@ fn parse_model_ref(
         ));
     };
     if model.is_empty() {
-        return Err(invalid(key, format!("`{text}` names no model after the colon")));
+        return Err(invalid(
+            key,
+            format!("`{text}` names no model after the colon"),
+        ));
     }
     if !providers.contains_key(provider) {
         let known: Vec<&str> = providers.keys().map(String::as_str).collect();
@@ -376,16 +379,19 @@ impl RawTool {
                             "builtin:fs needs `root`, the directory its tools are confined to",
                         )
                     })?;
-                    if let Some(only) = &self.only {
-                        if let Some(bad) = only.iter().find(|n| !BUILTIN_FS_TOOLS.contains(&n.as_str())) {
-                            return Err(invalid(
-                                format!("{key}.only"),
-                                format!(
-                                    "builtin:fs has no tool `{bad}` (it has: {})",
-                                    BUILTIN_FS_TOOLS.join(", ")
-                                ),
-                            ));
-                        }
+                    if let Some(bad) = self
+                        .only
+                        .iter()
+                        .flatten()
+                        .find(|n| !BUILTIN_FS_TOOLS.contains(&n.as_str()))
+                    {
+                        return Err(invalid(
+                            format!("{key}.only"),
+                            format!(
+                                "builtin:fs has no tool `{bad}` (it has: {})",
+                                BUILTIN_FS_TOOLS.join(", ")
+                            ),
+                        ));
                     }
                     Ok(ToolSpec::Fs {
                         root,
@@ -436,23 +442,33 @@ impl RawTool {
             Some(text) => RiskClass::parse(text).ok_or_else(|| {
                 invalid(
                     format!("{key}.risk"),
-                    format!("unknown risk class `{text}` (use read_only, reversible or irreversible)"),
+                    format!(
+                        "unknown risk class `{text}` (use read_only, reversible or irreversible)"
+                    ),
                 )
             })?,
         };
         let timeout = match &self.timeout {
-            Some(text) => duration::parse(text).map_err(|m| invalid(format!("{key}.timeout"), m))?,
+            Some(text) => {
+                duration::parse(text).map_err(|m| invalid(format!("{key}.timeout"), m))?
+            }
             None => DEFAULT_TOOL_TIMEOUT,
         };
         let args_schema = match self.args_schema {
             None => serde_json::json!({"type": "object"}),
             Some(toml::Value::Table(table)) => serde_json::to_value(table).map_err(|e| {
-                invalid(format!("{key}.args_schema"), format!("is not valid JSON data: {e}"))
+                invalid(
+                    format!("{key}.args_schema"),
+                    format!("is not valid JSON data: {e}"),
+                )
             })?,
             Some(other) => {
                 return Err(invalid(
                     format!("{key}.args_schema"),
-                    format!("must be a table (a JSON Schema object), got {}", other.type_str()),
+                    format!(
+                        "must be a table (a JSON Schema object), got {}",
+                        other.type_str()
+                    ),
                 ));
             }
         };
@@ -502,7 +518,10 @@ primary = "openai:gpt-4o-mini"
     #[test]
     fn unknown_provider_names_key() {
         let e = err(&MINIMAL.replace("openai:gpt", "nope:gpt"));
-        assert!(e.starts_with("model.primary: unknown provider `nope`"), "{e}");
+        assert!(
+            e.starts_with("model.primary: unknown provider `nope`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -525,7 +544,10 @@ primary = "openai:gpt-4o-mini"
         let e = err(&format!(
             "{MINIMAL}\n[[tools]]\nname = \"t\"\ncommand = [\"x\"]\nrisk = \"scary\"\n"
         ));
-        assert!(e.starts_with("tools[0].risk: unknown risk class `scary`"), "{e}");
+        assert!(
+            e.starts_with("tools[0].risk: unknown risk class `scary`"),
+            "{e}"
+        );
         let e = err(&format!(
             "{MINIMAL}\n[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\n[[tools]]\nname = \"read_file\"\ncommand = [\"x\"]\n"
         ));

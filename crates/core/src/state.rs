@@ -1,7 +1,5 @@
 //! A run's state: nothing but the fold of its journal.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
@@ -168,7 +166,9 @@ impl RunState {
         let kind = event.kind();
         match (self.seq, event) {
             (0, Event::RunStarted { .. }) => {}
-            (0, _) | (_, Event::RunStarted { .. }) => return Err(FoldError::BadStart { seq, kind }),
+            (0, _) | (_, Event::RunStarted { .. }) => {
+                return Err(FoldError::BadStart { seq, kind });
+            }
             _ if self.status.is_terminal() => return Err(FoldError::AfterEnd { seq, kind }),
             _ => {}
         }
@@ -198,9 +198,7 @@ impl RunState {
                 ];
             }
             Event::ModelRequested { .. } => {}
-            Event::ModelResponded {
-                message, usage, ..
-            } => {
+            Event::ModelResponded { message, usage, .. } => {
                 self.steps += 1;
                 self.usage.input_tokens += usage.input_tokens;
                 self.usage.output_tokens += usage.output_tokens;
