@@ -1,1 +1,43 @@
-//! chassis-mock.
+//! An OpenAI-compatible chat-completions mock server with scripted replies and fault injection.
+//!
+//! Tests, `chassis demo` and the benchmarks point a real HTTP client at it. Replies come from a
+//! [`Script`]; the turn to answer is the number of assistant messages in the request, so the
+//! server keeps no per-conversation state and a resumed conversation gets the same replies.
+//! Faults are drawn from a seeded generator, so a seed and a request order replay exactly.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let script = chassis_mock::Script::from_toml_str(
+//!     "[[scenario]]\n[[scenario.turn]]\ntext = \"hello {input}\"\n",
+//! )?;
+//! let mock = chassis_mock::start(
+//!     chassis_mock::MockConfig::default(),
+//!     script,
+//!     "127.0.0.1:0".parse()?,
+//! )
+//! .await?;
+//! println!("OPENAI_BASE_URL={}", mock.base_url());
+//! mock.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /_mock/stats`,
+//! `POST /_mock/reset`.
+
+mod config;
+mod conn;
+mod error;
+mod fault;
+mod openai;
+mod reply;
+mod script;
+mod server;
+mod stats;
+
+pub use config::MockConfig;
+pub use error::Error;
+pub use fault::FaultKind;
+pub use script::Script;
+pub use server::{MockHandle, start};
+pub use stats::Stats;

@@ -34,7 +34,7 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     };
     a.create(&run, &[start]).await.unwrap();
     let resumed = chassis_core::Event::RunResumed {};
-    b.append("r", 1, &[resumed.clone()]).await.unwrap();
+    b.append("r", 1, std::slice::from_ref(&resumed)).await.unwrap();
     assert!(a.append("r", 1, &[resumed]).await.is_err());
     assert_eq!(a.load("r").await.unwrap().len(), 2);
 }

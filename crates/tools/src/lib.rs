@@ -1,1 +1,20 @@
-//! chassis-tools.
+//! Tools for chassis: what an agent can call, and the checks made before a call runs.
+//!
+//! A [`Toolbox`] holds the tools one agent is granted, built from its spec entries: the
+//! `builtin:fs` file tools, confined to a root directory, and command tools, programs run
+//! without a shell that read JSON arguments on stdin and answer on stdout.
+//! [`Toolbox::prepare`] validates a model's raw call against the tool's JSON Schema before
+//! anything runs; a [`Refusal`] is phrased for the model so it can correct itself.
+
+mod command;
+mod confine;
+mod error;
+mod fs;
+mod tool;
+mod toolbox;
+mod validate;
+
+pub use error::Error;
+pub use tool::{CallContext, Tool, ToolError};
+pub use toolbox::Toolbox;
+pub use validate::Refusal;
