@@ -1,1 +1,49 @@
-//! chassis-providers.
+//! Model clients: the [`ModelClient`] trait and an OpenAI-compatible chat-completions provider.
+//!
+//! A client turns the runtime's context ([`ChatRequest`]) into one provider call and the
+//! provider's answer into a [`ChatResponse`]. Resilience (retries, fallbacks, breakers) wraps
+//! clients as layers; a client itself makes exactly one attempt.
+
+mod error;
+mod openai;
+
+use async_trait::async_trait;
+use chassis_core::{AssistantMessage, Message, ToolDef, Usage};
+
+pub use error::Error;
+pub use openai::OpenAiClient;
+
+/// One model call's input.
+#[derive(Clone, Debug)]
+pub struct ChatRequest {
+    /// Model id as the provider knows it.
+    pub model: String,
+    /// The context.
+    pub messages: Vec<Message>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolDef>,
+    /// Cap on output tokens.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+}
+
+/// One model call's answer.
+#[derive(Clone, Debug)]
+pub struct ChatResponse {
+    /// The reply.
+    pub message: AssistantMessage,
+    /// Tokens used.
+    pub usage: Usage,
+    /// The model that answered, as the provider names it.
+    pub model: String,
+    /// Why the model stopped.
+    pub finish_reason: Option<String>,
+}
+
+/// Something that answers chat requests.
+#[async_trait]
+pub trait ModelClient: Send + Sync {
+    /// Makes one call.
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error>;
+}
