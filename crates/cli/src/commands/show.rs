@@ -1,0 +1,79 @@
+//! `chassis show RUN [--json]`.
+
+use std::path::Path;
+
+use chassis_core::RunState;
+
+use crate::commands::open_existing_journal;
+use crate::progress::describe;
+
+/// Arguments of `chassis show`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run id (see `chassis runs`)
+    run: String,
+    /// Print {"run_id", "status", "events": [{"seq", "kind", …}]} as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints a run's status and every journaled event.
+pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let journal = open_existing_journal(db)?;
+    let records = journal.load(&args.run).await?;
+    let state = RunState::fold(records.iter().map(|r| &r.event));
+    if args.json {
+        let events: Vec<serde_json::Value> = records.iter().map(|r| r.to_json()).collect();
+        let status = state
+            .as_ref()
+            .map(|s| s.status.as_str())
+            .unwrap_or("corrupt");
+        let value = serde_json::json!({
+            "run_id": args.run,
+            "status": status,
+            "agent": state.as_ref().ok().map(|s| s.agent.clone()),
+            "output": state.as_ref().ok().and_then(|s| s.output.clone()),
+            "steps": state.as_ref().ok().map(|s| s.steps),
+            "usage": state.as_ref().ok().map(|s| serde_json::json!({
+                "input_tokens": s.usage.input_tokens,
+                "output_tokens": s.usage.output_tokens,
+            })),
+            "events": events,
+        });
+        println!("{value}");
+        return Ok(crate::exit::COMPLETED);
+    }
+    match &state {
+        Ok(s) => {
+            println!("run      {}", args.run);
+            println!("agent    {}", s.agent);
+            println!("model    {}", s.model);
+            println!("status   {}", s.status);
+            println!(
+                "steps    {} model call(s), {} input + {} output tokens",
+                s.steps, s.usage.input_tokens, s.usage.output_tokens
+            );
+            println!("input    {}", crate::progress::clip(&s.input, 100));
+            if let Some(output) = &s.output {
+                println!("output   {}", crate::progress::clip(output, 100));
+            }
+            if let Some(reason) = s.waiting_reason.as_ref().or(s.error.as_ref()) {
+                println!("reason   {reason}");
+            }
+        }
+        Err(e) => println!("run {}: journal cannot be replayed: {e}", args.run),
+    }
+    println!();
+    let start = records.first().map(|r| r.at_ms).unwrap_or(0);
+    for r in &records {
+        let line = describe(&args.run, &r.event).unwrap_or_default();
+        println!(
+            "{:>4}  +{:>7.3}s  {:<22} {}",
+            r.seq,
+            (r.at_ms - start) as f64 / 1000.0,
+            r.event.kind(),
+            line.trim_start()
+        );
+    }
+    Ok(crate::exit::COMPLETED)
+}

@@ -1,0 +1,50 @@
+//! Exit codes, and which errors map to which.
+
+use chassis_core::RunStatus;
+
+/// The run completed.
+pub const COMPLETED: u8 = 0;
+/// The run failed, or chassis itself did.
+pub const FAILED: u8 = 1;
+/// Bad usage or a bad agent spec; nothing was journaled.
+pub const USAGE: u8 = 2;
+/// The run waits for a human or is paused.
+pub const WAITING: u8 = 3;
+
+/// An error the user must fix in what they typed or wrote (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code for a run's status.
+pub fn of_status(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Completed => COMPLETED,
+        RunStatus::Failed | RunStatus::Running => FAILED,
+        RunStatus::Waiting | RunStatus::Paused => WAITING,
+    }
+}
+
+/// The exit code for an error that ended a command.
+pub fn code_of(error: &anyhow::Error) -> u8 {
+    let usage = error.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<chassis_engine::LoadError>()
+            || matches!(
+                cause.downcast_ref::<chassis_engine::Error>(),
+                Some(chassis_engine::Error::Load(_))
+            )
+            || matches!(
+                cause.downcast_ref::<chassis_store::Error>(),
+                Some(chassis_store::Error::RunNotFound(_))
+            )
+    });
+    if usage { USAGE } else { FAILED }
+}

@@ -1,0 +1,100 @@
+//! Live, one-line-per-event progress on stderr.
+
+use std::io::Write;
+
+use chassis_core::Event;
+use chassis_engine::Observer;
+
+/// Prints each event as it happens.
+pub struct Progress;
+
+impl Observer for Progress {
+    fn on_event(&self, run_id: &str, event: &Event) {
+        if let Some(line) = describe(run_id, event) {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+/// Shortens `text` to one line of at most `max` characters.
+pub fn clip(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+/// One human line for an event; `None` for events not worth a line.
+pub fn describe(run_id: &str, event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted {
+            agent,
+            model,
+            tools,
+            ..
+        } => format!(
+            "▶ {run_id} started: agent {agent}, model {model}, {} tool(s)",
+            tools.len()
+        ),
+        Event::ModelRequested {
+            step,
+            model,
+            messages,
+        } => {
+            format!("  step {step}: calling {model} with {messages} message(s)")
+        }
+        Event::ModelResponded {
+            step,
+            message,
+            usage,
+            latency_ms,
+            ..
+        } => {
+            let what = if message.tool_calls.is_empty() {
+                format!(
+                    "answer: {}",
+                    clip(message.content.as_deref().unwrap_or(""), 80)
+                )
+            } else {
+                let calls: Vec<String> = message
+                    .tool_calls
+                    .iter()
+                    .map(|c| format!("{}({})", c.name, clip(&c.arguments, 60)))
+                    .collect();
+                format!("wants {}", calls.join(", "))
+            };
+            format!(
+                "  step {step}: model {what}  [{latency_ms} ms, {}+{} tokens]",
+                usage.input_tokens, usage.output_tokens
+            )
+        }
+        Event::ModelFailed { step, error, .. } => {
+            format!("  step {step}: model call failed: {error}")
+        }
+        Event::ToolRefused { name, error, .. } => {
+            format!("    ✗ {name} refused: {}", clip(error, 100))
+        }
+        Event::ToolStarted { name, risk, .. } => format!("    → {name} ({risk})"),
+        Event::ToolFinished {
+            ok,
+            content,
+            latency_ms,
+            ..
+        } => {
+            let mark = if *ok { "✓" } else { "✗" };
+            format!("    {mark} {}  [{latency_ms} ms]", clip(content, 80))
+        }
+        Event::ToolOutcomeUnknown { name, call_id } => {
+            format!(
+                "    ? {name} ({call_id}) was interrupted; its outcome is unknown and it will not be repeated"
+            )
+        }
+        Event::RunWaiting { reason } => format!("⏸ waiting: {reason}"),
+        Event::RunResumed {} => format!("▶ {run_id} resumed"),
+        Event::RunCompleted { .. } => "■ completed".to_string(),
+        Event::RunFailed { error } => format!("■ failed: {error}"),
+    })
+}

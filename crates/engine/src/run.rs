@@ -1,0 +1,337 @@
+//! Driving a run: decide, act, journal, repeat.
+//!
+//! Events are applied to the in-memory state as they happen and flushed to the journal in one
+//! append per step. Work that is safe to repeat (a model call, a read-only tool) may run before
+//! the events that led to it are durable: after a crash it is simply done again. Anything else
+//! (a reversible or irreversible tool call) runs only once its intent is durable, and the final
+//! answer is reported only once it is journaled.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chassis_core::{Decision, Event, RiskClass, RunState, RunStatus, decide};
+use chassis_providers::ChatRequest;
+use chassis_store::{Journal, NewRun};
+use chassis_tools::CallContext;
+
+use crate::{Agent, Error, new_run_id};
+
+/// Sees every event as it is recorded (progress output, logs).
+pub trait Observer: Send + Sync {
+    /// Called once per event, after it is applied and before it is flushed.
+    fn on_event(&self, run_id: &str, event: &Event);
+}
+
+/// Where a run stands after the engine stopped driving it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    /// The run.
+    pub run_id: String,
+    /// Its status.
+    pub status: RunStatus,
+    /// The final answer, when completed.
+    pub output: Option<String>,
+    /// Why it failed or waits.
+    pub reason: Option<String>,
+}
+
+impl RunOutcome {
+    fn of(run_id: &str, state: &RunState) -> RunOutcome {
+        let reason = match state.status {
+            RunStatus::Failed => state.error.clone(),
+            RunStatus::Waiting | RunStatus::Paused => state.waiting_reason.clone(),
+            _ => None,
+        };
+        RunOutcome {
+            run_id: run_id.to_string(),
+            status: state.status,
+            output: state.output.clone(),
+            reason,
+        }
+    }
+}
+
+/// Runs agents against a journal.
+pub struct Engine {
+    journal: Arc<dyn Journal>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Engine {
+    /// An engine writing to `journal`.
+    pub fn new(journal: Arc<dyn Journal>) -> Engine {
+        Engine {
+            journal,
+            observer: None,
+        }
+    }
+
+    /// Reports every event to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Engine {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The journal this engine writes.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Starts a new run of `agent` on `input` and drives it until it stops.
+    pub async fn start(&self, agent: &Agent, input: &str) -> Result<RunOutcome, Error> {
+        let system = agent.render_system(input)?;
+        let run_id = new_run_id();
+        let started = Event::RunStarted {
+            agent: agent.spec.name.clone(),
+            spec_path: agent.spec_path.display().to_string(),
+            input: input.to_string(),
+            system,
+            model: agent.spec.model.to_string(),
+            tools: agent.toolbox.defs(),
+            max_steps: agent.spec.max_steps,
+        };
+        let mut state = RunState::default();
+        apply(&run_id, &mut state, &started)?;
+        self.journal
+            .create(
+                &NewRun {
+                    run_id: run_id.clone(),
+                    agent: agent.spec.name.clone(),
+                },
+                std::slice::from_ref(&started),
+            )
+            .await?;
+        self.notify(&run_id, &started);
+        tracing::info!(run_id = %run_id, agent = %agent.spec.name, "run started");
+        self.drive(agent, &run_id, state).await
+    }
+
+    /// Loads a run's journal and folds it.
+    pub async fn load(&self, run_id: &str) -> Result<RunState, Error> {
+        let records = self.journal.load(run_id).await?;
+        RunState::fold(records.iter().map(|r| &r.event)).map_err(|source| Error::Replay {
+            run_id: run_id.to_string(),
+            source,
+        })
+    }
+
+    /// Continues a run from its last journaled event, reloading its agent from the spec file
+    /// it was started with.
+    pub async fn resume(&self, run_id: &str) -> Result<RunOutcome, Error> {
+        let state = self.load(run_id).await?;
+        if state.status.is_terminal() {
+            return Ok(RunOutcome::of(run_id, &state));
+        }
+        let agent = Agent::load(std::path::Path::new(&state.spec_path))?;
+        self.resume_with(&agent, run_id, state).await
+    }
+
+    /// Continues a run with an already loaded agent.
+    pub async fn resume_with(
+        &self,
+        agent: &Agent,
+        run_id: &str,
+        state: RunState,
+    ) -> Result<RunOutcome, Error> {
+        if state.status.is_terminal() {
+            return Ok(RunOutcome::of(run_id, &state));
+        }
+        if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
+            // Resuming changes nothing while the reason to wait still holds.
+            let mut probe = state.clone();
+            probe.status = RunStatus::Running;
+            if matches!(decide(&probe), Decision::AwaitHuman { .. }) {
+                return Ok(RunOutcome::of(run_id, &state));
+            }
+        }
+        let mut run = Step::new(self, run_id, state);
+        run.record(Event::RunResumed {})?;
+        run.flush().await?;
+        tracing::info!(run_id = %run_id, seq = run.state.seq, "run resumed");
+        let state = run.state;
+        self.drive(agent, run_id, state).await
+    }
+
+    async fn drive(
+        &self,
+        agent: &Agent,
+        run_id: &str,
+        state: RunState,
+    ) -> Result<RunOutcome, Error> {
+        let mut run = Step::new(self, run_id, state);
+        loop {
+            match decide(&run.state) {
+                Decision::CallModel => {
+                    // The previous step becomes durable before the next (costly) call.
+                    run.flush().await?;
+                    run.call_model(agent).await?;
+                }
+                Decision::CallTool(call) => run.call_tool(agent, call).await?,
+                Decision::OutcomeUnknown(call) => {
+                    run.record(Event::ToolOutcomeUnknown {
+                        call_id: call.id.clone(),
+                        name: call.name.clone(),
+                    })?;
+                    tracing::warn!(run_id, call_id = %call.id, tool = %call.name, "interrupted call's outcome is unknown; not repeating it");
+                }
+                Decision::AwaitHuman { reason } => run.record(Event::RunWaiting { reason })?,
+                Decision::Finish { output } => run.record(Event::RunCompleted { output })?,
+                Decision::Fail { error } => run.record(Event::RunFailed { error })?,
+                Decision::Idle => {
+                    run.flush().await?;
+                    let outcome = RunOutcome::of(run_id, &run.state);
+                    tracing::info!(run_id, status = %outcome.status, steps = run.state.steps, "run stopped");
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    fn notify(&self, run_id: &str, event: &Event) {
+        if let Some(observer) = &self.observer {
+            observer.on_event(run_id, event);
+        }
+    }
+}
+
+fn apply(run_id: &str, state: &mut RunState, event: &Event) -> Result<(), Error> {
+    state.apply(event).map_err(|source| Error::Replay {
+        run_id: run_id.to_string(),
+        source,
+    })
+}
+
+/// One run being driven: its state and the events not yet flushed.
+struct Step<'e> {
+    engine: &'e Engine,
+    run_id: &'e str,
+    state: RunState,
+    unflushed: Vec<Event>,
+}
+
+impl<'e> Step<'e> {
+    fn new(engine: &'e Engine, run_id: &'e str, state: RunState) -> Step<'e> {
+        Step {
+            engine,
+            run_id,
+            state,
+            unflushed: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, event: Event) -> Result<(), Error> {
+        apply(self.run_id, &mut self.state, &event)?;
+        self.engine.notify(self.run_id, &event);
+        self.unflushed.push(event);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if self.unflushed.is_empty() {
+            return Ok(());
+        }
+        let expected = self.state.seq - self.unflushed.len() as u64;
+        self.engine
+            .journal
+            .append(self.run_id, expected, &self.unflushed)
+            .await?;
+        self.unflushed.clear();
+        Ok(())
+    }
+
+    async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
+        let step = self.state.steps + 1;
+        let model = self.state.model.clone();
+        self.record(Event::ModelRequested {
+            step,
+            model: model.clone(),
+            messages: self.state.messages.len(),
+        })?;
+        let request = ChatRequest {
+            model: agent.spec.model.model.clone(),
+            messages: self.state.messages.clone(),
+            tools: self.state.tools.clone(),
+            max_tokens: agent.spec.max_tokens,
+            temperature: agent.spec.temperature,
+        };
+        let began = Instant::now();
+        let result = agent.client.complete(&request).await;
+        let latency_ms = began.elapsed().as_millis() as u64;
+        match result {
+            Ok(response) => {
+                tracing::debug!(run_id = self.run_id, step, latency_ms, "model answered");
+                self.record(Event::ModelResponded {
+                    step,
+                    model: response.model,
+                    message: response.message,
+                    usage: response.usage,
+                    finish_reason: response.finish_reason,
+                    latency_ms,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(run_id = self.run_id, step, %error, "model call failed");
+                self.record(Event::ModelFailed {
+                    step,
+                    model,
+                    error: error.to_string(),
+                })
+            }
+        }
+    }
+
+    async fn call_tool(
+        &mut self,
+        agent: &Agent,
+        call: chassis_core::ToolCall,
+    ) -> Result<(), Error> {
+        let (args, tool) = match agent.toolbox.prepare(&call.name, &call.arguments) {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, %refusal, "tool call refused");
+                return self.record(Event::ToolRefused {
+                    call_id: call.id,
+                    name: call.name,
+                    error: refusal.to_string(),
+                });
+            }
+        };
+        let risk = tool.def().risk;
+        let idempotency_key = format!("{}/{}", self.run_id, call.id);
+        self.record(Event::ToolStarted {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            args: args.clone(),
+            risk,
+            idempotency_key: idempotency_key.clone(),
+        })?;
+        if risk != RiskClass::ReadOnly {
+            // An effect that is not safe to repeat waits until its intent is durable.
+            self.flush().await?;
+        }
+        let context = CallContext {
+            run_id: self.run_id.to_string(),
+            call_id: call.id.clone(),
+            idempotency_key,
+        };
+        let began = Instant::now();
+        let result = tool.call(args, &context).await;
+        let latency_ms = began.elapsed().as_millis() as u64;
+        let (ok, content) = match result {
+            Ok(output) => (true, output),
+            Err(error) => (false, error.to_string()),
+        };
+        tracing::debug!(run_id = self.run_id, call_id = %call.id, tool = %call.name, ok, latency_ms, "tool finished");
+        self.record(Event::ToolFinished {
+            call_id: call.id,
+            ok,
+            content,
+            latency_ms,
+        })?;
+        if risk != RiskClass::ReadOnly {
+            // The world changed: its record must not wait for the next step.
+            self.flush().await?;
+        }
+        Ok(())
+    }
+}
