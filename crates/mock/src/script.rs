@@ -277,7 +277,11 @@ mod tests {
             r#"{"scenario":[{"turn":[{"tool_calls":[{"name":"ls"}]},{"text":"done"}]}]}"#,
         )
         .unwrap();
-        assert!(script.scenarios[0].turns[0].tool_calls[0].arguments.is_empty());
+        assert!(
+            script.scenarios[0].turns[0].tool_calls[0]
+                .arguments
+                .is_empty()
+        );
     }
 
     #[test]
@@ -309,7 +313,10 @@ mod tests {
     #[test]
     fn tool_call_rules() {
         let err = toml_err("[[scenario]]\n[[scenario.turn]]\ntool_calls = [{ name = \"\" }]\n");
-        assert!(err.contains("turn[0], tool call[0]: `name` is missing or empty"), "{err}");
+        assert!(
+            err.contains("turn[0], tool call[0]: `name` is missing or empty"),
+            "{err}"
+        );
         let err = toml_err(
             "[[scenario]]\n[[scenario.turn]]\ntool_calls = [{ name = \"ls\", arguments = \"x\" }]\n",
         );
@@ -322,7 +329,10 @@ mod tests {
     #[test]
     fn toml_errors_carry_line_and_column() {
         let err = toml_err("[[scenario]]\n[[scenario.turn]]\ntxt = \"typo\"\n");
-        assert!(err.starts_with("script <toml string>: line 3, column 1: "), "{err}");
+        assert!(
+            err.starts_with("script <toml string>: line 3, column 1: "),
+            "{err}"
+        );
         assert!(err.contains("txt"), "{err}");
     }
 
@@ -331,7 +341,10 @@ mod tests {
         let err = Script::from_json_str("{\n  \"scenario\": [\n}")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("script <json string>: line 3, column 1: "), "{err}");
+        assert!(
+            err.starts_with("script <json string>: line 3, column 1: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -339,6 +352,9 @@ mod tests {
         let err = Script::from_path(Path::new("/nonexistent/script.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("reading script /nonexistent/script.toml: "), "{err}");
+        assert!(
+            err.starts_with("reading script /nonexistent/script.toml: "),
+            "{err}"
+        );
     }
 }

@@ -95,7 +95,10 @@ mod tests {
         let stats = recorder.snapshot();
         assert_eq!(stats.requests, 4);
         assert_eq!(stats.by_turn, BTreeMap::from([(0, 2), (1, 1)]));
-        assert_eq!(stats.by_conversation["hello"], BTreeMap::from([(0, 1), (1, 1)]));
+        assert_eq!(
+            stats.by_conversation["hello"],
+            BTreeMap::from([(0, 1), (1, 1)])
+        );
         assert_eq!(stats.faults["429"], 2);
         recorder.reset();
         assert_eq!(recorder.snapshot(), Stats::default());

@@ -1,0 +1,234 @@
+//! Choosing and filling in the scripted reply for a request; pure, no IO.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::Script;
+use crate::openai::Conversation;
+
+/// Text sent once a scenario's last turn was a tool-call turn and the client asks for more.
+const EXHAUSTED: &str = "mock script exhausted";
+
+/// Tool name used for [`FaultKind::BadArgs`](crate::FaultKind::BadArgs) when the script has none.
+const FALLBACK_TOOL: &str = "mock_tool";
+
+/// The assistant message to send, placeholders already substituted.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Reply {
+    pub(crate) content: Option<String>,
+    pub(crate) tool_calls: Vec<ReplyCall>,
+}
+
+/// One tool call of a reply, with its arguments already serialized.
+#[derive(Debug, PartialEq)]
+pub(crate) struct ReplyCall {
+    pub(crate) name: String,
+    pub(crate) arguments: String,
+}
+
+/// The reply for `conv`, or `None` when no scenario matches its input.
+///
+/// With `break_arguments` the reply carries a tool call whose arguments are not valid JSON.
+pub(crate) fn answer(
+    script: &Script,
+    conv: &Conversation<'_>,
+    break_arguments: bool,
+) -> Option<Reply> {
+    let scenario = script.scenario_for(&conv.input)?;
+    let turn = match scenario.turns.get(conv.turn as usize) {
+        Some(turn) => Some(turn),
+        // Repeating a final text turn is harmless; repeating a tool call would loop the client.
+        None => scenario
+            .turns
+            .last()
+            .filter(|turn| turn.tool_calls.is_empty()),
+    };
+    let mut reply = match turn {
+        Some(turn) => Reply {
+            content: turn.text.as_deref().map(|text| substitute(text, conv)),
+            tool_calls: turn
+                .tool_calls
+                .iter()
+                .map(|call| ReplyCall {
+                    name: call.name.clone(),
+                    arguments: serialize_arguments(&call.arguments, conv),
+                })
+                .collect(),
+        },
+        None => Reply {
+            content: Some(EXHAUSTED.to_owned()),
+            tool_calls: Vec::new(),
+        },
+    };
+    if break_arguments {
+        if reply.tool_calls.is_empty() {
+            let call = match script.first_tool_call(scenario) {
+                Some(call) => ReplyCall {
+                    name: call.name.clone(),
+                    arguments: serialize_arguments(&call.arguments, conv),
+                },
+                None => ReplyCall {
+                    name: FALLBACK_TOOL.to_owned(),
+                    arguments: "{}".to_owned(),
+                },
+            };
+            reply = Reply {
+                content: None,
+                tool_calls: vec![call],
+            };
+        }
+        // Serialized objects end in `}`; without it they are truncated JSON, as from a cut stream.
+        reply.tool_calls[0].arguments.pop();
+    }
+    Some(reply)
+}
+
+fn serialize_arguments(
+    arguments: &serde_json::Map<String, Value>,
+    conv: &Conversation<'_>,
+) -> String {
+    let mut value = Value::Object(arguments.clone());
+    substitute_strings(&mut value, conv);
+    value.to_string()
+}
+
+fn substitute_strings(value: &mut Value, conv: &Conversation<'_>) {
+    match value {
+        Value::String(text) => {
+            if text.contains('{') {
+                *text = substitute(text, conv);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| substitute_strings(v, conv)),
+        Value::Object(map) => map.values_mut().for_each(|v| substitute_strings(v, conv)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Replaces `{input}`, `{last_tool_result}` and `{turn}` in one pass, so substituted text is
+/// never itself scanned for placeholders.
+fn substitute(template: &str, conv: &Conversation<'_>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        if let Some(after) = tail.strip_prefix("{input}") {
+            out.push_str(&conv.input);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{last_tool_result}") {
+            out.push_str(&conv.last_tool_result);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{turn}") {
+            let _ = write!(out, "{}", conv.turn);
+            rest = after;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn conv<'a>(input: &'a str, tool: &'a str, turn: u32) -> Conversation<'a> {
+        Conversation {
+            input: Cow::Borrowed(input),
+            last_tool_result: Cow::Borrowed(tool),
+            turn,
+            prompt_chars: 0,
+        }
+    }
+
+    fn script() -> Script {
+        Script::from_toml_str(
+            r#"
+            [[scenario]]
+            when_input_contains = "refund"
+            [[scenario.turn]]
+            tool_calls = [{ name = "read_file", arguments = { path = "{input}.txt", n = [1, "{turn}"] } }]
+            [[scenario.turn]]
+            text = "notes: {last_tool_result}"
+
+            [[scenario]]
+            [[scenario.turn]]
+            text = "hello {input}"
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn placeholders_are_replaced_once() {
+        let c = conv("{turn}", "{input}", 3);
+        assert_eq!(
+            substitute("a {input} b {last_tool_result} c {turn} {other} {", &c),
+            "a {turn} b {input} c 3 {other} {"
+        );
+    }
+
+    #[test]
+    fn tool_call_arguments_are_substituted() {
+        let reply = answer(&script(), &conv("refund", "", 0), false).unwrap();
+        assert_eq!(reply.content, None);
+        assert_eq!(reply.tool_calls[0].name, "read_file");
+        let args: Value = serde_json::from_str(&reply.tool_calls[0].arguments).unwrap();
+        assert_eq!(
+            args,
+            serde_json::json!({"path": "refund.txt", "n": [1, "0"]})
+        );
+    }
+
+    #[test]
+    fn past_the_end() {
+        let s = script();
+        let text = answer(&s, &conv("hi", "", 5), false).unwrap();
+        assert_eq!(text.content.as_deref(), Some("hello hi"));
+        // The refund scenario ends in a text turn, so it repeats too.
+        let again = answer(&s, &conv("refund", "x", 7), false).unwrap();
+        assert_eq!(again.content.as_deref(), Some("notes: x"));
+
+        let tools_last = Script::from_toml_str(
+            "[[scenario]]\n[[scenario.turn]]\ntool_calls = [{ name = \"ls\" }]\n",
+        )
+        .unwrap();
+        let exhausted = answer(&tools_last, &conv("", "", 1), false).unwrap();
+        assert_eq!(exhausted.content.as_deref(), Some(EXHAUSTED));
+        assert!(exhausted.tool_calls.is_empty());
+    }
+
+    #[test]
+    fn no_scenario_matches() {
+        let only_refund = Script::from_toml_str(
+            "[[scenario]]\nwhen_input_contains = \"refund\"\n[[scenario.turn]]\ntext = \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(answer(&only_refund, &conv("hello", "", 0), false), None);
+    }
+
+    #[test]
+    fn broken_arguments() {
+        let s = script();
+        let broken = answer(&s, &conv("refund", "", 0), true).unwrap();
+        assert!(serde_json::from_str::<Value>(&broken.tool_calls[0].arguments).is_err());
+
+        // A text turn borrows the first scripted tool, even from another scenario.
+        let borrowed = answer(&s, &conv("hi", "", 0), true).unwrap();
+        assert_eq!(borrowed.content, None);
+        assert_eq!(borrowed.tool_calls[0].name, "read_file");
+        assert!(serde_json::from_str::<Value>(&borrowed.tool_calls[0].arguments).is_err());
+
+        let text_only =
+            Script::from_toml_str("[[scenario]]\n[[scenario.turn]]\ntext = \"x\"\n").unwrap();
+        let fallback = answer(&text_only, &conv("", "", 0), true).unwrap();
+        assert_eq!(fallback.tool_calls[0].name, FALLBACK_TOOL);
+        assert_eq!(fallback.tool_calls[0].arguments, "{");
+    }
+}

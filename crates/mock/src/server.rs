@@ -1,0 +1,327 @@
+//! The HTTP server: routes, the chat-completions handler, and the handle that stops it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::conn::{Connection, CutListener};
+use crate::fault::FaultPicker;
+use crate::openai::{self, ChatRequest};
+use crate::reply;
+use crate::stats::StatsRecorder;
+use crate::{FaultKind, MockConfig, Script, Stats};
+
+/// Long conversations are the point of some benchmarks; axum's 2 MB default is too small.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How long [`MockHandle::shutdown`] waits for open connections before aborting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Names the injected fault on a response, to make captured traffic easy to read.
+const FAULT_HEADER: HeaderName = HeaderName::from_static("x-mock-fault");
+
+/// Everything a request handler needs, shared by all connections.
+struct Shared {
+    script: Script,
+    picker: FaultPicker,
+    stats: StatsRecorder,
+    latency: Duration,
+    hang: Duration,
+    retry_after: HeaderValue,
+    next_id: AtomicU64,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Sleeps for `duration`, or less if the server is shutting down.
+    async fn pause(&self, duration: Duration) {
+        if duration.is_zero() {
+            return;
+        }
+        let mut stopping = self.stopping.clone();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves the mock on the current tokio runtime.
+///
+/// Returns as soon as the socket is bound; the server runs until [`MockHandle::shutdown`] or
+/// until the handle is dropped.
+pub async fn start(
+    config: MockConfig,
+    script: Script,
+    addr: SocketAddr,
+) -> std::io::Result<MockHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopping) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        script,
+        picker: FaultPicker::new(config.seed, config.fault_rate, &config.faults),
+        stats: StatsRecorder::default(),
+        latency: config.latency,
+        hang: config.hang,
+        retry_after: HeaderValue::from(config.retry_after_secs),
+        next_id: AtomicU64::new(1),
+        stopping: stopping.clone(),
+    });
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/_mock/stats", get(stats))
+        .route("/_mock/reset", post(reset))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(Arc::clone(&shared));
+    let mut signal = stopping;
+    let server = axum::serve(
+        CutListener::new(listener),
+        app.into_make_service_with_connect_info::<Connection>(),
+    )
+    .with_graceful_shutdown(async move {
+        // An error means the handle is gone, which also means stop.
+        let _ = signal.wait_for(|stop| *stop).await;
+    });
+    let task = tokio::spawn(async move {
+        if let Err(err) = server.await {
+            tracing::error!("mock server on {addr} stopped: {err}");
+        }
+    });
+    tracing::debug!("mock server listening on {addr}");
+    Ok(MockHandle {
+        addr,
+        shared,
+        stop,
+        task: Some(task),
+    })
+}
+
+/// A running mock server; dropping it stops the server too.
+pub struct MockHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockHandle {
+    /// The bound address, with the real port if port 0 was asked for.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The OpenAI base URL, e.g. `http://127.0.0.1:PORT/v1`; a wildcard bind uses loopback.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            let loopback = match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            };
+            addr.set_ip(loopback);
+        }
+        format!("http://{addr}/v1")
+    }
+
+    /// The counters also served at `GET /_mock/stats`.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops accepting, ends pending latency and hangs, and waits for open connections to close
+    /// (aborting them after a few seconds).
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "mock server on {}: connections still open, aborting",
+                self.addr
+            );
+            task.abort();
+        }
+    }
+}
+
+impl Drop for MockHandle {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn chat_completions(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    body: Bytes,
+) -> Response {
+    let request: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            shared.stats.record_invalid();
+            return invalid_request(&format!("invalid chat completion request: {err}"));
+        }
+    };
+    if request.stream == Some(true) {
+        shared.stats.record_invalid();
+        return invalid_request("streaming not supported by the mock");
+    }
+    let conv = request.conversation();
+    shared.stats.record(conv.turn, &conv.input);
+    let fault = shared.picker.draw();
+    if let Some(kind) = fault {
+        shared.stats.record_fault(kind.name());
+        tracing::debug!(
+            fault = kind.name(),
+            turn = conv.turn,
+            "mock: injecting fault"
+        );
+    }
+    shared.pause(shared.latency).await;
+
+    match fault {
+        Some(FaultKind::RateLimited) => {
+            let mut response = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit reached (injected by the mock)",
+                "requests",
+                Some("rate_limit_exceeded"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, shared.retry_after.clone());
+            return with_fault(response, FaultKind::RateLimited);
+        }
+        Some(FaultKind::ServerError) => {
+            let response = error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server had an error while processing your request (injected by the mock)",
+                "server_error",
+                None,
+            );
+            return with_fault(response, FaultKind::ServerError);
+        }
+        Some(FaultKind::Unavailable) => {
+            let response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is overloaded or not ready yet (injected by the mock)",
+                "server_error",
+                Some("service_unavailable"),
+            );
+            return with_fault(response, FaultKind::Unavailable);
+        }
+        Some(FaultKind::Cut) => {
+            connection.cut();
+            // Never reaches the client: writing it fails and the connection is dropped.
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Some(FaultKind::Hang) => shared.pause(shared.hang).await,
+        Some(FaultKind::Malformed | FaultKind::BadArgs) | None => {}
+    }
+
+    let break_arguments = fault == Some(FaultKind::BadArgs);
+    let Some(reply) = reply::answer(&shared.script, &conv, break_arguments) else {
+        return invalid_request(&format!(
+            "no mock scenario matches the first user message {:?}",
+            conv.input
+        ));
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let model = request.model.as_deref().unwrap_or("mock");
+    let mut body = openai::completion_body(id, model, conv.turn, &reply, conv.prompt_chars);
+    if fault == Some(FaultKind::Malformed) {
+        // A strict prefix of a JSON object is never valid JSON.
+        body.truncate(body.len() / 2);
+    }
+    let response = json_response(StatusCode::OK, body);
+    match fault {
+        Some(kind) => with_fault(response, kind),
+        None => response,
+    }
+}
+
+async fn models() -> Response {
+    json_response(
+        StatusCode::OK,
+        br#"{"object":"list","data":[{"id":"mock","object":"model","owned_by":"chassis"}]}"#
+            .to_vec(),
+    )
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let body = serde_json::to_vec(&shared.stats.snapshot()).expect("stats always serialize");
+    json_response(StatusCode::OK, body)
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "unknown mock endpoint",
+        "invalid_request_error",
+        None,
+    )
+}
+
+fn invalid_request(message: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        message,
+        "invalid_request_error",
+        None,
+    )
+}
+
+fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    json_response(status, openai::error_body(message, kind, code))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn with_fault(mut response: Response, kind: FaultKind) -> Response {
+    response
+        .headers_mut()
+        .insert(FAULT_HEADER, HeaderValue::from_static(kind.name()));
+    response
+}

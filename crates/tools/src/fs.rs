@@ -1,0 +1,400 @@
+//! `builtin:fs`: `read_file`, `list_dir` and `write_file`, confined to one root directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chassis_core::{RiskClass, ToolDef};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::confine::{Root, describe};
+use crate::{CallContext, Tool, ToolError};
+
+/// Largest file `read_file` returns: a bigger one would flood the model's context.
+const MAX_READ_BYTES: u64 = 1024 * 1024;
+
+/// Most entries `list_dir` returns; the rest are counted.
+const MAX_LIST_ENTRIES: usize = 1000;
+
+/// What `list_dir` returns for a directory with nothing in it, so the model sees an answer.
+const EMPTY_DIR: &str = "(empty directory)";
+
+/// Builds the `builtin:fs` tools named in `only` (all of them when `None`), in that order.
+///
+/// `root` is as written in the spec, resolved against `base_dir`; the error is the message for
+/// the spec's `root` key.
+pub(crate) fn tools(
+    root: &str,
+    base_dir: &Path,
+    only: Option<&[String]>,
+) -> Result<Vec<Arc<dyn Tool>>, String> {
+    let root = Arc::new(Root::open(root, base_dir)?);
+    let names: Vec<&str> = match only {
+        Some(only) => only.iter().map(String::as_str).collect(),
+        None => chassis_core::spec::BUILTIN_FS_TOOLS.to_vec(),
+    };
+    let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
+    for name in names {
+        if tools.iter().any(|t| t.def().name == name) {
+            continue;
+        }
+        let root = root.clone();
+        let tool: Arc<dyn Tool> = match name {
+            "read_file" => Arc::new(ReadFile::new(root)),
+            "list_dir" => Arc::new(ListDir::new(root)),
+            "write_file" => Arc::new(WriteFile::new(root)),
+            other => return Err(format!("builtin:fs has no tool `{other}`")),
+        };
+        tools.push(tool);
+    }
+    Ok(tools)
+}
+
+fn path_property(description: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "description": description})
+}
+
+/// The string argument `key`; `Toolbox::prepare` has checked it, but a direct caller may not.
+fn string_arg<'a>(args: &'a Value, key: &str) -> Result<Option<&'a str>, ToolError> {
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ToolError(format!("argument `{key}` must be a string"))),
+    }
+}
+
+fn required_string_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
+    string_arg(args, key)?.ok_or_else(|| ToolError(format!("argument `{key}` is required")))
+}
+
+/// `read_file {path}`: the UTF-8 content of one file.
+struct ReadFile {
+    def: ToolDef,
+    root: Arc<Root>,
+}
+
+impl ReadFile {
+    fn new(root: Arc<Root>) -> ReadFile {
+        ReadFile {
+            def: ToolDef {
+                name: "read_file".to_string(),
+                description: "Read a UTF-8 text file and return its content. \
+                    The path is relative to the tool root, e.g. \"notes/todo.md\"; \
+                    files larger than 1 MiB are refused."
+                    .to_string(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {
+                        "path": path_property("Path of the file, relative to the tool root."),
+                    },
+                    "required": ["path"],
+                    "additionalProperties": false,
+                }),
+                risk: RiskClass::ReadOnly,
+            },
+            root,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for ReadFile {
+    fn def(&self) -> &ToolDef {
+        &self.def
+    }
+
+    async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
+        let rel = required_string_arg(&args, "path")?;
+        let path = self.root.existing(rel).await?;
+        let cannot =
+            |e: std::io::Error| ToolError(format!("cannot read `{rel}`: {}", describe(&e)));
+        let meta = tokio::fs::metadata(&path).await.map_err(cannot)?;
+        if meta.is_dir() {
+            return Err(ToolError(format!("`{rel}` is a directory, not a file")));
+        }
+        // Opening a FIFO or device could block forever or never end.
+        if !meta.is_file() {
+            return Err(ToolError(format!("`{rel}` is not a regular file")));
+        }
+        let too_big = |size: u64| {
+            ToolError(format!(
+                "`{rel}` is {size} bytes; read_file reads files up to 1 MiB ({MAX_READ_BYTES} bytes)"
+            ))
+        };
+        if meta.len() > MAX_READ_BYTES {
+            return Err(too_big(meta.len()));
+        }
+        let file = tokio::fs::File::open(&path).await.map_err(cannot)?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // The file may have grown since `metadata`; never read more than the limit allows.
+        file.take(MAX_READ_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_READ_BYTES {
+            return Err(too_big(bytes.len() as u64));
+        }
+        String::from_utf8(bytes).map_err(|e| {
+            ToolError(format!(
+                "`{rel}` is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })
+    }
+}
+
+/// `list_dir {path?}`: the entries of one directory, sorted, directories with a trailing `/`.
+struct ListDir {
+    def: ToolDef,
+    root: Arc<Root>,
+}
+
+impl ListDir {
+    fn new(root: Arc<Root>) -> ListDir {
+        ListDir {
+            def: ToolDef {
+                name: "list_dir".to_string(),
+                description: format!(
+                    "List a directory: one entry per line, sorted, directories end with '/'. \
+                    The path is relative to the tool root and defaults to \".\", the root itself. \
+                    At most {MAX_LIST_ENTRIES} entries are shown."
+                ),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {
+                        "path": path_property(
+                            "Path of the directory, relative to the tool root; defaults to \".\"."
+                        ),
+                    },
+                    "additionalProperties": false,
+                }),
+                risk: RiskClass::ReadOnly,
+            },
+            root,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for ListDir {
+    fn def(&self) -> &ToolDef {
+        &self.def
+    }
+
+    async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
+        let rel = string_arg(&args, "path")?.unwrap_or(".");
+        let path = self.root.existing(rel).await?;
+        let cannot =
+            |e: std::io::Error| ToolError(format!("cannot list `{rel}`: {}", describe(&e)));
+        let meta = tokio::fs::metadata(&path).await.map_err(cannot)?;
+        if !meta.is_dir() {
+            return Err(ToolError(format!("`{rel}` is not a directory")));
+        }
+        let mut reader = tokio::fs::read_dir(&path).await.map_err(cannot)?;
+        let mut entries = Vec::new();
+        while let Some(entry) = reader.next_entry().await.map_err(cannot)? {
+            let mut name = entry.file_name().to_string_lossy().into_owned();
+            // Follow links so a link to a directory reads as one; a dangling link is a plain entry.
+            let is_dir = tokio::fs::metadata(entry.path())
+                .await
+                .is_ok_and(|m| m.is_dir());
+            if is_dir {
+                name.push('/');
+            }
+            entries.push(name);
+        }
+        if entries.is_empty() {
+            return Ok(EMPTY_DIR.to_string());
+        }
+        entries.sort();
+        let total = entries.len();
+        entries.truncate(MAX_LIST_ENTRIES);
+        let mut listing = entries.join("\n");
+        if total > MAX_LIST_ENTRIES {
+            listing.push_str(&format!(
+                "\n… and {} more entries",
+                total - MAX_LIST_ENTRIES
+            ));
+        }
+        Ok(listing)
+    }
+}
+
+/// `write_file {path, content}`: creates or replaces one file, creating parent directories.
+struct WriteFile {
+    def: ToolDef,
+    root: Arc<Root>,
+}
+
+impl WriteFile {
+    fn new(root: Arc<Root>) -> WriteFile {
+        WriteFile {
+            def: ToolDef {
+                name: "write_file".to_string(),
+                description: "Write text to a file, replacing it if it exists and creating \
+                    missing parent directories. The path is relative to the tool root."
+                    .to_string(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {
+                        "path": path_property("Path of the file, relative to the tool root."),
+                        "content": {
+                            "type": "string",
+                            "description": "The complete new content of the file.",
+                        },
+                    },
+                    "required": ["path", "content"],
+                    "additionalProperties": false,
+                }),
+                risk: RiskClass::Reversible,
+            },
+            root,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for WriteFile {
+    fn def(&self) -> &ToolDef {
+        &self.def
+    }
+
+    async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
+        let rel = required_string_arg(&args, "path")?;
+        let content = required_string_arg(&args, "content")?;
+        let path = self.root.writable(rel).await?;
+        let cannot =
+            |e: std::io::Error| ToolError(format!("cannot write `{rel}`: {}", describe(&e)));
+        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+            return Err(ToolError(format!("`{rel}` is a directory, not a file")));
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(cannot)?;
+        }
+        tokio::fs::write(&path, content).await.map_err(cannot)?;
+        Ok(format!("wrote {} bytes to {rel}", content.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> CallContext {
+        CallContext {
+            run_id: "r".into(),
+            call_id: "c".into(),
+            idempotency_key: "k".into(),
+        }
+    }
+
+    fn tool(dir: &Path, name: &str) -> Arc<dyn Tool> {
+        tools(".", dir, Some(&[name.to_string()]))
+            .unwrap()
+            .remove(0)
+    }
+
+    #[tokio::test]
+    async fn read_refuses_big_and_binary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("big"),
+            vec![b'a'; MAX_READ_BYTES as usize + 1],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bin"), [b'o', b'k', 0xff]).unwrap();
+        std::fs::write(
+            dir.path().join("exact"),
+            vec![b'a'; MAX_READ_BYTES as usize],
+        )
+        .unwrap();
+        let read = tool(dir.path(), "read_file");
+        let e = read.call(json!({"path": "big"}), &ctx()).await.unwrap_err();
+        assert_eq!(
+            e.0,
+            "`big` is 1048577 bytes; read_file reads files up to 1 MiB (1048576 bytes)"
+        );
+        let e = read.call(json!({"path": "bin"}), &ctx()).await.unwrap_err();
+        assert_eq!(e.0, "`bin` is not UTF-8 text (invalid byte at offset 2)");
+        let text = read.call(json!({"path": "exact"}), &ctx()).await.unwrap();
+        assert_eq!(text.len(), MAX_READ_BYTES as usize);
+    }
+
+    #[tokio::test]
+    async fn read_refuses_directories_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let read = tool(dir.path(), "read_file");
+        let e = read.call(json!({"path": "sub"}), &ctx()).await.unwrap_err();
+        assert_eq!(e.0, "`sub` is a directory, not a file");
+        let e = read
+            .call(json!({"path": "nope.txt"}), &ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, "path `nope.txt` does not exist");
+    }
+
+    #[tokio::test]
+    async fn list_marks_directories_and_links_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("a.txt"), "").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("b"), dir.path().join("c")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("d")).unwrap();
+        let list = tool(dir.path(), "list_dir");
+        assert_eq!(
+            list.call(json!({}), &ctx()).await.unwrap(),
+            "a.txt\nb/\nc/\nd"
+        );
+        assert_eq!(
+            list.call(json!({"path": "b"}), &ctx()).await.unwrap(),
+            EMPTY_DIR
+        );
+        let e = list
+            .call(json!({"path": "a.txt"}), &ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, "`a.txt` is not a directory");
+    }
+
+    #[tokio::test]
+    async fn write_refuses_a_directory_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let write = tool(dir.path(), "write_file");
+        let e = write
+            .call(json!({"path": "sub", "content": "x"}), &ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, "`sub` is a directory, not a file");
+    }
+
+    #[tokio::test]
+    async fn direct_calls_check_their_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = tool(dir.path(), "write_file");
+        let e = write.call(json!({"path": "x"}), &ctx()).await.unwrap_err();
+        assert_eq!(e.0, "argument `content` is required");
+        let e = write
+            .call(json!({"path": 1, "content": ""}), &ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, "argument `path` must be a string");
+    }
+
+    #[test]
+    fn only_keeps_its_order_and_ignores_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let only = [
+            "write_file".to_string(),
+            "read_file".to_string(),
+            "write_file".to_string(),
+        ];
+        let names: Vec<String> = tools(".", dir.path(), Some(&only))
+            .unwrap()
+            .iter()
+            .map(|t| t.def().name.clone())
+            .collect();
+        assert_eq!(names, ["write_file", "read_file"]);
+    }
+}
