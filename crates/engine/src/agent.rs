@@ -140,6 +140,11 @@ fn model_client(spec: &AgentSpec) -> Result<Arc<dyn ModelClient>, String> {
                 .as_deref()
                 .and_then(|var| std::env::var(var).ok())
                 .filter(|v| !v.is_empty());
+            if let (None, Some(var)) = (&api_key, &provider.api_key_env) {
+                return Err(format!(
+                    "providers.{name}.api_key_env: environment variable {var} is not set"
+                ));
+            }
             if api_key.is_none() && base_url == OPENAI_DEFAULT_URL {
                 let var = key_env.unwrap_or_else(|| "OPENAI_API_KEY".into());
                 return Err(format!(
