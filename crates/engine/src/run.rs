@@ -253,6 +253,7 @@ impl<'e> Step<'e> {
             tools: self.state.tools.clone(),
             max_tokens: agent.spec.max_tokens,
             temperature: agent.spec.temperature,
+            report: chassis_providers::Reporter::default(),
         };
         let began = Instant::now();
         let result = agent.client.complete(&request).await;

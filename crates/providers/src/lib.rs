@@ -6,12 +6,14 @@
 
 mod error;
 mod openai;
+mod report;
 
 use async_trait::async_trait;
 use chassis_core::{AssistantMessage, Message, ToolDef, Usage};
 
 pub use error::Error;
 pub use openai::OpenAiClient;
+pub use report::{CallEvent, Reporter};
 
 /// One model call's input.
 #[derive(Clone, Debug)]
@@ -26,6 +28,8 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     pub temperature: Option<f64>,
+    /// Where layers report what happened inside the call (attempts, fallbacks, breakers).
+    pub report: Reporter,
 }
 
 /// One model call's answer.
@@ -39,6 +43,8 @@ pub struct ChatResponse {
     pub model: String,
     /// Why the model stopped.
     pub finish_reason: Option<String>,
+    /// `provider:model` of the client that answered (a fallback may have served the call).
+    pub served_by: String,
 }
 
 /// Something that answers chat requests.

@@ -259,6 +259,7 @@ impl ModelClient for OpenAiClient {
             usage,
             model: wire.model.unwrap_or_else(|| request.model.clone()),
             finish_reason: choice.finish_reason,
+            served_by: format!("{}:{}", self.name, request.model),
         })
     }
 }
