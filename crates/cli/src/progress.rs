@@ -71,8 +71,45 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
                 usage.input_tokens, usage.output_tokens
             )
         }
+        Event::ModelAttemptFailed {
+            step,
+            model,
+            attempt,
+            error,
+            delay_ms,
+        } => match delay_ms {
+            Some(ms) => format!(
+                "  step {step}: {model} attempt {attempt} failed: {}; retrying in {ms} ms",
+                clip(error, 80)
+            ),
+            None => format!(
+                "  step {step}: {model} attempt {attempt} failed: {}; giving up on it",
+                clip(error, 80)
+            ),
+        },
+        Event::ModelCircuitOpen { step, model } => {
+            format!("  step {step}: {model} skipped: its circuit breaker is open")
+        }
+        Event::ModelFallback { step, from, to, .. } => {
+            format!("  step {step}: falling back from {from} to {to}")
+        }
         Event::ModelFailed { step, error, .. } => {
             format!("  step {step}: model call failed: {error}")
+        }
+        Event::ModelSwitched { model, reason, .. } => {
+            format!("  switching to {model} for the rest of the run: {reason}")
+        }
+        Event::ToolAttemptFailed {
+            attempt,
+            error,
+            delay_ms,
+            ..
+        } => format!(
+            "    ✗ attempt {attempt} failed: {}; retrying in {delay_ms} ms",
+            clip(error, 80)
+        ),
+        Event::RunPaused { reason } => {
+            format!("⏸ paused: {reason} (continue with `chassis resume {run_id}`)")
         }
         Event::ToolRefused { name, error, .. } => {
             format!("    ✗ {name} refused: {}", clip(error, 100))

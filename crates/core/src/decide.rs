@@ -14,6 +14,18 @@ pub enum Decision {
     /// This call was started but never finished, and repeating it could do harm twice:
     /// journal `tool_outcome_unknown` and wait for a human.
     OutcomeUnknown(ToolCall),
+    /// Every model is unavailable: park the run until someone resumes it.
+    Pause {
+        /// Why.
+        reason: String,
+    },
+    /// Give up on the current model for this run and use the chain's next one.
+    SwitchModel {
+        /// Index in the chain.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// Stop and wait for a human.
     AwaitHuman {
         /// What the human must look at.
@@ -59,15 +71,41 @@ pub fn decide(state: &RunState) -> Decision {
             _ => Decision::CallTool(call.call.clone()),
         };
     }
-    if let Some(error) = &state.error {
-        return Decision::Fail {
-            error: error.clone(),
+    if let Some((error, unavailable)) = &state.model_failure {
+        return if *unavailable {
+            Decision::Pause {
+                reason: format!("every model is unavailable: {error}"),
+            }
+        } else {
+            Decision::Fail {
+                error: error.clone(),
+            }
         };
     }
+    let streak = state.invalid_streak + u32::from(state.step_refused);
     match state.last_reply() {
         Some(reply) if reply.tool_calls.is_empty() => Decision::Finish {
             output: reply.content.clone().unwrap_or_default(),
         },
+        _ if streak > state.max_repairs => {
+            let current = state
+                .models
+                .get(state.chain_offset)
+                .cloned()
+                .unwrap_or_default();
+            let reason = format!(
+                "{current} made invalid tool calls {streak} step(s) in a row (max_repairs = {})",
+                state.max_repairs
+            );
+            if state.chain_offset + 1 < state.models.len() {
+                Decision::SwitchModel {
+                    index: state.chain_offset + 1,
+                    reason,
+                }
+            } else {
+                Decision::Fail { error: reason }
+            }
+        }
         _ if state.steps >= state.max_steps => Decision::Fail {
             error: format!(
                 "max_steps reached: {} model calls made, no final answer",

@@ -25,10 +25,16 @@ pub enum Event {
         system: String,
         /// `provider:model` used for model calls.
         model: String,
+        /// `provider:model` of each fallback, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fallbacks: Vec<String>,
         /// Tools offered to the model.
         tools: Vec<ToolDef>,
         /// The most model calls the run may make.
         max_steps: u32,
+        /// How many times invalid tool calls go back to the model before it is given up on.
+        #[serde(default = "default_max_repairs")]
+        max_repairs: u32,
     },
     /// A model call is about to be made (its context is the fold so far).
     ModelRequested {
@@ -55,14 +61,59 @@ pub enum Event {
         /// Wall time of the call in milliseconds.
         latency_ms: u64,
     },
-    /// A model call failed.
+    /// One attempt of a model call failed; `delay_ms` is the wait before the next, if any.
+    ModelAttemptFailed {
+        /// Step number.
+        step: u32,
+        /// `provider:model` attempted.
+        model: String,
+        /// Attempt number for this model, from 1.
+        attempt: u32,
+        /// What went wrong.
+        error: String,
+        /// Backoff before the next attempt; absent when this model was given up on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+    },
+    /// A model was skipped because its circuit breaker is open.
+    ModelCircuitOpen {
+        /// Step number.
+        step: u32,
+        /// `provider:model` skipped.
+        model: String,
+    },
+    /// Within one step, the call moved on to the next model of the chain.
+    ModelFallback {
+        /// Step number.
+        step: u32,
+        /// `provider:model` given up on.
+        from: String,
+        /// `provider:model` tried next.
+        to: String,
+        /// Why.
+        reason: String,
+    },
+    /// A model call failed after every retry and fallback.
     ModelFailed {
         /// Step number.
         step: u32,
-        /// `provider:model` called.
+        /// `provider:model` called first.
         model: String,
         /// What went wrong.
         error: String,
+        /// True when the models were only unavailable: the run parks instead of failing.
+        #[serde(default)]
+        unavailable: bool,
+    },
+    /// The run gives up on its current model for good (it kept producing invalid tool calls)
+    /// and uses the next one of the chain from now on.
+    ModelSwitched {
+        /// Index in the chain (0 = primary).
+        index: usize,
+        /// `provider:model` used from now on.
+        model: String,
+        /// Why.
+        reason: String,
     },
     /// A tool call was refused before execution (unknown tool, unparsable or invalid
     /// arguments); the error goes back to the model.
@@ -98,6 +149,17 @@ pub enum Event {
         /// Wall time of the call in milliseconds.
         latency_ms: u64,
     },
+    /// One attempt of a retryable tool call failed and will be tried again after `delay_ms`.
+    ToolAttemptFailed {
+        /// The call.
+        call_id: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The tool's error.
+        error: String,
+        /// Backoff before the next attempt.
+        delay_ms: u64,
+    },
     /// A call that was started but never finished (the process died) and must not be
     /// repeated: a human has to say what happened.
     ToolOutcomeUnknown {
@@ -108,6 +170,11 @@ pub enum Event {
     },
     /// The run stopped to wait for a human.
     RunWaiting {
+        /// Why.
+        reason: String,
+    },
+    /// The run parked itself (every model unavailable): nothing lost, `resume` continues it.
+    RunPaused {
         /// Why.
         reason: String,
     },
@@ -125,6 +192,13 @@ pub enum Event {
     },
 }
 
+/// Invalid tool calls sent back to the model before it is given up on, unless the spec says.
+pub const DEFAULT_MAX_REPAIRS: u32 = 2;
+
+fn default_max_repairs() -> u32 {
+    DEFAULT_MAX_REPAIRS
+}
+
 impl Event {
     /// The `kind` tag as stored in the journal.
     pub fn kind(&self) -> &'static str {
@@ -132,7 +206,13 @@ impl Event {
             Event::RunStarted { .. } => "run_started",
             Event::ModelRequested { .. } => "model_requested",
             Event::ModelResponded { .. } => "model_responded",
+            Event::ModelAttemptFailed { .. } => "model_attempt_failed",
+            Event::ModelCircuitOpen { .. } => "model_circuit_open",
+            Event::ModelFallback { .. } => "model_fallback",
             Event::ModelFailed { .. } => "model_failed",
+            Event::ModelSwitched { .. } => "model_switched",
+            Event::ToolAttemptFailed { .. } => "tool_attempt_failed",
+            Event::RunPaused { .. } => "run_paused",
             Event::ToolRefused { .. } => "tool_refused",
             Event::ToolStarted { .. } => "tool_started",
             Event::ToolFinished { .. } => "tool_finished",

@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_STEPS: u32 = 25;
 /// Default timeout of one model call.
 pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Default timeout for connecting to a provider.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default timeout of one command tool call.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,8 +56,14 @@ pub struct AgentSpec {
     pub name: String,
     /// Prompt template path, as written (relative to the spec's directory).
     pub prompt: String,
-    /// The model every step uses.
+    /// The model every step tries first.
     pub model: ModelRef,
+    /// Models tried in order when the primary is unavailable or keeps producing invalid output.
+    pub fallbacks: Vec<ModelRef>,
+    /// Invalid tool calls sent back to the model (to repair) before it is given up on.
+    pub max_repairs: u32,
+    /// Timeout for establishing a connection to a provider.
+    pub connect_timeout: Duration,
     /// `max_tokens` sent with each model call.
     pub max_tokens: Option<u32>,
     /// Sampling temperature, if set.
@@ -91,10 +100,60 @@ impl std::fmt::Display for ModelRef {
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions.
     OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// How a provider's failed calls are retried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetrySpec {
+    /// Attempts per model call, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles each time, with full jitter.
+    pub base_delay: Duration,
+    /// Ceiling of the backoff.
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; longer means moving on to the fallback.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// When a provider's circuit breaker opens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerSpec {
+    /// Consecutive failures that open it.
+    pub threshold: u32,
+    /// Failure rate over `window` calls that opens it.
+    pub failure_rate: f64,
+    /// Calls the rate is computed over.
+    pub window: u32,
+    /// How long it stays open before a probe.
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec {
+            threshold: 5,
+            failure_rate: 0.5,
+            window: 20,
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How to reach a model provider.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProviderSpec {
     /// Wire protocol.
     pub kind: ProviderKind,
@@ -103,6 +162,22 @@ pub struct ProviderSpec {
     pub base_url: Option<String>,
     /// Name of the environment variable holding the API key; never the key itself.
     pub api_key_env: Option<String>,
+    /// Retries of failed calls.
+    pub retry: RetrySpec,
+    /// The endpoint's circuit breaker.
+    pub breaker: BreakerSpec,
+}
+
+impl ProviderSpec {
+    fn implicit(kind: ProviderKind) -> ProviderSpec {
+        ProviderSpec {
+            kind,
+            base_url: None,
+            api_key_env: None,
+            retry: RetrySpec::default(),
+            breaker: BreakerSpec::default(),
+        }
+    }
 }
 
 /// One `[[tools]]` entry.
@@ -134,6 +209,10 @@ pub struct CommandToolSpec {
     pub risk: RiskClass,
     /// How long one call may take.
     pub timeout: Duration,
+    /// Declared safe to repeat, so failures are retried even if not read-only.
+    pub idempotent: bool,
+    /// Attempts in all for a retryable tool.
+    pub max_attempts: u32,
 }
 
 #[derive(Deserialize)]
@@ -165,9 +244,13 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     primary: String,
+    #[serde(default)]
+    fallbacks: Vec<String>,
     max_tokens: Option<u32>,
     temperature: Option<f64>,
     timeout: Option<String>,
+    connect_timeout: Option<String>,
+    max_repairs: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +259,14 @@ struct RawProvider {
     kind: String,
     base_url: Option<String>,
     api_key_env: Option<String>,
+    max_attempts: Option<i64>,
+    retry_base_delay: Option<String>,
+    retry_max_delay: Option<String>,
+    retry_after_cap: Option<String>,
+    breaker_threshold: Option<i64>,
+    breaker_failure_rate: Option<f64>,
+    breaker_window: Option<i64>,
+    breaker_cooldown: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -197,6 +288,8 @@ struct RawTool {
     args_schema: Option<toml::Value>,
     risk: Option<String>,
     timeout: Option<String>,
+    idempotent: Option<bool>,
+    max_attempts: Option<i64>,
 }
 
 impl AgentSpec {
@@ -221,12 +314,59 @@ impl RawSpec {
         for (key, raw) in self.providers {
             let kind = match raw.kind.as_str() {
                 "openai" => ProviderKind::OpenAi,
+                "anthropic" => ProviderKind::Anthropic,
                 other => {
                     return Err(invalid(
                         format!("providers.{key}.kind"),
-                        format!("unknown provider kind `{other}` (supported: openai)"),
+                        format!("unknown provider kind `{other}` (supported: openai, anthropic)"),
                     ));
                 }
+            };
+            let at = |field: &str| format!("providers.{key}.{field}");
+            let defaults = RetrySpec::default();
+            let retry = RetrySpec {
+                max_attempts: positive(
+                    raw.max_attempts,
+                    defaults.max_attempts,
+                    &at("max_attempts"),
+                )?,
+                base_delay: duration_or(
+                    &raw.retry_base_delay,
+                    defaults.base_delay,
+                    &at("retry_base_delay"),
+                )?,
+                max_delay: duration_or(
+                    &raw.retry_max_delay,
+                    defaults.max_delay,
+                    &at("retry_max_delay"),
+                )?,
+                retry_after_cap: duration_or(
+                    &raw.retry_after_cap,
+                    defaults.retry_after_cap,
+                    &at("retry_after_cap"),
+                )?,
+            };
+            let defaults = BreakerSpec::default();
+            let failure_rate = raw.breaker_failure_rate.unwrap_or(defaults.failure_rate);
+            if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+                return Err(invalid(
+                    at("breaker_failure_rate"),
+                    format!("must be above 0 and at most 1, got {failure_rate}"),
+                ));
+            }
+            let breaker = BreakerSpec {
+                threshold: positive(
+                    raw.breaker_threshold,
+                    defaults.threshold,
+                    &at("breaker_threshold"),
+                )?,
+                failure_rate,
+                window: positive(raw.breaker_window, defaults.window, &at("breaker_window"))?,
+                cooldown: duration_or(
+                    &raw.breaker_cooldown,
+                    defaults.cooldown,
+                    &at("breaker_cooldown"),
+                )?,
             };
             if let Some(url) = &raw.base_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -250,21 +390,42 @@ impl RawSpec {
                     kind,
                     base_url: raw.base_url,
                     api_key_env: raw.api_key_env,
+                    retry,
+                    breaker,
                 },
             );
         }
         providers
             .entry("openai".to_string())
-            .or_insert(ProviderSpec {
-                kind: ProviderKind::OpenAi,
-                base_url: None,
-                api_key_env: None,
-            });
+            .or_insert(ProviderSpec::implicit(ProviderKind::OpenAi));
+        providers
+            .entry("anthropic".to_string())
+            .or_insert(ProviderSpec::implicit(ProviderKind::Anthropic));
 
         let model = parse_model_ref(&self.model.primary, &providers, "model.primary")?;
-        let model_timeout = match &self.model.timeout {
-            Some(text) => duration::parse(text).map_err(|m| invalid("model.timeout", m))?,
-            None => DEFAULT_MODEL_TIMEOUT,
+        let fallbacks = self
+            .model
+            .fallbacks
+            .iter()
+            .enumerate()
+            .map(|(i, text)| parse_model_ref(text, &providers, &format!("model.fallbacks[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let model_timeout =
+            duration_or(&self.model.timeout, DEFAULT_MODEL_TIMEOUT, "model.timeout")?;
+        let connect_timeout = duration_or(
+            &self.model.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT.min(model_timeout),
+            "model.connect_timeout",
+        )?;
+        let max_repairs = match self.model.max_repairs {
+            None => crate::event::DEFAULT_MAX_REPAIRS,
+            Some(n) if (0..=100).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    "model.max_repairs",
+                    format!("must be between 0 and 100, got {n}"),
+                ));
+            }
         };
         if self.model.max_tokens == Some(0) {
             return Err(invalid("model.max_tokens", "must be greater than zero"));
@@ -310,6 +471,9 @@ impl RawSpec {
             name,
             prompt: self.agent.prompt,
             model,
+            fallbacks,
+            max_repairs,
+            connect_timeout,
             max_tokens: self.model.max_tokens,
             temperature: self.model.temperature,
             model_timeout,
@@ -318,6 +482,23 @@ impl RawSpec {
             tools,
             max_steps,
         })
+    }
+}
+
+/// A positive count, or the default when absent; the error names `key`.
+fn positive(value: Option<i64>, default: u32, key: &str) -> Result<u32, Error> {
+    match value {
+        None => Ok(default),
+        Some(n) if n > 0 && n <= i64::from(u32::MAX) => Ok(n as u32),
+        Some(n) => Err(invalid(key, format!("must be a positive number, got {n}"))),
+    }
+}
+
+/// A duration, or the default when absent; the error names `key`.
+fn duration_or(value: &Option<String>, default: Duration, key: &str) -> Result<Duration, Error> {
+    match value {
+        None => Ok(default),
+        Some(text) => duration::parse(text).map_err(|m| invalid(key, m)),
     }
 }
 
@@ -364,6 +545,8 @@ impl RawTool {
                 ("args_schema", self.args_schema.is_some()),
                 ("risk", self.risk.is_some()),
                 ("timeout", self.timeout.is_some()),
+                ("idempotent", self.idempotent.is_some()),
+                ("max_attempts", self.max_attempts.is_some()),
             ];
             if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -448,12 +631,16 @@ impl RawTool {
                 )
             })?,
         };
-        let timeout = match &self.timeout {
-            Some(text) => {
-                duration::parse(text).map_err(|m| invalid(format!("{key}.timeout"), m))?
-            }
-            None => DEFAULT_TOOL_TIMEOUT,
-        };
+        let timeout = duration_or(
+            &self.timeout,
+            DEFAULT_TOOL_TIMEOUT,
+            &format!("{key}.timeout"),
+        )?;
+        let max_attempts = positive(
+            self.max_attempts,
+            crate::tool::DEFAULT_TOOL_ATTEMPTS,
+            &format!("{key}.max_attempts"),
+        )?;
         let args_schema = match self.args_schema {
             None => serde_json::json!({"type": "object"}),
             Some(toml::Value::Table(table)) => serde_json::to_value(table).map_err(|e| {
@@ -479,6 +666,8 @@ impl RawTool {
             args_schema,
             risk,
             timeout,
+            idempotent: self.idempotent.unwrap_or(false),
+            max_attempts,
         }))
     }
 }
@@ -552,6 +741,46 @@ primary = "openai:gpt-4o-mini"
             "{MINIMAL}\n[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\n[[tools]]\nname = \"read_file\"\ncommand = [\"x\"]\n"
         ));
         assert!(e.contains("already defined by tools[0]"), "{e}");
+    }
+
+    #[test]
+    fn bad_resilience_config_names_the_key() {
+        let e = err(&MINIMAL.replace(
+            "primary = \"openai:gpt-4o-mini\"",
+            "primary = \"openai:gpt-4o-mini\"\nfallbacks = [\"nope:x\"]",
+        ));
+        assert!(
+            e.starts_with("model.fallbacks[0]: unknown provider `nope`"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace(
+            "primary = \"openai:gpt-4o-mini\"",
+            "primary = \"openai:gpt-4o-mini\"\ntimeout = \"-5s\"",
+        ));
+        assert!(e.starts_with("model.timeout:"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[providers.p]\nkind = \"openai\"\nbase_url = \"http://x\"\nmax_attempts = 0\n"
+        ));
+        assert!(
+            e.starts_with("providers.p.max_attempts: must be a positive number, got 0"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}\n[providers.p]\nkind = \"openai\"\nbreaker_failure_rate = 1.5\n"
+        ));
+        assert!(e.starts_with("providers.p.breaker_failure_rate"), "{e}");
+    }
+
+    #[test]
+    fn fallbacks_and_anthropic_resolve() {
+        let spec = AgentSpec::parse(&MINIMAL.replace(
+            "primary = \"openai:gpt-4o-mini\"",
+            "primary = \"openai:gpt-4o-mini\"\nfallbacks = [\"anthropic:claude-haiku-4-5\"]",
+        ))
+        .unwrap();
+        assert_eq!(spec.fallbacks[0].to_string(), "anthropic:claude-haiku-4-5");
+        assert_eq!(spec.providers["anthropic"].kind, ProviderKind::Anthropic);
+        assert_eq!(spec.max_repairs, crate::event::DEFAULT_MAX_REPAIRS);
     }
 
     #[test]

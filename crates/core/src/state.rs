@@ -6,6 +6,13 @@ use crate::event::Event;
 use crate::message::{AssistantMessage, Message, ToolCall, Usage};
 use crate::tool::{RiskClass, ToolDef};
 
+/// How the model is told a call of its was refused before running (so it can repair it).
+/// The mock model recognizes it: keep them in step.
+pub const REFUSED_PREFIX: &str = "error: call refused, not executed: ";
+
+/// How the model is told a tool ran and failed.
+pub const FAILED_PREFIX: &str = "error: ";
+
 /// Where a run is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +65,7 @@ impl RunStatus {
         match event {
             Event::RunStarted { .. } | Event::RunResumed {} => Some(RunStatus::Running),
             Event::RunWaiting { .. } => Some(RunStatus::Waiting),
+            Event::RunPaused { .. } => Some(RunStatus::Paused),
             Event::RunCompleted { .. } => Some(RunStatus::Completed),
             Event::RunFailed { .. } => Some(RunStatus::Failed),
             _ => None,
@@ -128,8 +136,22 @@ pub struct RunState {
     pub spec_path: String,
     /// The run's input.
     pub input: String,
-    /// `provider:model`.
+    /// `provider:model` of the primary.
     pub model: String,
+    /// The chain: primary first, then each fallback.
+    pub models: Vec<String>,
+    /// Index in `models` the run starts each model call at (it moves on after repeated
+    /// invalid output).
+    pub chain_offset: usize,
+    /// Invalid tool calls sent back before the model is given up on.
+    pub max_repairs: u32,
+    /// Consecutive completed steps whose reply held a refused call.
+    pub invalid_streak: u32,
+    /// Whether the current step's reply held a refused call.
+    pub step_refused: bool,
+    /// The last model failure not yet followed by a reply: message, and whether the models
+    /// were only unavailable.
+    pub model_failure: Option<(String, bool)>,
     /// Tools offered to the model.
     pub tools: Vec<ToolDef>,
     /// Most model calls allowed.
@@ -179,13 +201,19 @@ impl RunState {
                 input,
                 system,
                 model,
+                fallbacks,
                 tools,
                 max_steps,
+                max_repairs,
             } => {
                 self.agent = agent.clone();
                 self.spec_path = spec_path.clone();
                 self.input = input.clone();
                 self.model = model.clone();
+                self.models = std::iter::once(model.clone())
+                    .chain(fallbacks.iter().cloned())
+                    .collect();
+                self.max_repairs = *max_repairs;
                 self.tools = tools.clone();
                 self.max_steps = *max_steps;
                 self.messages = vec![
@@ -200,6 +228,13 @@ impl RunState {
             Event::ModelRequested { .. } => {}
             Event::ModelResponded { message, usage, .. } => {
                 self.steps += 1;
+                self.invalid_streak = if self.step_refused {
+                    self.invalid_streak + 1
+                } else {
+                    0
+                };
+                self.step_refused = false;
+                self.model_failure = None;
                 self.usage.input_tokens += usage.input_tokens;
                 self.usage.output_tokens += usage.output_tokens;
                 self.error = None;
@@ -215,27 +250,52 @@ impl RunState {
                     .collect();
                 self.messages.push(Message::Assistant(message.clone()));
             }
-            Event::ModelFailed { error, .. } => self.error = Some(error.clone()),
+            Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ToolAttemptFailed { .. } => {}
+            Event::ModelFailed {
+                error, unavailable, ..
+            } => self.model_failure = Some((error.clone(), *unavailable)),
+            Event::ModelSwitched { index, .. } => {
+                self.chain_offset = *index;
+                self.invalid_streak = 0;
+                self.step_refused = false;
+            }
             Event::ToolRefused { call_id, error, .. } => {
                 self.call_mut(call_id, seq, kind)?.resolved = true;
-                self.push_tool_result(call_id, error.clone());
+                self.step_refused = true;
+                self.push_tool_result(call_id, format!("{REFUSED_PREFIX}{error}"));
             }
             Event::ToolStarted { call_id, risk, .. } => {
                 self.call_mut(call_id, seq, kind)?.started = Some(*risk);
             }
             Event::ToolFinished {
-                call_id, content, ..
+                call_id,
+                ok,
+                content,
+                ..
             } => {
                 let call = self.call_mut(call_id, seq, kind)?;
                 call.resolved = true;
                 call.outcome_unknown = false;
-                self.push_tool_result(call_id, content.clone());
+                let content = if *ok {
+                    content.clone()
+                } else {
+                    format!("{FAILED_PREFIX}{content}")
+                };
+                self.push_tool_result(call_id, content);
             }
             Event::ToolOutcomeUnknown { call_id, .. } => {
                 self.call_mut(call_id, seq, kind)?.outcome_unknown = true;
             }
-            Event::RunWaiting { reason } => self.waiting_reason = Some(reason.clone()),
-            Event::RunResumed {} => self.waiting_reason = None,
+            Event::RunWaiting { reason } | Event::RunPaused { reason } => {
+                self.waiting_reason = Some(reason.clone())
+            }
+            Event::RunResumed {} => {
+                self.waiting_reason = None;
+                self.model_failure = None;
+            }
             Event::RunCompleted { output } => self.output = Some(output.clone()),
             Event::RunFailed { error } => self.error = Some(error.clone()),
         }

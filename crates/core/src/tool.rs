@@ -52,4 +52,24 @@ pub struct ToolDef {
     pub parameters: serde_json::Value,
     /// How dangerous a call is.
     pub risk: RiskClass,
+    /// Declared safe to repeat with the same arguments, so failures may be retried.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+    /// Attempts in all when a retryable tool fails (1 = no retry).
+    #[serde(default = "default_tool_attempts")]
+    pub max_attempts: u32,
+}
+
+/// Attempts a retryable tool gets unless its spec says otherwise.
+pub const DEFAULT_TOOL_ATTEMPTS: u32 = 3;
+
+fn default_tool_attempts() -> u32 {
+    DEFAULT_TOOL_ATTEMPTS
+}
+
+impl ToolDef {
+    /// Whether a failed call may be tried again automatically: read-only or declared idempotent.
+    pub fn retryable(&self) -> bool {
+        self.risk == RiskClass::ReadOnly || self.idempotent
+    }
 }

@@ -21,12 +21,20 @@ const TOOLS: [(&str, RiskClass); 3] = [
 ];
 
 fn started(max_steps: u32) -> Event {
+    started_with(max_steps, 100, 0)
+}
+
+fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
     Event::RunStarted {
         agent: "sim".into(),
         spec_path: "/sim.toml".into(),
         input: "go".into(),
         system: "sys".into(),
         model: "openai:sim".into(),
+        fallbacks: (0..fallbacks)
+            .map(|i| format!("openai:fallback-{i}"))
+            .collect(),
+        max_repairs,
         tools: TOOLS
             .iter()
             .map(|(name, risk)| ToolDef {
@@ -34,6 +42,8 @@ fn started(max_steps: u32) -> Event {
                 description: String::new(),
                 parameters: serde_json::json!({"type": "object"}),
                 risk: *risk,
+                idempotent: false,
+                max_attempts: 1,
             })
             .collect(),
         max_steps,
@@ -136,6 +146,12 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
                 name: call.name,
             },
             Decision::AwaitHuman { reason } => Event::RunWaiting { reason },
+            Decision::Pause { reason } => Event::RunPaused { reason },
+            Decision::SwitchModel { index, reason } => Event::ModelSwitched {
+                index,
+                model: state.models[index].clone(),
+                reason,
+            },
             Decision::Finish { output } => Event::RunCompleted { output },
             Decision::Fail { error } => Event::RunFailed { error },
         };
@@ -150,12 +166,21 @@ fn conversation(state: &RunState) -> &[chassis_core::Message] {
 }
 
 fn script() -> impl Strategy<Value = (Vec<Reply>, u32)> {
+    script_with_policy().prop_map(|(replies, max_steps, _, _)| (replies, max_steps))
+}
+
+fn script_with_policy() -> impl Strategy<Value = (Vec<Reply>, u32, u32, usize)> {
     let reply = prop_oneof![
         1 => Just(Reply::Answer),
         4 => prop::collection::vec((0..TOOLS.len(), prop::bool::weighted(0.85)), 1..4)
             .prop_map(Reply::Calls),
     ];
-    (prop::collection::vec(reply, 0..8), 1u32..10)
+    (
+        prop::collection::vec(reply, 0..8),
+        1u32..10,
+        0u32..3,
+        0usize..3,
+    )
 }
 
 /// Whether a journal prefix ends inside an irreversible call: started, never finished.
@@ -183,8 +208,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn resuming_any_prefix_continues_the_same_run((script, max_steps) in script()) {
-        let mut reference = vec![started(max_steps)];
+    fn resuming_any_prefix_continues_the_same_run(
+        (script, max_steps, max_repairs, fallbacks) in script_with_policy()
+    ) {
+        let mut reference = vec![started_with(max_steps, max_repairs, fallbacks)];
         let live = drive(&mut reference, &script);
         prop_assert!(live.status.is_terminal());
         prop_assert_eq!(&RunState::fold(reference.iter()).unwrap(), &live);
@@ -222,7 +249,7 @@ proptest! {
     }
 
     #[test]
-    fn folding_arbitrary_events_never_panics(kinds in prop::collection::vec(0u8..12, 0..30)) {
+    fn folding_arbitrary_events_never_panics(kinds in prop::collection::vec(0u8..14, 0..30)) {
         let events: Vec<Event> = kinds.iter().enumerate().map(|(i, k)| arbitrary_event(*k, i)).collect();
         let _ = RunState::fold(events.iter());
         let mut state = RunState::default();
@@ -263,6 +290,7 @@ fn arbitrary_event(kind: u8, i: usize) -> Event {
             step: 1,
             model: "m".into(),
             error: "x".into(),
+            unavailable: i % 2 == 0,
         },
         4 => Event::ToolRefused {
             call_id,
@@ -289,6 +317,12 @@ fn arbitrary_event(kind: u8, i: usize) -> Event {
         8 => Event::RunWaiting { reason: "r".into() },
         9 => Event::RunResumed {},
         10 => Event::RunCompleted { output: "o".into() },
+        11 => Event::RunPaused { reason: "p".into() },
+        12 => Event::ModelSwitched {
+            index: 1,
+            model: "m2".into(),
+            reason: "r".into(),
+        },
         _ => Event::RunFailed { error: "e".into() },
     }
 }

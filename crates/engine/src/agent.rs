@@ -4,12 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chassis_core::spec::{AgentSpec, ProviderKind};
-use chassis_providers::{ModelClient, OpenAiClient};
+use chassis_core::spec::{AgentSpec, ModelRef, ProviderKind};
+use chassis_providers::{
+    BreakerConfig, CircuitBreaker, Fallback, Link, ModelClient, OpenAiClient, Retry, RetryPolicy,
+    breaker_for,
+};
 use chassis_tools::Toolbox;
 
 /// The public OpenAI API, used when neither the spec nor `OPENAI_BASE_URL` names another.
 const OPENAI_DEFAULT_URL: &str = "https://api.openai.com/v1";
+
+/// The public Anthropic API, used when neither the spec nor `ANTHROPIC_BASE_URL` names another.
+const ANTHROPIC_DEFAULT_URL: &str = "https://api.anthropic.com";
 
 /// An agent that cannot be loaded; the message names the file and the key or line.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +36,8 @@ pub struct Agent {
     template: minijinja::Environment<'static>,
     /// The tools the agent is granted.
     pub toolbox: Toolbox,
-    /// Client for the primary model.
-    pub client: Arc<dyn ModelClient>,
+    /// The model chain: primary, then fallbacks, each with retries and a circuit breaker.
+    pub models: Fallback,
 }
 
 impl Agent {
@@ -68,13 +74,21 @@ impl Agent {
 
         let toolbox =
             Toolbox::from_specs(&spec.tools, &base_dir).map_err(|e| error(e.to_string()))?;
-        let client = model_client(&spec).map_err(|m| error(m))?;
+        let links = std::iter::once((&spec.model, "model.primary".to_string()))
+            .chain(
+                spec.fallbacks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m, format!("model.fallbacks[{i}]"))),
+            )
+            .map(|(model, key)| link(&spec, model).map_err(|m| error(format!("{key}: {m}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Agent {
             spec,
             spec_path,
             template,
             toolbox,
-            client,
+            models: Fallback::new(links),
         })
     }
 
@@ -110,51 +124,83 @@ fn template_error(e: &minijinja::Error) -> String {
     }
 }
 
-/// Builds the primary model's client, reading the API key from the named variable.
-fn model_client(spec: &AgentSpec) -> Result<Arc<dyn ModelClient>, String> {
-    let name = &spec.model.provider;
+/// Builds one link of the chain: the provider's client inside a circuit breaker (shared by
+/// every run in the process that uses the same endpoint) inside retries.
+fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
+    let name = &model.provider;
     let provider = spec
         .providers
         .get(name)
-        .ok_or_else(|| format!("model.primary: unknown provider `{name}`"))?;
-    match provider.kind {
-        ProviderKind::OpenAi => {
-            let implicit_openai = name == "openai";
-            let base_url = match (&provider.base_url, implicit_openai) {
-                (Some(url), _) => url.clone(),
-                (None, true) => std::env::var("OPENAI_BASE_URL")
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| OPENAI_DEFAULT_URL.to_string()),
-                (None, false) => {
-                    return Err(format!(
-                        "providers.{name}.base_url: required for provider `{name}`"
-                    ));
-                }
-            };
-            let key_env = provider
-                .api_key_env
-                .clone()
-                .or_else(|| implicit_openai.then(|| "OPENAI_API_KEY".to_string()));
-            let api_key = key_env
-                .as_deref()
-                .and_then(|var| std::env::var(var).ok())
-                .filter(|v| !v.is_empty());
-            if let (None, Some(var)) = (&api_key, &provider.api_key_env) {
-                return Err(format!(
-                    "providers.{name}.api_key_env: environment variable {var} is not set"
-                ));
-            }
-            if api_key.is_none() && base_url == OPENAI_DEFAULT_URL {
-                let var = key_env.unwrap_or_else(|| "OPENAI_API_KEY".into());
-                return Err(format!(
-                    "providers.{name}: environment variable {var} is not set (needed for {base_url}); \
-                     set it, or point OPENAI_BASE_URL at a compatible server"
-                ));
-            }
-            let client = OpenAiClient::new(name, &base_url, api_key, spec.model_timeout)
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(client))
-        }
+        .ok_or_else(|| format!("unknown provider `{name}`"))?;
+    let (default_url, url_env, key_env_default) = match provider.kind {
+        ProviderKind::OpenAi => (OPENAI_DEFAULT_URL, "OPENAI_BASE_URL", "OPENAI_API_KEY"),
+        ProviderKind::Anthropic => (
+            ANTHROPIC_DEFAULT_URL,
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_API_KEY",
+        ),
+    };
+    // Only the implicit provider of a kind reads the well-known variables.
+    let implicit = (name == "openai" && provider.kind == ProviderKind::OpenAi)
+        || (name == "anthropic" && provider.kind == ProviderKind::Anthropic);
+    let base_url = match (&provider.base_url, implicit) {
+        (Some(url), _) => url.clone(),
+        (None, true) => std::env::var(url_env)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default_url.to_string()),
+        (None, false) => return Err(format!("providers.{name}.base_url is required")),
+    };
+    let key_env = provider
+        .api_key_env
+        .clone()
+        .or_else(|| implicit.then(|| key_env_default.to_string()));
+    let api_key = key_env
+        .as_deref()
+        .and_then(|var| std::env::var(var).ok())
+        .filter(|v| !v.is_empty());
+    if let (None, Some(var)) = (&api_key, &provider.api_key_env) {
+        return Err(format!(
+            "providers.{name}.api_key_env: environment variable {var} is not set"
+        ));
     }
+    if api_key.is_none() && base_url == default_url {
+        let var = key_env.unwrap_or_else(|| key_env_default.into());
+        return Err(format!(
+            "environment variable {var} is not set (needed for {base_url}); \
+             set it, or point {url_env} at a compatible server"
+        ));
+    }
+    let timeout = spec.model_timeout;
+    let client: Arc<dyn ModelClient> = match provider.kind {
+        ProviderKind::OpenAi => Arc::new(
+            OpenAiClient::new(name, &base_url, api_key, timeout).map_err(|e| e.to_string())?,
+        ),
+        ProviderKind::Anthropic => Arc::new(
+            chassis_providers::AnthropicClient::new(name, &base_url, api_key, timeout)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let label = model.to_string();
+    let breaker = breaker_for(
+        &format!("{name} {base_url}"),
+        &BreakerConfig {
+            threshold: provider.breaker.threshold,
+            failure_rate: provider.breaker.failure_rate,
+            window: provider.breaker.window,
+            cooldown: provider.breaker.cooldown,
+        },
+    );
+    let policy = RetryPolicy {
+        max_attempts: provider.retry.max_attempts,
+        base_delay: provider.retry.base_delay,
+        max_delay: provider.retry.max_delay,
+        retry_after_cap: provider.retry.retry_after_cap,
+    };
+    let guarded = CircuitBreaker::new(client, breaker, name, &label);
+    Ok(Link {
+        label: label.clone(),
+        model: model.model.clone(),
+        client: Arc::new(Retry::new(guarded, policy, label)),
+    })
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chassis_core::{Decision, Event, RiskClass, RunState, RunStatus, decide};
-use chassis_providers::ChatRequest;
+use chassis_providers::{CallEvent, ChatRequest, Reporter};
 use chassis_store::{Journal, NewRun};
 use chassis_tools::CallContext;
 
@@ -87,8 +87,10 @@ impl Engine {
             input: input.to_string(),
             system,
             model: agent.spec.model.to_string(),
+            fallbacks: agent.spec.fallbacks.iter().map(|m| m.to_string()).collect(),
             tools: agent.toolbox.defs(),
             max_steps: agent.spec.max_steps,
+            max_repairs: agent.spec.max_repairs,
         };
         let mut state = RunState::default();
         apply(&run_id, &mut state, &started)?;
@@ -137,9 +139,9 @@ impl Engine {
             return Ok(RunOutcome::of(run_id, &state));
         }
         if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
-            // Resuming changes nothing while the reason to wait still holds.
+            // Resuming changes nothing while the reason to wait for a human still holds.
             let mut probe = state.clone();
-            probe.status = RunStatus::Running;
+            apply(run_id, &mut probe, &Event::RunResumed {})?;
             if matches!(decide(&probe), Decision::AwaitHuman { .. }) {
                 return Ok(RunOutcome::of(run_id, &state));
             }
@@ -175,6 +177,19 @@ impl Engine {
                     tracing::warn!(run_id, call_id = %call.id, tool = %call.name, "interrupted call's outcome is unknown; not repeating it");
                 }
                 Decision::AwaitHuman { reason } => run.record(Event::RunWaiting { reason })?,
+                Decision::Pause { reason } => {
+                    tracing::warn!(run_id, %reason, "run parked; `chassis resume` continues it");
+                    run.record(Event::RunPaused { reason })?
+                }
+                Decision::SwitchModel { index, reason } => {
+                    let model = run.state.models.get(index).cloned().unwrap_or_default();
+                    tracing::warn!(run_id, %model, %reason, "switching model for the rest of the run");
+                    run.record(Event::ModelSwitched {
+                        index,
+                        model,
+                        reason,
+                    })?
+                }
                 Decision::Finish { output } => run.record(Event::RunCompleted { output })?,
                 Decision::Fail { error } => run.record(Event::RunFailed { error })?,
                 Decision::Idle => {
@@ -191,6 +206,39 @@ impl Engine {
         if let Some(observer) = &self.observer {
             observer.on_event(run_id, event);
         }
+    }
+}
+
+/// Backoff before retrying a tool: 200 ms doubling, at most 5 s, with full jitter.
+fn tool_backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = std::time::Duration::from_millis(200)
+        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
+        .min(std::time::Duration::from_secs(5));
+    ceiling.mul_f64(chassis_providers::jitter())
+}
+
+/// The journal's record of something a resilience layer did during step `step`.
+fn call_event(step: u32, event: CallEvent) -> Event {
+    match event {
+        CallEvent::AttemptFailed {
+            model,
+            attempt,
+            error,
+            delay,
+        } => Event::ModelAttemptFailed {
+            step,
+            model,
+            attempt,
+            error,
+            delay_ms: delay.map(|d| d.as_millis() as u64),
+        },
+        CallEvent::BreakerOpen { model } => Event::ModelCircuitOpen { step, model },
+        CallEvent::Fallback { from, to, reason } => Event::ModelFallback {
+            step,
+            from,
+            to,
+            reason,
+        },
     }
 }
 
@@ -241,7 +289,13 @@ impl<'e> Step<'e> {
 
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
         let step = self.state.steps + 1;
-        let model = self.state.model.clone();
+        let offset = self.state.chain_offset;
+        let model = self
+            .state
+            .models
+            .get(offset)
+            .cloned()
+            .unwrap_or_else(|| self.state.model.clone());
         self.record(Event::ModelRequested {
             step,
             model: model.clone(),
@@ -253,17 +307,20 @@ impl<'e> Step<'e> {
             tools: self.state.tools.clone(),
             max_tokens: agent.spec.max_tokens,
             temperature: agent.spec.temperature,
-            report: chassis_providers::Reporter::default(),
+            report: Reporter::default(),
         };
         let began = Instant::now();
-        let result = agent.client.complete(&request).await;
+        let result = agent.models.complete_from(offset, &request).await;
         let latency_ms = began.elapsed().as_millis() as u64;
+        for event in request.report.drain() {
+            self.record(call_event(step, event))?;
+        }
         match result {
             Ok(response) => {
-                tracing::debug!(run_id = self.run_id, step, latency_ms, "model answered");
+                tracing::debug!(run_id = self.run_id, step, latency_ms, served_by = %response.served_by, "model answered");
                 self.record(Event::ModelResponded {
                     step,
-                    model: response.model,
+                    model: response.served_by,
                     message: response.message,
                     usage: response.usage,
                     finish_reason: response.finish_reason,
@@ -275,6 +332,7 @@ impl<'e> Step<'e> {
                 self.record(Event::ModelFailed {
                     step,
                     model,
+                    unavailable: error.is_unavailable(),
                     error: error.to_string(),
                 })
             }
@@ -316,7 +374,31 @@ impl<'e> Step<'e> {
             idempotency_key,
         };
         let began = Instant::now();
-        let result = tool.call(args, &context).await;
+        let def = tool.def();
+        let attempts = if def.retryable() {
+            def.max_attempts.max(1)
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        let result = loop {
+            let result = tool.call(args.clone(), &context).await;
+            match result {
+                Err(error) if attempt < attempts => {
+                    let delay = tool_backoff(attempt);
+                    tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, attempt, %error, "retrying tool");
+                    self.record(Event::ToolAttemptFailed {
+                        call_id: call.id.clone(),
+                        attempt,
+                        error: error.to_string(),
+                        delay_ms: delay.as_millis() as u64,
+                    })?;
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                result => break result,
+            }
+        };
         let latency_ms = began.elapsed().as_millis() as u64;
         let (ok, content) = match result {
             Ok(output) => (true, output),

@@ -39,6 +39,24 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The provider's circuit breaker is open: the call was not attempted.
+    #[error(
+        "{provider}: circuit open after repeated failures; not calling it until {cooldown_s:.0}s pass"
+    )]
+    CircuitOpen {
+        /// Provider name.
+        provider: String,
+        /// Seconds until the breaker lets a probe through.
+        cooldown_s: f64,
+    },
+    /// Every model of the fallback chain failed.
+    #[error("every model failed: {summary}")]
+    Exhausted {
+        /// One clause per model: what it last said.
+        summary: String,
+        /// True when at least one model was only unavailable (worth trying again later).
+        unavailable: bool,
+    },
     /// The client is not usable as configured (e.g. the API key variable is unset).
     #[error("{provider}: {message}")]
     Config {
@@ -51,11 +69,67 @@ pub enum Error {
 
 impl Error {
     /// Whether trying again later may succeed (rate limits, 5xx, timeouts, broken connections).
+    ///
+    /// A body that does not parse counts: it is what a proxy or an overloaded host sends.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Status { status, .. } => *status == 429 || *status >= 500,
-            Error::Timeout { .. } | Error::Connection { .. } => true,
-            Error::InvalidResponse { .. } | Error::Config { .. } => false,
+            Error::Timeout { .. } | Error::Connection { .. } | Error::InvalidResponse { .. } => {
+                true
+            }
+            Error::CircuitOpen { .. } | Error::Config { .. } | Error::Exhausted { .. } => false,
         }
+    }
+
+    /// Whether the model is unavailable rather than refusing the request: worth waiting for.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::CircuitOpen { .. } => true,
+            Error::Exhausted { unavailable, .. } => *unavailable,
+            other => other.is_transient(),
+        }
+    }
+
+    /// The provider's `Retry-After`, in seconds, if it sent one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Parses a `Retry-After` header value: delay-seconds or an HTTP-date.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .map(|d| d.as_secs_f64().ceil() as u64)
+            .unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_470);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(7));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(10)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

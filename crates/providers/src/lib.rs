@@ -4,16 +4,24 @@
 //! provider's answer into a [`ChatResponse`]. Resilience (retries, fallbacks, breakers) wraps
 //! clients as layers; a client itself makes exactly one attempt.
 
+mod anthropic;
+mod breaker;
 mod error;
+mod fallback;
 mod openai;
 mod report;
+mod retry;
 
 use async_trait::async_trait;
 use chassis_core::{AssistantMessage, Message, ToolDef, Usage};
 
-pub use error::Error;
+pub use anthropic::AnthropicClient;
+pub use breaker::{Breaker, BreakerConfig, BreakerState, CircuitBreaker, breaker_for};
+pub use error::{Error, parse_retry_after};
+pub use fallback::{Fallback, Link};
 pub use openai::OpenAiClient;
 pub use report::{CallEvent, Reporter};
+pub use retry::{Retry, RetryPolicy, jitter};
 
 /// One model call's input.
 #[derive(Clone, Debug)]
@@ -52,4 +60,11 @@ pub struct ChatResponse {
 pub trait ModelClient: Send + Sync {
     /// Makes one call.
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error>;
+}
+
+#[async_trait]
+impl<T: ModelClient + ?Sized> ModelClient for std::sync::Arc<T> {
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+        (**self).complete(request).await
+    }
 }

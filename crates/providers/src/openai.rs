@@ -202,7 +202,7 @@ impl ModelClient for OpenAiClient {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
+                .and_then(|v| crate::error::parse_retry_after(v, std::time::SystemTime::now()));
             let body = response.text().await?;
             Ok::<_, reqwest::Error>((status, retry_after, body))
         };

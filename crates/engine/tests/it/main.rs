@@ -1,0 +1,20 @@
+//! Engine integration tests: real runs through the real HTTP providers against the mock model.
+
+mod resilience;
+
+use std::path::{Path, PathBuf};
+
+/// Writes a file, creating parent directories.
+pub fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A Python tool script under `dir/tools`, returning its path.
+pub fn python_tool(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join("tools").join(format!("{name}.py"));
+    write(&path, body);
+    path
+}

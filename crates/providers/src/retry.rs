@@ -1,0 +1,169 @@
+//! Retries with exponential backoff and full jitter: a pure policy and the layer that runs it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{CallEvent, ChatRequest, ChatResponse, Error, ModelClient};
+
+/// When and how long to wait before trying a failed call again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 means no retry.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt (before jitter); doubles each time.
+    pub base_delay: Duration,
+    /// Ceiling of the exponential backoff.
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; a provider asking for more is given up on.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt after attempt `attempt` (from 1) failed with `error`,
+    /// or `None` to give up. `jitter` in `[0, 1)` scales the backoff (full jitter).
+    pub fn delay(&self, attempt: u32, error: &Error, jitter: f64) -> Option<Duration> {
+        if attempt >= self.max_attempts || !error.is_transient() {
+            return None;
+        }
+        let exponent = attempt.saturating_sub(1).min(30);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let jittered = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
+        match error.retry_after() {
+            Some(seconds) => {
+                let asked = Duration::from_secs(seconds);
+                (asked <= self.retry_after_cap).then(|| asked.max(jittered))
+            }
+            None => Some(jittered),
+        }
+    }
+}
+
+/// A random number in `[0, 1)`, from the standard library's per-process random hash keys.
+pub fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Retries a client's transient failures according to a [`RetryPolicy`].
+pub struct Retry<C> {
+    inner: C,
+    policy: RetryPolicy,
+    label: String,
+}
+
+impl<C> Retry<C> {
+    /// Wraps `inner`; `label` (`provider:model`) names it in reports.
+    pub fn new(inner: C, policy: RetryPolicy, label: impl Into<String>) -> Retry<C> {
+        Retry {
+            inner,
+            policy,
+            label: label.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl<C: ModelClient> ModelClient for Retry<C> {
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+        let mut attempt = 1;
+        loop {
+            let error = match self.inner.complete(request).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let delay = self.policy.delay(attempt, &error, jitter());
+            tracing::debug!(model = %self.label, attempt, %error, ?delay, "model attempt failed");
+            request.report.report(CallEvent::AttemptFailed {
+                model: self.label.clone(),
+                attempt,
+                error: error.to_string(),
+                delay,
+            });
+            match delay {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(error),
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, retry_after: Option<u64>) -> Error {
+        Error::Status {
+            provider: "p".into(),
+            status: code,
+            message: "m".into(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn backs_off_exponentially_with_full_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            ..RetryPolicy::default()
+        };
+        let e = status(503, None);
+        assert_eq!(
+            policy.delay(1, &e, 0.999_999),
+            Some(Duration::from_millis(500)).map(|d| d.mul_f64(0.999_999))
+        );
+        assert_eq!(policy.delay(3, &e, 0.5), Some(Duration::from_secs(1)));
+        assert_eq!(policy.delay(9, &e, 0.5), Some(Duration::from_secs(10)));
+        assert_eq!(policy.delay(2, &e, 0.0), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts_and_on_permanent_errors() {
+        let policy = RetryPolicy::default();
+        assert!(policy.delay(2, &status(500, None), 0.5).is_some());
+        assert_eq!(policy.delay(3, &status(500, None), 0.5), None);
+        assert_eq!(policy.delay(1, &status(400, None), 0.5), None);
+        assert_eq!(policy.delay(1, &status(401, None), 0.5), None);
+        assert!(policy.delay(1, &status(429, None), 0.5).is_some());
+    }
+
+    #[test]
+    fn honours_retry_after_up_to_the_cap() {
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.delay(1, &status(429, Some(7)), 0.1),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(policy.delay(1, &status(429, Some(61)), 0.1), None);
+    }
+
+    #[test]
+    fn jitter_is_in_range() {
+        for _ in 0..1000 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j), "{j}");
+        }
+    }
+}
