@@ -9,9 +9,9 @@ use crate::FaultKind;
 pub struct MockConfig {
     /// Seed of the fault draw; the same seed and request order give the same faults.
     pub seed: u64,
-    /// Added before answering every chat-completions request.
+    /// Added before answering every model request.
     pub latency: Duration,
-    /// Probability in `0.0..=1.0` that a chat-completions request gets a fault.
+    /// Probability in `0.0..=1.0` that a model request (either endpoint) gets a fault.
     pub fault_rate: f64,
     /// Which kinds may be injected; empty means all of [`FaultKind::ALL`].
     pub faults: Vec<FaultKind>,

@@ -1,6 +1,7 @@
 //! The one error type of the mock: what can go wrong before the server runs.
 //!
-//! Serving never fails with this type; request problems become OpenAI-style HTTP errors.
+//! Serving never fails with this type; request problems become HTTP errors in the format of
+//! the endpoint that was called.
 
 use std::path::PathBuf;
 

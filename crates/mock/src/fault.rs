@@ -12,11 +12,11 @@ use crate::Error;
 /// A way the mock can misbehave instead of (or before) giving its scripted reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
-    /// HTTP 429 with a `Retry-After` header and an OpenAI-style error body.
+    /// HTTP 429 with a `Retry-After` header and an error body in the endpoint's format.
     RateLimited,
-    /// HTTP 500 with an OpenAI-style error body.
+    /// HTTP 500 with an error body in the endpoint's format.
     ServerError,
-    /// HTTP 503 with an OpenAI-style error body.
+    /// HTTP 503 with an error body in the endpoint's format.
     Unavailable,
     /// Waits [`MockConfig::hang`](crate::MockConfig::hang) before giving the scripted reply.
     Hang,
@@ -24,7 +24,11 @@ pub enum FaultKind {
     Cut,
     /// HTTP 200 whose body is not valid JSON (a truncated completion).
     Malformed,
-    /// HTTP 200 with a tool call whose `arguments` string is not valid JSON.
+    /// HTTP 200 with a tool call whose arguments are broken.
+    ///
+    /// OpenAI: the `arguments` string is truncated JSON. Anthropic: `input` must be JSON, so it
+    /// is a JSON string holding the truncated arguments instead of an object; a client that
+    /// serializes `input` as the arguments gets a string, which no object schema accepts.
     BadArgs,
 }
 

@@ -1,8 +1,11 @@
-//! An OpenAI-compatible chat-completions mock server with scripted replies and fault injection.
+//! A mock model server, OpenAI- and Anthropic-compatible, with scripted replies and fault
+//! injection.
 //!
 //! Tests, `chassis demo` and the benchmarks point a real HTTP client at it. Replies come from a
 //! [`Script`]; the turn to answer is the number of assistant messages in the request, so the
 //! server keeps no per-conversation state and a resumed conversation gets the same replies.
+//! Both endpoints answer from the same script, draw from the same faults and count in the same
+//! [`Stats`].
 //! Faults are drawn from a seeded generator, so a seed and a request order replay exactly.
 //!
 //! ```no_run
@@ -17,16 +20,19 @@
 //! )
 //! .await?;
 //! println!("OPENAI_BASE_URL={}", mock.base_url());
+//! println!("ANTHROPIC_BASE_URL={}", mock.anthropic_base_url());
 //! mock.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /_mock/stats`,
-//! `POST /_mock/reset`.
+//! Endpoints: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
+//! `GET /v1/models`, `GET /_mock/stats`, `POST /_mock/reset`.
 
+mod anthropic;
 mod config;
 mod conn;
+mod dialect;
 mod error;
 mod fault;
 mod openai;

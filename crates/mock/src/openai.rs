@@ -1,24 +1,64 @@
-//! The OpenAI chat-completions wire format: the part of a request the mock reads, and the
-//! completion and error bodies it writes.
+//! The OpenAI chat-completions wire format (`POST /v1/chat/completions`): the part of a request
+//! the mock reads, and the completion and error bodies it writes.
 
 use std::borrow::Cow;
 
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use crate::reply::Reply;
+use crate::dialect::{Dialect, Failure};
+use crate::reply::{Conversation, Reply, tokens};
+
+/// The OpenAI chat-completions dialect.
+pub(crate) struct OpenAi;
+
+impl Dialect for OpenAi {
+    type Request = ChatRequest;
+
+    fn read(_headers: &HeaderMap, body: &[u8]) -> Result<ChatRequest, String> {
+        let request: ChatRequest = serde_json::from_slice(body)
+            .map_err(|err| format!("invalid chat completion request: {err}"))?;
+        if request.stream == Some(true) {
+            return Err("streaming not supported by the mock".to_owned());
+        }
+        Ok(request)
+    }
+
+    fn model(request: &ChatRequest) -> Option<&str> {
+        request.model.as_deref()
+    }
+
+    fn conversation(request: &ChatRequest) -> Conversation<'_> {
+        request.conversation()
+    }
+
+    fn reply_body(id: u64, model: &str, conv: &Conversation<'_>, reply: &Reply) -> Vec<u8> {
+        completion_body(id, model, conv.turn, reply, conv.prompt_chars)
+    }
+
+    fn error_body(failure: Failure, message: &str) -> Vec<u8> {
+        let (kind, code) = match failure {
+            Failure::InvalidRequest | Failure::NotFound => ("invalid_request_error", None),
+            Failure::RateLimited => ("requests", Some("rate_limit_exceeded")),
+            Failure::ServerError => ("server_error", None),
+            Failure::Unavailable => ("server_error", Some("service_unavailable")),
+        };
+        error_body(message, kind, code)
+    }
+}
 
 /// The fields of a chat-completions request the mock looks at; the rest is ignored.
 #[derive(Deserialize)]
 pub(crate) struct ChatRequest {
     #[serde(default)]
-    pub(crate) model: Option<String>,
-    pub(crate) messages: Vec<Message>,
+    model: Option<String>,
+    messages: Vec<Message>,
     #[serde(default)]
-    pub(crate) stream: Option<bool>,
+    stream: Option<bool>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct Message {
+struct Message {
     role: String,
     #[serde(default)]
     content: Option<Content>,
@@ -50,21 +90,8 @@ impl Message {
     }
 }
 
-/// What the script sees of a request.
-#[derive(Debug)]
-pub(crate) struct Conversation<'a> {
-    /// Content of the first user message.
-    pub(crate) input: Cow<'a, str>,
-    /// Content of the last tool message, empty if none.
-    pub(crate) last_tool_result: Cow<'a, str>,
-    /// Number of assistant messages: the index of the turn to answer.
-    pub(crate) turn: u32,
-    /// Characters of all message contents, for `usage.prompt_tokens`.
-    pub(crate) prompt_chars: usize,
-}
-
 impl ChatRequest {
-    pub(crate) fn conversation(&self) -> Conversation<'_> {
+    fn conversation(&self) -> Conversation<'_> {
         let mut input = None;
         let mut last_tool_result = Cow::Borrowed("");
         let mut turn = 0u32;
@@ -134,19 +161,8 @@ struct Usage {
     total_tokens: u64,
 }
 
-/// Roughly four characters per token, and never zero.
-fn tokens(chars: usize) -> u64 {
-    (chars as u64).div_ceil(4).max(1)
-}
-
 /// Serializes a `chat.completion` object for `reply`.
-pub(crate) fn completion_body(
-    id: u64,
-    model: &str,
-    turn: u32,
-    reply: &Reply,
-    prompt_chars: usize,
-) -> Vec<u8> {
+fn completion_body(id: u64, model: &str, turn: u32, reply: &Reply, prompt_chars: usize) -> Vec<u8> {
     let tool_calls: Vec<ToolCall<'_>> = reply
         .tool_calls
         .iter()
@@ -160,14 +176,8 @@ pub(crate) fn completion_body(
             },
         })
         .collect();
-    let completion_chars = reply.content.as_deref().map_or(0, |c| c.chars().count())
-        + reply
-            .tool_calls
-            .iter()
-            .map(|c| c.arguments.chars().count())
-            .sum::<usize>();
     let prompt_tokens = tokens(prompt_chars);
-    let completion_tokens = tokens(completion_chars);
+    let completion_tokens = reply.completion_tokens();
     let finish_reason = if tool_calls.is_empty() {
         "stop"
     } else {
@@ -211,7 +221,7 @@ struct ErrorDetail<'a> {
 }
 
 /// Serializes an OpenAI-style error: `{"error":{"message":..,"type":..,"param":null,"code":..}}`.
-pub(crate) fn error_body(message: &str, kind: &str, code: Option<&str>) -> Vec<u8> {
+fn error_body(message: &str, kind: &str, code: Option<&str>) -> Vec<u8> {
     let body = ErrorBody {
         error: ErrorDetail {
             message,
@@ -286,12 +296,5 @@ mod tests {
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
             })
         );
-    }
-
-    #[test]
-    fn token_counts_are_at_least_one() {
-        assert_eq!(tokens(0), 1);
-        assert_eq!(tokens(4), 1);
-        assert_eq!(tokens(5), 2);
     }
 }

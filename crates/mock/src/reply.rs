@@ -1,17 +1,33 @@
 //! Choosing and filling in the scripted reply for a request; pure, no IO.
+//!
+//! Every dialect reduces its request to a [`Conversation`] and writes the [`Reply`] in its own
+//! wire format, so the script means the same on every endpoint.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
 use crate::Script;
-use crate::openai::Conversation;
 
 /// Text sent once a scenario's last turn was a tool-call turn and the client asks for more.
 const EXHAUSTED: &str = "mock script exhausted";
 
 /// Tool name used for [`FaultKind::BadArgs`](crate::FaultKind::BadArgs) when the script has none.
 const FALLBACK_TOOL: &str = "mock_tool";
+
+/// What the script sees of a request, whatever its wire format.
+#[derive(Debug)]
+pub(crate) struct Conversation<'a> {
+    /// Text of the first user message.
+    pub(crate) input: Cow<'a, str>,
+    /// Text of the last tool result, empty if none.
+    pub(crate) last_tool_result: Cow<'a, str>,
+    /// Number of assistant messages: the index of the turn to answer.
+    pub(crate) turn: u32,
+    /// Characters of all message texts, for the estimated input tokens.
+    pub(crate) prompt_chars: usize,
+}
 
 /// The assistant message to send, placeholders already substituted.
 #[derive(Debug, PartialEq)]
@@ -25,6 +41,24 @@ pub(crate) struct Reply {
 pub(crate) struct ReplyCall {
     pub(crate) name: String,
     pub(crate) arguments: String,
+}
+
+impl Reply {
+    /// Estimated output tokens: text plus serialized tool arguments.
+    pub(crate) fn completion_tokens(&self) -> u64 {
+        let chars = self.content.as_deref().map_or(0, |c| c.chars().count())
+            + self
+                .tool_calls
+                .iter()
+                .map(|c| c.arguments.chars().count())
+                .sum::<usize>();
+        tokens(chars)
+    }
+}
+
+/// Estimated tokens for `chars` characters: roughly four characters per token, and never zero.
+pub(crate) fn tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4).max(1)
 }
 
 /// The reply for `conv`, or `None` when no scenario matches its input.
@@ -134,8 +168,6 @@ fn substitute(template: &str, conv: &Conversation<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
 
     fn conv<'a>(input: &'a str, tool: &'a str, turn: u32) -> Conversation<'a> {
@@ -230,5 +262,12 @@ mod tests {
         let fallback = answer(&text_only, &conv("", "", 0), true).unwrap();
         assert_eq!(fallback.tool_calls[0].name, FALLBACK_TOOL);
         assert_eq!(fallback.tool_calls[0].arguments, "{");
+    }
+
+    #[test]
+    fn token_counts_are_at_least_one() {
+        assert_eq!(tokens(0), 1);
+        assert_eq!(tokens(4), 1);
+        assert_eq!(tokens(5), 2);
     }
 }

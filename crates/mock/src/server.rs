@@ -1,4 +1,5 @@
-//! The HTTP server: routes, the chat-completions handler, and the handle that stops it.
+//! The HTTP server: routes, the one request flow behind every model endpoint, and the handle
+//! that stops it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -8,16 +9,18 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::anthropic::Anthropic;
 use crate::conn::{Connection, CutListener};
+use crate::dialect::{Dialect, Failure};
 use crate::fault::FaultPicker;
-use crate::openai::{self, ChatRequest};
+use crate::openai::OpenAi;
 use crate::reply;
 use crate::stats::StatsRecorder;
 use crate::{FaultKind, MockConfig, Script, Stats};
@@ -81,6 +84,7 @@ pub async fn start(
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         .route("/_mock/stats", get(stats))
         .route("/_mock/reset", post(reset))
@@ -136,6 +140,13 @@ impl MockHandle {
     /// The OpenAI base URL, e.g. `http://127.0.0.1:PORT/v1`; a wildcard bind uses loopback.
     #[must_use]
     pub fn base_url(&self) -> String {
+        format!("{}/v1", self.anthropic_base_url())
+    }
+
+    /// The Anthropic base URL, e.g. `http://127.0.0.1:PORT`, to which clients append
+    /// `/v1/messages`; a wildcard bind uses loopback.
+    #[must_use]
+    pub fn anthropic_base_url(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
             let loopback = match addr.ip() {
@@ -144,7 +155,7 @@ impl MockHandle {
             };
             addr.set_ip(loopback);
         }
-        format!("http://{addr}/v1")
+        format!("http://{addr}")
     }
 
     /// The counters also served at `GET /_mock/stats`.
@@ -177,23 +188,45 @@ impl Drop for MockHandle {
     }
 }
 
+/// Messages of the injected HTTP errors, the same on every endpoint.
+const RATE_LIMITED: &str = "Rate limit reached (injected by the mock)";
+const SERVER_ERROR: &str =
+    "The server had an error while processing your request (injected by the mock)";
+const UNAVAILABLE: &str = "The server is overloaded or not ready yet (injected by the mock)";
+
 async fn chat_completions(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request: ChatRequest = match serde_json::from_slice(&body) {
+    answer::<OpenAi>(&shared, &connection, &headers, &body).await
+}
+
+async fn messages(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer::<Anthropic>(&shared, &connection, &headers, &body).await
+}
+
+/// The flow of every model endpoint: read, count, draw a fault, wait, then fail or answer.
+async fn answer<D: Dialect>(
+    shared: &Shared,
+    connection: &Connection,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let request = match D::read(headers, body) {
         Ok(request) => request,
-        Err(err) => {
+        Err(message) => {
             shared.stats.record_invalid();
-            return invalid_request(&format!("invalid chat completion request: {err}"));
+            return error_response::<D>(Failure::InvalidRequest, &message);
         }
     };
-    if request.stream == Some(true) {
-        shared.stats.record_invalid();
-        return invalid_request("streaming not supported by the mock");
-    }
-    let conv = request.conversation();
+    let conv = D::conversation(&request);
     shared.stats.record(conv.turn, &conv.input);
     let fault = shared.picker.draw();
     if let Some(kind) = fault {
@@ -208,33 +241,18 @@ async fn chat_completions(
 
     match fault {
         Some(FaultKind::RateLimited) => {
-            let mut response = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit reached (injected by the mock)",
-                "requests",
-                Some("rate_limit_exceeded"),
-            );
+            let mut response = error_response::<D>(Failure::RateLimited, RATE_LIMITED);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, shared.retry_after.clone());
             return with_fault(response, FaultKind::RateLimited);
         }
         Some(FaultKind::ServerError) => {
-            let response = error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The server had an error while processing your request (injected by the mock)",
-                "server_error",
-                None,
-            );
+            let response = error_response::<D>(Failure::ServerError, SERVER_ERROR);
             return with_fault(response, FaultKind::ServerError);
         }
         Some(FaultKind::Unavailable) => {
-            let response = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is overloaded or not ready yet (injected by the mock)",
-                "server_error",
-                Some("service_unavailable"),
-            );
+            let response = error_response::<D>(Failure::Unavailable, UNAVAILABLE);
             return with_fault(response, FaultKind::Unavailable);
         }
         Some(FaultKind::Cut) => {
@@ -248,14 +266,17 @@ async fn chat_completions(
 
     let break_arguments = fault == Some(FaultKind::BadArgs);
     let Some(reply) = reply::answer(&shared.script, &conv, break_arguments) else {
-        return invalid_request(&format!(
-            "no mock scenario matches the first user message {:?}",
-            conv.input
-        ));
+        return error_response::<D>(
+            Failure::InvalidRequest,
+            &format!(
+                "no mock scenario matches the first user message {:?}",
+                conv.input
+            ),
+        );
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let model = request.model.as_deref().unwrap_or("mock");
-    let mut body = openai::completion_body(id, model, conv.turn, &reply, conv.prompt_chars);
+    let model = D::model(&request).unwrap_or("mock");
+    let mut body = D::reply_body(id, model, &conv, &reply);
     if fault == Some(FaultKind::Malformed) {
         // A strict prefix of a JSON object is never valid JSON.
         body.truncate(body.len() / 2);
@@ -285,26 +306,18 @@ async fn reset(State(shared): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn not_found() -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "unknown mock endpoint",
-        "invalid_request_error",
-        None,
-    )
+/// Unknown paths get an error in the dialect the client seems to speak.
+async fn not_found(headers: HeaderMap) -> Response {
+    const MESSAGE: &str = "unknown mock endpoint";
+    if headers.contains_key("anthropic-version") {
+        error_response::<Anthropic>(Failure::NotFound, MESSAGE)
+    } else {
+        error_response::<OpenAi>(Failure::NotFound, MESSAGE)
+    }
 }
 
-fn invalid_request(message: &str) -> Response {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        message,
-        "invalid_request_error",
-        None,
-    )
-}
-
-fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
-    json_response(status, openai::error_body(message, kind, code))
+fn error_response<D: Dialect>(failure: Failure, message: &str) -> Response {
+    json_response(failure.status(), D::error_body(failure, message))
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -11,7 +11,7 @@ const CONVERSATION_KEY_CHARS: usize = 200;
 /// What the mock has been asked since it started or was last reset.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
-    /// Every chat-completions request, including invalid and faulted ones.
+    /// Every model request (chat completions and messages), including invalid and faulted ones.
     pub requests: u64,
     /// Valid requests by turn (the number of assistant messages in the request).
     pub by_turn: BTreeMap<u32, u64>,
@@ -28,7 +28,7 @@ pub(crate) struct StatsRecorder {
 }
 
 impl StatsRecorder {
-    /// Counts a request that could not be read as a chat completion.
+    /// Counts a request that could not be read.
     pub(crate) fn record_invalid(&self) {
         self.lock().requests += 1;
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chassis_core::{AssistantMessage, Message, ToolCall, Usage};
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -28,14 +29,16 @@ pub struct AnthropicClient {
     name: String,
     http: reqwest::Client,
     url: String,
-    api_key: Option<String>,
+    /// Marked sensitive, as `bearer_auth` does: kept out of `Debug` output and HPACK tables.
+    api_key: Option<HeaderValue>,
     timeout: Duration,
 }
 
 impl AnthropicClient {
     /// A client for `base_url` (e.g. `https://api.anthropic.com`; a trailing `/v1` is accepted).
     ///
-    /// `name` labels errors; `api_key` is sent as `x-api-key` and never appears in errors.
+    /// `name` labels errors; `api_key` is sent as `x-api-key` and never appears in errors. Fails
+    /// with [`Error::Config`] when the key cannot be a header value (e.g. it holds a newline).
     pub fn new(
         name: &str,
         base_url: &str,
@@ -49,6 +52,16 @@ impl AnthropicClient {
                 provider: name.to_string(),
                 message: format!("cannot build HTTP client: {e}"),
             })?;
+        let api_key = api_key
+            .map(|key| {
+                let mut value = HeaderValue::from_str(&key).map_err(|_| Error::Config {
+                    provider: name.to_string(),
+                    message: "the API key is not a valid HTTP header value".to_string(),
+                })?;
+                value.set_sensitive(true);
+                Ok(value)
+            })
+            .transpose()?;
         Ok(AnthropicClient {
             name: name.to_string(),
             http,
@@ -200,12 +213,17 @@ enum WireBlock {
     ToolUse {
         id: String,
         name: String,
-        #[serde(default)]
+        /// Compatible hosts sometimes leave it out for tools without parameters.
+        #[serde(default = "empty_object")]
         input: Value,
     },
     /// Thinking, citations and other blocks the runtime does not use.
     #[serde(other)]
     Other,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
 }
 
 #[derive(Deserialize)]
@@ -289,7 +307,7 @@ impl ModelClient for AnthropicClient {
             .header("anthropic-version", API_VERSION)
             .json(&body(request));
         if let Some(key) = &self.api_key {
-            call = call.header("x-api-key", key);
+            call = call.header("x-api-key", key.clone());
         }
         let exchange = async {
             let response = call.send().await?;
@@ -393,6 +411,16 @@ mod tests {
             messages_url("https://proxy.example/anthropic"),
             "https://proxy.example/anthropic/v1/messages"
         );
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_a_config_error() {
+        let bad = "sk-SECRET\nx".to_string();
+        let err = AnthropicClient::new("a", "http://x", Some(bad), Duration::from_secs(1))
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("SECRET"), "{err:?}");
     }
 
     #[test]
@@ -529,7 +557,7 @@ mod tests {
                 {"type": "text", "text": "Let me "},
                 {"type": "text", "text": "look."},
                 {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "a"}},
-                {"type": "tool_use", "id": "toolu_2", "name": "ls", "input": {}}
+                {"type": "tool_use", "id": "toolu_2", "name": "ls"}
             ],
             "stop_reason": "tool_use",
             "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90}

@@ -1,5 +1,6 @@
 //! Integration tests: a real HTTP client against a real mock server on 127.0.0.1.
 
+mod anthropic;
 mod faults;
 mod replies;
 mod scripts;
@@ -73,4 +74,32 @@ fn user(text: &str) -> Value {
 
 fn message(body: &Value) -> &Value {
     &body["choices"][0]["message"]
+}
+
+async fn post_messages(
+    client: &reqwest::Client,
+    mock: &MockHandle,
+    messages: Value,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{}/v1/messages", mock.anthropic_base_url()))
+        .header("x-api-key", "test-key")
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({ "model": "test-claude", "max_tokens": 256, "messages": messages }))
+        .send()
+        .await
+}
+
+/// Posts to the Anthropic endpoint and returns the status and the parsed JSON body.
+async fn anthropic_chat(
+    client: &reqwest::Client,
+    mock: &MockHandle,
+    messages: Value,
+) -> (u16, Value) {
+    let response = post_messages(client, mock, messages)
+        .await
+        .expect("request succeeds");
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("body is JSON");
+    (status, body)
 }

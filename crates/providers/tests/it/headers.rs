@@ -1,0 +1,84 @@
+//! What the Anthropic client puts on the wire, captured by a bare TCP server.
+
+use std::time::Duration;
+
+use chassis_providers::{AnthropicClient, ModelClient};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::{SECRET_KEY, request, user};
+
+/// The request head (lowercased) and body of the one request a client sends to `listener`,
+/// answered with a minimal Messages reply.
+async fn capture(listener: TcpListener) -> (String, Value) {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (head, body_start) = loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed before the request head");
+        received.extend_from_slice(&buf[..n]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                String::from_utf8_lossy(&received[..end]).to_lowercase(),
+                end + 4,
+            );
+        }
+    };
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .expect("a content-length header")
+        .trim()
+        .parse()
+        .unwrap();
+    while received.len() < body_start + length {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed before the request body");
+        received.extend_from_slice(&buf[..n]);
+    }
+    let body = serde_json::from_slice(&received[body_start..body_start + length]).unwrap();
+    let reply = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    stream.write_all(response.as_bytes()).await.unwrap();
+    (head, body)
+}
+
+#[tokio::test]
+async fn sends_the_key_version_and_path() {
+    for (suffix, api_key) in [("", Some(SECRET_KEY.to_owned())), ("/v1/", None)] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}{suffix}", listener.local_addr().unwrap());
+        let keyed = api_key.is_some();
+        let client = AnthropicClient::new("a", &base, api_key, Duration::from_secs(10)).unwrap();
+        let server = tokio::spawn(capture(listener));
+        let response = client.complete(&request(vec![user("hi")])).await.unwrap();
+        assert_eq!(response.message.content.as_deref(), Some("ok"));
+        let (head, body) = server.await.unwrap();
+
+        assert!(head.starts_with("post /v1/messages http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nanthropic-version: 2023-06-01"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: application/json"),
+            "{head}"
+        );
+        let key_header = format!("\r\nx-api-key: {}", SECRET_KEY.to_lowercase());
+        assert_eq!(head.contains(&key_header), keyed, "{head}");
+        assert!(!head.contains("authorization"), "{head}");
+        assert_eq!(body["max_tokens"], 1024);
+        assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
+        assert_eq!(
+            body["tools"][0]["input_schema"]["required"],
+            json!(["path"])
+        );
+    }
+}
