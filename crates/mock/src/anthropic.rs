@@ -213,7 +213,7 @@ impl MessagesRequest {
     fn conversation(&self) -> Conversation<'_> {
         let mut input = None;
         let mut last_tool_result = Cow::Borrowed("");
-        let mut turn = 0u32;
+        let mut turns = crate::reply::TurnCounter::default();
         let mut prompt_chars = self
             .system
             .as_ref()
@@ -223,21 +223,25 @@ impl MessagesRequest {
             prompt_chars += text.chars().count();
             match message.role.as_str() {
                 "user" if input.is_none() => input = Some(text),
-                "assistant" => turn = turn.saturating_add(1),
+                "assistant" => turns.assistant(),
                 _ => {}
             }
             for block in message.content.blocks() {
                 if let Block::ToolResult { content, .. } = block {
                     let result = content.as_ref().map_or(Cow::Borrowed(""), Content::text);
                     prompt_chars += result.chars().count();
-                    last_tool_result = result;
+                    turns.tool_result(&result);
+                    // A refused call's error is not a result the script can build on.
+                    if !result.starts_with(crate::reply::REFUSED_PREFIX) {
+                        last_tool_result = result;
+                    }
                 }
             }
         }
         Conversation {
             input: input.unwrap_or(Cow::Borrowed("")),
             last_tool_result,
-            turn,
+            turn: turns.finish(),
             prompt_chars,
         }
     }

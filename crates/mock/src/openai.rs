@@ -94,22 +94,28 @@ impl ChatRequest {
     fn conversation(&self) -> Conversation<'_> {
         let mut input = None;
         let mut last_tool_result = Cow::Borrowed("");
-        let mut turn = 0u32;
+        let mut turns = crate::reply::TurnCounter::default();
         let mut prompt_chars = 0;
         for message in &self.messages {
             let text = message.text();
             prompt_chars += text.chars().count();
             match message.role.as_str() {
                 "user" if input.is_none() => input = Some(text),
-                "assistant" => turn = turn.saturating_add(1),
-                "tool" => last_tool_result = text,
+                "assistant" => turns.assistant(),
+                "tool" => {
+                    turns.tool_result(&text);
+                    // A refused call's error is not a result the script can build on.
+                    if !text.starts_with(crate::reply::REFUSED_PREFIX) {
+                        last_tool_result = text;
+                    }
+                }
                 _ => {}
             }
         }
         Conversation {
             input: input.unwrap_or(Cow::Borrowed("")),
             last_tool_result,
-            turn,
+            turn: turns.finish(),
             prompt_chars,
         }
     }

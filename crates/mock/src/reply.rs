@@ -10,6 +10,50 @@ use serde_json::Value;
 
 use crate::Script;
 
+/// How chassis tells a model that one of its calls was refused before running (bad arguments,
+/// unknown tool). Kept in step with `chassis_core::state::REFUSED_PREFIX`.
+pub(crate) const REFUSED_PREFIX: &str = "error: call refused, not executed: ";
+
+/// Counts the turn to answer: one per assistant message, except a reply whose every tool
+/// result came back refused. The scripted model then "repairs" by making that turn again,
+/// as a real model corrects a call it got wrong.
+#[derive(Default)]
+pub(crate) struct TurnCounter {
+    turn: u32,
+    results: u32,
+    refused: u32,
+}
+
+impl TurnCounter {
+    /// An assistant message.
+    pub(crate) fn assistant(&mut self) {
+        self.settle();
+        self.turn = self.turn.saturating_add(1);
+    }
+
+    /// A tool result answering the latest assistant message.
+    pub(crate) fn tool_result(&mut self, text: &str) {
+        self.results += 1;
+        if text.starts_with(REFUSED_PREFIX) {
+            self.refused += 1;
+        }
+    }
+
+    /// The turn to answer.
+    pub(crate) fn finish(mut self) -> u32 {
+        self.settle();
+        self.turn
+    }
+
+    fn settle(&mut self) {
+        if self.results > 0 && self.results == self.refused {
+            self.turn = self.turn.saturating_sub(1);
+        }
+        self.results = 0;
+        self.refused = 0;
+    }
+}
+
 /// Text sent once a scenario's last turn was a tool-call turn and the client asks for more.
 const EXHAUSTED: &str = "mock script exhausted";
 
@@ -269,5 +313,30 @@ mod tests {
         assert_eq!(tokens(0), 1);
         assert_eq!(tokens(4), 1);
         assert_eq!(tokens(5), 2);
+    }
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_whose_calls_were_all_refused_is_made_again() {
+        let mut t = TurnCounter::default();
+        t.assistant();
+        t.tool_result("ok");
+        t.assistant();
+        t.tool_result(&format!("{REFUSED_PREFIX}bad arguments"));
+        assert_eq!(t.finish(), 1, "the refused turn is repeated");
+
+        let mut t = TurnCounter::default();
+        t.assistant();
+        t.tool_result(&format!("{REFUSED_PREFIX}bad arguments"));
+        t.tool_result("ok");
+        assert_eq!(t.finish(), 1, "a partly refused turn counts");
+
+        let mut t = TurnCounter::default();
+        t.assistant();
+        assert_eq!(t.finish(), 1, "a text reply counts");
     }
 }

@@ -1,5 +1,6 @@
 //! Engine integration tests: real runs through the real HTTP providers against the mock model.
 
+mod degrade;
 mod resilience;
 
 use std::path::{Path, PathBuf};
@@ -17,4 +18,14 @@ pub fn python_tool(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join("tools").join(format!("{name}.py"));
     write(&path, body);
     path
+}
+
+/// The Python interpreter for tool scripts: the system one when present, because version
+/// manager shims (pyenv) add hundreds of milliseconds to every start.
+pub fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
 }

@@ -104,6 +104,8 @@ max_attempts = 4
 retry_base_delay = "20ms"
 retry_max_delay = "200ms"
 breaker_failure_rate = 0.9
+breaker_threshold = 10
+breaker_cooldown = "100ms"
 
 [providers.fallback]
 kind = "openai"
@@ -112,6 +114,8 @@ max_attempts = 4
 retry_base_delay = "20ms"
 retry_max_delay = "200ms"
 breaker_failure_rate = 0.9
+breaker_threshold = 10
+breaker_cooldown = "100ms"
 
 [limits]
 max_steps = 12
@@ -119,22 +123,23 @@ max_steps = 12
 [[tools]]
 name = "lookup"
 description = "Look a key up"
-command = ["python3", "tools/lookup.py", "{exec_log}"]
+command = ["{python}", "tools/lookup.py", "{exec_log}"]
 args_schema = {{ type = "object", properties = {{ key = {{ type = "string" }} }}, required = ["key"] }}
 risk = "read_only"
-timeout = "1s"
+timeout = "2s"
 max_attempts = 6
 
 [[tools]]
 name = "record"
 description = "Record a line in the ledger"
-command = ["python3", "tools/record.py", "{exec_log}", "{ledger}"]
+command = ["{python}", "tools/record.py", "{exec_log}", "{ledger}"]
 args_schema = {{ type = "object", properties = {{ line = {{ type = "string" }} }}, required = ["line"] }}
 risk = "irreversible"
 timeout = "5s"
 "#,
             primary = primary.base_url(),
             fallback = fallback.base_url(),
+            python = crate::python(),
             exec_log = exec_log.display(),
             ledger = ledger.display(),
         ),
@@ -167,6 +172,7 @@ timeout = "5s"
 
     let mut by_status: BTreeMap<RunStatus, usize> = BTreeMap::new();
     let mut correct = 0;
+    let mut wrong = 0;
     let (mut attempts_failed, mut fallbacks, mut refusals, mut tool_retries) = (0, 0, 0, 0);
     let mut journaled_tool_runs: BTreeMap<String, usize> = BTreeMap::new();
     for (input, outcome) in &outcomes {
@@ -175,6 +181,11 @@ timeout = "5s"
             && outcome.output.as_deref() == Some(&format!("done {input}: recorded {input}"))
         {
             correct += 1;
+        } else {
+            wrong += 1;
+            if wrong <= 5 {
+                eprintln!("unexpected outcome for {input}: {outcome:?}");
+            }
         }
         let records = journal.load(&outcome.run_id).await.unwrap();
         for record in &records {
@@ -182,7 +193,10 @@ timeout = "5s"
                 Event::ModelAttemptFailed { .. } => attempts_failed += 1,
                 Event::ModelFallback { .. } => fallbacks += 1,
                 Event::ToolRefused { .. } => refusals += 1,
-                Event::ToolAttemptFailed { call_id, .. } => {
+                Event::ToolAttemptFailed { call_id, error, .. } => {
+                    if tool_retries < 5 {
+                        eprintln!("sample tool failure: {error}");
+                    }
                     tool_retries += 1;
                     *journaled_tool_runs
                         .entry(format!("lookup {}/{call_id}", outcome.run_id))
