@@ -23,6 +23,9 @@ pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default timeout for connecting to a provider.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default longest silence between two chunks of a model's answer.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default timeout of one command tool call.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -64,6 +67,8 @@ pub struct AgentSpec {
     pub max_repairs: u32,
     /// Timeout for establishing a connection to a provider.
     pub connect_timeout: Duration,
+    /// Longest silence allowed between two chunks of a model's answer.
+    pub idle_timeout: Duration,
     /// `max_tokens` sent with each model call.
     pub max_tokens: Option<u32>,
     /// Sampling temperature, if set.
@@ -250,6 +255,7 @@ struct RawModel {
     temperature: Option<f64>,
     timeout: Option<String>,
     connect_timeout: Option<String>,
+    idle_timeout: Option<String>,
     max_repairs: Option<i64>,
 }
 
@@ -417,6 +423,11 @@ impl RawSpec {
             DEFAULT_CONNECT_TIMEOUT.min(model_timeout),
             "model.connect_timeout",
         )?;
+        let idle_timeout = duration_or(
+            &self.model.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT.min(model_timeout),
+            "model.idle_timeout",
+        )?;
         let max_repairs = match self.model.max_repairs {
             None => crate::event::DEFAULT_MAX_REPAIRS,
             Some(n) if (0..=100).contains(&n) => n as u32,
@@ -474,6 +485,7 @@ impl RawSpec {
             fallbacks,
             max_repairs,
             connect_timeout,
+            idle_timeout,
             max_tokens: self.model.max_tokens,
             temperature: self.model.temperature,
             model_timeout,

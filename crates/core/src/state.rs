@@ -14,7 +14,9 @@ pub const REFUSED_PREFIX: &str = "error: call refused, not executed: ";
 pub const FAILED_PREFIX: &str = "error: ";
 
 /// Where a run is in its life.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Created or executing (or interrupted while executing).

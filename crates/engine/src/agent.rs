@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chassis_core::spec::{AgentSpec, ModelRef, ProviderKind};
 use chassis_providers::{
-    BreakerConfig, CircuitBreaker, Fallback, Link, ModelClient, OpenAiClient, Retry, RetryPolicy,
-    breaker_for,
+    AnthropicClient, BreakerConfig, CircuitBreaker, Fallback, Link, ModelClient, OpenAiClient,
+    Retry, RetryPolicy, Timeouts, breaker_for,
 };
 use chassis_tools::Toolbox;
 
@@ -171,13 +171,18 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
              set it, or point {url_env} at a compatible server"
         ));
     }
-    let timeout = spec.model_timeout;
+    let timeouts = Timeouts {
+        connect: spec.connect_timeout,
+        total: spec.model_timeout,
+        idle: spec.idle_timeout,
+    };
     let client: Arc<dyn ModelClient> = match provider.kind {
         ProviderKind::OpenAi => Arc::new(
-            OpenAiClient::new(name, &base_url, api_key, timeout).map_err(|e| e.to_string())?,
+            OpenAiClient::with_timeouts(name, &base_url, api_key, timeouts)
+                .map_err(|e| e.to_string())?,
         ),
         ProviderKind::Anthropic => Arc::new(
-            chassis_providers::AnthropicClient::new(name, &base_url, api_key, timeout)
+            AnthropicClient::with_timeouts(name, &base_url, api_key, timeouts)
                 .map_err(|e| e.to_string())?,
         ),
     };

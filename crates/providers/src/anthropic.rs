@@ -45,8 +45,20 @@ impl AnthropicClient {
         api_key: Option<String>,
         timeout: Duration,
     ) -> Result<AnthropicClient, Error> {
+        Self::with_timeouts(name, base_url, api_key, crate::Timeouts::total(timeout))
+    }
+
+    /// Like [`Self::new`], with separate connect, total and idle timeouts.
+    pub fn with_timeouts(
+        name: &str,
+        base_url: &str,
+        api_key: Option<String>,
+        timeouts: crate::Timeouts,
+    ) -> Result<AnthropicClient, Error> {
+        let timeout = timeouts.total;
         let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.idle)
             .build()
             .map_err(|e| Error::Config {
                 provider: name.to_string(),

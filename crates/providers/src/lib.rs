@@ -23,6 +23,29 @@ pub use openai::OpenAiClient;
 pub use report::{CallEvent, Reporter};
 pub use retry::{Retry, RetryPolicy, jitter};
 
+/// How long a model call may take, in its phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the connection.
+    pub connect: std::time::Duration,
+    /// The whole call, from sending the request to the last byte of the answer.
+    pub total: std::time::Duration,
+    /// Silence between two chunks of the answer (a stalled stream or a hung host).
+    pub idle: std::time::Duration,
+}
+
+impl Timeouts {
+    /// A total timeout, with the connect and idle timeouts no longer than it (and the connect
+    /// timeout at most 10 s).
+    pub fn total(total: std::time::Duration) -> Timeouts {
+        Timeouts {
+            connect: total.min(std::time::Duration::from_secs(10)),
+            total,
+            idle: total,
+        }
+    }
+}
+
 /// One model call's input.
 #[derive(Clone, Debug)]
 pub struct ChatRequest {

@@ -1,5 +1,6 @@
 //! Engine integration tests: real runs through the real HTTP providers against the mock model.
 
+mod anthropic;
 mod degrade;
 mod resilience;
 
