@@ -290,7 +290,7 @@ fn arbitrary_event(kind: u8, i: usize) -> Event {
             step: 1,
             model: "m".into(),
             error: "x".into(),
-            unavailable: i % 2 == 0,
+            unavailable: i.is_multiple_of(2),
         },
         4 => Event::ToolRefused {
             call_id,

@@ -67,6 +67,8 @@ impl CommandTool {
                 description: spec.description.clone(),
                 parameters: spec.args_schema.clone(),
                 risk: spec.risk,
+                idempotent: spec.idempotent,
+                max_attempts: spec.max_attempts,
             },
             program,
             args: args.to_vec(),
@@ -356,6 +358,8 @@ mod tests {
             args_schema: serde_json::json!({"type": "object"}),
             risk: chassis_core::RiskClass::ReadOnly,
             timeout: Duration::from_secs(1),
+            idempotent: false,
+            max_attempts: 1,
         };
         let e = CommandTool::new(&spec("no-such-program-xyz"), dir.path())
             .err()

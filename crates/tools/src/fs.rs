@@ -91,6 +91,8 @@ impl ReadFile {
                     "additionalProperties": false,
                 }),
                 risk: RiskClass::ReadOnly,
+                idempotent: false,
+                max_attempts: chassis_core::tool::DEFAULT_TOOL_ATTEMPTS,
             },
             root,
         }
@@ -169,6 +171,8 @@ impl ListDir {
                     "additionalProperties": false,
                 }),
                 risk: RiskClass::ReadOnly,
+                idempotent: false,
+                max_attempts: chassis_core::tool::DEFAULT_TOOL_ATTEMPTS,
             },
             root,
         }
@@ -247,6 +251,8 @@ impl WriteFile {
                     "additionalProperties": false,
                 }),
                 risk: RiskClass::Reversible,
+                idempotent: false,
+                max_attempts: chassis_core::tool::DEFAULT_TOOL_ATTEMPTS,
             },
             root,
         }

@@ -32,6 +32,8 @@ fn command_spec(name: &str, command: &[&str], timeout: Duration) -> ToolSpec {
         args_schema: json!({"type": "object"}),
         risk: RiskClass::ReadOnly,
         timeout,
+        idempotent: false,
+        max_attempts: 1,
     })
 }
 
@@ -588,6 +590,8 @@ mod custom_tools {
             description: String::new(),
             parameters,
             risk: RiskClass::ReadOnly,
+            idempotent: false,
+            max_attempts: 1,
         }))
     }
 
