@@ -44,6 +44,12 @@ impl Toolbox {
                         built.push((key.clone(), tool, validator));
                     }
                 }
+                ToolSpec::Http(_) | ToolSpec::Mcp { .. } => {
+                    return Err(Error::new(
+                        format!("{key}.use"),
+                        "this tool source is not built into this version of chassis yet",
+                    ));
+                }
                 ToolSpec::Command(command) => {
                     let validator = validate::compile(&command.args_schema)
                         .map_err(|m| Error::new(format!("{key}.args_schema"), m))?;

@@ -9,10 +9,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration;
-use crate::tool::RiskClass;
 
-/// Names of the tools `builtin:fs` provides.
-pub const BUILTIN_FS_TOOLS: [&str; 3] = ["read_file", "list_dir", "write_file"];
+mod tools;
+
+pub use tools::{
+    BUILTIN_FS_TOOLS, BUILTIN_HTTP_TOOLS, CommandToolSpec, DEFAULT_HTTP_MAX_BYTES,
+    DEFAULT_TOOL_TIMEOUT, HttpToolSpec, McpServerSpec, McpTransport, ToolSpec,
+};
+use tools::{RawMcp, RawTool};
 
 /// Default `[limits] max_steps`: no run is unbounded by default.
 pub const DEFAULT_MAX_STEPS: u32 = 25;
@@ -25,9 +29,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default longest silence between two chunks of a model's answer.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Default timeout of one command tool call.
-pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A spec that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -45,7 +46,7 @@ pub enum Error {
     },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
     Error::Invalid {
         key: key.into(),
         message: message.into(),
@@ -81,6 +82,8 @@ pub struct AgentSpec {
     pub vars: serde_json::Value,
     /// Tool entries, in order.
     pub tools: Vec<ToolSpec>,
+    /// MCP servers by name, from `[mcp.NAME]`.
+    pub mcp: BTreeMap<String, McpServerSpec>,
     /// Most model calls a run may make.
     pub max_steps: u32,
 }
@@ -185,41 +188,6 @@ impl ProviderSpec {
     }
 }
 
-/// One `[[tools]]` entry.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ToolSpec {
-    /// `use = "builtin:fs"`: file tools confined to `root`.
-    Fs {
-        /// Directory the tools are confined to, as written (relative to the spec's directory).
-        root: String,
-        /// Subset of [`BUILTIN_FS_TOOLS`] granted; all when `None`.
-        only: Option<Vec<String>>,
-    },
-    /// A program run without a shell, JSON arguments on stdin, result on stdout.
-    Command(CommandToolSpec),
-}
-
-/// A command tool declared in the spec.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CommandToolSpec {
-    /// Tool name shown to the model.
-    pub name: String,
-    /// Description shown to the model.
-    pub description: String,
-    /// Program and arguments; no shell is involved.
-    pub command: Vec<String>,
-    /// JSON Schema for the arguments.
-    pub args_schema: serde_json::Value,
-    /// Risk class; irreversible when not declared.
-    pub risk: RiskClass,
-    /// How long one call may take.
-    pub timeout: Duration,
-    /// Declared safe to repeat, so failures are retried even if not read-only.
-    pub idempotent: bool,
-    /// Attempts in all for a retryable tool.
-    pub max_attempts: u32,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
@@ -231,6 +199,8 @@ struct RawSpec {
     vars: BTreeMap<String, toml::Value>,
     #[serde(default)]
     tools: Vec<RawTool>,
+    #[serde(default)]
+    mcp: BTreeMap<String, RawMcp>,
     #[serde(default)]
     limits: RawLimits,
 }
@@ -279,23 +249,6 @@ struct RawProvider {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_steps: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTool {
-    #[serde(rename = "use")]
-    use_: Option<String>,
-    root: Option<String>,
-    only: Option<Vec<String>>,
-    name: Option<String>,
-    description: Option<String>,
-    command: Option<Vec<String>>,
-    args_schema: Option<toml::Value>,
-    risk: Option<String>,
-    timeout: Option<String>,
-    idempotent: Option<bool>,
-    max_attempts: Option<i64>,
 }
 
 impl AgentSpec {
@@ -453,15 +406,25 @@ impl RawSpec {
             }
         };
 
+        let mut mcp = BTreeMap::new();
+        for (name, raw) in self.mcp {
+            let server = raw.validate(&format!("mcp.{name}"))?;
+            mcp.insert(name, server);
+        }
         let mut tools = Vec::new();
         let mut names: BTreeMap<String, String> = BTreeMap::new();
         for (index, raw) in self.tools.into_iter().enumerate() {
             let key = format!("tools[{index}]");
-            let tool = raw.validate(&key)?;
+            let tool = raw.validate(&key, &mcp)?;
+            let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            // MCP tool names are known only once the server lists them; the toolbox checks those.
             let tool_names: Vec<String> = match &tool {
-                ToolSpec::Fs { only, .. } => only
+                ToolSpec::Fs { only, .. } => only.clone().unwrap_or_else(|| all(&BUILTIN_FS_TOOLS)),
+                ToolSpec::Http(http) => http
+                    .only
                     .clone()
-                    .unwrap_or_else(|| BUILTIN_FS_TOOLS.iter().map(|s| s.to_string()).collect()),
+                    .unwrap_or_else(|| all(&BUILTIN_HTTP_TOOLS)),
+                ToolSpec::Mcp { .. } => Vec::new(),
                 ToolSpec::Command(c) => vec![c.name.clone()],
             };
             for name in tool_names {
@@ -492,13 +455,14 @@ impl RawSpec {
             providers,
             vars,
             tools,
+            mcp,
             max_steps,
         })
     }
 }
 
 /// A positive count, or the default when absent; the error names `key`.
-fn positive(value: Option<i64>, default: u32, key: &str) -> Result<u32, Error> {
+pub(crate) fn positive(value: Option<i64>, default: u32, key: &str) -> Result<u32, Error> {
     match value {
         None => Ok(default),
         Some(n) if n > 0 && n <= i64::from(u32::MAX) => Ok(n as u32),
@@ -507,7 +471,11 @@ fn positive(value: Option<i64>, default: u32, key: &str) -> Result<u32, Error> {
 }
 
 /// A duration, or the default when absent; the error names `key`.
-fn duration_or(value: &Option<String>, default: Duration, key: &str) -> Result<Duration, Error> {
+pub(crate) fn duration_or(
+    value: &Option<String>,
+    default: Duration,
+    key: &str,
+) -> Result<Duration, Error> {
     match value {
         None => Ok(default),
         Some(text) => duration::parse(text).map_err(|m| invalid(key, m)),
@@ -545,143 +513,6 @@ fn parse_model_ref(
         provider: provider.to_string(),
         model: model.to_string(),
     })
-}
-
-impl RawTool {
-    fn validate(self, key: &str) -> Result<ToolSpec, Error> {
-        if let Some(use_) = self.use_ {
-            let stray = [
-                ("name", self.name.is_some()),
-                ("description", self.description.is_some()),
-                ("command", self.command.is_some()),
-                ("args_schema", self.args_schema.is_some()),
-                ("risk", self.risk.is_some()),
-                ("timeout", self.timeout.is_some()),
-                ("idempotent", self.idempotent.is_some()),
-                ("max_attempts", self.max_attempts.is_some()),
-            ];
-            if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
-                return Err(invalid(
-                    format!("{key}.{field}"),
-                    format!("not allowed with `use = \"{use_}\"`"),
-                ));
-            }
-            return match use_.as_str() {
-                "builtin:fs" => {
-                    let root = self.root.ok_or_else(|| {
-                        invalid(
-                            format!("{key}.root"),
-                            "builtin:fs needs `root`, the directory its tools are confined to",
-                        )
-                    })?;
-                    if let Some(bad) = self
-                        .only
-                        .iter()
-                        .flatten()
-                        .find(|n| !BUILTIN_FS_TOOLS.contains(&n.as_str()))
-                    {
-                        return Err(invalid(
-                            format!("{key}.only"),
-                            format!(
-                                "builtin:fs has no tool `{bad}` (it has: {})",
-                                BUILTIN_FS_TOOLS.join(", ")
-                            ),
-                        ));
-                    }
-                    Ok(ToolSpec::Fs {
-                        root,
-                        only: self.only,
-                    })
-                }
-                other => Err(invalid(
-                    format!("{key}.use"),
-                    format!("unknown tool source `{other}` (supported: builtin:fs)"),
-                )),
-            };
-        }
-        if self.root.is_some() || self.only.is_some() {
-            let field = if self.root.is_some() { "root" } else { "only" };
-            return Err(invalid(
-                format!("{key}.{field}"),
-                "only allowed with `use = \"builtin:…\"`",
-            ));
-        }
-        let Some(command) = self.command else {
-            return Err(invalid(
-                key,
-                "a tool needs either `use = \"builtin:fs\"` or `name` and `command`",
-            ));
-        };
-        let name = self
-            .name
-            .ok_or_else(|| invalid(format!("{key}.name"), "a command tool needs a name"))?;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(invalid(
-                format!("{key}.name"),
-                format!("`{name}` must be 1 to 64 letters, digits, `_` or `-`"),
-            ));
-        }
-        if command.is_empty() || command[0].is_empty() {
-            return Err(invalid(
-                format!("{key}.command"),
-                "must list the program and its arguments, e.g. [\"python3\", \"tool.py\"]",
-            ));
-        }
-        let risk = match &self.risk {
-            None => RiskClass::Irreversible,
-            Some(text) => RiskClass::parse(text).ok_or_else(|| {
-                invalid(
-                    format!("{key}.risk"),
-                    format!(
-                        "unknown risk class `{text}` (use read_only, reversible or irreversible)"
-                    ),
-                )
-            })?,
-        };
-        let timeout = duration_or(
-            &self.timeout,
-            DEFAULT_TOOL_TIMEOUT,
-            &format!("{key}.timeout"),
-        )?;
-        let max_attempts = positive(
-            self.max_attempts,
-            crate::tool::DEFAULT_TOOL_ATTEMPTS,
-            &format!("{key}.max_attempts"),
-        )?;
-        let args_schema = match self.args_schema {
-            None => serde_json::json!({"type": "object"}),
-            Some(toml::Value::Table(table)) => serde_json::to_value(table).map_err(|e| {
-                invalid(
-                    format!("{key}.args_schema"),
-                    format!("is not valid JSON data: {e}"),
-                )
-            })?,
-            Some(other) => {
-                return Err(invalid(
-                    format!("{key}.args_schema"),
-                    format!(
-                        "must be a table (a JSON Schema object), got {}",
-                        other.type_str()
-                    ),
-                ));
-            }
-        };
-        Ok(ToolSpec::Command(CommandToolSpec {
-            name,
-            description: self.description.unwrap_or_default(),
-            command,
-            args_schema,
-            risk,
-            timeout,
-            idempotent: self.idempotent.unwrap_or(false),
-            max_attempts,
-        }))
-    }
 }
 
 #[cfg(test)]
@@ -734,7 +565,7 @@ primary = "openai:gpt-4o-mini"
         let ToolSpec::Command(tool) = &spec.tools[0] else {
             panic!("expected a command tool")
         };
-        assert_eq!(tool.risk, RiskClass::Irreversible);
+        assert_eq!(tool.risk, crate::RiskClass::Irreversible);
         assert_eq!(tool.timeout, DEFAULT_TOOL_TIMEOUT);
     }
 
@@ -800,5 +631,61 @@ primary = "openai:gpt-4o-mini"
         let e = err(&MINIMAL.replace("name = \"a\"", "name = 3"));
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("invalid type"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod tool_source_tests {
+    use super::*;
+
+    const BASE: &str = "[agent]\nname = \"a\"\nprompt = \"p\"\n[model]\nprimary = \"openai:m\"\n";
+
+    fn parse(extra: &str) -> Result<AgentSpec, Error> {
+        AgentSpec::parse(&format!("{BASE}{extra}"))
+    }
+
+    #[test]
+    fn http_and_mcp_entries_parse() {
+        let spec = parse(
+            "[[tools]]\nuse = \"builtin:http\"\nallow_hosts = [\"api.example.com\", \"*.example.org\"]\n\
+             [[tools]]\nuse = \"mcp:billing\"\nonly = [\"lookup\"]\nrisk = { lookup = \"read_only\" }\n\
+             [mcp.billing]\ncommand = [\"billing-server\"]\n",
+        )
+        .unwrap();
+        let ToolSpec::Http(http) = &spec.tools[0] else {
+            panic!()
+        };
+        assert_eq!(http.post_risk, crate::RiskClass::Irreversible);
+        assert!(!http.allow_private);
+        let ToolSpec::Mcp { server, risk, .. } = &spec.tools[1] else {
+            panic!()
+        };
+        assert_eq!(server, "billing");
+        assert_eq!(risk["lookup"], crate::RiskClass::ReadOnly);
+        assert!(!spec.mcp["billing"].trusted);
+    }
+
+    #[test]
+    fn bad_http_and_mcp_entries_name_the_key() {
+        let e = parse("[[tools]]\nuse = \"builtin:http\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tools[0].allow_hosts:"), "{e}");
+        let e = parse("[[tools]]\nuse = \"builtin:http\"\nallow_hosts = [\"http://x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a host name"), "{e}");
+        let e = parse("[[tools]]\nuse = \"mcp:nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tools[0].use: no MCP server `nope`"), "{e}");
+        let e = parse("[mcp.x]\ncommand = [\"a\"]\nurl = \"http://h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("mcp.x: set either"), "{e}");
+        let e = parse("[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\nallow_hosts = [\"a\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tools[0].allow_hosts: not allowed"), "{e}");
     }
 }
