@@ -39,7 +39,10 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
             || cause.is::<chassis_engine::LoadError>()
             || matches!(
                 cause.downcast_ref::<chassis_engine::Error>(),
-                Some(chassis_engine::Error::Load(_))
+                Some(
+                    chassis_engine::Error::Load(_)
+                        | chassis_engine::Error::Store(chassis_store::Error::RunNotFound(_))
+                )
             )
             || matches!(
                 cause.downcast_ref::<chassis_store::Error>(),

@@ -53,6 +53,8 @@ enum Command {
     MockModel(commands::mock::Args),
     /// Run a sample agent against a built-in mock model: no API key, no set-up
     Demo(commands::demo::Args),
+    /// Measure runtime overhead, throughput, memory, journal size, resume and cold start
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::run(&db, args).await,
             Command::MockModel(args) => commands::mock::run(args).await,
             Command::Demo(args) => commands::demo::run(&db, args).await,
+            Command::Bench(args) => commands::bench::run(&db, args).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod bench;
 pub mod demo;
 pub mod mock;
 pub mod resume;

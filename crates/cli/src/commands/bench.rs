@@ -1,0 +1,59 @@
+//! `chassis bench`: runtime overhead, throughput, memory, journal size, resume and cold start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chassis_bench::{Group, Options};
+
+use crate::exit::UsageError;
+
+/// Arguments of `chassis bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Small sizes that finish in seconds: checks that every benchmark runs (CI smoke test)
+    #[arg(long)]
+    quick: bool,
+    /// Only these groups (comma-separated): overhead, throughput, memory, journal, resume, cold-start
+    #[arg(long, value_delimiter = ',', value_name = "GROUP")]
+    only: Vec<String>,
+    /// Do not pin this process to CPU 0 and the mock model to CPU 1
+    #[arg(long)]
+    no_pin: bool,
+    /// Directory for the benchmark's journals (put it on the disk to measure; not tmpfs)
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// Runs the benchmarks and prints the table on stdout; progress goes to stderr.
+///
+/// The journal given by `--db` is not touched: every benchmark uses journals of its own.
+pub async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
+    let only = args
+        .only
+        .iter()
+        .map(|name| {
+            Group::parse(name).ok_or_else(|| {
+                let names: Vec<_> = Group::ALL.iter().map(|g| g.name()).collect();
+                UsageError(format!(
+                    "--only: unknown group `{name}` (expected one of {})",
+                    names.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = Options {
+        chassis: std::env::current_exe().context("cannot find the chassis binary")?,
+        quick: args.quick,
+        pin: !args.no_pin,
+        only,
+        dir: args.dir,
+    };
+    // The benchmarks build runtimes of their own, which cannot nest inside this one.
+    let report = tokio::task::spawn_blocking(move || {
+        chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
+    })
+    .await
+    .context("the benchmark thread panicked")??;
+    print!("{}", report.render());
+    Ok(crate::exit::COMPLETED)
+}

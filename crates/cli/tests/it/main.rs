@@ -1,0 +1,10 @@
+//! Integration tests of the `chassis` binary: bad specs, the commands, and kill -9 recovery.
+//!
+//! Every test starts the real binary (`CARGO_BIN_EXE_chassis`) against a journal in its own
+//! temporary directory and, where a model is needed, the mock model served in-process on
+//! 127.0.0.1. Nothing reaches the internet.
+
+mod commands;
+mod crash;
+mod spec_errors;
+mod util;
