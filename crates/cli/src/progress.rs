@@ -17,6 +17,14 @@ impl Observer for Progress {
     }
 }
 
+/// A run's cost: dollars, marked as a lower bound when some calls had no known price.
+pub fn cost(usd: f64, unpriced_calls: u32) -> String {
+    match unpriced_calls {
+        0 => format!("${usd:.4}"),
+        n => format!("${usd:.4} + {n} call(s) of unknown price"),
+    }
+}
+
 /// Shortens `text` to one line of at most `max` characters.
 pub fn clip(text: &str, max: usize) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -51,8 +59,10 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
             message,
             usage,
             latency_ms,
+            cost_usd,
             ..
         } => {
+            let price = cost_usd.map_or(String::new(), |c| format!(", ${c:.5}"));
             let what = if message.tool_calls.is_empty() {
                 format!(
                     "answer: {}",
@@ -67,7 +77,7 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
                 format!("wants {}", calls.join(", "))
             };
             format!(
-                "  step {step}: model {what}  [{latency_ms} ms, {}+{} tokens]",
+                "  step {step}: model {what}  [{latency_ms} ms, {}+{} tokens{price}]",
                 usage.input_tokens, usage.output_tokens
             )
         }
@@ -108,7 +118,7 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
             "    ✗ attempt {attempt} failed: {}; retrying in {delay_ms} ms",
             clip(error, 80)
         ),
-        Event::RunPaused { reason } => {
+        Event::RunPaused { reason, .. } => {
             format!("⏸ paused: {reason} (continue with `chassis resume {run_id}`)")
         }
         Event::ToolRefused { name, error, .. } => {
@@ -129,8 +139,19 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
                 "    ? {name} ({call_id}) was interrupted; its outcome is unknown and it will not be repeated"
             )
         }
-        Event::RunWaiting { reason } => format!("⏸ waiting: {reason}"),
-        Event::RunResumed {} => format!("▶ {run_id} resumed"),
+        Event::RunWaiting { reason, .. } => format!("⏸ waiting: {reason}"),
+        Event::RunResumed { .. } => format!("▶ {run_id} resumed"),
+        Event::LimitReached {
+            limit,
+            value,
+            used,
+            projected,
+            action,
+        } => format!(
+            "  ⛔ {limit}: used {used}, next call could reach {projected}, limit {value} → {}",
+            action.as_str()
+        ),
+        Event::LimitRaised { limit, value, by } => format!("  ↑ {limit} raised to {value} by {by}"),
         Event::RunCompleted { .. } => "■ completed".to_string(),
         Event::RunFailed { error } => format!("■ failed: {error}"),
     })

@@ -1,8 +1,33 @@
 //! The decision function: given a run's state, what happens next.
 
+use crate::limits::{LimitAction, LimitName, price_of};
 use crate::message::ToolCall;
 use crate::state::{RunState, RunStatus};
 use crate::tool::RiskClass;
+
+/// What `decide` needs from outside the journal: the time, and the size of the next context.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Inputs {
+    /// Now, in ms since the epoch.
+    pub now_ms: u64,
+    /// Input tokens of the context the next model call would send (an upper bound is safe).
+    pub next_input_tokens: u64,
+}
+
+/// A call that would cross a limit, with the figures at that moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitHit {
+    /// The limit.
+    pub limit: LimitName,
+    /// Its value.
+    pub value: f64,
+    /// Used so far.
+    pub used: f64,
+    /// Used after the call, at its worst case.
+    pub projected: f64,
+    /// What to do.
+    pub action: LimitAction,
+}
 
 /// The next thing the engine must do for a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +51,8 @@ pub enum Decision {
         /// Why.
         reason: String,
     },
+    /// The next call would cross a limit: journal it and take the configured action.
+    Limit(LimitHit),
     /// Stop and wait for a human.
     AwaitHuman {
         /// What the human must look at.
@@ -47,7 +74,7 @@ pub enum Decision {
 
 /// Says what happens next; pure, so replay after a crash decides exactly as the live run did.
 #[must_use]
-pub fn decide(state: &RunState) -> Decision {
+pub fn decide(state: &RunState, inputs: &Inputs) -> Decision {
     match state.status {
         RunStatus::Completed | RunStatus::Failed | RunStatus::Waiting | RunStatus::Paused => {
             return Decision::Idle;
@@ -68,7 +95,12 @@ pub fn decide(state: &RunState) -> Decision {
         }
         return match call.started {
             Some(risk) if !may_repeat(risk) => Decision::OutcomeUnknown(call.call.clone()),
-            _ => Decision::CallTool(call.call.clone()),
+            // An interrupted call that may be repeated was counted when it first started.
+            Some(_) => Decision::CallTool(call.call.clone()),
+            None => match tool_limit(state, &call.call, inputs) {
+                Some(hit) => Decision::Limit(hit),
+                None => Decision::CallTool(call.call.clone()),
+            },
         };
     }
     if let Some((error, unavailable)) = &state.model_failure {
@@ -106,17 +138,87 @@ pub fn decide(state: &RunState) -> Decision {
                 Decision::Fail { error: reason }
             }
         }
-        _ if state.steps >= state.max_steps => Decision::Fail {
-            error: format!(
-                "max_steps reached: {} model calls made, no final answer",
-                state.steps
-            ),
+        _ => match model_limit(state, inputs) {
+            Some(hit) => Decision::Limit(hit),
+            None => Decision::CallModel,
         },
-        _ => Decision::CallModel,
     }
 }
 
 /// Whether a call interrupted mid-flight may simply be made again.
 fn may_repeat(risk: RiskClass) -> bool {
     !matches!(risk, RiskClass::Irreversible)
+}
+
+/// The first limit a model call would cross at its worst case: the context about to be sent,
+/// plus `max_tokens` of output, priced.
+pub fn model_limit(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
+    let input = inputs.next_input_tokens as f64;
+    let output = f64::from(state.max_tokens);
+    let used_in = state.usage.input_tokens as f64;
+    let used_out = state.usage.output_tokens as f64;
+    let model = state
+        .models
+        .get(state.chain_offset)
+        .map_or("", String::as_str);
+    // Without a known price the call's cost is unknown; `unknown_price = "fail"` refused the
+    // model when the run started, so here it only cannot add to the check.
+    let call_cost = price_of(model, &state.prices).map_or(0.0, |p| {
+        p.cost(inputs.next_input_tokens, 0, u64::from(state.max_tokens))
+    });
+    let checks = [
+        (LimitName::MaxSteps, f64::from(state.steps), 1.0),
+        (LimitName::MaxModelCalls, f64::from(state.model_calls), 1.0),
+        (LimitName::MaxInputTokens, used_in, input),
+        (LimitName::MaxOutputTokens, used_out, output),
+        (
+            LimitName::MaxTotalTokens,
+            used_in + used_out,
+            input + output,
+        ),
+        (LimitName::MaxCostUsd, state.cost_usd, call_cost),
+    ];
+    first_crossed(state, &checks).or_else(|| wall_time(state, inputs))
+}
+
+/// The first limit a tool call would cross: the count of tool calls, a repeated identical
+/// call, a run of steps that bring nothing new, or the wall time.
+pub fn tool_limit(state: &RunState, call: &ToolCall, inputs: &Inputs) -> Option<LimitHit> {
+    let repeats = match serde_json::from_str::<serde_json::Value>(&call.arguments) {
+        Ok(args) => f64::from(state.executions_of(&call.name, &args)),
+        Err(_) => 0.0,
+    };
+    let stale =
+        f64::from(state.stale_streak + u32::from(state.step_had_results && !state.step_new));
+    let checks = [
+        (LimitName::MaxToolCalls, f64::from(state.tool_calls), 1.0),
+        (LimitName::MaxRepeats, repeats.max(stale), 1.0),
+    ];
+    first_crossed(state, &checks).or_else(|| wall_time(state, inputs))
+}
+
+fn first_crossed(state: &RunState, checks: &[(LimitName, f64, f64)]) -> Option<LimitHit> {
+    checks.iter().find_map(|&(limit, used, call)| {
+        let value = state.limits.get(limit)?;
+        let projected = used + call;
+        (projected > value + f64::EPSILON * value.abs().max(1.0)).then(|| LimitHit {
+            limit,
+            value,
+            used,
+            projected,
+            action: state.limits.action(limit),
+        })
+    })
+}
+
+fn wall_time(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
+    let value = state.limits.get(LimitName::MaxWallTime)?;
+    let used = state.wall_ms(inputs.now_ms) as f64;
+    (used >= value).then(|| LimitHit {
+        limit: LimitName::MaxWallTime,
+        value,
+        used,
+        projected: used,
+        action: state.limits.action(LimitName::MaxWallTime),
+    })
 }

@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::limits::{LimitAction, LimitName, Limits, Price};
 use crate::message::{AssistantMessage, Usage};
 use crate::tool::{RiskClass, ToolDef};
 
@@ -30,8 +33,16 @@ pub enum Event {
         fallbacks: Vec<String>,
         /// Tools offered to the model.
         tools: Vec<ToolDef>,
-        /// The most model calls the run may make.
-        max_steps: u32,
+        /// The run's hard limits and the action at each.
+        limits: Limits,
+        /// `max_tokens` sent with every model call: the worst-case output of one call.
+        max_tokens: u32,
+        /// Prices of the chain's models (`provider:model` → price); a model absent here has
+        /// no known price.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        prices: BTreeMap<String, Price>,
+        /// When the run started (ms since the epoch), for wall-time limits.
+        at_ms: u64,
         /// How many times invalid tool calls go back to the model before it is given up on.
         #[serde(default = "default_max_repairs")]
         max_repairs: u32,
@@ -60,6 +71,9 @@ pub enum Event {
         finish_reason: Option<String>,
         /// Wall time of the call in milliseconds.
         latency_ms: u64,
+        /// Cost of the call in US dollars; absent when the model has no known price.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
     },
     /// One attempt of a model call failed; `delay_ms` is the wait before the next, if any.
     ModelAttemptFailed {
@@ -168,18 +182,47 @@ pub enum Event {
         /// Tool name.
         name: String,
     },
+    /// The next call would cross a limit, so it was not made.
+    LimitReached {
+        /// The limit.
+        limit: LimitName,
+        /// Its value at that moment.
+        value: f64,
+        /// What the run had used.
+        used: f64,
+        /// What the run would have used after the call, at the call's worst case.
+        projected: f64,
+        /// What happens now.
+        action: LimitAction,
+    },
+    /// A human raised a limit (`chassis resume --raise`, or an escalation approved).
+    LimitRaised {
+        /// The limit.
+        limit: LimitName,
+        /// Its new value.
+        value: f64,
+        /// Who raised it.
+        by: String,
+    },
     /// The run stopped to wait for a human.
     RunWaiting {
         /// Why.
         reason: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
     },
     /// The run parked itself (every model unavailable): nothing lost, `resume` continues it.
     RunPaused {
         /// Why.
         reason: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
     },
     /// The run was picked up again after a stop or a crash.
-    RunResumed {},
+    RunResumed {
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
     /// The run finished with an answer.
     RunCompleted {
         /// The final answer.
@@ -213,12 +256,14 @@ impl Event {
             Event::ModelSwitched { .. } => "model_switched",
             Event::ToolAttemptFailed { .. } => "tool_attempt_failed",
             Event::RunPaused { .. } => "run_paused",
+            Event::LimitReached { .. } => "limit_reached",
+            Event::LimitRaised { .. } => "limit_raised",
             Event::ToolRefused { .. } => "tool_refused",
             Event::ToolStarted { .. } => "tool_started",
             Event::ToolFinished { .. } => "tool_finished",
             Event::ToolOutcomeUnknown { .. } => "tool_outcome_unknown",
             Event::RunWaiting { .. } => "run_waiting",
-            Event::RunResumed {} => "run_resumed",
+            Event::RunResumed { .. } => "run_resumed",
             Event::RunCompleted { .. } => "run_completed",
             Event::RunFailed { .. } => "run_failed",
         }

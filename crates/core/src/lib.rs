@@ -7,13 +7,15 @@
 pub mod decide;
 pub mod duration;
 pub mod event;
+pub mod limits;
 pub mod message;
 pub mod spec;
 pub mod state;
 pub mod tool;
 
-pub use decide::{Decision, decide};
+pub use decide::{Decision, Inputs, decide};
 pub use event::Event;
+pub use limits::{LimitAction, LimitName, Limits, Price};
 pub use message::{AssistantMessage, Message, ToolCall, Usage};
 pub use state::{RunState, RunStatus};
 pub use tool::{RiskClass, ToolDef};

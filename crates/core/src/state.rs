@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::event::Event;
+use crate::limits::{LimitName, Limits, Price};
 use crate::message::{AssistantMessage, Message, ToolCall, Usage};
 use crate::tool::{RiskClass, ToolDef};
 
@@ -65,7 +68,7 @@ impl RunStatus {
     /// The status an event moves a run to, if it changes it.
     pub fn after(event: &Event) -> Option<RunStatus> {
         match event {
-            Event::RunStarted { .. } | Event::RunResumed {} => Some(RunStatus::Running),
+            Event::RunStarted { .. } | Event::RunResumed { .. } => Some(RunStatus::Running),
             Event::RunWaiting { .. } => Some(RunStatus::Waiting),
             Event::RunPaused { .. } => Some(RunStatus::Paused),
             Event::RunCompleted { .. } => Some(RunStatus::Completed),
@@ -156,8 +159,36 @@ pub struct RunState {
     pub model_failure: Option<(String, bool)>,
     /// Tools offered to the model.
     pub tools: Vec<ToolDef>,
-    /// Most model calls allowed.
-    pub max_steps: u32,
+    /// The run's limits, as raised so far.
+    pub limits: Limits,
+    /// `max_tokens` of every model call.
+    pub max_tokens: u32,
+    /// Prices of the chain's models.
+    pub prices: BTreeMap<String, Price>,
+    /// Model calls made (requested), answered or not.
+    pub model_calls: u32,
+    /// Tool calls executed (started).
+    pub tool_calls: u32,
+    /// Dollars spent on answered calls of known price.
+    pub cost_usd: f64,
+    /// Calls answered by a model without a known price: the cost is a lower bound.
+    pub unpriced_calls: u32,
+    /// When the run started, ms since the epoch.
+    pub started_at_ms: u64,
+    /// Active time accumulated before `active_since`, in ms.
+    pub active_ms: u64,
+    /// Start of the current active stretch, while running.
+    pub active_since: Option<u64>,
+    /// Executions per tool call (name and canonical arguments).
+    pub call_counts: BTreeMap<String, u32>,
+    /// Fingerprints of every (call, result) seen, to spot steps that bring nothing new.
+    pub seen_results: BTreeSet<u64>,
+    /// Whether the current step brought a result not seen before.
+    pub step_new: bool,
+    /// Whether the current step finished any tool call.
+    pub step_had_results: bool,
+    /// Consecutive completed steps whose tool results were all seen before.
+    pub stale_streak: u32,
     /// The context the next model call will see.
     pub messages: Vec<Message>,
     /// Model calls answered so far.
@@ -205,9 +236,17 @@ impl RunState {
                 model,
                 fallbacks,
                 tools,
-                max_steps,
+                limits,
+                max_tokens,
+                prices,
+                at_ms,
                 max_repairs,
             } => {
+                self.limits = limits.clone();
+                self.max_tokens = *max_tokens;
+                self.prices = prices.clone();
+                self.started_at_ms = *at_ms;
+                self.active_since = Some(*at_ms);
                 self.agent = agent.clone();
                 self.spec_path = spec_path.clone();
                 self.input = input.clone();
@@ -217,7 +256,6 @@ impl RunState {
                     .collect();
                 self.max_repairs = *max_repairs;
                 self.tools = tools.clone();
-                self.max_steps = *max_steps;
                 self.messages = vec![
                     Message::System {
                         content: system.clone(),
@@ -227,9 +265,25 @@ impl RunState {
                     },
                 ];
             }
-            Event::ModelRequested { .. } => {}
-            Event::ModelResponded { message, usage, .. } => {
+            Event::ModelRequested { .. } => self.model_calls += 1,
+            Event::ModelResponded {
+                message,
+                usage,
+                cost_usd,
+                ..
+            } => {
                 self.steps += 1;
+                match cost_usd {
+                    Some(cost) => self.cost_usd += cost,
+                    None => self.unpriced_calls += 1,
+                }
+                self.stale_streak = if self.step_had_results && !self.step_new {
+                    self.stale_streak + 1
+                } else {
+                    0
+                };
+                self.step_had_results = false;
+                self.step_new = false;
                 self.invalid_streak = if self.step_refused {
                     self.invalid_streak + 1
                 } else {
@@ -239,6 +293,7 @@ impl RunState {
                 self.model_failure = None;
                 self.usage.input_tokens += usage.input_tokens;
                 self.usage.output_tokens += usage.output_tokens;
+                self.usage.cached_input_tokens += usage.cached_input_tokens;
                 self.error = None;
                 self.calls = message
                     .tool_calls
@@ -269,8 +324,20 @@ impl RunState {
                 self.step_refused = true;
                 self.push_tool_result(call_id, format!("{REFUSED_PREFIX}{error}"));
             }
-            Event::ToolStarted { call_id, risk, .. } => {
-                self.call_mut(call_id, seq, kind)?.started = Some(*risk);
+            Event::ToolStarted {
+                call_id,
+                name,
+                args,
+                risk,
+                ..
+            } => {
+                let call = self.call_mut(call_id, seq, kind)?;
+                let first_start = call.started.is_none();
+                call.started = Some(*risk);
+                if first_start {
+                    self.tool_calls += 1;
+                    *self.call_counts.entry(call_key(name, args)).or_default() += 1;
+                }
             }
             Event::ToolFinished {
                 call_id,
@@ -281,6 +348,15 @@ impl RunState {
                 let call = self.call_mut(call_id, seq, kind)?;
                 call.resolved = true;
                 call.outcome_unknown = false;
+                let fingerprint = fnv1a(&[
+                    call.call.name.as_bytes(),
+                    call.call.arguments.as_bytes(),
+                    content.as_bytes(),
+                ]);
+                self.step_had_results = true;
+                if self.seen_results.insert(fingerprint) {
+                    self.step_new = true;
+                }
                 let content = if *ok {
                     content.clone()
                 } else {
@@ -291,12 +367,27 @@ impl RunState {
             Event::ToolOutcomeUnknown { call_id, .. } => {
                 self.call_mut(call_id, seq, kind)?.outcome_unknown = true;
             }
-            Event::RunWaiting { reason } | Event::RunPaused { reason } => {
-                self.waiting_reason = Some(reason.clone())
+            Event::LimitReached { .. } => {}
+            Event::LimitRaised { limit, value, .. } => {
+                self.limits.values.insert(*limit, *value);
+                if *limit == LimitName::MaxRepeats {
+                    // A human looked at the loop and let it go on: count afresh.
+                    self.call_counts.clear();
+                    self.stale_streak = 0;
+                }
             }
-            Event::RunResumed {} => {
+            Event::RunWaiting { reason, at_ms } | Event::RunPaused { reason, at_ms } => {
+                self.waiting_reason = Some(reason.clone());
+                if !self.limits.count_waiting {
+                    self.stop_clock(*at_ms);
+                }
+            }
+            Event::RunResumed { at_ms } => {
                 self.waiting_reason = None;
                 self.model_failure = None;
+                // A resume after a crash (still "active") counts the gap: conservative.
+                self.stop_clock(*at_ms);
+                self.active_since = Some(*at_ms);
             }
             Event::RunCompleted { output } => self.output = Some(output.clone()),
             Event::RunFailed { error } => self.error = Some(error.clone()),
@@ -306,6 +397,31 @@ impl RunState {
         }
         self.seq = seq;
         Ok(())
+    }
+
+    /// Active time in ms at `now_ms` (all time since the start when waiting counts).
+    pub fn wall_ms(&self, now_ms: u64) -> u64 {
+        if self.limits.count_waiting {
+            return now_ms.saturating_sub(self.started_at_ms);
+        }
+        self.active_ms
+            + self
+                .active_since
+                .map_or(0, |since| now_ms.saturating_sub(since))
+    }
+
+    /// How many times this exact call (name and canonical arguments) has run.
+    pub fn executions_of(&self, name: &str, args: &serde_json::Value) -> u32 {
+        self.call_counts
+            .get(&call_key(name, args))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn stop_clock(&mut self, at_ms: u64) {
+        if let Some(since) = self.active_since.take() {
+            self.active_ms += at_ms.saturating_sub(since);
+        }
     }
 
     /// The latest model reply, if the run has one.
@@ -343,4 +459,57 @@ impl RunState {
             content,
         });
     }
+}
+
+/// A tool call's identity for loop detection: its name and canonical (key-sorted) arguments.
+pub fn call_key(name: &str, args: &serde_json::Value) -> String {
+    let mut out = String::with_capacity(name.len() + 32);
+    out.push_str(name);
+    out.push(' ');
+    canonical(args, &mut out);
+    out
+}
+
+fn canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// FNV-1a over byte strings: stable across builds, unlike `std`'s hasher, so a replay after an
+/// upgrade decides as the original run did.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.iter().chain(std::iter::once(&0xff)) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }

@@ -2,8 +2,8 @@
 //! uninterrupted run would have had; no event sequence makes the fold panic.
 
 use chassis_core::{
-    AssistantMessage, Decision, Event, RiskClass, RunState, RunStatus, ToolCall, ToolDef, Usage,
-    decide,
+    AssistantMessage, Decision, Event, Inputs, LimitName, Limits, RiskClass, RunState, RunStatus,
+    ToolCall, ToolDef, Usage, decide,
 };
 use proptest::prelude::*;
 
@@ -46,9 +46,26 @@ fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
                 max_attempts: 1,
             })
             .collect(),
-        max_steps,
+        limits: {
+            let mut limits = Limits::default();
+            limits
+                .values
+                .insert(LimitName::MaxSteps, f64::from(max_steps));
+            // Scripted tools repeat freely; loop detection has its own tests.
+            limits.values.remove(&LimitName::MaxRepeats);
+            limits
+        },
+        max_tokens: 100,
+        prices: Default::default(),
+        at_ms: 0,
     }
 }
+
+/// The simulator's clock and context size: time never passes, contexts are small.
+const INPUTS: Inputs = Inputs {
+    now_ms: 0,
+    next_input_tokens: 10,
+};
 
 /// Drives a run the way the engine does, with scripted model and deterministic tools, until
 /// `decide` says idle. Models and tools are pure functions of their inputs, as a replay needs.
@@ -61,12 +78,12 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
     if state.seq > 1 && !state.status.is_terminal() {
         let mut probe = state.clone();
         probe.status = RunStatus::Running;
-        if !matches!(decide(&probe), Decision::AwaitHuman { .. }) {
-            push(&mut state, journal, Event::RunResumed {});
+        if !matches!(decide(&probe, &INPUTS), Decision::AwaitHuman { .. }) {
+            push(&mut state, journal, Event::RunResumed { at_ms: 0 });
         }
     }
     for _ in 0..200 {
-        let event = match decide(&state) {
+        let event = match decide(&state, &INPUTS) {
             Decision::Idle => return state,
             Decision::CallModel => {
                 let step = state.steps + 1;
@@ -108,9 +125,11 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
                     usage: Usage {
                         input_tokens: 10,
                         output_tokens: 5,
+                        cached_input_tokens: 0,
                     },
                     finish_reason: None,
                     latency_ms: 0,
+                    cost_usd: None,
                 }
             }
             Decision::CallTool(call) => {
@@ -145,8 +164,11 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
                 call_id: call.id,
                 name: call.name,
             },
-            Decision::AwaitHuman { reason } => Event::RunWaiting { reason },
-            Decision::Pause { reason } => Event::RunPaused { reason },
+            Decision::AwaitHuman { reason } => Event::RunWaiting { reason, at_ms: 0 },
+            Decision::Pause { reason } => Event::RunPaused { reason, at_ms: 0 },
+            Decision::Limit(hit) => Event::RunFailed {
+                error: format!("limit {} reached", hit.limit),
+            },
             Decision::SwitchModel { index, reason } => Event::ModelSwitched {
                 index,
                 model: state.models[index].clone(),
@@ -246,6 +268,7 @@ proptest! {
         let mut journal = vec![started(max_steps)];
         let state = drive(&mut journal, &script);
         prop_assert!(state.steps <= max_steps);
+        prop_assert!(state.status.is_terminal());
     }
 
     #[test]
@@ -257,7 +280,7 @@ proptest! {
             if state.apply(event).is_err() {
                 break;
             }
-            let _ = decide(&state);
+            let _ = decide(&state, &INPUTS);
         }
     }
 }
@@ -285,6 +308,7 @@ fn arbitrary_event(kind: u8, i: usize) -> Event {
             usage: Usage::default(),
             finish_reason: None,
             latency_ms: 0,
+            cost_usd: Some(0.01),
         },
         3 => Event::ModelFailed {
             step: 1,
@@ -314,10 +338,16 @@ fn arbitrary_event(kind: u8, i: usize) -> Event {
             call_id,
             name: "pay".into(),
         },
-        8 => Event::RunWaiting { reason: "r".into() },
-        9 => Event::RunResumed {},
+        8 => Event::RunWaiting {
+            reason: "r".into(),
+            at_ms: i as u64,
+        },
+        9 => Event::RunResumed { at_ms: i as u64 },
         10 => Event::RunCompleted { output: "o".into() },
-        11 => Event::RunPaused { reason: "p".into() },
+        11 => Event::RunPaused {
+            reason: "p".into(),
+            at_ms: i as u64,
+        },
         12 => Event::ModelSwitched {
             index: 1,
             model: "m2".into(),

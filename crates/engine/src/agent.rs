@@ -38,11 +38,16 @@ pub struct Agent {
     pub toolbox: Toolbox,
     /// The model chain: primary, then fallbacks, each with retries and a circuit breaker.
     pub models: Fallback,
+    /// Prices of the chain's models that have one (`provider:model` → price).
+    pub prices: std::collections::BTreeMap<String, chassis_core::Price>,
+    /// Where this agent's alerts go.
+    pub alerts: crate::Alerts,
 }
 
 impl Agent {
     /// Reads and checks `path` and everything it refers to.
-    pub fn load(path: &Path) -> Result<Agent, LoadError> {
+    /// MCP servers named by the spec are started and asked for their tools.
+    pub async fn load(path: &Path) -> Result<Agent, LoadError> {
         let file = path.display().to_string();
         let error = |message: String| LoadError {
             file: file.clone(),
@@ -83,12 +88,16 @@ impl Agent {
             )
             .map(|(model, key)| link(&spec, model).map_err(|m| error(format!("{key}: {m}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let prices = chain_prices(&spec, &base_dir).map_err(error)?;
+        let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
         Ok(Agent {
             spec,
             spec_path,
             template,
             toolbox,
             models: Fallback::new(links),
+            prices,
+            alerts,
         })
     }
 
@@ -112,6 +121,49 @@ impl Agent {
                 message: template_error(&e),
             })
     }
+}
+
+/// Prices of the chain's models: `[pricing]` over the pricing file over the defaults.
+/// A model without one is refused when `unknown_price = "fail"`, and warned about otherwise.
+fn chain_prices(
+    spec: &AgentSpec,
+    base_dir: &Path,
+) -> Result<std::collections::BTreeMap<String, chassis_core::Price>, String> {
+    let mut overrides = std::collections::BTreeMap::new();
+    if let Some(file) = &spec.pricing_file {
+        let path = base_dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("limits.pricing_file: cannot read {}: {e}", path.display()))?;
+        overrides = chassis_core::spec::parse_pricing_file(&text)
+            .map_err(|e| format!("limits.pricing_file {}: {e}", path.display()))?;
+    }
+    overrides.extend(spec.pricing.clone());
+    let mut prices = std::collections::BTreeMap::new();
+    let chain = std::iter::once((&spec.model, "model.primary".to_string())).chain(
+        spec.fallbacks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m, format!("model.fallbacks[{i}]"))),
+    );
+    for (model, key) in chain {
+        let label = model.to_string();
+        match chassis_core::limits::price_of(&label, &overrides) {
+            Some(price) => {
+                prices.insert(label, price);
+            }
+            None if spec.limits.unknown_price == chassis_core::limits::UnknownPrice::Fail => {
+                return Err(format!(
+                    "{key}: model `{label}` has no known price, so max_cost_usd cannot be enforced; \
+                     add it under [pricing] (e.g. [pricing.\"{label}\"] input = 0.15, output = 0.6) \
+                     or set limits.unknown_price = \"warn\""
+                ));
+            }
+            None => {
+                tracing::info!(model = %label, "model has no known price; its cost is counted as unknown, never as zero")
+            }
+        }
+    }
+    Ok(prices)
 }
 
 fn template_error(e: &minijinja::Error) -> String {

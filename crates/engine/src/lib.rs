@@ -5,12 +5,23 @@
 //! [`chassis_core::decide`]'s answer over the fold of the journal, live or after a crash.
 
 mod agent;
+mod alerts;
 mod error;
 mod run;
+mod tokens;
 
 pub use agent::{Agent, LoadError};
+pub use alerts::Alerts;
 pub use error::Error;
 pub use run::{Engine, Observer, RunOutcome};
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// A fresh run id: unique across processes and restarts (time plus 80 random bits).
 pub fn new_run_id() -> String {

@@ -9,12 +9,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chassis_core::{Decision, Event, RiskClass, RunState, RunStatus, decide};
+use chassis_core::decide::LimitHit;
+use chassis_core::{
+    Decision, Event, Inputs, LimitAction, LimitName, RiskClass, RunState, RunStatus, decide,
+};
 use chassis_providers::{CallEvent, ChatRequest, Reporter};
 use chassis_store::{Journal, NewRun};
 use chassis_tools::CallContext;
 
-use crate::{Agent, Error, new_run_id};
+use crate::{Agent, Error, new_run_id, now_ms, tokens};
 
 /// Sees every event as it is recorded (progress output, logs).
 pub trait Observer: Send + Sync {
@@ -89,7 +92,10 @@ impl Engine {
             model: agent.spec.model.to_string(),
             fallbacks: agent.spec.fallbacks.iter().map(|m| m.to_string()).collect(),
             tools: agent.toolbox.defs(),
-            max_steps: agent.spec.max_steps,
+            limits: agent.spec.limits.clone(),
+            max_tokens: agent.spec.max_tokens,
+            prices: agent.prices.clone(),
+            at_ms: now_ms(),
             max_repairs: agent.spec.max_repairs,
         };
         let mut state = RunState::default();
@@ -124,8 +130,32 @@ impl Engine {
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
-        let agent = Agent::load(std::path::Path::new(&state.spec_path))?;
+        let agent = Agent::load(std::path::Path::new(&state.spec_path)).await?;
         self.resume_with(&agent, run_id, state).await
+    }
+
+    /// Raises limits of a run that has not ended (journaled with who raised them), then
+    /// continues it.
+    pub async fn raise_and_resume(
+        &self,
+        run_id: &str,
+        raises: &[(LimitName, f64)],
+        by: &str,
+    ) -> Result<RunOutcome, Error> {
+        let state = self.load(run_id).await?;
+        if state.status.is_terminal() || raises.is_empty() {
+            return self.resume(run_id).await;
+        }
+        let events: Vec<Event> = raises
+            .iter()
+            .map(|&(limit, value)| Event::LimitRaised {
+                limit,
+                value,
+                by: by.to_string(),
+            })
+            .collect();
+        self.journal.append(run_id, state.seq, &events).await?;
+        self.resume(run_id).await
     }
 
     /// Continues a run with an already loaded agent.
@@ -138,16 +168,17 @@ impl Engine {
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
+        let resumed = Event::RunResumed { at_ms: now_ms() };
         if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
             // Resuming changes nothing while the reason to wait for a human still holds.
             let mut probe = state.clone();
-            apply(run_id, &mut probe, &Event::RunResumed {})?;
-            if matches!(decide(&probe), Decision::AwaitHuman { .. }) {
+            apply(run_id, &mut probe, &resumed)?;
+            if matches!(decide(&probe, &inputs(&probe)), Decision::AwaitHuman { .. }) {
                 return Ok(RunOutcome::of(run_id, &state));
             }
         }
         let mut run = Step::new(self, run_id, state);
-        run.record(Event::RunResumed {})?;
+        run.record(resumed)?;
         run.flush().await?;
         tracing::info!(run_id = %run_id, seq = run.state.seq, "run resumed");
         let state = run.state;
@@ -162,7 +193,7 @@ impl Engine {
     ) -> Result<RunOutcome, Error> {
         let mut run = Step::new(self, run_id, state);
         loop {
-            match decide(&run.state) {
+            match decide_now(&run.state) {
                 Decision::CallModel => {
                     // The previous step becomes durable before the next (costly) call.
                     run.flush().await?;
@@ -176,11 +207,26 @@ impl Engine {
                     })?;
                     tracing::warn!(run_id, call_id = %call.id, tool = %call.name, "interrupted call's outcome is unknown; not repeating it");
                 }
-                Decision::AwaitHuman { reason } => run.record(Event::RunWaiting { reason })?,
+                Decision::AwaitHuman { reason } => {
+                    agent.alerts.emit(
+                        "waiting_for_human",
+                        run_id,
+                        &run.state.agent,
+                        serde_json::json!({ "reason": reason }),
+                    );
+                    run.record(Event::RunWaiting {
+                        reason,
+                        at_ms: now_ms(),
+                    })?
+                }
                 Decision::Pause { reason } => {
                     tracing::warn!(run_id, %reason, "run parked; `chassis resume` continues it");
-                    run.record(Event::RunPaused { reason })?
+                    run.record(Event::RunPaused {
+                        reason,
+                        at_ms: now_ms(),
+                    })?
                 }
+                Decision::Limit(hit) => run.limit_reached(agent, hit)?,
                 Decision::SwitchModel { index, reason } => {
                     let model = run.state.models.get(index).cloned().unwrap_or_default();
                     tracing::warn!(run_id, %model, %reason, "switching model for the rest of the run");
@@ -242,6 +288,53 @@ fn call_event(step: u32, event: CallEvent) -> Event {
     }
 }
 
+/// What `decide` needs from outside: the clock, and an upper bound on the next context.
+fn inputs(state: &RunState) -> Inputs {
+    Inputs {
+        now_ms: now_ms(),
+        next_input_tokens: tokens::upper_bound(state),
+    }
+}
+
+/// Decides with the cheap token bound; when that bound is what trips a token or cost limit,
+/// counts again with the model's real tokenizer (where chassis has one) before concluding.
+fn decide_now(state: &RunState) -> Decision {
+    let mut inputs = inputs(state);
+    let decision = decide(state, &inputs);
+    if let Decision::Limit(hit) = &decision
+        && matches!(
+            hit.limit,
+            LimitName::MaxInputTokens | LimitName::MaxTotalTokens | LimitName::MaxCostUsd
+        )
+    {
+        let model = state
+            .models
+            .get(state.chain_offset)
+            .map_or("", String::as_str);
+        if let Some(precise) = tokens::precise(state, model) {
+            inputs.next_input_tokens = precise.min(inputs.next_input_tokens);
+            return decide(state, &inputs);
+        }
+    }
+    decision
+}
+
+/// How a limit reads in a run's failure or pause reason.
+fn describe_limit(hit: &LimitHit) -> String {
+    let show = |x: f64| match hit.limit {
+        LimitName::MaxCostUsd => format!("${x:.4}"),
+        LimitName::MaxWallTime => format!("{:.1}s", x / 1000.0),
+        _ => format!("{x}"),
+    };
+    format!(
+        "limit {} reached: used {}, the next call could bring it to {}, the limit is {}",
+        hit.limit,
+        show(hit.used),
+        show(hit.projected),
+        show(hit.value)
+    )
+}
+
 fn apply(run_id: &str, state: &mut RunState, event: &Event) -> Result<(), Error> {
     state.apply(event).map_err(|source| Error::Replay {
         run_id: run_id.to_string(),
@@ -287,6 +380,44 @@ impl<'e> Step<'e> {
         Ok(())
     }
 
+    fn limit_reached(&mut self, agent: &Agent, hit: LimitHit) -> Result<(), Error> {
+        let reason = describe_limit(&hit);
+        agent.alerts.emit(
+            "limit_reached",
+            self.run_id,
+            &self.state.agent,
+            serde_json::json!({
+                "limit": hit.limit,
+                "value": hit.value,
+                "used": hit.used,
+                "projected": hit.projected,
+                "action": hit.action.as_str(),
+            }),
+        );
+        let action = hit.action;
+        self.record(Event::LimitReached {
+            limit: hit.limit,
+            value: hit.value,
+            used: hit.used,
+            projected: hit.projected,
+            action,
+        })?;
+        match action {
+            LimitAction::Fail => self.record(Event::RunFailed { error: reason }),
+            LimitAction::Pause => self.record(Event::RunPaused {
+                reason: format!(
+                    "{reason}; continue with `chassis resume {} --raise {}=VALUE`",
+                    self.run_id, hit.limit
+                ),
+                at_ms: now_ms(),
+            }),
+            LimitAction::Escalate => self.record(Event::RunWaiting {
+                reason: format!("limit request: {reason}; a human must raise it or reject the run"),
+                at_ms: now_ms(),
+            }),
+        }
+    }
+
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
         let step = self.state.steps + 1;
         let offset = self.state.chain_offset;
@@ -305,7 +436,7 @@ impl<'e> Step<'e> {
             model: agent.spec.model.model.clone(),
             messages: self.state.messages.clone(),
             tools: self.state.tools.clone(),
-            max_tokens: agent.spec.max_tokens,
+            max_tokens: Some(self.state.max_tokens),
             temperature: agent.spec.temperature,
             report: Reporter::default(),
         };
@@ -318,8 +449,17 @@ impl<'e> Step<'e> {
         match result {
             Ok(response) => {
                 tracing::debug!(run_id = self.run_id, step, latency_ms, served_by = %response.served_by, "model answered");
+                let usage = response.usage;
+                let cost_usd = self.state.prices.get(&response.served_by).map(|p| {
+                    p.cost(
+                        usage.input_tokens,
+                        usage.cached_input_tokens,
+                        usage.output_tokens,
+                    )
+                });
                 self.record(Event::ModelResponded {
                     step,
+                    cost_usd,
                     model: response.served_by,
                     message: response.message,
                     usage: response.usage,

@@ -259,6 +259,7 @@ impl WireUsage {
                 + self.cache_creation_input_tokens.unwrap_or(0)
                 + self.cache_read_input_tokens.unwrap_or(0),
             output_tokens: self.output_tokens,
+            cached_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
         }
     }
 }

@@ -179,6 +179,14 @@ struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<WirePromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct WirePromptDetails {
+    #[serde(default)]
+    cached_tokens: u64,
 }
 
 fn truncate(text: &str) -> String {
@@ -265,6 +273,7 @@ impl ModelClient for OpenAiClient {
         let usage = wire.usage.map_or(Usage::default(), |u| Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            cached_input_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
         });
         Ok(ChatResponse {
             message,

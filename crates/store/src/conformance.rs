@@ -16,8 +16,13 @@ fn started(agent: &str) -> Event {
         input: "hello".to_string(),
         system: "be brief".to_string(),
         model: "openai:m".to_string(),
+        fallbacks: vec![],
+        max_repairs: 2,
         tools: vec![],
-        max_steps: 5,
+        limits: Default::default(),
+        max_tokens: 100,
+        prices: Default::default(),
+        at_ms: 0,
     }
 }
 
@@ -210,6 +215,7 @@ pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
             1,
             &[Event::RunWaiting {
                 reason: "human".into(),
+                at_ms: 0,
             }],
         )
         .await

@@ -29,12 +29,19 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
         input: "i".into(),
         system: "s".into(),
         model: "openai:m".into(),
+        fallbacks: vec![],
+        max_repairs: 2,
         tools: vec![],
-        max_steps: 1,
+        limits: Default::default(),
+        max_tokens: 100,
+        prices: Default::default(),
+        at_ms: 0,
     };
     a.create(&run, &[start]).await.unwrap();
-    let resumed = chassis_core::Event::RunResumed {};
-    b.append("r", 1, std::slice::from_ref(&resumed)).await.unwrap();
+    let resumed = chassis_core::Event::RunResumed { at_ms: 0 };
+    b.append("r", 1, std::slice::from_ref(&resumed))
+        .await
+        .unwrap();
     assert!(a.append("r", 1, &[resumed]).await.is_err());
     assert_eq!(a.load("r").await.unwrap().len(), 2);
 }

@@ -53,7 +53,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         mock.base_url()
     );
     eprintln!("journal: {}\n", db.display());
-    let agent = Agent::load(&spec_path)?;
+    let agent = Agent::load(&spec_path).await?;
     let engine = Engine::new(open_journal(db)?).with_observer(Arc::new(Progress));
     let outcome = engine.start(&agent, &args.input).await?;
     mock.shutdown().await;

@@ -3,7 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chassis_core::LimitName;
 use chassis_engine::Engine;
+
+use crate::exit::UsageError;
 
 use crate::commands::{open_existing_journal, print_outcome};
 use crate::progress::Progress;
@@ -19,14 +22,55 @@ pub struct Args {
     /// Do not print progress on stderr
     #[arg(long, short)]
     quiet: bool,
+    /// Raise a limit before continuing, e.g. `--raise max_cost_usd=1.0` or
+    /// `--raise max_wall_time=30m` (repeatable)
+    #[arg(long, value_name = "LIMIT=VALUE")]
+    raise: Vec<String>,
+    /// Who raises the limits, for the audit trail (default: the OS user)
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+/// Parses `--raise LIMIT=VALUE` options; errors name the option and the limit.
+fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageError> {
+    raises
+        .iter()
+        .map(|raw| {
+            let (name, value) = raw.split_once('=').ok_or_else(|| {
+                UsageError(format!(
+                    "--raise {raw}: expected LIMIT=VALUE, e.g. max_cost_usd=1.0"
+                ))
+            })?;
+            let limit = LimitName::parse(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = LimitName::ALL.iter().map(|l| l.as_str()).collect();
+                UsageError(format!(
+                    "--raise {raw}: unknown limit `{name}` (known: {})",
+                    known.join(", ")
+                ))
+            })?;
+            let value = limit
+                .parse_value(value)
+                .map_err(|e| UsageError(format!("--raise {raw}: {e}")))?;
+            Ok((limit, value))
+        })
+        .collect()
+}
+
+/// The OS user, for audit trails.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 /// Continues the run from its journal; a finished run just reports its outcome.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let raises = parse_raises(&args.raise)?;
     let mut engine = Engine::new(open_existing_journal(db)?);
     if !args.quiet && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
-    let outcome = engine.resume(&args.run).await?;
+    let by = args.by.clone().unwrap_or_else(os_user);
+    let outcome = engine.raise_and_resume(&args.run, &raises, &by).await?;
     Ok(print_outcome(&outcome, args.json))
 }

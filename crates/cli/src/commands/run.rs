@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    let agent = Agent::load(&args.agent)?;
+    let agent = Agent::load(&args.agent).await?;
     let mut engine = Engine::new(open_journal(db)?);
     if !args.quiet && !args.json {
         engine = engine.with_observer(Arc::new(Progress));

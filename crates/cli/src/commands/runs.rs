@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use chassis_core::RunStatus;
+use chassis_core::{RunState, RunStatus};
 use chassis_store::ListFilter;
 
 use crate::commands::open_existing_journal;
@@ -43,10 +43,17 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             limit: Some(args.limit),
         })
         .await?;
+    // Usage and cost are folded from each listed run's journal (the list is bounded).
+    let mut usage = Vec::with_capacity(runs.len());
+    for r in &runs {
+        let records = journal.load(&r.run_id).await?;
+        usage.push(RunState::fold(records.iter().map(|rec| &rec.event)).ok());
+    }
     if args.json {
         let rows: Vec<serde_json::Value> = runs
             .iter()
-            .map(|r| {
+            .zip(&usage)
+            .map(|(r, state)| {
                 serde_json::json!({
                     "run_id": r.run_id,
                     "agent": r.agent,
@@ -54,6 +61,11 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                     "events": r.last_seq,
                     "created_ms": r.created_ms,
                     "updated_ms": r.updated_ms,
+                    "steps": state.as_ref().map(|s| s.steps),
+                    "input_tokens": state.as_ref().map(|s| s.usage.input_tokens),
+                    "output_tokens": state.as_ref().map(|s| s.usage.output_tokens),
+                    "cost_usd": state.as_ref().map(|s| s.cost_usd),
+                    "unpriced_calls": state.as_ref().map(|s| s.unpriced_calls),
                 })
             })
             .collect();
@@ -65,17 +77,35 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         return Ok(crate::exit::COMPLETED);
     }
     println!(
-        "{:<32} {:<20} {:<10} {:>6}  UPDATED",
-        "RUN", "AGENT", "STATUS", "EVENTS"
+        "{:<32} {:<20} {:<10} {:>5} {:>9} {:>10}  UPDATED",
+        "RUN", "AGENT", "STATUS", "STEPS", "TOKENS", "COST"
     );
     let now = now_ms();
-    for r in &runs {
+    for (r, state) in runs.iter().zip(&usage) {
+        let (steps, tokens, cost) = match state {
+            Some(s) => (
+                s.steps.to_string(),
+                (s.usage.input_tokens + s.usage.output_tokens).to_string(),
+                if s.unpriced_calls > 0 && s.cost_usd == 0.0 {
+                    "unknown".to_string()
+                } else {
+                    format!(
+                        "${:.4}{}",
+                        s.cost_usd,
+                        if s.unpriced_calls > 0 { "+" } else { "" }
+                    )
+                },
+            ),
+            None => ("?".into(), "?".into(), "?".into()),
+        };
         println!(
-            "{:<32} {:<20} {:<10} {:>6}  {}",
+            "{:<32} {:<20} {:<10} {:>5} {:>9} {:>10}  {}",
             r.run_id,
             r.agent,
             r.status.as_str(),
-            r.last_seq,
+            steps,
+            tokens,
+            cost,
             ago(now - r.updated_ms)
         );
     }

@@ -37,6 +37,11 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             "usage": state.as_ref().ok().map(|s| serde_json::json!({
                 "input_tokens": s.usage.input_tokens,
                 "output_tokens": s.usage.output_tokens,
+                "cached_input_tokens": s.usage.cached_input_tokens,
+                "cost_usd": s.cost_usd,
+                "unpriced_calls": s.unpriced_calls,
+                "model_calls": s.model_calls,
+                "tool_calls": s.tool_calls,
             })),
             "events": events,
         });
@@ -50,8 +55,13 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             println!("model    {}", s.model);
             println!("status   {}", s.status);
             println!(
-                "steps    {} model call(s), {} input + {} output tokens",
-                s.steps, s.usage.input_tokens, s.usage.output_tokens
+                "usage    {} step(s), {} model call(s), {} tool call(s), {} input + {} output tokens, {}",
+                s.steps,
+                s.model_calls,
+                s.tool_calls,
+                s.usage.input_tokens,
+                s.usage.output_tokens,
+                crate::progress::cost(s.cost_usd, s.unpriced_calls)
             );
             println!("input    {}", crate::progress::clip(&s.input, 100));
             if let Some(output) = &s.output {

@@ -10,7 +10,11 @@ use serde::Deserialize;
 
 use crate::duration;
 
+mod limits;
 mod tools;
+
+pub use limits::{AlertsSpec, parse_pricing_file};
+use limits::{RawAlerts, RawLimits, RawPrice};
 
 pub use tools::{
     BUILTIN_FS_TOOLS, BUILTIN_HTTP_TOOLS, CommandToolSpec, DEFAULT_HTTP_MAX_BYTES,
@@ -18,8 +22,8 @@ pub use tools::{
 };
 use tools::{RawMcp, RawTool};
 
-/// Default `[limits] max_steps`: no run is unbounded by default.
-pub const DEFAULT_MAX_STEPS: u32 = 25;
+/// Default `[model] max_tokens`: every call's output is bounded, so limits can be checked.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// Default timeout of one model call.
 pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -70,8 +74,8 @@ pub struct AgentSpec {
     pub connect_timeout: Duration,
     /// Longest silence allowed between two chunks of a model's answer.
     pub idle_timeout: Duration,
-    /// `max_tokens` sent with each model call.
-    pub max_tokens: Option<u32>,
+    /// `max_tokens` sent with each model call: the worst-case output a limit check assumes.
+    pub max_tokens: u32,
     /// Sampling temperature, if set.
     pub temperature: Option<f64>,
     /// Timeout of one model call.
@@ -84,8 +88,14 @@ pub struct AgentSpec {
     pub tools: Vec<ToolSpec>,
     /// MCP servers by name, from `[mcp.NAME]`.
     pub mcp: BTreeMap<String, McpServerSpec>,
-    /// Most model calls a run may make.
-    pub max_steps: u32,
+    /// Hard limits and the action at each.
+    pub limits: crate::limits::Limits,
+    /// Price overrides from `[pricing]` (model or `provider:model` → price).
+    pub pricing: BTreeMap<String, crate::limits::Price>,
+    /// A pricing file to merge over the defaults, relative to the spec's directory.
+    pub pricing_file: Option<String>,
+    /// Where alerts go.
+    pub alerts: AlertsSpec,
 }
 
 /// `provider:model`.
@@ -203,6 +213,10 @@ struct RawSpec {
     mcp: BTreeMap<String, RawMcp>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    pricing: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    alerts: RawAlerts,
 }
 
 #[derive(Deserialize)]
@@ -243,12 +257,6 @@ struct RawProvider {
     breaker_failure_rate: Option<f64>,
     breaker_window: Option<i64>,
     breaker_cooldown: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_steps: Option<i64>,
 }
 
 impl AgentSpec {
@@ -395,16 +403,9 @@ impl RawSpec {
             return Err(invalid("model.max_tokens", "must be greater than zero"));
         }
 
-        let max_steps = match self.limits.max_steps {
-            None => DEFAULT_MAX_STEPS,
-            Some(n) if n > 0 && n <= i64::from(u32::MAX) => n as u32,
-            Some(n) => {
-                return Err(invalid(
-                    "limits.max_steps",
-                    format!("must be a positive number, got {n}"),
-                ));
-            }
-        };
+        let (limits, pricing_file) = self.limits.validate()?;
+        let pricing = limits::validate_pricing(self.pricing, "pricing")?;
+        let alerts = self.alerts.validate()?;
 
         let mut mcp = BTreeMap::new();
         for (name, raw) in self.mcp {
@@ -449,14 +450,17 @@ impl RawSpec {
             max_repairs,
             connect_timeout,
             idle_timeout,
-            max_tokens: self.model.max_tokens,
+            max_tokens: self.model.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             temperature: self.model.temperature,
             model_timeout,
             providers,
             vars,
             tools,
             mcp,
-            max_steps,
+            limits,
+            pricing,
+            pricing_file,
+            alerts,
         })
     }
 }
@@ -535,7 +539,8 @@ primary = "openai:gpt-4o-mini"
     fn minimal_spec_gets_defaults() {
         let spec = AgentSpec::parse(MINIMAL).unwrap();
         assert_eq!(spec.model.to_string(), "openai:gpt-4o-mini");
-        assert_eq!(spec.max_steps, DEFAULT_MAX_STEPS);
+        assert_eq!(spec.limits.get(crate::LimitName::MaxSteps), Some(25.0));
+        assert_eq!(spec.max_tokens, DEFAULT_MAX_TOKENS);
         assert!(spec.providers.contains_key("openai"));
         assert!(spec.tools.is_empty());
     }

@@ -64,6 +64,7 @@ only = ["read_file"]
     );
     // The spec names a key variable; loading refuses it while unset.
     let err = Agent::load(&root.join("agent.toml"))
+        .await
         .err()
         .unwrap()
         .to_string();
@@ -80,7 +81,7 @@ only = ["read_file"]
         ),
     );
 
-    let agent = Agent::load(&root.join("agent.toml")).unwrap();
+    let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
     let journal: Arc<dyn Journal> =
         Arc::new(SqliteJournal::open(&root.join("j.db"), Sync::Normal).unwrap());
     let engine = Engine::new(Arc::clone(&journal));

@@ -72,7 +72,7 @@ async fn every_model_down_parks_the_run_and_resume_continues_it() {
     let journal: Arc<dyn Journal> =
         Arc::new(SqliteJournal::open(&root.join("j.db"), Sync::Normal).unwrap());
     let engine = Engine::new(Arc::clone(&journal));
-    let agent = Agent::load(&spec_path).unwrap();
+    let agent = Agent::load(&spec_path).await.unwrap();
     let outcome = engine.start(&agent, "go").await.unwrap();
     assert_eq!(outcome.status, RunStatus::Paused, "{outcome:?}");
     let reason = outcome.reason.clone().unwrap();

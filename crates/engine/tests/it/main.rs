@@ -2,6 +2,7 @@
 
 mod anthropic;
 mod degrade;
+mod limits;
 mod resilience;
 
 use std::path::{Path, PathBuf};

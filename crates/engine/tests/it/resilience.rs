@@ -145,7 +145,7 @@ timeout = "5s"
         ),
     );
 
-    let agent = Arc::new(Agent::load(&root.join("agent.toml")).unwrap());
+    let agent = Arc::new(Agent::load(&root.join("agent.toml")).await.unwrap());
     let journal: Arc<dyn Journal> =
         Arc::new(SqliteJournal::open(&root.join("chassis.db"), Sync::Normal).unwrap());
     let engine = Arc::new(Engine::new(Arc::clone(&journal)));

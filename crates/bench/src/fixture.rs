@@ -1,0 +1,158 @@
+//! The benchmark agent and the mock's script, written to a working directory.
+//!
+//! The agent has one read-only tool, `builtin:fs` `read_file` on a tiny file, so every step but
+//! the last is a model call plus an in-process tool call; a command tool would spawn a process
+//! per step and measure that instead of the runtime.
+//! The script has one scenario per run length, chosen by a marker in the input: a run of `n`
+//! steps is `n - 1` tool-call turns and a final text turn.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chassis_engine::Agent;
+use serde_json::json;
+
+use crate::Error;
+
+/// The one file the tool reads; small, so the tool result does not dominate the journal.
+const NOTE: &str = "Replica lag alert fired at 02:14; failover not needed.\n";
+
+const PROMPT: &str = "You are a benchmark agent. Read the note, then answer in one line.\n";
+
+/// The benchmark's working directory and the files in it.
+pub(crate) struct Fixture {
+    /// Removed on drop, with everything in it.
+    _temp: tempfile::TempDir,
+    root: PathBuf,
+    script: PathBuf,
+}
+
+impl Fixture {
+    /// Writes the prompt, the note and a script with a scenario for each of `steps`.
+    pub(crate) fn new(dir: Option<&Path>, steps: &[u32]) -> Result<Fixture, Error> {
+        let temp = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(Error::io(format!("creating {}", dir.display())))?;
+                tempfile::Builder::new()
+                    .prefix("chassis-bench-")
+                    .tempdir_in(dir)
+            }
+            None => tempfile::Builder::new().prefix("chassis-bench-").tempdir(),
+        }
+        .map_err(Error::io("creating the benchmark directory"))?;
+        let root = temp.path().to_path_buf();
+        let notes = root.join("notes");
+        std::fs::create_dir_all(&notes)
+            .map_err(Error::io(format!("creating {}", notes.display())))?;
+        write(&notes.join("note.txt"), NOTE)?;
+        write(&root.join("prompt.md.j2"), PROMPT)?;
+
+        let mut steps = steps.to_vec();
+        steps.sort_unstable();
+        steps.dedup();
+        let scenarios: Vec<_> = steps.iter().map(|&n| scenario(n)).collect();
+        let script = root.join("script.json");
+        write(
+            &script,
+            &serde_json::to_string(&json!({ "scenario": scenarios }))
+                .map_err(|e| Error::io("encoding the mock script")(std::io::Error::other(e)))?,
+        )?;
+        Ok(Fixture {
+            _temp: temp,
+            root,
+            script,
+        })
+    }
+
+    /// The working directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The mock's script.
+    pub(crate) fn script(&self) -> &Path {
+        &self.script
+    }
+
+    /// A fresh journal path named `name`.
+    pub(crate) fn db(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.db"))
+    }
+
+    /// The input that makes the mock answer with a run of `steps` steps.
+    pub(crate) fn input(steps: u32) -> String {
+        format!("Summarize the note. [steps={steps}]")
+    }
+
+    /// Writes `agent-NAME.toml` pointing at `base_url`; returns its path.
+    pub(crate) fn spec(&self, name: &str, base_url: &str) -> Result<PathBuf, Error> {
+        let path = self.root.join(format!("agent-{name}.toml"));
+        // One attempt and a long timeout: a benchmark must not hide failures behind retries,
+        // and thousands of queued requests may wait a while.
+        let spec = format!(
+            r#"[agent]
+name = "bench"
+prompt = "prompt.md.j2"
+
+[model]
+primary = "mock:bench-model"
+max_tokens = 256
+timeout = "600s"
+
+[providers.mock]
+kind = "openai"
+base_url = "{base_url}"
+max_attempts = 1
+
+[limits]
+max_steps = 100000
+max_model_calls = 100000
+max_tool_calls = 100000
+max_input_tokens = 1000000000
+max_output_tokens = 1000000000
+max_total_tokens = 1000000000
+max_wall_time = "24h"
+max_repeats = 1000000
+
+[[tools]]
+use = "builtin:fs"
+root = "notes"
+only = ["read_file"]
+"#
+        );
+        write(&path, &spec)?;
+        Ok(path)
+    }
+
+    /// Writes and loads the agent pointing at `base_url`.
+    pub(crate) fn agent(&self, name: &str, base_url: &str) -> Result<Arc<Agent>, Error> {
+        let path = self.spec(name, base_url)?;
+        // Loading is async (MCP servers are started); the benches call this outside a runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                what: "starting a runtime to load the agent".into(),
+                source,
+            })?;
+        Ok(Arc::new(runtime.block_on(Agent::load(&path))?))
+    }
+}
+
+/// A scenario of `steps` model calls: `steps - 1` reads, then the answer.
+fn scenario(steps: u32) -> serde_json::Value {
+    let read =
+        json!({ "tool_calls": [{ "name": "read_file", "arguments": { "path": "note.txt" } }] });
+    let mut turns = vec![read; steps.saturating_sub(1) as usize];
+    turns.push(json!({ "text": "The note says: {last_tool_result}" }));
+    json!({
+        "name": format!("steps-{steps}"),
+        "when_input_contains": format!("[steps={steps}]"),
+        "turn": turns,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))
+}

@@ -1,0 +1,90 @@
+//! What every group does to drive runs: a one-core runtime, a journal, runs that must
+//! complete, and counters of what is in flight.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chassis_core::{Event, RunStatus};
+use chassis_engine::{Agent, Engine, Observer, RunOutcome};
+use chassis_store::{SqliteJournal, Sync};
+
+use crate::Error;
+use crate::fixture::Fixture;
+
+/// A current-thread runtime: everything async of the runtime under test on one thread.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("building a tokio runtime"))
+}
+
+/// Opens a fresh journal at `path`.
+pub(crate) fn journal(path: &Path, sync: Sync) -> Result<Arc<SqliteJournal>, Error> {
+    Ok(Arc::new(SqliteJournal::open(path, sync)?))
+}
+
+/// Starts a run of `steps` steps and drives it; anything but completion is an error.
+pub(crate) async fn complete(
+    engine: &Engine,
+    agent: &Agent,
+    steps: u32,
+) -> Result<RunOutcome, Error> {
+    let outcome = engine.start(agent, &Fixture::input(steps)).await?;
+    if outcome.status != RunStatus::Completed {
+        return Err(Error::Failed {
+            bench: "run",
+            message: format!(
+                "run {} ended {}: {}",
+                outcome.run_id,
+                outcome.status,
+                outcome.reason.as_deref().unwrap_or("no reason given")
+            ),
+        });
+    }
+    Ok(outcome)
+}
+
+/// Counts runs open (and their peak) and model calls outstanding.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    open: AtomicUsize,
+    open_peak: AtomicUsize,
+    in_model: AtomicUsize,
+}
+
+impl InFlight {
+    /// Most runs open at once.
+    pub(crate) fn open_peak(&self) -> usize {
+        self.open_peak.load(Ordering::Relaxed)
+    }
+
+    /// Runs waiting on a model reply now.
+    pub(crate) fn in_model(&self) -> usize {
+        self.in_model.load(Ordering::Relaxed)
+    }
+
+    fn up(count: &AtomicUsize, peak: &AtomicUsize) {
+        let now = count.fetch_add(1, Ordering::Relaxed) + 1;
+        peak.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+impl Observer for InFlight {
+    fn on_event(&self, _run_id: &str, event: &Event) {
+        match event {
+            Event::RunStarted { .. } => InFlight::up(&self.open, &self.open_peak),
+            Event::RunCompleted { .. } | Event::RunFailed { .. } => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            Event::ModelRequested { .. } => {
+                self.in_model.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::ModelResponded { .. } | Event::ModelFailed { .. } => {
+                self.in_model.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}

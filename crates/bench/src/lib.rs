@@ -1,0 +1,319 @@
+//! Benchmarks of the chassis runtime: real runs, through the real OpenAI-compatible provider,
+//! against the mock model served by a separate `chassis mock-model` process.
+//!
+//! Each group measures one thing and returns [`Figure`]s; [`run`] collects them into a
+//! [`Report`] whose [`Report::render`] is the table `chassis bench` prints.
+//! The runtime under test runs in this process on a current-thread tokio runtime (one core);
+//! with [`Options::pin`] the process is pinned to CPU 0 and the mock to CPU 1.
+//! Nothing here asserts a time: figures are printed and compared with their targets, that is all.
+//!
+//! [`run`] builds its own tokio runtimes, so call it from a plain thread (or `spawn_blocking`),
+//! never from inside an async task.
+
+mod cold_start;
+mod error;
+mod fixture;
+mod harness;
+mod journal_size;
+mod measure;
+mod memory;
+mod mock;
+mod overhead;
+mod pin;
+mod report;
+mod resume;
+mod throughput;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::Error;
+pub use report::{Figure, Report, Target, Unit};
+
+use fixture::Fixture;
+use mock::MockProcess;
+
+/// One benchmark group; `chassis bench --only GROUP` runs just that one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    /// Per-step runtime overhead of one run at a time, with and without fsync.
+    Overhead,
+    /// Durable steps per second at 1 to 10,000 concurrent runs.
+    Throughput,
+    /// Resident memory with many runs in flight.
+    Memory,
+    /// Journal bytes per step for short and long runs.
+    Journal,
+    /// Loading and folding a run of 1,000 events.
+    Resume,
+    /// `chassis run` process start to its first model request.
+    ColdStart,
+}
+
+impl Group {
+    /// Every group, in the order they run and print.
+    pub const ALL: [Group; 6] = [
+        Group::Overhead,
+        Group::Throughput,
+        Group::Memory,
+        Group::Journal,
+        Group::Resume,
+        Group::ColdStart,
+    ];
+
+    /// The order the groups run in.
+    const RUN_ORDER: [Group; 6] = [
+        Group::Memory,
+        Group::Overhead,
+        Group::Throughput,
+        Group::Journal,
+        Group::Resume,
+        Group::ColdStart,
+    ];
+
+    /// The group's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Overhead => "overhead",
+            Group::Throughput => "throughput",
+            Group::Memory => "memory",
+            Group::Journal => "journal",
+            Group::Resume => "resume",
+            Group::ColdStart => "cold-start",
+        }
+    }
+
+    /// Parses [`Group::name`].
+    pub fn parse(text: &str) -> Option<Group> {
+        Group::ALL.into_iter().find(|g| g.name() == text)
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What to run and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The `chassis` binary: serves the mock model and is the subject of the cold-start figure.
+    pub chassis: PathBuf,
+    /// Small sizes (a smoke test that every figure is produced), not meaningful figures.
+    pub quick: bool,
+    /// Pin this process to CPU 0 and the mock model to CPU 1 (needs `taskset` and 2 CPUs).
+    pub pin: bool,
+    /// Groups to run; all when empty.
+    pub only: Vec<Group>,
+    /// Where journals and agent files go; a fresh temporary directory when `None`.
+    /// It should be on the disk whose fsync is being measured (not tmpfs).
+    pub dir: Option<PathBuf>,
+}
+
+/// How big each benchmark is.
+#[derive(Clone, Debug)]
+struct Sizes {
+    /// Runs warmed up before the overhead is measured.
+    overhead_warmup: usize,
+    /// Runs measured, one at a time.
+    overhead_runs: usize,
+    /// Steps (model calls) per overhead run.
+    overhead_steps: u32,
+    /// Times each raw HTTP request of the baseline is repeated.
+    baseline_reps: usize,
+    /// Concurrent runs per throughput level.
+    throughput_levels: Vec<usize>,
+    /// Steps per throughput run.
+    throughput_steps: u32,
+    /// Each throughput level runs at least this many steps (runs repeat back to back).
+    throughput_min_steps: usize,
+    /// Runs held in flight for the memory figure.
+    memory_runs: usize,
+    /// Mock latency while the memory figure is taken: long enough for every run to be waiting.
+    memory_latency: Duration,
+    /// Runs per journal-size sample.
+    journal_runs: usize,
+    /// Timed loads of the 1,000-event run.
+    resume_iters: usize,
+    /// Timed `chassis run` processes.
+    cold_iters: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                overhead_warmup: 1,
+                overhead_runs: 3,
+                overhead_steps: 5,
+                baseline_reps: 2,
+                throughput_levels: vec![1, 10, 100],
+                throughput_steps: 5,
+                throughput_min_steps: 50,
+                memory_runs: 200,
+                memory_latency: Duration::from_millis(500),
+                journal_runs: 1,
+                resume_iters: 5,
+                cold_iters: 3,
+            }
+        } else {
+            Sizes {
+                overhead_warmup: 5,
+                overhead_runs: 100,
+                overhead_steps: 20,
+                baseline_reps: 20,
+                throughput_levels: vec![1, 10, 100, 1_000, 10_000],
+                throughput_steps: 10,
+                throughput_min_steps: 10_000,
+                memory_runs: 10_000,
+                memory_latency: Duration::from_secs(8),
+                journal_runs: 20,
+                resume_iters: 200,
+                cold_iters: 20,
+            }
+        }
+    }
+}
+
+/// Steps (model calls) of the run whose journal holds 1,000 events: 4 events per tool step,
+/// plus `run_started`, the final step's request and reply, and `run_completed`.
+const RESUME_STEPS: u32 = 250;
+
+/// Steps of the two journal-size samples.
+const JOURNAL_STEPS: [u32; 2] = [10, 50];
+
+/// Steps of each run held in flight for the memory figure.
+const MEMORY_STEPS: u32 = 2;
+
+/// Runs the selected groups and returns their figures; `progress` hears what is happening.
+pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
+    let sizes = Sizes::new(options.quick);
+    // Memory goes first: its base RSS is meant to be that of a fresh process, and the heap
+    // that 10,000 concurrent runs leave behind would be counted in it otherwise.
+    let groups: Vec<Group> = Group::RUN_ORDER
+        .into_iter()
+        .filter(|g| options.only.is_empty() || options.only.contains(g))
+        .collect();
+    // Before pinning, which narrows what this process sees to one CPU.
+    let machine = measure::machine();
+    let load = measure::load_average();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinning = if options.pin {
+        pin::Pinning::apply(cpus)
+    } else {
+        pin::Pinning::none("not asked for")
+    };
+    if let Some(warning) = &pinning.warning {
+        progress(&format!("pinning: {warning}"));
+    }
+
+    let steps: Vec<u32> = [
+        sizes.overhead_steps,
+        sizes.throughput_steps,
+        MEMORY_STEPS,
+        RESUME_STEPS,
+    ]
+    .into_iter()
+    .chain(JOURNAL_STEPS)
+    .collect();
+    let fixture = Fixture::new(options.dir.as_deref(), &steps)?;
+    let mut report = Report::new(report::Context {
+        machine,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        pinning: pinning.describe(),
+        dir: fixture.root().display().to_string(),
+        quick: options.quick,
+        load: (load, String::new()),
+    });
+
+    let needs_mock = groups.iter().any(|g| {
+        matches!(
+            g,
+            Group::Overhead | Group::Throughput | Group::Journal | Group::Resume
+        )
+    });
+    let mock = if needs_mock {
+        progress("starting the mock model (0 ms latency)");
+        Some(MockProcess::start(
+            &options.chassis,
+            fixture.script(),
+            Duration::ZERO,
+            pinning.mock_cpu,
+        )?)
+    } else {
+        None
+    };
+    let context = |group: Group| Bench {
+        fixture: &fixture,
+        sizes: &sizes,
+        mock: mock.as_ref(),
+        pinning: &pinning,
+        chassis: &options.chassis,
+        progress,
+        group,
+    };
+    for group in groups {
+        progress(&format!("── {group}"));
+        let bench = context(group);
+        let figures = match group {
+            Group::Overhead => overhead::run(&bench)?,
+            Group::Throughput => throughput::run(&bench)?,
+            Group::Memory => memory::run(&bench)?,
+            Group::Journal => journal_size::run(&bench)?,
+            Group::Resume => resume::run(&bench)?,
+            Group::ColdStart => cold_start::run(&bench)?,
+        };
+        report.extend(figures);
+    }
+    // Printed in the order of [`Group::ALL`], whatever order they ran in.
+    report.figures.sort_by_key(|f| f.group);
+    report.finish();
+    Ok(report)
+}
+
+/// What every benchmark group gets.
+struct Bench<'a> {
+    fixture: &'a Fixture,
+    sizes: &'a Sizes,
+    /// The 0 ms mock, for the groups that need it.
+    mock: Option<&'a MockProcess>,
+    pinning: &'a pin::Pinning,
+    chassis: &'a std::path::Path,
+    progress: &'a dyn Fn(&str),
+    group: Group,
+}
+
+impl Bench<'_> {
+    fn mock(&self) -> Result<&MockProcess, Error> {
+        self.mock.ok_or(Error::Failed {
+            bench: self.group.name(),
+            message: "the mock model was not started".into(),
+        })
+    }
+
+    fn say(&self, message: &str) {
+        (self.progress)(message);
+    }
+
+    fn figure(&self, name: impl Into<String>, value: f64, unit: Unit) -> Figure {
+        Figure {
+            group: self.group,
+            name: name.into(),
+            value,
+            unit,
+            target: None,
+        }
+    }
+
+    fn failed(&self, message: impl Into<String>) -> Error {
+        Error::Failed {
+            bench: self.group.name(),
+            message: message.into(),
+        }
+    }
+}

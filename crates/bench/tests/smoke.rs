@@ -1,0 +1,104 @@
+//! The quick benchmark runs end to end and prints every figure. Nothing about time is asserted:
+//! on a busy machine the figures are just worse.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chassis_bench::{Group, Options};
+
+/// Figures the quick mode must print, by the start of their name.
+const EXPECTED: [&str; 19] = [
+    "per-step overhead, durable, median",
+    "per-step overhead, no fsync, median",
+    "raw HTTP round trip to the mock, per step (baseline)",
+    "fsync alone",
+    "durable steps/s, 1 concurrent run",
+    "durable steps/s, 10 concurrent runs",
+    "durable steps/s, 100 concurrent runs",
+    "runtime CPU per step, 100 concurrent runs",
+    "runs in flight (all waiting on the model) when sampled",
+    "RSS with the runs below in flight",
+    "base RSS",
+    "RSS per run in flight",
+    "journal bytes per step (event JSON), 10-step runs",
+    "journal bytes per step (event JSON), 50-step runs",
+    "journal bytes per step (SQLite file), 50-step runs",
+    "per-step event bytes, 50-step ÷ 10-step runs",
+    "resume: load + fold 1,000 events (Engine::load), median",
+    "cold start: spawn → first model request, median",
+    "`chassis --version`, spawn → exit, median",
+];
+
+#[test]
+fn quick_mode_prints_every_figure() {
+    let options = Options {
+        chassis: chassis_binary(),
+        quick: true,
+        // Other tests share the machine; pinning would only crowd them onto one CPU.
+        pin: false,
+        only: Vec::new(),
+        dir: None,
+    };
+    let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
+        .expect("the quick benchmark runs");
+    let table = report.render();
+    println!("{table}");
+
+    for group in Group::ALL {
+        assert!(
+            report.figures.iter().any(|f| f.group == group),
+            "no figure from group {group}:\n{table}"
+        );
+    }
+    for name in EXPECTED {
+        let figure = report
+            .figures
+            .iter()
+            .find(|f| f.name.starts_with(name))
+            .unwrap_or_else(|| panic!("no figure `{name}`:\n{table}"));
+        assert!(
+            figure.value.is_finite() && figure.value >= 0.0,
+            "figure `{}` is {}:\n{table}",
+            figure.name,
+            figure.value
+        );
+        assert!(
+            table.contains(&figure.name) && table.contains(&figure.value_text()),
+            "figure `{}` is not in the table:\n{table}",
+            figure.name
+        );
+    }
+    let waiting = report
+        .figures
+        .iter()
+        .find(|f| f.name.starts_with("runs in flight (all waiting"))
+        .map_or(0.0, |f| f.value);
+    assert!(
+        waiting >= 1.0,
+        "no run was in flight when memory was sampled:\n{table}"
+    );
+}
+
+/// The `chassis` binary of this build: `target/PROFILE/chassis`, beside this test's `deps/`.
+/// A workspace test run builds it already; `cargo test -p chassis-bench` alone may not, so it
+/// is built here when missing (cargo holds no lock while tests run).
+fn chassis_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/PROFILE/deps")
+        .to_path_buf();
+    let binary = profile_dir.join(format!("chassis{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "chassis-cli", "--bin", "chassis"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("cargo runs");
+        assert!(status.success(), "cargo build -p chassis-cli failed");
+    }
+    assert!(binary.exists(), "no chassis binary at {}", binary.display());
+    binary
+}

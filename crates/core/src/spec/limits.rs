@@ -1,0 +1,207 @@
+//! `[limits]`, `[pricing]` and `[alerts]`: budgets, prices, and where alerts go.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Error, invalid};
+use crate::duration;
+use crate::limits::{LimitAction, LimitName, Limits, Price, UnknownPrice};
+
+/// Where alerts (limits reached, escalations, approval requests) are sent besides the log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertsSpec {
+    /// URL that receives a JSON POST per alert.
+    pub webhook: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    max_steps: Option<toml::Value>,
+    max_model_calls: Option<toml::Value>,
+    max_tool_calls: Option<toml::Value>,
+    max_input_tokens: Option<toml::Value>,
+    max_output_tokens: Option<toml::Value>,
+    max_total_tokens: Option<toml::Value>,
+    max_cost_usd: Option<toml::Value>,
+    max_wall_time: Option<toml::Value>,
+    max_repeats: Option<toml::Value>,
+    on_limit: Option<toml::Value>,
+    count_waiting: Option<bool>,
+    unknown_price: Option<String>,
+    pricing_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPrice {
+    input: f64,
+    output: f64,
+    cached_input: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlerts {
+    webhook: Option<String>,
+}
+
+impl RawLimits {
+    /// Validated limits and the pricing file named, if any.
+    pub(super) fn validate(self) -> Result<(Limits, Option<String>), Error> {
+        let mut limits = Limits::default();
+        let raw = [
+            (LimitName::MaxSteps, self.max_steps),
+            (LimitName::MaxModelCalls, self.max_model_calls),
+            (LimitName::MaxToolCalls, self.max_tool_calls),
+            (LimitName::MaxInputTokens, self.max_input_tokens),
+            (LimitName::MaxOutputTokens, self.max_output_tokens),
+            (LimitName::MaxTotalTokens, self.max_total_tokens),
+            (LimitName::MaxCostUsd, self.max_cost_usd),
+            (LimitName::MaxWallTime, self.max_wall_time),
+            (LimitName::MaxRepeats, self.max_repeats),
+        ];
+        for (limit, value) in raw {
+            let Some(value) = value else { continue };
+            let key = format!("limits.{limit}");
+            let number = match (&value, limit) {
+                (toml::Value::String(text), LimitName::MaxWallTime) => duration::parse(text)
+                    .map(|d| d.as_millis() as f64)
+                    .map_err(|m| invalid(&key, m))?,
+                (_, LimitName::MaxWallTime) => {
+                    return Err(invalid(&key, "must be a duration such as \"10m\""));
+                }
+                (toml::Value::Integer(n), _) => *n as f64,
+                (toml::Value::Float(x), LimitName::MaxCostUsd) => *x,
+                (other, _) => {
+                    return Err(invalid(
+                        &key,
+                        format!("must be a number, got {}", other.type_str()),
+                    ));
+                }
+            };
+            if !number.is_finite() || number <= 0.0 {
+                return Err(invalid(
+                    &key,
+                    format!("must be greater than zero, got {value}"),
+                ));
+            }
+            limits.values.insert(limit, number);
+        }
+        match self.on_limit {
+            None => {}
+            Some(toml::Value::String(text)) => limits.on_limit = action(&text, "limits.on_limit")?,
+            Some(toml::Value::Table(table)) => {
+                for (name, value) in table {
+                    let key = format!("limits.on_limit.{name}");
+                    let text = value.as_str().ok_or_else(|| {
+                        invalid(&key, "must be \"fail\", \"pause\" or \"escalate\"")
+                    })?;
+                    let act = action(text, &key)?;
+                    if name == "default" {
+                        limits.on_limit = act;
+                    } else {
+                        let limit = LimitName::parse(&name).ok_or_else(|| {
+                            invalid(&key, format!("unknown limit `{name}` (known: {})", known()))
+                        })?;
+                        limits.actions.insert(limit, act);
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "limits.on_limit",
+                    format!("must be a string or a table, got {}", other.type_str()),
+                ));
+            }
+        }
+        limits.count_waiting = self.count_waiting.unwrap_or(false);
+        limits.unknown_price = match self.unknown_price.as_deref() {
+            None if limits.get(LimitName::MaxCostUsd).is_some() => UnknownPrice::Fail,
+            None => UnknownPrice::Warn,
+            Some("fail") => UnknownPrice::Fail,
+            Some("warn") => UnknownPrice::Warn,
+            Some(other) => {
+                return Err(invalid(
+                    "limits.unknown_price",
+                    format!("must be \"fail\" or \"warn\", got `{other}`"),
+                ));
+            }
+        };
+        Ok((limits, self.pricing_file))
+    }
+}
+
+fn action(text: &str, key: &str) -> Result<LimitAction, Error> {
+    LimitAction::parse(text).ok_or_else(|| {
+        invalid(
+            key,
+            format!("unknown action `{text}` (use fail, pause or escalate)"),
+        )
+    })
+}
+
+fn known() -> String {
+    LimitName::ALL
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Validates `[pricing]` entries (model → price per million tokens).
+pub(super) fn validate_pricing(
+    raw: BTreeMap<String, RawPrice>,
+    section: &str,
+) -> Result<BTreeMap<String, Price>, Error> {
+    let mut prices = BTreeMap::new();
+    for (model, price) in raw {
+        let key = format!("{section}.\"{model}\"");
+        let cached_input = price.cached_input.unwrap_or(price.input);
+        for (field, value) in [
+            ("input", price.input),
+            ("output", price.output),
+            ("cached_input", cached_input),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    format!("must be a price per million tokens, zero or more, got {value}"),
+                ));
+            }
+        }
+        prices.insert(
+            model,
+            Price {
+                input: price.input,
+                cached_input,
+                output: price.output,
+            },
+        );
+    }
+    Ok(prices)
+}
+
+/// Parses a pricing file: a TOML table of `"model" = { input, output, cached_input }`.
+pub fn parse_pricing_file(text: &str) -> Result<BTreeMap<String, Price>, Error> {
+    let raw: BTreeMap<String, RawPrice> =
+        toml::from_str(text).map_err(|e| Error::Toml(e.to_string()))?;
+    validate_pricing(raw, "pricing")
+}
+
+impl RawAlerts {
+    pub(super) fn validate(self) -> Result<AlertsSpec, Error> {
+        if let Some(url) = &self.webhook
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "alerts.webhook",
+                format!("`{url}` is not an http:// or https:// URL"),
+            ));
+        }
+        Ok(AlertsSpec {
+            webhook: self.webhook,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! How many input tokens the next model call will send, for limit checks.
+//!
+//! Byte-level BPE tokens are at least one byte each, so the context's bytes (plus framing) are a
+//! cheap upper bound that is exact enough far from a limit. Near a limit, OpenAI models are
+//! counted with their real tokenizer; other models keep the conservative bound.
+
+use std::sync::OnceLock;
+
+use chassis_core::{Message, RunState};
+use tiktoken_rs::CoreBPE;
+
+/// Tokens a chat message costs beyond its content (role, separators), generously.
+const PER_MESSAGE: u64 = 8;
+
+/// Tokens of the reply priming and request framing, generously.
+const PER_REQUEST: u64 = 16;
+
+/// An upper bound on the input tokens of the next call: never less than the real count.
+pub fn upper_bound(state: &RunState) -> u64 {
+    let tools: u64 = state
+        .tools
+        .iter()
+        .map(|t| {
+            (t.name.len() + t.description.len() + t.parameters.to_string().len()) as u64
+                + PER_MESSAGE
+        })
+        .sum();
+    let messages: u64 = state
+        .messages
+        .iter()
+        .map(|m| content_len(m) as u64 + PER_MESSAGE)
+        .sum();
+    messages + tools + PER_REQUEST
+}
+
+/// A count with the model's tokenizer when chassis has it (OpenAI model families), plus the
+/// same generous framing as the bound; `None` for models without a known tokenizer.
+pub fn precise(state: &RunState, model: &str) -> Option<u64> {
+    let bpe = tokenizer_for(model)?;
+    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    let tools: u64 = state
+        .tools
+        .iter()
+        .map(|t| {
+            count(&t.name) + count(&t.description) + count(&t.parameters.to_string()) + PER_MESSAGE
+        })
+        .sum();
+    let messages: u64 = state
+        .messages
+        .iter()
+        .map(|m| {
+            PER_MESSAGE
+                + match m {
+                    Message::System { content } | Message::User { content } => count(content),
+                    Message::Tool { content, call_id } => count(content) + count(call_id),
+                    Message::Assistant(reply) => {
+                        count(reply.content.as_deref().unwrap_or(""))
+                            + reply
+                                .tool_calls
+                                .iter()
+                                .map(|c| count(&c.id) + count(&c.name) + count(&c.arguments))
+                                .sum::<u64>()
+                    }
+                }
+        })
+        .sum();
+    Some(messages + tools + PER_REQUEST)
+}
+
+fn content_len(message: &Message) -> usize {
+    match message {
+        Message::System { content } | Message::User { content } => content.len(),
+        Message::Tool { call_id, content } => call_id.len() + content.len(),
+        Message::Assistant(reply) => {
+            reply.content.as_deref().map_or(0, str::len)
+                + reply
+                    .tool_calls
+                    .iter()
+                    .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// The tokenizer of an OpenAI model family, built on first use (it takes a while).
+fn tokenizer_for(model: &str) -> Option<&'static CoreBPE> {
+    static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    let bare = model.split_once(':').map_or(model, |(_, m)| m);
+    let o200k = [
+        "gpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-5",
+        "o1",
+        "o3",
+        "o4",
+        "chatgpt-4o",
+    ];
+    let cl100k = ["gpt-4", "gpt-3.5"];
+    if o200k.iter().any(|p| bare.starts_with(p)) {
+        O200K
+            .get_or_init(|| tiktoken_rs::o200k_base().ok())
+            .as_ref()
+    } else if cl100k.iter().any(|p| bare.starts_with(p)) {
+        CL100K
+            .get_or_init(|| tiktoken_rs::cl100k_base().ok())
+            .as_ref()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chassis_core::Event;
+
+    fn state(text: &str) -> RunState {
+        let mut state = RunState::default();
+        state
+            .apply(&Event::RunStarted {
+                agent: "a".into(),
+                spec_path: "/a".into(),
+                input: text.into(),
+                system: "You are terse.".into(),
+                model: "openai:gpt-4o-mini".into(),
+                fallbacks: vec![],
+                tools: vec![],
+                limits: Default::default(),
+                max_tokens: 10,
+                prices: Default::default(),
+                at_ms: 0,
+                max_repairs: 2,
+            })
+            .unwrap();
+        state
+    }
+
+    #[test]
+    fn the_bound_is_never_below_the_real_count() {
+        for text in [
+            "hello world",
+            "naïve café ☕ 数据",
+            &"lorem ipsum dolor ".repeat(200),
+        ] {
+            let s = state(text);
+            let exact = precise(&s, "openai:gpt-4o-mini").unwrap();
+            let bound = upper_bound(&s);
+            assert!(bound >= exact, "{bound} < {exact} for {text:?}");
+            // The tokenizer counts English at several characters per token.
+            if text.len() > 1000 {
+                assert!(exact * 2 < bound, "{exact} vs {bound}");
+            }
+        }
+        assert!(precise(&state("x"), "anthropic:claude-haiku-4-5").is_none());
+    }
+}
