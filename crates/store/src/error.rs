@@ -43,4 +43,36 @@ pub enum Error {
     /// The journal's writer is gone (the process is shutting down).
     #[error("journal writer stopped")]
     Closed,
+    /// The database was written by a newer chassis; it is left untouched.
+    #[error(
+        "journal schema version {found} is newer than this chassis supports ({supported}); upgrade chassis"
+    )]
+    SchemaTooNew {
+        /// The version the database is at.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The worker's lease on the run is gone: released, or expired and taken by another worker.
+    #[error("run {run_id}: lease lost, another worker may own the run")]
+    LeaseLost {
+        /// The run.
+        run_id: String,
+    },
+    /// The database server cannot be reached, or refused the connection.
+    #[error("cannot connect to PostgreSQL at {target}: {message}")]
+    Connect {
+        /// Host and port (never credentials).
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The journal target is not a usable URL or path.
+    #[error("invalid journal target {target}: {message}")]
+    InvalidTarget {
+        /// The target as given, password redacted.
+        target: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }

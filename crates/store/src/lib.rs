@@ -1,22 +1,67 @@
 //! The chassis journal: an append-only log of [`Event`]s per run.
 //!
-//! [`Journal`] is the contract every backend keeps (SQLite here; PostgreSQL later), and
-//! `conformance` (feature `test-support`) is the suite that proves it.
+//! [`Journal`] is the contract every backend keeps (an SQLite file, or PostgreSQL for several
+//! workers), and `conformance` (feature `test-support`) is the suite that proves it.
 //! An append carries the sequence number the writer expects the journal to be at, so a
 //! stale or concurrent writer is refused, never interleaved.
+//! Workers share runs through leases ([`Journal::claim`]); a leased append is fenced by the
+//! lease's token, so a worker that lost its lease cannot write.
+//! [`open`] picks the backend from a target string.
 
 mod error;
 mod journal;
+mod lease;
+mod postgres;
 mod sqlite;
 
 #[cfg(feature = "test-support")]
 pub mod conformance;
 
 pub use error::Error;
-pub use journal::{Journal, ListFilter, NewRun, Record, RunSummary};
+pub use journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use sqlite::{SqliteJournal, Sync};
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use chassis_core::Event;
+
+/// Opens the journal `target` names: a `postgres://` or `postgresql://` URL opens
+/// [`PostgresJournal`], anything else is the path of an SQLite file (fsync on every commit).
+///
+/// Either way the schema is created or migrated first, and a database from a newer chassis
+/// is refused untouched ([`Error::SchemaTooNew`]). Errors never show a password.
+pub async fn open(target: &str) -> Result<Arc<dyn Journal>, Error> {
+    if postgres::is_url(target) {
+        let journal = PostgresJournal::connect(target, DEFAULT_POOL_SIZE).await?;
+        return Ok(Arc::new(journal));
+    }
+    if let Some((scheme, _)) = target.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err(Error::InvalidTarget {
+            target: redact(target),
+            message: format!(
+                "unsupported scheme `{scheme}`: expected postgres:// or postgresql://, or the path of an SQLite file"
+            ),
+        });
+    }
+    if target.trim().is_empty() {
+        return Err(Error::InvalidTarget {
+            target: "(empty)".to_string(),
+            message: "expected a postgres:// URL or the path of an SQLite file".to_string(),
+        });
+    }
+    let path = PathBuf::from(target);
+    let journal = tokio::task::spawn_blocking(move || SqliteJournal::open(&path, Sync::Full))
+        .await
+        .map_err(|_| Error::Closed)??;
+    Ok(Arc::new(journal))
+}
 
 /// Serialized form of an event, as the journal stores it.
 pub(crate) fn encode(event: &Event) -> Result<String, Error> {

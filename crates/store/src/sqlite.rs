@@ -5,17 +5,23 @@
 //! Each append sits in its own savepoint: a refused append does not disturb its neighbours.
 //! Several processes may share the file; `BEGIN IMMEDIATE` serializes their writers and the
 //! expected-sequence check runs inside the transaction, so there is no read-then-write race.
+//! Lease operations (claim, renew, release, wake) are writes like appends: they go through the
+//! same thread and transaction, so a claim sees every claim committed before it, in this
+//! process or another.
+
+mod migrate;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use chassis_core::{Event, RunStatus};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use crate::journal::{Journal, ListFilter, NewRun, Record, RunSummary};
+use crate::journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+use crate::lease::{fresh_token, token_to_sql, ttl_ms};
 use crate::{Error, encode};
 
 /// How hard a commit waits for the disk.
@@ -28,50 +34,64 @@ pub enum Sync {
     Normal,
 }
 
-/// Most appends one commit takes; bounds the latency a batch adds.
+/// Most writes one commit takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 1024;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    run_id     TEXT PRIMARY KEY,
-    agent      TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    last_seq   INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_ms);
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_ms);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    at_ms  INTEGER NOT NULL,
-    data   TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-PRAGMA user_version = 1;
-";
+/// A write prepared off the writer thread: events already encoded.
+enum Op {
+    /// Creates a run (`expected: None`, with this agent name) or appends after event `n`;
+    /// `token` fences a leased append.
+    Append {
+        run_id: String,
+        expected: Option<u64>,
+        agent: String,
+        encoded: Vec<String>,
+        status: Option<RunStatus>,
+        token: Option<u64>,
+    },
+    Claim {
+        worker: String,
+        ttl_ms: i64,
+        limit: usize,
+    },
+    Renew {
+        lease: Lease,
+        ttl_ms: i64,
+    },
+    Release {
+        lease: Lease,
+    },
+    Wake {
+        run_id: String,
+        at_ms: i64,
+    },
+}
 
-/// An append prepared off the writer thread: events already encoded.
-struct Batch {
-    run_id: String,
-    /// `None` creates the run (with this agent name); `Some(n)` appends after event `n`.
-    expected: Option<u64>,
-    agent: String,
-    encoded: Vec<String>,
-    status: Option<RunStatus>,
-    reply: oneshot::Sender<Result<u64, Error>>,
+/// What a write produced.
+enum Done {
+    Seq(u64),
+    Leases(Vec<Lease>),
+    Lease(Lease),
+    Nothing,
+}
+
+/// A write and where its answer goes once it is durable.
+struct Request {
+    op: Op,
+    reply: oneshot::Sender<Result<Done, Error>>,
 }
 
 /// The SQLite journal.
 pub struct SqliteJournal {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<Batch>>>,
+    writer: Mutex<Option<mpsc::Sender<Request>>>,
     reader: Arc<Mutex<Connection>>,
 }
 
 impl SqliteJournal {
-    /// Opens (creating if needed) the journal at `path`, creating parent directories.
+    /// Opens (creating if needed) the journal at `path`, creating parent directories, and
+    /// migrates its schema; a file from a newer chassis is refused untouched
+    /// ([`Error::SchemaTooNew`]).
     pub fn open(path: &Path, sync: Sync) -> Result<SqliteJournal, Error> {
         let db_err = |e: &dyn std::fmt::Display| Error::Database {
             path: path.display().to_string(),
@@ -82,11 +102,16 @@ impl SqliteJournal {
         {
             std::fs::create_dir_all(parent).map_err(|e| db_err(&e))?;
         }
-        let writer = connect(path, sync).map_err(|e| db_err(&e))?;
-        writer.execute_batch(SCHEMA).map_err(|e| db_err(&e))?;
+        let mut writer = Connection::open(path).map_err(|e| db_err(&e))?;
+        writer
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(|e| db_err(&e))?;
+        migrate::check(&writer)?;
+        configure(&writer, sync).map_err(|e| db_err(&e))?;
+        migrate::migrate(&mut writer)?;
         let reader = connect(path, sync).map_err(|e| db_err(&e))?;
 
-        let (tx, rx) = mpsc::channel::<Batch>();
+        let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();
         std::thread::Builder::new()
             .name("chassis-journal".into())
@@ -104,33 +129,39 @@ impl SqliteJournal {
         &self.path
     }
 
-    async fn submit(
-        &self,
-        run_id: &str,
-        expected: Option<u64>,
-        agent: &str,
-        events: &[Event],
-    ) -> Result<u64, Error> {
-        let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-        let status = events.iter().rev().find_map(RunStatus::after);
+    async fn submit(&self, op: Op) -> Result<Done, Error> {
         let (reply, done) = oneshot::channel();
-        let batch = Batch {
-            run_id: run_id.to_string(),
-            expected,
-            agent: agent.to_string(),
-            encoded,
-            status,
-            reply,
-        };
         {
             let writer = self.writer.lock().map_err(|_| Error::Closed)?;
             writer
                 .as_ref()
                 .ok_or(Error::Closed)?
-                .send(batch)
+                .send(Request { op, reply })
                 .map_err(|_| Error::Closed)?;
         }
         done.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn append_op(
+        &self,
+        run_id: &str,
+        expected: Option<u64>,
+        agent: &str,
+        events: &[Event],
+        token: Option<u64>,
+    ) -> Result<u64, Error> {
+        let op = Op::Append {
+            run_id: run_id.to_string(),
+            expected,
+            agent: agent.to_string(),
+            encoded: events.iter().map(encode).collect::<Result<Vec<_>, _>>()?,
+            status: events.iter().rev().find_map(RunStatus::after),
+            token,
+        };
+        match self.submit(op).await? {
+            Done::Seq(seq) => Ok(seq),
+            _ => Err(Error::Closed),
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -158,14 +189,18 @@ impl Drop for SqliteJournal {
 
 fn connect(path: &Path, sync: Sync) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    configure(&conn, sync)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let level = match sync {
         Sync::Full => "FULL",
         Sync::Normal => "NORMAL",
     };
-    conn.pragma_update(None, "synchronous", level)?;
-    Ok(conn)
+    conn.pragma_update(None, "synchronous", level)
 }
 
 fn now_ms() -> i64 {
@@ -175,25 +210,27 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Batch>, path: &str) {
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
     while let Ok(first) = rx.recv() {
-        let mut batches = vec![first];
-        while batches.len() < MAX_BATCH {
+        let mut requests = vec![first];
+        while requests.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(batch) => batches.push(batch),
+                Ok(request) => requests.push(request),
                 Err(_) => break,
             }
         }
-        let results = commit(&mut conn, &batches, path);
-        for (batch, result) in batches.into_iter().zip(results) {
-            // The caller may have gone away (cancelled); its append is still durable.
-            let _ = batch.reply.send(result);
+        let (ops, replies): (Vec<Op>, Vec<_>) =
+            requests.into_iter().map(|r| (r.op, r.reply)).unzip();
+        let results = commit(&mut conn, &ops, path);
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The caller may have gone away (cancelled); its write is still durable.
+            let _ = reply.send(result);
         }
     }
 }
 
-/// Commits every batch it can in one transaction; returns one result per batch.
-fn commit(conn: &mut Connection, batches: &[Batch], path: &str) -> Vec<Result<u64, Error>> {
+/// Commits every write it can in one transaction; returns one result per write.
+fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Error>> {
     let db_err = |e: rusqlite::Error| Error::Database {
         path: path.to_string(),
         message: e.to_string(),
@@ -202,14 +239,14 @@ fn commit(conn: &mut Connection, batches: &[Batch], path: &str) -> Vec<Result<u6
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            return batches.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
+            return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
         }
     };
-    let mut results = Vec::with_capacity(batches.len());
-    for batch in batches {
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
         let result = match tx.savepoint() {
-            Ok(sp) => match apply(&sp, batch, now) {
-                Ok(seq) => sp.commit().map(|()| seq).map_err(db_err),
+            Ok(sp) => match apply(&sp, op, now) {
+                Ok(done) => sp.commit().map(|()| done).map_err(db_err),
                 Err(e) => Err(e.into_error(path)),
             },
             Err(e) => Err(db_err(e)),
@@ -217,7 +254,7 @@ fn commit(conn: &mut Connection, batches: &[Batch], path: &str) -> Vec<Result<u6
         results.push(result);
     }
     if let Err(e) = tx.commit() {
-        return batches.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
+        return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
     }
     results
 }
@@ -253,29 +290,112 @@ impl From<rusqlite::Error> for ApplyError {
     }
 }
 
-fn apply(conn: &Connection, batch: &Batch, now: i64) -> Result<u64, ApplyError> {
-    let current: Option<u64> = conn
-        .prepare_cached("SELECT last_seq FROM runs WHERE run_id = ?1")?
-        .query_row(params![batch.run_id], |row| row.get(0))
+fn apply(conn: &Connection, op: &Op, now: i64) -> Result<Done, ApplyError> {
+    match op {
+        Op::Append {
+            run_id,
+            expected,
+            agent,
+            encoded,
+            status,
+            token,
+        } => append(
+            conn, run_id, *expected, agent, encoded, *status, *token, now,
+        )
+        .map(Done::Seq),
+        Op::Claim {
+            worker,
+            ttl_ms,
+            limit,
+        } => claim(conn, worker, *ttl_ms, *limit, now).map(Done::Leases),
+        Op::Renew { lease, ttl_ms } => {
+            let until_ms = now.saturating_add(*ttl_ms);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE runs SET lease_until_ms = ?3 WHERE run_id = ?1 AND lease_token = ?2",
+                )?
+                .execute(params![lease.run_id, token_to_sql(lease.token), until_ms])?;
+            if changed == 0 {
+                return Err(lease_lost(&lease.run_id));
+            }
+            Ok(Done::Lease(Lease {
+                until_ms,
+                ..lease.clone()
+            }))
+        }
+        Op::Release { lease } => {
+            conn.prepare_cached(
+                "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL
+                 WHERE run_id = ?1 AND lease_token = ?2",
+            )?
+            .execute(params![lease.run_id, token_to_sql(lease.token)])?;
+            Ok(Done::Nothing)
+        }
+        Op::Wake { run_id, at_ms } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE runs SET wake_at_ms = min(coalesce(wake_at_ms, ?2), ?2)
+                     WHERE run_id = ?1 AND status NOT IN ('completed', 'failed')",
+                )?
+                .execute(params![run_id, at_ms])?;
+            if changed == 0 && last_seq(conn, run_id)?.is_none() {
+                return Err(ApplyError::Journal(Error::RunNotFound(run_id.clone())));
+            }
+            Ok(Done::Nothing)
+        }
+    }
+}
+
+fn lease_lost(run_id: &str) -> ApplyError {
+    ApplyError::Journal(Error::LeaseLost {
+        run_id: run_id.to_string(),
+    })
+}
+
+fn last_seq(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<u64>> {
+    conn.prepare_cached("SELECT last_seq FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| row.get(0))
+        .optional()
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one append's fields, unpacked once"
+)]
+fn append(
+    conn: &Connection,
+    run_id: &str,
+    expected: Option<u64>,
+    agent: &str,
+    encoded: &[String],
+    status: Option<RunStatus>,
+    token: Option<u64>,
+    now: i64,
+) -> Result<u64, ApplyError> {
+    let current: Option<(u64, Option<i64>)> = conn
+        .prepare_cached("SELECT last_seq, lease_token FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    let start = match (batch.expected, current) {
+    let start = match (expected, current) {
         (None, None) => {
             conn.prepare_cached(
-                "INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms)
-                 VALUES (?1, ?2, 'running', 0, ?3, ?3)",
+                "INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
+                                   wake_at_ms)
+                 VALUES (?1, ?2, 'running', 0, ?3, ?3, ?3)",
             )?
-            .execute(params![batch.run_id, batch.agent, now])?;
+            .execute(params![run_id, agent, now])?;
             0
         }
-        (None, Some(_)) => return Err(ApplyError::Journal(Error::RunExists(batch.run_id.clone()))),
+        (None, Some(_)) => return Err(ApplyError::Journal(Error::RunExists(run_id.to_string()))),
         (Some(_), None) => {
-            return Err(ApplyError::Journal(Error::RunNotFound(
-                batch.run_id.clone(),
-            )));
+            return Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string())));
         }
-        (Some(expected), Some(actual)) if expected != actual => {
+        (Some(_), Some((_, held))) if token.is_some() && held != token.map(token_to_sql) => {
+            return Err(lease_lost(run_id));
+        }
+        (Some(expected), Some((actual, _))) if expected != actual => {
             return Err(ApplyError::Journal(Error::SequenceConflict {
-                run_id: batch.run_id.clone(),
+                run_id: run_id.to_string(),
                 expected,
                 actual,
             }));
@@ -285,31 +405,72 @@ fn apply(conn: &Connection, batch: &Batch, now: i64) -> Result<u64, ApplyError> 
     let mut insert = conn
         .prepare_cached("INSERT INTO events (run_id, seq, at_ms, data) VALUES (?1, ?2, ?3, ?4)")?;
     let mut seq = start;
-    for data in &batch.encoded {
+    for data in encoded {
         seq += 1;
-        insert.execute(params![batch.run_id, seq, now, data])?;
+        insert.execute(params![run_id, seq, now, data])?;
     }
-    match batch.status {
-        Some(status) => conn
-            .prepare_cached(
-                "UPDATE runs SET last_seq = ?2, updated_ms = ?3, status = ?4 WHERE run_id = ?1",
+    match status {
+        Some(status) => {
+            let wake_at = (status == RunStatus::Running).then_some(now);
+            conn.prepare_cached(
+                "UPDATE runs SET last_seq = ?2, updated_ms = ?3, status = ?4, wake_at_ms = ?5
+                 WHERE run_id = ?1",
             )?
-            .execute(params![batch.run_id, seq, now, status.as_str()])?,
+            .execute(params![run_id, seq, now, status.as_str(), wake_at])?
+        }
         None => conn
             .prepare_cached("UPDATE runs SET last_seq = ?2, updated_ms = ?3 WHERE run_id = ?1")?
-            .execute(params![batch.run_id, seq, now])?,
+            .execute(params![run_id, seq, now])?,
     };
     Ok(seq)
+}
+
+/// Leases the runnable runs that are free, oldest wake time first.
+fn claim(
+    conn: &Connection,
+    worker: &str,
+    ttl_ms: i64,
+    limit: usize,
+    now: i64,
+) -> Result<Vec<Lease>, ApplyError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let run_ids = conn
+        .prepare_cached(
+            "SELECT run_id FROM runs
+             WHERE wake_at_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
+             ORDER BY wake_at_ms, run_id LIMIT ?2",
+        )?
+        .query_map(params![now, limit], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let until_ms = now.saturating_add(ttl_ms);
+    let mut update = conn.prepare_cached(
+        "UPDATE runs SET lease_owner = ?2, lease_token = ?3, lease_until_ms = ?4
+         WHERE run_id = ?1",
+    )?;
+    let mut leases = Vec::with_capacity(run_ids.len());
+    for run_id in run_ids {
+        let token = fresh_token();
+        update.execute(params![run_id, worker, token_to_sql(token), until_ms])?;
+        leases.push(Lease {
+            run_id,
+            worker: worker.to_string(),
+            token,
+            until_ms,
+        });
+    }
+    Ok(leases)
 }
 
 #[async_trait]
 impl Journal for SqliteJournal {
     async fn create(&self, run: &NewRun, events: &[Event]) -> Result<u64, Error> {
-        self.submit(&run.run_id, None, &run.agent, events).await
+        self.append_op(&run.run_id, None, &run.agent, events, None)
+            .await
     }
 
     async fn append(&self, run_id: &str, expected: u64, events: &[Event]) -> Result<u64, Error> {
-        self.submit(run_id, Some(expected), "", events).await
+        self.append_op(run_id, Some(expected), "", events, None)
+            .await
     }
 
     async fn load(&self, run_id: &str) -> Result<Vec<Record>, Error> {
@@ -389,5 +550,60 @@ impl Journal for SqliteJournal {
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
         .await
+    }
+
+    async fn claim(&self, worker: &str, ttl: Duration, limit: usize) -> Result<Vec<Lease>, Error> {
+        let op = Op::Claim {
+            worker: worker.to_string(),
+            ttl_ms: ttl_ms(ttl),
+            limit,
+        };
+        match self.submit(op).await? {
+            Done::Leases(leases) => Ok(leases),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let op = Op::Renew {
+            lease: lease.clone(),
+            ttl_ms: ttl_ms(ttl),
+        };
+        match self.submit(op).await? {
+            Done::Lease(lease) => Ok(lease),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        self.submit(Op::Release {
+            lease: lease.clone(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn append_leased(
+        &self,
+        lease: &Lease,
+        expected: u64,
+        events: &[Event],
+    ) -> Result<u64, Error> {
+        self.append_op(&lease.run_id, Some(expected), "", events, Some(lease.token))
+            .await
+    }
+
+    async fn wake(&self, run_id: &str, at_ms: i64) -> Result<(), Error> {
+        self.submit(Op::Wake {
+            run_id: run_id.to_string(),
+            at_ms,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        // Nothing tells this process when another one makes a run runnable: poll.
+        tokio::time::sleep(timeout).await;
     }
 }

@@ -1,8 +1,10 @@
 //! The SQLite journal against the conformance suite, on a real file.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use chassis_store::{Journal, SqliteJournal, Sync};
+use chassis_store::conformance::{requested, resumed, started};
+use chassis_store::{Error, Journal, NewRun, SqliteJournal, Sync};
 
 async fn sqlite() -> (Arc<dyn Journal>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -12,6 +14,13 @@ async fn sqlite() -> (Arc<dyn Journal>, tempfile::TempDir) {
 
 chassis_store::journal_conformance!(sqlite());
 
+fn new_run(id: &str) -> NewRun {
+    NewRun {
+        run_id: id.into(),
+        agent: "agent".into(),
+    }
+}
+
 #[tokio::test]
 async fn two_handles_on_one_file_share_the_sequence_rule() {
     // Two processes are two handles on one file; the second writer sees the first's appends.
@@ -19,29 +28,155 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     let path = dir.path().join("chassis.db");
     let a = SqliteJournal::open(&path, Sync::Normal).unwrap();
     let b = SqliteJournal::open(&path, Sync::Normal).unwrap();
-    let run = chassis_store::NewRun {
-        run_id: "r".into(),
-        agent: "x".into(),
-    };
-    let start = chassis_core::Event::RunStarted {
-        agent: "x".into(),
-        spec_path: "s".into(),
-        input: "i".into(),
-        system: "s".into(),
-        model: "openai:m".into(),
-        fallbacks: vec![],
-        max_repairs: 2,
-        tools: vec![],
-        limits: Default::default(),
-        max_tokens: 100,
-        prices: Default::default(),
-        at_ms: 0,
-    };
-    a.create(&run, &[start]).await.unwrap();
-    let resumed = chassis_core::Event::RunResumed { at_ms: 0 };
-    b.append("r", 1, std::slice::from_ref(&resumed))
+    a.create(&new_run("r"), &[started("agent")]).await.unwrap();
+    b.append("r", 1, &[resumed()]).await.unwrap();
+    assert!(a.append("r", 1, &[resumed()]).await.is_err());
+    assert_eq!(a.load("r").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn two_handles_on_one_file_never_share_a_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chassis.db");
+    let a = SqliteJournal::open(&path, Sync::Normal).unwrap();
+    let b = SqliteJournal::open(&path, Sync::Normal).unwrap();
+    a.create(&new_run("r"), &[started("agent")]).await.unwrap();
+    let lease = a
+        .claim("a", Duration::from_secs(60), 5)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        b.claim("b", Duration::from_secs(60), 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    a.release(&lease).await.unwrap();
+    assert_eq!(
+        b.claim("b", Duration::from_secs(60), 5)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// The schema chassis wrote before leases existed (user_version 1).
+const VERSION_1: &str = "
+CREATE TABLE runs (
+    run_id     TEXT PRIMARY KEY,
+    agent      TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    last_seq   INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX runs_by_status ON runs (status, created_ms);
+CREATE INDEX runs_by_created ON runs (created_ms);
+CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    data   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+#[tokio::test]
+async fn an_old_file_is_migrated_and_its_running_runs_become_claimable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(VERSION_1).unwrap();
+        let data = serde_json::to_string(&started("agent")).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO runs VALUES ('live', 'agent', 'running', 1, 5, 5);
+             INSERT INTO runs VALUES ('done', 'agent', 'completed', 1, 6, 6);
+             INSERT INTO events VALUES ('live', 1, 5, '{data}');
+             INSERT INTO events VALUES ('done', 1, 6, '{data}');"
+        ))
+        .unwrap();
+    }
+    let journal = SqliteJournal::open(&path, Sync::Normal).unwrap();
+    assert_eq!(journal.load("live").await.unwrap().len(), 1);
+    let leases = journal
+        .claim("w", Duration::from_secs(60), 5)
         .await
         .unwrap();
-    assert!(a.append("r", 1, &[resumed]).await.is_err());
-    assert_eq!(a.load("r").await.unwrap().len(), 2);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].run_id, "live");
+    assert_eq!(
+        journal
+            .append_leased(&leases[0], 1, &[requested(1)])
+            .await
+            .unwrap(),
+        2
+    );
+    drop(journal);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_chassis_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 7;")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = SqliteJournal::open(&path, Sync::Full).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooNew {
+                found: 7,
+                supported: 2
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "journal schema version 7 is newer than this chassis supports (2); upgrade chassis"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["new.db"], "no WAL or other file was created");
+}
+
+#[tokio::test]
+async fn open_takes_a_path_and_refuses_other_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/chassis.db");
+    let journal = chassis_store::open(path.to_str().unwrap()).await.unwrap();
+    journal
+        .create(&new_run("r"), &[started("agent")])
+        .await
+        .unwrap();
+    assert!(path.exists());
+
+    let err = chassis_store::open("mysql://bob:hunter2@db/x")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidTarget { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("unsupported scheme `mysql`"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(matches!(
+        chassis_store::open("  ").await,
+        Err(Error::InvalidTarget { .. })
+    ));
 }

@@ -1,0 +1,496 @@
+//! The shared journal: PostgreSQL, for several workers on several machines.
+//!
+//! Every operation is one statement, hence one transaction and one round trip: an append is a
+//! conditional `UPDATE runs … WHERE last_seq = $expected` (plus, when leased, `lease_token =
+//! $token`) whose returned row feeds the `INSERT` of its events, so a stale writer changes
+//! nothing and there is no read-then-write race; `(run_id, seq)` is the primary key besides.
+//! Concurrent commits already share WAL flushes in the server, so appends are not batched here.
+//! Claims lock candidate rows with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait
+//! for each other and never get the same run. Times (event stamps, leases, wake-ups) are the
+//! server's clock, one clock for every worker. Statements that make a run runnable `NOTIFY`
+//! [`listen::CHANNEL`], which idle workers wait on.
+
+mod listen;
+mod migrate;
+mod pool;
+mod target;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chassis_core::{Event, RunStatus};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, Statement};
+
+use crate::journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+use crate::lease::{fresh_token, token_from_sql, token_to_sql, ttl_ms};
+use crate::{Error, encode};
+
+use listen::Listener;
+use pool::{Conn, Pool};
+
+pub(crate) use target::is_url;
+pub use target::redact;
+
+/// Connections [`crate::open`] keeps to one database.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// The server's clock in ms since the epoch (`now()`: the statement's transaction start).
+const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+
+/// Shortest wait between two looks for work, so a run that stays busy cannot cause a spin.
+const MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// Announces the run of each row of `rel` for which `cond` holds (inside the statement's
+/// transaction, so listeners hear of it only once it is committed).
+fn notify(rel: &str, cond: &str) -> String {
+    format!(
+        "(SELECT count(*) FROM (SELECT pg_notify('{channel}', {rel}.run_id) WHERE {cond}) n)",
+        channel = listen::CHANNEL,
+    )
+}
+
+/// The journal's statements, prepared on each connection.
+pub(crate) struct Statements {
+    create: Statement,
+    append: Statement,
+    state: Statement,
+    load: Statement,
+    list: Statement,
+    claim: Statement,
+    renew: Statement,
+    release: Statement,
+    wake: Statement,
+    next_ready: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        use Type as T;
+        let now = NOW_MS;
+        // $1 run_id, $2 agent, $3 status, $4 encoded events.
+        let create = format!(
+            "WITH r AS (
+                 INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
+                                   wake_at_ms)
+                 VALUES ($1, $2, $3, cardinality($4::text[]), {now}, {now},
+                         CASE WHEN $3 = 'running' THEN {now} END)
+                 ON CONFLICT (run_id) DO NOTHING
+                 RETURNING run_id, last_seq, wake_at_ms
+             ), ins AS (
+                 INSERT INTO events (run_id, seq, at_ms, data)
+                 SELECT r.run_id, t.n, {now}, t.d
+                 FROM r, unnest($4::text[]) WITH ORDINALITY AS t(d, n)
+             )
+             SELECT r.last_seq, {notify} FROM r",
+            notify = notify("r", "r.wake_at_ms IS NOT NULL"),
+        );
+        // $1 run_id, $2 expected, $3 status or NULL, $4 lease token or NULL, $5 events.
+        let append = format!(
+            "WITH u AS (
+                 UPDATE runs SET
+                     last_seq = $2 + cardinality($5::text[]),
+                     updated_ms = {now},
+                     status = coalesce($3, status),
+                     wake_at_ms = CASE WHEN $3 IS NULL THEN wake_at_ms
+                                       WHEN $3 = 'running' THEN {now} END
+                 WHERE run_id = $1 AND last_seq = $2
+                   AND ($4::bigint IS NULL OR lease_token = $4)
+                 RETURNING run_id, last_seq
+             ), ins AS (
+                 INSERT INTO events (run_id, seq, at_ms, data)
+                 SELECT u.run_id, $2 + t.n, {now}, t.d
+                 FROM u, unnest($5::text[]) WITH ORDINALITY AS t(d, n)
+             )
+             SELECT u.last_seq, {notify} FROM u",
+            notify = notify("u", "$3 = 'running'"),
+        );
+        // $1 worker, $2 ttl ms, $3 limit, $4 token base (each lease gets base XOR its number).
+        let claim = format!(
+            "WITH picked AS (
+                 SELECT run_id FROM runs
+                 WHERE wake_at_ms <= {now}
+                   AND (lease_until_ms IS NULL OR lease_until_ms <= {now})
+                 ORDER BY wake_at_ms, run_id
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED
+             ), numbered AS (
+                 SELECT run_id, row_number() OVER (ORDER BY run_id) AS n FROM picked
+             )
+             UPDATE runs SET lease_owner = $1, lease_token = $4 # numbered.n,
+                             lease_until_ms = {now} + $2
+             FROM numbered WHERE runs.run_id = numbered.run_id
+             RETURNING runs.run_id, runs.lease_token, runs.lease_until_ms"
+        );
+        // $1 run_id, $2 token, $3 ttl ms.
+        let renew = format!(
+            "UPDATE runs SET lease_until_ms = {now} + $3
+             WHERE run_id = $1 AND lease_token = $2
+             RETURNING lease_until_ms"
+        );
+        // $1 run_id, $2 token.
+        let release = format!(
+            "WITH r AS (
+                 UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL
+                 WHERE run_id = $1 AND lease_token = $2
+                 RETURNING run_id, wake_at_ms
+             )
+             SELECT {notify} FROM r",
+            notify = notify("r", &format!("r.wake_at_ms <= {now}")),
+        );
+        // $1 run_id, $2 at ms.
+        let wake = format!(
+            "WITH w AS (
+                 UPDATE runs SET wake_at_ms = least(coalesce(wake_at_ms, $2), $2)
+                 WHERE run_id = $1 AND status NOT IN ('completed', 'failed')
+                 RETURNING run_id, wake_at_ms, lease_until_ms
+             )
+             SELECT {notify} FROM w",
+            notify = notify(
+                "w",
+                &format!(
+                    "w.wake_at_ms <= {now} AND (w.lease_until_ms IS NULL OR w.lease_until_ms <= {now})"
+                ),
+            ),
+        );
+        // Milliseconds until the next run becomes claimable (woken, and its lease expired).
+        let next_ready = format!(
+            "SELECT min(greatest(wake_at_ms, coalesce(lease_until_ms, wake_at_ms))) - {now}
+             FROM runs WHERE wake_at_ms IS NOT NULL"
+        );
+        let (create, append, state, load, list, claim, renew, release, wake, next_ready) = tokio::try_join!(
+            client.prepare_typed(&create, &[T::TEXT, T::TEXT, T::TEXT, T::TEXT_ARRAY]),
+            client.prepare_typed(
+                &append,
+                &[T::TEXT, T::INT8, T::TEXT, T::INT8, T::TEXT_ARRAY]
+            ),
+            client.prepare_typed(
+                "SELECT last_seq, lease_token FROM runs WHERE run_id = $1",
+                &[T::TEXT]
+            ),
+            client.prepare_typed(
+                "SELECT seq, at_ms, data FROM events WHERE run_id = $1 ORDER BY seq",
+                &[T::TEXT]
+            ),
+            client.prepare_typed(
+                "SELECT run_id, agent, status, last_seq, created_ms, updated_ms FROM runs
+                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent = $2)
+                 ORDER BY created_ms DESC, run_id DESC LIMIT $3",
+                &[T::TEXT, T::TEXT, T::INT8]
+            ),
+            client.prepare_typed(&claim, &[T::TEXT, T::INT8, T::INT8, T::INT8]),
+            client.prepare_typed(&renew, &[T::TEXT, T::INT8, T::INT8]),
+            client.prepare_typed(&release, &[T::TEXT, T::INT8]),
+            client.prepare_typed(&wake, &[T::TEXT, T::INT8]),
+            client.prepare_typed(&next_ready, &[]),
+        )?;
+        Ok(Statements {
+            create,
+            append,
+            state,
+            load,
+            list,
+            claim,
+            renew,
+            release,
+            wake,
+            next_ready,
+        })
+    }
+}
+
+/// The PostgreSQL journal: a small pool of connections to one database schema.
+///
+/// The schema is the connection's current one (the first of `search_path`, usually `public`);
+/// `?options=-csearch_path%3Dname` in the URL picks another.
+pub struct PostgresJournal {
+    target: String,
+    config: Config,
+    pool: Pool,
+    listener: Listener,
+}
+
+impl PostgresJournal {
+    /// Connects to `url` (`postgres://user:password@host:port/database?…`), creates or
+    /// migrates the schema, and keeps up to `pool_size` connections.
+    ///
+    /// Fails with [`Error::InvalidTarget`] for a bad URL, [`Error::Connect`] when the server
+    /// cannot be reached or refuses the login, and [`Error::SchemaTooNew`] for a database of a
+    /// newer chassis (left untouched). No message holds the password.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresJournal, Error> {
+        let target = redact(url);
+        let config = target::parse(url)?;
+        let (mut client, connection) = target::connect(&config).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        migrate::migrate(&mut client, &target).await?;
+        let first = Conn::prepare(client, &target).await?;
+        Ok(PostgresJournal {
+            pool: Pool::new(config.clone(), target.clone(), pool_size, first),
+            target,
+            config,
+            listener: Listener::new(),
+        })
+    }
+
+    /// The URL connected to, password redacted.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn db_err(&self, e: tokio_postgres::Error) -> Error {
+        Error::Database {
+            path: self.target.clone(),
+            message: target::describe(&e),
+        }
+    }
+
+    async fn append_op(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[Event],
+        token: Option<u64>,
+    ) -> Result<u64, Error> {
+        let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let status = events
+            .iter()
+            .rev()
+            .find_map(RunStatus::after)
+            .map(RunStatus::as_str);
+        let expected_sql = seq_to_sql(expected)?;
+        let token_sql = token.map(token_to_sql);
+        let conn = self.pool.get().await?;
+        let row = conn
+            .client
+            .query_opt(
+                &conn.stmts.append,
+                &[&run_id, &expected_sql, &status, &token_sql, &encoded],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if let Some(row) = row {
+            return Ok(seq_from_sql(row.get(0)));
+        }
+        // Refused: say why, from the row as it is now.
+        let current = conn
+            .client
+            .query_opt(&conn.stmts.state, &[&run_id])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let Some(current) = current else {
+            return Err(Error::RunNotFound(run_id.to_string()));
+        };
+        let actual = seq_from_sql(current.get(0));
+        let held: Option<i64> = current.get(1);
+        if token.is_some() && held != token_sql {
+            return Err(Error::LeaseLost {
+                run_id: run_id.to_string(),
+            });
+        }
+        Err(Error::SequenceConflict {
+            run_id: run_id.to_string(),
+            expected,
+            actual,
+        })
+    }
+}
+
+fn seq_to_sql(seq: u64) -> Result<i64, Error> {
+    i64::try_from(seq).map_err(|_| Error::Encode(format!("sequence {seq} is out of range")))
+}
+
+fn seq_from_sql(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+#[async_trait]
+impl Journal for PostgresJournal {
+    async fn create(&self, run: &NewRun, events: &[Event]) -> Result<u64, Error> {
+        let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let status = events
+            .iter()
+            .rev()
+            .find_map(RunStatus::after)
+            .unwrap_or(RunStatus::Running)
+            .as_str();
+        let conn = self.pool.get().await?;
+        let row = conn
+            .client
+            .query_opt(
+                &conn.stmts.create,
+                &[&run.run_id, &run.agent, &status, &encoded],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match row {
+            Some(row) => Ok(seq_from_sql(row.get(0))),
+            None => Err(Error::RunExists(run.run_id.clone())),
+        }
+    }
+
+    async fn append(&self, run_id: &str, expected: u64, events: &[Event]) -> Result<u64, Error> {
+        self.append_op(run_id, expected, events, None).await
+    }
+
+    async fn load(&self, run_id: &str) -> Result<Vec<Record>, Error> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .client
+            .query(&conn.stmts.load, &[&run_id])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        drop(conn);
+        if rows.is_empty() {
+            return Err(Error::RunNotFound(run_id.to_string()));
+        }
+        rows.iter()
+            .map(|row| {
+                let seq = seq_from_sql(row.get(0));
+                let data: &str = row.get(2);
+                let event = serde_json::from_str(data).map_err(|e| Error::Corrupt {
+                    run_id: run_id.to_string(),
+                    seq,
+                    message: e.to_string(),
+                })?;
+                Ok(Record {
+                    seq,
+                    at_ms: row.get(1),
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, Error> {
+        let status = filter.status.map(RunStatus::as_str);
+        let limit = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .client
+            .query(&conn.stmts.list, &[&status, &filter.agent, &limit])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| RunSummary {
+                run_id: row.get(0),
+                agent: row.get(1),
+                status: RunStatus::parse(row.get(2)).unwrap_or(RunStatus::Running),
+                last_seq: seq_from_sql(row.get(3)),
+                created_ms: row.get(4),
+                updated_ms: row.get(5),
+            })
+            .collect())
+    }
+
+    async fn claim(&self, worker: &str, ttl: Duration, limit: usize) -> Result<Vec<Lease>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let base = token_to_sql(fresh_token());
+        let conn = self.pool.get().await?;
+        self.listener.claiming();
+        let rows = conn
+            .client
+            .query(&conn.stmts.claim, &[&worker, &ttl_ms(ttl), &limit, &base])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| Lease {
+                run_id: row.get(0),
+                worker: worker.to_string(),
+                token: token_from_sql(row.get(1)),
+                until_ms: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .client
+            .query_opt(
+                &conn.stmts.renew,
+                &[&lease.run_id, &token_to_sql(lease.token), &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match row {
+            Some(row) => Ok(Lease {
+                until_ms: row.get(0),
+                ..lease.clone()
+            }),
+            None => Err(Error::LeaseLost {
+                run_id: lease.run_id.clone(),
+            }),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let conn = self.pool.get().await?;
+        conn.client
+            .query(
+                &conn.stmts.release,
+                &[&lease.run_id, &token_to_sql(lease.token)],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    async fn append_leased(
+        &self,
+        lease: &Lease,
+        expected: u64,
+        events: &[Event],
+    ) -> Result<u64, Error> {
+        self.append_op(&lease.run_id, expected, events, Some(lease.token))
+            .await
+    }
+
+    async fn wake(&self, run_id: &str, at_ms: i64) -> Result<(), Error> {
+        let conn = self.pool.get().await?;
+        let woken = conn
+            .client
+            .query_opt(&conn.stmts.wake, &[&run_id, &at_ms])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if woken.is_some() {
+            return Ok(());
+        }
+        // Nothing changed: a finished run (fine) or none at all.
+        let exists = conn
+            .client
+            .query_opt(&conn.stmts.state, &[&run_id])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match exists {
+            Some(_) => Ok(()),
+            None => Err(Error::RunNotFound(run_id.to_string())),
+        }
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        // A run whose wake time or lease expiry falls inside the wait is announced by nobody:
+        // wait only until then.
+        let next = match self.pool.get().await {
+            Ok(conn) => conn
+                .client
+                .query_one(&conn.stmts.next_ready, &[])
+                .await
+                .ok()
+                .and_then(|row| row.get::<_, Option<i64>>(0)),
+            Err(_) => None,
+        };
+        let timeout = match next {
+            Some(ms) => timeout.min(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            None => timeout,
+        }
+        .max(MIN_WAIT.min(timeout));
+        self.listener.wait(&self.config, timeout).await;
+    }
+}

@@ -1,0 +1,89 @@
+//! The SQLite schema and its migrations, versioned by `PRAGMA user_version`.
+//!
+//! Migrations run inside `BEGIN IMMEDIATE`, so two processes opening the same old file never
+//! both apply one. A file from a newer chassis is refused before anything is written to it.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::Error;
+
+/// Migration `n` (from 1) takes the schema from version `n - 1` to `n`.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs and their events.
+    "
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id     TEXT PRIMARY KEY,
+        agent      TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        last_seq   INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_ms);
+    CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_ms);
+    CREATE TABLE IF NOT EXISTS events (
+        run_id TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        at_ms  INTEGER NOT NULL,
+        data   TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    ",
+    // 2: when each run is next runnable, and worker leases. Runs left running are runnable.
+    "
+    ALTER TABLE runs ADD COLUMN wake_at_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_token INTEGER;
+    ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
+    UPDATE runs SET wake_at_ms = updated_ms WHERE status = 'running';
+    CREATE INDEX runs_runnable ON runs (wake_at_ms) WHERE wake_at_ms IS NOT NULL;
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The file's schema version, refused if it is newer than this build.
+pub(super) fn check(conn: &Connection) -> Result<i64, Error> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| Error::Database {
+            path: path_of(conn),
+            message: e.to_string(),
+        })?;
+    if found > VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Brings the schema to [`VERSION`], in one transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    if check(conn)? == VERSION {
+        return Ok(());
+    }
+    let path = path_of(conn);
+    let db_err = |message: String| Error::Database {
+        path: path.clone(),
+        message,
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| db_err(e.to_string()))?;
+    // Another process may have migrated between the check and the lock.
+    let found = check(&tx)?;
+    for (done, migration) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(migration)
+            .map_err(|e| db_err(format!("migration to schema version {}: {e}", done + 1)))?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)
+        .map_err(|e| db_err(e.to_string()))?;
+    tx.commit().map_err(|e| db_err(e.to_string()))
+}
+
+fn path_of(conn: &Connection) -> String {
+    conn.path().unwrap_or("").to_string()
+}

@@ -1,0 +1,357 @@
+//! The PostgreSQL journal against the conformance suite, on a real server.
+//!
+//! The server is `CHASSIS_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! Each test works in a schema of its own, dropped at the end, so tests run in parallel.
+//! When the server cannot be reached the tests say so loudly and pass, unless `CI` or
+//! `CHASSIS_TEST_PG_REQUIRED` is set: then they fail.
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chassis_store::conformance::started;
+use chassis_store::{Error, Journal, NewRun, PostgresJournal};
+use tokio_postgres::NoTls;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn base_url() -> String {
+    std::env::var("CHASSIS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+fn required() -> bool {
+    let set = |name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    set("CI") || set("CHASSIS_TEST_PG_REQUIRED")
+}
+
+/// A schema of the test's own; dropped (with everything in it) when the test ends.
+struct Schema {
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    /// Creates the schema, or `None` (after a loud message) when there is no server.
+    async fn new() -> Option<Schema> {
+        let base = base_url();
+        let client = match tokio_postgres::connect(&base, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(e) => {
+                let banner = "!".repeat(78);
+                let message = format!(
+                    "{banner}\n!! PostgreSQL at {} is unreachable ({e}: {}): SKIPPING the \
+                     PostgreSQL journal tests.\n!! Start it, or set CHASSIS_TEST_PG_URL.\n{banner}",
+                    chassis_store::redact(&base),
+                    std::error::Error::source(&e).map_or(String::new(), |s| s.to_string()),
+                );
+                if required() {
+                    panic!("{message}");
+                }
+                eprintln!("{message}");
+                return None;
+            }
+        };
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let name = format!("t_{:016x}", hasher.finish());
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-csearch_path%3D{name}");
+        Some(Schema { name, url })
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // Drop runs outside any async context of its own: use a small runtime on a thread.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((client, connection)) = tokio_postgres::connect(&base_url(), NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn postgres() -> Option<(Arc<dyn Journal>, Schema)> {
+    let schema = Schema::new().await?;
+    let journal = PostgresJournal::connect(&schema.url, 8).await.unwrap();
+    Some((Arc::new(journal), schema))
+}
+
+chassis_store::journal_conformance!(optional: postgres());
+
+fn new_run(id: &str) -> NewRun {
+    NewRun {
+        run_id: id.into(),
+        agent: "agent".into(),
+    }
+}
+
+/// A client on the test's schema, for looking behind the journal's back.
+async fn client(schema: &Schema) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn open_picks_postgres_for_urls() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    let journal = chassis_store::open(&schema.url).await.unwrap();
+    journal
+        .create(&new_run("r"), &[started("agent")])
+        .await
+        .unwrap();
+    let count: i64 = client(&schema)
+        .await
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    let url = schema.url.replacen("postgres://", "postgresql://", 1);
+    assert!(chassis_store::open(&url).await.is_ok());
+}
+
+#[tokio::test]
+async fn unreachable_server_is_named_without_the_password() {
+    let err = chassis_store::open("postgres://bob:hunter2@127.0.0.1:5999/chassis")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to PostgreSQL at 127.0.0.1:5999: connection refused"
+    );
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_without_the_password() {
+    let err = chassis_store::open("postgres://bob:hunter2@db:port/chassis")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidTarget { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("postgres://bob:***@db:port/chassis"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let err = chassis_store::open("postgresql://db/chassis?sslmode=require&password=hunter2")
+        .await
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_database_and_role_are_named() {
+    if Schema::new().await.is_none() {
+        return;
+    }
+    let base = base_url();
+    let config: tokio_postgres::Config = base.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+
+    let url = format!("postgres://{user}@{host}:{port}/chassis_no_such_database");
+    let err = chassis_store::open(&url).await.err().unwrap();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("database \"chassis_no_such_database\" does not exist"),
+        "{err}"
+    );
+
+    let url = format!("postgres://chassis_no_such_role:hunter2@{host}:{port}/postgres");
+    let err = chassis_store::open(&url).await.err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Connect { .. }), "{text}");
+    assert!(text.starts_with(&format!("cannot connect to PostgreSQL at {host}:{port}: ")));
+    // Trust authentication says the role is unknown; password authentication that it failed.
+    assert!(
+        text.contains("chassis_no_such_role") && !text.contains("hunter2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_chassis_is_refused_untouched() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    drop(PostgresJournal::connect(&schema.url, 1).await.unwrap());
+    let client = client(&schema).await;
+    client
+        .batch_execute(
+            "UPDATE chassis_meta SET value = '7' WHERE key = 'schema_version';
+             CREATE TABLE future (x int);",
+        )
+        .await
+        .unwrap();
+    let err = PostgresJournal::connect(&schema.url, 1)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooNew {
+                found: 7,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "journal schema version 7 is newer than this chassis supports (1); upgrade chassis"
+    );
+    let version: String = client
+        .query_one(
+            "SELECT value FROM chassis_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "7");
+    assert!(
+        client
+            .query_one("SELECT count(*) FROM future", &[])
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starters_migrate_once() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = schema.url.clone();
+        tasks.push(tokio::spawn(async move {
+            PostgresJournal::connect(&url, 1).await.map(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let rows = client(&schema)
+        .await
+        .query("SELECT value FROM chassis_meta", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_when_a_run_becomes_runnable() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    let worker = Arc::new(PostgresJournal::connect(&schema.url, 2).await.unwrap());
+    let other = PostgresJournal::connect(&schema.url, 2).await.unwrap();
+    // The first wait starts listening and returns once it listens (it may have missed
+    // something); a claim then takes what there is (nothing), so the next wait really waits.
+    let started_at = Instant::now();
+    worker.wait_for_work(Duration::from_secs(30)).await;
+    assert!(started_at.elapsed() < Duration::from_secs(20));
+    assert!(
+        worker
+            .claim("w", Duration::from_secs(60), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let waiter = {
+        let worker = Arc::clone(&worker);
+        tokio::spawn(async move {
+            let started_at = Instant::now();
+            worker.wait_for_work(Duration::from_secs(30)).await;
+            started_at.elapsed()
+        })
+    };
+    // Another process creates a run: its commit announces it.
+    other
+        .create(&new_run("r"), &[started("agent")])
+        .await
+        .unwrap();
+    let waited = waiter.await.unwrap();
+    assert!(waited < Duration::from_secs(20), "waited {waited:?}");
+    assert_eq!(
+        worker
+            .claim("w", Duration::from_secs(60), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_when_a_lease_expires() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    let journal = PostgresJournal::connect(&schema.url, 2).await.unwrap();
+    journal
+        .create(&new_run("r"), &[started("agent")])
+        .await
+        .unwrap();
+    // A worker that dies holding a 300 ms lease announces nothing; waiting ends at its expiry.
+    let lease = journal
+        .claim("dead", Duration::from_millis(300), 1)
+        .await
+        .unwrap();
+    assert_eq!(lease.len(), 1);
+    let started_at = Instant::now();
+    let mut claimed = Vec::new();
+    while claimed.is_empty() && started_at.elapsed() < Duration::from_secs(20) {
+        journal.wait_for_work(Duration::from_secs(30)).await;
+        claimed = journal
+            .claim("next", Duration::from_secs(60), 1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(claimed.len(), 1, "the expired lease was never taken over");
+    assert!(started_at.elapsed() < Duration::from_secs(20));
+}
