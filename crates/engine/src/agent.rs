@@ -77,8 +77,9 @@ impl Agent {
                 message: template_error(&e),
             })?;
 
-        let toolbox =
-            Toolbox::from_specs(&spec.tools, &base_dir).map_err(|e| error(e.to_string()))?;
+        let toolbox = Toolbox::from_specs(&spec.tools, &spec.mcp, &base_dir)
+            .await
+            .map_err(|e| error(e.to_string()))?;
         let links = std::iter::once((&spec.model, "model.primary".to_string()))
             .chain(
                 spec.fallbacks

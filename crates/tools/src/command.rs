@@ -38,29 +38,7 @@ impl CommandTool {
             .command
             .split_first()
             .ok_or_else(|| "must list the program and its arguments".to_string())?;
-        let working_dir = std::path::absolute(base_dir)
-            .map_err(|e| format!("cannot resolve directory {}: {e}", base_dir.display()))?;
-        let program = if written.contains('/') {
-            // Absolute, so that the program does not depend on how `current_dir` and a relative
-            // program path interact, which std leaves platform-specific.
-            let path = working_dir.join(written);
-            match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => {}
-                Ok(_) => return Err(format!("program `{written}` is not a file")),
-                Err(_) => {
-                    return Err(format!(
-                        "program `{written}` does not exist (looked for {})",
-                        path.display()
-                    ));
-                }
-            }
-            path
-        } else {
-            if !on_path(written) {
-                return Err(format!("program `{written}` not found on PATH"));
-            }
-            PathBuf::from(written)
-        };
+        let (program, working_dir) = resolve_program(written, base_dir)?;
         Ok(CommandTool {
             def: ToolDef {
                 name: spec.name.clone(),
@@ -80,6 +58,40 @@ impl CommandTool {
     fn name(&self) -> &str {
         &self.def.name
     }
+}
+
+/// Finds the program a spec names, and the absolute directory it runs in (`base_dir`).
+///
+/// A program written with a `/` is resolved against `base_dir` and must exist; a bare name must
+/// be on `PATH`. The error is the message for the spec's `command` key.
+pub(crate) fn resolve_program(
+    written: &str,
+    base_dir: &Path,
+) -> Result<(PathBuf, PathBuf), String> {
+    let working_dir = std::path::absolute(base_dir)
+        .map_err(|e| format!("cannot resolve directory {}: {e}", base_dir.display()))?;
+    let program = if written.contains('/') {
+        // Absolute, so that the program does not depend on how `current_dir` and a relative
+        // program path interact, which std leaves platform-specific.
+        let path = working_dir.join(written);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(format!("program `{written}` is not a file")),
+            Err(_) => {
+                return Err(format!(
+                    "program `{written}` does not exist (looked for {})",
+                    path.display()
+                ));
+            }
+        }
+        path
+    } else {
+        if !on_path(written) {
+            return Err(format!("program `{written}` not found on PATH"));
+        }
+        PathBuf::from(written)
+    };
+    Ok((program, working_dir))
 }
 
 /// Whether `name` is an executable file in one of the `PATH` directories.
@@ -301,7 +313,7 @@ fn tail_text(bytes: &[u8], cut: bool, keep: usize) -> String {
     }
 }
 
-fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     if duration.subsec_millis() == 0 {
         format!("{}s", duration.as_secs())
     } else {

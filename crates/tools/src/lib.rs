@@ -1,8 +1,10 @@
 //! Tools for chassis: what an agent can call, and the checks made before a call runs.
 //!
 //! A [`Toolbox`] holds the tools one agent is granted, built from its spec entries: the
-//! `builtin:fs` file tools, confined to a root directory, and command tools, programs run
-//! without a shell that read JSON arguments on stdin and answer on stdout.
+//! `builtin:fs` file tools, confined to a root directory; the `builtin:http` tools, limited to
+//! an allowlist of hosts and to public addresses; command tools, programs run without a shell
+//! that read JSON arguments on stdin and answer on stdout; and the tools of MCP servers, over
+//! stdio or streamable HTTP, through one restartable connection per server.
 //! [`Toolbox::prepare`] validates a model's raw call against the tool's JSON Schema before
 //! anything runs; a [`Refusal`] is phrased for the model so it can correct itself.
 
@@ -10,6 +12,8 @@ mod command;
 mod confine;
 mod error;
 mod fs;
+mod http;
+mod mcp;
 mod tool;
 mod toolbox;
 mod validate;

@@ -1,16 +1,16 @@
 //! [`Toolbox`]: the tools one agent is granted, each with its compiled argument validator.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use chassis_core::ToolDef;
-use chassis_core::spec::ToolSpec;
+use chassis_core::spec::{McpServerSpec, McpTransport, ToolSpec};
 use serde_json::Value;
 
 use crate::command::CommandTool;
 use crate::validate::{self, Refusal};
-use crate::{Error, Tool, fs};
+use crate::{Error, Tool, fs, http, mcp};
 
 /// The set of tools one agent is granted, with compiled argument validators.
 pub struct Toolbox {
@@ -24,31 +24,43 @@ struct Entry {
 }
 
 impl Toolbox {
-    /// Builds tools from validated spec entries.
+    /// Builds tools from validated spec entries, starting the MCP servers they use.
     ///
-    /// Relative paths (an fs `root`, and a command program that contains a `/`) are resolved
-    /// against `base_dir`, the spec file's directory; command tools also run there.
-    /// Errors carry the spec key, e.g. `tools[0].root`, `tools[1].args_schema` or
-    /// `tools[1].command`.
-    pub fn from_specs(specs: &[ToolSpec], base_dir: &Path) -> Result<Toolbox, Error> {
+    /// Relative paths (an fs `root`, and a command or MCP server program that contains a `/`)
+    /// are resolved against `base_dir`, the spec file's directory; command tools and stdio MCP
+    /// servers also run there.
+    /// Each MCP server is started once, however many entries use it, and must answer and list
+    /// its tools within 10 seconds; its tools share its connection.
+    /// Errors carry the spec key, e.g. `tools[0].root`, `tools[1].args_schema`,
+    /// `tools[2].only` or `mcp.billing.command`, and name the server and what failed.
+    pub async fn from_specs(
+        specs: &[ToolSpec],
+        mcp: &BTreeMap<String, McpServerSpec>,
+        base_dir: &Path,
+    ) -> Result<Toolbox, Error> {
         let mut built = Vec::new();
+        let mut started: BTreeMap<&str, (Arc<mcp::Server>, Vec<rmcp::model::Tool>)> =
+            BTreeMap::new();
         for (index, spec) in specs.iter().enumerate() {
             let key = format!("tools[{index}]");
-            match spec {
-                ToolSpec::Fs { root, only } => {
-                    let tools = fs::tools(root, base_dir, only.as_deref())
-                        .map_err(|m| Error::new(format!("{key}.root"), m))?;
-                    for tool in tools {
-                        let validator = validate::compile(&tool.def().parameters)
-                            .map_err(|m| Error::new(&key, format!("builtin schema {m}")))?;
-                        built.push((key.clone(), tool, validator));
+            let tools: Vec<Arc<dyn Tool>> = match spec {
+                ToolSpec::Fs { root, only } => fs::tools(root, base_dir, only.as_deref())
+                    .map_err(|m| Error::new(format!("{key}.root"), m))?,
+                ToolSpec::Http(http) => http::tools(http),
+                ToolSpec::Mcp { server, only, risk } => {
+                    let Some(server_spec) = mcp.get(server) else {
+                        return Err(Error::new(
+                            format!("{key}.use"),
+                            format!("no MCP server `{server}` is declared"),
+                        ));
+                    };
+                    if !started.contains_key(server.as_str()) {
+                        let entry = start(server, server_spec, base_dir).await?;
+                        started.insert(server, entry);
                     }
-                }
-                ToolSpec::Http(_) | ToolSpec::Mcp { .. } => {
-                    return Err(Error::new(
-                        format!("{key}.use"),
-                        "this tool source is not built into this version of chassis yet",
-                    ));
+                    let (handle, listed) = &started[server.as_str()];
+                    mcp::tools(handle, listed, server_spec.trusted, only.as_deref(), risk)
+                        .map_err(|(field, m)| Error::new(format!("{key}.{field}"), m))?
                 }
                 ToolSpec::Command(command) => {
                     let validator = validate::compile(&command.args_schema)
@@ -56,7 +68,23 @@ impl Toolbox {
                     let tool = CommandTool::new(command, base_dir)
                         .map_err(|m| Error::new(format!("{key}.command"), m))?;
                     built.push((key, Arc::new(tool) as Arc<dyn Tool>, validator));
+                    continue;
                 }
+            };
+            for tool in tools {
+                let validator = validate::compile(&tool.def().parameters).map_err(|m| {
+                    let what = match spec {
+                        ToolSpec::Mcp { server, .. } => {
+                            format!(
+                                "MCP server `{server}`: the input schema of `{}`",
+                                tool.def().name
+                            )
+                        }
+                        _ => "builtin schema".to_string(),
+                    };
+                    Error::new(&key, format!("{what} {m}"))
+                })?;
+                built.push((key.clone(), tool, validator));
             }
         }
         Toolbox::assemble(built)
@@ -140,4 +168,21 @@ impl std::fmt::Debug for Toolbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.names()).finish()
     }
+}
+
+/// Starts one MCP server and lists its tools; errors are keyed by the server's `command` or
+/// `url`.
+async fn start(
+    name: &str,
+    spec: &McpServerSpec,
+    base_dir: &Path,
+) -> Result<(Arc<mcp::Server>, Vec<rmcp::model::Tool>), Error> {
+    let key = match spec.transport {
+        McpTransport::Stdio { .. } => format!("mcp.{name}.command"),
+        McpTransport::Http { .. } => format!("mcp.{name}.url"),
+    };
+    let server = mcp::Server::new(name, spec, base_dir)
+        .map_err(|m| Error::new(&key, format!("server `{name}`: {m}")))?;
+    let listed = server.start().await.map_err(|m| Error::new(&key, m))?;
+    Ok((Arc::new(server), listed))
 }

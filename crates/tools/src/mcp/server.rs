@@ -1,0 +1,414 @@
+//! One MCP server and its connection, shared by its tools and restarted when it fails.
+//!
+//! A call that times out, or finds the transport closed, drops the connection (which stops a
+//! stdio server); the next call starts a new one. A hung or crashed server therefore costs one
+//! failed call, never a hung run.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chassis_core::spec::{McpServerSpec, McpTransport};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject, RequestMetaObject,
+};
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService, ServiceError, ServiceExt};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::command::{format_duration, resolve_program};
+use crate::{CallContext, ToolError};
+
+/// How long starting a server (spawn or connect, initialize) and listing its tools may take.
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How much of the end of a stdio server's stderr failure messages quote.
+const STDERR_TAIL_BYTES: usize = 1024;
+
+/// How long a failure message waits for a dead server's stderr to be drained.
+const STDERR_WAIT: Duration = Duration::from_millis(500);
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+/// How to reach a server.
+enum Launch {
+    Stdio {
+        program: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        working_dir: PathBuf,
+    },
+    Http {
+        url: String,
+    },
+}
+
+/// One `[mcp.NAME]` server.
+pub(crate) struct Server {
+    name: String,
+    launch: Launch,
+    /// Time limit of one tool call.
+    timeout: Duration,
+    /// The connection in use; `None` after a failure, until the next call restarts it.
+    live: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+/// The end of a stdio server's stderr, kept by the task that drains it.
+#[derive(Clone)]
+struct Tail {
+    bytes: Arc<std::sync::Mutex<VecDeque<u8>>>,
+    /// Becomes true when stderr is closed, i.e. the server has exited.
+    closed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A started server.
+struct Connection {
+    client: Client,
+    /// The end of a stdio server's stderr, to explain a crash.
+    stderr: Option<Tail>,
+}
+
+/// `; its stderr ends with: …`, or nothing when the server wrote nothing there.
+///
+/// Waits a little for stderr to close first, so a server that just died has its last words
+/// read.
+async fn stderr_note(tail: &Option<Tail>) -> String {
+    let Some(tail) = tail else {
+        return String::new();
+    };
+    let mut closed = tail.closed.clone();
+    let _ = tokio::time::timeout(STDERR_WAIT, closed.wait_for(|c| *c)).await;
+    let bytes: Vec<u8> = tail
+        .bytes
+        .lock()
+        .map(|t| t.iter().copied().collect())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr ends with: {text}")
+    }
+}
+
+impl Server {
+    /// Checks the spec and describes the server; nothing is started yet.
+    ///
+    /// The error is the message for the spec's `command` key (a program that cannot be found).
+    pub(crate) fn new(name: &str, spec: &McpServerSpec, base_dir: &Path) -> Result<Server, String> {
+        let launch = match &spec.transport {
+            McpTransport::Stdio { command, env } => {
+                let (written, args) = command
+                    .split_first()
+                    .ok_or_else(|| "must list the program and its arguments".to_string())?;
+                let (program, working_dir) = resolve_program(written, base_dir)?;
+                Launch::Stdio {
+                    program,
+                    args: args.to_vec(),
+                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    working_dir,
+                }
+            }
+            McpTransport::Http { url } => Launch::Http { url: url.clone() },
+        };
+        Ok(Server {
+            name: name.to_string(),
+            launch,
+            timeout: spec.timeout,
+            live: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The server's name in the spec.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the server and lists its tools, all within [`START_TIMEOUT`]; the connection is
+    /// kept for the calls that follow.
+    pub(crate) async fn start(&self) -> Result<Vec<rmcp::model::Tool>, String> {
+        let name = &self.name;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let connection = self.connect(deadline).await?;
+        let listing = connection.client.peer().list_all_tools();
+        let listed = match tokio::time::timeout_at(deadline, listing).await {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "server `{name}` failed to list its tools: {}{}",
+                    describe(&e),
+                    stderr_note(&connection.stderr).await
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "server `{name}` did not start and list its tools within {}",
+                    format_duration(START_TIMEOUT)
+                ));
+            }
+        };
+        *self.live.lock().await = Some(Arc::new(connection));
+        Ok(listed)
+    }
+
+    /// Spawns or connects, and initializes, by `deadline`.
+    async fn connect(&self, deadline: Instant) -> Result<Connection, String> {
+        let name = &self.name;
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("chassis", env!("CARGO_PKG_VERSION")),
+        );
+        match &self.launch {
+            Launch::Stdio {
+                program,
+                args,
+                env,
+                working_dir,
+            } => {
+                let mut command = tokio::process::Command::new(program);
+                command
+                    .args(args)
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .current_dir(working_dir)
+                    .kill_on_drop(true);
+                let (process, stderr) = TokioChildProcess::builder(command)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| {
+                        format!(
+                            "server `{name}`: could not start program `{}`: {e}",
+                            program.display()
+                        )
+                    })?;
+                let tail = stderr.map(|stderr| {
+                    let bytes = Arc::default();
+                    let (done, closed) = tokio::sync::watch::channel(false);
+                    tokio::spawn(keep_tail(stderr, Arc::clone(&bytes), done));
+                    Tail { bytes, closed }
+                });
+                let client = initialize(name, info.serve(process), deadline, &tail).await?;
+                Ok(Connection {
+                    client,
+                    stderr: tail,
+                })
+            }
+            Launch::Http { url } => {
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+                let transport = StreamableHttpClientTransport::with_client(
+                    http_client().map_err(|m| format!("server `{name}`: {m}"))?,
+                    config,
+                );
+                let client = initialize(name, info.serve(transport), deadline, &None).await?;
+                Ok(Connection {
+                    client,
+                    stderr: None,
+                })
+            }
+        }
+    }
+
+    /// The live connection, starting the server again if the last one failed.
+    async fn connection(&self) -> Result<Arc<Connection>, ToolError> {
+        let mut live = self.live.lock().await;
+        if let Some(connection) = live.as_ref()
+            && !connection.client.peer().is_transport_closed()
+        {
+            return Ok(connection.clone());
+        }
+        // Not sent yet, so a server that died between calls can be replaced for this one.
+        *live = None;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let connection = Arc::new(self.connect(deadline).await.map_err(|m| {
+            ToolError(format!(
+                "MCP server `{}` could not be restarted: {m}",
+                self.name
+            ))
+        })?);
+        *live = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Forgets `connection` if it is still the live one, which stops the server once calls
+    /// still holding it are done.
+    async fn discard(&self, connection: &Arc<Connection>) {
+        let mut live = self.live.lock().await;
+        if live.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            *live = None;
+        }
+    }
+
+    /// Calls `tool` within the server's timeout, restarting the server first if its last
+    /// connection failed (which may take up to [`START_TIMEOUT`] more).
+    ///
+    /// The idempotency key, run id and call id go in the request's `_meta` as
+    /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`.
+    pub(crate) async fn call(
+        &self,
+        tool: &str,
+        arguments: JsonObject,
+        ctx: &CallContext,
+    ) -> Result<CallToolResult, ToolError> {
+        let name = &self.name;
+        let connection = self.connection().await?;
+        let mut meta = JsonObject::new();
+        meta.insert(
+            "chassis/idempotency_key".into(),
+            Value::String(ctx.idempotency_key.clone()),
+        );
+        meta.insert("chassis/run_id".into(), Value::String(ctx.run_id.clone()));
+        meta.insert("chassis/call_id".into(), Value::String(ctx.call_id.clone()));
+        let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        params.meta = Some(RequestMetaObject::from(meta));
+        let outcome =
+            tokio::time::timeout(self.timeout, connection.client.peer().call_tool(params)).await;
+        match outcome {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(ServiceError::McpError(error))) => Err(ToolError(format!(
+                "`{tool}` (MCP server `{name}`) failed: {}",
+                error.message
+            ))),
+            Ok(Err(e @ (ServiceError::TransportClosed | ServiceError::TransportSend(_)))) => {
+                self.discard(&connection).await;
+                let cause = match &e {
+                    ServiceError::TransportSend(_) => format!(" ({})", describe(&e)),
+                    _ => String::new(),
+                };
+                Err(ToolError(format!(
+                    "MCP server `{name}` closed the connection during the call to `{tool}`{cause}; \
+                    it will be restarted on the next call{}",
+                    stderr_note(&connection.stderr).await
+                )))
+            }
+            Ok(Err(e)) => Err(ToolError(format!(
+                "`{tool}` (MCP server `{name}`) failed: {}",
+                describe(&e)
+            ))),
+            Err(_elapsed) => {
+                self.discard(&connection).await;
+                Err(ToolError(format!(
+                    "`{tool}` (MCP server `{name}`) timed out after {}; the server will be \
+                    restarted on the next call",
+                    format_duration(self.timeout)
+                )))
+            }
+        }
+    }
+}
+
+/// The client for streamable-HTTP servers: rustls with ring and Mozilla's roots, like chassis's
+/// other HTTP clients, set up here so that nothing depends on a process-wide TLS default.
+///
+/// Redirects are not followed: a session id sent on to another origin would leak, and MCP
+/// endpoints are configured exactly.
+fn http_client() -> Result<reqwest013::Client, String> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("cannot configure TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest013::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest013::redirect::Policy::none())
+        // As rmcp's own default: reusing a connection whose last body was not read to the end
+        // can stall on delayed ACKs.
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+/// Waits for `initialize` until `deadline`, naming the server and what failed.
+async fn initialize<F>(
+    name: &str,
+    serving: F,
+    deadline: Instant,
+    tail: &Option<Tail>,
+) -> Result<Client, String>
+where
+    F: Future<Output = Result<Client, ClientInitializeError>>,
+{
+    match tokio::time::timeout_at(deadline, serving).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!(
+            "server `{name}` failed to initialize: {}{}",
+            describe_init(&e),
+            stderr_note(tail).await
+        )),
+        // A hung server's stderr stays open; waiting on it would only add delay.
+        Err(_) => Err(format!(
+            "server `{name}` did not answer `initialize` within {}",
+            format_duration(START_TIMEOUT)
+        )),
+    }
+}
+
+/// Drains a server's stderr, keeping its last [`STDERR_TAIL_BYTES`] bytes; says when it closes.
+async fn keep_tail(
+    mut stderr: tokio::process::ChildStderr,
+    tail: Arc<std::sync::Mutex<VecDeque<u8>>>,
+    done: tokio::sync::watch::Sender<bool>,
+) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let Ok(mut tail) = tail.lock() else { break };
+        tail.extend(&buf[..n]);
+        let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+        tail.drain(..excess);
+    }
+    let _ = done.send(true);
+}
+
+fn describe(error: &ServiceError) -> String {
+    match error {
+        ServiceError::TransportClosed => "the transport is closed".to_string(),
+        ServiceError::TransportSend(e) => format!("sending failed: {}", root_cause(e)),
+        ServiceError::McpError(data) => data.message.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_init(error: &ClientInitializeError) -> String {
+    match error {
+        ClientInitializeError::ConnectionClosed(_) => {
+            "the connection closed before it answered".to_string()
+        }
+        ClientInitializeError::TransportError { error, context } => {
+            format!("{context}: {}", root_cause(error))
+        }
+        ClientInitializeError::JsonRpcError(data) => format!("it answered: {}", data.message),
+        other => other.to_string(),
+    }
+}
+
+/// The innermost cause, which says what happened ("Connection refused") without the layers
+/// of transport names around it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_client_needs_no_process_wide_tls_default() {
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+        http_client().unwrap();
+    }
+}

@@ -1,0 +1,52 @@
+use super::*;
+
+struct Fixed(chassis_core::ToolDef);
+
+#[async_trait::async_trait]
+impl Tool for Fixed {
+    fn def(&self) -> &chassis_core::ToolDef {
+        &self.0
+    }
+
+    async fn call(&self, _args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
+        Ok("fixed".into())
+    }
+}
+
+fn fixed(name: &str, parameters: Value) -> Arc<dyn Tool> {
+    Arc::new(Fixed(chassis_core::ToolDef {
+        name: name.into(),
+        description: String::new(),
+        parameters,
+        risk: RiskClass::ReadOnly,
+        idempotent: false,
+        max_attempts: 1,
+    }))
+}
+
+#[tokio::test]
+async fn new_keeps_declaration_order() {
+    let toolbox = Toolbox::new(vec![
+        fixed("b", json!({"type": "object"})),
+        fixed("a", json!({"type": "object"})),
+    ])
+    .unwrap();
+    assert_eq!(names(&toolbox), ["b", "a"]);
+    assert_eq!(format!("{toolbox:?}"), r#"["b", "a"]"#);
+    assert_eq!(call(&toolbox, "a", json!({})).await.unwrap(), "fixed");
+}
+
+#[test]
+fn new_refuses_duplicates_and_bad_schemas() {
+    let e = Toolbox::new(vec![
+        fixed("a", json!({"type": "object"})),
+        fixed("a", json!({"type": "object"})),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "tools[1]: tool name `a` is already defined by tools[0]"
+    );
+    let e = Toolbox::new(vec![fixed("a", json!({"type": 5}))]).unwrap_err();
+    assert_eq!(e.key, "tools[0].parameters");
+}

@@ -1,0 +1,176 @@
+//! A small MCP server built with rmcp's server side, for the MCP tool tests.
+//!
+//! The server is this test binary itself: [`command`] runs it with [`MODE`] set and a filter
+//! that selects only [`serve`], which then speaks MCP on stdin and stdout. libtest's own
+//! "running 1 test" line on stdout is not JSON, and MCP clients skip such lines. This needs no
+//! other build target and works the same under `cargo test` and nextest, which run `serve` as
+//! an ordinary (empty) test.
+
+use std::collections::BTreeMap;
+
+use rmcp::ServiceExt;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use serde_json::json;
+
+/// Set to `serve` to run the server, or `fail` to exit at once with a message on stderr.
+pub const MODE: &str = "CHASSIS_MCP_TEST_SERVER";
+
+/// The `[mcp.NAME]` command and env that start this server.
+pub fn command(mode: &str) -> (Vec<String>, BTreeMap<String, String>) {
+    let exe = std::env::current_exe().unwrap();
+    let command = vec![
+        exe.to_str().unwrap().to_string(),
+        "--exact".into(),
+        "mcp_server::serve".into(),
+        "--nocapture".into(),
+    ];
+    (
+        command,
+        BTreeMap::from([(MODE.to_string(), mode.to_string())]),
+    )
+}
+
+/// Serves MCP over streamable HTTP at `/mcp` on 127.0.0.1, in this process; gives the URL.
+pub async fn http() -> String {
+    use rmcp::transport::StreamableHttpService;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
+    let service = StreamableHttpService::new(
+        || Ok(TestServer),
+        LocalSessionManager::default().into(),
+        Default::default(),
+    );
+    let app = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
+}
+
+/// Runs the server when this process was started as one; passes at once otherwise.
+#[test]
+fn serve() {
+    match std::env::var(MODE).as_deref() {
+        Ok("serve") => {}
+        Ok("fail") => {
+            eprintln!("test server: BILLING_TOKEN is not set");
+            std::process::exit(2);
+        }
+        _ => return,
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        eprintln!("test server: started");
+        let running = TestServer.serve(rmcp::transport::stdio()).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    // Exit before libtest prints its summary, and without waiting for the blocking stdin reader.
+    std::process::exit(0);
+}
+
+fn hints(read_only: Option<bool>, destructive: Option<bool>) -> ToolAnnotations {
+    let mut hints = ToolAnnotations::new();
+    hints.read_only_hint = read_only;
+    hints.destructive_hint = destructive;
+    hints
+}
+
+/// The tools, with the annotations they claim.
+fn tools() -> Vec<Tool> {
+    let schema = |value: serde_json::Value| value.as_object().unwrap().clone();
+    let object = || schema(json!({"type": "object"}));
+    let tool = |name: &'static str, description: &'static str, annotations| {
+        let mut tool = Tool::new(name, description, object());
+        tool.annotations = annotations;
+        tool
+    };
+    vec![
+        Tool::new(
+            "echo",
+            "Echo the text back.",
+            schema(json!({
+                "type": "object",
+                "properties": {"text": {"type": "string"}},
+                "required": ["text"],
+            })),
+        )
+        .annotate(hints(Some(true), None)),
+        tool(
+            "lookup",
+            "Claims to be read-only.",
+            Some(hints(Some(true), None)),
+        ),
+        tool(
+            "update",
+            "Claims to be reversible.",
+            Some(hints(None, Some(false))),
+        ),
+        tool(
+            "delete",
+            "Claims to be destructive.",
+            Some(hints(None, Some(true))),
+        ),
+        tool("plain", "Claims nothing.", None),
+        tool("fail", "Reports an error.", None),
+        tool("hang", "Never answers.", None),
+        tool("crash", "Exits in the middle of the call.", None),
+        tool("pid", "Its process id.", None),
+        tool("meta", "The request's _meta.", None),
+    ]
+}
+
+/// The server's handler; over HTTP it runs inside the test process, so never call `crash`.
+#[derive(Clone)]
+pub struct TestServer;
+
+impl rmcp::ServerHandler for TestServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let text = |t: String| Ok(CallToolResult::success(vec![ContentBlock::text(t)]).into());
+        match request.name.as_ref() {
+            "echo" => {
+                let args = request.arguments.unwrap_or_default();
+                text(args["text"].as_str().unwrap_or_default().to_string())
+            }
+            "fail" => Ok(CallToolResult::error(vec![ContentBlock::text("card declined")]).into()),
+            "hang" => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+            "crash" => {
+                eprintln!("test server: crashing on purpose");
+                std::process::exit(3)
+            }
+            "pid" => text(std::process::id().to_string()),
+            "meta" => {
+                // The service may move the request's `_meta` into the context.
+                let meta = request.meta.unwrap_or(context.meta);
+                text(serde_json::to_string(&meta).unwrap())
+            }
+            name => text(format!("{name} done")),
+        }
+    }
+}
