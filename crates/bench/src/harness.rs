@@ -72,7 +72,7 @@ impl InFlight {
 }
 
 impl Observer for InFlight {
-    fn on_event(&self, _run_id: &str, event: &Event) {
+    fn on_event(&self, _run_id: &str, _state: &chassis_core::RunState, event: &Event) {
         match event {
             Event::RunStarted { .. } => InFlight::up(&self.open, &self.open_peak),
             Event::RunCompleted { .. } | Event::RunFailed { .. } => {

@@ -186,7 +186,7 @@ impl ModelClock {
 }
 
 impl Observer for ModelClock {
-    fn on_event(&self, _run_id: &str, event: &Event) {
+    fn on_event(&self, _run_id: &str, _state: &chassis_core::RunState, event: &Event) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             Event::ModelRequested { .. } => state.0 = Some(Instant::now()),

@@ -9,7 +9,7 @@ use chassis_engine::Observer;
 pub struct Progress;
 
 impl Observer for Progress {
-    fn on_event(&self, run_id: &str, event: &Event) {
+    fn on_event(&self, run_id: &str, _state: &chassis_core::RunState, event: &Event) {
         if let Some(line) = describe(run_id, event) {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{line}");

@@ -43,6 +43,12 @@ pub enum Event {
         prices: BTreeMap<String, Price>,
         /// When the run started (ms since the epoch), for wall-time limits.
         at_ms: u64,
+        /// Fingerprint of the agent version (spec, prompt, tools, models): a short hash.
+        #[serde(default)]
+        version: String,
+        /// The spec's human label for the version, `[agent] version`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version_label: Option<String>,
         /// How many times invalid tool calls go back to the model before it is given up on.
         #[serde(default = "default_max_repairs")]
         max_repairs: u32,

@@ -159,6 +159,10 @@ pub struct RunState {
     pub model_failure: Option<(String, bool)>,
     /// Tools offered to the model.
     pub tools: Vec<ToolDef>,
+    /// Fingerprint of the agent version the run started with.
+    pub version: String,
+    /// The spec's label for that version.
+    pub version_label: Option<String>,
     /// The run's limits, as raised so far.
     pub limits: Limits,
     /// `max_tokens` of every model call.
@@ -241,7 +245,11 @@ impl RunState {
                 prices,
                 at_ms,
                 max_repairs,
+                version,
+                version_label,
             } => {
+                self.version = version.clone();
+                self.version_label = version_label.clone();
                 self.limits = limits.clone();
                 self.max_tokens = *max_tokens;
                 self.prices = prices.clone();

@@ -35,6 +35,8 @@ fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
             .map(|i| format!("openai:fallback-{i}"))
             .collect(),
         max_repairs,
+        version: String::new(),
+        version_label: None,
         tools: TOOLS
             .iter()
             .map(|(name, risk)| ToolDef {

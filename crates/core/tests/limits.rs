@@ -130,6 +130,8 @@ proptest! {
             prices: BTreeMap::from([(MODEL.to_string(), PRICE)]),
             at_ms: now,
             max_repairs: 2,
+            version: String::new(),
+            version_label: None,
         });
         let mut longest_call = 0u64;
         let mut step = 0usize;
@@ -238,6 +240,8 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
             prices: BTreeMap::new(),
             at_ms: 0,
             max_repairs: 2,
+            version: String::new(),
+            version_label: None,
         })
         .unwrap();
     let inputs = Inputs {

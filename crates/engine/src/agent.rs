@@ -42,6 +42,8 @@ pub struct Agent {
     pub prices: std::collections::BTreeMap<String, chassis_core::Price>,
     /// Where this agent's alerts go.
     pub alerts: crate::Alerts,
+    /// Fingerprint of this agent version (spec, prompt, tools, models).
+    pub version: String,
 }
 
 impl Agent {
@@ -71,7 +73,7 @@ impl Agent {
         let mut template = minijinja::Environment::new();
         template.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         template
-            .add_template_owned(prompt_path.display().to_string(), prompt)
+            .add_template_owned(prompt_path.display().to_string(), prompt.clone())
             .map_err(|e| LoadError {
                 file: prompt_path.display().to_string(),
                 message: template_error(&e),
@@ -91,6 +93,7 @@ impl Agent {
             .collect::<Result<Vec<_>, _>>()?;
         let prices = chain_prices(&spec, &base_dir).map_err(error)?;
         let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
+        let version = crate::version::fingerprint(&spec, &prompt, &toolbox.defs());
         Ok(Agent {
             spec,
             spec_path,
@@ -99,7 +102,21 @@ impl Agent {
             models: Fallback::new(links),
             prices,
             alerts,
+            version,
         })
+    }
+
+    /// A redactor for this agent's secrets: the values of every API key variable its
+    /// providers name (and the well-known ones of the implicit providers).
+    pub fn redactor(&self) -> crate::Redactor {
+        let mut names: Vec<&str> = vec!["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+        names.extend(
+            self.spec
+                .providers
+                .values()
+                .filter_map(|p| p.api_key_env.as_deref()),
+        );
+        crate::Redactor::from_env(names)
     }
 
     /// Renders the prompt template with the run's input and `[vars]`.

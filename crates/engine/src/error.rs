@@ -13,6 +13,21 @@ pub enum Error {
     /// The journal failed.
     #[error(transparent)]
     Store(#[from] chassis_store::Error),
+    /// The agent changed since the run started; continuing would mix two versions in one run.
+    #[error(
+        "run {run_id} started with agent version {started} but {spec_path} is now version \
+         {current}; restore the spec the run started with to continue it, or start a new run"
+    )]
+    VersionChanged {
+        /// The run.
+        run_id: String,
+        /// Version the run started with.
+        started: String,
+        /// Version of the spec now.
+        current: String,
+        /// The spec file.
+        spec_path: String,
+    },
     /// The journal cannot be replayed.
     #[error("run {run_id}: journal cannot be replayed: {source}")]
     Replay {

@@ -7,12 +7,15 @@
 mod agent;
 mod alerts;
 mod error;
+mod redact;
 mod run;
 mod tokens;
+mod version;
 
 pub use agent::{Agent, LoadError};
 pub use alerts::Alerts;
 pub use error::Error;
+pub use redact::Redactor;
 pub use run::{Engine, Observer, RunOutcome};
 
 /// Now, in milliseconds since the Unix epoch.

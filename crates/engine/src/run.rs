@@ -14,15 +14,16 @@ use chassis_core::{
     Decision, Event, Inputs, LimitAction, LimitName, RiskClass, RunState, RunStatus, decide,
 };
 use chassis_providers::{CallEvent, ChatRequest, Reporter};
-use chassis_store::{Journal, NewRun};
+use chassis_store::{Journal, Lease, NewRun};
 use chassis_tools::CallContext;
 
-use crate::{Agent, Error, new_run_id, now_ms, tokens};
+use crate::{Agent, Error, Redactor, new_run_id, now_ms, tokens};
 
-/// Sees every event as it is recorded (progress output, logs).
+/// Sees every event as it is recorded (progress output, traces, metrics).
 pub trait Observer: Send + Sync {
-    /// Called once per event, after it is applied and before it is flushed.
-    fn on_event(&self, run_id: &str, event: &Event);
+    /// Called once per event, after it is applied to `state` (so `state` includes it) and
+    /// before it is flushed; `event` is already redacted.
+    fn on_event(&self, run_id: &str, state: &RunState, event: &Event);
 }
 
 /// Where a run stands after the engine stopped driving it.
@@ -57,7 +58,8 @@ impl RunOutcome {
 /// Runs agents against a journal.
 pub struct Engine {
     journal: Arc<dyn Journal>,
-    observer: Option<Arc<dyn Observer>>,
+    observers: Vec<Arc<dyn Observer>>,
+    redactor: Arc<Redactor>,
 }
 
 impl Engine {
@@ -65,14 +67,39 @@ impl Engine {
     pub fn new(journal: Arc<dyn Journal>) -> Engine {
         Engine {
             journal,
-            observer: None,
+            observers: Vec::new(),
+            redactor: Arc::new(Redactor::default()),
         }
     }
 
-    /// Reports every event to `observer`.
+    /// Reports every event to `observer` too.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Engine {
-        self.observer = Some(observer);
+        self.observers.push(observer);
         self
+    }
+
+    /// Removes secrets from every event before it is applied, journaled or observed.
+    pub fn with_redactor(mut self, redactor: Arc<Redactor>) -> Engine {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Creates a run without driving it (a worker will): returns its id at once.
+    pub async fn submit(&self, agent: &Agent, input: &str) -> Result<String, Error> {
+        let (run_id, _state) = self.create(agent, input).await?;
+        Ok(run_id)
+    }
+
+    /// Drives a run a worker claimed: every append is fenced by `lease`, so a worker that
+    /// lost its lease can no longer write.
+    pub async fn resume_leased(&self, lease: &Lease) -> Result<RunOutcome, Error> {
+        let state = self.load(&lease.run_id).await?;
+        if state.status.is_terminal() {
+            return Ok(RunOutcome::of(&lease.run_id, &state));
+        }
+        let agent = Agent::load(std::path::Path::new(&state.spec_path)).await?;
+        self.resume_inner(&agent, &lease.run_id, state, Some(lease))
+            .await
     }
 
     /// The journal this engine writes.
@@ -82,6 +109,11 @@ impl Engine {
 
     /// Starts a new run of `agent` on `input` and drives it until it stops.
     pub async fn start(&self, agent: &Agent, input: &str) -> Result<RunOutcome, Error> {
+        let (run_id, state) = self.create(agent, input).await?;
+        self.drive(agent, &run_id, state, None).await
+    }
+
+    async fn create(&self, agent: &Agent, input: &str) -> Result<(String, RunState), Error> {
         let system = agent.render_system(input)?;
         let run_id = new_run_id();
         let started = Event::RunStarted {
@@ -97,7 +129,13 @@ impl Engine {
             prices: agent.prices.clone(),
             at_ms: now_ms(),
             max_repairs: agent.spec.max_repairs,
+            version: agent.version.clone(),
+            version_label: agent.spec.version.clone(),
         };
+        let started = self
+            .redactor
+            .merged(&agent.redactor())
+            .redact_event(started);
         let mut state = RunState::default();
         apply(&run_id, &mut state, &started)?;
         self.journal
@@ -109,9 +147,9 @@ impl Engine {
                 std::slice::from_ref(&started),
             )
             .await?;
-        self.notify(&run_id, &started);
-        tracing::info!(run_id = %run_id, agent = %agent.spec.name, "run started");
-        self.drive(agent, &run_id, state).await
+        self.notify(&run_id, &state, &started);
+        tracing::info!(run_id = %run_id, agent = %agent.spec.name, version = %agent.version, "run started");
+        Ok((run_id, state))
     }
 
     /// Loads a run's journal and folds it.
@@ -165,8 +203,26 @@ impl Engine {
         run_id: &str,
         state: RunState,
     ) -> Result<RunOutcome, Error> {
+        self.resume_inner(agent, run_id, state, None).await
+    }
+
+    async fn resume_inner(
+        &self,
+        agent: &Agent,
+        run_id: &str,
+        state: RunState,
+        lease: Option<&Lease>,
+    ) -> Result<RunOutcome, Error> {
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
+        }
+        if !state.version.is_empty() && state.version != agent.version {
+            return Err(Error::VersionChanged {
+                run_id: run_id.to_string(),
+                started: state.version.clone(),
+                current: agent.version.clone(),
+                spec_path: state.spec_path.clone(),
+            });
         }
         let resumed = Event::RunResumed { at_ms: now_ms() };
         if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
@@ -177,12 +233,12 @@ impl Engine {
                 return Ok(RunOutcome::of(run_id, &state));
             }
         }
-        let mut run = Step::new(self, run_id, state);
+        let mut run = Step::new(self, agent, run_id, state, lease);
         run.record(resumed)?;
         run.flush().await?;
         tracing::info!(run_id = %run_id, seq = run.state.seq, "run resumed");
         let state = run.state;
-        self.drive(agent, run_id, state).await
+        self.drive(agent, run_id, state, lease).await
     }
 
     async fn drive(
@@ -190,8 +246,9 @@ impl Engine {
         agent: &Agent,
         run_id: &str,
         state: RunState,
+        lease: Option<&Lease>,
     ) -> Result<RunOutcome, Error> {
-        let mut run = Step::new(self, run_id, state);
+        let mut run = Step::new(self, agent, run_id, state, lease);
         loop {
             match decide_now(&run.state) {
                 Decision::CallModel => {
@@ -248,9 +305,9 @@ impl Engine {
         }
     }
 
-    fn notify(&self, run_id: &str, event: &Event) {
-        if let Some(observer) = &self.observer {
-            observer.on_event(run_id, event);
+    fn notify(&self, run_id: &str, state: &RunState, event: &Event) {
+        for observer in &self.observers {
+            observer.on_event(run_id, state, event);
         }
     }
 }
@@ -348,21 +405,32 @@ struct Step<'e> {
     run_id: &'e str,
     state: RunState,
     unflushed: Vec<Event>,
+    lease: Option<&'e Lease>,
+    redactor: Redactor,
 }
 
 impl<'e> Step<'e> {
-    fn new(engine: &'e Engine, run_id: &'e str, state: RunState) -> Step<'e> {
+    fn new(
+        engine: &'e Engine,
+        agent: &Agent,
+        run_id: &'e str,
+        state: RunState,
+        lease: Option<&'e Lease>,
+    ) -> Step<'e> {
         Step {
             engine,
             run_id,
             state,
             unflushed: Vec::new(),
+            lease,
+            redactor: engine.redactor.merged(&agent.redactor()),
         }
     }
 
     fn record(&mut self, event: Event) -> Result<(), Error> {
+        let event = self.redactor.redact_event(event);
         apply(self.run_id, &mut self.state, &event)?;
-        self.engine.notify(self.run_id, &event);
+        self.engine.notify(self.run_id, &self.state, &event);
         self.unflushed.push(event);
         Ok(())
     }
@@ -372,10 +440,20 @@ impl<'e> Step<'e> {
             return Ok(());
         }
         let expected = self.state.seq - self.unflushed.len() as u64;
-        self.engine
-            .journal
-            .append(self.run_id, expected, &self.unflushed)
-            .await?;
+        match self.lease {
+            Some(lease) => {
+                self.engine
+                    .journal
+                    .append_leased(lease, expected, &self.unflushed)
+                    .await?
+            }
+            None => {
+                self.engine
+                    .journal
+                    .append(self.run_id, expected, &self.unflushed)
+                    .await?
+            }
+        };
         self.unflushed.clear();
         Ok(())
     }

@@ -132,6 +132,8 @@ mod tests {
                 prices: Default::default(),
                 at_ms: 0,
                 max_repairs: 2,
+                version: String::new(),
+                version_label: None,
             })
             .unwrap();
         state

@@ -29,6 +29,8 @@ pub fn started(agent: &str) -> Event {
         prices: Default::default(),
         at_ms: 0,
         max_repairs: 2,
+        version: String::new(),
+        version_label: None,
     }
 }
 

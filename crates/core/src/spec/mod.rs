@@ -62,6 +62,8 @@ pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Err
 pub struct AgentSpec {
     /// Agent name.
     pub name: String,
+    /// Human label of this version of the agent, `[agent] version`.
+    pub version: Option<String>,
     /// Prompt template path, as written (relative to the spec's directory).
     pub prompt: String,
     /// The model every step tries first.
@@ -224,6 +226,7 @@ struct RawSpec {
 struct RawAgent {
     name: String,
     prompt: String,
+    version: Option<String>,
     #[serde(default)]
     #[allow(dead_code, reason = "accepted for humans reading the spec")]
     description: Option<String>,
@@ -444,6 +447,7 @@ impl RawSpec {
 
         Ok(AgentSpec {
             name,
+            version: self.agent.version.clone(),
             prompt: self.agent.prompt,
             model,
             fallbacks,
