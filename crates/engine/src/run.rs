@@ -248,6 +248,23 @@ impl Engine {
         state: RunState,
         lease: Option<&Lease>,
     ) -> Result<RunOutcome, Error> {
+        // Every log line while the run is driven carries its id, agent and step.
+        let span = tracing::info_span!(
+            "run",
+            run_id,
+            agent = %state.agent,
+            step = tracing::field::Empty
+        );
+        tracing::Instrument::instrument(self.drive_in_span(agent, run_id, state, lease), span).await
+    }
+
+    async fn drive_in_span(
+        &self,
+        agent: &Agent,
+        run_id: &str,
+        state: RunState,
+        lease: Option<&Lease>,
+    ) -> Result<RunOutcome, Error> {
         let mut run = Step::new(self, agent, run_id, state, lease);
         loop {
             match decide_now(&run.state) {
@@ -498,6 +515,7 @@ impl<'e> Step<'e> {
 
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
         let step = self.state.steps + 1;
+        tracing::Span::current().record("step", step);
         let offset = self.state.chain_offset;
         let model = self
             .state
