@@ -40,13 +40,23 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
             || matches!(
                 cause.downcast_ref::<chassis_engine::Error>(),
                 Some(
+                    chassis_engine::Error::Refused(_)
+                        | chassis_engine::Error::VersionChanged { .. }
+                )
+            )
+            || matches!(
+                cause.downcast_ref::<chassis_engine::Error>(),
+                Some(
                     chassis_engine::Error::Load(_)
                         | chassis_engine::Error::Store(chassis_store::Error::RunNotFound(_))
                 )
             )
             || matches!(
                 cause.downcast_ref::<chassis_store::Error>(),
-                Some(chassis_store::Error::RunNotFound(_))
+                Some(
+                    chassis_store::Error::RunNotFound(_)
+                        | chassis_store::Error::InvalidTarget { .. }
+                )
             )
     });
     if usage { USAGE } else { FAILED }

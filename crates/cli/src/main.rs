@@ -21,8 +21,8 @@ pub const DEFAULT_DB: &str = ".chassis/chassis.db";
                   Start with `chassis demo`; then `chassis runs` and `chassis show RUN`."
 )]
 struct Cli {
-    /// Journal database (SQLite file)
-    #[arg(long, global = true, env = "CHASSIS_DB", default_value = DEFAULT_DB, value_name = "PATH")]
+    /// Journal database: an SQLite file, or a postgres:// URL shared by workers
+    #[arg(long, global = true, env = "CHASSIS_DB", default_value = DEFAULT_DB, value_name = "PATH|URL")]
     db: PathBuf,
 
     /// Log filter for diagnostics on stderr, e.g. `info` or `chassis_engine=debug`
@@ -35,6 +35,20 @@ struct Cli {
     )]
     log: String,
 
+    /// Log line format on stderr: text (readable) or json (one object per line)
+    #[arg(
+        long,
+        global = true,
+        env = "CHASSIS_LOG_FORMAT",
+        default_value = "text",
+        value_name = "text|json"
+    )]
+    log_format: chassis_telemetry::LogFormat,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs, e.g. 127.0.0.1:9464
+    #[arg(long, global = true, env = "CHASSIS_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -45,27 +59,53 @@ enum Command {
     Run(commands::run::Args),
     /// Continue a run from its last journaled event (after a crash, a wait or a pause)
     Resume(commands::resume::Args),
+    /// Journal a new run for a worker to drive; prints its id at once
+    Submit(commands::submit::Args),
+    /// Drive submitted and woken runs: claim them under a lease, until SIGTERM or Ctrl-C
+    Worker(commands::worker::Args),
+    /// Manage the journal database (`chassis db migrate`)
+    #[command(subcommand)]
+    Db(commands::db::Command),
     /// List runs in the journal, newest first
     Runs(commands::runs::Args),
     /// Show a run's status and its journal
     Show(commands::show::Args),
+    /// Show a run as a tree in time: steps, model and tool calls, retries, waits, tokens, cost
+    Trace(commands::trace::Args),
+    /// Completion and error rates, escalations, average cost and time, per agent
+    Stats(commands::stats::Args),
+    /// Run an evaluation suite: each case a real run, checked, reported, gated on a baseline
+    Eval(commands::eval::Args),
+    /// Export a journaled run's model exchanges as a cassette
+    Export(commands::export::Args),
     /// Serve the OpenAI-compatible mock model (scripted replies, fault injection)
     MockModel(commands::mock::Args),
+    /// List what waits for a human across all runs: approvals, unknown outcomes, limits
+    Approvals(commands::approvals::ListArgs),
+    /// Approve a pending call (optionally with edited arguments) or raise an escalated limit
+    Approve(commands::approvals::ApproveArgs),
+    /// Reject a pending call; the model gets the reason as the tool's result
+    Reject(commands::approvals::RejectArgs),
+    /// Settle a call whose outcome is unknown: --succeeded, --failed or --retry
+    Resolve(commands::approvals::ResolveArgs),
     /// Run a sample agent against a built-in mock model: no API key, no set-up
     Demo(commands::demo::Args),
     /// Measure runtime overhead, throughput, memory, journal size, resume and cold start
     Bench(commands::bench::Args),
 }
 
+/// The process's telemetry: disabled until `main` starts it.
+static TELEMETRY: std::sync::OnceLock<chassis_telemetry::Telemetry> = std::sync::OnceLock::new();
+
+/// The process's telemetry: a command that drives runs attaches it to its engine,
+/// `engine = crate::telemetry().attach(engine)` (traces, metrics, secrets kept out of the log).
+pub fn telemetry() -> &'static chassis_telemetry::Telemetry {
+    TELEMETRY.get_or_init(|| chassis_telemetry::Telemetry::disabled(Default::default()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let redaction = chassis_telemetry::logs::install(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,21 +117,42 @@ fn main() -> ExitCode {
         }
     };
     let db = cli.db;
+    let (metrics_addr, logs) = (cli.metrics_addr, redaction.clone());
     let result = runtime.block_on(async move {
-        match cli.command {
+        let telemetry = match chassis_telemetry::Telemetry::start(logs, metrics_addr).await {
+            Ok(started) => TELEMETRY.get_or_init(|| started),
+            Err(e) => return Err(exit::UsageError(e.to_string()).into()),
+        };
+        if let Some(addr) = telemetry.metrics_addr() {
+            eprintln!("metrics: http://{addr}/metrics");
+        }
+        let result = match cli.command {
             Command::Run(args) => commands::run::run(&db, args).await,
             Command::Resume(args) => commands::resume::run(&db, args).await,
+            Command::Submit(args) => commands::submit::run(&db, args).await,
+            Command::Worker(args) => commands::worker::run(&db, args).await,
+            Command::Db(command) => commands::db::run(&db, command).await,
             Command::Runs(args) => commands::runs::run(&db, args).await,
             Command::Show(args) => commands::show::run(&db, args).await,
+            Command::Trace(args) => commands::trace::run(&db, args).await,
+            Command::Stats(args) => commands::stats::run(&db, args).await,
+            Command::Eval(args) => commands::eval::run(&db, args).await,
+            Command::Export(args) => commands::export::run(&db, args).await,
             Command::MockModel(args) => commands::mock::run(args).await,
+            Command::Approvals(args) => commands::approvals::list(&db, args).await,
+            Command::Approve(args) => commands::approvals::approve(&db, args).await,
+            Command::Reject(args) => commands::approvals::reject(&db, args).await,
+            Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Demo(args) => commands::demo::run(&db, args).await,
             Command::Bench(args) => commands::bench::run(&db, args).await,
-        }
+        };
+        telemetry.shutdown().await;
+        result
     });
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", redaction.redact(&format!("{error:#}")));
             ExitCode::from(exit::code_of(&error))
         }
     }

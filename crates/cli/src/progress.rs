@@ -151,6 +151,36 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
             "  ⛔ {limit}: used {used}, next call could reach {projected}, limit {value} → {}",
             action.as_str()
         ),
+        Event::ApprovalRequested {
+            call_id,
+            tool,
+            risk,
+            ..
+        } => format!("    ✋ {tool} ({risk}) needs approval: call {call_id}"),
+        Event::ApprovalDecided {
+            call_id,
+            approved,
+            by,
+            note,
+            reason,
+            ..
+        } => {
+            let verdict = if *approved { "approved" } else { "rejected" };
+            let why = reason
+                .as_ref()
+                .or(note.as_ref())
+                .map_or(String::new(), |t| format!(": {t}"));
+            format!("    ✋ call {call_id} {verdict} by {by}{why}")
+        }
+        Event::ApprovalEscalated { call_id, .. } => {
+            format!("    ✋ approval of call {call_id} timed out and was escalated")
+        }
+        Event::OutcomeResolved {
+            call_id,
+            resolution,
+            by,
+            ..
+        } => format!("    ✋ call {call_id} resolved as {resolution} by {by}"),
         Event::LimitRaised { limit, value, by } => format!("  ↑ {limit} raised to {value} by {by}"),
         Event::RunCompleted { .. } => "■ completed".to_string(),
         Event::RunFailed { error } => format!("■ failed: {error}"),

@@ -1,7 +1,9 @@
 //! The decision function: given a run's state, what happens next.
 
+use crate::approvals::{OnTimeout, Verdict};
 use crate::limits::{LimitAction, LimitName, price_of};
 use crate::message::ToolCall;
+use crate::state::Approval;
 use crate::state::{RunState, RunStatus};
 use crate::tool::RiskClass;
 
@@ -53,6 +55,12 @@ pub enum Decision {
     },
     /// The next call would cross a limit: journal it and take the configured action.
     Limit(LimitHit),
+    /// The policy requires a human's approval before this call: request it and wait.
+    RequestApproval(ToolCall),
+    /// The policy denies this call: refuse it and tell the model.
+    Deny(ToolCall),
+    /// Nobody decided this call's approval in time: apply `on_timeout`.
+    ApprovalTimedOut(ToolCall, OnTimeout),
     /// Stop and wait for a human.
     AwaitHuman {
         /// What the human must look at.
@@ -99,7 +107,7 @@ pub fn decide(state: &RunState, inputs: &Inputs) -> Decision {
             Some(_) => Decision::CallTool(call.call.clone()),
             None => match tool_limit(state, &call.call, inputs) {
                 Some(hit) => Decision::Limit(hit),
-                None => Decision::CallTool(call.call.clone()),
+                None => approval(state, call, inputs),
             },
         };
     }
@@ -221,4 +229,40 @@ fn wall_time(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
         projected: used,
         action: state.limits.action(LimitName::MaxWallTime),
     })
+}
+
+/// What the approval policy makes of a call that passed the limits.
+fn approval(state: &RunState, call: &crate::state::CallState, inputs: &Inputs) -> Decision {
+    let tool_call = call.call.clone();
+    let (Some(def), Ok(args)) = (
+        state.tool(&tool_call.name),
+        serde_json::from_str::<serde_json::Value>(&tool_call.arguments),
+    ) else {
+        // Unknown tools and unparsable arguments are refused by the engine's validation.
+        return Decision::CallTool(tool_call);
+    };
+    match state.approvals.verdict(def, &args) {
+        Verdict::Auto => Decision::CallTool(tool_call),
+        Verdict::Deny => Decision::Deny(tool_call),
+        Verdict::Require => match &call.approval {
+            Approval::None => Decision::RequestApproval(tool_call),
+            Approval::Approved { .. } => Decision::CallTool(tool_call),
+            Approval::Pending {
+                expires_at_ms,
+                escalated,
+            } => match expires_at_ms {
+                Some(at) if inputs.now_ms >= *at && !escalated => {
+                    Decision::ApprovalTimedOut(tool_call, state.approvals.on_timeout)
+                }
+                _ => Decision::AwaitHuman {
+                    reason: format!(
+                        "approval required: {} ({}) call {}",
+                        tool_call.name, def.risk, tool_call.id
+                    ),
+                },
+            },
+            // A rejected call is resolved; it never comes back here.
+            Approval::Rejected => Decision::Idle,
+        },
+    }
 }

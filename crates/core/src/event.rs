@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use crate::approvals::ApprovalPolicy;
 use crate::limits::{LimitAction, LimitName, Limits, Price};
 use crate::message::{AssistantMessage, Usage};
 use crate::tool::{RiskClass, ToolDef};
@@ -15,6 +16,10 @@ use crate::tool::{RiskClass, ToolDef};
 /// One journaled fact about a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "run_started is large and journaled once per run; boxing it would burden every match"
+)]
 pub enum Event {
     /// The run was created; carries everything needed to rebuild its first context.
     RunStarted {
@@ -49,6 +54,9 @@ pub enum Event {
         /// The spec's human label for the version, `[agent] version`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version_label: Option<String>,
+        /// Which calls wait for a human.
+        #[serde(default)]
+        approvals: ApprovalPolicy,
         /// How many times invalid tool calls go back to the model before it is given up on.
         #[serde(default = "default_max_repairs")]
         max_repairs: u32,
@@ -180,6 +188,69 @@ pub enum Event {
         /// Backoff before the next attempt.
         delay_ms: u64,
     },
+    /// A call waits for a human's approval; the run stops as waiting.
+    ApprovalRequested {
+        /// The call.
+        call_id: String,
+        /// Tool name.
+        tool: String,
+        /// Arguments as the model gave them (validated).
+        args: serde_json::Value,
+        /// Risk class of the tool.
+        risk: RiskClass,
+        /// What the model said alongside the call, its stated reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The last messages of the conversation, for the human.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        context: Vec<String>,
+        /// When it was requested (ms since the epoch).
+        at_ms: u64,
+        /// When it times out, if the policy sets a timeout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at_ms: Option<u64>,
+    },
+    /// A human (or the timeout) decided an approval: the audit trail.
+    ApprovalDecided {
+        /// The call.
+        call_id: String,
+        /// Approved or rejected.
+        approved: bool,
+        /// Edited arguments the call runs with instead of the model's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        args: Option<serde_json::Value>,
+        /// Who decided.
+        by: String,
+        /// Their note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// Why it was rejected: given to the model as the tool's result.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
+    /// Nobody decided an approval in time; it is flagged for someone else.
+    ApprovalEscalated {
+        /// The call.
+        call_id: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
+    /// A human settled a call whose outcome was unknown.
+    OutcomeResolved {
+        /// The call.
+        call_id: String,
+        /// `succeeded`, `failed` or `retry` (run it again with the same idempotency key).
+        resolution: String,
+        /// Who settled it.
+        by: String,
+        /// Their note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
     /// A call that was started but never finished (the process died) and must not be
     /// repeated: a human has to say what happened.
     ToolOutcomeUnknown {
@@ -263,6 +334,10 @@ impl Event {
             Event::ToolAttemptFailed { .. } => "tool_attempt_failed",
             Event::RunPaused { .. } => "run_paused",
             Event::LimitReached { .. } => "limit_reached",
+            Event::ApprovalRequested { .. } => "approval_requested",
+            Event::ApprovalDecided { .. } => "approval_decided",
+            Event::ApprovalEscalated { .. } => "approval_escalated",
+            Event::OutcomeResolved { .. } => "outcome_resolved",
             Event::LimitRaised { .. } => "limit_raised",
             Event::ToolRefused { .. } => "tool_refused",
             Event::ToolStarted { .. } => "tool_started",

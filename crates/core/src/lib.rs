@@ -4,6 +4,7 @@
 //! [`RunState`] as a fold over events, and [`decide`], which says what happens next.
 //! No IO, no async runtime, no clock: the engine feeds events in and executes decisions.
 
+pub mod approvals;
 pub mod decide;
 pub mod duration;
 pub mod event;

@@ -13,6 +13,9 @@ use crate::tool::{RiskClass, ToolDef};
 /// The mock model recognizes it: keep them in step.
 pub const REFUSED_PREFIX: &str = "error: call refused, not executed: ";
 
+/// How the model is told a human rejected its call.
+pub const REJECTED_PREFIX: &str = "error: not executed: ";
+
 /// How the model is told a tool ran and failed.
 pub const FAILED_PREFIX: &str = "error: ";
 
@@ -115,9 +118,33 @@ pub enum FoldError {
     },
 }
 
+/// Where a call stands with its approval.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Approval {
+    /// None asked for (yet).
+    #[default]
+    None,
+    /// Waiting for a human.
+    Pending {
+        /// When it times out.
+        expires_at_ms: Option<u64>,
+        /// Whether it timed out and was escalated.
+        escalated: bool,
+    },
+    /// Approved, with edited arguments if the human changed them.
+    Approved {
+        /// The arguments to run with instead of the model's.
+        args: Option<serde_json::Value>,
+    },
+    /// Rejected; the model was told why.
+    Rejected,
+}
+
 /// What the runtime knows of one tool call the model made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallState {
+    /// Its approval.
+    pub approval: Approval,
     /// The call as the model made it.
     pub call: ToolCall,
     /// Set once the intent was journaled (`tool_started`).
@@ -163,6 +190,10 @@ pub struct RunState {
     pub version: String,
     /// The spec's label for that version.
     pub version_label: Option<String>,
+    /// Which calls wait for a human.
+    pub approvals: crate::approvals::ApprovalPolicy,
+    /// A limit escalated to a human and not yet raised.
+    pub limit_request: Option<LimitName>,
     /// The run's limits, as raised so far.
     pub limits: Limits,
     /// `max_tokens` of every model call.
@@ -247,7 +278,9 @@ impl RunState {
                 max_repairs,
                 version,
                 version_label,
+                approvals,
             } => {
+                self.approvals = approvals.clone();
                 self.version = version.clone();
                 self.version_label = version_label.clone();
                 self.limits = limits.clone();
@@ -307,6 +340,7 @@ impl RunState {
                     .tool_calls
                     .iter()
                     .map(|call| CallState {
+                        approval: Approval::None,
                         call: call.clone(),
                         started: None,
                         resolved: false,
@@ -375,8 +409,63 @@ impl RunState {
             Event::ToolOutcomeUnknown { call_id, .. } => {
                 self.call_mut(call_id, seq, kind)?.outcome_unknown = true;
             }
-            Event::LimitReached { .. } => {}
+            Event::LimitReached { limit, action, .. } => {
+                if *action == crate::limits::LimitAction::Escalate {
+                    self.limit_request = Some(*limit);
+                }
+            }
+            Event::ApprovalRequested {
+                call_id,
+                expires_at_ms,
+                ..
+            } => {
+                self.call_mut(call_id, seq, kind)?.approval = Approval::Pending {
+                    expires_at_ms: *expires_at_ms,
+                    escalated: false,
+                };
+            }
+            Event::ApprovalDecided {
+                call_id,
+                approved,
+                args,
+                by,
+                reason,
+                ..
+            } => {
+                let call = self.call_mut(call_id, seq, kind)?;
+                if *approved {
+                    call.approval = Approval::Approved { args: args.clone() };
+                } else {
+                    call.approval = Approval::Rejected;
+                    call.resolved = true;
+                    let why = reason.as_deref().unwrap_or("no reason given");
+                    self.push_tool_result(
+                        call_id,
+                        format!("{REJECTED_PREFIX}{by} rejected this call: {why}"),
+                    );
+                }
+            }
+            Event::ApprovalEscalated { call_id, .. } => {
+                if let Approval::Pending { escalated, .. } =
+                    &mut self.call_mut(call_id, seq, kind)?.approval
+                {
+                    *escalated = true;
+                }
+            }
+            Event::OutcomeResolved {
+                call_id,
+                resolution,
+                ..
+            } => {
+                let call = self.call_mut(call_id, seq, kind)?;
+                if resolution == "retry" {
+                    // Run it again, with the same idempotency key; it was approved already.
+                    call.outcome_unknown = false;
+                    call.started = None;
+                }
+            }
             Event::LimitRaised { limit, value, .. } => {
+                self.limit_request = None;
                 self.limits.values.insert(*limit, *value);
                 if *limit == LimitName::MaxRepeats {
                     // A human looked at the loop and let it go on: count afresh.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How much harm a tool call can do, which decides how carefully the runtime treats it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskClass {
     /// Reads only; safe to repeat.

@@ -37,6 +37,18 @@ fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
         max_repairs,
         version: String::new(),
         version_label: None,
+        // The simulated human approves everything up front; approvals have their own tests.
+        approvals: chassis_core::approvals::ApprovalPolicy {
+            by_risk: [
+                RiskClass::ReadOnly,
+                RiskClass::Reversible,
+                RiskClass::Irreversible,
+            ]
+            .into_iter()
+            .map(|r| (r, chassis_core::approvals::Verdict::Auto))
+            .collect(),
+            ..Default::default()
+        },
         tools: TOOLS
             .iter()
             .map(|(name, risk)| ToolDef {
@@ -168,6 +180,9 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
             },
             Decision::AwaitHuman { reason } => Event::RunWaiting { reason, at_ms: 0 },
             Decision::Pause { reason } => Event::RunPaused { reason, at_ms: 0 },
+            Decision::RequestApproval(_) | Decision::Deny(_) | Decision::ApprovalTimedOut(..) => {
+                panic!("the simulated policy approves everything")
+            }
             Decision::Limit(hit) => Event::RunFailed {
                 error: format!("limit {} reached", hit.limit),
             },

@@ -132,6 +132,7 @@ proptest! {
             max_repairs: 2,
             version: String::new(),
             version_label: None,
+            approvals: Default::default(),
         });
         let mut longest_call = 0u64;
         let mut step = 0usize;
@@ -242,6 +243,7 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
             max_repairs: 2,
             version: String::new(),
             version_label: None,
+            approvals: Default::default(),
         })
         .unwrap();
     let inputs = Inputs {

@@ -44,6 +44,7 @@ pub struct Agent {
     pub alerts: crate::Alerts,
     /// Fingerprint of this agent version (spec, prompt, tools, models).
     pub version: String,
+    redactor: crate::Redactor,
 }
 
 impl Agent {
@@ -57,6 +58,7 @@ impl Agent {
         };
         let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
         let spec = AgentSpec::parse(&text).map_err(|e| error(e.to_string()))?;
+        let redactor = crate::Redactor::for_spec(&spec).map_err(|e| error(e.to_string()))?;
         let spec_path = std::path::absolute(path).map_err(|e| error(e.to_string()))?;
         let base_dir = spec_path
             .parent()
@@ -92,6 +94,7 @@ impl Agent {
             .map(|(model, key)| link(&spec, model).map_err(|m| error(format!("{key}: {m}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let prices = chain_prices(&spec, &base_dir).map_err(error)?;
+        check_approval_names(&spec, &toolbox).map_err(error)?;
         let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
         let version = crate::version::fingerprint(&spec, &prompt, &toolbox.defs());
         Ok(Agent {
@@ -103,20 +106,15 @@ impl Agent {
             prices,
             alerts,
             version,
+            redactor,
         })
     }
 
     /// A redactor for this agent's secrets: the values of every API key variable its
-    /// providers name (and the well-known ones of the implicit providers).
+    /// providers name (and the well-known ones of the implicit providers), of the variables
+    /// under `[redact] env` (read when the agent was loaded), and the `[redact] patterns`.
     pub fn redactor(&self) -> crate::Redactor {
-        let mut names: Vec<&str> = vec!["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
-        names.extend(
-            self.spec
-                .providers
-                .values()
-                .filter_map(|p| p.api_key_env.as_deref()),
-        );
-        crate::Redactor::from_env(names)
+        self.redactor.clone()
     }
 
     /// Renders the prompt template with the run's input and `[vars]`.
@@ -139,6 +137,33 @@ impl Agent {
                 message: template_error(&e),
             })
     }
+}
+
+/// Approval overrides and rules must name tools the agent is granted.
+fn check_approval_names(spec: &AgentSpec, toolbox: &Toolbox) -> Result<(), String> {
+    let granted: Vec<String> = toolbox.defs().into_iter().map(|d| d.name).collect();
+    let known = |name: &str| granted.iter().any(|g| g == name);
+    let named = spec
+        .approvals
+        .tools
+        .keys()
+        .map(|t| (t.clone(), format!("approvals.tools.{t}")))
+        .chain(
+            spec.approvals
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.tool.clone(), format!("approvals.rules[{i}].tool"))),
+        );
+    for (tool, key) in named {
+        if !known(&tool) {
+            return Err(format!(
+                "{key}: no tool `{tool}` is granted to this agent (granted: {})",
+                granted.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Prices of the chain's models: `[pricing]` over the pricing file over the defaults.

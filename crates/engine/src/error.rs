@@ -28,6 +28,10 @@ pub enum Error {
         /// The spec file.
         spec_path: String,
     },
+    /// A human's decision cannot be applied as asked (no such pending call, invalid edited
+    /// arguments, …); nothing was journaled.
+    #[error("{0}")]
+    Refused(String),
     /// The journal cannot be replayed.
     #[error("run {run_id}: journal cannot be replayed: {source}")]
     Replay {

@@ -6,17 +6,21 @@
 
 mod agent;
 mod alerts;
+mod approvals;
 mod error;
 mod redact;
 mod run;
 mod tokens;
 mod version;
+mod worker;
 
 pub use agent::{Agent, LoadError};
 pub use alerts::Alerts;
+pub use approvals::{Inbox, InboxItem, Resolution};
 pub use error::Error;
-pub use redact::Redactor;
+pub use redact::{PatternError, Redactor};
 pub use run::{Engine, Observer, RunOutcome};
+pub use worker::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 
 /// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

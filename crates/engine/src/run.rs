@@ -131,6 +131,7 @@ impl Engine {
             max_repairs: agent.spec.max_repairs,
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),
+            approvals: agent.spec.approvals.clone(),
         };
         let started = self
             .redactor
@@ -301,6 +302,33 @@ impl Engine {
                     })?
                 }
                 Decision::Limit(hit) => run.limit_reached(agent, hit)?,
+                Decision::RequestApproval(call) => run.request_approval(agent, call)?,
+                Decision::Deny(call) => {
+                    tracing::info!(run_id, call_id = %call.id, tool = %call.name, "call denied by the approval policy");
+                    run.record(Event::ToolRefused {
+                        error: format!(
+                            "the approval policy of this agent denies `{}`; do not call it again",
+                            call.name
+                        ),
+                        call_id: call.id,
+                        name: call.name,
+                    })?
+                }
+                Decision::ApprovalTimedOut(call, on_timeout) => {
+                    for event in
+                        crate::approvals::timeout_events(&run.state, &call.id, on_timeout, now_ms())
+                    {
+                        if let Event::ApprovalEscalated { .. } = &event {
+                            agent.alerts.emit(
+                                "approval_escalated",
+                                run_id,
+                                &run.state.agent,
+                                serde_json::json!({ "call_id": call.id, "tool": call.name }),
+                            );
+                        }
+                        run.record(event)?;
+                    }
+                }
                 Decision::SwitchModel { index, reason } => {
                     let model = run.state.models.get(index).cloned().unwrap_or_default();
                     tracing::warn!(run_id, %model, %reason, "switching model for the rest of the run");
@@ -513,6 +541,21 @@ impl<'e> Step<'e> {
         }
     }
 
+    fn request_approval(
+        &mut self,
+        agent: &Agent,
+        call: chassis_core::ToolCall,
+    ) -> Result<(), Error> {
+        let event = crate::approvals::request_event(&self.state, &call, now_ms());
+        agent.alerts.emit(
+            "approval_requested",
+            self.run_id,
+            &self.state.agent,
+            serde_json::json!({ "call_id": call.id, "tool": call.name, "arguments": call.arguments }),
+        );
+        self.record(event)
+    }
+
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
         let step = self.state.steps + 1;
         tracing::Span::current().record("step", step);
@@ -580,7 +623,17 @@ impl<'e> Step<'e> {
         agent: &Agent,
         call: chassis_core::ToolCall,
     ) -> Result<(), Error> {
-        let (args, tool) = match agent.toolbox.prepare(&call.name, &call.arguments) {
+        // A human may have approved the call with edited arguments: those are what runs.
+        let approved_args = self.state.calls.iter().find_map(|c| match &c.approval {
+            chassis_core::state::Approval::Approved { args: Some(args) }
+                if c.call.id == call.id =>
+            {
+                Some(args.to_string())
+            }
+            _ => None,
+        });
+        let raw = approved_args.as_deref().unwrap_or(&call.arguments);
+        let (args, tool) = match agent.toolbox.prepare(&call.name, raw) {
             Ok(prepared) => prepared,
             Err(refusal) => {
                 tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, %refusal, "tool call refused");

@@ -134,6 +134,7 @@ mod tests {
                 max_repairs: 2,
                 version: String::new(),
                 version_label: None,
+                approvals: Default::default(),
             })
             .unwrap();
         state

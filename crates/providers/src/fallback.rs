@@ -32,6 +32,19 @@ impl Fallback {
         self.links.iter().map(|l| l.label.clone()).collect()
     }
 
+    /// The chain's links, primary first.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// Replaces each link's client with `wrap(link)`, keeping labels and order: how a chain
+    /// is recorded or replayed (see [`crate::cassette`]) without rebuilding its agent.
+    pub fn wrap_clients(&mut self, mut wrap: impl FnMut(&Link) -> Arc<dyn ModelClient>) {
+        for link in &mut self.links {
+            link.client = wrap(link);
+        }
+    }
+
     /// Tries the chain starting at link `start` (a run that gave up on earlier models).
     pub async fn complete_from(
         &self,

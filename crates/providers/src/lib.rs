@@ -6,6 +6,7 @@
 
 mod anthropic;
 mod breaker;
+pub mod cassette;
 mod error;
 mod fallback;
 mod openai;

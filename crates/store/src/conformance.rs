@@ -31,6 +31,7 @@ pub fn started(agent: &str) -> Event {
         max_repairs: 2,
         version: String::new(),
         version_label: None,
+        approvals: Default::default(),
     }
 }
 

@@ -63,6 +63,16 @@ pub async fn open(target: &str) -> Result<Arc<dyn Journal>, Error> {
     Ok(Arc::new(journal))
 }
 
+/// The schema version this build brings the journal `target` names to (see [`open`]):
+/// after a successful [`open`], the journal is at this version.
+pub fn schema_version(target: &str) -> i64 {
+    if postgres::is_url(target) {
+        postgres::SCHEMA_VERSION
+    } else {
+        sqlite::SCHEMA_VERSION
+    }
+}
+
 /// Serialized form of an event, as the journal stores it.
 pub(crate) fn encode(event: &Event) -> Result<String, Error> {
     serde_json::to_string(event).map_err(|e| Error::Encode(e.to_string()))

@@ -29,6 +29,7 @@ use crate::{Error, encode};
 use listen::Listener;
 use pool::{Conn, Pool};
 
+pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 pub(crate) use target::is_url;
 pub use target::redact;
 

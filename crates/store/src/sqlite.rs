@@ -11,6 +11,8 @@
 
 mod migrate;
 
+pub(crate) use migrate::VERSION as SCHEMA_VERSION;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

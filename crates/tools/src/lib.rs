@@ -21,4 +21,4 @@ mod validate;
 pub use error::Error;
 pub use tool::{CallContext, Tool, ToolError};
 pub use toolbox::Toolbox;
-pub use validate::Refusal;
+pub use validate::{Refusal, check_arguments};

@@ -125,6 +125,16 @@ fn truncate(mut text: String, max_chars: usize) -> String {
     text
 }
 
+/// Checks raw arguments against a tool definition's schema, outside any toolbox (e.g. edited
+/// arguments a human approves); the same refusals as [`crate::Toolbox::prepare`].
+pub fn check_arguments(def: &chassis_core::ToolDef, raw_arguments: &str) -> Result<Value, Refusal> {
+    let validator = compile(&def.parameters).map_err(|e| Refusal::InvalidArguments {
+        tool: def.name.clone(),
+        violations: vec![format!("the tool's schema {e}")],
+    })?;
+    check(&def.name, &validator, raw_arguments)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

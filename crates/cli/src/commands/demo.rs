@@ -54,7 +54,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     );
     eprintln!("journal: {}\n", db.display());
     let agent = Agent::load(&spec_path).await?;
-    let engine = Engine::new(open_journal(db)?).with_observer(Arc::new(Progress));
+    let engine = crate::telemetry()
+        .attach(Engine::new(open_journal(db).await?).with_observer(Arc::new(Progress)));
     let outcome = engine.start(&agent, &args.input).await?;
     mock.shutdown().await;
 

@@ -1,12 +1,20 @@
 //! One module per command.
 
+pub mod approvals;
 pub mod bench;
+pub mod db;
 pub mod demo;
+pub mod eval;
+pub mod export;
 pub mod mock;
 pub mod resume;
 pub mod run;
 pub mod runs;
 pub mod show;
+pub mod stats;
+pub mod submit;
+pub mod trace;
+pub mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,22 +24,42 @@ use chassis_store::{Journal, SqliteJournal, Sync};
 
 use crate::exit::UsageError;
 
-/// Opens the journal, creating it if needed.
-pub fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
-    let journal = SqliteJournal::open(db, Sync::Full).context("cannot open the journal")?;
-    Ok(Arc::new(journal))
+/// True when `db` names a PostgreSQL database rather than an SQLite file.
+pub fn is_postgres(db: &Path) -> bool {
+    db.to_str().is_some_and(|target| {
+        let lower = target.trim_start().to_ascii_lowercase();
+        lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+    })
+}
+
+/// `db` as it may be shown: the path, or the URL with its password redacted.
+pub fn describe_db(db: &Path) -> String {
+    chassis_store::redact(&db.to_string_lossy())
+}
+
+/// Opens the journal `db` names: an SQLite file (created if needed) or a `postgres://` URL.
+/// The schema is created or migrated; one from a newer chassis is refused untouched.
+pub async fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+    let journal = match db.to_str() {
+        Some(target) => chassis_store::open(target).await,
+        // Not UTF-8, so not a URL: a file path as the OS spells it.
+        None => SqliteJournal::open(db, Sync::Full).map(|j| Arc::new(j) as Arc<dyn Journal>),
+    };
+    journal.with_context(|| format!("cannot open the journal {}", describe_db(db)))
 }
 
 /// Opens an existing journal for commands that only read or continue runs.
-pub fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
-    if !db.exists() {
+pub async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+    // A URL (even an unsupported one, which opening then names) is not a missing file.
+    let url = db.to_str().is_some_and(|target| target.contains("://"));
+    if !url && !db.exists() {
         return Err(UsageError(format!(
             "no journal at {} (start a run with `chassis run` or `chassis demo`, or pass --db / CHASSIS_DB)",
             db.display()
         ))
         .into());
     }
-    open_journal(db)
+    open_journal(db).await
 }
 
 /// Prints a run outcome as the run commands do: the answer, or JSON.

@@ -29,10 +29,13 @@ pub struct Args {
     /// Who raises the limits, for the audit trail (default: the OS user)
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
+    /// Do not drive the run here: journal the raises, wake the run for a worker, return at once
+    #[arg(long)]
+    detach: bool,
 }
 
 /// Parses `--raise LIMIT=VALUE` options; errors name the option and the limit.
-fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageError> {
+pub fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageError> {
     raises
         .iter()
         .map(|raw| {
@@ -66,7 +69,12 @@ pub fn os_user() -> String {
 /// Continues the run from its journal; a finished run just reports its outcome.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let raises = parse_raises(&args.raise)?;
-    let mut engine = Engine::new(open_existing_journal(db)?);
+    if args.detach {
+        let by = args.by.clone().unwrap_or_else(os_user);
+        return crate::commands::submit::wake(db, &args.run, &raises, &by, args.json).await;
+    }
+    let mut engine = Engine::new(open_existing_journal(db).await?);
+    engine = crate::telemetry().attach(engine);
     if !args.quiet && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }

@@ -22,15 +22,35 @@ pub struct Args {
     /// Do not print progress on stderr
     #[arg(long, short)]
     quiet: bool,
+    /// Only journal the run and print its id, for a worker to drive (as `chassis submit`)
+    #[arg(long)]
+    detach: bool,
+    /// Record every model exchange into this cassette file
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["replay", "detach"])]
+    record: Option<PathBuf>,
+    /// Answer every model call from this cassette, offline; a request it does not hold fails
+    /// the run with a diff
+    #[arg(long, value_name = "FILE", conflicts_with = "detach")]
+    replay: Option<PathBuf>,
 }
 
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    let agent = Agent::load(&args.agent).await?;
-    let mut engine = Engine::new(open_journal(db)?);
+    if args.detach {
+        return crate::commands::submit::submit(db, &args.agent, &args.input, args.json).await;
+    }
+    let mut agent = Agent::load(&args.agent).await?;
+    let replay = crate::commands::eval::attach_cassette(
+        &mut agent,
+        args.record.as_deref(),
+        args.replay.as_deref(),
+    )?;
+    let mut engine = Engine::new(open_journal(db).await?);
+    engine = crate::telemetry().attach(engine);
     if !args.quiet && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
     let outcome = engine.start(&agent, &args.input).await?;
+    crate::commands::eval::note_unused(replay.as_deref());
     Ok(print_outcome(&outcome, args.json))
 }

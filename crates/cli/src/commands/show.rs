@@ -19,7 +19,7 @@ pub struct Args {
 
 /// Prints a run's status and every journaled event.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    let journal = open_existing_journal(db)?;
+    let journal = open_existing_journal(db).await?;
     let records = journal.load(&args.run).await?;
     let state = RunState::fold(records.iter().map(|r| &r.event));
     if args.json {
@@ -32,6 +32,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             "run_id": args.run,
             "status": status,
             "agent": state.as_ref().ok().map(|s| s.agent.clone()),
+            "version": state.as_ref().ok().map(|s| s.version.clone()),
+            "version_label": state.as_ref().ok().and_then(|s| s.version_label.clone()),
             "output": state.as_ref().ok().and_then(|s| s.output.clone()),
             "steps": state.as_ref().ok().map(|s| s.steps),
             "usage": state.as_ref().ok().map(|s| serde_json::json!({
@@ -52,6 +54,11 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         Ok(s) => {
             println!("run      {}", args.run);
             println!("agent    {}", s.agent);
+            match (s.version.as_str(), &s.version_label) {
+                ("", _) => {}
+                (version, Some(label)) => println!("version  {version} ({label})"),
+                (version, None) => println!("version  {version}"),
+            }
             println!("model    {}", s.model);
             println!("status   {}", s.status);
             println!(

@@ -134,6 +134,9 @@ command = [{python}, "-I", "append_line.py"]
 risk = "irreversible"
 timeout = "60s"
 args_schema = {{ type = "object", required = ["line"], additionalProperties = false, properties = {{ line = {{ type = "string" }} }} }}
+
+[approvals.tools]
+append_line = "auto"
 "#,
                 base_url = toml_str(&base_url),
             ),

@@ -31,7 +31,7 @@ use crate::util::{
 };
 
 /// Runs killed, each with its own input; the issue asks for at least 40.
-const ITERATIONS: u32 = 48;
+const ITERATIONS: u32 = 52;
 
 /// Inputs of the uninterrupted runs every killed run is compared with.
 const REFERENCES: [&str; 2] = ["ref-a", "ref-b"];
@@ -141,6 +141,9 @@ command = [{python}, "-I", "append_line.py"]
 risk = "irreversible"
 timeout = "60s"
 args_schema = {{ type = "object", required = ["line"], properties = {{ line = {{ type = "string" }} }} }}
+
+[approvals.tools]
+append_line = "auto"
 "#,
                 base_url = toml_str(&mock.base_url()),
             ),
@@ -458,9 +461,11 @@ fn killed_runs_resume_to_the_same_answer_and_never_repeat_a_journaled_call() {
             "completed" => tally.completed += 1,
             _ => {
                 tally.waiting += 1;
-                if clerk.ledger_count(&ledger_line(&input)) > 0 {
+                let landed = clerk.ledger_count(&ledger_line(&input)) > 0;
+                if landed {
                     tally.waiting_with_effect += 1;
                 }
+                settle(&clerk, &input, &run_id, &last, landed);
             }
         }
     }
@@ -499,10 +504,16 @@ fn killed_runs_resume_to_the_same_answer_and_never_repeat_a_journaled_call() {
     );
     assert_eq!(tally.completed + tally.waiting, created);
 
+    // Every waiting run was settled by a human and completed: one line per run, exactly.
     assert_eq!(
         ledger.len() as u32,
-        REFERENCES.len() as u32 + tally.completed + tally.waiting_with_effect,
-        "one line per completed run, plus one per waiting run whose effect landed"
+        REFERENCES.len() as u32 + created,
+        "one line per run once the unknown outcomes are settled"
+    );
+    assert_eq!(
+        runs_json(&clerk.db, &["--status", "waiting"]),
+        Vec::<Value>::new(),
+        "every unknown outcome was settled"
     );
     eprintln!(
         "{}",
@@ -518,6 +529,44 @@ fn killed_runs_resume_to_the_same_answer_and_never_repeat_a_journaled_call() {
     assert!(
         created >= ITERATIONS / 2,
         "only {created} of {ITERATIONS} kills landed after the run was created"
+    );
+}
+
+/// Settles a run waiting on an unknown outcome the way an operator would: the effect is in the
+/// ledger, so it succeeded; or it is not, so it is retried (with the same idempotency key).
+/// Either way the run then completes with the uninterrupted answer and one ledger line.
+fn settle(clerk: &Clerk, input: &str, run_id: &str, last: &Snapshot, landed: bool) {
+    let unknown: Vec<&Value> = last.of_kind("tool_outcome_unknown").collect();
+    let call = unknown[0]["call_id"].as_str().expect("call id").to_string();
+    let mut command = chassis(&clerk.db);
+    command.args(["resolve", run_id, &call, "--by", "crash-test", "--resume"]);
+    if landed {
+        command.args([
+            "--succeeded",
+            "--result",
+            &format!("appended {}", ledger_line(input)),
+        ]);
+    } else {
+        command.arg("--retry");
+    }
+    let out = run(&mut command);
+    out.expect_code(0);
+    let done = run(&mut clerk.resume_command(run_id));
+    done.expect_code(0);
+    assert_eq!(
+        done.json()["status"],
+        "completed",
+        "{input}: settled run completes"
+    );
+    assert_eq!(
+        done.json()["output"].as_str(),
+        Some(answer(input).as_str()),
+        "{input}: the settled run gives the uninterrupted answer"
+    );
+    assert_eq!(
+        clerk.ledger_count(&ledger_line(input)),
+        1,
+        "{input}: exactly one ledger line after settling (landed before: {landed})"
     );
 }
 

@@ -6,5 +6,7 @@
 
 mod commands;
 mod crash;
+mod eval;
+mod observability;
 mod spec_errors;
 mod util;

@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use crate::duration;
 
+mod approvals;
 mod limits;
+pub mod redact;
 mod tools;
 
 pub use limits::{AlertsSpec, parse_pricing_file};
@@ -98,6 +100,10 @@ pub struct AgentSpec {
     pub pricing_file: Option<String>,
     /// Where alerts go.
     pub alerts: AlertsSpec,
+    /// Which calls wait for a human.
+    pub approvals: crate::approvals::ApprovalPolicy,
+    /// Secrets to remove from everything a run records, `[redact]`.
+    pub redact: redact::RedactSpec,
 }
 
 /// `provider:model`.
@@ -219,6 +225,10 @@ struct RawSpec {
     pricing: BTreeMap<String, RawPrice>,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    approvals: approvals::RawApprovals,
+    #[serde(default)]
+    redact: redact::RawRedact,
 }
 
 #[derive(Deserialize)]
@@ -409,6 +419,7 @@ impl RawSpec {
         let (limits, pricing_file) = self.limits.validate()?;
         let pricing = limits::validate_pricing(self.pricing, "pricing")?;
         let alerts = self.alerts.validate()?;
+        let approvals = self.approvals.validate()?;
 
         let mut mcp = BTreeMap::new();
         for (name, raw) in self.mcp {
@@ -465,6 +476,8 @@ impl RawSpec {
             pricing,
             pricing_file,
             alerts,
+            approvals,
+            redact: self.redact.validate()?,
         })
     }
 }

@@ -136,6 +136,10 @@ command = ["{python}", "tools/record.py", "{exec_log}", "{ledger}"]
 args_schema = {{ type = "object", properties = {{ line = {{ type = "string" }} }}, required = ["line"] }}
 risk = "irreversible"
 timeout = "5s"
+
+# Approvals have their own tests; here the ledger writes run on their own.
+[approvals.tools]
+record = "auto"
 "#,
             primary = primary.base_url(),
             fallback = fallback.base_url(),

@@ -1,0 +1,118 @@
+//! `chassis stats [--agent A] [--since T] [--json]`: how runs go, from the journal alone.
+
+use std::path::Path;
+
+use chassis_store::ListFilter;
+use chassis_telemetry::stats::{RunFacts, Stats, aggregate, per_agent};
+
+use crate::commands::open_existing_journal;
+use crate::exit::UsageError;
+
+/// Arguments of `chassis stats`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only runs of this agent
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only runs started since T: a duration ago (`30m`, `24h`, `7d`) or a UTC date or time
+    /// (`2025-03-01`, `2025-03-01T12:00:00Z`)
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Print {"since_ms", "stats": [{"agent", "runs", "completion_rate", …}]} as JSON; the
+    /// last entry (agent null) covers every agent
+    #[arg(long)]
+    json: bool,
+}
+
+/// Completion rate, error rate, escalation frequency, average cost and time to completion,
+/// per agent and overall.
+pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let now = chassis_engine::now_ms();
+    let since_ms = args.since.as_deref().map(|t| since(t, now)).transpose()?;
+    let journal = open_existing_journal(db).await?;
+    let runs = journal
+        .list(&ListFilter {
+            status: None,
+            agent: args.agent.clone(),
+            limit: None,
+        })
+        .await?;
+    let mut facts = Vec::new();
+    for run in runs
+        .iter()
+        .filter(|r| since_ms.is_none_or(|s| r.created_ms >= s as i64))
+    {
+        let records = journal.load(&run.run_id).await?;
+        if let Some(f) = RunFacts::of(run, &records) {
+            facts.push(f);
+        }
+    }
+    let stats = match &args.agent {
+        Some(agent) => vec![aggregate(Some(agent.clone()), &facts)],
+        None => per_agent(&facts),
+    };
+    if args.json {
+        let value = serde_json::json!({ "since_ms": since_ms, "stats": stats });
+        println!("{value}");
+        return Ok(crate::exit::COMPLETED);
+    }
+    if facts.is_empty() {
+        println!("no runs");
+        return Ok(crate::exit::COMPLETED);
+    }
+    println!(
+        "{:<24} {:>5} {:>6} {:>6} {:>5} {:>10} {:>7} {:>9} {:>10} {:>9}",
+        "AGENT",
+        "RUNS",
+        "DONE",
+        "FAILED",
+        "OPEN",
+        "COMPLETION",
+        "ERRORS",
+        "ESCALATED",
+        "AVG COST",
+        "AVG TIME"
+    );
+    for s in &stats {
+        println!("{}", row(s));
+    }
+    Ok(crate::exit::COMPLETED)
+}
+
+fn row(s: &Stats) -> String {
+    let count = |status: &str| s.by_status.get(status).copied().unwrap_or(0);
+    let open = s.runs - count("completed") - count("failed");
+    let percent = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+    let cost = s.avg_cost_usd.map_or("-".to_string(), |c| {
+        let lower_bound = if s.unpriced_calls > 0 { "+" } else { "" };
+        format!("${c:.4}{lower_bound}")
+    });
+    let time = s
+        .avg_time_to_completion_ms
+        .map_or("-".to_string(), |ms| format!("{:.2}s", ms / 1000.0));
+    format!(
+        "{:<24} {:>5} {:>6} {:>6} {:>5} {:>10} {:>7} {:>9} {:>10} {:>9}",
+        s.agent.as_deref().unwrap_or("(all)"),
+        s.runs,
+        count("completed"),
+        count("failed"),
+        open,
+        percent(s.completion_rate),
+        percent(s.error_rate),
+        percent(s.escalation_rate),
+        cost,
+        time
+    )
+}
+
+/// `--since`: a duration before `now`, or a date; in ms since the epoch.
+fn since(text: &str, now: u64) -> Result<u64, UsageError> {
+    if let Ok(ago) = chassis_core::duration::parse(text) {
+        return Ok(now.saturating_sub(ago.as_millis() as u64));
+    }
+    chassis_telemetry::time::parse_rfc3339(text).ok_or_else(|| {
+        UsageError(format!(
+            "--since {text}: neither a duration (30m, 24h, 7d) nor a date (2025-03-01, 2025-03-01T12:00:00Z)"
+        ))
+    })
+}

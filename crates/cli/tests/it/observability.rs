@@ -1,0 +1,657 @@
+//! Observability of the real binary: secrets absent from every artifact, spans exported over
+//! OTLP/HTTP, JSON logs carrying run id and step, `/metrics` while a run runs, and
+//! `chassis trace` / `chassis stats` read from the journal.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::util::{Mock, Output, chassis, python, run, runs_json, toml_str, write};
+
+/// The model fails a tool, calls a tool that prints secrets, then repeats what it saw.
+const SCRIPT: &str = r#"
+[[scenario]]
+name = "leaky"
+when_input_contains = "leak"
+[[scenario.turn]]
+tool_calls = [{ name = "leak_fail", arguments = {} }]
+[[scenario.turn]]
+tool_calls = [{ name = "leak", arguments = {} }]
+[[scenario.turn]]
+text = "The tool said: {last_tool_result}"
+
+[[scenario]]
+name = "notes"
+[[scenario.turn]]
+tool_calls = [{ name = "read_file", arguments = { path = "note.txt" } }]
+[[scenario.turn]]
+text = "The note says: {last_tool_result}"
+"#;
+
+/// Prints the secret variables and a token that matches the spec's pattern. The token is put
+/// together at run time so that it appears in no file of the test directory.
+const LEAK_PY: &str = r#"
+import os, sys
+token = "tok_live_" + "ABCDEFGHIJ" * 2 + "1234"
+line = "env=%s key=%s token=%s" % (os.environ["OBS_SECRET"], os.environ["OBS_API_KEY"], token)
+if sys.argv[1:] == ["fail"]:
+    sys.stderr.write("failed with " + line + "\n")
+    sys.exit(3)
+print(line)
+"#;
+
+/// The value of a variable named under `[redact] env`.
+const ENV_SECRET: &str = "zz-env-secret-4f9a1c77e2";
+/// The provider's API key: sent to the model as a header.
+const API_KEY: &str = "sk-header-key-0b1c2d3e4f5a6b7c";
+/// What the tool prints for the `[redact] patterns` entry.
+const TOKEN: &str = "tok_live_ABCDEFGHIJABCDEFGHIJ1234";
+
+/// An agent whose tools leak secrets and read a note, its journal, and its mock model.
+struct Desk {
+    dir: TempDir,
+    db: PathBuf,
+    spec: PathBuf,
+    _mock: Mock,
+}
+
+impl Desk {
+    fn new(latency: Duration, limits: &str) -> Desk {
+        let mock = Mock::start(SCRIPT, latency);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let root = dir.path();
+        std::fs::create_dir(root.join("notes")).expect("notes directory");
+        write(&root.join("notes"), "note.txt", "replica lag resolved");
+        write(root, "leak.py", LEAK_PY);
+        write(
+            root,
+            "prompt.md.j2",
+            "You read notes. Request: {{ input }}\n",
+        );
+        let python = toml_str(python());
+        let spec = write(
+            root,
+            "agent.toml",
+            &format!(
+                r#"[agent]
+name = "obs-desk"
+prompt = "prompt.md.j2"
+
+[model]
+primary = "mock:obs-model"
+timeout = "60s"
+
+[providers.mock]
+kind = "openai"
+base_url = {base_url}
+api_key_env = "OBS_API_KEY"
+
+[redact]
+env = ["OBS_SECRET"]
+patterns = ["tok_live_[A-Za-z0-9]{{20,}}"]
+
+[limits]
+{limits}
+
+[[tools]]
+use = "builtin:fs"
+root = "notes"
+only = ["read_file"]
+
+[[tools]]
+name = "leak"
+description = "Prints what it knows"
+command = [{python}, "-I", "leak.py"]
+risk = "read_only"
+timeout = "60s"
+
+[[tools]]
+name = "leak_fail"
+description = "Fails, saying what it knows"
+command = [{python}, "-I", "leak.py", "fail"]
+risk = "read_only"
+timeout = "60s"
+"#,
+                base_url = toml_str(&mock.base_url()),
+            ),
+        );
+        Desk {
+            db: root.join("j.db"),
+            dir,
+            spec,
+            _mock: mock,
+        }
+    }
+
+    /// `chassis` with the secrets in its environment.
+    fn chassis(&self) -> Command {
+        let mut command = chassis(&self.db);
+        command
+            .env("OBS_SECRET", ENV_SECRET)
+            .env("OBS_API_KEY", API_KEY)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        command
+    }
+
+    fn run(&self, input: &str, args: &[&str]) -> Command {
+        let mut command = self.chassis();
+        command
+            .args(args)
+            .arg("run")
+            .arg(&self.spec)
+            .args(["--input", input]);
+        command
+    }
+}
+
+/// A minimal OTLP/HTTP receiver on 127.0.0.1: keeps every request body, answers 200.
+struct Receiver {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address");
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let store = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || serve(stream, &store));
+            }
+        });
+        Receiver { addr, bodies }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().expect("receiver lock").clone()
+    }
+
+    /// Every exported span's name and attributes (as `key=value` text).
+    fn spans(&self) -> Vec<(String, Vec<String>)> {
+        self.bodies()
+            .iter()
+            .flat_map(|body| {
+                chassis_telemetry::proto::ExportTraceServiceRequest::decode(&body[..])
+                    .expect("an OTLP protobuf request")
+                    .resource_spans
+            })
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+            .map(|span| {
+                let attrs = span
+                    .attributes
+                    .iter()
+                    .map(|kv| format!("{}={:?}", kv.key, kv.value))
+                    .collect();
+                (span.name, attrs)
+            })
+            .collect()
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection until the client closes it.
+fn serve(stream: TcpStream, store: &Mutex<Vec<Vec<u8>>>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut stream = stream;
+    loop {
+        let mut length = 0;
+        let mut first = true;
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.trim_end().is_empty() && !first {
+                break;
+            }
+            first = false;
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        store.lock().expect("receiver lock").push(body);
+        let reply =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Every file under `dir`, read whole.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read test directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).expect("read artifact")));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// The run id of the only run in the journal.
+fn only_run(db: &Path) -> String {
+    let runs = runs_json(db, &[]);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    runs[0]["run_id"].as_str().expect("run id").to_string()
+}
+
+#[test]
+fn planted_secrets_appear_in_no_artifact() {
+    let desk = Desk::new(Duration::ZERO, "max_steps = 6");
+    let receiver = Receiver::start();
+    let mut artifacts: Vec<(String, Vec<u8>)> = Vec::new();
+
+    // The run, logging everything there is to log (trace level, JSON) and exporting spans
+    // with message content: the most a deployment could expose.
+    let out = run(desk
+        .run(
+            "leak everything",
+            &["--log", "trace", "--log-format", "json"],
+        )
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50"));
+    out.expect_code(0);
+    assert!(
+        out.stdout
+            .starts_with("The tool said: env=[REDACTED] key=[REDACTED] token=[REDACTED]"),
+        "the model saw the tool's output redacted: {out:#?}"
+    );
+    assert!(
+        out.stderr.lines().any(|l| l.starts_with('{')),
+        "JSON logs were written"
+    );
+    assert!(
+        out.stderr.contains("[REDACTED]"),
+        "the failing tool's error reached the log, redacted"
+    );
+    artifacts.push(("run stdout".into(), out.stdout.into_bytes()));
+    artifacts.push(("run stderr (trace, json)".into(), out.stderr.into_bytes()));
+    let run_id = only_run(&desk.db);
+
+    // Every way of reading the run back, with readable logs this time.
+    for args in [
+        vec!["show", &run_id, "--json"],
+        vec!["show", &run_id],
+        vec!["trace", &run_id],
+        vec!["trace", &run_id, "--json"],
+        vec!["stats", "--json"],
+        vec!["runs", "--json"],
+        vec!["resume", &run_id],
+    ] {
+        let out = run(desk.chassis().args(["--log", "debug"]).args(&args));
+        out.expect_code(0);
+        artifacts.push((format!("{args:?} stdout"), out.stdout.into_bytes()));
+        artifacts.push((format!("{args:?} stderr"), out.stderr.into_bytes()));
+    }
+
+    let bodies = receiver.bodies();
+    assert!(!bodies.is_empty(), "spans were exported");
+    let spans = receiver.spans();
+    assert!(
+        spans.iter().any(|(name, attrs)| name == "execute_tool leak"
+            && attrs
+                .iter()
+                .any(|a| a.starts_with("gen_ai.tool.call.result="))),
+        "tool results were exported (content capture on): {spans:#?}"
+    );
+    for (i, body) in bodies.into_iter().enumerate() {
+        artifacts.push((format!("exported span batch {i}"), body));
+    }
+    // The database file and its WAL, the spec, the prompt, the notes.
+    for (path, bytes) in files(desk.dir.path()) {
+        artifacts.push((path.display().to_string(), bytes));
+    }
+    assert!(
+        artifacts.iter().any(|(name, _)| name.ends_with("j.db")),
+        "the journal is among the artifacts"
+    );
+
+    let journal = artifacts
+        .iter()
+        .find(|(name, _)| name.contains("\"show\"") && name.ends_with("stdout"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_default();
+    assert!(
+        journal.contains("[REDACTED]"),
+        "the tool's output was journaled, redacted"
+    );
+
+    let mut hits = Vec::new();
+    for (name, bytes) in &artifacts {
+        for secret in [ENV_SECRET, API_KEY, TOKEN] {
+            if contains(bytes, secret) {
+                hits.push(format!("{secret} in {name}"));
+            }
+        }
+    }
+    assert!(hits.is_empty(), "secrets leaked: {hits:#?}");
+}
+
+#[test]
+fn json_logs_carry_run_id_and_step() {
+    let desk = Desk::new(Duration::ZERO, "max_steps = 6");
+    let out = run(&mut desk.run("read the note", &["--log", "debug", "--log-format", "json"]));
+    out.expect_code(0);
+    let run_id = only_run(&desk.db);
+    let lines: Vec<Value> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{out:#?}");
+    for line in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(line.get(key).is_some(), "{key} missing: {line}");
+        }
+    }
+    // From the run's start to its stop, every line names the run; once a step began, the step.
+    let start = lines
+        .iter()
+        .position(|l| l["message"] == "run started")
+        .expect("a run started line");
+    let stop = lines
+        .iter()
+        .position(|l| l["message"] == "run stopped")
+        .expect("a run stopped line");
+    let first_step = lines
+        .iter()
+        .position(|l| l.get("step").is_some())
+        .expect("lines with a step");
+    assert!(start < first_step && first_step < stop);
+    for line in &lines[start..=stop] {
+        assert_eq!(line["run_id"], run_id.as_str(), "{line}");
+    }
+    for line in &lines[first_step..=stop] {
+        assert!(line["step"].as_u64().is_some_and(|s| s >= 1), "{line}");
+    }
+    assert_eq!(lines[stop]["step"], 2);
+
+    // The default is one readable line per event, with the run id and step.
+    let out = run(&mut desk.run("read the note", &["--log", "debug"]));
+    out.expect_code(0);
+    let stopped = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("run stopped"))
+        .expect("a run stopped line");
+    assert!(
+        stopped.contains(" DEBUG ") || stopped.contains(" INFO "),
+        "{stopped}"
+    );
+    assert!(
+        stopped.contains(" run_") && stopped.contains(" step=2 "),
+        "{stopped}"
+    );
+
+    let out = run(desk.chassis().args(["--log-format", "yaml", "runs"]));
+    out.expect_code(2);
+    assert!(out.stderr.contains("yaml"), "{out:#?}");
+}
+
+/// Runs `command` with stderr piped; returns the child and a receiver of its stderr lines.
+fn spawn_reading_stderr(
+    command: &mut Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chassis");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, receive)
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to /metrics");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read response");
+    text
+}
+
+#[test]
+fn metrics_are_served_while_a_run_runs() {
+    // Each model reply takes a while, so the run is still going when /metrics is read.
+    let desk = Desk::new(Duration::from_millis(1500), "max_steps = 6");
+    let (mut child, lines) = spawn_reading_stderr(
+        desk.run("read the note", &["--metrics-addr", "127.0.0.1:0"])
+            .arg("--quiet"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("chassis announces where metrics are served");
+        if let Some(url) = line.strip_prefix("metrics: http://") {
+            break url.trim_end_matches("/metrics").to_string();
+        }
+    };
+    // The address is announced before the run starts; poll until it has.
+    let response = loop {
+        let response = http_get(&addr, "/metrics");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        if response.contains("chassis_runs_started_total{") || Instant::now() > deadline {
+            break response;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(response.contains("text/plain; version=0.0.4"), "{response}");
+    assert!(
+        response.contains("chassis_runs_started_total{agent=\"obs-desk\",version=\""),
+        "{response}"
+    );
+    assert!(
+        response.contains("chassis_runs_active{agent=\"obs-desk\",version=\""),
+        "{response}"
+    );
+    assert!(response.contains("# TYPE chassis_step_duration_seconds histogram"));
+    let status = child.wait().expect("chassis exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_binary_exports_the_run_and_its_resume_to_one_trace() {
+    let desk = Desk::new(Duration::ZERO, "max_steps = 1\non_limit = \"pause\"");
+    let receiver = Receiver::start();
+    let otel = |command: &mut Command| {
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+            .env("OTEL_SERVICE_NAME", "obs");
+    };
+    let mut command = desk.run("read the note", &[]);
+    otel(&mut command);
+    run(&mut command).expect_code(3);
+    let run_id = only_run(&desk.db);
+    let first = receiver.spans();
+    assert!(
+        first
+            .iter()
+            .any(|(name, _)| name == "invoke_agent obs-desk"),
+        "the run's span is exported when the command ends: {first:#?}"
+    );
+
+    let mut command = desk.chassis();
+    command.args(["resume", &run_id, "--raise", "max_steps=5"]);
+    otel(&mut command);
+    run(&mut command).expect_code(0);
+
+    let trace_id = chassis_telemetry::ids::trace_id(&run_id);
+    let mut traces = Vec::new();
+    let mut segments = 0;
+    for body in receiver.bodies() {
+        let request = chassis_telemetry::proto::ExportTraceServiceRequest::decode(&body[..])
+            .expect("an OTLP protobuf request");
+        for span in request
+            .resource_spans
+            .into_iter()
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+        {
+            traces.push(span.trace_id.clone());
+            if span.name == "invoke_agent obs-desk" {
+                segments += 1;
+            }
+        }
+    }
+    assert_eq!(segments, 2, "the start and the resume");
+    assert!(traces.iter().all(|t| t[..] == trace_id[..]), "one trace");
+
+    // `chassis trace` names the same trace id and shows the pause and the resume.
+    let out = run(desk.chassis().args(["trace", &run_id]));
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(&chassis_telemetry::ids::hex(&trace_id)),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn trace_draws_the_run_and_stats_sum_up_runs() {
+    let desk = Desk::new(Duration::ZERO, "max_steps = 1\non_limit = \"pause\"");
+    run(&mut desk.run("read the note", &[])).expect_code(3);
+    let paused = only_run(&desk.db);
+    run(desk
+        .chassis()
+        .args(["resume", &paused, "--raise", "max_steps=5"]))
+    .expect_code(0);
+    run(&mut desk.run("read the note again", &[])).expect_code(3);
+
+    let out: Output = run(desk.chassis().args(["trace", &paused]));
+    out.expect_code(0);
+    let text = &out.stdout;
+    assert!(
+        text.starts_with(&format!("{paused}  obs-desk  completed\n")),
+        "{text}"
+    );
+    for needle in [
+        "2 step(s) · 1 tool call(s)",
+        "▶ started  mock:obs-model",
+        "● step 1  mock:obs-model → calls read_file  [",
+        "└─ ✓ read_file",
+        "max_steps",
+        "⏸ paused: limit max_steps reached",
+        "▶ resumed",
+        "● step 2  mock:obs-model → answer",
+        "■ completed",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+    let json: Value =
+        serde_json::from_str(&run(desk.chassis().args(["trace", &paused, "--json"])).stdout)
+            .expect("trace --json is JSON");
+    assert_eq!(json["run_id"], paused.as_str());
+    assert_eq!(json["status"], "completed");
+    let kinds: Vec<&str> = json["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "started", "step", "note", "wait", "note", "resumed", "step", "end"
+        ],
+        "{json:#}"
+    );
+    let step = &json["nodes"][1];
+    assert!(step["duration_ms"].as_u64().is_some(), "{step}");
+    assert!(
+        step["attrs"]["input_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    assert_eq!(step["children"][0]["kind"], "tool");
+    assert_eq!(step["children"][0]["ok"], true);
+
+    let out = run(desk.chassis().args(["stats", "--json"]));
+    out.expect_code(0);
+    let stats: Value = out.json();
+    let all = stats["stats"]
+        .as_array()
+        .and_then(|s| s.last())
+        .expect("an overall entry");
+    assert_eq!(all["agent"], Value::Null);
+    assert_eq!(all["runs"], 2);
+    assert_eq!(all["by_status"]["completed"], 1);
+    assert_eq!(all["by_status"]["paused"], 1);
+    assert_eq!(all["completion_rate"], 1.0);
+    assert_eq!(all["error_rate"], 0.0);
+    assert_eq!(all["escalation_rate"], 0.0);
+    assert!(all["avg_time_to_completion_ms"].as_f64().is_some());
+    assert_eq!(stats["stats"][0]["agent"], "obs-desk");
+
+    let out = run(desk.chassis().args(["stats"]));
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("AGENT "), "{}", out.stdout);
+    assert!(out.stdout.contains("obs-desk"), "{}", out.stdout);
+    assert!(out.stdout.contains("100.0%"), "{}", out.stdout);
+
+    let out = run(desk
+        .chassis()
+        .args(["stats", "--json", "--agent", "nobody"]));
+    assert_eq!(out.json()["stats"][0]["runs"], 0);
+    let out = run(desk
+        .chassis()
+        .args(["stats", "--json", "--since", "2999-01-01"]));
+    assert_eq!(out.json()["stats"][0]["runs"], 0);
+    let out = run(desk.chassis().args(["stats", "--json", "--since", "1h"]));
+    assert_eq!(
+        out.json()["stats"]
+            .as_array()
+            .and_then(|s| s.last())
+            .expect("all")["runs"],
+        2
+    );
+    let out = run(desk.chassis().args(["stats", "--since", "last tuesday"]));
+    out.expect_code(2);
+    assert!(out.stderr.contains("--since last tuesday"), "{out:#?}");
+}

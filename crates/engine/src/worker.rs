@@ -1,0 +1,406 @@
+//! Workers: claim runnable runs from a shared journal, drive each under a lease, give it back.
+//!
+//! A worker keeps up to `concurrency` runs in flight. Each is driven by
+//! [`Engine::resume_leased`], so every append is fenced by the run's lease, while a companion
+//! task renews the lease; when the lease is lost (it expired and another worker took the run),
+//! the worker stops driving that run at once and leaves it to the new owner. A run that ends,
+//! waits or parks is released; one whose drive failed is kept leased for a back-off, so a run
+//! that cannot be driven (its spec is gone, say) is retried slowly instead of being passed from
+//! worker to worker in a hot loop. A worker that dies simply stops renewing: its runs become
+//! claimable when their leases expire, and the next owner resumes them from the journal.
+//!
+//! Shutting down stops claiming, lets the runs in flight go on until a deadline, then stops
+//! driving the rest and releases their leases; they stay runnable, and nothing journaled is
+//! lost or repeated either way.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chassis_core::{Event, RunState, RunStatus};
+use chassis_store::{Journal, Lease};
+use tokio::task::{Id, JoinSet};
+
+use crate::{Engine, Error, RunOutcome, now_ms};
+
+/// How a worker claims, renews and gives back runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The worker's name, recorded as the owner of its leases.
+    pub name: String,
+    /// Most runs driven at once.
+    pub concurrency: usize,
+    /// How long a lease lasts without renewal: how soon a dead worker's runs are taken over.
+    pub lease_ttl: Duration,
+    /// How often a held lease is renewed; well below `lease_ttl`.
+    pub renew_every: Duration,
+    /// Longest wait between two looks for work (PostgreSQL wakes idle workers sooner).
+    pub poll_interval: Duration,
+    /// When a run parks because every model was unavailable, retry it after this long
+    /// (`None`: leave it parked until someone resumes it).
+    pub retry_paused: Option<Duration>,
+    /// After a shutdown request, how long runs in flight may go on before they are given back.
+    pub shutdown_grace: Duration,
+    /// How long a run whose drive failed stays leased (hence untouched) before it is retried.
+    pub error_backoff: Duration,
+}
+
+impl WorkerConfig {
+    /// The defaults: 16 runs at once, 30 s leases renewed every 10 s, a look for work at least
+    /// every second, parked runs retried after 60 s, 30 s of grace at shutdown.
+    pub fn new(name: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            name: name.into(),
+            concurrency: 16,
+            lease_ttl: Duration::from_secs(30),
+            renew_every: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            retry_paused: Some(Duration::from_secs(60)),
+            shutdown_grace: Duration::from_secs(30),
+            error_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A worker name unique enough to tell workers apart in the journal: host, process, a nonce.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    let nonce = ulid::Ulid::new().to_string().to_lowercase();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &nonce[nonce.len() - 4..]
+    )
+}
+
+/// What a worker did until it stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Leases taken.
+    pub claimed: u64,
+    /// Runs driven to completion.
+    pub completed: u64,
+    /// Runs driven to failure.
+    pub failed: u64,
+    /// Runs left waiting for a human.
+    pub waiting: u64,
+    /// Runs left parked.
+    pub paused: u64,
+    /// Runs whose lease was lost while they were driven (another worker owns them now).
+    pub lease_lost: u64,
+    /// Drives that failed with an error (logged; retried after the back-off).
+    pub errors: u64,
+    /// Runs still in flight at the shutdown deadline, given back unfinished.
+    pub released_at_shutdown: u64,
+}
+
+impl WorkerReport {
+    /// Runs whose drive ended (completed, failed, waiting or paused).
+    pub fn driven(&self) -> u64 {
+        self.completed + self.failed + self.waiting + self.paused
+    }
+}
+
+/// How one leased drive ended.
+enum Ended {
+    Outcome(RunOutcome),
+    LeaseLost,
+    /// Someone appended to the journal meanwhile (a human raising a limit, say): the run is
+    /// given back at once and replayed with what they wrote.
+    Overtaken,
+    Failed(Error),
+}
+
+/// Claims runs from the engine's journal and drives them.
+pub struct Worker {
+    engine: Arc<Engine>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker driving runs with `engine`.
+    pub fn new(engine: Arc<Engine>, mut config: WorkerConfig) -> Worker {
+        config.concurrency = config.concurrency.max(1);
+        Worker { engine, config }
+    }
+
+    /// The worker's settings.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Works until `shutdown` resolves, then stops claiming, lets the runs in flight go on for
+    /// the grace period, and gives back the leases of those still unfinished.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> WorkerReport {
+        let config = &self.config;
+        let journal = Arc::clone(self.engine.journal());
+        let mut report = WorkerReport::default();
+        let mut tasks: JoinSet<(Lease, Ended)> = JoinSet::new();
+        let mut held: HashMap<Id, Lease> = HashMap::new();
+        tracing::info!(worker = %config.name, concurrency = config.concurrency, "worker started");
+        tokio::pin!(shutdown);
+        loop {
+            while let Some(joined) = tasks.try_join_next_with_id() {
+                self.joined(joined, &mut held, &mut report).await;
+            }
+            let free = config.concurrency - tasks.len();
+            let mut claim_failed = false;
+            if free > 0 {
+                match journal.claim(&config.name, config.lease_ttl, free).await {
+                    Ok(leases) => {
+                        for lease in leases {
+                            report.claimed += 1;
+                            tracing::info!(worker = %config.name, run_id = %lease.run_id, "claimed run");
+                            let id = tasks
+                                .spawn(drive(
+                                    Arc::clone(&self.engine),
+                                    config.clone(),
+                                    lease.clone(),
+                                ))
+                                .id();
+                            held.insert(id, lease);
+                        }
+                    }
+                    Err(e) => {
+                        claim_failed = true;
+                        tracing::warn!(worker = %config.name, error = %e, "cannot claim runs; retrying");
+                    }
+                }
+            }
+            // With every slot taken, only a finished run (or the shutdown) matters; otherwise
+            // also new work, announced or found on the next poll.
+            let idle = tasks.len() < config.concurrency;
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    self.joined(joined, &mut held, &mut report).await;
+                }
+                () = journal.wait_for_work(config.poll_interval), if idle && !claim_failed => {}
+                () = tokio::time::sleep(config.poll_interval), if idle && claim_failed => {}
+            }
+        }
+        self.shut_down(tasks, held, &mut report).await;
+        report
+    }
+
+    /// Stops claiming: waits for the runs in flight until the grace period ends, then stops
+    /// driving the rest and releases their leases.
+    async fn shut_down(
+        &self,
+        mut tasks: JoinSet<(Lease, Ended)>,
+        mut held: HashMap<Id, Lease>,
+        report: &mut WorkerReport,
+    ) {
+        let config = &self.config;
+        tracing::info!(
+            worker = %config.name,
+            in_flight = tasks.len(),
+            grace_s = config.shutdown_grace.as_secs_f64(),
+            "shutting down: no more claims; runs in flight may finish"
+        );
+        let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+        while !tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
+                Ok(Some(joined)) => self.joined(joined, &mut held, report).await,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if tasks.is_empty() {
+            tracing::info!(worker = %config.name, "worker stopped: every run in flight settled");
+            return;
+        }
+        // Past the deadline: stop driving. Whatever was journaled stays; an interrupted
+        // irreversible call is found by the next owner and reported as an unknown outcome.
+        tasks.abort_all();
+        while let Some(joined) = tasks.join_next_with_id().await {
+            match joined {
+                Ok((id, result)) => {
+                    // Finished just before the abort took effect.
+                    self.joined(Ok((id, result)), &mut held, report).await;
+                }
+                Err(e) => {
+                    if let Some(lease) = held.remove(&e.id()) {
+                        report.released_at_shutdown += 1;
+                        release(self.engine.journal(), &lease).await;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            worker = %config.name,
+            released = report.released_at_shutdown,
+            "worker stopped: runs unfinished at the deadline were given back; they stay runnable"
+        );
+    }
+
+    /// Books a finished drive and gives its run back (or keeps it for the back-off).
+    async fn joined(
+        &self,
+        joined: Result<(Id, (Lease, Ended)), tokio::task::JoinError>,
+        held: &mut HashMap<Id, Lease>,
+        report: &mut WorkerReport,
+    ) {
+        let journal = self.engine.journal();
+        let (lease, ended) = match joined {
+            Ok((id, result)) => {
+                held.remove(&id);
+                result
+            }
+            Err(e) => {
+                // A drive that panicked: log it, and keep its run away for the back-off.
+                report.errors += 1;
+                if let Some(lease) = held.remove(&e.id()) {
+                    tracing::error!(worker = %self.config.name, run_id = %lease.run_id, error = %e, "driving the run panicked");
+                    back_off(journal, &lease, self.config.error_backoff).await;
+                }
+                return;
+            }
+        };
+        match ended {
+            Ended::Outcome(outcome) => {
+                match outcome.status {
+                    RunStatus::Completed => report.completed += 1,
+                    RunStatus::Failed => report.failed += 1,
+                    RunStatus::Waiting => report.waiting += 1,
+                    RunStatus::Paused => report.paused += 1,
+                    RunStatus::Running => {}
+                }
+                tracing::info!(worker = %self.config.name, run_id = %lease.run_id, status = %outcome.status, "run settled");
+                release(journal, &lease).await;
+            }
+            Ended::LeaseLost => {
+                report.lease_lost += 1;
+                tracing::warn!(worker = %self.config.name, run_id = %lease.run_id, "lease lost: stopped driving the run; another worker owns it now");
+            }
+            Ended::Overtaken => {
+                tracing::info!(worker = %self.config.name, run_id = %lease.run_id, "the journal moved under the run (a human's change?); giving it back to be replayed");
+                release(journal, &lease).await;
+            }
+            Ended::Failed(e) => {
+                report.errors += 1;
+                tracing::error!(worker = %self.config.name, run_id = %lease.run_id, error = %e, retry_in_s = self.config.error_backoff.as_secs_f64(), "cannot drive the run");
+                back_off(journal, &lease, self.config.error_backoff).await;
+            }
+        }
+    }
+}
+
+/// Drives one leased run, renewing its lease meanwhile, and settles its wake-up time.
+async fn drive(engine: Arc<Engine>, config: WorkerConfig, lease: Lease) -> (Lease, Ended) {
+    let journal = Arc::clone(engine.journal());
+    let ended = tokio::select! {
+        result = engine.resume_leased(&lease) => {
+            let settled = match result {
+                Ok(outcome) => settle(journal.as_ref(), &config, &lease, outcome).await,
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(outcome) => Ended::Outcome(outcome),
+                Err(Error::Store(chassis_store::Error::LeaseLost { .. })) => Ended::LeaseLost,
+                Err(Error::Store(chassis_store::Error::SequenceConflict { .. })) => Ended::Overtaken,
+                Err(e) => Ended::Failed(e),
+            }
+        }
+        () = keep_renewed(journal.as_ref(), &config, &lease) => Ended::LeaseLost,
+    };
+    (lease, ended)
+}
+
+/// Renews `lease` every `renew_every`; returns only once it is lost.
+async fn keep_renewed(journal: &dyn Journal, config: &WorkerConfig, lease: &Lease) {
+    loop {
+        tokio::time::sleep(config.renew_every).await;
+        match journal.renew(lease, config.lease_ttl).await {
+            Ok(_) => {}
+            Err(chassis_store::Error::LeaseLost { .. }) => return,
+            // The lease may still hold; if it expires meanwhile, the next renewal (or the
+            // next append) finds out.
+            Err(e) => {
+                tracing::warn!(worker = %config.name, run_id = %lease.run_id, error = %e, "cannot renew the lease; retrying")
+            }
+        }
+    }
+}
+
+/// After a drive that stopped on a wait or a pause: makes sure the run is not runnable again
+/// for nothing, and schedules the retry of a run parked because no model was available.
+async fn settle(
+    journal: &dyn Journal,
+    config: &WorkerConfig,
+    lease: &Lease,
+    outcome: RunOutcome,
+) -> Result<RunOutcome, Error> {
+    if !matches!(outcome.status, RunStatus::Waiting | RunStatus::Paused) {
+        return Ok(outcome);
+    }
+    let records = journal.load(&lease.run_id).await?;
+    let state =
+        RunState::fold(records.iter().map(|r| &r.event)).map_err(|source| Error::Replay {
+            run_id: lease.run_id.clone(),
+            source,
+        })?;
+    // The lease was claimed `lease_ttl` before the expiry it was handed out with (the store's
+    // clock, which also stamps events): nothing stamped since means the wake-up that made
+    // the run claimable changed nothing (the human it waits for has not answered). The run
+    // would stay runnable and be claimed again and again; recording the wait again (fenced,
+    // so only if nothing else was appended meanwhile) makes it not runnable until woken.
+    let claimed_ms = lease
+        .until_ms
+        .saturating_sub(i64::try_from(config.lease_ttl.as_millis()).unwrap_or(i64::MAX));
+    if records.last().is_some_and(|last| last.at_ms < claimed_ms) {
+        let reason = state.waiting_reason.clone().unwrap_or_default();
+        let again = match state.status {
+            RunStatus::Paused => Event::RunPaused {
+                reason,
+                at_ms: now_ms(),
+            },
+            _ => Event::RunWaiting {
+                reason,
+                at_ms: now_ms(),
+            },
+        };
+        match journal.append_leased(lease, state.seq, &[again]).await {
+            Ok(_) => {
+                tracing::info!(run_id = %lease.run_id, status = %state.status, "woken without a change; still waiting");
+            }
+            // Something was appended meanwhile (a human answered): its wake-up stands.
+            Err(chassis_store::Error::SequenceConflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let unavailable = state
+        .model_failure
+        .as_ref()
+        .is_some_and(|(_, unavailable)| *unavailable);
+    if state.status == RunStatus::Paused
+        && unavailable
+        && let Some(retry) = config.retry_paused
+    {
+        let at_ms = i64::try_from(now_ms())
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::try_from(retry.as_millis()).unwrap_or(i64::MAX));
+        journal.wake(&lease.run_id, at_ms).await?;
+        tracing::info!(run_id = %lease.run_id, retry_in_s = retry.as_secs_f64(), "every model unavailable: run parked, retried later");
+    }
+    Ok(outcome)
+}
+
+/// Gives a run back; a failure is only logged (the lease then simply expires).
+async fn release(journal: &Arc<dyn Journal>, lease: &Lease) {
+    if let Err(e) = journal.release(lease).await {
+        tracing::warn!(run_id = %lease.run_id, error = %e, "cannot release the lease; it will expire");
+    }
+}
+
+/// Keeps a run whose drive failed leased for `backoff`, so no worker retries it sooner.
+async fn back_off(journal: &Arc<dyn Journal>, lease: &Lease, backoff: Duration) {
+    if let Err(e) = journal.renew(lease, backoff).await {
+        tracing::debug!(run_id = %lease.run_id, error = %e, "cannot hold the failed run back");
+    }
+}

@@ -1,0 +1,482 @@
+//! Exporting spans over OTLP/HTTP, configured by the standard `OTEL_*` variables.
+//!
+//! Spans are queued without blocking the run and sent in batches by a background task:
+//! `POST {endpoint}/v1/traces` with an `ExportTraceServiceRequest` as protobuf (or JSON with
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`). An export that fails is retried a few times, then
+//! logged and dropped: telemetry never fails or slows a run.
+
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::proto::{
+    ExportTraceServiceRequest, InstrumentationScope, KeyValue, Resource, ResourceSpans, ScopeSpans,
+    Span,
+};
+
+/// Why the exporter could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A variable holds a value that cannot be used.
+    #[error("{var}: {message}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("otlp exporter: {0}")]
+    Client(String),
+}
+
+/// Wire encoding of the export body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/protobuf`: `application/x-protobuf`.
+    HttpProtobuf,
+    /// `http/json`: `application/json`.
+    HttpJson,
+}
+
+/// Where and how spans are exported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportConfig {
+    /// The full traces URL, e.g. `http://localhost:4318/v1/traces`.
+    pub endpoint: String,
+    /// Extra request headers (authentication, tenant).
+    pub headers: Vec<(String, String)>,
+    /// Encoding.
+    pub protocol: Protocol,
+    /// Timeout of one export request.
+    pub timeout: Duration,
+    /// Longest a finished span waits before it is sent.
+    pub schedule_delay: Duration,
+    /// Most spans per request.
+    pub max_batch: usize,
+    /// Most spans waiting; more are dropped (and counted).
+    pub max_queue: usize,
+    /// Resource attributes: `service.name`, `OTEL_RESOURCE_ATTRIBUTES`, the SDK's own.
+    pub resource: Vec<(String, String)>,
+    /// Whether prompts, replies and tool payloads are recorded on spans.
+    pub capture_content: bool,
+}
+
+impl ExportConfig {
+    /// The configuration the process environment describes; `None` when nothing is to be
+    /// exported (no endpoint, `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`).
+    pub fn from_env() -> Result<Option<ExportConfig>, Error> {
+        ExportConfig::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`ExportConfig::from_env`] over any source of variables.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<ExportConfig>, Error> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        if let Some(exporters) = get("OTEL_TRACES_EXPORTER")
+            && !exporters.split(',').any(|e| e.trim() == "otlp")
+        {
+            return Ok(None);
+        }
+        let endpoint = match (
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(url), _) => url,
+            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            (None, None) => return Ok(None),
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(Error::Invalid {
+                var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                message: "must be an http:// or https:// URL".into(),
+            });
+        }
+        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .as_deref()
+        {
+            None | Some("http/protobuf") => Protocol::HttpProtobuf,
+            Some("http/json") => Protocol::HttpJson,
+            Some(other) => {
+                tracing::warn!(
+                    protocol = other,
+                    "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf and http/json are supported; using http/protobuf"
+                );
+                Protocol::HttpProtobuf
+            }
+        };
+        if let Some(compression) = get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_COMPRESSION"))
+            .filter(|c| c != "none")
+        {
+            tracing::warn!(%compression, "OTLP compression is not supported; sending uncompressed");
+        }
+        let mut headers = parse_pairs(get("OTEL_EXPORTER_OTLP_HEADERS").as_deref().unwrap_or(""));
+        for (key, value) in parse_pairs(
+            get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                .as_deref()
+                .unwrap_or(""),
+        ) {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
+            headers.push((key, value));
+        }
+        let millis = |name: &'static str, default: u64| -> Result<Duration, Error> {
+            match get(name) {
+                None => Ok(Duration::from_millis(default)),
+                Some(text) => {
+                    text.parse::<u64>()
+                        .map(Duration::from_millis)
+                        .map_err(|_| Error::Invalid {
+                            var: name,
+                            message: format!("`{text}` is not a number of milliseconds"),
+                        })
+                }
+            }
+        };
+        let count = |name: &'static str, default: usize| -> Result<usize, Error> {
+            match get(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error::Invalid {
+                        var: name,
+                        message: format!("`{text}` is not a positive number"),
+                    }),
+            }
+        };
+        let timeout = match get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") {
+            Some(_) => millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 10_000)?,
+            None => millis("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?,
+        };
+        let mut resource = parse_pairs(get("OTEL_RESOURCE_ATTRIBUTES").as_deref().unwrap_or(""));
+        let service = get("OTEL_SERVICE_NAME")
+            .or_else(|| {
+                resource
+                    .iter()
+                    .find(|(k, _)| k == "service.name")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_else(|| "chassis".into());
+        resource.retain(|(k, _)| k != "service.name");
+        resource.extend([
+            ("service.name".to_string(), service),
+            ("telemetry.sdk.name".into(), "chassis".into()),
+            ("telemetry.sdk.language".into(), "rust".into()),
+            (
+                "telemetry.sdk.version".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            ),
+        ]);
+        Ok(Some(ExportConfig {
+            endpoint,
+            headers,
+            protocol,
+            timeout,
+            schedule_delay: millis("OTEL_BSP_SCHEDULE_DELAY", 5_000)?,
+            max_batch: count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?,
+            max_queue: count("OTEL_BSP_MAX_QUEUE_SIZE", 2_048)?,
+            resource,
+            capture_content: get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        }))
+    }
+
+    /// The header values: secrets to keep out of logs.
+    pub fn header_values(&self) -> impl Iterator<Item = &str> {
+        self.headers.iter().map(|(_, v)| v.as_str())
+    }
+}
+
+/// `k1=v1,k2=v2` with percent-encoded values, as the `OTEL_*` list variables are written.
+fn parse_pairs(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (percent_decode(k.trim()), percent_decode(v.trim())))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+enum Command {
+    Span(Box<Span>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle that queues spans for the background exporter.
+#[derive(Clone)]
+pub struct Exporter {
+    queue: mpsc::Sender<Command>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    timeout: Duration,
+}
+
+impl Exporter {
+    /// Starts the background task (on the current tokio runtime).
+    pub fn start(config: ExportConfig) -> Result<Exporter, Error> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let (queue, commands) = mpsc::channel(config.max_queue);
+        let timeout = config.timeout;
+        tokio::spawn(export_loop(client, config, commands));
+        Ok(Exporter {
+            queue,
+            dropped: Default::default(),
+            timeout,
+        })
+    }
+
+    /// Queues a finished span; drops it when the queue is full.
+    pub fn send(&self, span: Span) {
+        if self.queue.try_send(Command::Span(Box::new(span))).is_err() {
+            let dropped = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if dropped == 0 {
+                tracing::warn!("otlp export queue is full; dropping spans");
+            }
+        }
+    }
+
+    /// Sends everything queued so far; waits at most the export timeout (plus retries).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Command::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(self.timeout * 3, wait).await;
+        }
+    }
+}
+
+async fn export_loop(
+    client: reqwest::Client,
+    config: ExportConfig,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut batch: Vec<Span> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let command = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, commands.recv()).await {
+                Ok(command) => command,
+                Err(_) => {
+                    deadline = None;
+                    export(&client, &config, std::mem::take(&mut batch)).await;
+                    continue;
+                }
+            },
+            None => commands.recv().await,
+        };
+        match command {
+            Some(Command::Span(span)) => {
+                batch.push(*span);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.schedule_delay);
+                if batch.len() >= config.max_batch {
+                    deadline = None;
+                    export(&client, &config, std::mem::take(&mut batch)).await;
+                }
+            }
+            Some(Command::Flush(done)) => {
+                deadline = None;
+                export(&client, &config, std::mem::take(&mut batch)).await;
+                let _ = done.send(());
+            }
+            None => {
+                export(&client, &config, std::mem::take(&mut batch)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The request carrying `spans`.
+pub fn request(config: &ExportConfig, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: config
+                    .resource
+                    .iter()
+                    .map(|(k, v)| KeyValue::str(k, v.clone()))
+                    .collect(),
+                dropped_attributes_count: 0,
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "chassis".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans,
+                schema_url: crate::spans::SCHEMA_URL.into(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+async fn export(client: &reqwest::Client, config: &ExportConfig, spans: Vec<Span>) {
+    for chunk in spans.chunks(config.max_batch) {
+        let request = request(config, chunk.to_vec());
+        let (body, content_type) = match config.protocol {
+            Protocol::HttpProtobuf => (request.encode_to_vec(), "application/x-protobuf"),
+            Protocol::HttpJson => (
+                crate::proto::to_json(&request).to_string().into_bytes(),
+                "application/json",
+            ),
+        };
+        send(client, config, body, content_type, chunk.len()).await;
+    }
+}
+
+/// Posts one body, retrying what OTLP says is retryable (429, 502, 503, 504, no connection).
+async fn send(
+    client: &reqwest::Client,
+    config: &ExportConfig,
+    body: Vec<u8>,
+    content_type: &str,
+    spans: usize,
+) {
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
+        let mut post = client
+            .post(&config.endpoint)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body.clone());
+        for (key, value) in &config.headers {
+            post = post.header(key.as_str(), value.as_str());
+        }
+        let retryable = match post.send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retryable = matches!(status, 429 | 502 | 503 | 504);
+                if !retryable || attempt == ATTEMPTS {
+                    tracing::warn!(status, spans, "otlp export refused; spans dropped");
+                    return;
+                }
+                retryable
+            }
+            Err(error) => {
+                if attempt == ATTEMPTS {
+                    // Without the URL: it may carry credentials.
+                    tracing::warn!(error = %error.without_url(), spans, "otlp export failed; spans dropped");
+                    return;
+                }
+                true
+            }
+        };
+        if retryable {
+            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Option<ExportConfig> {
+        ExportConfig::from_vars(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn nothing_is_exported_without_an_endpoint_or_when_disabled() {
+        assert_eq!(config(&[]), None);
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318");
+        assert_eq!(config(&[endpoint, ("OTEL_SDK_DISABLED", "true")]), None);
+        assert_eq!(config(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")]), None);
+    }
+
+    #[test]
+    fn standard_variables_are_followed() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318/"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=a%20b,x-tenant=t1"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "X-Tenant=t2"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_SERVICE_NAME", "desk"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,service.name=x",
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.endpoint, "http://h:4318/v1/traces");
+        assert_eq!(
+            c.headers,
+            [
+                ("api-key".into(), "a b".into()),
+                ("X-Tenant".into(), "t2".into())
+            ]
+        );
+        assert_eq!(c.protocol, Protocol::HttpJson);
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.schedule_delay, Duration::from_millis(100));
+        assert!(c.capture_content);
+        assert!(c.resource.contains(&("service.name".into(), "desk".into())));
+        assert!(
+            c.resource
+                .contains(&("deployment.environment".into(), "prod".into()))
+        );
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/custom"),
+        ])
+        .unwrap();
+        assert_eq!(c.endpoint, "http://t/custom");
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+        assert!(!c.capture_content);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = ExportConfig::from_vars(|name| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://h".into()),
+            "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("soon".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("OTEL_EXPORTER_OTLP_TIMEOUT:"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,529 @@
+//! Journal events → OpenTelemetry spans, following the GenAI semantic conventions.
+//!
+//! ```text
+//! invoke_agent {agent}            run_started … the stop (waiting, paused, completed, failed)
+//! ├─ chat {model}                 model_requested → model_responded | model_failed
+//! ├─ execute_tool {tool}          tool_started → tool_finished
+//! └─ invoke_agent {agent}         a resume: run_resumed … the next stop
+//! ```
+//! Retries, fallbacks, refusals, limits, waits and approvals are span events named
+//! `chassis.{kind}`. Times come from the observer's clock as the events happen. Ids come from
+//! the run id ([`crate::ids`]), so a resumed run, in whatever process, continues the same
+//! trace: its segment is a child of the first one. Message content (prompts, replies, tool
+//! arguments and results) is recorded only when capture is enabled; it is already redacted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chassis_core::{Event, Message, RunState};
+use chassis_engine::Observer;
+use serde_json::{Value, json};
+
+use crate::ids::{span_id, trace_id};
+use crate::proto::{KeyValue, Span, SpanEvent, SpanKind, Status, StatusCode};
+
+/// Version of the semantic conventions the spans follow.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.37.0";
+
+/// W3C trace flags: sampled.
+const SAMPLED: u32 = 1;
+
+/// Event fields that carry message content: recorded only when capture is enabled.
+const CONTENT_FIELDS: [&str; 7] = [
+    "content", "output", "input", "system", "args", "context", "message",
+];
+
+/// Where finished spans go.
+pub type Sink = Box<dyn Fn(Span) + Send + Sync>;
+
+/// A clock in nanoseconds since the Unix epoch.
+pub type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// Turns the events of every run it observes into spans.
+pub struct Tracer {
+    capture_content: bool,
+    sink: Sink,
+    clock: Clock,
+    runs: Mutex<HashMap<String, RunSpans>>,
+}
+
+/// The open spans of one run.
+struct RunSpans {
+    trace_id: [u8; 16],
+    root: [u8; 8],
+    status: &'static str,
+    segment: Option<Span>,
+    chat: Option<Span>,
+    tools: Vec<(String, Span)>,
+}
+
+impl Tracer {
+    /// A tracer sending each finished span to `sink`.
+    pub fn new(capture_content: bool, sink: impl Fn(Span) + Send + Sync + 'static) -> Tracer {
+        Tracer {
+            capture_content,
+            sink: Box::new(sink),
+            clock: Box::new(now_nanos),
+            runs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same tracer reading time from `clock` (nanoseconds since the epoch).
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Tracer {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Ends every span still open, marked `chassis.interrupted` (the process is stopping
+    /// while a run it drove has not stopped, e.g. after `submit` or an error).
+    pub fn end_all(&self) {
+        let now = (self.clock)();
+        let runs: Vec<RunSpans> = match self.runs.lock() {
+            Ok(mut runs) => runs.drain().map(|(_, run)| run).collect(),
+            Err(_) => return,
+        };
+        for mut run in runs {
+            self.close_segment(&mut run, now, None, true);
+        }
+    }
+
+    fn open(&self, run: &RunSpans, name: String, kind: SpanKind, id: [u8; 8], now: u64) -> Span {
+        Span {
+            trace_id: run.trace_id.to_vec(),
+            span_id: id.to_vec(),
+            parent_span_id: run
+                .segment
+                .as_ref()
+                .map(|s| s.span_id.clone())
+                .unwrap_or_default(),
+            flags: SAMPLED,
+            name,
+            kind: kind as i32,
+            start_time_unix_nano: now,
+            ..Span::default()
+        }
+    }
+
+    fn end(&self, mut span: Span, now: u64, status: Option<Status>) {
+        span.end_time_unix_nano = now.max(span.start_time_unix_nano);
+        span.status = status;
+        (self.sink)(span);
+    }
+
+    /// Opens a segment: the run's root span, or a resume's child of it.
+    fn open_segment(&self, run: &mut RunSpans, run_id: &str, state: &RunState, now: u64) {
+        self.close_segment(run, now, None, true);
+        let resumed = state.seq > 1;
+        let id = span_id(run_id, state.seq);
+        let mut span = self.open(
+            run,
+            format!("invoke_agent {}", state.agent),
+            SpanKind::Internal,
+            id,
+            now,
+        );
+        if resumed {
+            span.parent_span_id = run.root.to_vec();
+        }
+        let (provider, model) = split_model(&state.model);
+        span.attributes = vec![
+            KeyValue::str("gen_ai.operation.name", "invoke_agent"),
+            KeyValue::str("gen_ai.agent.name", &state.agent),
+            KeyValue::str("gen_ai.conversation.id", run_id),
+            KeyValue::str("gen_ai.provider.name", provider),
+            KeyValue::str("gen_ai.request.model", model),
+            KeyValue::int("gen_ai.request.max_tokens", i64::from(state.max_tokens)),
+            KeyValue::str("chassis.run.id", run_id),
+            KeyValue::str("chassis.agent.version", &state.version),
+            KeyValue::bool("chassis.run.resumed", resumed),
+        ];
+        if let Some(label) = &state.version_label {
+            span.attributes
+                .push(KeyValue::str("gen_ai.agent.version", label));
+        }
+        if self.capture_content && !resumed {
+            span.attributes.push(KeyValue::str(
+                "gen_ai.input.messages",
+                json!([text_message("user", &state.input)]).to_string(),
+            ));
+        }
+        run.segment = Some(span);
+    }
+
+    /// Ends the open segment (and anything still open inside it).
+    fn close_segment(&self, run: &mut RunSpans, now: u64, state: Option<&RunState>, early: bool) {
+        let interrupted = Status {
+            code: StatusCode::Error as i32,
+            message: "interrupted before it finished".into(),
+        };
+        if let Some(mut chat) = run.chat.take() {
+            chat.attributes
+                .push(KeyValue::str("error.type", "interrupted"));
+            self.end(chat, now, Some(interrupted.clone()));
+        }
+        for (_, mut tool) in run.tools.drain(..) {
+            tool.attributes
+                .push(KeyValue::str("error.type", "interrupted"));
+            self.end(tool, now, Some(interrupted.clone()));
+        }
+        let Some(mut segment) = run.segment.take() else {
+            return;
+        };
+        let mut status = None;
+        if let Some(state) = state {
+            run.status = state.status.as_str();
+            segment.attributes.extend([
+                KeyValue::int("gen_ai.usage.input_tokens", state.usage.input_tokens as i64),
+                KeyValue::int(
+                    "gen_ai.usage.output_tokens",
+                    state.usage.output_tokens as i64,
+                ),
+                KeyValue::double("chassis.run.cost_usd", state.cost_usd),
+                KeyValue::int("chassis.run.steps", i64::from(state.steps)),
+            ]);
+            if let Some(error) = state.error.as_ref().filter(|_| state.status.is_terminal()) {
+                segment
+                    .attributes
+                    .push(KeyValue::str("error.type", "run_failed"));
+                status = Some(Status {
+                    code: StatusCode::Error as i32,
+                    message: error.clone(),
+                });
+            }
+            if let (true, Some(output)) = (self.capture_content, &state.output) {
+                segment.attributes.push(KeyValue::str(
+                    "gen_ai.output.messages",
+                    json!([text_message("assistant", output)]).to_string(),
+                ));
+            }
+        }
+        segment
+            .attributes
+            .push(KeyValue::str("chassis.run.status", run.status));
+        if early {
+            segment
+                .attributes
+                .push(KeyValue::bool("chassis.interrupted", true));
+        }
+        self.end(segment, now, status);
+    }
+
+    fn handle(&self, run_id: &str, state: &RunState, event: &Event) {
+        let now = (self.clock)();
+        let Ok(mut runs) = self.runs.lock() else {
+            return;
+        };
+        let run = runs.entry(run_id.to_string()).or_insert_with(|| RunSpans {
+            trace_id: trace_id(run_id),
+            root: span_id(run_id, 1),
+            status: "running",
+            segment: None,
+            chat: None,
+            tools: Vec::new(),
+        });
+        run.status = state.status.as_str();
+        if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. })
+            || run.segment.is_none()
+        {
+            // An observer attached mid-run (or a resume) opens a segment at the first event.
+            self.open_segment(run, run_id, state, now);
+            if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. }) {
+                return;
+            }
+        }
+        match event {
+            Event::ModelRequested { step, model, .. } => {
+                if let Some(chat) = run.chat.take() {
+                    self.end(chat, now, None);
+                }
+                let (provider, name) = split_model(model);
+                let mut span = self.open(
+                    run,
+                    format!("chat {name}"),
+                    SpanKind::Client,
+                    span_id(run_id, state.seq),
+                    now,
+                );
+                span.attributes = vec![
+                    KeyValue::str("gen_ai.operation.name", "chat"),
+                    KeyValue::str("gen_ai.provider.name", provider),
+                    KeyValue::str("gen_ai.request.model", name),
+                    KeyValue::int("gen_ai.request.max_tokens", i64::from(state.max_tokens)),
+                    KeyValue::str("gen_ai.conversation.id", run_id),
+                    KeyValue::int("chassis.step", i64::from(*step)),
+                ];
+                if self.capture_content {
+                    span.attributes.push(KeyValue::str(
+                        "gen_ai.input.messages",
+                        input_messages(&state.messages).to_string(),
+                    ));
+                }
+                run.chat = Some(span);
+            }
+            Event::ModelResponded {
+                model,
+                message,
+                usage,
+                finish_reason,
+                cost_usd,
+                ..
+            } => {
+                let Some(mut span) = run.chat.take() else {
+                    return;
+                };
+                let (provider, name) = split_model(model);
+                let finish = finish_reason.clone().unwrap_or_else(|| {
+                    if message.tool_calls.is_empty() {
+                        "stop".into()
+                    } else {
+                        "tool_calls".into()
+                    }
+                });
+                set(&mut span, KeyValue::str("gen_ai.provider.name", provider));
+                span.attributes.extend([
+                    KeyValue::str("gen_ai.response.model", name),
+                    KeyValue::strs("gen_ai.response.finish_reasons", [finish.clone()]),
+                    KeyValue::int("gen_ai.usage.input_tokens", usage.input_tokens as i64),
+                    KeyValue::int("gen_ai.usage.output_tokens", usage.output_tokens as i64),
+                ]);
+                if usage.cached_input_tokens > 0 {
+                    span.attributes.push(KeyValue::int(
+                        "gen_ai.usage.cache_read.input_tokens",
+                        usage.cached_input_tokens as i64,
+                    ));
+                }
+                if let Some(cost) = cost_usd {
+                    span.attributes
+                        .push(KeyValue::double("chassis.cost_usd", *cost));
+                }
+                if self.capture_content {
+                    let mut out = assistant_message(message);
+                    out["finish_reason"] = finish.into();
+                    span.attributes.push(KeyValue::str(
+                        "gen_ai.output.messages",
+                        json!([out]).to_string(),
+                    ));
+                }
+                self.end(span, now, None);
+            }
+            Event::ModelFailed {
+                error, unavailable, ..
+            } => {
+                let Some(mut span) = run.chat.take() else {
+                    return;
+                };
+                let kind = if *unavailable {
+                    "unavailable"
+                } else {
+                    "model_error"
+                };
+                span.attributes.push(KeyValue::str("error.type", kind));
+                let status = Status {
+                    code: StatusCode::Error as i32,
+                    message: error.clone(),
+                };
+                self.end(span, now, Some(status));
+            }
+            Event::ToolStarted {
+                call_id,
+                name,
+                args,
+                risk,
+                ..
+            } => {
+                let mut span = self.open(
+                    run,
+                    format!("execute_tool {name}"),
+                    SpanKind::Internal,
+                    span_id(run_id, state.seq),
+                    now,
+                );
+                span.attributes = vec![
+                    KeyValue::str("gen_ai.operation.name", "execute_tool"),
+                    KeyValue::str("gen_ai.tool.name", name),
+                    KeyValue::str("gen_ai.tool.call.id", call_id),
+                    KeyValue::str("gen_ai.tool.type", "function"),
+                    KeyValue::str("chassis.tool.risk", risk.to_string()),
+                    KeyValue::int("chassis.step", i64::from(state.steps)),
+                ];
+                if let Some(def) = state.tool(name) {
+                    span.attributes
+                        .push(KeyValue::str("gen_ai.tool.description", &def.description));
+                }
+                if self.capture_content {
+                    span.attributes.push(KeyValue::str(
+                        "gen_ai.tool.call.arguments",
+                        args.to_string(),
+                    ));
+                }
+                run.tools.retain(|(id, _)| id != call_id);
+                run.tools.push((call_id.clone(), span));
+            }
+            Event::ToolFinished {
+                call_id,
+                ok,
+                content,
+                ..
+            } => {
+                let Some(index) = run.tools.iter().position(|(id, _)| id == call_id) else {
+                    return;
+                };
+                let (_, mut span) = run.tools.remove(index);
+                if self.capture_content {
+                    span.attributes
+                        .push(KeyValue::str("gen_ai.tool.call.result", content));
+                }
+                let status = (!ok).then(|| {
+                    span.attributes
+                        .push(KeyValue::str("error.type", "tool_error"));
+                    Status {
+                        code: StatusCode::Error as i32,
+                        message: if self.capture_content {
+                            content.clone()
+                        } else {
+                            "the tool failed".into()
+                        },
+                    }
+                });
+                self.end(span, now, status);
+            }
+            Event::RunWaiting { .. } | Event::RunPaused { .. } => {
+                self.annotate(run, None, event, now);
+                self.close_segment(run, now, Some(state), false);
+            }
+            Event::RunCompleted { .. } | Event::RunFailed { .. } => {
+                self.close_segment(run, now, Some(state), false);
+                runs.remove(run_id);
+            }
+            Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. } => self.annotate(run, Some(Target::Chat), event, now),
+            Event::ToolAttemptFailed { call_id, .. } => {
+                self.annotate(run, Some(Target::Tool(call_id)), event, now)
+            }
+            // Refusals, switches, limits, unknown outcomes, approvals and anything added later.
+            _ => self.annotate(run, None, event, now),
+        }
+    }
+
+    /// Adds `event` as a span event on its target span (or on the segment).
+    fn annotate(&self, run: &mut RunSpans, target: Option<Target<'_>>, event: &Event, now: u64) {
+        let span = match target {
+            Some(Target::Chat) => run.chat.as_mut(),
+            Some(Target::Tool(call_id)) => run
+                .tools
+                .iter_mut()
+                .find(|(id, _)| id == call_id)
+                .map(|(_, span)| span),
+            None => None,
+        };
+        let Some(span) = span.or(run.segment.as_mut()) else {
+            return;
+        };
+        span.events.push(SpanEvent {
+            time_unix_nano: now,
+            name: format!("chassis.{}", event.kind()),
+            attributes: event_attributes(event, self.capture_content),
+            dropped_attributes_count: 0,
+        });
+    }
+}
+
+enum Target<'a> {
+    Chat,
+    Tool(&'a str),
+}
+
+impl Observer for Tracer {
+    fn on_event(&self, run_id: &str, state: &RunState, event: &Event) {
+        self.handle(run_id, state, event);
+    }
+}
+
+/// Replaces attribute `kv.key` (or adds it).
+fn set(span: &mut Span, kv: KeyValue) {
+    span.attributes.retain(|a| a.key != kv.key);
+    span.attributes.push(kv);
+}
+
+/// `provider:model` → (provider, model); a label without a provider is all model.
+fn split_model(label: &str) -> (&str, &str) {
+    label.split_once(':').unwrap_or(("", label))
+}
+
+/// The scalar fields of an event (content fields only when capture is on).
+fn event_attributes(event: &Event, capture_content: bool) -> Vec<KeyValue> {
+    let Ok(Value::Object(map)) = serde_json::to_value(event) else {
+        return Vec::new();
+    };
+    let kind = event.kind();
+    map.into_iter()
+        .filter(|(key, _)| key != "kind")
+        .filter(|(key, _)| {
+            capture_content
+                || !(CONTENT_FIELDS.contains(&key.as_str())
+                    || (kind == "approval_requested" && key == "reason"))
+        })
+        .filter_map(|(key, value)| match value {
+            Value::String(s) => Some(KeyValue::str(&key, s)),
+            Value::Bool(b) => Some(KeyValue::bool(&key, b)),
+            Value::Number(n) => Some(match n.as_i64() {
+                Some(i) => KeyValue::int(&key, i),
+                None => KeyValue::double(&key, n.as_f64().unwrap_or(0.0)),
+            }),
+            Value::Null => None,
+            other if capture_content => Some(KeyValue::str(&key, other.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A message of one text part, as the GenAI conventions write messages.
+fn text_message(role: &str, text: &str) -> Value {
+    json!({ "role": role, "parts": [{ "type": "text", "content": text }] })
+}
+
+/// An assistant reply as a GenAI message: text and tool-call parts.
+fn assistant_message(message: &chassis_core::AssistantMessage) -> Value {
+    let mut parts: Vec<Value> = Vec::new();
+    if let Some(text) = message.content.as_deref().filter(|t| !t.is_empty()) {
+        parts.push(json!({ "type": "text", "content": text }));
+    }
+    for call in &message.tool_calls {
+        let arguments: Value = serde_json::from_str(&call.arguments)
+            .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+        parts.push(json!({
+            "type": "tool_call",
+            "id": call.id,
+            "name": call.name,
+            "arguments": arguments,
+        }));
+    }
+    json!({ "role": "assistant", "parts": parts })
+}
+
+/// The context of a model call as GenAI input messages.
+fn input_messages(messages: &[Message]) -> Value {
+    Value::Array(
+        messages
+            .iter()
+            .map(|m| match m {
+                Message::System { content } => text_message("system", content),
+                Message::User { content } => text_message("user", content),
+                Message::Assistant(reply) => assistant_message(reply),
+                Message::Tool { call_id, content } => json!({
+                    "role": "tool",
+                    "parts": [{ "type": "tool_call_response", "id": call_id, "response": content }],
+                }),
+            })
+            .collect(),
+    )
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,197 @@
+//! Aggregates over runs, from the journal alone (for `chassis stats`).
+
+use std::collections::BTreeMap;
+
+use chassis_core::{Event, RunState, RunStatus};
+use chassis_store::{Record, RunSummary};
+use serde::Serialize;
+
+/// What one run contributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunFacts {
+    /// Agent name.
+    pub agent: String,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// Times it stopped to wait for a human.
+    pub escalations: u32,
+    /// Dollars spent on calls of known price.
+    pub cost_usd: f64,
+    /// Calls of unknown price.
+    pub unpriced_calls: u32,
+    /// Steps (model calls answered).
+    pub steps: u32,
+    /// From start to completion, waits included (completed runs only), in ms.
+    pub completion_ms: Option<u64>,
+    /// Active time to completion, waits excluded (completed runs only), in ms.
+    pub active_ms: Option<u64>,
+}
+
+impl RunFacts {
+    /// The facts of one run; `None` when its journal does not fold.
+    pub fn of(summary: &RunSummary, records: &[Record]) -> Option<RunFacts> {
+        let state = RunState::fold(records.iter().map(|r| &r.event)).ok()?;
+        let escalations = records
+            .iter()
+            .filter(|r| matches!(r.event, Event::RunWaiting { .. }))
+            .count() as u32;
+        let completed_at = records
+            .iter()
+            .rev()
+            .find(|r| matches!(r.event, Event::RunCompleted { .. }))
+            .map(|r| r.at_ms.max(0) as u64);
+        Some(RunFacts {
+            agent: summary.agent.clone(),
+            status: state.status,
+            escalations,
+            cost_usd: state.cost_usd,
+            unpriced_calls: state.unpriced_calls,
+            steps: state.steps,
+            completion_ms: completed_at.map(|at| at.saturating_sub(state.started_at_ms)),
+            active_ms: completed_at.map(|at| state.wall_ms(at)),
+        })
+    }
+}
+
+/// Aggregates over a set of runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    /// The agent, or `None` for all agents together.
+    pub agent: Option<String>,
+    /// Runs counted.
+    pub runs: u64,
+    /// Runs by status.
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// Completed runs over ended (completed or failed) runs.
+    pub completion_rate: Option<f64>,
+    /// Failed runs over ended runs.
+    pub error_rate: Option<f64>,
+    /// Runs that stopped to wait for a human at least once, over all runs.
+    pub escalation_rate: Option<f64>,
+    /// Stops to wait for a human, in total.
+    pub escalations: u64,
+    /// Total dollars spent on calls of known price.
+    pub total_cost_usd: f64,
+    /// Average dollars per run (a lower bound when some calls had no known price).
+    pub avg_cost_usd: Option<f64>,
+    /// Calls of unknown price, in total.
+    pub unpriced_calls: u64,
+    /// Average steps per run.
+    pub avg_steps: Option<f64>,
+    /// Average time from start to completion of completed runs, waits included, in ms.
+    pub avg_time_to_completion_ms: Option<f64>,
+    /// Average active time of completed runs, waits excluded, in ms.
+    pub avg_active_time_ms: Option<f64>,
+}
+
+/// Aggregates `facts` under the label `agent`.
+pub fn aggregate(agent: Option<String>, facts: &[RunFacts]) -> Stats {
+    let runs = facts.len() as u64;
+    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for f in facts {
+        *by_status.entry(f.status.as_str()).or_default() += 1;
+    }
+    let count = |s: RunStatus| by_status.get(s.as_str()).copied().unwrap_or(0);
+    let (completed, failed) = (count(RunStatus::Completed), count(RunStatus::Failed));
+    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+    let mean = |values: Vec<f64>| {
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let total_cost_usd: f64 = facts.iter().map(|f| f.cost_usd).sum();
+    Stats {
+        agent,
+        runs,
+        completion_rate: ratio(completed, completed + failed),
+        error_rate: ratio(failed, completed + failed),
+        escalation_rate: ratio(
+            facts.iter().filter(|f| f.escalations > 0).count() as u64,
+            runs,
+        ),
+        escalations: facts.iter().map(|f| u64::from(f.escalations)).sum(),
+        total_cost_usd,
+        avg_cost_usd: (runs > 0).then(|| total_cost_usd / runs as f64),
+        unpriced_calls: facts.iter().map(|f| u64::from(f.unpriced_calls)).sum(),
+        avg_steps: mean(facts.iter().map(|f| f64::from(f.steps)).collect()),
+        avg_time_to_completion_ms: mean(
+            facts
+                .iter()
+                .filter_map(|f| f.completion_ms)
+                .map(|ms| ms as f64)
+                .collect(),
+        ),
+        avg_active_time_ms: mean(
+            facts
+                .iter()
+                .filter_map(|f| f.active_ms)
+                .map(|ms| ms as f64)
+                .collect(),
+        ),
+        by_status,
+    }
+}
+
+/// Aggregates per agent (sorted by name), then all agents together.
+pub fn per_agent(facts: &[RunFacts]) -> Vec<Stats> {
+    let mut agents: BTreeMap<&str, Vec<RunFacts>> = BTreeMap::new();
+    for f in facts {
+        agents.entry(f.agent.as_str()).or_default().push(f.clone());
+    }
+    let mut out: Vec<Stats> = agents
+        .into_iter()
+        .map(|(agent, facts)| aggregate(Some(agent.to_string()), &facts))
+        .collect();
+    out.push(aggregate(None, facts));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(
+        agent: &str,
+        status: RunStatus,
+        escalations: u32,
+        cost: f64,
+        ms: Option<u64>,
+    ) -> RunFacts {
+        RunFacts {
+            agent: agent.into(),
+            status,
+            escalations,
+            cost_usd: cost,
+            unpriced_calls: 0,
+            steps: 2,
+            completion_ms: ms,
+            active_ms: ms,
+        }
+    }
+
+    #[test]
+    fn rates_are_over_ended_runs_and_averages_over_their_sets() {
+        let all = [
+            facts("a", RunStatus::Completed, 0, 0.10, Some(1000)),
+            facts("a", RunStatus::Completed, 1, 0.20, Some(3000)),
+            facts("a", RunStatus::Failed, 0, 0.30, None),
+            facts("b", RunStatus::Waiting, 1, 0.0, None),
+        ];
+        let stats = per_agent(&all);
+        assert_eq!(stats.len(), 3);
+        let a = &stats[0];
+        assert_eq!(a.agent.as_deref(), Some("a"));
+        assert_eq!(a.completion_rate, Some(2.0 / 3.0));
+        assert_eq!(a.error_rate, Some(1.0 / 3.0));
+        assert_eq!(a.escalation_rate, Some(1.0 / 3.0));
+        assert!((a.avg_cost_usd.unwrap() - 0.2).abs() < 1e-9);
+        assert_eq!(a.avg_time_to_completion_ms, Some(2000.0));
+        let b = &stats[1];
+        assert_eq!(b.completion_rate, None);
+        assert_eq!(b.escalation_rate, Some(1.0));
+        let total = &stats[2];
+        assert_eq!(total.agent, None);
+        assert_eq!(total.runs, 4);
+        assert_eq!(total.escalations, 2);
+        assert_eq!(total.by_status["waiting"], 1);
+        assert_eq!(aggregate(None, &[]).avg_cost_usd, None);
+    }
+}

@@ -1,0 +1,246 @@
+//! The tracer on scripted journals: retries, fallbacks and failures land on the right spans.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chassis_core::{AssistantMessage, Event, Limits, RunState, ToolCall, Usage};
+use chassis_engine::Observer;
+use chassis_telemetry::Tracer;
+use chassis_telemetry::proto::{Span, Value, attribute};
+use serde_json::json;
+
+const RUN: &str = "run_01jq8v6m2r9x4k7c3t5b1n0a2z";
+
+/// A tracer with a clock that ticks 1 ms per reading, and the spans it finished.
+fn tracer(capture: bool) -> (Tracer, Arc<Mutex<Vec<Span>>>) {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&spans);
+    let clock = AtomicU64::new(1_700_000_000_000_000_000);
+    let tracer = Tracer::new(capture, move |span| sink.lock().unwrap().push(span))
+        .with_clock(move || clock.fetch_add(1_000_000, Ordering::Relaxed));
+    (tracer, spans)
+}
+
+fn started() -> Event {
+    serde_json::from_value(json!({
+        "kind": "run_started",
+        "agent": "desk",
+        "spec_path": "/agent.toml",
+        "input": "hello",
+        "system": "be brief",
+        "model": "openai:gpt-4o-mini",
+        "fallbacks": ["anthropic:claude-haiku-4-5"],
+        "tools": [{
+            "name": "lookup", "description": "Looks things up",
+            "parameters": { "type": "object" }, "risk": "read_only"
+        }],
+        "limits": serde_json::to_value(Limits::default()).unwrap(),
+        "max_tokens": 512,
+        "at_ms": 1_700_000_000_000u64,
+    }))
+    .expect("a run_started event")
+}
+
+/// Folds and observes `events` in order.
+fn observe(tracer: &Tracer, events: &[Event]) {
+    let mut state = RunState::default();
+    for event in events {
+        state.apply(event).expect("the script folds");
+        tracer.on_event(RUN, &state, event);
+    }
+}
+
+fn reply_with_call() -> Event {
+    Event::ModelResponded {
+        step: 1,
+        model: "anthropic:claude-haiku-4-5".into(),
+        message: AssistantMessage {
+            content: None,
+            tool_calls: vec![ToolCall {
+                id: "call_1".into(),
+                name: "lookup".into(),
+                arguments: r#"{"q":"x"}"#.into(),
+            }],
+        },
+        usage: Usage {
+            input_tokens: 10,
+            output_tokens: 3,
+            cached_input_tokens: 4,
+        },
+        finish_reason: Some("tool_calls".into()),
+        latency_ms: 5,
+        cost_usd: Some(0.001),
+    }
+}
+
+fn find<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
+}
+
+fn string<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    match attribute(&span.attributes, key) {
+        Some(Value::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+#[test]
+fn retries_fallbacks_and_failures_land_on_their_spans() {
+    let (tracer, spans) = tracer(false);
+    observe(
+        &tracer,
+        &[
+            started(),
+            Event::ModelRequested {
+                step: 1,
+                model: "openai:gpt-4o-mini".into(),
+                messages: 2,
+            },
+            Event::ModelAttemptFailed {
+                step: 1,
+                model: "openai:gpt-4o-mini".into(),
+                attempt: 1,
+                error: "openai: status 503".into(),
+                delay_ms: Some(500),
+            },
+            Event::ModelFallback {
+                step: 1,
+                from: "openai:gpt-4o-mini".into(),
+                to: "anthropic:claude-haiku-4-5".into(),
+                reason: "unavailable".into(),
+            },
+            reply_with_call(),
+            Event::ToolStarted {
+                call_id: "call_1".into(),
+                name: "lookup".into(),
+                args: json!({ "q": "x" }),
+                risk: chassis_core::RiskClass::ReadOnly,
+                idempotency_key: "k".into(),
+            },
+            Event::ToolAttemptFailed {
+                call_id: "call_1".into(),
+                attempt: 1,
+                error: "timeout".into(),
+                delay_ms: 200,
+            },
+            Event::ToolFinished {
+                call_id: "call_1".into(),
+                ok: false,
+                content: "lookup failed: secret detail".into(),
+                latency_ms: 3,
+            },
+            Event::ModelRequested {
+                step: 2,
+                model: "openai:gpt-4o-mini".into(),
+                messages: 4,
+            },
+            Event::ModelFailed {
+                step: 2,
+                model: "openai:gpt-4o-mini".into(),
+                error: "every model failed".into(),
+                unavailable: false,
+            },
+            Event::RunFailed {
+                error: "every model failed".into(),
+            },
+        ],
+    );
+    let spans = spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+
+    let first_chat = spans
+        .iter()
+        .find(|s| s.name == "chat gpt-4o-mini" && s.status.is_none())
+        .unwrap();
+    let events: Vec<&str> = first_chat.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        events,
+        ["chassis.model_attempt_failed", "chassis.model_fallback"]
+    );
+    assert_eq!(
+        attribute(&first_chat.events[0].attributes, "attempt"),
+        Some(&Value::IntValue(1))
+    );
+    assert_eq!(
+        string(first_chat, "gen_ai.request.model"),
+        Some("gpt-4o-mini")
+    );
+    assert_eq!(
+        string(first_chat, "gen_ai.response.model"),
+        Some("claude-haiku-4-5")
+    );
+    assert_eq!(
+        string(first_chat, "gen_ai.provider.name"),
+        Some("anthropic")
+    );
+    assert_eq!(
+        attribute(
+            &first_chat.attributes,
+            "gen_ai.usage.cache_read.input_tokens"
+        ),
+        Some(&Value::IntValue(4))
+    );
+
+    let tool = find(&spans, "execute_tool lookup");
+    assert_eq!(tool.events[0].name, "chassis.tool_attempt_failed");
+    let status = tool.status.as_ref().unwrap();
+    assert_eq!(status.code, 2);
+    assert_eq!(
+        status.message, "the tool failed",
+        "content stays out without capture"
+    );
+    assert_eq!(string(tool, "error.type"), Some("tool_error"));
+    assert_eq!(
+        string(tool, "gen_ai.tool.description"),
+        Some("Looks things up")
+    );
+
+    let failed_chat = spans
+        .iter()
+        .find(|s| s.name == "chat gpt-4o-mini" && s.status.is_some())
+        .unwrap();
+    assert_eq!(string(failed_chat, "error.type"), Some("model_error"));
+    let root = find(&spans, "invoke_agent desk");
+    assert_eq!(root.status.as_ref().unwrap().message, "every model failed");
+    assert_eq!(string(root, "chassis.run.status"), Some("failed"));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.end_time_unix_nano > s.start_time_unix_nano)
+    );
+    assert!(!format!("{spans:?}").contains("secret detail"));
+}
+
+#[test]
+fn spans_left_open_are_ended_as_interrupted() {
+    let (tracer, spans) = tracer(true);
+    observe(
+        &tracer,
+        &[
+            started(),
+            Event::ModelRequested {
+                step: 1,
+                model: "openai:gpt-4o-mini".into(),
+                messages: 2,
+            },
+        ],
+    );
+    assert!(spans.lock().unwrap().is_empty(), "nothing ended yet");
+    tracer.end_all();
+    let spans = spans.lock().unwrap().clone();
+    let chat = find(&spans, "chat gpt-4o-mini");
+    assert_eq!(string(chat, "error.type"), Some("interrupted"));
+    let input = string(chat, "gen_ai.input.messages").unwrap();
+    assert!(
+        input.contains("be brief") && input.contains("hello"),
+        "{input}"
+    );
+    let root = find(&spans, "invoke_agent desk");
+    assert_eq!(
+        attribute(&root.attributes, "chassis.interrupted"),
+        Some(&Value::BoolValue(true))
+    );
+}
