@@ -270,9 +270,23 @@ impl Engine {
         loop {
             match decide_now(&run.state) {
                 Decision::CallModel => {
-                    // The previous step becomes durable before the next (costly) call.
-                    run.flush().await?;
-                    run.call_model(agent).await?;
+                    // The previous step becomes durable while the model thinks: a model call
+                    // is safe to repeat, and nothing acts on its answer before both are done.
+                    let pending = std::mem::take(&mut run.unflushed);
+                    let expected = run.state.seq - pending.len() as u64;
+                    let (journal, lease) = (Arc::clone(&self.journal), run.lease);
+                    let append = async move {
+                        match (pending.is_empty(), lease) {
+                            (true, _) => Ok(0),
+                            (false, Some(lease)) => {
+                                journal.append_leased(lease, expected, &pending).await
+                            }
+                            (false, None) => journal.append(run_id, expected, &pending).await,
+                        }
+                    };
+                    let (appended, called) = tokio::join!(append, run.call_model(agent));
+                    appended?;
+                    called?;
                 }
                 Decision::CallTool(call) => run.call_tool(agent, call).await?,
                 Decision::OutcomeUnknown(call) => {
