@@ -57,6 +57,9 @@ pub enum Event {
         /// Which calls wait for a human.
         #[serde(default)]
         approvals: ApprovalPolicy,
+        /// Labels the starter attached (e.g. `eval.suite`), for grouping and filtering.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
         /// How many times invalid tool calls go back to the model before it is given up on.
         #[serde(default = "default_max_repairs")]
         max_repairs: u32,

@@ -192,6 +192,8 @@ pub struct RunState {
     pub version_label: Option<String>,
     /// Which calls wait for a human.
     pub approvals: crate::approvals::ApprovalPolicy,
+    /// Labels the starter attached.
+    pub tags: BTreeMap<String, String>,
     /// A limit escalated to a human and not yet raised.
     pub limit_request: Option<LimitName>,
     /// The run's limits, as raised so far.
@@ -279,7 +281,9 @@ impl RunState {
                 version,
                 version_label,
                 approvals,
+                tags,
             } => {
+                self.tags = tags.clone();
                 self.approvals = approvals.clone();
                 self.version = version.clone();
                 self.version_label = version_label.clone();

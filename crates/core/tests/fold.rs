@@ -49,6 +49,7 @@ fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
             .collect(),
             ..Default::default()
         },
+        tags: Default::default(),
         tools: TOOLS
             .iter()
             .map(|(name, risk)| ToolDef {

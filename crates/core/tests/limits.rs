@@ -133,6 +133,7 @@ proptest! {
             version: String::new(),
             version_label: None,
             approvals: Default::default(),
+            tags: Default::default(),
         });
         let mut longest_call = 0u64;
         let mut step = 0usize;
@@ -244,6 +245,7 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
             version: String::new(),
             version_label: None,
             approvals: Default::default(),
+            tags: Default::default(),
         })
         .unwrap();
     let inputs = Inputs {

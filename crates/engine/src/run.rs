@@ -6,6 +6,7 @@
 //! (a reversible or irreversible tool call) runs only once its intent is durable, and the final
 //! answer is reported only once it is journaled.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,7 +87,7 @@ impl Engine {
 
     /// Creates a run without driving it (a worker will): returns its id at once.
     pub async fn submit(&self, agent: &Agent, input: &str) -> Result<String, Error> {
-        let (run_id, _state) = self.create(agent, input).await?;
+        let (run_id, _state) = self.create(agent, input, BTreeMap::new()).await?;
         Ok(run_id)
     }
 
@@ -109,11 +110,26 @@ impl Engine {
 
     /// Starts a new run of `agent` on `input` and drives it until it stops.
     pub async fn start(&self, agent: &Agent, input: &str) -> Result<RunOutcome, Error> {
-        let (run_id, state) = self.create(agent, input).await?;
+        self.start_tagged(agent, input, BTreeMap::new()).await
+    }
+
+    /// Like [`Engine::start`], with labels journaled on the run (e.g. the eval suite).
+    pub async fn start_tagged(
+        &self,
+        agent: &Agent,
+        input: &str,
+        tags: BTreeMap<String, String>,
+    ) -> Result<RunOutcome, Error> {
+        let (run_id, state) = self.create(agent, input, tags).await?;
         self.drive(agent, &run_id, state, None).await
     }
 
-    async fn create(&self, agent: &Agent, input: &str) -> Result<(String, RunState), Error> {
+    async fn create(
+        &self,
+        agent: &Agent,
+        input: &str,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(String, RunState), Error> {
         let system = agent.render_system(input)?;
         let run_id = new_run_id();
         let started = Event::RunStarted {
@@ -132,6 +148,7 @@ impl Engine {
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),
             approvals: agent.spec.approvals.clone(),
+            tags,
         };
         let started = self
             .redactor

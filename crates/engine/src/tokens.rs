@@ -135,6 +135,7 @@ mod tests {
                 version: String::new(),
                 version_label: None,
                 approvals: Default::default(),
+                tags: Default::default(),
             })
             .unwrap();
         state

@@ -119,7 +119,13 @@ async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> Ca
     }
 
     let began = Instant::now();
-    let outcome = match engine.start(&agent, &case.input).await {
+    let tags = [
+        ("eval.suite".to_string(), suite.name.clone()),
+        ("eval.case".to_string(), case.name.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let outcome = match engine.start_tagged(&agent, &case.input, tags).await {
         Ok(outcome) => outcome,
         Err(e) => return error(report, format!("run: {e}")),
     };

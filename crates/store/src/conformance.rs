@@ -32,6 +32,7 @@ pub fn started(agent: &str) -> Event {
         version: String::new(),
         version_label: None,
         approvals: Default::default(),
+        tags: Default::default(),
     }
 }
 

@@ -33,6 +33,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             "status": status,
             "agent": state.as_ref().ok().map(|s| s.agent.clone()),
             "version": state.as_ref().ok().map(|s| s.version.clone()),
+            "tags": state.as_ref().ok().map(|s| s.tags.clone()),
             "version_label": state.as_ref().ok().and_then(|s| s.version_label.clone()),
             "output": state.as_ref().ok().and_then(|s| s.output.clone()),
             "steps": state.as_ref().ok().map(|s| s.steps),
@@ -54,6 +55,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         Ok(s) => {
             println!("run      {}", args.run);
             println!("agent    {}", s.agent);
+            if !s.tags.is_empty() {
+                let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("tags     {}", tags.join(", "));
+            }
             match (s.version.as_str(), &s.version_label) {
                 ("", _) => {}
                 (version, Some(label)) => println!("version  {version} ({label})"),
