@@ -1,7 +1,7 @@
 //! The IO-free heart of chassis.
 //!
 //! Everything here is pure: the agent spec and its validation, the journal's [`Event`] type,
-//! [`RunState`] as a fold over events, and [`decide`], which says what happens next.
+//! [`RunState`] as a fold over events, and [`decide()`], which says what happens next.
 //! No IO, no async runtime, no clock: the engine feeds events in and executes decisions.
 
 pub mod approvals;

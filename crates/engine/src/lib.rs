@@ -2,7 +2,7 @@
 //!
 //! The engine is the only part of chassis that touches the world for a run: it calls
 //! models and tools, and it writes the journal. What to do next is always
-//! [`chassis_core::decide`]'s answer over the fold of the journal, live or after a crash.
+//! [`chassis_core::decide()`]'s answer over the fold of the journal, live or after a crash.
 
 mod agent;
 mod alerts;

@@ -638,7 +638,8 @@ impl<'e> Step<'e> {
                 })
             }
             Err(error) => {
-                tracing::warn!(run_id = self.run_id, step, %error, "model call failed");
+                let shown = self.redactor.redact(&error.to_string());
+                tracing::warn!(run_id = self.run_id, step, error = %shown, "model call failed");
                 self.record(Event::ModelFailed {
                     step,
                     model,
@@ -667,7 +668,8 @@ impl<'e> Step<'e> {
         let (args, tool) = match agent.toolbox.prepare(&call.name, raw) {
             Ok(prepared) => prepared,
             Err(refusal) => {
-                tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, %refusal, "tool call refused");
+                let shown = self.redactor.redact(&refusal.to_string());
+                tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, refusal = %shown, "tool call refused");
                 return self.record(Event::ToolRefused {
                     call_id: call.id,
                     name: call.name,
@@ -706,7 +708,8 @@ impl<'e> Step<'e> {
             match result {
                 Err(error) if attempt < attempts => {
                     let delay = tool_backoff(attempt);
-                    tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, attempt, %error, "retrying tool");
+                    let shown = self.redactor.redact(&error.to_string());
+                    tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, attempt, error = %shown, "retrying tool");
                     self.record(Event::ToolAttemptFailed {
                         call_id: call.id.clone(),
                         attempt,

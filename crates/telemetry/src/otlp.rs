@@ -268,11 +268,12 @@ impl Exporter {
         }
     }
 
-    /// Sends everything queued so far; waits at most the export timeout (plus retries).
+    /// Sends everything queued so far; waits at most the export timeout, so a collector that
+    /// is down delays the end of a command by no more than that.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.queue.send(Command::Flush(done)).await.is_ok() {
-            let _ = tokio::time::timeout(self.timeout * 3, wait).await;
+            let _ = tokio::time::timeout(self.timeout, wait).await;
         }
     }
 }

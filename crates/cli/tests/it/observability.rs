@@ -379,7 +379,17 @@ fn json_logs_carry_run_id_and_step() {
             assert!(line.get(key).is_some(), "{key} missing: {line}");
         }
     }
-    // From the run's start to its stop, every line names the run; once a step began, the step.
+    // From the run's start to its stop, every line chassis logs names the run, and once a step
+    // began, the step. (Libraries' background tasks, such as the HTTP connection pool shared by
+    // every run, log outside any run.)
+    let lines: Vec<Value> = lines
+        .into_iter()
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("chassis"))
+        })
+        .collect();
     let start = lines
         .iter()
         .position(|l| l["message"] == "run started")

@@ -95,7 +95,10 @@ async fn an_exported_journal_replays() {
     let records = engine.journal().load(&run_id).await.unwrap();
     // Each case is a real run in the journal, tagged with its suite and case.
     let state = engine.load(&run_id).await.unwrap();
-    assert_eq!(state.tags.get("eval.case").map(String::as_str), Some("notes"));
+    assert_eq!(
+        state.tags.get("eval.case").map(String::as_str),
+        Some("notes")
+    );
     assert!(state.tags.contains_key("eval.suite"), "{:?}", state.tags);
     let cassette = Cassette::from_events(records.iter().map(|r| &r.event)).unwrap();
     assert_eq!(cassette.exchanges.len(), 2);
