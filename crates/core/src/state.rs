@@ -490,8 +490,14 @@ impl RunState {
                 self.stop_clock(*at_ms);
                 self.active_since = Some(*at_ms);
             }
-            Event::RunCompleted { output } => self.output = Some(output.clone()),
-            Event::RunFailed { error } => self.error = Some(error.clone()),
+            Event::RunCompleted { output } => {
+                self.output = Some(output.clone());
+                self.limit_request = None;
+            }
+            Event::RunFailed { error } => {
+                self.error = Some(error.clone());
+                self.limit_request = None;
+            }
         }
         if let Some(status) = RunStatus::after(event) {
             self.status = status;

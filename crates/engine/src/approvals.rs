@@ -276,6 +276,12 @@ impl Engine {
     /// Rejects an escalated limit request: the run fails with the human's reason.
     pub async fn reject_limit(&self, run_id: &str, by: &str, reason: &str) -> Result<(), Error> {
         let state = self.load(run_id).await?;
+        if state.status.is_terminal() {
+            return Err(Error::Refused(format!(
+                "run {run_id} has ended ({})",
+                state.status
+            )));
+        }
         let Some(limit) = state.limit_request else {
             return Err(Error::Refused(format!(
                 "run {run_id} has no pending limit request"

@@ -99,8 +99,11 @@ impl Engine {
             return Ok(RunOutcome::of(&lease.run_id, &state));
         }
         let agent = Agent::load(std::path::Path::new(&state.spec_path)).await?;
-        self.resume_inner(&agent, &lease.run_id, state, Some(lease))
-            .await
+        let outcome = self
+            .resume_inner(&agent, &lease.run_id, state, Some(lease))
+            .await;
+        agent.alerts.drain(std::time::Duration::from_secs(5)).await;
+        outcome
     }
 
     /// The journal this engine writes.
@@ -187,7 +190,10 @@ impl Engine {
             return Ok(RunOutcome::of(run_id, &state));
         }
         let agent = Agent::load(std::path::Path::new(&state.spec_path)).await?;
-        self.resume_with(&agent, run_id, state).await
+        let outcome = self.resume_with(&agent, run_id, state).await;
+        // Alerts of this run are delivered (bounded) before the agent they belong to goes.
+        agent.alerts.drain(std::time::Duration::from_secs(5)).await;
+        outcome
     }
 
     /// Raises limits of a run that has not ended (journaled with who raised them), then

@@ -163,6 +163,11 @@ pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
         }
         let raises = crate::commands::resume::parse_raises(&args.raise)?;
         let state = engine.load(&args.run).await?;
+        if state.status.is_terminal() {
+            return Err(
+                UsageError(format!("run {} has ended ({})", args.run, state.status)).into(),
+            );
+        }
         let Some(limit) = state.limit_request else {
             return Err(
                 UsageError(format!("run {} has no pending limit request", args.run)).into(),

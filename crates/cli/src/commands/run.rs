@@ -52,5 +52,6 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     }
     let outcome = engine.start(&agent, &args.input).await?;
     crate::commands::eval::note_unused(replay.as_deref());
+    agent.alerts.drain(std::time::Duration::from_secs(5)).await;
     Ok(print_outcome(&outcome, args.json))
 }

@@ -4,9 +4,11 @@
 //! temporary directory and, where a model is needed, the mock model served in-process on
 //! 127.0.0.1. Nothing reaches the internet.
 
+mod approvals;
 mod commands;
 mod crash;
 mod eval;
+mod limits;
 mod observability;
 mod spec_errors;
 mod util;
