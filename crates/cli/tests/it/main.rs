@@ -12,3 +12,4 @@ mod limits;
 mod observability;
 mod spec_errors;
 mod util;
+mod workers;
