@@ -72,7 +72,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     config.poll_interval = args.poll_interval;
     config.retry_paused = args.retry_paused.0;
     config.shutdown_grace = args.shutdown_grace.0.unwrap_or(Duration::ZERO);
-    let worker = Worker::new(Arc::new(Engine::new(journal)), config);
+    let worker = Worker::new(
+        Arc::new(crate::telemetry().attach(Engine::new(journal))),
+        config,
+    );
     let name = worker.config().name.clone();
     let grace = worker.config().shutdown_grace;
     eprintln!(
