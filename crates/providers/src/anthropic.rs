@@ -13,6 +13,7 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::error::{error_message, truncate};
 use crate::{ChatRequest, ChatResponse, Error, ModelClient};
 
 /// The API version this client speaks, sent on every request.
@@ -20,9 +21,6 @@ const API_VERSION: &str = "2023-06-01";
 
 /// The API requires `max_tokens`; this is used when the request leaves it unset.
 const DEFAULT_MAX_TOKENS: u32 = 1024;
-
-/// Longest provider error text kept in an error message.
-const MAX_ERROR_TEXT: usize = 500;
 
 /// A client for Anthropic's Messages API or a compatible host.
 pub struct AnthropicClient {
@@ -81,27 +79,6 @@ impl AnthropicClient {
             api_key,
             timeout,
         })
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> Error {
-        if e.is_timeout() {
-            return Error::Timeout {
-                provider: self.name.clone(),
-                seconds: self.timeout.as_secs_f64(),
-            };
-        }
-        // Without the URL: it is ours, and hosts sometimes carry credentials in it.
-        let e = e.without_url();
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message = format!("{message}: {cause}");
-            source = cause.source();
-        }
-        Error::Connection {
-            provider: self.name.clone(),
-            message,
-        }
     }
 }
 
@@ -291,26 +268,6 @@ fn assistant_reply(blocks: Vec<WireBlock>) -> Option<AssistantMessage> {
     })
 }
 
-fn truncate(text: &str) -> String {
-    if text.len() <= MAX_ERROR_TEXT {
-        return text.to_string();
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// The provider's message from `{"type":"error","error":{"type":..,"message":..}}`, or the
-/// body itself.
-fn error_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(truncate))
-        .unwrap_or_else(|| truncate(body.trim()))
-}
-
 #[async_trait]
 impl ModelClient for AnthropicClient {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
@@ -338,7 +295,7 @@ impl ModelClient for AnthropicClient {
                 provider: self.name.clone(),
                 seconds: self.timeout.as_secs_f64(),
             })?
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| crate::error::transport_error(&self.name, self.timeout, e))?;
         if !status.is_success() {
             let mut message = error_message(&body);
             let seconds = retry_after
@@ -632,7 +589,7 @@ mod tests {
         assert_eq!(error_message("  upstream gone \n"), "upstream gone");
         assert_eq!(
             error_message(&"x".repeat(600)).chars().count(),
-            MAX_ERROR_TEXT + 1
+            crate::error::MAX_ERROR_TEXT + 1
         );
     }
 }

@@ -99,6 +99,57 @@ impl Error {
     }
 }
 
+/// Longest provider error text kept in an error message.
+pub(crate) const MAX_ERROR_TEXT: usize = 500;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary, marked when cut.
+pub(crate) fn truncate(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The provider's message from an error body (`{"error": {"message": …}}`, which OpenAI and
+/// Anthropic both use), or the body itself; truncated either way.
+pub(crate) fn error_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(truncate))
+        .unwrap_or_else(|| truncate(body.trim()))
+}
+
+/// A transport failure as an [`Error`]: a timeout, or a connection error whose message
+/// chains every cause but never the URL (it is ours, and hosts sometimes carry credentials
+/// in it).
+pub(crate) fn transport_error(
+    provider: &str,
+    timeout: std::time::Duration,
+    e: reqwest::Error,
+) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout {
+            provider: provider.to_string(),
+            seconds: timeout.as_secs_f64(),
+        };
+    }
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    Error::Connection {
+        provider: provider.to_string(),
+        message,
+    }
+}
+
 /// Parses a `Retry-After` header value: delay-seconds or an HTTP-date.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
     let value = value.trim();

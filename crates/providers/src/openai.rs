@@ -7,10 +7,8 @@ use chassis_core::{AssistantMessage, Message, ToolCall, Usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::error::error_message;
 use crate::{ChatRequest, ChatResponse, Error, ModelClient};
-
-/// Longest provider error text kept in an error message.
-const MAX_ERROR_TEXT: usize = 500;
 
 /// A client for one OpenAI-compatible endpoint.
 pub struct OpenAiClient {
@@ -85,27 +83,6 @@ impl OpenAiClient {
             body["temperature"] = temperature.into();
         }
         body
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> Error {
-        if e.is_timeout() {
-            return Error::Timeout {
-                provider: self.name.clone(),
-                seconds: self.timeout.as_secs_f64(),
-            };
-        }
-        // Without the URL: it is ours, and hosts sometimes carry credentials in it.
-        let e = e.without_url();
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message = format!("{message}: {cause}");
-            source = cause.source();
-        }
-        Error::Connection {
-            provider: self.name.clone(),
-            message,
-        }
     }
 }
 
@@ -189,25 +166,6 @@ struct WirePromptDetails {
     cached_tokens: u64,
 }
 
-fn truncate(text: &str) -> String {
-    if text.len() <= MAX_ERROR_TEXT {
-        return text.to_string();
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// The provider's error message from an OpenAI-style error body, or the body itself.
-fn error_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| truncate(body.trim()))
-}
-
 #[async_trait]
 impl ModelClient for OpenAiClient {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
@@ -232,7 +190,7 @@ impl ModelClient for OpenAiClient {
                 provider: self.name.clone(),
                 seconds: self.timeout.as_secs_f64(),
             })?
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| crate::error::transport_error(&self.name, self.timeout, e))?;
         if !status.is_success() {
             return Err(Error::Status {
                 provider: self.name.clone(),
@@ -298,7 +256,7 @@ mod tests {
         assert_eq!(error_message("  plain text "), "plain text");
         assert_eq!(
             error_message(&"x".repeat(600)).chars().count(),
-            MAX_ERROR_TEXT + 1
+            crate::error::MAX_ERROR_TEXT + 1
         );
     }
 
