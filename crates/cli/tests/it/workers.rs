@@ -575,6 +575,7 @@ fn workers_drain_500_runs_through_a_kill_9_without_repeating_a_journaled_call() 
 
     let mut tally = Tally::default();
     let mut steps = 0;
+    let mut to_settle: Vec<(String, String, String, bool)> = Vec::new();
     for (run_id, input) in &runs {
         let records = rt.block_on(journal.load(run_id)).expect("load a run");
         let events: Vec<&Event> = records.iter().map(|r| &r.event).collect();
@@ -709,6 +710,14 @@ fn workers_drain_500_runs_through_a_kill_9_without_repeating_a_journaled_call() 
                     context()
                 );
                 assert!(!handovers.is_empty(), "{}", context());
+                let call = events
+                    .iter()
+                    .find_map(|e| match e {
+                        Event::ToolOutcomeUnknown { call_id, .. } => Some(call_id.clone()),
+                        _ => None,
+                    })
+                    .expect("the unknown call");
+                to_settle.push((run_id.clone(), input.clone(), call, line_in_ledger));
                 tally.waiting_unknown += 1;
                 if line_in_ledger {
                     tally.waiting_with_effect += 1;
@@ -721,6 +730,51 @@ fn workers_drain_500_runs_through_a_kill_9_without_repeating_a_journaled_call() 
         }
     }
     assert_eq!(tally.completed + tally.waiting_unknown, RUNS);
+
+    // A human settles each unknown outcome (the workers are gone, so the CLI drives): the line
+    // landed, so it succeeded; or it did not, so it is retried with the same idempotency key.
+    for (run_id, input, call, landed) in &to_settle {
+        let mut command = chassis(&db);
+        command.args(["resolve", run_id, call, "--by", "proof", "--resume"]);
+        if *landed {
+            command.args([
+                "--succeeded",
+                "--result",
+                &format!("appended {}", ledger_line(input)),
+            ]);
+        } else {
+            command.arg("--retry");
+        }
+        let out = command.output().expect("run chassis resolve");
+        assert!(out.status.success(), "resolve {run_id}: {out:?}");
+        let records = rt.block_on(journal.load(run_id)).expect("load a run");
+        assert!(
+            matches!(records.last().map(|r| &r.event), Some(Event::RunCompleted { output }) if output == &answer(input)),
+            "{run_id} completes with the right answer once settled"
+        );
+    }
+    let ledger = read_lines(&clerk.path("ledger.txt"));
+    let mut settled_counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in &ledger {
+        *settled_counts.entry(line.as_str()).or_default() += 1;
+    }
+    assert!(
+        settled_counts.values().all(|n| *n == 1),
+        "no ledger line twice after settling"
+    );
+    assert_eq!(
+        ledger.len(),
+        RUNS,
+        "every run's effect happened exactly once"
+    );
+    assert_eq!(
+        statuses(&rt, &journal)
+            .get(&RunStatus::Completed)
+            .copied()
+            .unwrap_or(0),
+        RUNS,
+        "every run completed exactly once"
+    );
     assert!(
         tally.taken_over > 0,
         "the killed worker had runs in flight that others took over: {tally:?}"
