@@ -54,14 +54,7 @@ impl AnthropicClient {
         timeouts: crate::Timeouts,
     ) -> Result<AnthropicClient, Error> {
         let timeout = timeouts.total;
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.idle)
-            .build()
-            .map_err(|e| Error::Config {
-                provider: name.to_string(),
-                message: format!("cannot build HTTP client: {e}"),
-            })?;
+        let http = timeouts.http_client(name)?;
         let api_key = api_key
             .map(|key| {
                 let mut value = HeaderValue::from_str(&key).map_err(|_| Error::Config {

@@ -45,6 +45,18 @@ impl Timeouts {
             idle: total,
         }
     }
+
+    /// An HTTP client with these connect and idle timeouts (the total is enforced per call).
+    pub(crate) fn http_client(&self, provider: &str) -> Result<reqwest::Client, Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.idle)
+            .build()
+            .map_err(|e| Error::Config {
+                provider: provider.to_string(),
+                message: format!("cannot build HTTP client: {e}"),
+            })
+    }
 }
 
 /// One model call's input.

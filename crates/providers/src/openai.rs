@@ -40,14 +40,7 @@ impl OpenAiClient {
         timeouts: crate::Timeouts,
     ) -> Result<OpenAiClient, Error> {
         let timeout = timeouts.total;
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.idle)
-            .build()
-            .map_err(|e| Error::Config {
-                provider: name.to_string(),
-                message: format!("cannot build HTTP client: {e}"),
-            })?;
+        let http = timeouts.http_client(name)?;
         Ok(OpenAiClient {
             name: name.to_string(),
             http,

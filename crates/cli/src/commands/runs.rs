@@ -137,10 +137,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    chassis_engine::now_ms() as i64
 }
 
 /// "3s ago", "5m ago", "2h ago", "4d ago".
