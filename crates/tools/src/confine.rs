@@ -44,9 +44,11 @@ impl Root {
         Ok(Root { dir })
     }
 
-    /// Resolves `rel` to an existing file or directory under the root.
-    pub(crate) async fn existing(&self, rel: &str) -> Result<PathBuf, ToolError> {
-        let located = self.locate(rel).await?;
+    /// Resolves `rel` to an existing file or directory under the root. Blocking: call it
+    /// from the blocking task that does the rest of the tool's file work, so one call is one
+    /// hand-off to tokio's blocking pool, not one per system call.
+    pub(crate) fn existing(&self, rel: &str) -> Result<PathBuf, ToolError> {
+        let located = self.locate(rel)?;
         if !located.missing.is_empty() {
             return Err(ToolError(format!("path `{rel}` does not exist")));
         }
@@ -54,15 +56,16 @@ impl Root {
     }
 
     /// Resolves `rel` to a path under the root that may not exist yet; every directory on the
-    /// way that does not exist will be created under the root.
-    pub(crate) async fn writable(&self, rel: &str) -> Result<PathBuf, ToolError> {
-        let located = self.locate(rel).await?;
+    /// way that does not exist will be created under the root. Blocking, like
+    /// [`Root::existing`].
+    pub(crate) fn writable(&self, rel: &str) -> Result<PathBuf, ToolError> {
+        let located = self.locate(rel)?;
         let mut path = located.existing;
         path.extend(located.missing);
         Ok(path)
     }
 
-    async fn locate(&self, rel: &str) -> Result<Located, ToolError> {
+    fn locate(&self, rel: &str) -> Result<Located, ToolError> {
         let components = checked_components(rel)?;
         // Walk up to the deepest ancestor that exists; canonicalizing it resolves every
         // symbolic link on the way, which is what the containment check must see.
@@ -70,7 +73,7 @@ impl Root {
         loop {
             let mut candidate = self.dir.clone();
             candidate.extend(&components[..depth]);
-            match tokio::fs::canonicalize(&candidate).await {
+            match std::fs::canonicalize(&candidate) {
                 Ok(existing) => {
                     if !existing.starts_with(&self.dir) {
                         return Err(escapes(rel, "through a symbolic link"));
@@ -79,7 +82,7 @@ impl Root {
                         // The first missing component may still be a link to a target that
                         // does not exist; writing through it would create the target.
                         let first_missing = candidate.join(&components[depth]);
-                        if tokio::fs::symlink_metadata(&first_missing).await.is_ok() {
+                        if std::fs::symlink_metadata(&first_missing).is_ok() {
                             return Err(escapes(rel, "through a symbolic link with no target"));
                         }
                     }
@@ -170,27 +173,27 @@ mod tests {
         assert!(Root::open(".", dir.path()).is_ok());
     }
 
-    #[tokio::test]
-    async fn dangling_symlink_is_not_written_through() {
+    #[test]
+    fn dangling_symlink_is_not_written_through() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path().join("new"), dir.path().join("link")).unwrap();
         let root = Root::open(".", dir.path()).unwrap();
-        let e = root.writable("link").await.unwrap_err();
+        let e = root.writable("link").unwrap_err();
         assert_eq!(
             e.0,
             "path `link` escapes the tool root (through a symbolic link with no target)"
         );
     }
 
-    #[tokio::test]
-    async fn missing_components_land_under_the_root() {
+    #[test]
+    fn missing_components_land_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(".", dir.path()).unwrap();
-        let path = root.writable("a/b/c.txt").await.unwrap();
+        let path = root.writable("a/b/c.txt").unwrap();
         assert_eq!(path, root.dir.join("a/b/c.txt"));
         assert_eq!(
-            root.existing("a/b/c.txt").await.unwrap_err().0,
+            root.existing("a/b/c.txt").unwrap_err().0,
             "path `a/b/c.txt` does not exist"
         );
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chassis_core::{RiskClass, ToolDef};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use std::io::Read;
 
 use crate::confine::{Root, describe};
 use crate::{CallContext, Tool, ToolError};
@@ -106,43 +106,57 @@ impl Tool for ReadFile {
     }
 
     async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
-        let rel = required_string_arg(&args, "path")?;
-        let path = self.root.existing(rel).await?;
-        let cannot =
-            |e: std::io::Error| ToolError(format!("cannot read `{rel}`: {}", describe(&e)));
-        let meta = tokio::fs::metadata(&path).await.map_err(cannot)?;
-        if meta.is_dir() {
-            return Err(ToolError(format!("`{rel}` is a directory, not a file")));
-        }
-        // Opening a FIFO or device could block forever or never end.
-        if !meta.is_file() {
-            return Err(ToolError(format!("`{rel}` is not a regular file")));
-        }
-        let too_big = |size: u64| {
-            ToolError(format!(
-                "`{rel}` is {size} bytes; read_file reads files up to 1 MiB ({MAX_READ_BYTES} bytes)"
-            ))
-        };
-        if meta.len() > MAX_READ_BYTES {
-            return Err(too_big(meta.len()));
-        }
-        let file = tokio::fs::File::open(&path).await.map_err(cannot)?;
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // The file may have grown since `metadata`; never read more than the limit allows.
-        file.take(MAX_READ_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(cannot)?;
-        if bytes.len() as u64 > MAX_READ_BYTES {
-            return Err(too_big(bytes.len() as u64));
-        }
-        String::from_utf8(bytes).map_err(|e| {
-            ToolError(format!(
-                "`{rel}` is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ))
-        })
+        let rel = required_string_arg(&args, "path")?.to_string();
+        let root = self.root.clone();
+        blocking(move || read_file(&root, &rel)).await
     }
+}
+
+/// Runs one tool call's file work on tokio's blocking pool: one hand-off per call rather
+/// than one per system call (each `tokio::fs` function is a hand-off of its own).
+async fn blocking<F>(work: F) -> Result<String, ToolError>
+where
+    F: FnOnce() -> Result<String, ToolError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(ToolError(format!("the file operation did not finish: {e}"))))
+}
+
+fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
+    let path = root.existing(rel)?;
+    let cannot = |e: std::io::Error| ToolError(format!("cannot read `{rel}`: {}", describe(&e)));
+    let meta = std::fs::metadata(&path).map_err(cannot)?;
+    if meta.is_dir() {
+        return Err(ToolError(format!("`{rel}` is a directory, not a file")));
+    }
+    // Opening a FIFO or device could block forever or never end.
+    if !meta.is_file() {
+        return Err(ToolError(format!("`{rel}` is not a regular file")));
+    }
+    let too_big = |size: u64| {
+        ToolError(format!(
+            "`{rel}` is {size} bytes; read_file reads files up to 1 MiB ({MAX_READ_BYTES} bytes)"
+        ))
+    };
+    if meta.len() > MAX_READ_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let file = std::fs::File::open(&path).map_err(cannot)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may have grown since `metadata`; never read more than the limit allows.
+    file.take(MAX_READ_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ToolError(format!(
+            "`{rel}` is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// `list_dir {path?}`: the entries of one directory, sorted, directories with a trailing `/`.
@@ -186,42 +200,43 @@ impl Tool for ListDir {
     }
 
     async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
-        let rel = string_arg(&args, "path")?.unwrap_or(".");
-        let path = self.root.existing(rel).await?;
-        let cannot =
-            |e: std::io::Error| ToolError(format!("cannot list `{rel}`: {}", describe(&e)));
-        let meta = tokio::fs::metadata(&path).await.map_err(cannot)?;
-        if !meta.is_dir() {
-            return Err(ToolError(format!("`{rel}` is not a directory")));
-        }
-        let mut reader = tokio::fs::read_dir(&path).await.map_err(cannot)?;
-        let mut entries = Vec::new();
-        while let Some(entry) = reader.next_entry().await.map_err(cannot)? {
-            let mut name = entry.file_name().to_string_lossy().into_owned();
-            // Follow links so a link to a directory reads as one; a dangling link is a plain entry.
-            let is_dir = tokio::fs::metadata(entry.path())
-                .await
-                .is_ok_and(|m| m.is_dir());
-            if is_dir {
-                name.push('/');
-            }
-            entries.push(name);
-        }
-        if entries.is_empty() {
-            return Ok(EMPTY_DIR.to_string());
-        }
-        entries.sort();
-        let total = entries.len();
-        entries.truncate(MAX_LIST_ENTRIES);
-        let mut listing = entries.join("\n");
-        if total > MAX_LIST_ENTRIES {
-            listing.push_str(&format!(
-                "\n… and {} more entries",
-                total - MAX_LIST_ENTRIES
-            ));
-        }
-        Ok(listing)
+        let rel = string_arg(&args, "path")?.unwrap_or(".").to_string();
+        let root = self.root.clone();
+        blocking(move || list_dir(&root, &rel)).await
     }
+}
+
+fn list_dir(root: &Root, rel: &str) -> Result<String, ToolError> {
+    let path = root.existing(rel)?;
+    let cannot = |e: std::io::Error| ToolError(format!("cannot list `{rel}`: {}", describe(&e)));
+    let meta = std::fs::metadata(&path).map_err(cannot)?;
+    if !meta.is_dir() {
+        return Err(ToolError(format!("`{rel}` is not a directory")));
+    }
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(&path).map_err(cannot)? {
+        let entry = entry.map_err(cannot)?;
+        let mut name = entry.file_name().to_string_lossy().into_owned();
+        // Follow links so a link to a directory reads as one; a dangling link is a plain entry.
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
+            name.push('/');
+        }
+        entries.push(name);
+    }
+    if entries.is_empty() {
+        return Ok(EMPTY_DIR.to_string());
+    }
+    entries.sort();
+    let total = entries.len();
+    entries.truncate(MAX_LIST_ENTRIES);
+    let mut listing = entries.join("\n");
+    if total > MAX_LIST_ENTRIES {
+        listing.push_str(&format!(
+            "\n… and {} more entries",
+            total - MAX_LIST_ENTRIES
+        ));
+    }
+    Ok(listing)
 }
 
 /// `write_file {path, content}`: creates or replaces one file, creating parent directories.
@@ -266,20 +281,24 @@ impl Tool for WriteFile {
     }
 
     async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
-        let rel = required_string_arg(&args, "path")?;
-        let content = required_string_arg(&args, "content")?;
-        let path = self.root.writable(rel).await?;
-        let cannot =
-            |e: std::io::Error| ToolError(format!("cannot write `{rel}`: {}", describe(&e)));
-        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
-            return Err(ToolError(format!("`{rel}` is a directory, not a file")));
-        }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(cannot)?;
-        }
-        tokio::fs::write(&path, content).await.map_err(cannot)?;
-        Ok(format!("wrote {} bytes to {rel}", content.len()))
+        let rel = required_string_arg(&args, "path")?.to_string();
+        let content = required_string_arg(&args, "content")?.to_string();
+        let root = self.root.clone();
+        blocking(move || write_file(&root, &rel, &content)).await
     }
+}
+
+fn write_file(root: &Root, rel: &str, content: &str) -> Result<String, ToolError> {
+    let path = root.writable(rel)?;
+    let cannot = |e: std::io::Error| ToolError(format!("cannot write `{rel}`: {}", describe(&e)));
+    if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+        return Err(ToolError(format!("`{rel}` is a directory, not a file")));
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(cannot)?;
+    }
+    std::fs::write(&path, content).map_err(cannot)?;
+    Ok(format!("wrote {} bytes to {rel}", content.len()))
 }
 
 #[cfg(test)]
