@@ -36,8 +36,9 @@ pub enum Event {
         /// `provider:model` of each fallback, in order.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fallbacks: Vec<String>,
-        /// Tools offered to the model.
-        tools: Vec<ToolDef>,
+        /// Tools offered to the model; shared, not copied, by every run of an agent and its
+        /// folded state.
+        tools: std::sync::Arc<[ToolDef]>,
         /// The run's hard limits and the action at each.
         limits: Limits,
         /// `max_tokens` sent with every model call: the worst-case output of one call.

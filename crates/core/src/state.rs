@@ -184,8 +184,8 @@ pub struct RunState {
     /// The last model failure not yet followed by a reply: message, and whether the models
     /// were only unavailable.
     pub model_failure: Option<(String, bool)>,
-    /// Tools offered to the model.
-    pub tools: Vec<ToolDef>,
+    /// Tools offered to the model (shared with the `run_started` event it came from).
+    pub tools: std::sync::Arc<[ToolDef]>,
     /// Fingerprint of the agent version the run started with.
     pub version: String,
     /// The spec's label for that version.

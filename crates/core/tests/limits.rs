@@ -124,7 +124,8 @@ proptest! {
                 risk: RiskClass::ReadOnly,
                 idempotent: false,
                 max_attempts: 1,
-            }],
+            }]
+            .into(),
             limits: limits.clone(),
             max_tokens,
             prices: BTreeMap::from([(MODEL.to_string(), PRICE)]),
@@ -236,7 +237,7 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
             system: "s".into(),
             model: MODEL.into(),
             fallbacks: vec![],
-            tools: vec![],
+            tools: vec![].into(),
             limits,
             max_tokens: 10,
             prices: BTreeMap::new(),

@@ -44,6 +44,8 @@ pub struct Agent {
     pub alerts: crate::Alerts,
     /// Fingerprint of this agent version (spec, prompt, tools, models).
     pub version: String,
+    /// The toolbox's definitions, built once: every run of this agent shares them.
+    pub tool_defs: std::sync::Arc<[chassis_core::ToolDef]>,
     redactor: crate::Redactor,
 }
 
@@ -96,8 +98,10 @@ impl Agent {
         let prices = chain_prices(&spec, &base_dir).map_err(error)?;
         check_approval_names(&spec, &toolbox).map_err(error)?;
         let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
-        let version = crate::version::fingerprint(&spec, &prompt, &toolbox.defs());
+        let tool_defs: std::sync::Arc<[chassis_core::ToolDef]> = toolbox.defs().into();
+        let version = crate::version::fingerprint(&spec, &prompt, &tool_defs);
         Ok(Agent {
+            tool_defs,
             spec,
             spec_path,
             template,

@@ -142,7 +142,7 @@ impl Engine {
             system,
             model: agent.spec.model.to_string(),
             fallbacks: agent.spec.fallbacks.iter().map(|m| m.to_string()).collect(),
-            tools: agent.toolbox.defs(),
+            tools: agent.tool_defs.clone(),
             limits: agent.spec.limits.clone(),
             max_tokens: agent.spec.max_tokens,
             prices: agent.prices.clone(),
@@ -609,9 +609,9 @@ impl<'e> Step<'e> {
             messages: self.state.messages.len(),
         })?;
         let request = ChatRequest {
-            model: agent.spec.model.model.clone(),
-            messages: self.state.messages.clone(),
-            tools: self.state.tools.clone(),
+            model: agent.spec.model.model.as_str().into(),
+            messages: self.state.messages.as_slice().into(),
+            tools: self.state.tools.as_ref().into(),
             max_tokens: Some(self.state.max_tokens),
             temperature: agent.spec.temperature,
             report: Reporter::default(),

@@ -126,7 +126,7 @@ mod tests {
                 system: "You are terse.".into(),
                 model: "openai:gpt-4o-mini".into(),
                 fallbacks: vec![],
-                tools: vec![],
+                tools: vec![].into(),
                 limits: Default::default(),
                 max_tokens: 10,
                 prices: Default::default(),

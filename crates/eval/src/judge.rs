@@ -40,7 +40,7 @@ pub fn label(judge: &Judge, agent: &Agent) -> String {
 }
 
 /// The request that asks the judge about `output`, the answer to `input`.
-pub fn request(judge: &Judge, label: &str, input: &str, output: &str) -> ChatRequest {
+pub fn request(judge: &Judge, label: &str, input: &str, output: &str) -> ChatRequest<'static> {
     let model = label.split_once(':').map_or(label, |(_, m)| m);
     let prompt = format!(
         "Grade the answer of an AI agent against the rubric.\n\n\
@@ -50,14 +50,15 @@ pub fn request(judge: &Judge, label: &str, input: &str, output: &str) -> ChatReq
         judge.rubric.trim()
     );
     ChatRequest {
-        model: model.to_string(),
+        model: model.to_string().into(),
         messages: vec![
             Message::System {
                 content: SYSTEM.to_string(),
             },
             Message::User { content: prompt },
-        ],
-        tools: Vec::new(),
+        ]
+        .into(),
+        tools: Vec::new().into(),
         max_tokens: Some(MAX_TOKENS),
         temperature: Some(0.0),
         report: Reporter::default(),

@@ -87,7 +87,7 @@ fn messages_url(base_url: &str) -> String {
 }
 
 /// The request body for `request`.
-fn body(request: &ChatRequest) -> Value {
+fn body(request: &ChatRequest<'_>) -> Value {
     let system: Vec<&str> = request
         .messages
         .iter()
@@ -263,7 +263,7 @@ fn assistant_reply(blocks: Vec<WireBlock>) -> Option<AssistantMessage> {
 
 #[async_trait]
 impl ModelClient for AnthropicClient {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
         let mut call = self
             .http
             .post(&self.url)
@@ -316,7 +316,7 @@ impl ModelClient for AnthropicClient {
         Ok(ChatResponse {
             message,
             usage: wire.usage.map_or(Usage::default(), |u| u.usage()),
-            model: wire.model.unwrap_or_else(|| request.model.clone()),
+            model: wire.model.unwrap_or_else(|| request.model.to_string()),
             finish_reason: wire.stop_reason,
             served_by: format!("{}:{}", self.name, request.model),
         })
@@ -330,11 +330,11 @@ mod tests {
     use super::*;
     use crate::Reporter;
 
-    fn request(messages: Vec<Message>) -> ChatRequest {
+    fn request(messages: Vec<Message>) -> ChatRequest<'static> {
         ChatRequest {
             model: "claude-test".into(),
-            messages,
-            tools: Vec::new(),
+            messages: messages.into(),
+            tools: Vec::new().into(),
             max_tokens: None,
             temperature: None,
             report: Reporter::default(),
@@ -424,7 +424,7 @@ mod tests {
             "risk": "read_only",
         }))
         .unwrap();
-        req.tools = vec![tool];
+        req.tools = vec![tool].into();
         req.max_tokens = Some(77);
         req.temperature = Some(0.5);
         let body = body(&req);

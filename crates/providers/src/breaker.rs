@@ -192,7 +192,7 @@ impl<C> CircuitBreaker<C> {
 
 #[async_trait]
 impl<C: ModelClient> ModelClient for CircuitBreaker<C> {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
         if let Err(remaining) = self.breaker.admit(Instant::now()) {
             request.report.report(CallEvent::BreakerOpen {
                 model: self.label.clone(),

@@ -100,10 +100,10 @@ pub struct Request {
 
 impl Request {
     /// The recorded form of `request`.
-    pub fn of(request: &ChatRequest) -> Request {
+    pub fn of(request: &ChatRequest<'_>) -> Request {
         Request {
-            model: request.model.clone(),
-            messages: request.messages.clone(),
+            model: request.model.to_string(),
+            messages: request.messages.to_vec(),
             tools: request.tools.iter().map(Tool::from).collect(),
             max_tokens: request.max_tokens,
         }
@@ -335,7 +335,7 @@ impl Recorder {
     }
 
     /// Adds one exchange and rewrites the file.
-    pub fn record(&self, request: &ChatRequest, response: &ChatResponse) -> Result<(), Error> {
+    pub fn record(&self, request: &ChatRequest<'_>, response: &ChatResponse) -> Result<(), Error> {
         let mut cassette = self.cassette.lock().unwrap_or_else(|e| e.into_inner());
         cassette.exchanges.push(Exchange {
             request: Request::of(request),
@@ -379,7 +379,7 @@ impl Recording {
 
 #[async_trait]
 impl ModelClient for Recording {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, crate::Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, crate::Error> {
         let response = self.inner.complete(request).await?;
         self.recorder
             .record(request, &response)
@@ -481,7 +481,7 @@ impl Replay {
 
 #[async_trait]
 impl ModelClient for Replay {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, crate::Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, crate::Error> {
         self.answer(&Request::of(request))
             .map(ChatResponse::from)
             .map_err(|divergence| crate::Error::Config {
@@ -634,7 +634,7 @@ mod tests {
     use super::*;
     use chassis_core::ToolCall;
 
-    fn request(input: &str) -> ChatRequest {
+    fn request(input: &str) -> ChatRequest<'static> {
         ChatRequest {
             model: "m".into(),
             messages: vec![
@@ -644,8 +644,9 @@ mod tests {
                 Message::User {
                     content: input.into(),
                 },
-            ],
-            tools: Vec::new(),
+            ]
+            .into(),
+            tools: Vec::new().into(),
             max_tokens: Some(64),
             temperature: None,
             report: crate::Reporter::default(),

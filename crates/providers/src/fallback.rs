@@ -49,7 +49,7 @@ impl Fallback {
     pub async fn complete_from(
         &self,
         start: usize,
-        request: &ChatRequest,
+        request: &ChatRequest<'_>,
     ) -> Result<ChatResponse, Error> {
         let mut failures: Vec<(String, Error)> = Vec::new();
         let links = self.links.iter().skip(start).collect::<Vec<_>>();
@@ -58,7 +58,7 @@ impl Fallback {
                 link.client.complete(request).await
             } else {
                 let mut request = request.clone();
-                request.model = link.model.clone();
+                request.model = link.model.as_str().into();
                 link.client.complete(&request).await
             };
             match attempt {
@@ -95,7 +95,7 @@ impl Fallback {
 
 #[async_trait]
 impl ModelClient for Fallback {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
         self.complete_from(0, request).await
     }
 }

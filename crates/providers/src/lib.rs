@@ -13,6 +13,8 @@ mod openai;
 mod report;
 mod retry;
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chassis_core::{AssistantMessage, Message, ToolDef, Usage};
 
@@ -60,14 +62,17 @@ impl Timeouts {
 }
 
 /// One model call's input.
+///
+/// The context and the tools are borrowed where the caller keeps them (the engine's folded
+/// run state), so a step costs no copy of a conversation that grows with the run.
 #[derive(Clone, Debug)]
-pub struct ChatRequest {
+pub struct ChatRequest<'a> {
     /// Model id as the provider knows it.
-    pub model: String,
+    pub model: Cow<'a, str>,
     /// The context.
-    pub messages: Vec<Message>,
+    pub messages: Cow<'a, [Message]>,
     /// Tools the model may call.
-    pub tools: Vec<ToolDef>,
+    pub tools: Cow<'a, [ToolDef]>,
     /// Cap on output tokens.
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
@@ -95,12 +100,12 @@ pub struct ChatResponse {
 #[async_trait]
 pub trait ModelClient: Send + Sync {
     /// Makes one call.
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error>;
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error>;
 }
 
 #[async_trait]
 impl<T: ModelClient + ?Sized> ModelClient for std::sync::Arc<T> {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
         (**self).complete(request).await
     }
 }

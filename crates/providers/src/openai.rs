@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chassis_core::{AssistantMessage, Message, ToolCall, Usage};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chassis_core::{AssistantMessage, Message, ToolCall, ToolDef, Usage};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 use crate::error::error_message;
 use crate::{ChatRequest, ChatResponse, Error, ModelClient};
@@ -14,7 +14,8 @@ use crate::{ChatRequest, ChatResponse, Error, ModelClient};
 pub struct OpenAiClient {
     name: String,
     http: reqwest::Client,
-    url: String,
+    /// Parsed once: every call posts here.
+    url: reqwest::Url,
     api_key: Option<String>,
     timeout: Duration,
 }
@@ -41,69 +42,160 @@ impl OpenAiClient {
     ) -> Result<OpenAiClient, Error> {
         let timeout = timeouts.total;
         let http = timeouts.http_client(name)?;
+        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        let url = reqwest::Url::parse(&url).map_err(|e| Error::Config {
+            provider: name.to_string(),
+            message: format!("base_url is not a valid URL: {e}"),
+        })?;
         Ok(OpenAiClient {
             name: name.to_string(),
             http,
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            url,
             api_key,
             timeout,
         })
     }
+}
 
-    fn body(&self, request: &ChatRequest) -> Value {
-        let messages: Vec<Value> = request.messages.iter().map(wire_message).collect();
-        let mut body = json!({ "model": request.model, "messages": messages });
-        if !request.tools.is_empty() {
-            body["tools"] = request
-                .tools
-                .iter()
-                .map(|t| {
-                    json!({
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.parameters,
-                        }
-                    })
-                })
-                .collect();
+/// The request body, serialized straight from the borrowed context: no intermediate JSON tree,
+/// no copy of the conversation.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: WireMessages<'a>,
+    #[serde(skip_serializing_if = "WireTools::is_empty")]
+    tools: WireTools<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+}
+
+impl<'a> WireRequest<'a> {
+    fn of(request: &'a ChatRequest<'_>) -> WireRequest<'a> {
+        WireRequest {
+            model: &request.model,
+            messages: WireMessages(&request.messages),
+            tools: WireTools(&request.tools),
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
         }
-        if let Some(max_tokens) = request.max_tokens {
-            body["max_tokens"] = max_tokens.into();
-        }
-        if let Some(temperature) = request.temperature {
-            body["temperature"] = temperature.into();
-        }
-        body
     }
 }
 
-fn wire_message(message: &Message) -> Value {
-    match message {
-        Message::System { content } => json!({"role": "system", "content": content}),
-        Message::User { content } => json!({"role": "user", "content": content}),
-        Message::Tool { call_id, content } => {
-            json!({"role": "tool", "tool_call_id": call_id, "content": content})
-        }
-        Message::Assistant(reply) => {
-            let mut value = json!({"role": "assistant", "content": reply.content});
-            if !reply.tool_calls.is_empty() {
-                value["tool_calls"] = reply
-                    .tool_calls
-                    .iter()
-                    .map(|c| {
-                        json!({
-                            "id": c.id,
-                            "type": "function",
-                            "function": {"name": c.name, "arguments": c.arguments},
-                        })
-                    })
-                    .collect();
-            }
-            value
+struct WireMessages<'a>(&'a [Message]);
+
+impl Serialize for WireMessages<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(WireMessage::of))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum WireMessage<'a> {
+    System {
+        content: &'a str,
+    },
+    User {
+        content: &'a str,
+    },
+    Assistant {
+        content: Option<&'a str>,
+        #[serde(skip_serializing_if = "WireCalls::is_empty")]
+        tool_calls: WireCalls<'a>,
+    },
+    Tool {
+        tool_call_id: &'a str,
+        content: &'a str,
+    },
+}
+
+impl<'a> WireMessage<'a> {
+    fn of(message: &'a Message) -> WireMessage<'a> {
+        match message {
+            Message::System { content } => WireMessage::System { content },
+            Message::User { content } => WireMessage::User { content },
+            Message::Tool { call_id, content } => WireMessage::Tool {
+                tool_call_id: call_id,
+                content,
+            },
+            Message::Assistant(reply) => WireMessage::Assistant {
+                content: reply.content.as_deref(),
+                tool_calls: WireCalls(&reply.tool_calls),
+            },
         }
     }
+}
+
+struct WireCalls<'a>(&'a [ToolCall]);
+
+impl WireCalls<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for WireCalls<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|call| WireCall {
+            id: &call.id,
+            kind: "function",
+            function: WireCallFunction {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireCallFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireCallFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+struct WireTools<'a>(&'a [ToolDef]);
+
+impl WireTools<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for WireTools<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|tool| WireTool {
+            kind: "function",
+            function: WireToolFunction {
+                name: &tool.name,
+                description: &tool.description,
+                parameters: &tool.parameters,
+            },
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireToolFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireToolFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
 }
 
 #[derive(Deserialize)]
@@ -117,13 +209,13 @@ struct WireResponse {
 
 #[derive(Deserialize)]
 struct WireChoice {
-    message: WireMessage,
+    message: WireReply,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct WireMessage {
+struct WireReply {
     #[serde(default)]
     content: Option<String>,
     #[serde(default)]
@@ -161,8 +253,11 @@ struct WirePromptDetails {
 
 #[async_trait]
 impl ModelClient for OpenAiClient {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
-        let mut call = self.http.post(&self.url).json(&self.body(request));
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
+        let mut call = self
+            .http
+            .post(self.url.clone())
+            .json(&WireRequest::of(request));
         if let Some(key) = &self.api_key {
             call = call.bearer_auth(key);
         }
@@ -174,7 +269,7 @@ impl ModelClient for OpenAiClient {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| crate::error::parse_retry_after(v, std::time::SystemTime::now()));
-            let body = response.text().await?;
+            let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, retry_after, body))
         };
         let (status, retry_after, body) = tokio::time::timeout(self.timeout, exchange)
@@ -188,7 +283,7 @@ impl ModelClient for OpenAiClient {
             return Err(Error::Status {
                 provider: self.name.clone(),
                 status: status.as_u16(),
-                message: error_message(&body),
+                message: error_message(&String::from_utf8_lossy(&body)),
                 retry_after,
             });
         }
@@ -196,7 +291,7 @@ impl ModelClient for OpenAiClient {
             provider: self.name.clone(),
             message,
         };
-        let wire: WireResponse = serde_json::from_str(&body)
+        let wire: WireResponse = serde_json::from_slice(&body)
             .map_err(|e| invalid(format!("body is not a chat completion: {e}")))?;
         let choice = wire
             .choices
@@ -229,7 +324,7 @@ impl ModelClient for OpenAiClient {
         Ok(ChatResponse {
             message,
             usage,
-            model: wire.model.unwrap_or_else(|| request.model.clone()),
+            model: wire.model.unwrap_or_else(|| request.model.to_string()),
             finish_reason: choice.finish_reason,
             served_by: format!("{}:{}", self.name, request.model),
         })
@@ -263,8 +358,18 @@ mod tests {
                 arguments: "{\"path\":\"a\"}".into(),
             }],
         });
-        let wire = wire_message(&message);
-        assert_eq!(wire["tool_calls"][0]["function"]["name"], "read_file");
-        assert_eq!(wire["content"], Value::Null);
+        let wire = serde_json::to_value(WireMessage::of(&message)).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [{
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "read_file", "arguments": "{\"path\":\"a\"}"},
+                }],
+            })
+        );
     }
 }

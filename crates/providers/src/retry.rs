@@ -86,7 +86,7 @@ impl<C> Retry<C> {
 
 #[async_trait]
 impl<C: ModelClient> ModelClient for Retry<C> {
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+    async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
         let mut attempt = 1;
         loop {
             let error = match self.inner.complete(request).await {

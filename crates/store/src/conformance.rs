@@ -23,7 +23,7 @@ pub fn started(agent: &str) -> Event {
         system: "be brief".to_string(),
         model: "openai:m".to_string(),
         fallbacks: vec![],
-        tools: vec![],
+        tools: vec![].into(),
         limits: Default::default(),
         max_tokens: 1024,
         prices: Default::default(),

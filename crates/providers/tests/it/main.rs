@@ -86,11 +86,11 @@ fn read_file_tool() -> ToolDef {
     .unwrap()
 }
 
-fn request(messages: Vec<Message>) -> ChatRequest {
+fn request(messages: Vec<Message>) -> ChatRequest<'static> {
     ChatRequest {
-        model: "test-model".to_owned(),
-        messages,
-        tools: vec![read_file_tool()],
+        model: "test-model".into(),
+        messages: messages.into(),
+        tools: vec![read_file_tool()].into(),
         max_tokens: None,
         temperature: Some(0.0),
         report: Reporter::default(),
