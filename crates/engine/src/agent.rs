@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chassis_core::spec::{AgentSpec, ModelRef, ProviderKind};
 use chassis_providers::{
-    AnthropicClient, BreakerConfig, CircuitBreaker, Fallback, Link, ModelClient, OpenAiClient,
-    Retry, RetryPolicy, Timeouts, breaker_for,
+    AnthropicClient, BreakerConfig, CircuitBreaker, Fallback, HttpOptions, Link, ModelClient,
+    OpenAiClient, Retry, RetryPolicy, Timeouts, breaker_for,
 };
 use chassis_tools::Toolbox;
 
@@ -275,13 +275,17 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
         total: spec.model_timeout,
         idle: spec.idle_timeout,
     };
+    let http = HttpOptions {
+        version: provider.http,
+        max_streams: provider.http2_max_streams,
+    };
     let client: Arc<dyn ModelClient> = match provider.kind {
         ProviderKind::OpenAi => Arc::new(
-            OpenAiClient::with_timeouts(name, &base_url, api_key, timeouts)
+            OpenAiClient::with_options(name, &base_url, api_key, timeouts, http)
                 .map_err(|e| e.to_string())?,
         ),
         ProviderKind::Anthropic => Arc::new(
-            AnthropicClient::with_timeouts(name, &base_url, api_key, timeouts)
+            AnthropicClient::with_options(name, &base_url, api_key, timeouts, http)
                 .map_err(|e| e.to_string())?,
         ),
     };

@@ -16,14 +16,17 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::stats::StatsRecorder;
+
 /// A TCP listener whose streams can be cut from a request handler.
 pub(crate) struct CutListener {
     inner: TcpListener,
+    stats: Arc<StatsRecorder>,
 }
 
 impl CutListener {
-    pub(crate) fn new(inner: TcpListener) -> CutListener {
-        CutListener { inner }
+    pub(crate) fn new(inner: TcpListener, stats: Arc<StatsRecorder>) -> CutListener {
+        CutListener { inner, stats }
     }
 }
 
@@ -33,6 +36,7 @@ impl Listener for CutListener {
 
     async fn accept(&mut self) -> (CutStream, SocketAddr) {
         let (stream, addr) = Listener::accept(&mut self.inner).await;
+        self.stats.record_connection();
         // Replies are small and latency-sensitive; Nagle would only delay them.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!("mock: cannot set TCP_NODELAY: {err}");

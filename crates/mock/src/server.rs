@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -38,7 +38,7 @@ const FAULT_HEADER: HeaderName = HeaderName::from_static("x-mock-fault");
 struct Shared {
     script: Script,
     picker: FaultPicker,
-    stats: StatsRecorder,
+    stats: Arc<StatsRecorder>,
     latency: Duration,
     hang: Duration,
     retry_after: HeaderValue,
@@ -75,7 +75,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         script,
         picker: FaultPicker::new(config.seed, config.fault_rate, &config.faults),
-        stats: StatsRecorder::default(),
+        stats: Arc::default(),
         latency: config.latency,
         hang: config.hang,
         retry_after: HeaderValue::from(config.retry_after_secs),
@@ -93,7 +93,7 @@ pub async fn start(
         .with_state(Arc::clone(&shared));
     let mut signal = stopping;
     let server = axum::serve(
-        CutListener::new(listener),
+        CutListener::new(listener, Arc::clone(&shared.stats)),
         app.into_make_service_with_connect_info::<Connection>(),
     )
     .with_graceful_shutdown(async move {
@@ -197,18 +197,22 @@ const UNAVAILABLE: &str = "The server is overloaded or not ready yet (injected b
 async fn chat_completions(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(connection): ConnectInfo<Connection>,
+    version: Version,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.stats.record_protocol(version);
     answer::<OpenAi>(&shared, &connection, &headers, &body).await
 }
 
 async fn messages(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(connection): ConnectInfo<Connection>,
+    version: Version,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.stats.record_protocol(version);
     answer::<Anthropic>(&shared, &connection, &headers, &body).await
 }
 

@@ -19,6 +19,12 @@ pub struct Stats {
     pub by_conversation: BTreeMap<String, BTreeMap<u32, u64>>,
     /// Injected faults by [`FaultKind::name`](crate::FaultKind::name).
     pub faults: BTreeMap<String, u64>,
+    /// Model requests by HTTP protocol (`HTTP/1.1`, `HTTP/2.0`).
+    #[serde(default)]
+    pub by_protocol: BTreeMap<String, u64>,
+    /// TCP connections accepted.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// Shared, lock-briefly counters behind the server.
@@ -31,6 +37,29 @@ impl StatsRecorder {
     /// Counts a request that could not be read.
     pub(crate) fn record_invalid(&self) {
         self.lock().requests += 1;
+    }
+
+    /// Counts an accepted connection.
+    pub(crate) fn record_connection(&self) {
+        self.lock().connections += 1;
+    }
+
+    /// Counts a model request by the protocol it came over.
+    pub(crate) fn record_protocol(&self, version: axum::http::Version) {
+        use axum::http::Version;
+        let name = match version {
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_11 => "HTTP/1.1",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "other",
+        };
+        let mut stats = self.lock();
+        match stats.by_protocol.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                stats.by_protocol.insert(name.to_owned(), 1);
+            }
+        }
     }
 
     /// Counts a request for `turn` of the conversation opened by `input`.

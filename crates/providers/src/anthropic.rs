@@ -25,8 +25,9 @@ const DEFAULT_MAX_TOKENS: u32 = 1024;
 /// A client for Anthropic's Messages API or a compatible host.
 pub struct AnthropicClient {
     name: String,
-    http: reqwest::Client,
-    url: String,
+    http: crate::http::Lanes,
+    /// Parsed once: every call posts here.
+    url: reqwest::Url,
     /// Marked sensitive, as `bearer_auth` does: kept out of `Debug` output and HPACK tables.
     api_key: Option<HeaderValue>,
     timeout: Duration,
@@ -53,8 +54,29 @@ impl AnthropicClient {
         api_key: Option<String>,
         timeouts: crate::Timeouts,
     ) -> Result<AnthropicClient, Error> {
+        Self::with_options(
+            name,
+            base_url,
+            api_key,
+            timeouts,
+            crate::HttpOptions::default(),
+        )
+    }
+
+    /// Like [`Self::with_timeouts`], with the HTTP protocol to speak.
+    pub fn with_options(
+        name: &str,
+        base_url: &str,
+        api_key: Option<String>,
+        timeouts: crate::Timeouts,
+        options: crate::HttpOptions,
+    ) -> Result<AnthropicClient, Error> {
         let timeout = timeouts.total;
-        let http = timeouts.http_client(name)?;
+        let url = reqwest::Url::parse(&messages_url(base_url)).map_err(|e| Error::Config {
+            provider: name.to_string(),
+            message: format!("base_url is not a valid URL: {e}"),
+        })?;
+        let http = crate::http::Lanes::new(name, &url, timeouts, options)?;
         let api_key = api_key
             .map(|key| {
                 let mut value = HeaderValue::from_str(&key).map_err(|_| Error::Config {
@@ -68,7 +90,7 @@ impl AnthropicClient {
         Ok(AnthropicClient {
             name: name.to_string(),
             http,
-            url: messages_url(base_url),
+            url,
             api_key,
             timeout,
         })
@@ -264,9 +286,10 @@ fn assistant_reply(blocks: Vec<WireBlock>) -> Option<AssistantMessage> {
 #[async_trait]
 impl ModelClient for AnthropicClient {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
-        let mut call = self
-            .http
-            .post(&self.url)
+        let lane = self.http.checkout();
+        let mut call = lane
+            .client()
+            .post(self.url.clone())
             .header("anthropic-version", API_VERSION)
             .json(&body(request));
         if let Some(key) = &self.api_key {

@@ -9,6 +9,7 @@ mod breaker;
 pub mod cassette;
 mod error;
 mod fallback;
+mod http;
 mod openai;
 mod report;
 mod retry;
@@ -22,6 +23,7 @@ pub use anthropic::AnthropicClient;
 pub use breaker::{Breaker, BreakerConfig, BreakerState, CircuitBreaker, breaker_for};
 pub use error::{Error, parse_retry_after};
 pub use fallback::{Fallback, Link};
+pub use http::{DEFAULT_MAX_STREAMS, HttpOptions, HttpVersion};
 pub use openai::OpenAiClient;
 pub use report::{CallEvent, Reporter};
 pub use retry::{Retry, RetryPolicy, jitter};
@@ -46,18 +48,6 @@ impl Timeouts {
             total,
             idle: total,
         }
-    }
-
-    /// An HTTP client with these connect and idle timeouts (the total is enforced per call).
-    pub(crate) fn http_client(&self, provider: &str) -> Result<reqwest::Client, Error> {
-        reqwest::Client::builder()
-            .connect_timeout(self.connect)
-            .read_timeout(self.idle)
-            .build()
-            .map_err(|e| Error::Config {
-                provider: provider.to_string(),
-                message: format!("cannot build HTTP client: {e}"),
-            })
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{ChatRequest, ChatResponse, Error, ModelClient};
 /// A client for one OpenAI-compatible endpoint.
 pub struct OpenAiClient {
     name: String,
-    http: reqwest::Client,
+    http: crate::http::Lanes,
     /// Parsed once: every call posts here.
     url: reqwest::Url,
     api_key: Option<String>,
@@ -40,13 +40,30 @@ impl OpenAiClient {
         api_key: Option<String>,
         timeouts: crate::Timeouts,
     ) -> Result<OpenAiClient, Error> {
+        Self::with_options(
+            name,
+            base_url,
+            api_key,
+            timeouts,
+            crate::HttpOptions::default(),
+        )
+    }
+
+    /// Like [`Self::with_timeouts`], with the HTTP protocol to speak.
+    pub fn with_options(
+        name: &str,
+        base_url: &str,
+        api_key: Option<String>,
+        timeouts: crate::Timeouts,
+        options: crate::HttpOptions,
+    ) -> Result<OpenAiClient, Error> {
         let timeout = timeouts.total;
-        let http = timeouts.http_client(name)?;
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
         let url = reqwest::Url::parse(&url).map_err(|e| Error::Config {
             provider: name.to_string(),
             message: format!("base_url is not a valid URL: {e}"),
         })?;
+        let http = crate::http::Lanes::new(name, &url, timeouts, options)?;
         Ok(OpenAiClient {
             name: name.to_string(),
             http,
@@ -254,8 +271,9 @@ struct WirePromptDetails {
 #[async_trait]
 impl ModelClient for OpenAiClient {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
-        let mut call = self
-            .http
+        let lane = self.http.checkout();
+        let mut call = lane
+            .client()
             .post(self.url.clone())
             .json(&WireRequest::of(request));
         if let Some(key) = &self.api_key {

@@ -192,7 +192,26 @@ pub struct ProviderSpec {
     pub retry: RetrySpec,
     /// The endpoint's circuit breaker.
     pub breaker: BreakerSpec,
+    /// The HTTP protocol spoken to the endpoint.
+    pub http: HttpVersion,
+    /// Calls in flight on one HTTP/2 connection before another is opened.
+    pub http2_max_streams: u32,
 }
+
+/// Which HTTP protocol a provider is spoken to with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTPS negotiates HTTP/2 or HTTP/1.1 with the server; plain HTTP uses HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only; over plain HTTP from the first byte (h2c prior knowledge).
+    Http2,
+}
+
+/// Calls in flight on one HTTP/2 connection unless `http2_max_streams` says otherwise.
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 100;
 
 impl ProviderSpec {
     fn implicit(kind: ProviderKind) -> ProviderSpec {
@@ -202,6 +221,8 @@ impl ProviderSpec {
             api_key_env: None,
             retry: RetrySpec::default(),
             breaker: BreakerSpec::default(),
+            http: HttpVersion::Auto,
+            http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
         }
     }
 }
@@ -270,6 +291,8 @@ struct RawProvider {
     breaker_failure_rate: Option<f64>,
     breaker_window: Option<i64>,
     breaker_cooldown: Option<String>,
+    http: Option<String>,
+    http2_max_streams: Option<i64>,
 }
 
 impl AgentSpec {
@@ -364,6 +387,22 @@ impl RawSpec {
                     "must be the name of an environment variable",
                 ));
             }
+            let http = match raw.http.as_deref() {
+                None | Some("auto") => HttpVersion::Auto,
+                Some("http1") => HttpVersion::Http1,
+                Some("http2") => HttpVersion::Http2,
+                Some(other) => {
+                    return Err(invalid(
+                        at("http"),
+                        format!("unknown HTTP version `{other}` (supported: auto, http1, http2)"),
+                    ));
+                }
+            };
+            let http2_max_streams = positive(
+                raw.http2_max_streams,
+                DEFAULT_HTTP2_MAX_STREAMS,
+                &at("http2_max_streams"),
+            )?;
             providers.insert(
                 key,
                 ProviderSpec {
@@ -372,6 +411,8 @@ impl RawSpec {
                     api_key_env: raw.api_key_env,
                     retry,
                     breaker,
+                    http,
+                    http2_max_streams,
                 },
             );
         }
@@ -634,6 +675,32 @@ primary = "openai:gpt-4o-mini"
             "{MINIMAL}\n[providers.p]\nkind = \"openai\"\nbreaker_failure_rate = 1.5\n"
         ));
         assert!(e.starts_with("providers.p.breaker_failure_rate"), "{e}");
+    }
+
+    #[test]
+    fn http_version_defaults_to_auto_and_bad_values_name_the_key() {
+        let provider = |extra: &str| {
+            format!("{MINIMAL}\n[providers.p]\nkind = \"openai\"\nbase_url = \"http://x\"\n{extra}")
+        };
+        let spec = AgentSpec::parse(&provider("")).unwrap();
+        assert_eq!(spec.providers["p"].http, HttpVersion::Auto);
+        assert_eq!(
+            spec.providers["p"].http2_max_streams,
+            DEFAULT_HTTP2_MAX_STREAMS
+        );
+        let spec = AgentSpec::parse(&provider("http = \"http2\"\nhttp2_max_streams = 8")).unwrap();
+        assert_eq!(spec.providers["p"].http, HttpVersion::Http2);
+        assert_eq!(spec.providers["p"].http2_max_streams, 8);
+        let e = err(&provider("http = \"http3\""));
+        assert_eq!(
+            e,
+            "providers.p.http: unknown HTTP version `http3` (supported: auto, http1, http2)"
+        );
+        let e = err(&provider("http2_max_streams = 0"));
+        assert!(
+            e.starts_with("providers.p.http2_max_streams: must be a positive number, got 0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod clients;
 mod headers;
+mod http2;
 
 use std::time::Duration;
 
