@@ -15,11 +15,11 @@ pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use chassis_core::{Event, RunStatus};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
@@ -38,6 +38,12 @@ pub enum Sync {
 
 /// Most writes one commit takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 1024;
+
+/// How long the writer gathers writes for one commit once several runs are writing at once
+/// (see `write_loop`). Each run's step waits at most this much longer for its append, which
+/// the engine overlaps with the next model call; in exchange the fixed cost of a commit (the
+/// fsync, the WAL header, the transaction) is shared by every write that arrived meanwhile.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// A write prepared off the writer thread: events already encoded.
 enum Op {
@@ -213,14 +219,22 @@ fn now_ms() -> i64 {
 }
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
+    let mut last_batch = 0;
     while let Ok(first) = rx.recv() {
+        let began = Instant::now();
         let mut requests = vec![first];
-        while requests.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => requests.push(request),
-                Err(_) => break,
+        drain(&rx, &mut requests);
+        // Writes arriving together mean several runs are writing: give the rest of them a
+        // moment to arrive, so they share this commit's fsync and fixed cost. A lone writer
+        // (one run at a time) never waits.
+        if last_batch > 1 || requests.len() > 1 {
+            let remaining = GATHER.saturating_sub(began.elapsed());
+            if !remaining.is_zero() && requests.len() < MAX_BATCH {
+                std::thread::sleep(remaining);
+                drain(&rx, &mut requests);
             }
         }
+        last_batch = requests.len();
         let (ops, replies): (Vec<Op>, Vec<_>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
         let results = commit(&mut conn, &ops, path);
@@ -231,6 +245,22 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
     }
 }
 
+/// Takes every request already waiting, up to [`MAX_BATCH`].
+fn drain(rx: &mpsc::Receiver<Request>, requests: &mut Vec<Request>) {
+    while requests.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(request) => requests.push(request),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs one of the transaction-control statements, prepared once per connection (rusqlite's
+/// `Transaction` and `Savepoint` parse theirs again on every use).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Commits every write it can in one transaction; returns one result per write.
 fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Error>> {
     let db_err = |e: rusqlite::Error| Error::Database {
@@ -238,24 +268,39 @@ fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Err
         message: e.to_string(),
     };
     let now = now_ms();
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
-        }
-    };
-    let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        let result = match tx.savepoint() {
-            Ok(sp) => match apply(&sp, op, now) {
-                Ok(done) => sp.commit().map(|()| done).map_err(db_err),
-                Err(e) => Err(e.into_error(path)),
-            },
-            Err(e) => Err(db_err(e)),
-        };
-        results.push(result);
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
+        return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
     }
-    if let Err(e) = tx.commit() {
+    let results: Vec<Result<Done, Error>> = if let [op] = ops {
+        // A write alone needs no savepoint: if it is refused, the whole transaction goes.
+        match apply(conn, op, now) {
+            Ok(done) => vec![Ok(done)],
+            Err(e) => {
+                let _ = control(conn, "ROLLBACK");
+                return vec![Err(e.into_error(path))];
+            }
+        }
+    } else {
+        ops.iter()
+            .map(|op| {
+                // Each write in its own savepoint: a refused one leaves its neighbours be.
+                control(conn, "SAVEPOINT op").map_err(db_err)?;
+                let refused = match apply(conn, op, now) {
+                    Ok(done) => match control(conn, "RELEASE op") {
+                        Ok(()) => return Ok(done),
+                        Err(e) => db_err(e),
+                    },
+                    Err(e) => e.into_error(path),
+                };
+                control(conn, "ROLLBACK TO op")
+                    .and_then(|()| control(conn, "RELEASE op"))
+                    .map_err(db_err)?;
+                Err(refused)
+            })
+            .collect()
+    };
+    if let Err(e) = control(conn, "COMMIT") {
+        let _ = control(conn, "ROLLBACK");
         return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
     }
     results
@@ -607,5 +652,82 @@ impl Journal for SqliteJournal {
     async fn wait_for_work(&self, timeout: Duration) {
         // Nothing tells this process when another one makes a run runnable: poll.
         tokio::time::sleep(timeout).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(run_id: &str, expected: Option<u64>, events: usize) -> Op {
+        Op::Append {
+            run_id: run_id.to_string(),
+            expected,
+            agent: "a".to_string(),
+            encoded: (0..events).map(|i| format!("{{\"n\":{i}}}")).collect(),
+            status: None,
+            token: None,
+        }
+    }
+
+    fn events_of(conn: &Connection, run_id: &str) -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM events WHERE run_id = ?1",
+            params![run_id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    fn seq(result: &Result<Done, Error>) -> Option<u64> {
+        match result {
+            Ok(Done::Seq(seq)) => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// A refused write in a batch leaves the writes around it committed; a refused write
+    /// alone commits nothing.
+    #[test]
+    fn a_refused_write_takes_only_itself_out_of_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(SqliteJournal::open(&path, Sync::Normal).unwrap());
+        let mut conn = connect(&path, Sync::Normal).unwrap();
+        let p = path.display().to_string();
+
+        let created = commit(&mut conn, &[append("r1", None, 1)], &p);
+        assert_eq!(seq(&created[0]), Some(1));
+        let batch = [
+            append("r1", Some(1), 2),
+            append("r1", Some(1), 5),
+            append("r2", None, 1),
+            append("r1", Some(3), 1),
+        ];
+        let results = commit(&mut conn, &batch, &p);
+        assert_eq!(seq(&results[0]), Some(3));
+        assert!(
+            matches!(
+                &results[1],
+                Err(Error::SequenceConflict {
+                    expected: 1,
+                    actual: 3,
+                    ..
+                })
+            ),
+            "{:?}",
+            results[1].as_ref().err()
+        );
+        assert_eq!(seq(&results[2]), Some(1));
+        assert_eq!(seq(&results[3]), Some(4));
+        assert_eq!(events_of(&conn, "r1"), 4);
+        assert_eq!(events_of(&conn, "r2"), 1);
+
+        let alone = commit(&mut conn, &[append("r1", Some(2), 3)], &p);
+        assert!(matches!(&alone[0], Err(Error::SequenceConflict { .. })));
+        assert_eq!(events_of(&conn, "r1"), 4);
+        // The connection is usable again: no transaction was left open.
+        let next = commit(&mut conn, &[append("r1", Some(4), 1)], &p);
+        assert_eq!(seq(&next[0]), Some(5));
     }
 }
