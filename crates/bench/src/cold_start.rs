@@ -49,7 +49,11 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         bench.chassis.display()
     ));
     let responder = Responder::start(bench)?;
-    let spec = bench.fixture.spec("cold-start", &responder.base_url)?;
+    // The responder speaks HTTP/1.1 only.
+    let spec =
+        bench
+            .fixture
+            .spec_with("cold-start", &responder.base_url, crate::HttpVersion::Http1)?;
     let db = bench.fixture.db("cold-start");
 
     let mut first_request = Vec::with_capacity(iters);

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chassis_core::spec::HttpVersion;
 use chassis_engine::Agent;
 use serde_json::json;
 
@@ -25,11 +26,16 @@ pub(crate) struct Fixture {
     _temp: tempfile::TempDir,
     root: PathBuf,
     script: PathBuf,
+    http: HttpVersion,
 }
 
 impl Fixture {
     /// Writes the prompt, the note and a script with a scenario for each of `steps`.
-    pub(crate) fn new(dir: Option<&Path>, steps: &[u32]) -> Result<Fixture, Error> {
+    pub(crate) fn new(
+        dir: Option<&Path>,
+        steps: &[u32],
+        http: HttpVersion,
+    ) -> Result<Fixture, Error> {
         let temp = match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
@@ -62,6 +68,7 @@ impl Fixture {
             _temp: temp,
             root,
             script,
+            http,
         })
     }
 
@@ -85,8 +92,25 @@ impl Fixture {
         format!("Summarize the note. [steps={steps}]")
     }
 
-    /// Writes `agent-NAME.toml` pointing at `base_url`; returns its path.
+    /// The HTTP protocol the agents speak to the mock.
+    pub(crate) fn http(&self) -> HttpVersion {
+        self.http
+    }
+
+    /// Writes `agent-NAME.toml` pointing at `base_url`, spoken to with the fixture's HTTP
+    /// protocol; returns its path.
     pub(crate) fn spec(&self, name: &str, base_url: &str) -> Result<PathBuf, Error> {
+        self.spec_with(name, base_url, self.http)
+    }
+
+    /// Like [`Fixture::spec`], with another HTTP protocol.
+    pub(crate) fn spec_with(
+        &self,
+        name: &str,
+        base_url: &str,
+        http: HttpVersion,
+    ) -> Result<PathBuf, Error> {
+        let http = crate::http_name(http);
         let path = self.root.join(format!("agent-{name}.toml"));
         // One attempt and a long timeout: a benchmark must not hide failures behind retries,
         // and thousands of queued requests may wait a while.
@@ -104,6 +128,7 @@ timeout = "600s"
 kind = "openai"
 base_url = "{base_url}"
 max_attempts = 1
+http = "{http}"
 
 [limits]
 max_steps = 100000

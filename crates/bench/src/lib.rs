@@ -27,6 +27,7 @@ mod throughput;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use chassis_core::spec::HttpVersion;
 pub use error::Error;
 pub use report::{Figure, Report, Target, Unit};
 
@@ -109,6 +110,17 @@ pub struct Options {
     /// Where journals and agent files go; a fresh temporary directory when `None`.
     /// It should be on the disk whose fsync is being measured (not tmpfs).
     pub dir: Option<PathBuf>,
+    /// The HTTP protocol the runs speak to the mock model.
+    pub http: HttpVersion,
+}
+
+/// How `version` is spelled in an agent spec.
+fn http_name(version: HttpVersion) -> &'static str {
+    match version {
+        HttpVersion::Auto => "auto",
+        HttpVersion::Http1 => "http1",
+        HttpVersion::Http2 => "http2",
+    }
 }
 
 /// How big each benchmark is.
@@ -217,7 +229,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     .into_iter()
     .chain(JOURNAL_STEPS)
     .collect();
-    let fixture = Fixture::new(options.dir.as_deref(), &steps)?;
+    let fixture = Fixture::new(options.dir.as_deref(), &steps, options.http)?;
     let mut report = Report::new(report::Context {
         machine,
         build: if cfg!(debug_assertions) {
@@ -226,6 +238,10 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             "release"
         },
         pinning: pinning.describe(),
+        http: match options.http {
+            HttpVersion::Http2 => "HTTP/2 (h2c)",
+            _ => "HTTP/1.1",
+        },
         dir: fixture.root().display().to_string(),
         quick: options.quick,
         load: (load, String::new()),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{self, complete};
 use crate::measure::{self, median, ms, quantile};
-use crate::{Bench, Error, Figure, Target, Unit};
+use crate::{Bench, Error, Figure, HttpVersion, Target, Unit};
 
 /// The target for durable overhead, in milliseconds.
 const TARGET_MS: f64 = 0.5;
@@ -146,7 +146,8 @@ async fn measure_mode(
             bodies.len()
         )));
     }
-    let round_trips = http_baseline(base_url, &bodies, sizes.baseline_reps).await?;
+    let round_trips =
+        http_baseline(base_url, bench.fixture.http(), &bodies, sizes.baseline_reps).await?;
     let http_total: f64 = round_trips.iter().sum();
     let per = f64::from(steps);
     let append = append_cost(&journal, &last_run, sizes.overhead_runs.max(10)).await?;
@@ -258,11 +259,22 @@ fn wire_message(message: &Message) -> Value {
 }
 
 /// Median round trip of each body, in milliseconds, over `reps` passes after one warm-up pass.
-async fn http_baseline(base_url: &str, bodies: &[Vec<u8>], reps: usize) -> Result<Vec<f64>, Error> {
+async fn http_baseline(
+    base_url: &str,
+    http: HttpVersion,
+    bodies: &[Vec<u8>],
+    reps: usize,
+) -> Result<Vec<f64>, Error> {
     // Built as the provider builds its client.
-    let client = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .build()?;
+        .tcp_nodelay(true);
+    let client = match http {
+        HttpVersion::Http2 => builder.http2_prior_knowledge(),
+        HttpVersion::Http1 => builder.http1_only(),
+        HttpVersion::Auto => builder,
+    }
+    .build()?;
     let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
     let mut samples = vec![Vec::with_capacity(reps); bodies.len()];
     for pass in 0..=reps {

@@ -99,6 +99,8 @@ pub(crate) struct Context {
     pub(crate) machine: String,
     pub(crate) build: &'static str,
     pub(crate) pinning: String,
+    /// The HTTP protocol spoken to the mock model.
+    pub(crate) http: &'static str,
     pub(crate) dir: String,
     pub(crate) quick: bool,
     /// Load averages before and after the benchmarks.
@@ -141,6 +143,7 @@ impl Report {
         let _ = writeln!(out, "chassis bench ({} build)", ctx.build);
         let _ = writeln!(out, "machine:  {}", ctx.machine);
         let _ = writeln!(out, "cpus:     {}", ctx.pinning);
+        let _ = writeln!(out, "http:     {} to the mock model", ctx.http);
         let _ = writeln!(out, "journals: {}", ctx.dir);
         let _ = writeln!(
             out,

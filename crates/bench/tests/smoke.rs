@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chassis_bench::{Group, Options};
+use chassis_bench::{Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
 const EXPECTED: [&str; 19] = [
@@ -38,11 +38,13 @@ fn quick_mode_prints_every_figure() {
         pin: false,
         only: Vec::new(),
         dir: None,
+        http: HttpVersion::Http2,
     };
     let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
         .expect("the quick benchmark runs");
     let table = report.render();
     println!("{table}");
+    assert!(table.contains("http:     HTTP/2 (h2c)"), "{table}");
 
     for group in Group::ALL {
         assert!(

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use chassis_bench::{Group, Options};
+use chassis_bench::{Group, HttpVersion, Options};
 
 use crate::exit::UsageError;
 
@@ -22,6 +22,10 @@ pub struct Args {
     /// Directory for the benchmark's journals (put it on the disk to measure; not tmpfs)
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// HTTP protocol spoken to the mock model: http2 (h2c, as hosted providers are spoken to
+    /// over HTTPS) or http1 (one connection per call in flight)
+    #[arg(long, value_name = "VERSION", default_value = "http2", value_parser = ["http1", "http2"])]
+    http: String,
 }
 
 /// Runs the benchmarks and prints the table on stdout; progress goes to stderr.
@@ -47,6 +51,11 @@ pub async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
         pin: !args.no_pin,
         only,
         dir: args.dir,
+        http: if args.http == "http1" {
+            HttpVersion::Http1
+        } else {
+            HttpVersion::Http2
+        },
     };
     // The benchmarks build runtimes of their own, which cannot nest inside this one.
     let report = tokio::task::spawn_blocking(move || {
