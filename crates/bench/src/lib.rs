@@ -112,6 +112,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// The HTTP protocol the runs speak to the mock model.
     pub http: HttpVersion,
+    /// Concurrency levels of the throughput group; its standard levels when empty.
+    pub levels: Vec<usize>,
 }
 
 /// How `version` is spelled in an agent spec.
@@ -200,7 +202,10 @@ const MEMORY_STEPS: u32 = 2;
 
 /// Runs the selected groups and returns their figures; `progress` hears what is happening.
 pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> {
-    let sizes = Sizes::new(options.quick);
+    let mut sizes = Sizes::new(options.quick);
+    if !options.levels.is_empty() {
+        sizes.throughput_levels = options.levels.clone();
+    }
     // Memory goes first: its base RSS is meant to be that of a fresh process, and the heap
     // that 10,000 concurrent runs leave behind would be counted in it otherwise.
     let groups: Vec<Group> = Group::RUN_ORDER

@@ -39,6 +39,7 @@ fn quick_mode_prints_every_figure() {
         only: Vec::new(),
         dir: None,
         http: HttpVersion::Http2,
+        levels: Vec::new(),
     };
     let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
         .expect("the quick benchmark runs");

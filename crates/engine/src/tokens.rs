@@ -21,8 +21,7 @@ pub fn upper_bound(state: &RunState) -> u64 {
         .tools
         .iter()
         .map(|t| {
-            (t.name.len() + t.description.len() + t.parameters.to_string().len()) as u64
-                + PER_MESSAGE
+            (t.name.len() + t.description.len()) as u64 + json_len(&t.parameters) + PER_MESSAGE
         })
         .sum();
     let messages: u64 = state
@@ -31,6 +30,25 @@ pub fn upper_bound(state: &RunState) -> u64 {
         .map(|m| content_len(m) as u64 + PER_MESSAGE)
         .sum();
     messages + tools + PER_REQUEST
+}
+
+/// The length of `value` as compact JSON, counted without building the text (this runs
+/// before every call).
+fn json_len(value: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// A count with the model's tokenizer when chassis has it (OpenAI model families), plus the
@@ -158,5 +176,11 @@ mod tests {
             }
         }
         assert!(precise(&state("x"), "anthropic:claude-haiku-4-5").is_none());
+    }
+
+    #[test]
+    fn json_len_is_the_length_of_the_compact_text() {
+        let value = serde_json::json!({"type": "object", "properties": {"path": {"type": "string", "description": "naïve ☕"}}});
+        assert_eq!(json_len(&value), value.to_string().len() as u64);
     }
 }

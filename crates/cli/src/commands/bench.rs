@@ -26,6 +26,9 @@ pub struct Args {
     /// over HTTPS) or http1 (one connection per call in flight)
     #[arg(long, value_name = "VERSION", default_value = "http2", value_parser = ["http1", "http2"])]
     http: String,
+    /// Concurrency levels of the throughput group (comma-separated), e.g. `1000` to profile one
+    #[arg(long, value_delimiter = ',', value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    levels: Vec<u64>,
 }
 
 /// Runs the benchmarks and prints the table on stdout; progress goes to stderr.
@@ -51,6 +54,7 @@ pub async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
         pin: !args.no_pin,
         only,
         dir: args.dir,
+        levels: args.levels.iter().map(|&n| n as usize).collect(),
         http: if args.http == "http1" {
             HttpVersion::Http1
         } else {
