@@ -39,11 +39,16 @@ pub enum Sync {
 /// Most writes one commit takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 1024;
 
-/// How long the writer gathers writes for one commit once several runs are writing at once
-/// (see `write_loop`). Each run's step waits at most this much longer for its append, which
-/// the engine overlaps with the next model call; in exchange the fixed cost of a commit (the
-/// fsync, the WAL header, the transaction) is shared by every write that arrived meanwhile.
-const GATHER: Duration = Duration::from_millis(1);
+/// How long the writer gathers writes for one commit at most, once several runs are writing
+/// at once (see `write_loop`). A step's append waits at most this much longer, and the engine
+/// overlaps it with the next model call; in exchange the fixed cost of a commit (the fsync,
+/// the WAL frames of shared pages, the transaction) is shared by every write that arrived
+/// meanwhile.
+/// BENCHMARKS.md has what the window buys at each concurrency.
+const GATHER: Duration = Duration::from_millis(3);
+
+/// Gathering stops after a slice of this length that brought no write.
+const GATHER_SLICE: Duration = Duration::from_micros(200);
 
 /// A write prepared off the writer thread: events already encoded.
 enum Op {
@@ -221,18 +226,13 @@ fn now_ms() -> i64 {
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
     let mut last_batch = 0;
     while let Ok(first) = rx.recv() {
-        let began = Instant::now();
         let mut requests = vec![first];
         drain(&rx, &mut requests);
-        // Writes arriving together mean several runs are writing: give the rest of them a
-        // moment to arrive, so they share this commit's fsync and fixed cost. A lone writer
-        // (one run at a time) never waits.
+        // Writes arriving together mean several runs are writing: give the others a moment
+        // to arrive, so they share this commit's fsync and fixed cost. A lone writer (one run
+        // at a time) never waits, and the wait ends as soon as writes stop arriving.
         if last_batch > 1 || requests.len() > 1 {
-            let remaining = GATHER.saturating_sub(began.elapsed());
-            if !remaining.is_zero() && requests.len() < MAX_BATCH {
-                std::thread::sleep(remaining);
-                drain(&rx, &mut requests);
-            }
+            gather(&rx, &mut requests);
         }
         last_batch = requests.len();
         let (ops, replies): (Vec<Op>, Vec<_>) =
@@ -241,6 +241,20 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away (cancelled); its write is still durable.
             let _ = reply.send(result);
+        }
+    }
+}
+
+/// Waits for more writes in slices of [`GATHER_SLICE`], while each slice brings some, for at
+/// most [`GATHER`] in all.
+fn gather(rx: &mpsc::Receiver<Request>, requests: &mut Vec<Request>) {
+    let began = Instant::now();
+    while requests.len() < MAX_BATCH && began.elapsed() + GATHER_SLICE <= GATHER {
+        std::thread::sleep(GATHER_SLICE);
+        let before = requests.len();
+        drain(rx, requests);
+        if requests.len() == before {
+            break;
         }
     }
 }
