@@ -249,6 +249,11 @@ pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
         .await
         .unwrap();
     journal.append("b", 1, &[waiting()]).await.unwrap();
+    // Events that change no status still count in the run's length.
+    journal
+        .append("c", 1, &[requested(1), requested(2)])
+        .await
+        .unwrap();
 
     let all = journal.list(&ListFilter::default()).await.unwrap();
     assert_eq!(all.len(), 3);
@@ -279,6 +284,8 @@ pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
         .unwrap();
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].status, RunStatus::Running);
+    assert_eq!(other[0].last_seq, 3);
+    assert!(other[0].updated_ms >= other[0].created_ms, "{:?}", other[0]);
     let limited = journal
         .list(&ListFilter {
             limit: Some(2),

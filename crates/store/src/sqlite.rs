@@ -399,7 +399,7 @@ fn apply(conn: &Connection, op: &Op, now: i64) -> Result<Done, ApplyError> {
                      WHERE run_id = ?1 AND status NOT IN ('completed', 'failed')",
                 )?
                 .execute(params![run_id, at_ms])?;
-            if changed == 0 && last_seq(conn, run_id)?.is_none() {
+            if changed == 0 && !run_exists(conn, run_id)? {
                 return Err(ApplyError::Journal(Error::RunNotFound(run_id.clone())));
             }
             Ok(Done::Nothing)
@@ -413,10 +413,17 @@ fn lease_lost(run_id: &str) -> ApplyError {
     })
 }
 
-fn last_seq(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<u64>> {
-    conn.prepare_cached("SELECT last_seq FROM runs WHERE run_id = ?1")?
+fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
+        .exists(params![run_id])
+}
+
+/// The sequence number of the run's last event (0 when it has none).
+fn last_seq(conn: &Connection, run_id: &str) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT seq FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")?
         .query_row(params![run_id], |row| row.get(0))
         .optional()
+        .map(Option::unwrap_or_default)
 }
 
 #[allow(
@@ -433,16 +440,19 @@ fn append(
     token: Option<u64>,
     now: i64,
 ) -> Result<u64, ApplyError> {
-    let current: Option<(u64, Option<i64>)> = conn
-        .prepare_cached("SELECT last_seq, lease_token FROM runs WHERE run_id = ?1")?
-        .query_row(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let held: Option<Option<i64>> = conn
+        .prepare_cached("SELECT lease_token FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| row.get(0))
         .optional()?;
+    let current = match held {
+        Some(held) => Some((last_seq(conn, run_id)?, held)),
+        None => None,
+    };
     let start = match (expected, current) {
         (None, None) => {
             conn.prepare_cached(
-                "INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
-                                   wake_at_ms)
-                 VALUES (?1, ?2, 'running', 0, ?3, ?3, ?3)",
+                "INSERT INTO runs (run_id, agent, status, created_ms, wake_at_ms)
+                 VALUES (?1, ?2, 'running', ?3, ?3)",
             )?
             .execute(params![run_id, agent, now])?;
             0
@@ -470,19 +480,12 @@ fn append(
         seq += 1;
         insert.execute(params![run_id, seq, now, data])?;
     }
-    match status {
-        Some(status) => {
-            let wake_at = (status == RunStatus::Running).then_some(now);
-            conn.prepare_cached(
-                "UPDATE runs SET last_seq = ?2, updated_ms = ?3, status = ?4, wake_at_ms = ?5
-                 WHERE run_id = ?1",
-            )?
-            .execute(params![run_id, seq, now, status.as_str(), wake_at])?
-        }
-        None => conn
-            .prepare_cached("UPDATE runs SET last_seq = ?2, updated_ms = ?3 WHERE run_id = ?1")?
-            .execute(params![run_id, seq, now])?,
-    };
+    // Only a change of status touches the runs row; the run's length is its last event.
+    if let Some(status) = status {
+        let wake_at = (status == RunStatus::Running).then_some(now);
+        conn.prepare_cached("UPDATE runs SET status = ?2, wake_at_ms = ?3 WHERE run_id = ?1")?
+            .execute(params![run_id, status.as_str(), wake_at])?;
+    }
     Ok(seq)
 }
 
@@ -586,9 +589,12 @@ impl Journal for SqliteJournal {
             };
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT run_id, agent, status, last_seq, created_ms, updated_ms FROM runs
+                    "SELECT runs.run_id, agent, status, coalesce(last.seq, 0), created_ms,
+                            coalesce(last.at_ms, created_ms)
+                     FROM runs LEFT JOIN events AS last ON last.run_id = runs.run_id
+                         AND last.seq = (SELECT max(seq) FROM events WHERE run_id = runs.run_id)
                      WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent = ?2)
-                     ORDER BY created_ms DESC, run_id DESC LIMIT ?3",
+                     ORDER BY created_ms DESC, runs.run_id DESC LIMIT ?3",
                 )
                 .map_err(db_err)?;
             let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);

@@ -120,7 +120,7 @@ async fn an_old_file_is_migrated_and_its_running_runs_become_claimable() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]
@@ -139,14 +139,14 @@ async fn a_file_from_a_newer_chassis_is_refused_untouched() {
             err,
             Error::SchemaTooNew {
                 found: 7,
-                supported: 2
+                supported: 3
             }
         ),
         "{err}"
     );
     assert_eq!(
         err.to_string(),
-        "journal schema version 7 is newer than this chassis supports (2); upgrade chassis"
+        "journal schema version 7 is newer than this chassis supports (3); upgrade chassis"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);
     let names: Vec<String> = std::fs::read_dir(dir.path())

@@ -1059,12 +1059,12 @@ fn db_migrate_prints_the_schema_version() {
     let out = run(chassis(&db).args(["db", "migrate"]));
     out.expect_code(0);
     assert!(
-        out.stdout.contains("schema version 2") && out.stdout.contains("new.db"),
+        out.stdout.contains("schema version 3") && out.stdout.contains("new.db"),
         "{out:#?}"
     );
     let out = run(chassis(&db).args(["db", "migrate", "--json"]));
     out.expect_code(0);
-    assert_eq!(out.json()["schema_version"], 2);
+    assert_eq!(out.json()["schema_version"], 3);
     // Read commands still refuse a missing file instead of creating it.
     let missing = dir.path().join("missing.db");
     let out = run(chassis(&missing).arg("runs"));

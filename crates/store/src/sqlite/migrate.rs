@@ -38,6 +38,12 @@ const MIGRATIONS: &[&str] = &[
     UPDATE runs SET wake_at_ms = updated_ms WHERE status = 'running';
     CREATE INDEX runs_runnable ON runs (wake_at_ms) WHERE wake_at_ms IS NOT NULL;
     ",
+    // 3: a run's length and last write are read from its events, so an append that changes
+    // no status writes only event pages (the runs row was one more WAL page per commit).
+    "
+    ALTER TABLE runs DROP COLUMN last_seq;
+    ALTER TABLE runs DROP COLUMN updated_ms;
+    ",
 ];
 
 /// The schema version this build writes.
