@@ -98,9 +98,11 @@ impl Engine {
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(&lease.run_id, &state));
         }
-        let agent = Agent::load(std::path::Path::new(&state.spec_path)).await?;
+        // Boxed: loading (MCP servers, schemas) is a large future that would otherwise stay
+        // part of this one for as long as the run is driven.
+        let agent = Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?;
         let outcome = self
-            .resume_inner(&agent, &lease.run_id, state, Some(lease))
+            .resume_inner(&agent, &lease.run_id, Box::new(state), Some(lease))
             .await;
         agent.alerts.drain(std::time::Duration::from_secs(5)).await;
         outcome
@@ -132,7 +134,7 @@ impl Engine {
         agent: &Agent,
         input: &str,
         tags: BTreeMap<String, String>,
-    ) -> Result<(String, RunState), Error> {
+    ) -> Result<(String, Box<RunState>), Error> {
         let system = agent.render_system(input)?;
         let run_id = new_run_id();
         let started = Event::RunStarted {
@@ -157,7 +159,9 @@ impl Engine {
             .redactor
             .merged(&agent.redactor())
             .redact_event(started);
-        let mut state = RunState::default();
+        // Boxed: the state travels through every future that drives the run, and a box is
+        // one pointer in each of them rather than a copy of the whole state.
+        let mut state = Box::<RunState>::default();
         apply(&run_id, &mut state, &started)?;
         self.journal
             .create(
@@ -189,7 +193,9 @@ impl Engine {
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
-        let agent = Agent::load(std::path::Path::new(&state.spec_path)).await?;
+        // Boxed: loading (MCP servers, schemas) is a large future that would otherwise stay
+        // part of this one for as long as the run is driven.
+        let agent = Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?;
         let outcome = self.resume_with(&agent, run_id, state).await;
         // Alerts of this run are delivered (bounded) before the agent they belong to goes.
         agent.alerts.drain(std::time::Duration::from_secs(5)).await;
@@ -227,14 +233,15 @@ impl Engine {
         run_id: &str,
         state: RunState,
     ) -> Result<RunOutcome, Error> {
-        self.resume_inner(agent, run_id, state, None).await
+        self.resume_inner(agent, run_id, Box::new(state), None)
+            .await
     }
 
     async fn resume_inner(
         &self,
         agent: &Agent,
         run_id: &str,
-        state: RunState,
+        state: Box<RunState>,
         lease: Option<&Lease>,
     ) -> Result<RunOutcome, Error> {
         if state.status.is_terminal() {
@@ -269,7 +276,7 @@ impl Engine {
         &self,
         agent: &Agent,
         run_id: &str,
-        state: RunState,
+        state: Box<RunState>,
         lease: Option<&Lease>,
     ) -> Result<RunOutcome, Error> {
         // Every log line while the run is driven carries its id, agent and step.
@@ -286,7 +293,7 @@ impl Engine {
         &self,
         agent: &Agent,
         run_id: &str,
-        state: RunState,
+        state: Box<RunState>,
         lease: Option<&Lease>,
     ) -> Result<RunOutcome, Error> {
         let mut run = Step::new(self, agent, run_id, state, lease);
@@ -485,7 +492,7 @@ fn apply(run_id: &str, state: &mut RunState, event: &Event) -> Result<(), Error>
 struct Step<'e> {
     engine: &'e Engine,
     run_id: &'e str,
-    state: RunState,
+    state: Box<RunState>,
     unflushed: Vec<Event>,
     lease: Option<&'e Lease>,
     redactor: Redactor,
@@ -496,7 +503,7 @@ impl<'e> Step<'e> {
         engine: &'e Engine,
         agent: &Agent,
         run_id: &'e str,
-        state: RunState,
+        state: Box<RunState>,
         lease: Option<&'e Lease>,
     ) -> Step<'e> {
         Step {
