@@ -74,7 +74,7 @@ impl InFlight {
 impl Observer for InFlight {
     fn on_event(&self, _run_id: &str, _state: &chassis_core::RunState, event: &Event) {
         match event {
-            Event::RunStarted { .. } => InFlight::up(&self.open, &self.open_peak),
+            Event::RunStarted(_) => InFlight::up(&self.open, &self.open_peak),
             Event::RunCompleted { .. } | Event::RunFailed { .. } => {
                 self.open.fetch_sub(1, Ordering::Relaxed);
             }

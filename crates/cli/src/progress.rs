@@ -38,14 +38,11 @@ pub fn clip(text: &str, max: usize) -> String {
 /// One human line for an event; `None` for events not worth a line.
 pub fn describe(run_id: &str, event: &Event) -> Option<String> {
     Some(match event {
-        Event::RunStarted {
-            agent,
-            model,
-            tools,
-            ..
-        } => format!(
-            "▶ {run_id} started: agent {agent}, model {model}, {} tool(s)",
-            tools.len()
+        Event::RunStarted(start) => format!(
+            "▶ {run_id} started: agent {}, model {}, {} tool(s)",
+            start.agent,
+            start.model,
+            start.tools.len()
         ),
         Event::ModelRequested {
             step,

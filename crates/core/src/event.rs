@@ -16,55 +16,10 @@ use crate::tool::{RiskClass, ToolDef};
 /// One journaled fact about a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "run_started is large and journaled once per run; boxing it would burden every match"
-)]
 pub enum Event {
     /// The run was created; carries everything needed to rebuild its first context.
-    RunStarted {
-        /// Agent name from the spec.
-        agent: String,
-        /// Absolute path of the spec file, used to reload tools and provider on resume.
-        spec_path: String,
-        /// The run's input (the first user message).
-        input: String,
-        /// The rendered system prompt.
-        system: String,
-        /// `provider:model` used for model calls.
-        model: String,
-        /// `provider:model` of each fallback, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        fallbacks: Vec<String>,
-        /// Tools offered to the model; shared, not copied, by every run of an agent and its
-        /// folded state.
-        tools: std::sync::Arc<[ToolDef]>,
-        /// The run's hard limits and the action at each.
-        limits: Limits,
-        /// `max_tokens` sent with every model call: the worst-case output of one call.
-        max_tokens: u32,
-        /// Prices of the chain's models (`provider:model` → price); a model absent here has
-        /// no known price.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        prices: BTreeMap<String, Price>,
-        /// When the run started (ms since the epoch), for wall-time limits.
-        at_ms: u64,
-        /// Fingerprint of the agent version (spec, prompt, tools, models): a short hash.
-        #[serde(default)]
-        version: String,
-        /// The spec's human label for the version, `[agent] version`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        version_label: Option<String>,
-        /// Which calls wait for a human.
-        #[serde(default)]
-        approvals: ApprovalPolicy,
-        /// Labels the starter attached (e.g. `eval.suite`), for grouping and filtering.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        tags: BTreeMap<String, String>,
-        /// How many times invalid tool calls go back to the model before it is given up on.
-        #[serde(default = "default_max_repairs")]
-        max_repairs: u32,
-    },
+    /// Boxed: it is several times the size of any other event, which would all be as large.
+    RunStarted(Box<RunStart>),
     /// A model call is about to be made (its context is the fold so far).
     ModelRequested {
         /// Step number, counting from 1.
@@ -316,6 +271,53 @@ pub enum Event {
     },
 }
 
+/// What `run_started` records: everything needed to rebuild a run's first context, and the
+/// policy it runs under. Serialized flat, beside the event's `kind`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStart {
+    /// Agent name from the spec.
+    pub agent: String,
+    /// Absolute path of the spec file, used to reload tools and provider on resume.
+    pub spec_path: String,
+    /// The run's input (the first user message).
+    pub input: String,
+    /// The rendered system prompt.
+    pub system: String,
+    /// `provider:model` used for model calls.
+    pub model: String,
+    /// `provider:model` of each fallback, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// Tools offered to the model; shared, not copied, by every run of an agent and its
+    /// folded state.
+    pub tools: std::sync::Arc<[ToolDef]>,
+    /// The run's hard limits and the action at each.
+    pub limits: Limits,
+    /// `max_tokens` sent with every model call: the worst-case output of one call.
+    pub max_tokens: u32,
+    /// Prices of the chain's models (`provider:model` → price); a model absent here has
+    /// no known price.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, Price>,
+    /// When the run started (ms since the epoch), for wall-time limits.
+    pub at_ms: u64,
+    /// Fingerprint of the agent version (spec, prompt, tools, models): a short hash.
+    #[serde(default)]
+    pub version: String,
+    /// The spec's human label for the version, `[agent] version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_label: Option<String>,
+    /// Which calls wait for a human.
+    #[serde(default)]
+    pub approvals: ApprovalPolicy,
+    /// Labels the starter attached (e.g. `eval.suite`), for grouping and filtering.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// How many times invalid tool calls go back to the model before it is given up on.
+    #[serde(default = "default_max_repairs")]
+    pub max_repairs: u32,
+}
+
 /// Invalid tool calls sent back to the model before it is given up on, unless the spec says.
 pub const DEFAULT_MAX_REPAIRS: u32 = 2;
 
@@ -327,7 +329,7 @@ impl Event {
     /// The `kind` tag as stored in the journal.
     pub fn kind(&self) -> &'static str {
         match self {
-            Event::RunStarted { .. } => "run_started",
+            Event::RunStarted(_) => "run_started",
             Event::ModelRequested { .. } => "model_requested",
             Event::ModelResponded { .. } => "model_responded",
             Event::ModelAttemptFailed { .. } => "model_attempt_failed",
@@ -352,5 +354,40 @@ impl Event {
             Event::RunCompleted { .. } => "run_completed",
             Event::RunFailed { .. } => "run_failed",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Boxing the payload must not change the journal: `run_started` stays one flat object
+    /// with its `kind`, as journals written before the box hold it.
+    #[test]
+    fn run_started_is_journaled_flat_beside_its_kind() {
+        let written = json!({
+            "kind": "run_started",
+            "agent": "desk",
+            "spec_path": "/srv/desk/agent.toml",
+            "input": "hi",
+            "system": "Be brief.",
+            "model": "openai:gpt-4o-mini",
+            "tools": [],
+            "limits": serde_json::to_value(Limits::default()).unwrap(),
+            "max_tokens": 512,
+            "at_ms": 1_700_000_000_000u64,
+            "version": "0123456789ab",
+            "approvals": serde_json::to_value(ApprovalPolicy::default()).unwrap(),
+            "max_repairs": 2,
+        });
+        let event: Event = serde_json::from_value(written.clone()).unwrap();
+        let Event::RunStarted(start) = &event else {
+            panic!("not run_started: {event:?}");
+        };
+        assert_eq!(start.agent, "desk");
+        assert_eq!(start.max_tokens, 512);
+        assert_eq!(serde_json::to_value(&event).unwrap(), written);
+        assert!(std::mem::size_of::<Event>() < 200, "{}", std::mem::size_of::<Event>());
     }
 }

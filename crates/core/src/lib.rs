@@ -15,7 +15,7 @@ pub mod state;
 pub mod tool;
 
 pub use decide::{Decision, Inputs, decide};
-pub use event::Event;
+pub use event::{Event, RunStart};
 pub use limits::{LimitAction, LimitName, Limits, Price};
 pub use message::{AssistantMessage, Message, ToolCall, Usage};
 pub use state::{RunState, RunStatus};

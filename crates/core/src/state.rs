@@ -71,7 +71,7 @@ impl RunStatus {
     /// The status an event moves a run to, if it changes it.
     pub fn after(event: &Event) -> Option<RunStatus> {
         match event {
-            Event::RunStarted { .. } | Event::RunResumed { .. } => Some(RunStatus::Running),
+            Event::RunStarted(_) | Event::RunResumed { .. } => Some(RunStatus::Running),
             Event::RunWaiting { .. } => Some(RunStatus::Waiting),
             Event::RunPaused { .. } => Some(RunStatus::Paused),
             Event::RunCompleted { .. } => Some(RunStatus::Completed),
@@ -257,32 +257,33 @@ impl RunState {
         let seq = self.seq + 1;
         let kind = event.kind();
         match (self.seq, event) {
-            (0, Event::RunStarted { .. }) => {}
-            (0, _) | (_, Event::RunStarted { .. }) => {
+            (0, Event::RunStarted(_)) => {}
+            (0, _) | (_, Event::RunStarted(_)) => {
                 return Err(FoldError::BadStart { seq, kind });
             }
             _ if self.status.is_terminal() => return Err(FoldError::AfterEnd { seq, kind }),
             _ => {}
         }
         match event {
-            Event::RunStarted {
-                agent,
-                spec_path,
-                input,
-                system,
-                model,
-                fallbacks,
-                tools,
-                limits,
-                max_tokens,
-                prices,
-                at_ms,
-                max_repairs,
-                version,
-                version_label,
-                approvals,
-                tags,
-            } => {
+            Event::RunStarted(start) => {
+                let crate::event::RunStart {
+                    agent,
+                    spec_path,
+                    input,
+                    system,
+                    model,
+                    fallbacks,
+                    tools,
+                    limits,
+                    max_tokens,
+                    prices,
+                    at_ms,
+                    max_repairs,
+                    version,
+                    version_label,
+                    approvals,
+                    tags,
+                } = &**start;
                 self.tags = tags.clone();
                 self.approvals = approvals.clone();
                 self.version = version.clone();

@@ -25,7 +25,7 @@ fn started(max_steps: u32) -> Event {
 }
 
 fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
-    Event::RunStarted {
+    Event::RunStarted(Box::new(chassis_core::RunStart {
         agent: "sim".into(),
         spec_path: "/sim.toml".into(),
         input: "go".into(),
@@ -73,7 +73,7 @@ fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
         max_tokens: 100,
         prices: Default::default(),
         at_ms: 0,
-    }
+    }))
 }
 
 /// The simulator's clock and context size: time never passes, contexts are small.

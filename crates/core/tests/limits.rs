@@ -110,7 +110,7 @@ proptest! {
         let mut state = RunState::default();
         let mut now = 1_000_000u64;
         let apply = |state: &mut RunState, event: Event| state.apply(&event).unwrap();
-        apply(&mut state, Event::RunStarted {
+        apply(&mut state, Event::RunStarted(Box::new(chassis_core::RunStart {
             agent: "a".into(),
             spec_path: "/a.toml".into(),
             input: "go".into(),
@@ -135,7 +135,7 @@ proptest! {
             version_label: None,
             approvals: Default::default(),
             tags: Default::default(),
-        });
+        })));
         let mut longest_call = 0u64;
         let mut step = 0usize;
         for _ in 0..1_000 {
@@ -230,7 +230,7 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
     let mut limits = Limits::default();
     limits.values.insert(LimitName::MaxRepeats, 2.0);
     state
-        .apply(&Event::RunStarted {
+        .apply(&Event::RunStarted(Box::new(chassis_core::RunStart {
             agent: "a".into(),
             spec_path: "/a.toml".into(),
             input: "go".into(),
@@ -247,7 +247,7 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
             version_label: None,
             approvals: Default::default(),
             tags: Default::default(),
-        })
+        })))
         .unwrap();
     let inputs = Inputs {
         now_ms: 0,

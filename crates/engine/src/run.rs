@@ -137,7 +137,7 @@ impl Engine {
     ) -> Result<(String, Box<RunState>), Error> {
         let system = agent.render_system(input)?;
         let run_id = new_run_id();
-        let started = Event::RunStarted {
+        let started = Event::RunStarted(Box::new(chassis_core::RunStart {
             agent: agent.spec.name.clone(),
             spec_path: agent.spec_path.display().to_string(),
             input: input.to_string(),
@@ -154,7 +154,7 @@ impl Engine {
             version_label: agent.spec.version.clone(),
             approvals: agent.spec.approvals.clone(),
             tags,
-        };
+        }));
         let started = self
             .redactor
             .merged(&agent.redactor())

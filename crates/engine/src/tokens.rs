@@ -137,7 +137,7 @@ mod tests {
     fn state(text: &str) -> RunState {
         let mut state = RunState::default();
         state
-            .apply(&Event::RunStarted {
+            .apply(&Event::RunStarted(Box::new(chassis_core::RunStart {
                 agent: "a".into(),
                 spec_path: "/a".into(),
                 input: text.into(),
@@ -154,7 +154,7 @@ mod tests {
                 version_label: None,
                 approvals: Default::default(),
                 tags: Default::default(),
-            })
+            })))
             .unwrap();
         state
     }

@@ -49,7 +49,14 @@ fn build(
         .connect_timeout(timeouts.connect)
         .read_timeout(timeouts.idle)
         // Requests are small and latency-bound; Nagle's algorithm would only delay them.
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // One attempt per call: retries are the Retry layer's, counted and journaled there.
+        // reqwest would otherwise replay a request refused at the HTTP/2 level, keeping a
+        // copy of every request in flight for that.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        // A model endpoint answers; it does not redirect, and a redirect must not carry the
+        // API key to another address.
+        .redirect(reqwest::redirect::Policy::none());
     let builder = match version {
         // HTTPS negotiates HTTP/2 or HTTP/1.1 with the server (ALPN); plain HTTP is HTTP/1.1.
         HttpVersion::Auto => builder,

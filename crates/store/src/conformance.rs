@@ -16,7 +16,7 @@ const LONG: Duration = Duration::from_secs(600);
 
 /// A `run_started` event of `agent`.
 pub fn started(agent: &str) -> Event {
-    Event::RunStarted {
+    Event::RunStarted(Box::new(chassis_core::RunStart {
         agent: agent.to_string(),
         spec_path: "/agents/a.toml".to_string(),
         input: "hello".to_string(),
@@ -33,7 +33,7 @@ pub fn started(agent: &str) -> Event {
         version_label: None,
         approvals: Default::default(),
         tags: Default::default(),
-    }
+    }))
 }
 
 /// A `run_waiting` event.

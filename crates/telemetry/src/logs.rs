@@ -78,7 +78,7 @@ impl SpecSecrets {
 impl chassis_engine::Observer for SpecSecrets {
     fn on_event(&self, _run_id: &str, state: &chassis_core::RunState, event: &chassis_core::Event) {
         use chassis_core::Event as E;
-        if !matches!(event, E::RunStarted { .. } | E::RunResumed { .. }) {
+        if !matches!(event, E::RunStarted(_) | E::RunResumed { .. }) {
             return;
         }
         let first = self

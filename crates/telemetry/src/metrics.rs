@@ -269,8 +269,8 @@ impl Metrics {
             }
         };
         match event {
-            Event::RunStarted { .. } | Event::RunResumed { .. } => {
-                let counter = if matches!(event, Event::RunStarted { .. }) {
+            Event::RunStarted(_) | Event::RunResumed { .. } => {
+                let counter = if matches!(event, Event::RunStarted(_)) {
                     "chassis_runs_started_total"
                 } else {
                     "chassis_runs_resumed_total"

@@ -222,12 +222,11 @@ impl Tracer {
             tools: Vec::new(),
         });
         run.status = state.status.as_str();
-        if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. })
-            || run.segment.is_none()
+        if matches!(event, Event::RunStarted(_) | Event::RunResumed { .. }) || run.segment.is_none()
         {
             // An observer attached mid-run (or a resume) opens a segment at the first event.
             self.open_segment(run, run_id, state, now);
-            if matches!(event, Event::RunStarted { .. } | Event::RunResumed { .. }) {
+            if matches!(event, Event::RunStarted(_) | Event::RunResumed { .. }) {
                 return;
             }
         }

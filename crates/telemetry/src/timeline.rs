@@ -189,10 +189,12 @@ impl Builder {
     fn add(&mut self, record: &Record) {
         let at = self.cursor;
         match &record.event {
-            Event::RunStarted { agent, model, .. } => {
+            Event::RunStarted(start) => {
                 let mut node = self.node(NodeKind::Started, record, at, "started".into());
-                node.attrs.insert("agent".into(), agent.clone().into());
-                node.attrs.insert("model".into(), model.clone().into());
+                node.attrs
+                    .insert("agent".into(), start.agent.clone().into());
+                node.attrs
+                    .insert("model".into(), start.model.clone().into());
                 self.nodes.push(node);
             }
             Event::RunResumed { at_ms } => {

@@ -291,7 +291,7 @@ async fn a_worker_whose_lease_was_taken_stops_driving_the_run() {
     assert!(
         matches!(
             events.as_slice(),
-            [Event::RunStarted { .. }, Event::RunResumed { .. }]
+            [Event::RunStarted(_), Event::RunResumed { .. }]
         ),
         "{events:#?}"
     );
