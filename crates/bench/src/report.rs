@@ -13,10 +13,10 @@ pub enum Unit {
     Micros,
     /// Events (steps) per second.
     PerSecond,
-    /// Mebibytes.
-    MiB,
-    /// Kibibytes.
-    KiB,
+    /// Megabytes (10⁶ bytes), the unit the memory target is set in.
+    MB,
+    /// Kilobytes (10³ bytes).
+    KB,
     /// Bytes.
     Bytes,
     /// A plain ratio.
@@ -34,8 +34,8 @@ impl Unit {
             Unit::Millis => format!("{value:.3} ms"),
             Unit::Micros => format!("{value:.1} µs"),
             Unit::PerSecond => format!("{}/s", thousands(value)),
-            Unit::MiB => format!("{value:.1} MiB"),
-            Unit::KiB => format!("{value:.1} KiB"),
+            Unit::MB => format!("{value:.1} MB"),
+            Unit::KB => format!("{value:.1} kB"),
             Unit::Bytes => format!("{} B", thousands(value)),
             Unit::Ratio => format!("{value:.3}"),
             Unit::Count => thousands(value),

@@ -388,6 +388,10 @@ mod tests {
         assert_eq!(start.agent, "desk");
         assert_eq!(start.max_tokens, 512);
         assert_eq!(serde_json::to_value(&event).unwrap(), written);
-        assert!(std::mem::size_of::<Event>() < 200, "{}", std::mem::size_of::<Event>());
+        assert!(
+            std::mem::size_of::<Event>() < 200,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 }

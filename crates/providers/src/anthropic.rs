@@ -72,10 +72,7 @@ impl AnthropicClient {
         options: crate::HttpOptions,
     ) -> Result<AnthropicClient, Error> {
         let timeout = timeouts.total;
-        let url = reqwest::Url::parse(&messages_url(base_url)).map_err(|e| Error::Config {
-            provider: name.to_string(),
-            message: format!("base_url is not a valid URL: {e}"),
-        })?;
+        let url = crate::http::endpoint(name, &messages_url(base_url))?;
         let http = crate::http::Lanes::new(name, &url, timeouts, options)?;
         let api_key = api_key
             .map(|key| {

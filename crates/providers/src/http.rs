@@ -70,6 +70,14 @@ fn build(
     })
 }
 
+/// `url` parsed once, for every call to post to; the error names the provider.
+pub(crate) fn endpoint(provider: &str, url: &str) -> Result<reqwest::Url, Error> {
+    reqwest::Url::parse(url).map_err(|e| Error::Config {
+        provider: provider.to_string(),
+        message: format!("base_url is not a valid URL: {e}"),
+    })
+}
+
 /// A client's lanes (see the module documentation).
 pub(crate) struct Lanes {
     provider: String,

@@ -58,11 +58,10 @@ impl OpenAiClient {
         options: crate::HttpOptions,
     ) -> Result<OpenAiClient, Error> {
         let timeout = timeouts.total;
-        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        let url = reqwest::Url::parse(&url).map_err(|e| Error::Config {
-            provider: name.to_string(),
-            message: format!("base_url is not a valid URL: {e}"),
-        })?;
+        let url = crate::http::endpoint(
+            name,
+            &format!("{}/chat/completions", base_url.trim_end_matches('/')),
+        )?;
         let http = crate::http::Lanes::new(name, &url, timeouts, options)?;
         Ok(OpenAiClient {
             name: name.to_string(),
