@@ -213,7 +213,8 @@ fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<()> {
         Sync::Full => "FULL",
         Sync::Normal => "NORMAL",
     };
-    conn.pragma_update(None, "synchronous", level)
+    conn.pragma_update(None, "synchronous", level)?;
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -473,13 +474,7 @@ fn append(
         }
         (Some(expected), Some(_)) => expected,
     };
-    let mut insert = conn
-        .prepare_cached("INSERT INTO events (run_id, seq, at_ms, data) VALUES (?1, ?2, ?3, ?4)")?;
-    let mut seq = start;
-    for data in encoded {
-        seq += 1;
-        insert.execute(params![run_id, seq, now, data])?;
-    }
+    let seq = insert_events(conn, run_id, start, now, encoded)?;
     // Only a change of status touches the runs row; the run's length is its last event.
     if let Some(status) = status {
         let wake_at = (status == RunStatus::Running).then_some(now);
@@ -487,6 +482,54 @@ fn append(
             .execute(params![run_id, status.as_str(), wake_at])?;
     }
     Ok(seq)
+}
+
+/// Most events one INSERT statement carries; a step is about four.
+const ROWS_PER_INSERT: usize = 8;
+
+/// Inserts `encoded` as the events after `start`; returns the last sequence number.
+/// Up to [`ROWS_PER_INSERT`] rows go in one statement (one statement per row costs a VDBE
+/// program run, a reset and four binds each).
+fn insert_events(
+    conn: &Connection,
+    run_id: &str,
+    start: u64,
+    now: i64,
+    encoded: &[String],
+) -> rusqlite::Result<u64> {
+    let mut seq = start;
+    for chunk in encoded.chunks(ROWS_PER_INSERT) {
+        let mut insert = conn.prepare_cached(insert_sql(chunk.len()))?;
+        // ?1 is the run, ?2 the time; then one sequence number and one document per row.
+        insert.raw_bind_parameter(1, run_id)?;
+        insert.raw_bind_parameter(2, now)?;
+        for (i, data) in chunk.iter().enumerate() {
+            seq += 1;
+            insert.raw_bind_parameter(3 + 2 * i, seq)?;
+            insert.raw_bind_parameter(4 + 2 * i, data)?;
+        }
+        insert.raw_execute()?;
+    }
+    Ok(seq)
+}
+
+/// `INSERT INTO events … VALUES` with `rows` rows, built once per row count.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=ROWS_PER_INSERT)
+            .map(|n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|i| format!("(?1, ?{}, ?2, ?{})", 3 + 2 * i, 4 + 2 * i))
+                    .collect();
+                format!(
+                    "INSERT INTO events (run_id, seq, at_ms, data) VALUES {}",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    &all[rows.min(ROWS_PER_INSERT)]
 }
 
 /// Leases the runnable runs that are free, oldest wake time first.
