@@ -53,6 +53,17 @@ impl Agent {
     /// Reads and checks `path` and everything it refers to.
     /// MCP servers named by the spec are started and asked for their tools.
     pub async fn load(path: &Path) -> Result<Agent, LoadError> {
+        Agent::load_with_tools(path, Vec::new()).await
+    }
+
+    /// Like [`Agent::load`], granting the agent `tools` as well: tools written in Rust by the
+    /// program that embeds chassis. They count in the agent version like any other tool, so a
+    /// run started with them is resumed with [`crate::Engine::resume_with`] and an agent
+    /// loaded the same way; `chassis resume` knows only the spec's tools and refuses it.
+    pub async fn load_with_tools(
+        path: &Path,
+        tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
+    ) -> Result<Agent, LoadError> {
         let file = path.display().to_string();
         let error = |message: String| LoadError {
             file: file.clone(),
@@ -85,6 +96,7 @@ impl Agent {
 
         let toolbox = Toolbox::from_specs(&spec.tools, &spec.mcp, &base_dir)
             .await
+            .and_then(|toolbox| toolbox.with_tools(tools))
             .map_err(|e| error(e.to_string()))?;
         let links = std::iter::once((&spec.model, "model.primary".to_string()))
             .chain(

@@ -18,6 +18,8 @@ mod tool;
 mod toolbox;
 mod validate;
 
+/// The attribute a [`Tool`] implementation needs (its `call` is an async trait method).
+pub use async_trait::async_trait;
 pub use error::Error;
 pub use tool::{CallContext, Tool, ToolError};
 pub use toolbox::Toolbox;

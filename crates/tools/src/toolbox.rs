@@ -105,6 +105,27 @@ impl Toolbox {
         Toolbox::assemble(built)
     }
 
+    /// This toolbox and `tools` (tools written in Rust by the program that embeds chassis),
+    /// each schema compiled; errors name the added tool by its position, `rust_tools[i]`, and
+    /// a name already in the toolbox is refused.
+    pub fn with_tools(self, tools: Vec<Arc<dyn Tool>>) -> Result<Toolbox, Error> {
+        let mut built: Vec<(String, Arc<dyn Tool>, jsonschema::Validator)> = self
+            .entries
+            .into_iter()
+            .map(|entry| {
+                let key = format!("the spec's tool `{}`", entry.tool.def().name);
+                (key, entry.tool, entry.validator)
+            })
+            .collect();
+        for (index, tool) in tools.into_iter().enumerate() {
+            let key = format!("rust_tools[{index}]");
+            let validator = validate::compile(&tool.def().parameters)
+                .map_err(|m| Error::new(format!("{key}.parameters"), m))?;
+            built.push((key, tool, validator));
+        }
+        Toolbox::assemble(built)
+    }
+
     fn assemble(
         built: Vec<(String, Arc<dyn Tool>, jsonschema::Validator)>,
     ) -> Result<Toolbox, Error> {

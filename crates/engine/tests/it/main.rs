@@ -5,6 +5,7 @@ mod approvals;
 mod degrade;
 mod limits;
 mod resilience;
+mod rust_tools;
 mod workers;
 
 use std::path::{Path, PathBuf};

@@ -50,3 +50,30 @@ fn new_refuses_duplicates_and_bad_schemas() {
     let e = Toolbox::new(vec![fixed("a", json!({"type": 5}))]).unwrap_err();
     assert_eq!(e.key, "tools[0].parameters");
 }
+
+#[tokio::test]
+async fn rust_tools_join_the_spec_tools_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let toolbox = build(&[fs_spec(".", Some(&["read_file"]))], dir.path())
+        .await
+        .unwrap()
+        .with_tools(vec![fixed("lookup", json!({"type": "object"}))])
+        .unwrap();
+    assert_eq!(names(&toolbox), ["read_file", "lookup"]);
+    assert_eq!(call(&toolbox, "lookup", json!({})).await.unwrap(), "fixed");
+
+    let e = build(&[fs_spec(".", Some(&["read_file"]))], dir.path())
+        .await
+        .unwrap()
+        .with_tools(vec![fixed("read_file", json!({"type": "object"}))])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "rust_tools[0]: tool name `read_file` is already defined by the spec's tool `read_file`"
+    );
+    let e = Toolbox::new(Vec::new())
+        .unwrap()
+        .with_tools(vec![fixed("bad", json!({"type": 5}))])
+        .unwrap_err();
+    assert_eq!(e.key, "rust_tools[0].parameters");
+}
