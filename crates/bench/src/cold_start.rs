@@ -50,10 +50,13 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
     ));
     let responder = Responder::start(bench)?;
     // The responder speaks HTTP/1.1 only.
-    let spec =
-        bench
-            .fixture
-            .spec_with("cold-start", &responder.base_url, crate::HttpVersion::Http1)?;
+    let spec = bench.fixture.spec_with(
+        "cold-start",
+        &responder.base_url,
+        crate::HttpVersion::Http1,
+        // `chassis run` knows only the spec's tools; the responder calls none.
+        crate::BenchTool::Fs,
+    )?;
     let db = bench.fixture.db("cold-start");
 
     let mut first_request = Vec::with_capacity(iters);

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chassis_core::spec::HttpVersion;
+use chassis_core::{RiskClass, ToolDef};
 use chassis_engine::Agent;
+use chassis_tools::{CallContext, Tool, ToolError};
+
+use crate::BenchTool;
 use serde_json::json;
 
 use crate::Error;
@@ -27,6 +31,7 @@ pub(crate) struct Fixture {
     root: PathBuf,
     script: PathBuf,
     http: HttpVersion,
+    tool: BenchTool,
 }
 
 impl Fixture {
@@ -35,6 +40,7 @@ impl Fixture {
         dir: Option<&Path>,
         steps: &[u32],
         http: HttpVersion,
+        tool: BenchTool,
     ) -> Result<Fixture, Error> {
         let temp = match dir {
             Some(dir) => {
@@ -69,6 +75,7 @@ impl Fixture {
             root,
             script,
             http,
+            tool,
         })
     }
 
@@ -100,17 +107,25 @@ impl Fixture {
     /// Writes `agent-NAME.toml` pointing at `base_url`, spoken to with the fixture's HTTP
     /// protocol; returns its path.
     pub(crate) fn spec(&self, name: &str, base_url: &str) -> Result<PathBuf, Error> {
-        self.spec_with(name, base_url, self.http)
+        self.spec_with(name, base_url, self.http, self.tool)
     }
 
-    /// Like [`Fixture::spec`], with another HTTP protocol.
+    /// Like [`Fixture::spec`], with another HTTP protocol and tool. With
+    /// [`BenchTool::Memory`] the spec grants no tool: [`Fixture::agent`] adds it in Rust.
     pub(crate) fn spec_with(
         &self,
         name: &str,
         base_url: &str,
         http: HttpVersion,
+        tool: BenchTool,
     ) -> Result<PathBuf, Error> {
         let http = crate::http_name(http);
+        let tools = match tool {
+            BenchTool::Fs => {
+                "\n[[tools]]\nuse = \"builtin:fs\"\nroot = \"notes\"\nonly = [\"read_file\"]\n"
+            }
+            BenchTool::Memory => "",
+        };
         let path = self.root.join(format!("agent-{name}.toml"));
         // One attempt and a long timeout: a benchmark must not hide failures behind retries,
         // and thousands of queued requests may wait a while.
@@ -139,12 +154,7 @@ max_output_tokens = 1000000000
 max_total_tokens = 1000000000
 max_wall_time = "24h"
 max_repeats = 1000000
-
-[[tools]]
-use = "builtin:fs"
-root = "notes"
-only = ["read_file"]
-"#
+{tools}"#
         );
         write(&path, &spec)?;
         Ok(path)
@@ -161,7 +171,52 @@ only = ["read_file"]
                 what: "starting a runtime to load the agent".into(),
                 source,
             })?;
-        Ok(Arc::new(runtime.block_on(Agent::load(&path))?))
+        let tools: Vec<Arc<dyn Tool>> = match self.tool {
+            BenchTool::Fs => Vec::new(),
+            BenchTool::Memory => vec![Arc::new(NoteInMemory::new())],
+        };
+        Ok(Arc::new(
+            runtime.block_on(Agent::load_with_tools(&path, tools))?,
+        ))
+    }
+}
+
+/// `read_file` answered from memory: a tool written in Rust, doing no IO, so a step measures
+/// the runtime and not a file system (`--tool fs` measures `builtin:fs` instead).
+struct NoteInMemory {
+    def: ToolDef,
+}
+
+impl NoteInMemory {
+    fn new() -> NoteInMemory {
+        NoteInMemory {
+            def: ToolDef {
+                name: "read_file".into(),
+                description: "Reads one of the notes.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"path": {"type": "string", "description": "The note's name"}},
+                    "required": ["path"],
+                }),
+                risk: RiskClass::ReadOnly,
+                idempotent: false,
+                max_attempts: 1,
+            },
+        }
+    }
+}
+
+#[chassis_tools::async_trait]
+impl Tool for NoteInMemory {
+    fn def(&self) -> &ToolDef {
+        &self.def
+    }
+
+    async fn call(&self, args: serde_json::Value, _ctx: &CallContext) -> Result<String, ToolError> {
+        match args["path"].as_str() {
+            Some("note.txt") => Ok(NOTE.to_string()),
+            other => Err(ToolError(format!("no note `{}`", other.unwrap_or("")))),
+        }
     }
 }
 

@@ -114,6 +114,18 @@ pub struct Options {
     pub http: HttpVersion,
     /// Concurrency levels of the throughput group; its standard levels when empty.
     pub levels: Vec<usize>,
+    /// The tool each step calls.
+    pub tool: BenchTool,
+}
+
+/// The tool every step of the benchmark agent calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchTool {
+    /// `read_file` written in Rust, answering from memory: the runtime's cost alone.
+    Memory,
+    /// `builtin:fs` `read_file` on a 56-byte file: adds the file system and the hand-off of
+    /// each call to tokio's blocking pool.
+    Fs,
 }
 
 /// How `version` is spelled in an agent spec.
@@ -234,7 +246,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     .into_iter()
     .chain(JOURNAL_STEPS)
     .collect();
-    let fixture = Fixture::new(options.dir.as_deref(), &steps, options.http)?;
+    let fixture = Fixture::new(options.dir.as_deref(), &steps, options.http, options.tool)?;
     let mut report = Report::new(report::Context {
         machine,
         build: if cfg!(debug_assertions) {
@@ -243,6 +255,10 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             "release"
         },
         pinning: pinning.describe(),
+        tool: match options.tool {
+            BenchTool::Memory => "read_file in Rust, from memory (no IO)",
+            BenchTool::Fs => "builtin:fs read_file (a 56-byte file, via tokio's blocking pool)",
+        },
         http: match options.http {
             HttpVersion::Http2 => "HTTP/2 (h2c)",
             _ => "HTTP/1.1",

@@ -101,6 +101,8 @@ pub(crate) struct Context {
     pub(crate) pinning: String,
     /// The HTTP protocol spoken to the mock model.
     pub(crate) http: &'static str,
+    /// The tool every step calls.
+    pub(crate) tool: &'static str,
     pub(crate) dir: String,
     pub(crate) quick: bool,
     /// Load averages before and after the benchmarks.
@@ -144,6 +146,7 @@ impl Report {
         let _ = writeln!(out, "machine:  {}", ctx.machine);
         let _ = writeln!(out, "cpus:     {}", ctx.pinning);
         let _ = writeln!(out, "http:     {} to the mock model", ctx.http);
+        let _ = writeln!(out, "tool:     {}", ctx.tool);
         let _ = writeln!(out, "journals: {}", ctx.dir);
         let _ = writeln!(
             out,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chassis_bench::{Group, HttpVersion, Options};
+use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
 const EXPECTED: [&str; 19] = [
@@ -40,6 +40,7 @@ fn quick_mode_prints_every_figure() {
         dir: None,
         http: HttpVersion::Http2,
         levels: Vec::new(),
+        tool: BenchTool::Memory,
     };
     let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
         .expect("the quick benchmark runs");
@@ -80,6 +81,33 @@ fn quick_mode_prints_every_figure() {
         waiting >= 1.0,
         "no run was in flight when memory was sampled:\n{table}"
     );
+}
+
+/// The other tool and protocol: `builtin:fs` over HTTP/1.1 drives the same runs.
+#[test]
+fn the_fs_tool_over_http1_runs_too() {
+    let options = Options {
+        chassis: chassis_binary(),
+        quick: true,
+        pin: false,
+        only: vec![Group::Overhead, Group::Throughput],
+        dir: None,
+        http: HttpVersion::Http1,
+        levels: vec![1, 20],
+        tool: BenchTool::Fs,
+    };
+    let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
+        .expect("the quick benchmark runs");
+    let table = report.render();
+    println!("{table}");
+    assert!(table.contains("http:     HTTP/1.1"), "{table}");
+    assert!(table.contains("tool:     builtin:fs read_file"), "{table}");
+    let rate = report
+        .figures
+        .iter()
+        .find(|f| f.name == "durable steps/s, 20 concurrent runs")
+        .unwrap_or_else(|| panic!("no figure for the level asked for:\n{table}"));
+    assert!(rate.value > 0.0, "{table}");
 }
 
 /// The `chassis` binary of this build: `target/PROFILE/chassis`, beside this test's `deps/`.

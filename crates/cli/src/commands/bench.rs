@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use chassis_bench::{Group, HttpVersion, Options};
+use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 use crate::exit::UsageError;
 
@@ -29,6 +29,10 @@ pub struct Args {
     /// Concurrency levels of the throughput group (comma-separated), e.g. `1000` to profile one
     #[arg(long, value_delimiter = ',', value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     levels: Vec<u64>,
+    /// Tool every step calls: memory (read_file written in Rust, no IO: the runtime alone) or
+    /// fs (builtin:fs read_file on a file, through tokio's blocking pool)
+    #[arg(long, value_name = "TOOL", default_value = "memory", value_parser = ["memory", "fs"])]
+    tool: String,
 }
 
 /// Runs the benchmarks and prints the table on stdout; progress goes to stderr.
@@ -55,6 +59,11 @@ pub async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
         only,
         dir: args.dir,
         levels: args.levels.iter().map(|&n| n as usize).collect(),
+        tool: if args.tool == "fs" {
+            BenchTool::Fs
+        } else {
+            BenchTool::Memory
+        },
         http: if args.http == "http1" {
             HttpVersion::Http1
         } else {
