@@ -47,6 +47,10 @@ const MAX_BATCH: usize = 1024;
 /// BENCHMARKS.md has what the window buys at each concurrency.
 const GATHER: Duration = Duration::from_millis(3);
 
+/// The writer connection's page cache, in KiB (SQLite's negative `cache_size`): room for the
+/// leaf pages of about 2,000 runs writing at once.
+const WRITER_CACHE_KIB: i64 = -8192;
+
 /// Gathering stops after a slice of this length that brought no write.
 const GATHER_SLICE: Duration = Duration::from_micros(200);
 
@@ -121,6 +125,11 @@ impl SqliteJournal {
             .map_err(|e| db_err(&e))?;
         migrate::check(&writer)?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
+        // Every run in flight appends to a leaf page of its own: with SQLite's default 2 MB
+        // cache, 1,000 runs already read their leaves back from the OS on every append.
+        writer
+            .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(|e| db_err(&e))?;
         migrate::migrate(&mut writer)?;
         let reader = connect(path, sync).map_err(|e| db_err(&e))?;
 
@@ -224,8 +233,50 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Each run's last sequence number as this writer committed it, so that an append need not
+/// look it up in the events B-tree. It holds only while no other connection wrote to the file:
+/// `PRAGMA data_version`, read inside every write transaction, changes when one did, and then
+/// the memo is dropped. Runs leave it when they end.
+#[derive(Default)]
+struct Known {
+    data_version: Option<i64>,
+    last_seq: std::collections::HashMap<String, u64>,
+}
+
+impl Known {
+    /// Called inside the write transaction, before any write.
+    fn check(&mut self, conn: &Connection) {
+        let version = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, i64>(0)))
+            .ok();
+        if version.is_none() || version != self.data_version {
+            self.last_seq.clear();
+        }
+        self.data_version = version;
+    }
+
+    /// Records what a write that succeeded did to its run.
+    fn note(&mut self, op: &Op, done: &Done) {
+        if let (Op::Append { run_id, status, .. }, Done::Seq(seq)) = (op, done) {
+            if status.is_some_and(|s| s.is_terminal()) {
+                self.last_seq.remove(run_id);
+            } else {
+                self.last_seq.insert(run_id.clone(), *seq);
+            }
+        }
+    }
+
+    /// Forgets everything: the transaction did not commit.
+    fn forget(&mut self) {
+        self.last_seq.clear();
+        self.data_version = None;
+    }
+}
+
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
     let mut last_batch = 0;
+    let mut known = Known::default();
     while let Ok(first) = rx.recv() {
         let mut requests = vec![first];
         drain(&rx, &mut requests);
@@ -238,7 +289,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
         last_batch = requests.len();
         let (ops, replies): (Vec<Op>, Vec<_>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
-        let results = commit(&mut conn, &ops, path);
+        let results = commit(&mut conn, &ops, path, &mut known);
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away (cancelled); its write is still durable.
             let _ = reply.send(result);
@@ -277,7 +328,12 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Commits every write it can in one transaction; returns one result per write.
-fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Error>> {
+fn commit(
+    conn: &mut Connection,
+    ops: &[Op],
+    path: &str,
+    known: &mut Known,
+) -> Vec<Result<Done, Error>> {
     let db_err = |e: rusqlite::Error| Error::Database {
         path: path.to_string(),
         message: e.to_string(),
@@ -286,10 +342,14 @@ fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Err
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
     }
+    known.check(conn);
     let results: Vec<Result<Done, Error>> = if let [op] = ops {
         // A write alone needs no savepoint: if it is refused, the whole transaction goes.
-        match apply(conn, op, now) {
-            Ok(done) => vec![Ok(done)],
+        match apply(conn, op, now, known) {
+            Ok(done) => {
+                known.note(op, &done);
+                vec![Ok(done)]
+            }
             Err(e) => {
                 let _ = control(conn, "ROLLBACK");
                 return vec![Err(e.into_error(path))];
@@ -300,9 +360,12 @@ fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Err
             .map(|op| {
                 // Each write in its own savepoint: a refused one leaves its neighbours be.
                 control(conn, "SAVEPOINT op").map_err(db_err)?;
-                let refused = match apply(conn, op, now) {
+                let refused = match apply(conn, op, now, known) {
                     Ok(done) => match control(conn, "RELEASE op") {
-                        Ok(()) => return Ok(done),
+                        Ok(()) => {
+                            known.note(op, &done);
+                            return Ok(done);
+                        }
                         Err(e) => db_err(e),
                     },
                     Err(e) => e.into_error(path),
@@ -316,6 +379,7 @@ fn commit(conn: &mut Connection, ops: &[Op], path: &str) -> Vec<Result<Done, Err
     };
     if let Err(e) = control(conn, "COMMIT") {
         let _ = control(conn, "ROLLBACK");
+        known.forget();
         return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
     }
     results
@@ -352,7 +416,7 @@ impl From<rusqlite::Error> for ApplyError {
     }
 }
 
-fn apply(conn: &Connection, op: &Op, now: i64) -> Result<Done, ApplyError> {
+fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, ApplyError> {
     match op {
         Op::Append {
             run_id,
@@ -362,7 +426,15 @@ fn apply(conn: &Connection, op: &Op, now: i64) -> Result<Done, ApplyError> {
             status,
             token,
         } => append(
-            conn, run_id, *expected, agent, encoded, *status, *token, now,
+            conn,
+            run_id,
+            *expected,
+            agent,
+            encoded,
+            *status,
+            *token,
+            now,
+            known.last_seq.get(run_id).copied(),
         )
         .map(Done::Seq),
         Op::Claim {
@@ -440,13 +512,20 @@ fn append(
     status: Option<RunStatus>,
     token: Option<u64>,
     now: i64,
+    known_seq: Option<u64>,
 ) -> Result<u64, ApplyError> {
     let held: Option<Option<i64>> = conn
         .prepare_cached("SELECT lease_token FROM runs WHERE run_id = ?1")?
         .query_row(params![run_id], |row| row.get(0))
         .optional()?;
     let current = match held {
-        Some(held) => Some((last_seq(conn, run_id)?, held)),
+        Some(held) => Some((
+            match known_seq {
+                Some(seq) => seq,
+                None => last_seq(conn, run_id)?,
+            },
+            held,
+        )),
         None => None,
     };
     let start = match (expected, current) {
@@ -758,8 +837,9 @@ mod tests {
         drop(SqliteJournal::open(&path, Sync::Normal).unwrap());
         let mut conn = connect(&path, Sync::Normal).unwrap();
         let p = path.display().to_string();
+        let mut known = Known::default();
 
-        let created = commit(&mut conn, &[append("r1", None, 1)], &p);
+        let created = commit(&mut conn, &[append("r1", None, 1)], &p, &mut known);
         assert_eq!(seq(&created[0]), Some(1));
         let batch = [
             append("r1", Some(1), 2),
@@ -767,7 +847,7 @@ mod tests {
             append("r2", None, 1),
             append("r1", Some(3), 1),
         ];
-        let results = commit(&mut conn, &batch, &p);
+        let results = commit(&mut conn, &batch, &p, &mut known);
         assert_eq!(seq(&results[0]), Some(3));
         assert!(
             matches!(
@@ -786,11 +866,11 @@ mod tests {
         assert_eq!(events_of(&conn, "r1"), 4);
         assert_eq!(events_of(&conn, "r2"), 1);
 
-        let alone = commit(&mut conn, &[append("r1", Some(2), 3)], &p);
+        let alone = commit(&mut conn, &[append("r1", Some(2), 3)], &p, &mut known);
         assert!(matches!(&alone[0], Err(Error::SequenceConflict { .. })));
         assert_eq!(events_of(&conn, "r1"), 4);
         // The connection is usable again: no transaction was left open.
-        let next = commit(&mut conn, &[append("r1", Some(4), 1)], &p);
+        let next = commit(&mut conn, &[append("r1", Some(4), 1)], &p, &mut known);
         assert_eq!(seq(&next[0]), Some(5));
     }
 }

@@ -30,8 +30,24 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     let b = SqliteJournal::open(&path, Sync::Normal).unwrap();
     a.create(&new_run("r"), &[started("agent")]).await.unwrap();
     b.append("r", 1, &[resumed()]).await.unwrap();
-    assert!(a.append("r", 1, &[resumed()]).await.is_err());
+    let refused = a.append("r", 1, &[resumed()]).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::SequenceConflict {
+                expected: 1,
+                actual: 2,
+                ..
+            }
+        ),
+        "{refused}"
+    );
     assert_eq!(a.load("r").await.unwrap().len(), 2);
+    // Each writer remembers the runs it appended to, and forgets them when the other writes.
+    assert_eq!(a.append("r", 2, &[resumed()]).await.unwrap(), 3);
+    assert_eq!(b.append("r", 3, &[resumed()]).await.unwrap(), 4);
+    assert_eq!(a.append("r", 4, &[resumed()]).await.unwrap(), 5);
+    assert_eq!(a.load("r").await.unwrap().len(), 5);
 }
 
 #[tokio::test]
