@@ -51,6 +51,9 @@ const GATHER: Duration = Duration::from_millis(3);
 /// leaf pages of about 2,000 runs writing at once.
 const WRITER_CACHE_KIB: i64 = -8192;
 
+/// The most runs whose last sequence the writer remembers (`Known`).
+const KNOWN_MAX: usize = 100_000;
+
 /// Gathering stops after a slice of this length that brought no write.
 const GATHER_SLICE: Duration = Duration::from_micros(200);
 
@@ -256,12 +259,17 @@ impl Known {
         self.data_version = version;
     }
 
-    /// Records what a write that succeeded did to its run.
+    /// Records what a write that succeeded did to its run. Only executing runs are kept: one
+    /// that stops (waiting, paused, ended) leaves, and a memo grown past `KNOWN_MAX` (runs
+    /// abandoned mid-step, say) starts over, so it stays bounded by the runs in flight.
     fn note(&mut self, op: &Op, done: &Done) {
         if let (Op::Append { run_id, status, .. }, Done::Seq(seq)) = (op, done) {
-            if status.is_some_and(|s| s.is_terminal()) {
+            if status.is_some_and(|s| s != RunStatus::Running) {
                 self.last_seq.remove(run_id);
             } else {
+                if self.last_seq.len() >= KNOWN_MAX && !self.last_seq.contains_key(run_id) {
+                    self.last_seq.clear();
+                }
                 self.last_seq.insert(run_id.clone(), *seq);
             }
         }
@@ -872,5 +880,54 @@ mod tests {
         // The connection is usable again: no transaction was left open.
         let next = commit(&mut conn, &[append("r1", Some(4), 1)], &p, &mut known);
         assert_eq!(seq(&next[0]), Some(5));
+    }
+
+    /// The writer's memo holds only runs still executing: a run that stops for a human or
+    /// ends leaves it, and what it remembers agrees with the file.
+    #[test]
+    fn the_writer_remembers_only_runs_still_executing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(SqliteJournal::open(&path, Sync::Normal).unwrap());
+        let mut conn = connect(&path, Sync::Normal).unwrap();
+        let p = path.display().to_string();
+        let mut known = Known::default();
+        let with_status = |run: &str, expected, status| match append(run, Some(expected), 1) {
+            Op::Append {
+                run_id,
+                expected,
+                agent,
+                encoded,
+                token,
+                ..
+            } => Op::Append {
+                run_id,
+                expected,
+                agent,
+                encoded,
+                status: Some(status),
+                token,
+            },
+            _ => unreachable!(),
+        };
+
+        for run in ["r1", "r2", "r3"] {
+            commit(&mut conn, &[append(run, None, 2)], &p, &mut known);
+        }
+        assert_eq!(known.last_seq.get("r1"), Some(&2));
+        assert_eq!(known.last_seq.len(), 3);
+        let batch = [
+            with_status("r1", 2, RunStatus::Waiting),
+            with_status("r2", 2, RunStatus::Completed),
+            with_status("r3", 2, RunStatus::Running),
+        ];
+        let results = commit(&mut conn, &batch, &p, &mut known);
+        assert!(results.iter().all(|r| seq(r) == Some(3)));
+        assert_eq!(known.last_seq.len(), 1);
+        assert_eq!(known.last_seq.get("r3"), Some(&3));
+        // A run that left the memo is looked up in the file again.
+        let resumed = commit(&mut conn, &[append("r1", Some(3), 1)], &p, &mut known);
+        assert_eq!(seq(&resumed[0]), Some(4));
+        assert_eq!(known.last_seq.get("r1"), Some(&4));
     }
 }
