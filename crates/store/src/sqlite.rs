@@ -47,10 +47,6 @@ const MAX_BATCH: usize = 1024;
 /// BENCHMARKS.md has what the window buys at each concurrency.
 const GATHER: Duration = Duration::from_millis(3);
 
-/// The writer connection's page cache, in KiB (SQLite's negative `cache_size`): room for the
-/// leaf pages of about 2,000 runs writing at once.
-const WRITER_CACHE_KIB: i64 = -8192;
-
 /// The most runs whose last sequence the writer remembers (`Known`).
 const KNOWN_MAX: usize = 100_000;
 
@@ -128,11 +124,6 @@ impl SqliteJournal {
             .map_err(|e| db_err(&e))?;
         migrate::check(&writer)?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
-        // Every run in flight appends to a leaf page of its own: with SQLite's default 2 MB
-        // cache, 1,000 runs already read their leaves back from the OS on every append.
-        writer
-            .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
-            .map_err(|e| db_err(&e))?;
         migrate::migrate(&mut writer)?;
         let reader = connect(path, sync).map_err(|e| db_err(&e))?;
 
