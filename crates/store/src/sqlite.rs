@@ -801,14 +801,34 @@ mod tests {
     use super::*;
 
     fn append(run_id: &str, expected: Option<u64>, events: usize) -> Op {
+        append_then(run_id, expected, events, None)
+    }
+
+    /// An append that leaves its run in `status`.
+    fn append_then(
+        run_id: &str,
+        expected: Option<u64>,
+        events: usize,
+        status: Option<RunStatus>,
+    ) -> Op {
         Op::Append {
             run_id: run_id.to_string(),
             expected,
             agent: "a".to_string(),
             encoded: (0..events).map(|i| format!("{{\"n\":{i}}}")).collect(),
-            status: None,
+            status,
             token: None,
         }
+    }
+
+    /// A fresh journal file and a writer connection of its own, as the write loop has.
+    fn writer() -> (tempfile::TempDir, Connection, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(SqliteJournal::open(&path, Sync::Normal).unwrap());
+        let conn = connect(&path, Sync::Normal).unwrap();
+        let p = path.display().to_string();
+        (dir, conn, p)
     }
 
     fn events_of(conn: &Connection, run_id: &str) -> i64 {
@@ -831,11 +851,7 @@ mod tests {
     /// alone commits nothing.
     #[test]
     fn a_refused_write_takes_only_itself_out_of_the_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        drop(SqliteJournal::open(&path, Sync::Normal).unwrap());
-        let mut conn = connect(&path, Sync::Normal).unwrap();
-        let p = path.display().to_string();
+        let (_dir, mut conn, p) = writer();
         let mut known = Known::default();
 
         let created = commit(&mut conn, &[append("r1", None, 1)], &p, &mut known);
@@ -877,40 +893,17 @@ mod tests {
     /// ends leaves it, and what it remembers agrees with the file.
     #[test]
     fn the_writer_remembers_only_runs_still_executing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        drop(SqliteJournal::open(&path, Sync::Normal).unwrap());
-        let mut conn = connect(&path, Sync::Normal).unwrap();
-        let p = path.display().to_string();
+        let (_dir, mut conn, p) = writer();
         let mut known = Known::default();
-        let with_status = |run: &str, expected, status| match append(run, Some(expected), 1) {
-            Op::Append {
-                run_id,
-                expected,
-                agent,
-                encoded,
-                token,
-                ..
-            } => Op::Append {
-                run_id,
-                expected,
-                agent,
-                encoded,
-                status: Some(status),
-                token,
-            },
-            _ => unreachable!(),
-        };
-
         for run in ["r1", "r2", "r3"] {
             commit(&mut conn, &[append(run, None, 2)], &p, &mut known);
         }
         assert_eq!(known.last_seq.get("r1"), Some(&2));
         assert_eq!(known.last_seq.len(), 3);
         let batch = [
-            with_status("r1", 2, RunStatus::Waiting),
-            with_status("r2", 2, RunStatus::Completed),
-            with_status("r3", 2, RunStatus::Running),
+            append_then("r1", Some(2), 1, Some(RunStatus::Waiting)),
+            append_then("r2", Some(2), 1, Some(RunStatus::Completed)),
+            append_then("r3", Some(2), 1, Some(RunStatus::Running)),
         ];
         let results = commit(&mut conn, &batch, &p, &mut known);
         assert!(results.iter().all(|r| seq(r) == Some(3)));
