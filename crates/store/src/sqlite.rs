@@ -47,11 +47,11 @@ const MAX_BATCH: usize = 1024;
 /// BENCHMARKS.md has what the window buys at each concurrency.
 const GATHER: Duration = Duration::from_millis(3);
 
-/// The most runs whose last sequence the writer remembers (`Known`).
-const KNOWN_MAX: usize = 100_000;
-
 /// Gathering stops after a slice of this length that brought no write.
 const GATHER_SLICE: Duration = Duration::from_micros(200);
+
+/// The most runs whose last sequence the writer remembers (`Known`).
+const KNOWN_MAX: usize = 100_000;
 
 /// A write prepared off the writer thread: events already encoded.
 enum Op {
@@ -913,5 +913,17 @@ mod tests {
         let resumed = commit(&mut conn, &[append("r1", Some(3), 1)], &p, &mut known);
         assert_eq!(seq(&resumed[0]), Some(4));
         assert_eq!(known.last_seq.get("r1"), Some(&4));
+    }
+
+    /// However many runs are abandoned mid-step, the memo never holds more than `KNOWN_MAX`.
+    #[test]
+    fn the_writers_memo_stays_bounded() {
+        let mut known = Known::default();
+        for n in 0..KNOWN_MAX + 10 {
+            known.note(&append(&format!("r{n}"), None, 1), &Done::Seq(1));
+            assert!(known.last_seq.len() <= KNOWN_MAX);
+        }
+        assert_eq!(known.last_seq.len(), 10);
+        assert_eq!(known.last_seq.get(&format!("r{}", KNOWN_MAX + 9)), Some(&1));
     }
 }
