@@ -215,7 +215,10 @@ impl Tool for NoteInMemory {
     async fn call(&self, args: serde_json::Value, _ctx: &CallContext) -> Result<String, ToolError> {
         match args["path"].as_str() {
             Some("note.txt") => Ok(NOTE.to_string()),
-            other => Err(ToolError(format!("no note `{}`", other.unwrap_or("")))),
+            other => Err(ToolError::failed(format!(
+                "no note `{}`",
+                other.unwrap_or("")
+            ))),
         }
     }
 }

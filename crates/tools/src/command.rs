@@ -142,8 +142,9 @@ impl Tool for CommandTool {
 
     async fn call(&self, args: Value, ctx: &CallContext) -> Result<String, ToolError> {
         let name = self.name();
-        let input = serde_json::to_vec(&args)
-            .map_err(|e| ToolError(format!("cannot serialize arguments for `{name}`: {e}")))?;
+        let input = serde_json::to_vec(&args).map_err(|e| {
+            ToolError::failed(format!("cannot serialize arguments for `{name}`: {e}"))
+        })?;
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .current_dir(&self.working_dir)
@@ -156,7 +157,7 @@ impl Tool for CommandTool {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
-                ToolError(format!(
+                ToolError::failed(format!(
                     "`{name}` could not start program `{}`: {e}",
                     self.program.display()
                 ))
@@ -185,7 +186,7 @@ impl Tool for CommandTool {
             Ok(Err(cut)) => {
                 // Kill (and reap) the child now rather than leave it to `kill_on_drop`.
                 let _ = child.kill().await;
-                return Err(ToolError(match cut {
+                return Err(ToolError::indeterminate(match cut {
                     Cut::StdoutTooLong => format!(
                         "`{name}` wrote more than 1 MiB ({MAX_STDOUT_BYTES} bytes) to stdout"
                     ),
@@ -194,17 +195,22 @@ impl Tool for CommandTool {
             }
             Err(_elapsed) => {
                 let _ = child.kill().await;
-                return Err(ToolError(format!(
+                return Err(ToolError::indeterminate(format!(
                     "`{name}` timed out after {}",
                     format_duration(self.timeout)
                 )));
             }
         };
         if !finished.status.success() {
-            return Err(ToolError(failure_message(name, &finished)));
+            return Err(if finished.status.code().is_none() {
+                // Killed by a signal (not by chassis): it stopped midway, whatever it did.
+                ToolError::indeterminate(failure_message(name, &finished))
+            } else {
+                ToolError::failed(failure_message(name, &finished))
+            });
         }
         let stdout = String::from_utf8(finished.stdout)
-            .map_err(|_| ToolError(format!("`{name}` wrote output that is not UTF-8")))?;
+            .map_err(|_| ToolError::failed(format!("`{name}` wrote output that is not UTF-8")))?;
         Ok(stdout.trim_end_matches(['\n', '\r']).to_string())
     }
 }

@@ -50,7 +50,7 @@ impl Root {
     pub(crate) fn existing(&self, rel: &str) -> Result<PathBuf, ToolError> {
         let located = self.locate(rel)?;
         if !located.missing.is_empty() {
-            return Err(ToolError(format!("path `{rel}` does not exist")));
+            return Err(ToolError::failed(format!("path `{rel}` does not exist")));
         }
         Ok(located.existing)
     }
@@ -94,7 +94,7 @@ impl Root {
                 // A missing root (depth 0) is reported below rather than skipped.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && depth > 0 => depth -= 1,
                 Err(e) => {
-                    return Err(ToolError(format!(
+                    return Err(ToolError::failed(format!(
                         "cannot resolve path `{rel}`: {}",
                         describe(&e)
                     )));
@@ -113,7 +113,7 @@ fn checked_components(rel: &str) -> Result<Vec<OsString>, ToolError> {
             Component::CurDir => {}
             Component::ParentDir => return Err(escapes(rel, "with `..`")),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(ToolError(format!(
+                return Err(ToolError::failed(format!(
                     "path `{rel}` is absolute; paths are relative to the tool root"
                 )));
             }
@@ -123,7 +123,7 @@ fn checked_components(rel: &str) -> Result<Vec<OsString>, ToolError> {
 }
 
 fn escapes(rel: &str, how: &str) -> ToolError {
-    ToolError(format!("path `{rel}` escapes the tool root ({how})"))
+    ToolError::failed(format!("path `{rel}` escapes the tool root ({how})"))
 }
 
 /// An IO error in the words a model (or person) needs, without the OS error number.
@@ -144,11 +144,17 @@ mod tests {
     #[test]
     fn absolute_and_parent_paths_are_refused_by_syntax() {
         assert_eq!(
-            checked_components("/etc/passwd").unwrap_err().0,
+            checked_components("/etc/passwd")
+                .unwrap_err()
+                .message()
+                .to_string(),
             "path `/etc/passwd` is absolute; paths are relative to the tool root"
         );
         assert_eq!(
-            checked_components("a/../../x").unwrap_err().0,
+            checked_components("a/../../x")
+                .unwrap_err()
+                .message()
+                .to_string(),
             "path `a/../../x` escapes the tool root (with `..`)"
         );
         assert_eq!(
@@ -181,7 +187,7 @@ mod tests {
         let root = Root::open(".", dir.path()).unwrap();
         let e = root.writable("link").unwrap_err();
         assert_eq!(
-            e.0,
+            e.message().to_string(),
             "path `link` escapes the tool root (through a symbolic link with no target)"
         );
     }
@@ -193,7 +199,10 @@ mod tests {
         let path = root.writable("a/b/c.txt").unwrap();
         assert_eq!(path, root.dir.join("a/b/c.txt"));
         assert_eq!(
-            root.existing("a/b/c.txt").unwrap_err().0,
+            root.existing("a/b/c.txt")
+                .unwrap_err()
+                .message()
+                .to_string(),
             "path `a/b/c.txt` does not exist"
         );
     }

@@ -59,12 +59,14 @@ fn string_arg<'a>(args: &'a Value, key: &str) -> Result<Option<&'a str>, ToolErr
     match args.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ToolError(format!("argument `{key}` must be a string"))),
+        Some(_) => Err(ToolError::failed(format!(
+            "argument `{key}` must be a string"
+        ))),
     }
 }
 
 fn required_string_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
-    string_arg(args, key)?.ok_or_else(|| ToolError(format!("argument `{key}` is required")))
+    string_arg(args, key)?.ok_or_else(|| ToolError::failed(format!("argument `{key}` is required")))
 }
 
 /// `read_file {path}`: the UTF-8 content of one file.
@@ -118,24 +120,29 @@ async fn blocking<F>(work: F) -> Result<String, ToolError>
 where
     F: FnOnce() -> Result<String, ToolError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(ToolError(format!("the file operation did not finish: {e}"))))
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ToolError::failed(format!(
+            "the file operation did not finish: {e}"
+        )))
+    })
 }
 
 fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
     let path = root.existing(rel)?;
-    let cannot = |e: std::io::Error| ToolError(format!("cannot read `{rel}`: {}", describe(&e)));
+    let cannot =
+        |e: std::io::Error| ToolError::failed(format!("cannot read `{rel}`: {}", describe(&e)));
     let meta = std::fs::metadata(&path).map_err(cannot)?;
     if meta.is_dir() {
-        return Err(ToolError(format!("`{rel}` is a directory, not a file")));
+        return Err(ToolError::failed(format!(
+            "`{rel}` is a directory, not a file"
+        )));
     }
     // Opening a FIFO or device could block forever or never end.
     if !meta.is_file() {
-        return Err(ToolError(format!("`{rel}` is not a regular file")));
+        return Err(ToolError::failed(format!("`{rel}` is not a regular file")));
     }
     let too_big = |size: u64| {
-        ToolError(format!(
+        ToolError::failed(format!(
             "`{rel}` is {size} bytes; read_file reads files up to 1 MiB ({MAX_READ_BYTES} bytes)"
         ))
     };
@@ -152,7 +159,7 @@ fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
         return Err(too_big(bytes.len() as u64));
     }
     String::from_utf8(bytes).map_err(|e| {
-        ToolError(format!(
+        ToolError::failed(format!(
             "`{rel}` is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
         ))
@@ -208,10 +215,11 @@ impl Tool for ListDir {
 
 fn list_dir(root: &Root, rel: &str) -> Result<String, ToolError> {
     let path = root.existing(rel)?;
-    let cannot = |e: std::io::Error| ToolError(format!("cannot list `{rel}`: {}", describe(&e)));
+    let cannot =
+        |e: std::io::Error| ToolError::failed(format!("cannot list `{rel}`: {}", describe(&e)));
     let meta = std::fs::metadata(&path).map_err(cannot)?;
     if !meta.is_dir() {
-        return Err(ToolError(format!("`{rel}` is not a directory")));
+        return Err(ToolError::failed(format!("`{rel}` is not a directory")));
     }
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(&path).map_err(cannot)? {
@@ -290,9 +298,12 @@ impl Tool for WriteFile {
 
 fn write_file(root: &Root, rel: &str, content: &str) -> Result<String, ToolError> {
     let path = root.writable(rel)?;
-    let cannot = |e: std::io::Error| ToolError(format!("cannot write `{rel}`: {}", describe(&e)));
+    let cannot =
+        |e: std::io::Error| ToolError::failed(format!("cannot write `{rel}`: {}", describe(&e)));
     if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-        return Err(ToolError(format!("`{rel}` is a directory, not a file")));
+        return Err(ToolError::failed(format!(
+            "`{rel}` is a directory, not a file"
+        )));
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(cannot)?;
@@ -336,11 +347,14 @@ mod tests {
         let read = tool(dir.path(), "read_file");
         let e = read.call(json!({"path": "big"}), &ctx()).await.unwrap_err();
         assert_eq!(
-            e.0,
+            e.message(),
             "`big` is 1048577 bytes; read_file reads files up to 1 MiB (1048576 bytes)"
         );
         let e = read.call(json!({"path": "bin"}), &ctx()).await.unwrap_err();
-        assert_eq!(e.0, "`bin` is not UTF-8 text (invalid byte at offset 2)");
+        assert_eq!(
+            e.message(),
+            "`bin` is not UTF-8 text (invalid byte at offset 2)"
+        );
         let text = read.call(json!({"path": "exact"}), &ctx()).await.unwrap();
         assert_eq!(text.len(), MAX_READ_BYTES as usize);
     }
@@ -351,12 +365,12 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let read = tool(dir.path(), "read_file");
         let e = read.call(json!({"path": "sub"}), &ctx()).await.unwrap_err();
-        assert_eq!(e.0, "`sub` is a directory, not a file");
+        assert_eq!(e.message(), "`sub` is a directory, not a file");
         let e = read
             .call(json!({"path": "nope.txt"}), &ctx())
             .await
             .unwrap_err();
-        assert_eq!(e.0, "path `nope.txt` does not exist");
+        assert_eq!(e.message(), "path `nope.txt` does not exist");
     }
 
     #[tokio::test]
@@ -379,7 +393,7 @@ mod tests {
             .call(json!({"path": "a.txt"}), &ctx())
             .await
             .unwrap_err();
-        assert_eq!(e.0, "`a.txt` is not a directory");
+        assert_eq!(e.message(), "`a.txt` is not a directory");
     }
 
     #[tokio::test]
@@ -391,7 +405,7 @@ mod tests {
             .call(json!({"path": "sub", "content": "x"}), &ctx())
             .await
             .unwrap_err();
-        assert_eq!(e.0, "`sub` is a directory, not a file");
+        assert_eq!(e.message(), "`sub` is a directory, not a file");
     }
 
     #[tokio::test]
@@ -399,12 +413,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let write = tool(dir.path(), "write_file");
         let e = write.call(json!({"path": "x"}), &ctx()).await.unwrap_err();
-        assert_eq!(e.0, "argument `content` is required");
+        assert_eq!(e.message(), "argument `content` is required");
         let e = write
             .call(json!({"path": 1, "content": ""}), &ctx())
             .await
             .unwrap_err();
-        assert_eq!(e.0, "argument `path` must be a string");
+        assert_eq!(e.message(), "argument `path` must be a string");
     }
 
     #[test]

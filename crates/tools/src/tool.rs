@@ -14,9 +14,46 @@ pub struct CallContext {
 }
 
 /// A tool failure the model should see (it becomes the tool message content).
+///
+/// A failure is either *definite* (the tool answered that it failed, or refused before
+/// acting) or *indeterminate*: the call was cut off while it may have been acting (it timed
+/// out, its process was killed, the connection broke after the request was sent). An
+/// indeterminate failure of a tool that is not safe to repeat is an unknown outcome for a
+/// human to settle, never a plain failure that invites the model to call it again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ToolError(pub String);
+#[error("{message}")]
+pub struct ToolError {
+    message: String,
+    indeterminate: bool,
+}
+
+impl ToolError {
+    /// The tool failed, and did not act (or says exactly what it did).
+    pub fn failed(message: impl Into<String>) -> ToolError {
+        ToolError {
+            message: message.into(),
+            indeterminate: false,
+        }
+    }
+
+    /// The call was cut off while it may have been acting: its effect is unknown.
+    pub fn indeterminate(message: impl Into<String>) -> ToolError {
+        ToolError {
+            message: message.into(),
+            indeterminate: true,
+        }
+    }
+
+    /// What went wrong, phrased for the model.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the call may have had an effect although it did not answer.
+    pub fn is_indeterminate(&self) -> bool {
+        self.indeterminate
+    }
+}
 
 /// One capability an agent can call.
 #[async_trait::async_trait]

@@ -177,21 +177,22 @@ impl Tool for HttpTool {
     async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
         let url = match args.get("url") {
             Some(Value::String(url)) => url,
-            Some(_) => return Err(ToolError("argument `url` must be a string".into())),
-            None => return Err(ToolError("argument `url` is required".into())),
+            Some(_) => return Err(ToolError::failed("argument `url` must be a string")),
+            None => return Err(ToolError::failed("argument `url` is required")),
         };
         if url.chars().count() > MAX_URL_CHARS {
-            return Err(ToolError(format!(
+            return Err(ToolError::failed(format!(
                 "the URL is longer than {MAX_URL_CHARS} characters"
             )));
         }
-        let url = Url::parse(url).map_err(|e| ToolError(format!("`{url}` is not a URL: {e}")))?;
+        let url =
+            Url::parse(url).map_err(|e| ToolError::failed(format!("`{url}` is not a URL: {e}")))?;
         let request = self.request(&args)?;
         let mut at = url.host_str().unwrap_or_default().to_string();
         let timeout = self.shared.timeout;
         match tokio::time::timeout(timeout, self.fetch(url, request, &mut at)).await {
-            Ok(outcome) => outcome.map_err(ToolError),
-            Err(_elapsed) => Err(ToolError(format!(
+            Ok(outcome) => outcome.map_err(ToolError::failed),
+            Err(_elapsed) => Err(ToolError::indeterminate(format!(
                 "request to `{at}` timed out after {}",
                 format_duration(timeout)
             ))),
@@ -209,35 +210,38 @@ impl HttpTool {
             Some(Value::Object(map)) => {
                 for (name, value) in map {
                     let Value::String(value) = value else {
-                        return Err(ToolError(format!("header `{name}` must be a string")));
+                        return Err(ToolError::failed(format!(
+                            "header `{name}` must be a string"
+                        )));
                     };
-                    let header = HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|_| ToolError(format!("`{name}` is not a valid header name")))?;
+                    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        ToolError::failed(format!("`{name}` is not a valid header name"))
+                    })?;
                     if FORBIDDEN_HEADERS.contains(&header.as_str()) {
-                        return Err(ToolError(format!("header `{name}` cannot be set")));
+                        return Err(ToolError::failed(format!("header `{name}` cannot be set")));
                     }
                     let value = HeaderValue::from_str(value).map_err(|_| {
-                        ToolError(format!("the value of header `{name}` is not valid"))
+                        ToolError::failed(format!("the value of header `{name}` is not valid"))
                     })?;
                     headers.append(header, value);
                 }
             }
-            Some(_) => return Err(ToolError("argument `headers` must be an object".into())),
+            Some(_) => return Err(ToolError::failed("argument `headers` must be an object")),
         }
         let body = if self.method == Method::POST {
             let (bytes, content_type) = match args.get("body") {
-                None => return Err(ToolError("argument `body` is required".into())),
+                None => return Err(ToolError::failed("argument `body` is required")),
                 Some(Value::String(text)) => {
                     (text.as_bytes().to_vec(), "text/plain; charset=utf-8")
                 }
                 Some(json) => (
                     serde_json::to_vec(json)
-                        .map_err(|e| ToolError(format!("cannot serialize `body`: {e}")))?,
+                        .map_err(|e| ToolError::failed(format!("cannot serialize `body`: {e}")))?,
                     "application/json",
                 ),
             };
             if bytes.len() > MAX_REQUEST_BODY_BYTES {
-                return Err(ToolError(format!(
+                return Err(ToolError::failed(format!(
                     "the body is {} bytes; http_post sends at most {MAX_REQUEST_BODY_BYTES}",
                     bytes.len()
                 )));

@@ -76,7 +76,7 @@ async fn a_redirect_to_loopback_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "`127.0.0.1` is a loopback address; set allow_private = true to allow it"
     );
     let e = tool
@@ -87,8 +87,8 @@ async fn a_redirect_to_loopback_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        e.0.starts_with("`localhost` resolves to ")
-            && e.0
+        e.message().starts_with("`localhost` resolves to ")
+            && e.message()
                 .ends_with("a loopback address; set allow_private = true to allow it"),
         "{e}"
     );

@@ -165,7 +165,7 @@ impl Tool for McpTool {
 
     async fn call(&self, args: Value, ctx: &CallContext) -> Result<String, ToolError> {
         let Value::Object(arguments) = args else {
-            return Err(ToolError("the arguments must be a JSON object".into()));
+            return Err(ToolError::failed("the arguments must be a JSON object"));
         };
         let result = self.server.call(&self.def.name, arguments, ctx).await?;
         render(&self.def.name, self.server.name(), result)
@@ -205,7 +205,7 @@ fn render(tool: &str, server: &str, result: CallToolResult) -> Result<String, To
         text = structured.to_string();
     }
     if text.len() > MAX_RESULT_BYTES {
-        return Err(ToolError(format!(
+        return Err(ToolError::failed(format!(
             "`{tool}` (MCP server `{server}`) returned more than 1 MiB ({MAX_RESULT_BYTES} bytes)"
         )));
     }
@@ -213,7 +213,7 @@ fn render(tool: &str, server: &str, result: CallToolResult) -> Result<String, To
         if text.is_empty() {
             text = format!("`{tool}` (MCP server `{server}`) failed without a message");
         }
-        return Err(ToolError(text));
+        return Err(ToolError::failed(text));
     }
     Ok(text)
 }
@@ -281,7 +281,7 @@ mod tests {
         let failed: CallToolResult =
             serde_json::from_value(json!({"content": [], "isError": true})).unwrap();
         assert_eq!(
-            render("t", "s", failed).unwrap_err().0,
+            render("t", "s", failed).unwrap_err().message().to_string(),
             "`t` (MCP server `s`) failed without a message"
         );
     }

@@ -226,7 +226,7 @@ impl Server {
         *live = None;
         let deadline = Instant::now() + START_TIMEOUT;
         let connection = Arc::new(self.connect(deadline).await.map_err(|m| {
-            ToolError(format!(
+            ToolError::failed(format!(
                 "MCP server `{}` could not be restarted: {m}",
                 self.name
             ))
@@ -270,7 +270,7 @@ impl Server {
             tokio::time::timeout(self.timeout, connection.client.peer().call_tool(params)).await;
         match outcome {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(ServiceError::McpError(error))) => Err(ToolError(format!(
+            Ok(Err(ServiceError::McpError(error))) => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 error.message
             ))),
@@ -280,19 +280,19 @@ impl Server {
                     ServiceError::TransportSend(_) => format!(" ({})", describe(&e)),
                     _ => String::new(),
                 };
-                Err(ToolError(format!(
+                Err(ToolError::indeterminate(format!(
                     "MCP server `{name}` closed the connection during the call to `{tool}`{cause}; \
                     it will be restarted on the next call{}",
                     stderr_note(&connection.stderr).await
                 )))
             }
-            Ok(Err(e)) => Err(ToolError(format!(
+            Ok(Err(e)) => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 describe(&e)
             ))),
             Err(_elapsed) => {
                 self.discard(&connection).await;
-                Err(ToolError(format!(
+                Err(ToolError::indeterminate(format!(
                     "`{tool}` (MCP server `{name}`) timed out after {}; the server will be \
                     restarted on the next call",
                     format_duration(self.timeout)

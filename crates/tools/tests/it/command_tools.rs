@@ -57,8 +57,10 @@ async fn relative_program_is_resolved_against_base_dir() {
         .await
         .unwrap_err();
     assert!(
-        e.0.starts_with("`upper` could not start program `/")
-            && e.0.contains("tools/upper.py`: No such file or directory"),
+        e.message()
+            .starts_with("`upper` could not start program `/")
+            && e.message()
+                .contains("tools/upper.py`: No such file or directory"),
         "{e}"
     );
 }
@@ -72,10 +74,17 @@ sys.stderr.write('noise\\n' * 1000 + 'bad input: x must be positive\\n')
 sys.exit(3)";
     let toolbox = build(&[python("fails", code)], dir.path()).await.unwrap();
     let e = call(&toolbox, "fails", json!({})).await.unwrap_err();
-    assert!(e.0.starts_with("`fails` exited with status 3: …"), "{e}");
-    assert!(e.0.ends_with("noise\nbad input: x must be positive"), "{e}");
-    assert!(e.0.len() < 2200, "{}", e.0.len());
-    assert!(!e.0.contains("partial output"), "{e}");
+    assert!(
+        e.message().starts_with("`fails` exited with status 3: …"),
+        "{e}"
+    );
+    assert!(
+        e.message()
+            .ends_with("noise\nbad input: x must be positive"),
+        "{e}"
+    );
+    assert!(e.message().len() < 2200, "{}", e.message().len());
+    assert!(!e.message().contains("partial output"), "{e}");
 }
 
 #[tokio::test]
@@ -84,12 +93,16 @@ async fn non_zero_exit_without_stderr_quotes_stdout() {
     let code = "import sys; print('no such user'); sys.exit(1)";
     let toolbox = build(&[python("lookup", code)], dir.path()).await.unwrap();
     let e = call(&toolbox, "lookup", json!({})).await.unwrap_err();
-    assert_eq!(e.0, "`lookup` exited with status 1: no such user");
+    assert_eq!(e.message(), "`lookup` exited with status 1: no such user");
+    assert!(!e.is_indeterminate(), "an exit status is a definite answer");
     let toolbox = build(&[python("quiet", "raise SystemExit(2)")], dir.path())
         .await
         .unwrap();
     let e = call(&toolbox, "quiet", json!({})).await.unwrap_err();
-    assert_eq!(e.0, "`quiet` exited with status 2 and printed nothing");
+    assert_eq!(
+        e.message(),
+        "`quiet` exited with status 2 and printed nothing"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +116,8 @@ time.sleep(60)";
     let toolbox = build(&[spec], dir.path()).await.unwrap();
     let started = std::time::Instant::now();
     let e = call(&toolbox, "slow", json!({})).await.unwrap_err();
-    assert_eq!(e.0, "`slow` timed out after 2s");
+    assert_eq!(e.message(), "`slow` timed out after 2s");
+    assert!(e.is_indeterminate(), "a timed-out program may have acted");
     assert!(started.elapsed() < Duration::from_secs(10));
     let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
     assert!(
@@ -119,7 +133,7 @@ async fn too_much_stdout_is_an_error() {
     let toolbox = build(&[python("loud", code)], dir.path()).await.unwrap();
     let e = call(&toolbox, "loud", json!({})).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "`loud` wrote more than 1 MiB (1048576 bytes) to stdout"
     );
 }

@@ -86,7 +86,7 @@ async fn relative_root_is_resolved_against_base_dir() {
     );
     let e = call(&toolbox, "read_file", json!({"path": "../spec-level.txt"})).await;
     assert_eq!(
-        e.unwrap_err().0,
+        e.unwrap_err().message().to_string(),
         "path `../spec-level.txt` escapes the tool root (with `..`)"
     );
 }
@@ -98,21 +98,21 @@ async fn parent_components_are_refused_by_every_tool() {
     let toolbox = toolbox(&dir.path().join("sub")).await;
     let escapes = "path `../x` escapes the tool root (with `..`)";
     let e = call(&toolbox, "read_file", json!({"path": "../x"})).await;
-    assert_eq!(e.unwrap_err().0, escapes);
+    assert_eq!(e.unwrap_err().message().to_string(), escapes);
     let e = call(&toolbox, "list_dir", json!({"path": "../x"})).await;
-    assert_eq!(e.unwrap_err().0, escapes);
+    assert_eq!(e.unwrap_err().message().to_string(), escapes);
     let e = call(
         &toolbox,
         "write_file",
         json!({"path": "../x", "content": "x"}),
     )
     .await;
-    assert_eq!(e.unwrap_err().0, escapes);
+    assert_eq!(e.unwrap_err().message().to_string(), escapes);
     assert!(!dir.path().join("x").exists());
     // Even a `..` that would stay inside is refused: the rule is simple to state.
     let e = call(&toolbox, "list_dir", json!({"path": "a/.."})).await;
     assert_eq!(
-        e.unwrap_err().0,
+        e.unwrap_err().message().to_string(),
         "path `a/..` escapes the tool root (with `..`)"
     );
 }
@@ -125,14 +125,14 @@ async fn absolute_paths_are_refused_by_every_tool() {
     let abs = target.to_str().unwrap();
     let expected = format!("path `{abs}` is absolute; paths are relative to the tool root");
     let e = call(&toolbox, "write_file", json!({"path": abs, "content": "x"})).await;
-    assert_eq!(e.unwrap_err().0, expected);
+    assert_eq!(e.unwrap_err().message().to_string(), expected);
     assert!(!target.exists());
     std::fs::write(&target, "x").unwrap();
     let e = call(&toolbox, "read_file", json!({"path": abs})).await;
-    assert_eq!(e.unwrap_err().0, expected);
+    assert_eq!(e.unwrap_err().message().to_string(), expected);
     let e = call(&toolbox, "list_dir", json!({"path": "/"})).await;
     assert_eq!(
-        e.unwrap_err().0,
+        e.unwrap_err().message().to_string(),
         "path `/` is absolute; paths are relative to the tool root"
     );
 }
@@ -153,14 +153,20 @@ async fn symlinks_out_of_the_root_are_refused_by_every_tool() {
 
     let e = call(&toolbox, "read_file", json!({"path": "out/secret.txt"})).await;
     assert_eq!(
-        e.unwrap_err().0,
+        e.unwrap_err().message().to_string(),
         format!("path `out/secret.txt` {via_link}")
     );
     let e = call(&toolbox, "read_file", json!({"path": "secret.txt"})).await;
-    assert_eq!(e.unwrap_err().0, format!("path `secret.txt` {via_link}"));
+    assert_eq!(
+        e.unwrap_err().message().to_string(),
+        format!("path `secret.txt` {via_link}")
+    );
 
     let e = call(&toolbox, "list_dir", json!({"path": "out"})).await;
-    assert_eq!(e.unwrap_err().0, format!("path `out` {via_link}"));
+    assert_eq!(
+        e.unwrap_err().message().to_string(),
+        format!("path `out` {via_link}")
+    );
 
     let e = call(
         &toolbox,
@@ -169,7 +175,7 @@ async fn symlinks_out_of_the_root_are_refused_by_every_tool() {
     )
     .await;
     assert_eq!(
-        e.unwrap_err().0,
+        e.unwrap_err().message().to_string(),
         format!("path `out/new/file.txt` {via_link}")
     );
     assert!(!outside.path().join("new").exists());
@@ -179,7 +185,10 @@ async fn symlinks_out_of_the_root_are_refused_by_every_tool() {
         json!({"path": "secret.txt", "content": "x"}),
     )
     .await;
-    assert_eq!(e.unwrap_err().0, format!("path `secret.txt` {via_link}"));
+    assert_eq!(
+        e.unwrap_err().message().to_string(),
+        format!("path `secret.txt` {via_link}")
+    );
     assert_eq!(
         std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
         "secret"

@@ -207,7 +207,7 @@ async fn hostile_arguments_are_refused_before_anything_runs() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.0, "header `Host` cannot be set");
+    assert_eq!(e.message(), "header `Host` cannot be set");
 }
 
 #[tokio::test]
@@ -216,7 +216,7 @@ async fn private_addresses_are_refused_by_default() {
     let toolbox = toolbox(spec(false)).await;
     let e = get(&toolbox, &format!("{base}/hello")).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "`127.0.0.1` is a loopback address; set allow_private = true to allow it"
     );
     let port = base.rsplit(':').next().unwrap();
@@ -224,8 +224,8 @@ async fn private_addresses_are_refused_by_default() {
         .await
         .unwrap_err();
     assert!(
-        e.0.starts_with("`localhost` resolves to ")
-            && e.0
+        e.message().starts_with("`localhost` resolves to ")
+            && e.message()
                 .ends_with(", a loopback address; set allow_private = true to allow it"),
         "{e}"
     );
@@ -235,9 +235,9 @@ async fn private_addresses_are_refused_by_default() {
 async fn hosts_outside_the_allowlist_are_refused() {
     let toolbox = toolbox(spec(true)).await;
     let e = get(&toolbox, "https://evil.com/x").await.unwrap_err();
-    assert_eq!(e.0, "host `evil.com` is not in allow_hosts");
+    assert_eq!(e.message(), "host `evil.com` is not in allow_hosts");
     let e = get(&toolbox, "http://127.0.0.2/x").await.unwrap_err();
-    assert_eq!(e.0, "host `127.0.0.2` is not in allow_hosts");
+    assert_eq!(e.message(), "host `127.0.0.2` is not in allow_hosts");
 }
 
 #[tokio::test]
@@ -303,14 +303,17 @@ async fn redirects_are_followed_and_checked_at_every_hop() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.0, "host `evil.example` is not in allow_hosts");
+    assert_eq!(e.message(), "host `evil.example` is not in allow_hosts");
     let e = get(&toolbox, &format!("{base}/found?file:///etc/passwd"))
         .await
         .unwrap_err();
-    assert_eq!(e.0, "only http and https URLs are allowed, not `file:`");
+    assert_eq!(
+        e.message(),
+        "only http and https URLs are allowed, not `file:`"
+    );
     let e = get(&toolbox, &format!("{base}/loop")).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "too many redirects (more than 5), the last from `127.0.0.1`"
     );
 
@@ -350,7 +353,7 @@ async fn bodies_over_max_bytes_are_refused() {
     let toolbox = toolbox(spec(true)).await;
     let e = get(&toolbox, &format!("{base}/big")).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "the response from `127.0.0.1` is larger than max_bytes (1000 bytes)"
     );
     // Without a length announced, reading stops once the limit is passed.
@@ -358,7 +361,7 @@ async fn bodies_over_max_bytes_are_refused() {
     let started = Instant::now();
     let e = get(&toolbox, &format!("{endless}/")).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "the response from `127.0.0.1` is larger than max_bytes (1000 bytes)"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -374,7 +377,7 @@ async fn a_slow_server_times_out() {
     .await;
     let started = Instant::now();
     let e = get(&toolbox, &format!("{base}/slow")).await.unwrap_err();
-    assert_eq!(e.0, "request to `127.0.0.1` timed out after 1s");
+    assert_eq!(e.message(), "request to `127.0.0.1` timed out after 1s");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -389,7 +392,7 @@ async fn bodies_that_are_not_utf8_are_noted_or_refused() {
     );
     let e = get(&toolbox, &format!("{base}/binary")).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "the response from `127.0.0.1` is binary (4 bytes of image/png), not text"
     );
 }
@@ -404,7 +407,8 @@ async fn a_refused_connection_names_the_host() {
         .await
         .unwrap_err();
     assert!(
-        e.0.starts_with("request to `127.0.0.1` failed: could not connect"),
+        e.message()
+            .starts_with("request to `127.0.0.1` failed: could not connect"),
         "{e}"
     );
 }

@@ -178,7 +178,7 @@ async fn entries_share_a_server_but_not_tool_names() {
 async fn an_error_result_is_a_tool_error() {
     let toolbox = toolbox(false, None).await;
     let e = call(&toolbox, "fail", json!({})).await.unwrap_err();
-    assert_eq!(e.0, "card declined");
+    assert_eq!(e.message(), "card declined");
 }
 
 #[tokio::test]
@@ -204,7 +204,7 @@ async fn a_hung_call_times_out_and_the_server_is_restarted() {
         started.elapsed()
     );
     assert_eq!(
-        e.0,
+        e.message(),
         "`hang` (MCP server `billing`) timed out after 1s; the server will be restarted on the \
          next call"
     );
@@ -224,7 +224,7 @@ async fn a_crash_during_a_call_is_a_tool_error_and_the_next_call_restarts() {
     let first = call(&toolbox, "pid", json!({})).await.unwrap();
     let e = call(&toolbox, "crash", json!({})).await.unwrap_err();
     assert_eq!(
-        e.0,
+        e.message(),
         "MCP server `billing` closed the connection during the call to `crash`; it will be \
          restarted on the next call; its stderr ends with: test server: started\n\
          test server: crashing on purpose"
@@ -259,7 +259,8 @@ async fn a_killed_server_is_restarted() {
     }
     if let [Err(e), _] = outcomes.as_slice() {
         assert!(
-            e.0.starts_with("MCP server `billing` closed the connection"),
+            e.message()
+                .starts_with("MCP server `billing` closed the connection"),
             "{e}"
         );
     }
@@ -325,7 +326,7 @@ async fn tools_are_listed_and_called_over_streamable_http() {
     assert_eq!(meta["chassis/idempotency_key"], "run-1/call-1");
     // A hung call drops the session; the next call opens a new one.
     let e = call(&toolbox, "hang", json!({})).await.unwrap_err();
-    assert!(e.0.contains("timed out after 1s"), "{e}");
+    assert!(e.message().contains("timed out after 1s"), "{e}");
     assert_eq!(
         call(&toolbox, "echo", json!({"text": "again"}))
             .await
