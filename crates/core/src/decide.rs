@@ -1,9 +1,15 @@
 //! The decision function: given a run's state, what happens next.
+//!
+//! A decision about a tool call carries a complete [`ToolAction`]: the call's journal id, the
+//! arguments that run (a human's edit or the model's), the idempotency key, whether its intent
+//! must be durable before it runs, and the events to journal before and after. The engine only
+//! executes it, so the mapping from a reply to journaled calls lives here, in one place, and
+//! the property tests drive exactly this mapping.
 
 use crate::approvals::{OnTimeout, Verdict};
+use crate::event::Event;
 use crate::limits::{LimitAction, LimitName, price_of};
-use crate::message::ToolCall;
-use crate::state::Approval;
+use crate::state::{Approval, CallState, Hold};
 use crate::state::{RunState, RunStatus};
 use crate::tool::RiskClass;
 
@@ -31,17 +37,141 @@ pub struct LimitHit {
     pub action: LimitAction,
 }
 
+/// One tool call to act on, complete: the engine validates the arguments against the tool's
+/// schema, executes, and journals the events this builds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolAction {
+    /// The journal's id of the call, `STEP.INDEX`.
+    pub call_id: String,
+    /// The provider's id of the call (made unique within its reply), echoed back with its
+    /// result; informational only.
+    pub echo_id: String,
+    /// Tool name as the model gave it.
+    pub name: String,
+    /// The arguments that run: a human's edit when the call was approved with one, else the
+    /// model's, as JSON text (maybe invalid: validation refuses it).
+    pub arguments: String,
+    /// Whether `arguments` are a human's edit.
+    pub edited: bool,
+    /// The tool's risk class, from the definitions the run started with (`None`: no such
+    /// tool; the call is refused).
+    pub risk: Option<RiskClass>,
+    /// Attempts in all if the tool fails (retryable tools only; otherwise 1).
+    pub attempts: u32,
+    /// The call was started before and interrupted; it may be repeated (read-only or
+    /// declared idempotent), with the same idempotency key.
+    pub repeat: bool,
+}
+
+impl ToolAction {
+    fn of(state: &RunState, call: &CallState) -> ToolAction {
+        let def = state.tool(&call.call.name);
+        let edited = match &call.approval {
+            Approval::Approved { args: Some(args) } => Some(args.to_string()),
+            _ => None,
+        };
+        ToolAction {
+            call_id: call.id.clone(),
+            echo_id: call.call.id.clone(),
+            name: call.call.name.clone(),
+            edited: edited.is_some(),
+            arguments: edited.unwrap_or_else(|| call.call.arguments.clone()),
+            risk: def.map(|d| d.risk),
+            attempts: def.map_or(1, |d| {
+                if d.retryable() {
+                    d.max_attempts.max(1)
+                } else {
+                    1
+                }
+            }),
+            repeat: call.started.is_some(),
+        }
+    }
+
+    /// The key handed to the tool so that a repeated delivery can be recognized: the run and
+    /// the call's place in it, the same in every process and after every resume.
+    pub fn idempotency_key(&self, run_id: &str) -> String {
+        format!("{run_id}/{}", self.call_id)
+    }
+
+    /// Whether the call's intent must be durable before it runs: everything but a read-only
+    /// call (a read can simply be made again after a crash).
+    pub fn flush_first(&self) -> bool {
+        self.risk != Some(RiskClass::ReadOnly)
+    }
+
+    /// The intent, journaled before the call runs, with the validated arguments.
+    pub fn started(&self, run_id: &str, args: serde_json::Value) -> Event {
+        Event::ToolStarted {
+            call_id: self.call_id.clone(),
+            name: self.name.clone(),
+            args,
+            risk: self.risk.unwrap_or(RiskClass::Irreversible),
+            idempotency_key: self.idempotency_key(run_id),
+        }
+    }
+
+    /// The call is refused before it runs; `error` goes back to the model.
+    pub fn refused(&self, error: impl Into<String>) -> Event {
+        Event::ToolRefused {
+            call_id: self.call_id.clone(),
+            name: self.name.clone(),
+            error: error.into(),
+        }
+    }
+
+    /// The tool answered: its output, or the error it reported.
+    pub fn finished(&self, ok: bool, content: impl Into<String>, latency_ms: u64) -> Event {
+        Event::ToolFinished {
+            call_id: self.call_id.clone(),
+            ok,
+            content: content.into(),
+            latency_ms,
+        }
+    }
+
+    /// One attempt failed and another follows after `delay_ms`.
+    pub fn attempt_failed(&self, attempt: u32, error: impl Into<String>, delay_ms: u64) -> Event {
+        Event::ToolAttemptFailed {
+            call_id: self.call_id.clone(),
+            attempt,
+            error: error.into(),
+            delay_ms,
+        }
+    }
+
+    /// The call may have acted but its outcome is not known (interrupted, timed out, killed).
+    pub fn outcome_unknown(&self) -> Event {
+        Event::ToolOutcomeUnknown {
+            call_id: self.call_id.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// What to journal when the call was cut off while it may have been acting (it timed out,
+    /// its process was killed, the run was interrupted): a read-only call simply failed (it
+    /// can be made again); any other call's outcome is unknown and waits for a human, never
+    /// a plain failure that invites the model to call it again.
+    pub fn cut_off(&self, error: impl Into<String>, latency_ms: u64) -> Event {
+        if self.risk == Some(RiskClass::ReadOnly) {
+            self.finished(false, error, latency_ms)
+        } else {
+            self.outcome_unknown()
+        }
+    }
+}
+
 /// The next thing the engine must do for a run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// Send the context to the model.
     CallModel,
     /// Validate and (if valid) execute this call of the latest reply.
-    CallTool(ToolCall),
+    CallTool(ToolAction),
     /// This call was started but never finished, and repeating it could do harm twice:
     /// journal `tool_outcome_unknown` and wait for a human.
-    OutcomeUnknown(ToolCall),
-    /// Every model is unavailable: park the run until someone resumes it.
+    OutcomeUnknown(ToolAction),
+    /// Every model is unavailable: park the run; it is retried with backoff.
     Pause {
         /// Why.
         reason: String,
@@ -56,14 +186,21 @@ pub enum Decision {
     /// The next call would cross a limit: journal it and take the configured action.
     Limit(LimitHit),
     /// The policy requires a human's approval before this call: request it and wait.
-    RequestApproval(ToolCall),
+    RequestApproval(ToolAction),
     /// The policy denies this call: refuse it and tell the model.
-    Deny(ToolCall),
+    Deny(ToolAction),
     /// Nobody decided this call's approval in time: apply `on_timeout`.
-    ApprovalTimedOut(ToolCall, OnTimeout),
+    ApprovalTimedOut(ToolAction, OnTimeout),
     /// Stop and wait for a human.
     AwaitHuman {
         /// What the human must look at.
+        reason: String,
+    },
+    /// A human asked the run to stop, and nothing is in flight: end it as cancelled.
+    Cancel {
+        /// Who asked.
+        by: String,
+        /// Why.
         reason: String,
     },
     /// Complete the run with this answer.
@@ -84,10 +221,22 @@ pub enum Decision {
 #[must_use]
 pub fn decide(state: &RunState, inputs: &Inputs) -> Decision {
     match state.status {
-        RunStatus::Completed | RunStatus::Failed | RunStatus::Waiting | RunStatus::Paused => {
+        RunStatus::Completed
+        | RunStatus::Failed
+        | RunStatus::Cancelled
+        | RunStatus::Waiting
+        | RunStatus::Paused => {
             return Decision::Idle;
         }
         RunStatus::Running => {}
+    }
+    if let Some(cancel) = &state.cancel {
+        return cancelled(state, cancel);
+    }
+    if let Some(error) = &state.limit_rejected {
+        return Decision::Fail {
+            error: error.clone(),
+        };
     }
     for call in &state.calls {
         if call.resolved {
@@ -96,18 +245,19 @@ pub fn decide(state: &RunState, inputs: &Inputs) -> Decision {
         if call.outcome_unknown {
             return Decision::AwaitHuman {
                 reason: format!(
-                    "outcome of call {} ({}) is unknown: the process stopped while it ran",
-                    call.call.id, call.call.name
+                    "outcome of call {} ({}) is unknown: it may have acted, but its result was never recorded",
+                    call.id, call.call.name
                 ),
             };
         }
+        let action = ToolAction::of(state, call);
         return match call.started {
-            Some(risk) if !may_repeat(risk) => Decision::OutcomeUnknown(call.call.clone()),
+            Some(_) if !may_repeat(state, call) => Decision::OutcomeUnknown(action),
             // An interrupted call that may be repeated was counted when it first started.
-            Some(_) => Decision::CallTool(call.call.clone()),
-            None => match tool_limit(state, &call.call, inputs) {
+            Some(_) => Decision::CallTool(action),
+            None => match tool_limit(state, &action, inputs) {
                 Some(hit) => Decision::Limit(hit),
-                None => approval(state, call, inputs),
+                None => approval(state, call, action, inputs),
             },
         };
     }
@@ -153,13 +303,30 @@ pub fn decide(state: &RunState, inputs: &Inputs) -> Decision {
     }
 }
 
-/// Whether a call interrupted mid-flight may simply be made again.
-fn may_repeat(risk: RiskClass) -> bool {
-    !matches!(risk, RiskClass::Irreversible)
+/// A cancel waits for nothing in flight: a call started and not finished that may not be
+/// repeated has its outcome journaled (as unknown) first; then the run ends.
+fn cancelled(state: &RunState, cancel: &crate::state::CancelRequest) -> Decision {
+    let interrupted = state.calls.iter().find(|c| {
+        !c.resolved && !c.outcome_unknown && c.started.is_some() && !may_repeat(state, c)
+    });
+    match interrupted {
+        Some(call) => Decision::OutcomeUnknown(ToolAction::of(state, call)),
+        None => Decision::Cancel {
+            by: cancel.by.clone(),
+            reason: cancel.reason.clone(),
+        },
+    }
+}
+
+/// Whether a call interrupted mid-flight may simply be made again: a read, or a tool declared
+/// idempotent (it gets the same idempotency key).
+fn may_repeat(state: &RunState, call: &CallState) -> bool {
+    call.started == Some(RiskClass::ReadOnly)
+        || state.tool(&call.call.name).is_some_and(|d| d.idempotent)
 }
 
 /// The first limit a model call would cross at its worst case: the context about to be sent,
-/// plus `max_tokens` of output, priced.
+/// plus `max_tokens` of output, priced; or, for a parked run, how long it has been parked.
 pub fn model_limit(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
     let input = inputs.next_input_tokens as f64;
     let output = f64::from(state.max_tokens);
@@ -186,12 +353,14 @@ pub fn model_limit(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
         ),
         (LimitName::MaxCostUsd, state.cost_usd, call_cost),
     ];
-    first_crossed(state, &checks).or_else(|| wall_time(state, inputs))
+    first_crossed(state, &checks)
+        .or_else(|| parked_too_long(state, inputs))
+        .or_else(|| wall_time(state, inputs))
 }
 
 /// The first limit a tool call would cross: the count of tool calls, a repeated identical
 /// call, a run of steps that bring nothing new, or the wall time.
-pub fn tool_limit(state: &RunState, call: &ToolCall, inputs: &Inputs) -> Option<LimitHit> {
+pub fn tool_limit(state: &RunState, call: &ToolAction, inputs: &Inputs) -> Option<LimitHit> {
     let repeats = match serde_json::from_str::<serde_json::Value>(&call.arguments) {
         Ok(args) => f64::from(state.executions_of(&call.name, &args)),
         Err(_) => 0.0,
@@ -231,33 +400,46 @@ fn wall_time(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
     })
 }
 
+/// A parked run retried after `max_park` has passed since its outage began.
+fn parked_too_long(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
+    let value = state.limits.get(LimitName::MaxPark)?;
+    let since = state.parked_since_ms?;
+    let used = inputs.now_ms.saturating_sub(since) as f64;
+    (used >= value).then(|| LimitHit {
+        limit: LimitName::MaxPark,
+        value,
+        used,
+        projected: used,
+        action: state.limits.action(LimitName::MaxPark),
+    })
+}
+
 /// What the approval policy makes of a call that passed the limits.
-fn approval(state: &RunState, call: &crate::state::CallState, inputs: &Inputs) -> Decision {
-    let tool_call = call.call.clone();
+fn approval(state: &RunState, call: &CallState, action: ToolAction, inputs: &Inputs) -> Decision {
     let (Some(def), Ok(args)) = (
-        state.tool(&tool_call.name),
-        serde_json::from_str::<serde_json::Value>(&tool_call.arguments),
+        state.tool(&call.call.name),
+        serde_json::from_str::<serde_json::Value>(&call.call.arguments),
     ) else {
         // Unknown tools and unparsable arguments are refused by the engine's validation.
-        return Decision::CallTool(tool_call);
+        return Decision::CallTool(action);
     };
     match state.approvals.verdict(def, &args) {
-        Verdict::Auto => Decision::CallTool(tool_call),
-        Verdict::Deny => Decision::Deny(tool_call),
+        Verdict::Auto => Decision::CallTool(action),
+        Verdict::Deny => Decision::Deny(action),
         Verdict::Require => match &call.approval {
-            Approval::None => Decision::RequestApproval(tool_call),
-            Approval::Approved { .. } => Decision::CallTool(tool_call),
+            Approval::None => Decision::RequestApproval(action),
+            Approval::Approved { .. } => Decision::CallTool(action),
             Approval::Pending {
                 expires_at_ms,
                 escalated,
             } => match expires_at_ms {
                 Some(at) if inputs.now_ms >= *at && !escalated => {
-                    Decision::ApprovalTimedOut(tool_call, state.approvals.on_timeout)
+                    Decision::ApprovalTimedOut(action, state.approvals.on_timeout)
                 }
                 _ => Decision::AwaitHuman {
                     reason: format!(
                         "approval required: {} ({}) call {}",
-                        tool_call.name, def.risk, tool_call.id
+                        call.call.name, def.risk, call.id
                     ),
                 },
             },
@@ -265,4 +447,12 @@ fn approval(state: &RunState, call: &crate::state::CallState, inputs: &Inputs) -
             Approval::Rejected => Decision::Idle,
         },
     }
+}
+
+/// Whether the run, though stopped, holds nothing a human must act on: once resumed, it
+/// would go on by itself.
+pub fn ready_to_continue(state: &RunState) -> bool {
+    matches!(state.status, RunStatus::Waiting | RunStatus::Paused)
+        && matches!(state.hold, Hold::None)
+        && state.wake() == crate::state::Wake::Now
 }

@@ -105,7 +105,7 @@ pub enum Event {
     /// A tool call was refused before execution (unknown tool, unparsable or invalid
     /// arguments); the error goes back to the model.
     ToolRefused {
-        /// The call refused.
+        /// The call refused: its [`call_id`](crate::state::call_id), `STEP.INDEX`.
         call_id: String,
         /// Tool name as the model gave it.
         name: String,
@@ -114,7 +114,8 @@ pub enum Event {
     },
     /// A tool call is about to be executed: the intent, journaled before acting.
     ToolStarted {
-        /// The call.
+        /// The call: `STEP.INDEX`, its place in the model's reply (journals written before
+        /// call identity have the provider's id here; the fold still finds those).
         call_id: String,
         /// Tool name.
         name: String,
@@ -209,6 +210,10 @@ pub enum Event {
         note: Option<String>,
         /// When (ms since the epoch).
         at_ms: u64,
+        /// For `succeeded` and `failed`: what the model sees as the call's result. (Journals
+        /// written before this field follow the resolution with a `tool_finished`.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
     },
     /// A call that was started but never finished (the process died) and must not be
     /// repeated: a human has to say what happened.
@@ -240,6 +245,27 @@ pub enum Event {
         /// Who raised it.
         by: String,
     },
+    /// A human refused to raise an escalated limit: the run fails when it is next driven.
+    LimitRejected {
+        /// The limit.
+        limit: LimitName,
+        /// Who refused.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
+    /// A human asked the run to stop; its driver ends it at the next safe point (never inside
+    /// a tool call that may not be repeated) with `run_cancelled`.
+    CancelRequested {
+        /// Who asked.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
     /// The run stopped to wait for a human.
     RunWaiting {
         /// Why.
@@ -268,6 +294,15 @@ pub enum Event {
     RunFailed {
         /// Why.
         error: String,
+    },
+    /// The run ended because a human cancelled it.
+    RunCancelled {
+        /// Who cancelled it.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
     },
 }
 
@@ -316,6 +351,20 @@ pub struct RunStart {
     /// How many times invalid tool calls go back to the model before it is given up on.
     #[serde(default = "default_max_repairs")]
     pub max_repairs: u32,
+    /// When every model is unavailable, how long the run stays parked before its first retry
+    /// (in ms); each further retry waits twice as long, up to [`PARK_RETRY_CEILING_MS`].
+    #[serde(default = "default_park_retry_ms")]
+    pub park_retry_ms: u64,
+}
+
+/// A parked run's first retry, unless the spec says (`[model] park_retry`).
+pub const DEFAULT_PARK_RETRY_MS: u64 = 30_000;
+
+/// The longest wait between two retries of a parked run (unless the first is longer).
+pub const PARK_RETRY_CEILING_MS: u64 = 10 * 60 * 1000;
+
+fn default_park_retry_ms() -> u64 {
+    DEFAULT_PARK_RETRY_MS
 }
 
 /// Invalid tool calls sent back to the model before it is given up on, unless the spec says.
@@ -353,6 +402,44 @@ impl Event {
             Event::RunResumed { .. } => "run_resumed",
             Event::RunCompleted { .. } => "run_completed",
             Event::RunFailed { .. } => "run_failed",
+            Event::LimitRejected { .. } => "limit_rejected",
+            Event::CancelRequested { .. } => "cancel_requested",
+            Event::RunCancelled { .. } => "run_cancelled",
+        }
+    }
+
+    /// Whether this is one of the decisions a human may journal without holding the run's
+    /// lease (the store refuses every other event from anyone but the run's driver): an
+    /// approval decided, an unknown outcome settled, a limit raised or refused, a cancel.
+    pub fn is_human_decision(&self) -> bool {
+        match self {
+            Event::ApprovalDecided { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. } => true,
+            Event::RunStarted(_)
+            | Event::ModelRequested { .. }
+            | Event::ModelResponded { .. }
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelFailed { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCompleted { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled { .. } => false,
         }
     }
 }
@@ -380,6 +467,7 @@ mod tests {
             "version": "0123456789ab",
             "approvals": serde_json::to_value(ApprovalPolicy::default()).unwrap(),
             "max_repairs": 2,
+            "park_retry_ms": 30_000,
         });
         let event: Event = serde_json::from_value(written.clone()).unwrap();
         let Event::RunStarted(start) = &event else {

@@ -14,9 +14,9 @@ pub mod spec;
 pub mod state;
 pub mod tool;
 
-pub use decide::{Decision, Inputs, decide};
+pub use decide::{Decision, Inputs, ToolAction, decide};
 pub use event::{Event, RunStart};
 pub use limits::{LimitAction, LimitName, Limits, Price};
 pub use message::{AssistantMessage, Message, ToolCall, Usage};
-pub use state::{RunState, RunStatus};
+pub use state::{Hold, RunState, RunStatus, Wake, call_id};
 pub use tool::{RiskClass, ToolDef};

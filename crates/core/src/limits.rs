@@ -29,11 +29,14 @@ pub enum LimitName {
     MaxWallTime,
     /// The same tool call (name and arguments), or a step bringing nothing new, repeated.
     MaxRepeats,
+    /// How long a run may stay parked (every model unavailable), in milliseconds, counted
+    /// from the first park of the outage; it is retried with backoff meanwhile.
+    MaxPark,
 }
 
 impl LimitName {
     /// Every limit, in the order they are checked and shown.
-    pub const ALL: [LimitName; 9] = [
+    pub const ALL: [LimitName; 10] = [
         LimitName::MaxSteps,
         LimitName::MaxModelCalls,
         LimitName::MaxToolCalls,
@@ -43,6 +46,7 @@ impl LimitName {
         LimitName::MaxCostUsd,
         LimitName::MaxWallTime,
         LimitName::MaxRepeats,
+        LimitName::MaxPark,
     ];
 
     /// The spelling in specs, `--raise` and the journal.
@@ -57,6 +61,7 @@ impl LimitName {
             LimitName::MaxCostUsd => "max_cost_usd",
             LimitName::MaxWallTime => "max_wall_time",
             LimitName::MaxRepeats => "max_repeats",
+            LimitName::MaxPark => "max_park",
         }
     }
 
@@ -65,10 +70,15 @@ impl LimitName {
         LimitName::ALL.into_iter().find(|l| l.as_str() == text)
     }
 
+    /// Whether the limit is a duration (kept in milliseconds, written like `10m`).
+    pub fn is_duration(self) -> bool {
+        matches!(self, LimitName::MaxWallTime | LimitName::MaxPark)
+    }
+
     /// Parses a `--raise` value for this limit: a number, or a duration for `max_wall_time`.
     /// The error names the limit.
     pub fn parse_value(self, text: &str) -> Result<f64, String> {
-        let value = if self == LimitName::MaxWallTime {
+        let value = if self.is_duration() {
             crate::duration::parse(text)
                 .map(|d| d.as_millis() as f64)
                 .map_err(|e| format!("{}: {e}", self.as_str()))?
@@ -166,6 +176,7 @@ impl Default for Limits {
             (LimitName::MaxTotalTokens, 2_000_000.0),
             (LimitName::MaxWallTime, 30.0 * 60.0 * 1000.0),
             (LimitName::MaxRepeats, 3.0),
+            (LimitName::MaxPark, 6.0 * 60.0 * 60.0 * 1000.0),
         ]
         .into_iter()
         .collect();

@@ -41,7 +41,11 @@ pub struct AssistantMessage {
 /// One tool call as the model made it; arguments stay raw until validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
-    /// Provider-assigned id, unique within the run's conversation.
+    /// The provider's id for the call, echoed back with its result. Providers may leave it
+    /// empty or repeat it; the fold makes it unique within its reply (see
+    /// [`RunState`](crate::RunState)), and chassis itself identifies a call by its step and
+    /// its place in the reply, never by this id.
+    #[serde(default)]
     pub id: String,
     /// Name of the tool called.
     pub name: String,

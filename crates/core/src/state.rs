@@ -36,6 +36,8 @@ pub enum RunStatus {
     Completed,
     /// Ended without an answer.
     Failed,
+    /// Ended because a human cancelled it.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -47,6 +49,7 @@ impl RunStatus {
             RunStatus::Paused => "paused",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -58,6 +61,7 @@ impl RunStatus {
             RunStatus::Paused,
             RunStatus::Completed,
             RunStatus::Failed,
+            RunStatus::Cancelled,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -65,7 +69,10 @@ impl RunStatus {
 
     /// True once the run can never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Completed | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 
     /// The status an event moves a run to, if it changes it.
@@ -76,7 +83,27 @@ impl RunStatus {
             Event::RunPaused { .. } => Some(RunStatus::Paused),
             Event::RunCompleted { .. } => Some(RunStatus::Completed),
             Event::RunFailed { .. } => Some(RunStatus::Failed),
-            _ => None,
+            Event::RunCancelled { .. } => Some(RunStatus::Cancelled),
+            Event::ModelRequested { .. }
+            | Event::ModelResponded { .. }
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelFailed { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. } => None,
         }
     }
 }
@@ -140,19 +167,71 @@ pub enum Approval {
     Rejected,
 }
 
+/// The journal's name for a call: its step and its place in that step's reply, `STEP.INDEX`.
+///
+/// Providers choose their own ids and may repeat them, leave them empty or leave them out;
+/// chassis never identifies a call by those.
+pub fn call_id(step: u32, index: usize) -> String {
+    format!("{step}.{index}")
+}
+
 /// What the runtime knows of one tool call the model made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallState {
+    /// The journal's name for the call, `STEP.INDEX` ([`call_id`]).
+    pub id: String,
     /// Its approval.
     pub approval: Approval,
-    /// The call as the model made it.
+    /// The call as the model made it, its provider id made unique within the reply (the id
+    /// echoed back to the provider with the result).
     pub call: ToolCall,
     /// Set once the intent was journaled (`tool_started`).
     pub started: Option<RiskClass>,
     /// Set once the call has a result for the model.
     pub resolved: bool,
-    /// Set when the process died mid-call and a human must settle it.
+    /// Set when the call may have acted but its outcome is not journaled (a crash, a timeout,
+    /// a killed process): a human must settle it.
     pub outcome_unknown: bool,
+    /// When its approval was requested (ms since the epoch).
+    pub requested_at_ms: Option<u64>,
+}
+
+/// Why a run that is not executing stopped, beyond what its calls say.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Hold {
+    /// Nothing beyond its calls: it waits for their decisions, or for nothing at all.
+    #[default]
+    None,
+    /// Stopped at a limit (paused, or escalated to a human) until a human raises or refuses it.
+    Limit(LimitName),
+    /// Parked because every model was unavailable; retried by itself with backoff.
+    Park {
+        /// When it parked (ms since the epoch).
+        at_ms: u64,
+    },
+    /// A person stopped it (Ctrl-C, SIGTERM); it continues only when someone resumes it.
+    Interrupted,
+}
+
+/// When a run should next be driven, as the fold sees it: the store keeps this with the run
+/// and hands the run to a driver at that time, so every timer fires without anybody watching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// It has something to do now.
+    Now,
+    /// Nothing until then (an approval's expiry, a parked run's retry).
+    At(u64),
+    /// Nothing until a human acts (or ever, once it has ended).
+    Never,
+}
+
+/// A human's request to stop the run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CancelRequest {
+    /// Who asked.
+    pub by: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// Everything known about a run, rebuilt by folding its journal.
@@ -196,13 +275,16 @@ pub struct RunState {
     pub tags: BTreeMap<String, String>,
     /// A limit escalated to a human and not yet raised.
     pub limit_request: Option<LimitName>,
+    /// A human refused to raise an escalated limit: why (the run fails when next driven).
+    pub limit_rejected: Option<String>,
     /// The run's limits, as raised so far.
     pub limits: Limits,
     /// `max_tokens` of every model call.
     pub max_tokens: u32,
     /// Prices of the chain's models.
     pub prices: BTreeMap<String, Price>,
-    /// Model calls made (requested), answered or not.
+    /// Model calls made (requested), answered or not; a call that found every model
+    /// unavailable does not count (a parked run's retries must not use up the budget).
     pub model_calls: u32,
     /// Tool calls executed (started).
     pub tool_calls: u32,
@@ -240,6 +322,18 @@ pub struct RunState {
     pub error: Option<String>,
     /// Why the run waits, while waiting.
     pub waiting_reason: Option<String>,
+    /// Why the run stopped, beyond its calls, while it is not executing.
+    pub hold: Hold,
+    /// A limit reached with the `pause` action, until the pause that follows it.
+    limit_pausing: Option<LimitName>,
+    /// When the current outage's first park happened (cleared by the next reply).
+    pub parked_since_ms: Option<u64>,
+    /// Parks in the current outage.
+    pub parks: u32,
+    /// A parked run's first retry, in ms (doubling after each further park).
+    pub park_retry_ms: u64,
+    /// A human asked the run to stop.
+    pub cancel: Option<CancelRequest>,
 }
 
 impl RunState {
@@ -264,112 +358,190 @@ impl RunState {
             _ if self.status.is_terminal() => return Err(FoldError::AfterEnd { seq, kind }),
             _ => {}
         }
+        let at = At { seq, kind };
         match event {
-            Event::RunStarted(start) => {
-                let crate::event::RunStart {
-                    agent,
-                    spec_path,
-                    input,
-                    system,
-                    model,
-                    fallbacks,
-                    tools,
-                    limits,
-                    max_tokens,
-                    prices,
-                    at_ms,
-                    max_repairs,
-                    version,
-                    version_label,
-                    approvals,
-                    tags,
-                } = &**start;
-                self.tags = tags.clone();
-                self.approvals = approvals.clone();
-                self.version = version.clone();
-                self.version_label = version_label.clone();
-                self.limits = limits.clone();
-                self.max_tokens = *max_tokens;
-                self.prices = prices.clone();
-                self.started_at_ms = *at_ms;
-                self.active_since = Some(*at_ms);
-                self.agent = agent.clone();
-                self.spec_path = spec_path.clone();
-                self.input = input.clone();
-                self.model = model.clone();
-                self.models = std::iter::once(model.clone())
-                    .chain(fallbacks.iter().cloned())
-                    .collect();
-                self.max_repairs = *max_repairs;
-                self.tools = tools.clone();
-                self.messages = vec![
-                    Message::System {
-                        content: system.clone(),
-                    },
-                    Message::User {
-                        content: input.clone(),
-                    },
-                ];
-            }
-            Event::ModelRequested { .. } => self.model_calls += 1,
+            Event::RunStarted(start) => self.start(start),
+            Event::ModelRequested { .. }
+            | Event::ModelResponded { .. }
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelFailed { .. }
+            | Event::ModelSwitched { .. } => self.apply_model(event),
+            Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::ToolOutcomeUnknown { .. } => self.apply_tool(event, at)?,
+            Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. } => self.apply_human(event, at)?,
+            Event::LimitReached { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCompleted { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled { .. } => self.apply_lifecycle(event),
+        }
+        if let Some(status) = RunStatus::after(event) {
+            self.status = status;
+        }
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn start(&mut self, start: &crate::event::RunStart) {
+        let crate::event::RunStart {
+            agent,
+            spec_path,
+            input,
+            system,
+            model,
+            fallbacks,
+            tools,
+            limits,
+            max_tokens,
+            prices,
+            at_ms,
+            max_repairs,
+            version,
+            version_label,
+            approvals,
+            tags,
+            park_retry_ms,
+        } = start;
+        self.tags = tags.clone();
+        self.approvals = approvals.clone();
+        self.version = version.clone();
+        self.version_label = version_label.clone();
+        self.limits = limits.clone();
+        self.max_tokens = *max_tokens;
+        self.prices = prices.clone();
+        self.started_at_ms = *at_ms;
+        self.active_since = Some(*at_ms);
+        self.agent = agent.clone();
+        self.spec_path = spec_path.clone();
+        self.input = input.clone();
+        self.model = model.clone();
+        self.models = std::iter::once(model.clone())
+            .chain(fallbacks.iter().cloned())
+            .collect();
+        self.max_repairs = *max_repairs;
+        self.park_retry_ms = *park_retry_ms;
+        self.tools = tools.clone();
+        self.messages = vec![
+            Message::System {
+                content: system.clone(),
+            },
+            Message::User {
+                content: input.clone(),
+            },
+        ];
+    }
+
+    /// Model calls and what the resilience layers did during them.
+    fn apply_model(&mut self, event: &Event) {
+        match event {
+            Event::ModelRequested { .. } => self.model_calls = self.model_calls.saturating_add(1),
             Event::ModelResponded {
+                step,
                 message,
                 usage,
                 cost_usd,
                 ..
-            } => {
-                self.steps += 1;
-                match cost_usd {
-                    Some(cost) => self.cost_usd += cost,
-                    None => self.unpriced_calls += 1,
-                }
-                self.stale_streak = if self.step_had_results && !self.step_new {
-                    self.stale_streak + 1
-                } else {
-                    0
-                };
-                self.step_had_results = false;
-                self.step_new = false;
-                self.invalid_streak = if self.step_refused {
-                    self.invalid_streak + 1
-                } else {
-                    0
-                };
-                self.step_refused = false;
-                self.model_failure = None;
-                self.usage.input_tokens += usage.input_tokens;
-                self.usage.output_tokens += usage.output_tokens;
-                self.usage.cached_input_tokens += usage.cached_input_tokens;
-                self.error = None;
-                self.calls = message
-                    .tool_calls
-                    .iter()
-                    .map(|call| CallState {
-                        approval: Approval::None,
-                        call: call.clone(),
-                        started: None,
-                        resolved: false,
-                        outcome_unknown: false,
-                    })
-                    .collect();
-                self.messages.push(Message::Assistant(message.clone()));
-            }
-            Event::ModelAttemptFailed { .. }
-            | Event::ModelCircuitOpen { .. }
-            | Event::ModelFallback { .. }
-            | Event::ToolAttemptFailed { .. } => {}
+            } => self.respond(*step, message, usage, *cost_usd),
             Event::ModelFailed {
                 error, unavailable, ..
-            } => self.model_failure = Some((error.clone(), *unavailable)),
+            } => {
+                if *unavailable {
+                    // No model took the call: it does not use up the call budget, or a parked
+                    // run's retries would end it.
+                    self.model_calls = self.model_calls.saturating_sub(1);
+                }
+                self.model_failure = Some((error.clone(), *unavailable));
+            }
             Event::ModelSwitched { index, .. } => {
                 self.chain_offset = *index;
                 self.invalid_streak = 0;
                 self.step_refused = false;
             }
+            _ => {}
+        }
+    }
+
+    fn respond(
+        &mut self,
+        step: u32,
+        message: &AssistantMessage,
+        usage: &Usage,
+        cost_usd: Option<f64>,
+    ) {
+        // A call's id is its reply's place in the run (whatever the event's own numbering
+        // says) and its place in the reply, so ids are unique by construction.
+        let _ = step;
+        let step = self.steps.saturating_add(1);
+        self.steps = self.steps.saturating_add(1);
+        match cost_usd {
+            Some(cost) if cost.is_finite() && cost >= 0.0 => self.cost_usd += cost,
+            Some(_) => {}
+            None => self.unpriced_calls = self.unpriced_calls.saturating_add(1),
+        }
+        self.stale_streak = if self.step_had_results && !self.step_new {
+            self.stale_streak.saturating_add(1)
+        } else {
+            0
+        };
+        self.step_had_results = false;
+        self.step_new = false;
+        self.invalid_streak = if self.step_refused {
+            self.invalid_streak.saturating_add(1)
+        } else {
+            0
+        };
+        self.step_refused = false;
+        self.model_failure = None;
+        self.parked_since_ms = None;
+        self.parks = 0;
+        self.usage.input_tokens = self.usage.input_tokens.saturating_add(usage.input_tokens);
+        self.usage.output_tokens = self.usage.output_tokens.saturating_add(usage.output_tokens);
+        self.usage.cached_input_tokens = self
+            .usage
+            .cached_input_tokens
+            .saturating_add(usage.cached_input_tokens);
+        self.error = None;
+        let mut reply = message.clone();
+        unique_echo_ids(step, &mut reply.tool_calls);
+        self.calls = reply
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| CallState {
+                id: call_id(step, index),
+                approval: Approval::None,
+                call: call.clone(),
+                started: None,
+                resolved: false,
+                outcome_unknown: false,
+                requested_at_ms: None,
+            })
+            .collect();
+        self.messages.push(Message::Assistant(reply));
+    }
+
+    /// A tool call's life: refused, started, retried, finished, or cut off.
+    fn apply_tool(&mut self, event: &Event, at: At) -> Result<(), FoldError> {
+        match event {
             Event::ToolRefused { call_id, error, .. } => {
-                self.call_mut(call_id, seq, kind)?.resolved = true;
+                let call = self.call_mut(call_id, at)?;
+                call.resolved = true;
+                let echo = call.call.id.clone();
                 self.step_refused = true;
-                self.push_tool_result(call_id, format!("{REFUSED_PREFIX}{error}"));
+                self.push_tool_result(echo, format!("{REFUSED_PREFIX}{error}"));
             }
             Event::ToolStarted {
                 call_id,
@@ -378,12 +550,13 @@ impl RunState {
                 risk,
                 ..
             } => {
-                let call = self.call_mut(call_id, seq, kind)?;
+                let call = self.call_mut(call_id, at)?;
                 let first_start = call.started.is_none();
                 call.started = Some(*risk);
                 if first_start {
-                    self.tool_calls += 1;
-                    *self.call_counts.entry(call_key(name, args)).or_default() += 1;
+                    self.tool_calls = self.tool_calls.saturating_add(1);
+                    let count = self.call_counts.entry(call_key(name, args)).or_default();
+                    *count = count.saturating_add(1);
                 }
             }
             Event::ToolFinished {
@@ -391,43 +564,60 @@ impl RunState {
                 ok,
                 content,
                 ..
-            } => {
-                let call = self.call_mut(call_id, seq, kind)?;
-                call.resolved = true;
-                call.outcome_unknown = false;
-                let fingerprint = fnv1a(&[
-                    call.call.name.as_bytes(),
-                    call.call.arguments.as_bytes(),
-                    content.as_bytes(),
-                ]);
-                self.step_had_results = true;
-                if self.seen_results.insert(fingerprint) {
-                    self.step_new = true;
-                }
-                let content = if *ok {
-                    content.clone()
-                } else {
-                    format!("{FAILED_PREFIX}{content}")
-                };
-                self.push_tool_result(call_id, content);
-            }
+            } => self.finish_call(call_id, *ok, content, at)?,
             Event::ToolOutcomeUnknown { call_id, .. } => {
-                self.call_mut(call_id, seq, kind)?.outcome_unknown = true;
+                self.call_mut(call_id, at)?.outcome_unknown = true;
             }
-            Event::LimitReached { limit, action, .. } => {
-                if *action == crate::limits::LimitAction::Escalate {
-                    self.limit_request = Some(*limit);
-                }
-            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A call's result reaches the model.
+    fn finish_call(
+        &mut self,
+        call_id: &str,
+        ok: bool,
+        content: &str,
+        at: At,
+    ) -> Result<(), FoldError> {
+        let call = self.call_mut(call_id, at)?;
+        call.resolved = true;
+        call.outcome_unknown = false;
+        let fingerprint = fnv1a(&[
+            call.call.name.as_bytes(),
+            call.call.arguments.as_bytes(),
+            content.as_bytes(),
+        ]);
+        let echo = call.call.id.clone();
+        self.step_had_results = true;
+        if self.seen_results.insert(fingerprint) {
+            self.step_new = true;
+        }
+        let content = if ok {
+            content.to_string()
+        } else {
+            format!("{FAILED_PREFIX}{content}")
+        };
+        self.push_tool_result(echo, content);
+        Ok(())
+    }
+
+    /// What humans (and the timers that stand in for them) decide.
+    fn apply_human(&mut self, event: &Event, at: At) -> Result<(), FoldError> {
+        match event {
             Event::ApprovalRequested {
                 call_id,
                 expires_at_ms,
+                at_ms,
                 ..
             } => {
-                self.call_mut(call_id, seq, kind)?.approval = Approval::Pending {
+                let call = self.call_mut(call_id, at)?;
+                call.approval = Approval::Pending {
                     expires_at_ms: *expires_at_ms,
                     escalated: false,
                 };
+                call.requested_at_ms = Some(*at_ms);
             }
             Event::ApprovalDecided {
                 call_id,
@@ -437,22 +627,22 @@ impl RunState {
                 reason,
                 ..
             } => {
-                let call = self.call_mut(call_id, seq, kind)?;
+                let call = self.call_mut(call_id, at)?;
                 if *approved {
                     call.approval = Approval::Approved { args: args.clone() };
                 } else {
                     call.approval = Approval::Rejected;
                     call.resolved = true;
+                    let echo = call.call.id.clone();
                     let why = reason.as_deref().unwrap_or("no reason given");
                     self.push_tool_result(
-                        call_id,
+                        echo,
                         format!("{REJECTED_PREFIX}{by} rejected this call: {why}"),
                     );
                 }
             }
             Event::ApprovalEscalated { call_id, .. } => {
-                if let Approval::Pending { escalated, .. } =
-                    &mut self.call_mut(call_id, seq, kind)?.approval
+                if let Approval::Pending { escalated, .. } = &mut self.call_mut(call_id, at)?.approval
                 {
                     *escalated = true;
                 }
@@ -460,35 +650,101 @@ impl RunState {
             Event::OutcomeResolved {
                 call_id,
                 resolution,
+                content,
                 ..
             } => {
-                let call = self.call_mut(call_id, seq, kind)?;
-                if resolution == "retry" {
-                    // Run it again, with the same idempotency key; it was approved already.
-                    call.outcome_unknown = false;
-                    call.started = None;
+                let call = self.call_mut(call_id, at)?;
+                match (resolution.as_str(), content) {
+                    ("retry", _) => {
+                        // Run it again, with the same idempotency key; it was approved already.
+                        call.outcome_unknown = false;
+                        call.started = None;
+                    }
+                    (outcome, Some(content)) => {
+                        let ok = outcome == "succeeded";
+                        self.finish_call(call_id, ok, content, at)?;
+                    }
+                    // Older journals follow the resolution with a `tool_finished`.
+                    (_, None) => {}
                 }
             }
             Event::LimitRaised { limit, value, .. } => {
-                self.limit_request = None;
+                if self.limit_request == Some(*limit) {
+                    self.limit_request = None;
+                }
+                if self.hold == Hold::Limit(*limit) {
+                    self.hold = Hold::None;
+                }
                 self.limits.values.insert(*limit, *value);
                 if *limit == LimitName::MaxRepeats {
                     // A human looked at the loop and let it go on: count afresh.
                     self.call_counts.clear();
                     self.stale_streak = 0;
                 }
-            }
-            Event::RunWaiting { reason, at_ms } | Event::RunPaused { reason, at_ms } => {
-                self.waiting_reason = Some(reason.clone());
-                if !self.limits.count_waiting {
-                    self.stop_clock(*at_ms);
+                if *limit == LimitName::MaxPark {
+                    // A human gave the outage more time: measure it afresh.
+                    self.parked_since_ms = None;
                 }
+            }
+            Event::LimitRejected {
+                limit, by, reason, ..
+            } => {
+                self.limit_request = None;
+                if matches!(self.hold, Hold::Limit(_)) {
+                    self.hold = Hold::None;
+                }
+                self.limit_rejected =
+                    Some(format!("limit request for {limit} rejected by {by}: {reason}"));
+            }
+            Event::CancelRequested { by, reason, .. } => {
+                self.cancel = Some(CancelRequest {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Limits reached, stops and restarts, and the end.
+    fn apply_lifecycle(&mut self, event: &Event) {
+        match event {
+            Event::LimitReached { limit, action, .. } => match action {
+                crate::limits::LimitAction::Escalate => {
+                    self.limit_request = Some(*limit);
+                    self.hold = Hold::Limit(*limit);
+                }
+                crate::limits::LimitAction::Pause => self.limit_pausing = Some(*limit),
+                crate::limits::LimitAction::Fail => {}
+            },
+            Event::RunWaiting { reason, at_ms } => {
+                self.waiting_reason = Some(reason.clone());
+                self.stop_clock(*at_ms);
+            }
+            Event::RunPaused { reason, at_ms } => {
+                self.waiting_reason = Some(reason.clone());
+                self.hold = if let Some(limit) = self.limit_pausing.take() {
+                    Hold::Limit(limit)
+                } else if self.model_failure.as_ref().is_some_and(|(_, u)| *u) {
+                    self.parks = self.parks.saturating_add(1);
+                    self.parked_since_ms.get_or_insert(*at_ms);
+                    Hold::Park { at_ms: *at_ms }
+                } else {
+                    Hold::Interrupted
+                };
+                self.stop_clock(*at_ms);
             }
             Event::RunResumed { at_ms } => {
                 self.waiting_reason = None;
                 self.model_failure = None;
+                self.hold = Hold::None;
                 // A resume after a crash (still "active") counts the gap: conservative.
-                self.stop_clock(*at_ms);
+                self.active_ms = self.active_ms.saturating_add(
+                    self.active_since
+                        .take()
+                        .map_or(0, |since| at_ms.saturating_sub(since)),
+                );
                 self.active_since = Some(*at_ms);
             }
             Event::RunCompleted { output } => {
@@ -499,12 +755,21 @@ impl RunState {
                 self.error = Some(error.clone());
                 self.limit_request = None;
             }
+            Event::RunCancelled { by, reason, .. } => {
+                self.error = Some(format!("cancelled by {by}: {reason}"));
+                self.limit_request = None;
+            }
+            _ => {}
         }
-        if let Some(status) = RunStatus::after(event) {
-            self.status = status;
+    }
+
+    fn stop_clock(&mut self, at_ms: u64) {
+        if self.limits.count_waiting {
+            return;
         }
-        self.seq = seq;
-        Ok(())
+        if let Some(since) = self.active_since.take() {
+            self.active_ms = self.active_ms.saturating_add(at_ms.saturating_sub(since));
+        }
     }
 
     /// Active time in ms at `now_ms` (all time since the start when waiting counts).
@@ -512,10 +777,10 @@ impl RunState {
         if self.limits.count_waiting {
             return now_ms.saturating_sub(self.started_at_ms);
         }
-        self.active_ms
-            + self
-                .active_since
-                .map_or(0, |since| now_ms.saturating_sub(since))
+        self.active_ms.saturating_add(
+            self.active_since
+                .map_or(0, |since| now_ms.saturating_sub(since)),
+        )
     }
 
     /// How many times this exact call (name and canonical arguments) has run.
@@ -526,10 +791,61 @@ impl RunState {
             .unwrap_or(0)
     }
 
-    fn stop_clock(&mut self, at_ms: u64) {
-        if let Some(since) = self.active_since.take() {
-            self.active_ms += at_ms.saturating_sub(since);
+    /// When the run should next be driven: now while it executes or once a human has acted,
+    /// at a timer (an approval's expiry, a parked run's retry), or never until a human acts.
+    pub fn wake(&self) -> Wake {
+        if self.status.is_terminal() {
+            return Wake::Never;
         }
+        if self.cancel.is_some() || self.limit_rejected.is_some() {
+            return Wake::Now;
+        }
+        match self.status {
+            RunStatus::Running => return Wake::Now,
+            RunStatus::Waiting | RunStatus::Paused => {}
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => {
+                return Wake::Never;
+            }
+        }
+        match self.hold {
+            Hold::Interrupted | Hold::Limit(_) => return Wake::Never,
+            Hold::None | Hold::Park { .. } => {}
+        }
+        // The first call without a result is the one `decide` would look at.
+        if let Some(call) = self.calls.iter().find(|c| !c.resolved) {
+            return match (&call.approval, call.outcome_unknown, call.started) {
+                (_, true, _) => Wake::Never,
+                (_, false, Some(_)) => Wake::Now,
+                (
+                    Approval::Pending {
+                        expires_at_ms,
+                        escalated,
+                    },
+                    false,
+                    None,
+                ) => match (expires_at_ms, escalated) {
+                    (Some(at), false) => Wake::At(*at),
+                    _ => Wake::Never,
+                },
+                (Approval::None | Approval::Approved { .. } | Approval::Rejected, false, None) => {
+                    Wake::Now
+                }
+            };
+        }
+        match self.hold {
+            Hold::Park { at_ms } => Wake::At(at_ms.saturating_add(self.park_delay_ms())),
+            _ => Wake::Now,
+        }
+    }
+
+    /// How long a parked run waits before its next retry: the first delay, doubled per park
+    /// after the first, up to [`PARK_RETRY_CEILING_MS`](crate::event::PARK_RETRY_CEILING_MS)
+    /// (or the first delay, if that is longer).
+    pub fn park_delay_ms(&self) -> u64 {
+        let first = self.park_retry_ms.max(1);
+        let ceiling = crate::event::PARK_RETRY_CEILING_MS.max(first);
+        let doublings = self.parks.saturating_sub(1).min(32);
+        first.saturating_mul(1u64 << doublings).min(ceiling)
     }
 
     /// The latest model reply, if the run has one.
@@ -545,27 +861,62 @@ impl RunState {
         self.tools.iter().find(|t| t.name == name)
     }
 
-    fn call_mut(
-        &mut self,
-        call_id: &str,
-        seq: u64,
-        kind: &'static str,
-    ) -> Result<&mut CallState, FoldError> {
-        self.calls
-            .iter_mut()
-            .find(|c| c.call.id == call_id)
-            .ok_or_else(|| FoldError::UnknownCall {
-                seq,
-                kind,
-                call_id: call_id.to_string(),
-            })
+    /// A call of the latest reply by its journal id (`STEP.INDEX`).
+    pub fn call(&self, call_id: &str) -> Option<&CallState> {
+        self.calls.iter().find(|c| c.id == call_id)
     }
 
-    fn push_tool_result(&mut self, call_id: &str, content: String) {
+    /// The call an event names: by its journal id, or, in journals written before call
+    /// identity, by the provider's id.
+    fn call_mut(&mut self, call_id: &str, at: At) -> Result<&mut CallState, FoldError> {
+        let index = self
+            .calls
+            .iter()
+            .position(|c| c.id == call_id)
+            .or_else(|| self.calls.iter().position(|c| c.call.id == call_id));
+        match index {
+            Some(index) => Ok(&mut self.calls[index]),
+            None => Err(FoldError::UnknownCall {
+                seq: at.seq,
+                kind: at.kind,
+                call_id: call_id.to_string(),
+            }),
+        }
+    }
+
+    fn push_tool_result(&mut self, echo_id: String, content: String) {
         self.messages.push(Message::Tool {
-            call_id: call_id.to_string(),
+            call_id: echo_id,
             content,
         });
+    }
+}
+
+/// Where in the journal an event sits, for fold errors.
+#[derive(Clone, Copy)]
+struct At {
+    seq: u64,
+    kind: &'static str,
+}
+
+/// Makes the provider ids of one reply's calls unique, so each result goes back to the
+/// provider under an id of its own: an empty id, or one an earlier call of the reply already
+/// has, becomes `chassis_STEP_INDEX` (with a suffix in the unlikely case that is taken too).
+pub fn unique_echo_ids(step: u32, calls: &mut [ToolCall]) {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let taken: BTreeSet<String> = calls.iter().map(|c| c.id.clone()).collect();
+    for (index, call) in calls.iter_mut().enumerate() {
+        if call.id.is_empty() || seen.contains(&call.id) {
+            let base = format!("chassis_{step}_{index}");
+            let mut id = base.clone();
+            let mut n = 1;
+            while taken.contains(&id) || seen.contains(&id) {
+                id = format!("{base}_{n}");
+                n += 1;
+            }
+            call.id = id;
+        }
+        seen.insert(call.id.clone());
     }
 }
 

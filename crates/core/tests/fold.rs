@@ -1,30 +1,61 @@
 //! Property tests of the fold: a journal cut at any point and continued gives the run an
 //! uninterrupted run would have had; no event sequence makes the fold panic.
 
+use chassis_core::approvals::Verdict;
 use chassis_core::{
     AssistantMessage, Decision, Event, Inputs, LimitName, Limits, RiskClass, RunState, RunStatus,
-    ToolCall, ToolDef, Usage, decide,
+    ToolCall, ToolDef, Usage, Wake, decide,
 };
 use proptest::prelude::*;
 
-/// A scripted model step: a final answer, or tool calls (tool index, arguments valid?).
+/// How a simulated provider names the calls of a reply.
+#[derive(Clone, Copy, Debug)]
+enum Ids {
+    /// `call_STEP_INDEX`: unique, as OpenAI does.
+    Unique,
+    /// Every call of every reply is `call_0`.
+    Same,
+    /// Empty ids.
+    Empty,
+    /// `call_INDEX` at every step: unique within a reply, reused across steps.
+    Reused,
+}
+
+/// A scripted model step: a final answer, or tool calls (tool index, arguments valid?) named
+/// by an id scheme.
 #[derive(Clone, Debug)]
 enum Reply {
     Answer,
-    Calls(Vec<(usize, bool)>),
+    Calls(Vec<(usize, bool)>, Ids),
 }
 
+/// The tools granted to the simulated agent; index `TOOLS.len()` names a tool that does not
+/// exist (the model calls it anyway).
 const TOOLS: [(&str, RiskClass); 3] = [
     ("lookup", RiskClass::ReadOnly),
     ("write", RiskClass::Reversible),
     ("pay", RiskClass::Irreversible),
 ];
 
+fn tool_name(index: usize) -> &'static str {
+    TOOLS.get(index).map_or("nope", |(name, _)| name)
+}
+
 fn started(max_steps: u32) -> Event {
     started_with(max_steps, 100, 0)
 }
 
 fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
+    started_policy(max_steps, max_repairs, fallbacks, Verdict::Auto)
+}
+
+/// A run whose irreversible calls get `irreversible` from the approval policy.
+fn started_policy(
+    max_steps: u32,
+    max_repairs: u32,
+    fallbacks: usize,
+    irreversible: Verdict,
+) -> Event {
     Event::RunStarted(Box::new(chassis_core::RunStart {
         agent: "sim".into(),
         spec_path: "/sim.toml".into(),
@@ -35,17 +66,16 @@ fn started_with(max_steps: u32, max_repairs: u32, fallbacks: usize) -> Event {
             .map(|i| format!("openai:fallback-{i}"))
             .collect(),
         max_repairs,
+        park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
         version: String::new(),
         version_label: None,
-        // The simulated human approves everything up front; approvals have their own tests.
         approvals: chassis_core::approvals::ApprovalPolicy {
             by_risk: [
-                RiskClass::ReadOnly,
-                RiskClass::Reversible,
-                RiskClass::Irreversible,
+                (RiskClass::ReadOnly, Verdict::Auto),
+                (RiskClass::Reversible, Verdict::Auto),
+                (RiskClass::Irreversible, irreversible),
             ]
             .into_iter()
-            .map(|r| (r, chassis_core::approvals::Verdict::Auto))
             .collect(),
             ..Default::default()
         },
@@ -82,9 +112,52 @@ const INPUTS: Inputs = Inputs {
     next_input_tokens: 10,
 };
 
+const RUN: &str = "run_sim";
+
+/// The reply the simulated model gives at `step`.
+fn reply_at(script: &[Reply], state: &RunState, step: u32) -> AssistantMessage {
+    match script
+        .get(state.steps as usize)
+        .cloned()
+        .unwrap_or(Reply::Answer)
+    {
+        Reply::Answer => AssistantMessage {
+            content: Some(format!("answer after {} messages", state.messages.len())),
+            tool_calls: vec![],
+        },
+        Reply::Calls(calls, ids) => AssistantMessage {
+            content: None,
+            tool_calls: calls
+                .iter()
+                .enumerate()
+                .map(|(i, (tool, valid))| ToolCall {
+                    id: match ids {
+                        Ids::Unique => format!("call_{step}_{i}"),
+                        Ids::Same => "call_0".into(),
+                        Ids::Empty => String::new(),
+                        Ids::Reused => format!("call_{i}"),
+                    },
+                    name: tool_name(*tool).to_string(),
+                    arguments: if *valid { "{}".into() } else { "{oops".into() },
+                })
+                .collect(),
+        },
+    }
+}
+
 /// Drives a run the way the engine does, with scripted model and deterministic tools, until
-/// `decide` says idle. Models and tools are pure functions of their inputs, as a replay needs.
+/// `decide` says idle; a simulated human approves what waits for approval at once. Every tool
+/// event comes from the core's own [`chassis_core::ToolAction`], as in the engine, and every
+/// execution of a tool's effect is appended to `effects` as (idempotency key, tool).
 fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
+    drive_effects(journal, script, &mut Vec::new())
+}
+
+fn drive_effects(
+    journal: &mut Vec<Event>,
+    script: &[Reply],
+    effects: &mut Vec<(String, String)>,
+) -> RunState {
     let mut state = RunState::fold(journal.iter()).expect("journal folds");
     let push = |state: &mut RunState, journal: &mut Vec<Event>, event: Event| {
         state.apply(&event).expect("live events fold");
@@ -92,38 +165,17 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
     };
     if state.seq > 1 && !state.status.is_terminal() {
         let mut probe = state.clone();
-        probe.status = RunStatus::Running;
+        probe.apply(&Event::RunResumed { at_ms: 0 }).unwrap();
         if !matches!(decide(&probe, &INPUTS), Decision::AwaitHuman { .. }) {
             push(&mut state, journal, Event::RunResumed { at_ms: 0 });
         }
     }
-    for _ in 0..200 {
+    for _ in 0..400 {
         let event = match decide(&state, &INPUTS) {
             Decision::Idle => return state,
             Decision::CallModel => {
                 let step = state.steps + 1;
-                let reply = script
-                    .get(state.steps as usize)
-                    .cloned()
-                    .unwrap_or(Reply::Answer);
-                let message = match reply {
-                    Reply::Answer => AssistantMessage {
-                        content: Some(format!("answer after {} messages", state.messages.len())),
-                        tool_calls: vec![],
-                    },
-                    Reply::Calls(calls) => AssistantMessage {
-                        content: None,
-                        tool_calls: calls
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (tool, valid))| ToolCall {
-                                id: format!("call_{step}_{i}"),
-                                name: TOOLS[*tool].0.to_string(),
-                                arguments: if *valid { "{}".into() } else { "{oops".into() },
-                            })
-                            .collect(),
-                    },
-                };
+                let message = reply_at(script, &state, step);
                 push(
                     &mut state,
                     journal,
@@ -147,42 +199,69 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
                     cost_usd: None,
                 }
             }
-            Decision::CallTool(call) => {
-                if call.arguments != "{}" {
-                    Event::ToolRefused {
-                        call_id: call.id,
-                        name: call.name,
-                        error: "arguments are not valid JSON".into(),
-                    }
+            Decision::CallTool(action) => {
+                if action.risk.is_none() {
+                    action.refused(format!("unknown tool `{}`", action.name))
+                } else if action.arguments != "{}" {
+                    action.refused("arguments are not valid JSON")
                 } else {
-                    let risk = state.tool(&call.name).map(|t| t.risk).unwrap();
                     push(
                         &mut state,
                         journal,
-                        Event::ToolStarted {
-                            call_id: call.id.clone(),
-                            name: call.name.clone(),
-                            args: serde_json::json!({}),
-                            risk,
-                            idempotency_key: call.id.clone(),
-                        },
+                        action.started(RUN, serde_json::json!({})),
                     );
-                    Event::ToolFinished {
-                        content: format!("result of {}", call.id),
-                        call_id: call.id,
-                        ok: true,
-                        latency_ms: 0,
-                    }
+                    effects.push((action.idempotency_key(RUN), action.name.clone()));
+                    action.finished(true, format!("result of {}", action.call_id), 0)
                 }
             }
-            Decision::OutcomeUnknown(call) => Event::ToolOutcomeUnknown {
-                call_id: call.id,
-                name: call.name,
+            Decision::OutcomeUnknown(action) => action.outcome_unknown(),
+            Decision::RequestApproval(action) => Event::ApprovalRequested {
+                call_id: action.call_id.clone(),
+                tool: action.name.clone(),
+                args: serde_json::json!({}),
+                risk: action.risk.unwrap_or(RiskClass::Irreversible),
+                reason: None,
+                context: vec![],
+                at_ms: 0,
+                expires_at_ms: None,
             },
-            Decision::AwaitHuman { reason } => Event::RunWaiting { reason, at_ms: 0 },
+            Decision::AwaitHuman { reason } => {
+                let pending = state.calls.iter().find(|c| {
+                    !c.resolved
+                        && matches!(c.approval, chassis_core::state::Approval::Pending { .. })
+                });
+                match pending {
+                    // The simulated human approves at once, from another process: the decision
+                    // lands while the run waits, and the run is resumed.
+                    Some(call) => {
+                        let call_id = call.id.clone();
+                        push(
+                            &mut state,
+                            journal,
+                            Event::RunWaiting { reason, at_ms: 0 },
+                        );
+                        push(
+                            &mut state,
+                            journal,
+                            Event::ApprovalDecided {
+                                call_id,
+                                approved: true,
+                                args: None,
+                                by: "sim".into(),
+                                note: None,
+                                reason: None,
+                                at_ms: 0,
+                            },
+                        );
+                        assert_eq!(state.wake(), Wake::Now, "a decision wakes the run");
+                        Event::RunResumed { at_ms: 0 }
+                    }
+                    None => Event::RunWaiting { reason, at_ms: 0 },
+                }
+            }
             Decision::Pause { reason } => Event::RunPaused { reason, at_ms: 0 },
-            Decision::RequestApproval(_) | Decision::Deny(_) | Decision::ApprovalTimedOut(..) => {
-                panic!("the simulated policy approves everything")
+            Decision::Deny(_) | Decision::ApprovalTimedOut(..) | Decision::Cancel { .. } => {
+                panic!("the simulated policy neither denies nor times out nor cancels")
             }
             Decision::Limit(hit) => Event::RunFailed {
                 error: format!("limit {} reached", hit.limit),
@@ -197,7 +276,7 @@ fn drive(journal: &mut Vec<Event>, script: &[Reply]) -> RunState {
         };
         push(&mut state, journal, event);
     }
-    panic!("the run did not stop within 200 decisions");
+    panic!("the run did not stop within 400 decisions: {journal:#?}");
 }
 
 /// Messages the model would see, without resume bookkeeping.
@@ -210,10 +289,16 @@ fn script() -> impl Strategy<Value = (Vec<Reply>, u32)> {
 }
 
 fn script_with_policy() -> impl Strategy<Value = (Vec<Reply>, u32, u32, usize)> {
+    let ids = prop_oneof![
+        Just(Ids::Unique),
+        Just(Ids::Same),
+        Just(Ids::Empty),
+        Just(Ids::Reused)
+    ];
     let reply = prop_oneof![
         1 => Just(Reply::Answer),
-        4 => prop::collection::vec((0..TOOLS.len(), prop::bool::weighted(0.85)), 1..4)
-            .prop_map(Reply::Calls),
+        4 => (prop::collection::vec((0..TOOLS.len(), prop::bool::weighted(0.85)), 1..4), ids)
+            .prop_map(|(calls, ids)| Reply::Calls(calls, ids)),
     ];
     (
         prop::collection::vec(reply, 0..8),
@@ -223,16 +308,13 @@ fn script_with_policy() -> impl Strategy<Value = (Vec<Reply>, u32, u32, usize)> 
     )
 }
 
-/// Whether a journal prefix ends inside an irreversible call: started, never finished.
-fn cut_inside_irreversible(prefix: &[Event]) -> bool {
+/// Whether a journal prefix ends inside a call that may not be repeated (anything but a
+/// read): started, never finished.
+fn cut_inside_effect(prefix: &[Event]) -> bool {
     let mut open = std::collections::BTreeSet::new();
     for event in prefix {
         match event {
-            Event::ToolStarted {
-                call_id,
-                risk: RiskClass::Irreversible,
-                ..
-            } => {
+            Event::ToolStarted { call_id, risk, .. } if *risk != RiskClass::ReadOnly => {
                 open.insert(call_id.clone());
             }
             Event::ToolFinished { call_id, .. } => {
@@ -242,6 +324,30 @@ fn cut_inside_irreversible(prefix: &[Event]) -> bool {
         }
     }
     !open.is_empty()
+}
+
+fn effect_starts(journal: &[Event]) -> usize {
+    journal
+        .iter()
+        .filter(|e| matches!(e, Event::ToolStarted { risk, .. } if *risk != RiskClass::ReadOnly))
+        .count()
+}
+
+/// What every reply of a journal asked for: (call id, tool known and arguments valid).
+fn calls_made(journal: &[Event]) -> Vec<(String, bool)> {
+    let mut step = 0;
+    let mut made = Vec::new();
+    for event in journal {
+        if let Event::ModelResponded { message, .. } = event {
+            step += 1;
+            for (index, call) in message.tool_calls.iter().enumerate() {
+                let runnable = TOOLS.iter().any(|(name, _)| *name == call.name)
+                    && call.arguments == "{}";
+                made.push((chassis_core::call_id(step, index), runnable));
+            }
+        }
+    }
+    made
 }
 
 proptest! {
@@ -262,13 +368,12 @@ proptest! {
             // The resumed journal is the prefix plus new events: nothing rewritten.
             prop_assert_eq!(&journal[..cut], &reference[..cut]);
             prop_assert_eq!(&RunState::fold(journal.iter()).unwrap(), &resumed);
-            if cut_inside_irreversible(&reference[..cut]) {
+            if cut_inside_effect(&reference[..cut]) {
                 // Never repeated: the run waits for a human with the call marked unknown.
                 prop_assert_eq!(resumed.status, RunStatus::Waiting);
                 prop_assert!(resumed.calls.iter().any(|c| c.outcome_unknown));
-                let starts = journal.iter().filter(|e| matches!(e, Event::ToolStarted { risk: RiskClass::Irreversible, .. })).count();
-                let reference_starts = reference[..cut].iter().filter(|e| matches!(e, Event::ToolStarted { risk: RiskClass::Irreversible, .. })).count();
-                prop_assert_eq!(starts, reference_starts);
+                prop_assert_eq!(resumed.wake(), Wake::Never);
+                prop_assert_eq!(effect_starts(&journal), effect_starts(&reference[..cut]));
             } else {
                 prop_assert_eq!(resumed.status, live.status);
                 prop_assert_eq!(&resumed.output, &live.output);
@@ -277,6 +382,62 @@ proptest! {
                 // A model reply that was journaled is never asked for again.
                 let replies = |j: &[Event]| j.iter().filter(|e| matches!(e, Event::ModelResponded { .. })).count();
                 prop_assert_eq!(replies(&journal), replies(&reference));
+            }
+        }
+    }
+
+    /// Whatever ids a provider gives its calls (unique, all the same, empty, reused at every
+    /// step), with or without approvals: every call the model made gets exactly one outcome,
+    /// every runnable call's effect runs exactly once under a key of its own, the run ends,
+    /// and every result goes back to the provider under an id unique within its reply.
+    #[test]
+    fn every_call_runs_once_whatever_ids_the_provider_gives(
+        (script, max_steps, _, _) in script_with_policy(),
+        require in any::<bool>(),
+    ) {
+        let policy = if require { Verdict::Require } else { Verdict::Auto };
+        let mut journal = vec![started_policy(max_steps, 100, 0, policy)];
+        let mut effects = Vec::new();
+        let state = drive_effects(&mut journal, &script, &mut effects);
+        prop_assert!(state.status.is_terminal(), "{:?}", state.status);
+
+        let made = calls_made(&journal);
+        let keys: std::collections::BTreeSet<&String> = effects.iter().map(|(k, _)| k).collect();
+        prop_assert_eq!(keys.len(), effects.len(), "an idempotency key ran twice: {:?}", effects);
+        let runnable: Vec<String> = made
+            .iter()
+            .filter(|(_, runnable)| *runnable)
+            .map(|(id, _)| format!("{RUN}/{id}"))
+            .collect();
+        let ran: Vec<String> = effects.iter().map(|(k, _)| k.clone()).collect();
+        prop_assert_eq!(ran, runnable);
+        for (id, _) in &made {
+            let outcomes = journal
+                .iter()
+                .filter(|e| matches!(e,
+                    Event::ToolRefused { call_id, .. } | Event::ToolFinished { call_id, .. }
+                    if call_id == id))
+                .count();
+            prop_assert_eq!(outcomes, 1, "call {} has {} outcomes", id, outcomes);
+        }
+        // What the provider sees: each reply's calls under distinct, non-empty ids, each
+        // answered exactly once before the next reply.
+        let mut open: Vec<String> = Vec::new();
+        for message in &state.messages {
+            match message {
+                chassis_core::Message::Assistant(reply) => {
+                    prop_assert!(open.is_empty(), "unanswered calls {:?}", open);
+                    open = reply.tool_calls.iter().map(|c| c.id.clone()).collect();
+                    let distinct: std::collections::BTreeSet<&String> = open.iter().collect();
+                    prop_assert_eq!(distinct.len(), open.len());
+                    prop_assert!(open.iter().all(|id| !id.is_empty()));
+                }
+                chassis_core::Message::Tool { call_id, .. } => {
+                    let at = open.iter().position(|id| id == call_id);
+                    prop_assert!(at.is_some(), "result for unknown call {}", call_id);
+                    open.remove(at.unwrap_or_default());
+                }
+                _ => {}
             }
         }
     }
@@ -304,7 +465,11 @@ proptest! {
 }
 
 fn arbitrary_event(kind: u8, i: usize) -> Event {
-    let call_id = format!("call_{}", i % 3);
+    let call_id = if i % 2 == 0 {
+        format!("call_{}", i % 3)
+    } else {
+        format!("1.{}", i % 3)
+    };
     match kind {
         0 => started(3),
         1 => Event::ModelRequested {

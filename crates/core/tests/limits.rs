@@ -131,6 +131,7 @@ proptest! {
             prices: BTreeMap::from([(MODEL.to_string(), PRICE)]),
             at_ms: now,
             max_repairs: 2,
+            park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
             version: String::new(),
             version_label: None,
             approvals: Default::default(),
@@ -168,21 +169,10 @@ proptest! {
                     });
                 }
                 Decision::CallTool(tool_call) => {
-                    apply(&mut state, Event::ToolStarted {
-                        call_id: tool_call.id.clone(),
-                        name: tool_call.name.clone(),
-                        args: serde_json::from_str(&tool_call.arguments).unwrap(),
-                        risk: RiskClass::ReadOnly,
-                        idempotency_key: tool_call.id.clone(),
-                    });
+                    apply(&mut state, tool_call.started("run", serde_json::from_str(&tool_call.arguments).unwrap()));
                     now += call.millis / 2;
                     longest_call = longest_call.max(call.millis / 2);
-                    apply(&mut state, Event::ToolFinished {
-                        call_id: tool_call.id.clone(),
-                        ok: true,
-                        content: format!("result {step}"),
-                        latency_ms: call.millis / 2,
-                    });
+                    apply(&mut state, tool_call.finished(true, format!("result {step}"), call.millis / 2));
                 }
                 Decision::Limit(hit) => {
                     prop_assert!(hit.projected > hit.value || hit.limit == LimitName::MaxWallTime);
@@ -243,6 +233,7 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
             prices: BTreeMap::new(),
             at_ms: 0,
             max_repairs: 2,
+            park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
             version: String::new(),
             version_label: None,
             approvals: Default::default(),
@@ -281,22 +272,9 @@ fn the_same_call_repeated_past_max_repeats_is_a_limit() {
         match decide(&state, &inputs) {
             Decision::CallTool(call) if step < 3 => {
                 state
-                    .apply(&Event::ToolStarted {
-                        call_id: call.id.clone(),
-                        name: call.name.clone(),
-                        args: serde_json::from_str(&call.arguments).unwrap(),
-                        risk: RiskClass::ReadOnly,
-                        idempotency_key: call.id.clone(),
-                    })
+                    .apply(&call.started("run", serde_json::from_str(&call.arguments).unwrap()))
                     .unwrap();
-                state
-                    .apply(&Event::ToolFinished {
-                        call_id: call.id,
-                        ok: true,
-                        content: "same".into(),
-                        latency_ms: 0,
-                    })
-                    .unwrap();
+                state.apply(&call.finished(true, "same", 0)).unwrap();
             }
             Decision::Limit(hit) if step == 3 => {
                 assert_eq!(hit.limit, LimitName::MaxRepeats);

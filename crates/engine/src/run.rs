@@ -150,6 +150,7 @@ impl Engine {
             prices: agent.prices.clone(),
             at_ms: now_ms(),
             max_repairs: agent.spec.max_repairs,
+            park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),
             approvals: agent.spec.approvals.clone(),

@@ -150,6 +150,7 @@ mod tests {
                 prices: Default::default(),
                 at_ms: 0,
                 max_repairs: 2,
+                park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
                 version: String::new(),
                 version_label: None,
                 approvals: Default::default(),

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chassis_core::{Event, RunStatus};
+use chassis_core::{Event, RunStatus, Wake};
 
-use crate::{Error, Journal, Lease, ListFilter, NewRun};
+use crate::{Driver, Error, Journal, Lease, ListFilter, NewRun};
 
 /// A lease nobody will outlive in a test.
 const LONG: Duration = Duration::from_secs(600);
@@ -29,6 +29,7 @@ pub fn started(agent: &str) -> Event {
         prices: Default::default(),
         at_ms: 0,
         max_repairs: 2,
+        park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
         version: String::new(),
         version_label: None,
         approvals: Default::default(),
@@ -57,6 +58,15 @@ pub fn resumed() -> Event {
     Event::RunResumed { at_ms: 0 }
 }
 
+/// A human's `limit_raised` decision.
+pub fn raised() -> Event {
+    Event::LimitRaised {
+        limit: chassis_core::LimitName::MaxSteps,
+        value: 10.0,
+        by: "alice".to_string(),
+    }
+}
+
 /// A `run_completed` event.
 pub fn completed() -> Event {
     Event::RunCompleted {
@@ -77,43 +87,85 @@ fn new_run(id: &str) -> NewRun {
     NewRun {
         run_id: id.to_string(),
         agent: "agent".to_string(),
+        idempotency_key: None,
     }
+}
+
+fn driver(owner: &str) -> Driver {
+    Driver {
+        owner: owner.to_string(),
+        ttl: LONG,
+    }
+}
+
+/// Creates a run leased to `owner` (as `chassis run` does); returns its lease.
+async fn create_driven(journal: &dyn Journal, id: &str, owner: &str) -> Lease {
+    let created = journal
+        .create(
+            &new_run(id),
+            &[started("agent")],
+            Wake::Now,
+            Some(&driver(owner)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.seq, 1);
+    created
+        .lease
+        .expect("a created run is leased to its driver")
+}
+
+/// Creates a run nobody drives yet (as `chassis submit` does).
+async fn create(journal: &dyn Journal, id: &str) {
+    let created = journal
+        .create(&new_run(id), &[started("agent")], Wake::Now, None)
+        .await
+        .unwrap();
+    assert_eq!(created.lease, None);
 }
 
 /// Appended events come back in order, with gapless sequence numbers from 1.
 pub async fn append_then_load_in_order(journal: Arc<dyn Journal>) {
+    let lease = create_driven(journal.as_ref(), "r1", "me").await;
+    assert_eq!(lease.worker, "me");
     assert_eq!(
         journal
-            .create(&new_run("r1"), &[started("agent")])
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        journal
-            .append("r1", 1, &[requested(1), requested(2)])
+            .append(&lease, 1, &[requested(1), requested(2)], Wake::Now)
             .await
             .unwrap(),
         3
     );
-    assert_eq!(journal.append("r1", 3, &[requested(3)]).await.unwrap(), 4);
+    assert_eq!(
+        journal
+            .append(&lease, 3, &[requested(3)], Wake::Now)
+            .await
+            .unwrap(),
+        4
+    );
     let records = journal.load("r1").await.unwrap();
     let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
     assert_eq!(records[0].event, started("agent"));
     assert_eq!(records[3].event, requested(3));
     assert!(records.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    let after = journal.load_after("r1", 2).await.unwrap();
+    assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert!(journal.load_after("r1", 4).await.unwrap().is_empty());
+    assert!(matches!(
+        journal.load_after("nope", 0).await,
+        Err(Error::RunNotFound(_))
+    ));
 }
 
 /// A writer with a stale expected sequence is refused and nothing it sent is stored.
 pub async fn stale_writer_is_refused(journal: Arc<dyn Journal>) {
+    let lease = create_driven(journal.as_ref(), "r1", "me").await;
     journal
-        .create(&new_run("r1"), &[started("agent")])
+        .append(&lease, 1, &[requested(1)], Wake::Now)
         .await
         .unwrap();
-    journal.append("r1", 1, &[requested(1)]).await.unwrap();
     let err = journal
-        .append("r1", 1, &[requested(9), requested(10)])
+        .append(&lease, 1, &[requested(9), requested(10)], Wake::Now)
         .await
         .unwrap_err();
     match err {
@@ -122,7 +174,10 @@ pub async fn stale_writer_is_refused(journal: Arc<dyn Journal>) {
         } => assert_eq!((expected, actual), (1, 2)),
         other => panic!("expected a sequence conflict, got {other}"),
     }
-    let err = journal.append("r1", 5, &[requested(9)]).await.unwrap_err();
+    let err = journal
+        .append(&lease, 5, &[requested(9)], Wake::Now)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::SequenceConflict { actual: 2, .. }),
         "{err}"
@@ -132,19 +187,17 @@ pub async fn stale_writer_is_refused(journal: Arc<dyn Journal>) {
 
 /// Many writers racing on one run: exactly one wins each sequence, none interleave.
 pub async fn concurrent_writers_never_interleave(journal: Arc<dyn Journal>) {
-    journal
-        .create(&new_run("r1"), &[started("agent")])
-        .await
-        .unwrap();
+    let lease = create_driven(journal.as_ref(), "r1", "me").await;
     let mut tasks = Vec::new();
     for writer in 0..8u32 {
         let journal = Arc::clone(&journal);
+        let lease = lease.clone();
         tasks.push(tokio::spawn(async move {
             let mut won = 0;
             for _ in 0..20 {
                 let at = journal.load("r1").await.unwrap().len() as u64;
                 let batch = [requested(writer * 1000 + 1), requested(writer * 1000 + 2)];
-                if journal.append("r1", at, &batch).await.is_ok() {
+                if journal.append(&lease, at, &batch, Wake::Now).await.is_ok() {
                     won += 1;
                 }
             }
@@ -176,13 +229,10 @@ pub async fn many_runs_append_concurrently(journal: Arc<dyn Journal>) {
         let journal = Arc::clone(&journal);
         tasks.push(tokio::spawn(async move {
             let id = format!("run-{i}");
-            journal
-                .create(&new_run(&id), &[started("agent")])
-                .await
-                .unwrap();
+            let lease = create_driven(journal.as_ref(), &id, "me").await;
             for step in 1..=5 {
                 journal
-                    .append(&id, step as u64, &[requested(step)])
+                    .append(&lease, step as u64, &[requested(step)], Wake::Now)
                     .await
                     .unwrap();
             }
@@ -197,61 +247,104 @@ pub async fn many_runs_append_concurrently(journal: Arc<dyn Journal>) {
     }
 }
 
-/// Unknown runs and duplicate creation are typed errors.
+/// Unknown runs, duplicate ids and reused idempotency keys are typed errors.
 pub async fn unknown_and_duplicate_runs(journal: Arc<dyn Journal>) {
     assert!(matches!(
         journal.load("nope").await,
         Err(Error::RunNotFound(_))
     ));
+    let ghost = Lease {
+        run_id: "nope".into(),
+        worker: "me".into(),
+        token: 1,
+        until_ms: 0,
+    };
     assert!(matches!(
-        journal.append("nope", 0, &[requested(1)]).await,
+        journal.append(&ghost, 0, &[requested(1)], Wake::Now).await,
         Err(Error::RunNotFound(_))
     ));
-    journal
-        .create(&new_run("r1"), &[started("agent")])
-        .await
-        .unwrap();
     assert!(matches!(
-        journal.create(&new_run("r1"), &[started("agent")]).await,
+        journal.decide("nope", 1, &[raised()], Wake::Now).await,
+        Err(Error::RunNotFound(_))
+    ));
+    assert!(matches!(
+        journal.claim_run("nope", "me", LONG).await,
+        Err(Error::RunNotFound(_))
+    ));
+    create(journal.as_ref(), "r1").await;
+    assert!(matches!(
+        journal
+            .create(&new_run("r1"), &[started("agent")], Wake::Now, None)
+            .await,
         Err(Error::RunExists(_))
     ));
     assert_eq!(journal.load("r1").await.unwrap().len(), 1);
+
+    let keyed = |id: &str| NewRun {
+        idempotency_key: Some("order-42".into()),
+        ..new_run(id)
+    };
+    journal
+        .create(&keyed("k1"), &[started("agent")], Wake::Now, None)
+        .await
+        .unwrap();
+    let err = journal
+        .create(
+            &keyed("k2"),
+            &[started("agent")],
+            Wake::Now,
+            Some(&driver("me")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyUsed { key, run_id } if key == "order-42" && run_id == "k1"),
+        "{err}"
+    );
+    assert!(matches!(
+        journal.load("k2").await,
+        Err(Error::RunNotFound(_))
+    ));
 }
 
-/// Listing reflects the status of each run's last status-changing event.
+/// Listing reflects the status of each run's last status-changing event, its wake time and
+/// who drives it.
 pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
-    journal
-        .create(&new_run("a"), &[started("agent")])
-        .await
-        .unwrap();
-    journal
-        .create(&new_run("b"), &[started("agent")])
-        .await
-        .unwrap();
-    journal
+    let a = create_driven(journal.as_ref(), "a", "me").await;
+    let b = create_driven(journal.as_ref(), "b", "me").await;
+    let c = journal
         .create(
             &NewRun {
                 run_id: "c".into(),
                 agent: "other".into(),
+                idempotency_key: None,
             },
             &[started("other")],
+            Wake::Now,
+            Some(&driver("me")),
         )
         .await
+        .unwrap()
+        .lease
         .unwrap();
     journal
         .append(
-            "a",
+            &a,
             1,
             &[Event::RunCompleted {
                 output: "done".into(),
             }],
+            Wake::Never,
         )
         .await
         .unwrap();
-    journal.append("b", 1, &[waiting()]).await.unwrap();
+    journal
+        .append(&b, 1, &[waiting()], Wake::Never)
+        .await
+        .unwrap();
     // Events that change no status still count in the run's length.
     journal
-        .append("c", 1, &[requested(1), requested(2)])
+        .append(&c, 1, &[requested(1), requested(2)], Wake::Now)
         .await
         .unwrap();
 
@@ -267,6 +360,7 @@ pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].run_id, "a");
     assert_eq!(completed[0].last_seq, 2);
+    assert_eq!(completed[0].wake_at_ms, None);
     let waiting = journal
         .list(&ListFilter {
             status: Some(RunStatus::Waiting),
@@ -285,6 +379,11 @@ pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].status, RunStatus::Running);
     assert_eq!(other[0].last_seq, 3);
+    assert!(other[0].wake_at_ms.is_some());
+    assert_eq!(
+        other[0].lease.as_ref().map(|(owner, _)| owner.as_str()),
+        Some("me")
+    );
     assert!(other[0].updated_ms >= other[0].created_ms, "{:?}", other[0]);
     let limited = journal
         .list(&ListFilter {
@@ -294,13 +393,6 @@ pub async fn list_by_status_and_agent(journal: Arc<dyn Journal>) {
         .await
         .unwrap();
     assert_eq!(limited.len(), 2);
-}
-
-async fn create(journal: &dyn Journal, id: &str) {
-    journal
-        .create(&new_run(id), &[started("agent")])
-        .await
-        .unwrap();
 }
 
 fn ids(leases: &[Lease]) -> Vec<&str> {
@@ -340,45 +432,44 @@ pub async fn claim_gives_each_run_to_one_worker(journal: Arc<dyn Journal>) {
     assert!(journal.claim("late", LONG, 50).await.unwrap().is_empty());
 }
 
-/// Only runs that are running are claimed: not waiting, paused, completed or failed ones.
+/// Only runs whose wake time has come are claimed, and never one a live lease holds: a run
+/// created by its driver is not handed to a worker.
 pub async fn only_runnable_runs_are_claimed(journal: Arc<dyn Journal>) {
     let endings = [
-        ("completed", completed()),
+        ("completed", completed(), Wake::Never),
         (
             "failed",
             Event::RunFailed {
                 error: "broke".into(),
             },
+            Wake::Never,
         ),
-        ("waiting", waiting()),
-        ("paused", paused()),
+        ("waiting", waiting(), Wake::Never),
+        ("paused", paused(), Wake::At(u64::MAX / 4)),
     ];
-    for (id, event) in endings {
-        create(journal.as_ref(), id).await;
-        journal.append(id, 1, &[event]).await.unwrap();
+    for (id, event, wake) in endings {
+        let lease = create_driven(journal.as_ref(), id, "me").await;
+        journal.append(&lease, 1, &[event], wake).await.unwrap();
+        journal.release(&lease, 2, wake).await.unwrap();
     }
-    create(journal.as_ref(), "running").await;
-    create(journal.as_ref(), "resumed").await;
-    journal
-        .append("resumed", 1, &[waiting(), resumed(), requested(1)])
-        .await
-        .unwrap();
+    create(journal.as_ref(), "queued").await;
+    let driven = create_driven(journal.as_ref(), "driven", "me").await;
     let leases = journal.claim("w", LONG, 10).await.unwrap();
-    assert_eq!(ids(&leases), vec!["resumed", "running"]);
+    assert_eq!(ids(&leases), vec!["queued"]);
     // Finishing a leased run leaves nothing to claim, even once the lease is released.
-    for lease in &leases {
-        let at = journal.load(&lease.run_id).await.unwrap().len() as u64;
+    for lease in leases.iter().chain([&driven]) {
         journal
-            .append_leased(
+            .append(
                 lease,
-                at,
+                1,
                 &[Event::RunCompleted {
                     output: "ok".into(),
                 }],
+                Wake::Never,
             )
             .await
             .unwrap();
-        journal.release(lease).await.unwrap();
+        journal.release(lease, 2, Wake::Never).await.unwrap();
     }
     assert!(journal.claim("w", LONG, 10).await.unwrap().is_empty());
 }
@@ -401,7 +492,7 @@ pub async fn expired_lease_passes_to_another_worker(journal: Arc<dyn Journal>) {
         Err(Error::LeaseLost { .. })
     ));
     let err = journal
-        .append_leased(old, 1, &[requested(1)])
+        .append(old, 1, &[requested(1)], Wake::Now)
         .await
         .unwrap_err();
     assert!(
@@ -409,17 +500,157 @@ pub async fn expired_lease_passes_to_another_worker(journal: Arc<dyn Journal>) {
         "{err}"
     );
     // The old holder's release does not free the new holder's lease.
-    journal.release(old).await.unwrap();
+    journal.release(old, 1, Wake::Now).await.unwrap();
     assert!(journal.claim("c", LONG, 5).await.unwrap().is_empty());
 
     assert_eq!(
         journal
-            .append_leased(new, 1, &[requested(1)])
+            .append(new, 1, &[requested(1)], Wake::Now)
             .await
             .unwrap(),
         2
     );
     assert_eq!(journal.load("r1").await.unwrap().len(), 2);
+}
+
+/// Runs whose driver died (their lease expired) are claimed before younger queued work, so
+/// a backlog cannot keep them untouched past their leases.
+pub async fn expired_leases_are_claimed_before_queued_work(journal: Arc<dyn Journal>) {
+    let stalled = journal
+        .create(
+            &new_run("stalled"),
+            &[started("agent")],
+            Wake::Now,
+            Some(&Driver {
+                owner: "dead".into(),
+                ttl: Duration::ZERO,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(stalled.lease.is_some());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 0..5 {
+        create(journal.as_ref(), &format!("queued-{i}")).await;
+    }
+    let first = journal.claim("w", LONG, 1).await.unwrap();
+    assert_eq!(ids(&first), vec!["stalled"]);
+}
+
+/// Only the lease's holder may append; nobody else may, not even with the right sequence.
+/// Without a lease, only human decisions are accepted.
+pub async fn an_append_without_the_live_lease_is_refused(journal: Arc<dyn Journal>) {
+    let lease = create_driven(journal.as_ref(), "r1", "me").await;
+    let forged = Lease {
+        token: lease.token.wrapping_add(1),
+        ..lease.clone()
+    };
+    let err = journal
+        .append(&forged, 1, &[requested(1)], Wake::Now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    let err = journal
+        .decide("r1", 1, &[requested(1)], Wake::Now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotADecision {
+                kind: "model_requested",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = journal
+        .decide("r1", 1, &[raised(), completed()], Wake::Now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotADecision {
+                kind: "run_completed",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(journal.load("r1").await.unwrap().len(), 1);
+    // A decision lands while the driver holds the lease; the driver then finds the journal
+    // moved (and takes the decision in).
+    assert_eq!(
+        journal
+            .decide("r1", 1, &[raised()], Wake::Now)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        journal.append(&lease, 1, &[requested(1)], Wake::Now).await,
+        Err(Error::SequenceConflict { actual: 2, .. })
+    ));
+    assert_eq!(
+        journal
+            .append(&lease, 2, &[requested(1)], Wake::Now)
+            .await
+            .unwrap(),
+        3
+    );
+    // A released lease writes nothing more.
+    journal.release(&lease, 3, Wake::Now).await.unwrap();
+    assert!(matches!(
+        journal.append(&lease, 3, &[requested(2)], Wake::Now).await,
+        Err(Error::LeaseLost { .. })
+    ));
+}
+
+/// Resuming a run takes its lease, unless someone holds a live one: then the error names
+/// them and until when. Waiting runs can be claimed this way too.
+pub async fn claim_run_names_the_holder(journal: Arc<dyn Journal>) {
+    let lease = create_driven(journal.as_ref(), "r1", "worker-7").await;
+    let err = journal.claim_run("r1", "cli", LONG).await.unwrap_err();
+    match err {
+        Error::Held {
+            run_id,
+            owner,
+            until_ms,
+        } => {
+            assert_eq!((run_id.as_str(), owner.as_str()), ("r1", "worker-7"));
+            assert_eq!(until_ms, lease.until_ms);
+        }
+        other => panic!("expected Held, got {other}"),
+    }
+    journal
+        .append(&lease, 1, &[waiting()], Wake::Never)
+        .await
+        .unwrap();
+    journal.release(&lease, 2, Wake::Never).await.unwrap();
+    let mine = journal.claim_run("r1", "cli", LONG).await.unwrap();
+    assert_eq!(mine.worker, "cli");
+    assert_ne!(mine.token, lease.token);
+    assert!(journal.claim("w", LONG, 5).await.unwrap().is_empty());
+    // An expired lease is no obstacle.
+    let expiring = journal
+        .create(
+            &new_run("r3"),
+            &[started("agent")],
+            Wake::Now,
+            Some(&Driver {
+                owner: "gone".into(),
+                ttl: Duration::ZERO,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(expiring.lease.is_some());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        journal.claim_run("r3", "cli", LONG).await.unwrap().worker,
+        "cli"
+    );
 }
 
 /// Renewing keeps the token; a leased append still obeys the sequence rule.
@@ -435,7 +666,7 @@ pub async fn renew_extends_and_leased_appends_keep_the_sequence_rule(journal: Ar
     assert_eq!(renewed.worker, "a");
     assert!(renewed.until_ms > lease.until_ms);
     let err = journal
-        .append_leased(&renewed, 5, &[requested(1)])
+        .append(&renewed, 5, &[requested(1)], Wake::Now)
         .await
         .unwrap_err();
     assert!(
@@ -451,21 +682,11 @@ pub async fn renew_extends_and_leased_appends_keep_the_sequence_rule(journal: Ar
     );
     assert_eq!(
         journal
-            .append_leased(&renewed, 1, &[requested(1), requested(2)])
+            .append(&renewed, 1, &[requested(1), requested(2)], Wake::Now)
             .await
             .unwrap(),
         3
     );
-    // A plain append needs no lease (single-process use).
-    assert_eq!(journal.append("r1", 3, &[requested(3)]).await.unwrap(), 4);
-    let ghost = Lease {
-        run_id: "nope".into(),
-        ..renewed.clone()
-    };
-    assert!(matches!(
-        journal.append_leased(&ghost, 0, &[requested(1)]).await,
-        Err(Error::RunNotFound(_))
-    ));
 }
 
 /// A released run can be claimed again at once; releasing twice is harmless.
@@ -473,8 +694,8 @@ pub async fn release_makes_a_run_claimable_at_once(journal: Arc<dyn Journal>) {
     create(journal.as_ref(), "r1").await;
     let lease = journal.claim("a", LONG, 1).await.unwrap().remove(0);
     assert!(journal.claim("b", LONG, 1).await.unwrap().is_empty());
-    journal.release(&lease).await.unwrap();
-    journal.release(&lease).await.unwrap();
+    journal.release(&lease, 1, Wake::Now).await.unwrap();
+    journal.release(&lease, 1, Wake::Now).await.unwrap();
     assert!(matches!(
         journal.renew(&lease, LONG).await,
         Err(Error::LeaseLost { .. })
@@ -484,43 +705,59 @@ pub async fn release_makes_a_run_claimable_at_once(journal: Arc<dyn Journal>) {
     assert_eq!(again[0].worker, "b");
 }
 
-/// Waking a waiting run makes it claimable, at the time asked for; finished runs stay put.
-pub async fn wake_makes_a_waiting_run_claimable(journal: Arc<dyn Journal>) {
-    create(journal.as_ref(), "r1").await;
-    let lease = journal.claim("a", LONG, 1).await.unwrap().remove(0);
+/// A human decision and the run's wake-up are one write: a waiting run becomes claimable
+/// when the decision says so (now, or at a timer), and a driver's release after the decision
+/// does not put it back to sleep.
+pub async fn a_decision_and_its_wake_are_one_write(journal: Arc<dyn Journal>) {
+    let lease = create_driven(journal.as_ref(), "r1", "a").await;
     journal
-        .append_leased(&lease, 1, &[waiting()])
+        .append(&lease, 1, &[waiting()], Wake::Never)
         .await
         .unwrap();
-    journal.release(&lease).await.unwrap();
+    journal.release(&lease, 2, Wake::Never).await.unwrap();
     assert!(journal.claim("b", LONG, 1).await.unwrap().is_empty());
 
-    // A wake in the far future does not make it claimable now.
-    journal.wake("r1", i64::MAX / 2).await.unwrap();
+    // A timer in the future does not make it claimable now.
+    journal
+        .decide("r1", 2, &[raised()], Wake::At(u64::MAX / 4))
+        .await
+        .unwrap();
     assert!(journal.claim("b", LONG, 1).await.unwrap().is_empty());
-    // An earlier one does, and the earlier time stands against a later one.
-    journal.wake("r1", 0).await.unwrap();
-    journal.wake("r1", i64::MAX / 2).await.unwrap();
+    // One in the past does.
+    journal
+        .decide("r1", 3, &[raised()], Wake::At(1))
+        .await
+        .unwrap();
     let leases = journal.claim("b", LONG, 1).await.unwrap();
     assert_eq!(ids(&leases), vec!["r1"]);
+    // The driver saw 4 events; a decision lands (waking the run) before it releases with
+    // the wake its fold computed ("never"): the decision's wake stands.
+    journal
+        .decide("r1", 4, &[raised()], Wake::Now)
+        .await
+        .unwrap();
+    journal.release(&leases[0], 4, Wake::Never).await.unwrap();
+    let again = journal.claim("c", LONG, 1).await.unwrap();
+    assert_eq!(ids(&again), vec!["r1"]);
+    // A drive that changed nothing puts the run back to sleep when it releases.
+    journal.release(&again[0], 5, Wake::Never).await.unwrap();
+    assert!(journal.claim("c", LONG, 1).await.unwrap().is_empty());
 
-    create(journal.as_ref(), "done").await;
+    // Finished runs stay put whatever a release says.
+    let done = create_driven(journal.as_ref(), "done", "a").await;
     journal
         .append(
-            "done",
+            &done,
             1,
             &[Event::RunCompleted {
                 output: "ok".into(),
             }],
+            Wake::Never,
         )
         .await
         .unwrap();
-    journal.wake("done", 0).await.unwrap();
+    journal.release(&done, 2, Wake::Never).await.unwrap();
     assert!(journal.claim("c", LONG, 5).await.unwrap().is_empty());
-    assert!(matches!(
-        journal.wake("nope", 0).await,
-        Err(Error::RunNotFound(_))
-    ));
 }
 
 /// Waiting for work returns by the timeout at the latest (earlier is allowed).
@@ -560,7 +797,10 @@ macro_rules! journal_conformance {
             expired_lease_passes_to_another_worker,
             renew_extends_and_leased_appends_keep_the_sequence_rule,
             release_makes_a_run_claimable_at_once,
-            wake_makes_a_waiting_run_claimable,
+            a_decision_and_its_wake_are_one_write,
+            an_append_without_the_live_lease_is_refused,
+            claim_run_names_the_holder,
+            expired_leases_are_claimed_before_queued_work,
             wait_for_work_returns_by_the_timeout,
         );
     };

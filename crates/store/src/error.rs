@@ -59,6 +59,32 @@ pub enum Error {
         /// The run.
         run_id: String,
     },
+    /// Another driver holds the run's lease: only it may drive the run until the lease ends.
+    #[error("run {run_id} is being driven by {owner} (lease held until {until})", until = crate::clock::describe_ms(*until_ms))]
+    Held {
+        /// The run.
+        run_id: String,
+        /// Who holds the lease (a worker's name, or `chassis run` on a host).
+        owner: String,
+        /// When the lease ends unless renewed, ms since the epoch on the store's clock.
+        until_ms: i64,
+    },
+    /// Only a human decision may be journaled without the run's lease.
+    #[error("run {run_id}: `{kind}` is not a human decision; only the run's driver may journal it")]
+    NotADecision {
+        /// The run.
+        run_id: String,
+        /// The event's kind.
+        kind: &'static str,
+    },
+    /// A run was already started with this idempotency key.
+    #[error("idempotency key `{key}` was already used by run {run_id}")]
+    KeyUsed {
+        /// The key.
+        key: String,
+        /// The run it started.
+        run_id: String,
+    },
     /// The database server cannot be reached, or refused the connection.
     #[error("cannot connect to PostgreSQL at {target}: {message}")]
     Connect {

@@ -3,18 +3,39 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chassis_core::{Event, RunStatus};
+use chassis_core::{Event, RunStatus, Wake};
 use serde_json::Value;
 
 use crate::Error;
 
 /// A run about to be created.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct NewRun {
     /// Unique id.
     pub run_id: String,
     /// Agent name, for listing.
     pub agent: String,
+    /// A key the starter chose so that retrying the start cannot create a second run: a run
+    /// created with a key already used is refused with [`Error::KeyUsed`], naming the run.
+    pub idempotency_key: Option<String>,
+}
+
+/// Who will drive a new run: [`Journal::create`] leases the run to them at once.
+#[derive(Clone, Debug)]
+pub struct Driver {
+    /// Recorded as the lease's owner (a worker's name, `chassis run` on a host).
+    pub owner: String,
+    /// How long the lease lasts without renewal.
+    pub ttl: Duration,
+}
+
+/// A created run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Created {
+    /// Events journaled.
+    pub seq: u64,
+    /// The creator's lease, when a [`Driver`] was given.
+    pub lease: Option<Lease>,
 }
 
 /// One stored event.
@@ -55,6 +76,10 @@ pub struct RunSummary {
     pub created_ms: i64,
     /// Time of the last event, ms since the epoch.
     pub updated_ms: i64,
+    /// When it is next runnable (ms since the epoch); none until a human acts, or ended.
+    pub wake_at_ms: Option<i64>,
+    /// Who drives it now, and until when its lease holds, if anyone holds one.
+    pub lease: Option<(String, i64)>,
 }
 
 /// Which runs to list.
@@ -84,53 +109,95 @@ pub struct Lease {
     pub until_ms: i64,
 }
 
-/// An append-only, per-run event journal.
+/// An append-only, per-run event journal, with one driver per run.
 ///
-/// The store also keeps, for each run, when it is next runnable: an append whose last
-/// status-changing event is `run_started` or `run_resumed` makes it runnable now; `run_waiting`,
-/// `run_paused`, `run_completed` and `run_failed` make it not runnable until [`Journal::wake`].
-/// Workers take runnable runs with [`Journal::claim`].
+/// **One driver per run.** Every drive holds the run's lease: [`Journal::create`] leases a new
+/// run to its creator, [`Journal::claim`] hands runnable runs to workers, and
+/// [`Journal::claim_run`] hands one run to whoever resumes it. [`Journal::append`] is fenced by
+/// the lease. The only writes without it are a short list of human decisions
+/// ([`Event::is_human_decision`]), through [`Journal::decide`].
+///
+/// **A write and its wake are one.** The store keeps, for each run, when it is next runnable;
+/// every write carries that time as the fold computes it after the write
+/// ([`chassis_core::RunState::wake`]: now while the run executes or once a human has acted,
+/// an approval's expiry, a parked run's retry, or never until a human acts), in the same
+/// transaction, so no crash can leave a decision without its wake-up.
 #[async_trait]
 pub trait Journal: Send + Sync {
-    /// Creates a run whose journal starts with `events` (at least `run_started`).
-    async fn create(&self, run: &NewRun, events: &[Event]) -> Result<u64, Error>;
+    /// Creates a run whose journal starts with `events` (at least `run_started`), leased to
+    /// `driver` if given; [`Error::RunExists`] for a taken id, [`Error::KeyUsed`] for a taken
+    /// idempotency key.
+    async fn create(
+        &self,
+        run: &NewRun,
+        events: &[Event],
+        wake: Wake,
+        driver: Option<&Driver>,
+    ) -> Result<Created, Error>;
 
-    /// Appends `events` if the journal holds exactly `expected` events; returns the new count.
-    /// Appends from concurrent writers may share one durable commit.
-    async fn append(&self, run_id: &str, expected: u64, events: &[Event]) -> Result<u64, Error>;
+    /// Appends `events` if `lease` still holds and the journal holds exactly `expected` events;
+    /// returns the new count. Refused whole with [`Error::LeaseLost`] when the lease was
+    /// released or taken, [`Error::SequenceConflict`] when the journal moved. Appends from
+    /// concurrent writers may share one durable commit.
+    async fn append(
+        &self,
+        lease: &Lease,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+    ) -> Result<u64, Error>;
+
+    /// Appends human decisions (and nothing else: [`Error::NotADecision`]) if the journal
+    /// holds exactly `expected` events, whoever holds the lease, and sets the run's wake time
+    /// in the same write. A driver holding the lease finds the journal moved and takes the
+    /// decision in.
+    async fn decide(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+    ) -> Result<u64, Error>;
 
     /// Every event of a run, in order.
-    async fn load(&self, run_id: &str) -> Result<Vec<Record>, Error>;
+    async fn load(&self, run_id: &str) -> Result<Vec<Record>, Error> {
+        self.load_after(run_id, 0).await
+    }
+
+    /// The events of a run after sequence `after`, in order ([`Error::RunNotFound`] if the
+    /// run does not exist; an empty list if it has no event after `after`).
+    async fn load_after(&self, run_id: &str, after: u64) -> Result<Vec<Record>, Error>;
 
     /// Runs matching the filter, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, Error>;
 
     /// Leases up to `limit` runnable runs whose lease is absent or expired to `worker` for
-    /// `ttl`; a run is given to exactly one of many concurrent claimers.
+    /// `ttl`; a run is given to exactly one of many concurrent claimers. Runs whose lease
+    /// expired (their driver died) come first, then the rest by wake time.
     async fn claim(&self, worker: &str, ttl: Duration, limit: usize) -> Result<Vec<Lease>, Error>;
+
+    /// Leases one run to `owner` for `ttl`, runnable or not (a human resuming it), unless
+    /// someone else holds a live lease on it ([`Error::Held`], naming them and until when).
+    async fn claim_run(&self, run_id: &str, owner: &str, ttl: Duration) -> Result<Lease, Error>;
 
     /// Extends a lease to `ttl` from now; [`Error::LeaseLost`] if another worker took the run
     /// or the lease was released.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error>;
 
-    /// Gives a run back so any worker can claim it at once; a no-op if the lease is already lost.
-    async fn release(&self, lease: &Lease) -> Result<(), Error>;
-
-    /// [`Journal::append`], refused whole with [`Error::LeaseLost`] unless `lease` still holds
-    /// (checked in the same transaction: a worker whose lease was taken cannot write).
-    async fn append_leased(
-        &self,
-        lease: &Lease,
-        expected: u64,
-        events: &[Event],
-    ) -> Result<u64, Error>;
-
-    /// Makes a run that is not finished runnable at `at_ms` (ms since the epoch) at the latest;
-    /// an earlier wake time stands. A no-op on a completed or failed run.
-    async fn wake(&self, run_id: &str, at_ms: i64) -> Result<(), Error>;
+    /// Gives a run back so any driver can claim it. `seen` is the journal length the driver
+    /// last knew and `wake` the wake time its fold computed then: if the journal is still at
+    /// `seen`, the run's wake time becomes `wake` (a run woken for nothing goes back to
+    /// waiting); if someone appended meanwhile, their write's wake time stands. A no-op if the
+    /// lease is already lost.
+    async fn release(&self, lease: &Lease, seen: u64, wake: Wake) -> Result<(), Error>;
 
     /// Waits up to `timeout`, returning early when a run may have become claimable since this
     /// handle's latest [`Journal::claim`] began (a worker loops: claim, and wait when nothing
     /// came). Early returns without work are allowed; callers claim after it either way.
     async fn wait_for_work(&self, timeout: Duration);
+
+    /// The clock this journal stamps events and leases with; drivers read time from it too.
+    fn clock(&self) -> std::sync::Arc<dyn crate::Clock> {
+        crate::clock::system()
+    }
 }

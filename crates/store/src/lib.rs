@@ -8,6 +8,7 @@
 //! lease's token, so a worker that lost its lease cannot write.
 //! [`open`] picks the backend from a target string.
 
+pub mod clock;
 mod error;
 mod journal;
 mod lease;
@@ -17,8 +18,10 @@ mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 
+pub use chassis_core::Wake;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
-pub use journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+pub use journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use sqlite::{SqliteJournal, Sync};
 
@@ -70,6 +73,17 @@ pub fn schema_version(target: &str) -> i64 {
         postgres::SCHEMA_VERSION
     } else {
         sqlite::SCHEMA_VERSION
+    }
+}
+
+/// Refuses a human write that holds anything but human decisions, naming the first other.
+pub(crate) fn check_decisions(run_id: &str, events: &[Event]) -> Result<(), Error> {
+    match events.iter().find(|e| !e.is_human_decision()) {
+        Some(event) => Err(Error::NotADecision {
+            run_id: run_id.to_string(),
+            kind: event.kind(),
+        }),
+        None => Ok(()),
     }
 }
 

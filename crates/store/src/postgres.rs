@@ -18,11 +18,11 @@ mod target;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chassis_core::{Event, RunStatus};
+use chassis_core::{Event, RunStatus, Wake};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, Statement};
 
-use crate::journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+use crate::journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
 use crate::lease::{fresh_token, token_from_sql, token_to_sql, ttl_ms};
 use crate::{Error, encode};
 
@@ -56,63 +56,93 @@ pub(crate) struct Statements {
     create: Statement,
     append: Statement,
     state: Statement,
+    holder: Statement,
+    by_key: Statement,
     load: Statement,
     list: Statement,
     claim: Statement,
+    claim_run: Statement,
     renew: Statement,
     release: Statement,
-    wake: Statement,
     next_ready: Statement,
+}
+
+/// A wake time as two parameters: "now" (the server's clock), or a time or NULL for never.
+fn wake_params(wake: Wake) -> (bool, Option<i64>) {
+    match wake {
+        Wake::Now => (true, None),
+        Wake::At(at) => (false, Some(i64::try_from(at).unwrap_or(i64::MAX))),
+        Wake::Never => (false, None),
+    }
 }
 
 impl Statements {
     async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         use Type as T;
         let now = NOW_MS;
-        // $1 run_id, $2 agent, $3 status, $4 encoded events.
+        // $1 run_id, $2 agent, $3 status, $4 encoded events, $5 wake now, $6 wake at,
+        // $7 idempotency key, $8 lease owner or NULL, $9 lease token, $10 lease ttl ms.
         let create = format!(
             "WITH r AS (
                  INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
-                                   wake_at_ms)
+                                   wake_at_ms, idempotency_key, lease_owner, lease_token,
+                                   lease_until_ms)
                  VALUES ($1, $2, $3, cardinality($4::text[]), {now}, {now},
-                         CASE WHEN $3 = 'running' THEN {now} END)
-                 ON CONFLICT (run_id) DO NOTHING
-                 RETURNING run_id, last_seq, wake_at_ms
+                         CASE WHEN $5 THEN {now} ELSE $6 END, $7, $8,
+                         CASE WHEN $8::text IS NULL THEN NULL ELSE $9 END,
+                         CASE WHEN $8::text IS NULL THEN NULL ELSE {now} + $10 END)
+                 ON CONFLICT DO NOTHING
+                 RETURNING run_id, last_seq, wake_at_ms, lease_until_ms
              ), ins AS (
                  INSERT INTO events (run_id, seq, at_ms, data)
                  SELECT r.run_id, t.n, {now}, t.d
                  FROM r, unnest($4::text[]) WITH ORDINALITY AS t(d, n)
              )
-             SELECT r.last_seq, {notify} FROM r",
-            notify = notify("r", "r.wake_at_ms IS NOT NULL"),
+             SELECT r.last_seq, r.lease_until_ms, {notify} FROM r",
+            notify = notify(
+                "r",
+                &format!("r.wake_at_ms <= {now} AND r.lease_until_ms IS NULL")
+            ),
         );
-        // $1 run_id, $2 expected, $3 status or NULL, $4 lease token or NULL, $5 events.
+        // The wake time an append leaves: "now" keeps an earlier runnable time.
+        let wake = format!(
+            "CASE WHEN $6 THEN (CASE WHEN wake_at_ms IS NOT NULL AND wake_at_ms <= {now}
+                                     THEN wake_at_ms ELSE {now} END)
+                  ELSE $7 END"
+        );
+        // $1 run_id, $2 expected, $3 status or NULL, $4 lease token or NULL (a human
+        // decision), $5 events, $6 wake now, $7 wake at.
         let append = format!(
             "WITH u AS (
                  UPDATE runs SET
                      last_seq = $2 + cardinality($5::text[]),
                      updated_ms = {now},
                      status = coalesce($3, status),
-                     wake_at_ms = CASE WHEN $3 IS NULL THEN wake_at_ms
-                                       WHEN $3 = 'running' THEN {now} END
+                     wake_at_ms = {wake}
                  WHERE run_id = $1 AND last_seq = $2
                    AND ($4::bigint IS NULL OR lease_token = $4)
-                 RETURNING run_id, last_seq
+                 RETURNING run_id, last_seq, wake_at_ms, lease_until_ms
              ), ins AS (
                  INSERT INTO events (run_id, seq, at_ms, data)
                  SELECT u.run_id, $2 + t.n, {now}, t.d
                  FROM u, unnest($5::text[]) WITH ORDINALITY AS t(d, n)
              )
              SELECT u.last_seq, {notify} FROM u",
-            notify = notify("u", "$3 = 'running'"),
+            notify = notify(
+                "u",
+                &format!(
+                    "u.wake_at_ms <= {now} AND (u.lease_until_ms IS NULL OR u.lease_until_ms <= {now})"
+                )
+            ),
         );
         // $1 worker, $2 ttl ms, $3 limit, $4 token base (each lease gets base XOR its number).
+        // Runs whose driver died (an expired lease) come before younger queued work.
         let claim = format!(
             "WITH picked AS (
                  SELECT run_id FROM runs
                  WHERE wake_at_ms <= {now}
                    AND (lease_until_ms IS NULL OR lease_until_ms <= {now})
-                 ORDER BY wake_at_ms, run_id
+                 ORDER BY lease_until_ms IS NULL, wake_at_ms, run_id
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED
              ), numbered AS (
@@ -123,78 +153,99 @@ impl Statements {
              FROM numbered WHERE runs.run_id = numbered.run_id
              RETURNING runs.run_id, runs.lease_token, runs.lease_until_ms"
         );
+        // $1 run_id, $2 owner, $3 token, $4 ttl ms.
+        let claim_run = format!(
+            "UPDATE runs SET lease_owner = $2, lease_token = $3, lease_until_ms = {now} + $4
+             WHERE run_id = $1 AND (lease_until_ms IS NULL OR lease_until_ms <= {now})
+             RETURNING lease_until_ms"
+        );
         // $1 run_id, $2 token, $3 ttl ms.
         let renew = format!(
             "UPDATE runs SET lease_until_ms = {now} + $3
              WHERE run_id = $1 AND lease_token = $2
              RETURNING lease_until_ms"
         );
-        // $1 run_id, $2 token.
+        // $1 run_id, $2 token, $3 the journal length the driver saw, $4 wake now, $5 wake at.
         let release = format!(
             "WITH r AS (
-                 UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL
+                 UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL,
+                     wake_at_ms = CASE WHEN last_seq = $3
+                                       THEN (CASE WHEN $4 THEN {now} ELSE $5 END)
+                                       ELSE wake_at_ms END
                  WHERE run_id = $1 AND lease_token = $2
                  RETURNING run_id, wake_at_ms
              )
              SELECT {notify} FROM r",
             notify = notify("r", &format!("r.wake_at_ms <= {now}")),
         );
-        // $1 run_id, $2 at ms.
-        let wake = format!(
-            "WITH w AS (
-                 UPDATE runs SET wake_at_ms = least(coalesce(wake_at_ms, $2), $2)
-                 WHERE run_id = $1 AND status NOT IN ('completed', 'failed')
-                 RETURNING run_id, wake_at_ms, lease_until_ms
-             )
-             SELECT {notify} FROM w",
-            notify = notify(
-                "w",
-                &format!(
-                    "w.wake_at_ms <= {now} AND (w.lease_until_ms IS NULL OR w.lease_until_ms <= {now})"
-                ),
-            ),
-        );
         // Milliseconds until the next run becomes claimable (woken, and its lease expired).
         let next_ready = format!(
             "SELECT min(greatest(wake_at_ms, coalesce(lease_until_ms, wake_at_ms))) - {now}
              FROM runs WHERE wake_at_ms IS NOT NULL"
         );
-        let (create, append, state, load, list, claim, renew, release, wake, next_ready) = tokio::try_join!(
-            client.prepare_typed(&create, &[T::TEXT, T::TEXT, T::TEXT, T::TEXT_ARRAY]),
+        let holder =
+            format!("SELECT lease_owner, lease_until_ms, {now} FROM runs WHERE run_id = $1");
+        let (create, append, state, holder, by_key, load, list) =
+            tokio::try_join!(
+            client.prepare_typed(
+                &create,
+                &[
+                    T::TEXT,
+                    T::TEXT,
+                    T::TEXT,
+                    T::TEXT_ARRAY,
+                    T::BOOL,
+                    T::INT8,
+                    T::TEXT,
+                    T::TEXT,
+                    T::INT8,
+                    T::INT8
+                ]
+            ),
             client.prepare_typed(
                 &append,
-                &[T::TEXT, T::INT8, T::TEXT, T::INT8, T::TEXT_ARRAY]
+                &[T::TEXT, T::INT8, T::TEXT, T::INT8, T::TEXT_ARRAY, T::BOOL, T::INT8]
             ),
             client.prepare_typed(
                 "SELECT last_seq, lease_token FROM runs WHERE run_id = $1",
                 &[T::TEXT]
             ),
+            client.prepare_typed(&holder, &[T::TEXT]),
             client.prepare_typed(
-                "SELECT seq, at_ms, data FROM events WHERE run_id = $1 ORDER BY seq",
+                "SELECT run_id FROM runs WHERE idempotency_key = $1",
                 &[T::TEXT]
             ),
             client.prepare_typed(
-                "SELECT run_id, agent, status, last_seq, created_ms, updated_ms FROM runs
+                "SELECT seq, at_ms, data FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                &[T::TEXT, T::INT8]
+            ),
+            client.prepare_typed(
+                "SELECT run_id, agent, status, last_seq, created_ms, updated_ms, wake_at_ms,
+                        lease_owner, lease_until_ms FROM runs
                  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent = $2)
                  ORDER BY created_ms DESC, run_id DESC LIMIT $3",
                 &[T::TEXT, T::TEXT, T::INT8]
             ),
+        )?;
+        let (claim, claim_run, renew, release, next_ready) = tokio::try_join!(
             client.prepare_typed(&claim, &[T::TEXT, T::INT8, T::INT8, T::INT8]),
+            client.prepare_typed(&claim_run, &[T::TEXT, T::TEXT, T::INT8, T::INT8]),
             client.prepare_typed(&renew, &[T::TEXT, T::INT8, T::INT8]),
-            client.prepare_typed(&release, &[T::TEXT, T::INT8]),
-            client.prepare_typed(&wake, &[T::TEXT, T::INT8]),
+            client.prepare_typed(&release, &[T::TEXT, T::INT8, T::INT8, T::BOOL, T::INT8]),
             client.prepare_typed(&next_ready, &[]),
         )?;
         Ok(Statements {
             create,
             append,
             state,
+            holder,
+            by_key,
             load,
             list,
             claim,
+            claim_run,
             renew,
             release,
-            wake,
             next_ready,
         })
     }
@@ -252,6 +303,7 @@ impl PostgresJournal {
         run_id: &str,
         expected: u64,
         events: &[Event],
+        wake: Wake,
         token: Option<u64>,
     ) -> Result<u64, Error> {
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
@@ -262,12 +314,21 @@ impl PostgresJournal {
             .map(RunStatus::as_str);
         let expected_sql = seq_to_sql(expected)?;
         let token_sql = token.map(token_to_sql);
+        let (wake_now, wake_at) = wake_params(wake);
         let conn = self.pool.get().await?;
         let row = conn
             .client
             .query_opt(
                 &conn.stmts.append,
-                &[&run_id, &expected_sql, &status, &token_sql, &encoded],
+                &[
+                    &run_id,
+                    &expected_sql,
+                    &status,
+                    &token_sql,
+                    &encoded,
+                    &wake_now,
+                    &wake_at,
+                ],
             )
             .await
             .map_err(|e| self.db_err(e))?;
@@ -308,7 +369,13 @@ fn seq_from_sql(seq: i64) -> u64 {
 
 #[async_trait]
 impl Journal for PostgresJournal {
-    async fn create(&self, run: &NewRun, events: &[Event]) -> Result<u64, Error> {
+    async fn create(
+        &self,
+        run: &NewRun,
+        events: &[Event],
+        wake: Wake,
+        driver: Option<&Driver>,
+    ) -> Result<Created, Error> {
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let status = events
             .iter()
@@ -316,36 +383,110 @@ impl Journal for PostgresJournal {
             .find_map(RunStatus::after)
             .unwrap_or(RunStatus::Running)
             .as_str();
+        let (wake_now, wake_at) = wake_params(wake);
+        let token = fresh_token();
+        let owner = driver.map(|d| d.owner.clone());
+        let ttl = driver.map_or(0, |d| ttl_ms(d.ttl));
         let conn = self.pool.get().await?;
         let row = conn
             .client
             .query_opt(
                 &conn.stmts.create,
-                &[&run.run_id, &run.agent, &status, &encoded],
+                &[
+                    &run.run_id,
+                    &run.agent,
+                    &status,
+                    &encoded,
+                    &wake_now,
+                    &wake_at,
+                    &run.idempotency_key,
+                    &owner,
+                    &token_to_sql(token),
+                    &ttl,
+                ],
             )
             .await
             .map_err(|e| self.db_err(e))?;
-        match row {
-            Some(row) => Ok(seq_from_sql(row.get(0))),
-            None => Err(Error::RunExists(run.run_id.clone())),
+        if let Some(row) = row {
+            let lease = match (owner, row.get::<_, Option<i64>>(1)) {
+                (Some(worker), Some(until_ms)) => Some(Lease {
+                    run_id: run.run_id.clone(),
+                    worker,
+                    token,
+                    until_ms,
+                }),
+                _ => None,
+            };
+            return Ok(Created {
+                seq: seq_from_sql(row.get(0)),
+                lease,
+            });
         }
+        // Nothing inserted: the id or the key is taken.
+        let exists = conn
+            .client
+            .query_opt(&conn.stmts.state, &[&run.run_id])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if exists.is_none()
+            && let Some(key) = &run.idempotency_key
+        {
+            let used = conn
+                .client
+                .query_opt(&conn.stmts.by_key, &[key])
+                .await
+                .map_err(|e| self.db_err(e))?;
+            if let Some(used) = used {
+                return Err(Error::KeyUsed {
+                    key: key.clone(),
+                    run_id: used.get(0),
+                });
+            }
+        }
+        Err(Error::RunExists(run.run_id.clone()))
     }
 
-    async fn append(&self, run_id: &str, expected: u64, events: &[Event]) -> Result<u64, Error> {
-        self.append_op(run_id, expected, events, None).await
+    async fn append(
+        &self,
+        lease: &Lease,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+    ) -> Result<u64, Error> {
+        self.append_op(&lease.run_id, expected, events, wake, Some(lease.token))
+            .await
     }
 
-    async fn load(&self, run_id: &str) -> Result<Vec<Record>, Error> {
+    async fn decide(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+    ) -> Result<u64, Error> {
+        crate::check_decisions(run_id, events)?;
+        self.append_op(run_id, expected, events, wake, None).await
+    }
+
+    async fn load_after(&self, run_id: &str, after: u64) -> Result<Vec<Record>, Error> {
         let conn = self.pool.get().await?;
         let rows = conn
             .client
-            .query(&conn.stmts.load, &[&run_id])
+            .query(&conn.stmts.load, &[&run_id, &seq_to_sql(after)?])
             .await
             .map_err(|e| self.db_err(e))?;
-        drop(conn);
         if rows.is_empty() {
-            return Err(Error::RunNotFound(run_id.to_string()));
+            let exists = conn
+                .client
+                .query_opt(&conn.stmts.state, &[&run_id])
+                .await
+                .map_err(|e| self.db_err(e))?;
+            return match exists {
+                Some(_) => Ok(Vec::new()),
+                None => Err(Error::RunNotFound(run_id.to_string())),
+            };
         }
+        drop(conn);
         rows.iter()
             .map(|row| {
                 let seq = seq_from_sql(row.get(0));
@@ -382,6 +523,11 @@ impl Journal for PostgresJournal {
                 last_seq: seq_from_sql(row.get(3)),
                 created_ms: row.get(4),
                 updated_ms: row.get(5),
+                wake_at_ms: row.get(6),
+                lease: match (row.get::<_, Option<String>>(7), row.get(8)) {
+                    (Some(owner), Some(until)) => Some((owner, until)),
+                    _ => None,
+                },
             })
             .collect())
     }
@@ -431,48 +577,57 @@ impl Journal for PostgresJournal {
         }
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+    async fn claim_run(&self, run_id: &str, owner: &str, ttl: Duration) -> Result<Lease, Error> {
+        let token = fresh_token();
+        let conn = self.pool.get().await?;
+        let row = conn
+            .client
+            .query_opt(
+                &conn.stmts.claim_run,
+                &[&run_id, &owner, &token_to_sql(token), &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if let Some(row) = row {
+            return Ok(Lease {
+                run_id: run_id.to_string(),
+                worker: owner.to_string(),
+                token,
+                until_ms: row.get(0),
+            });
+        }
+        let holder = conn
+            .client
+            .query_opt(&conn.stmts.holder, &[&run_id])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match holder {
+            None => Err(Error::RunNotFound(run_id.to_string())),
+            Some(row) => Err(Error::Held {
+                run_id: run_id.to_string(),
+                owner: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                until_ms: row.get::<_, Option<i64>>(1).unwrap_or(row.get(2)),
+            }),
+        }
+    }
+
+    async fn release(&self, lease: &Lease, seen: u64, wake: Wake) -> Result<(), Error> {
+        let (wake_now, wake_at) = wake_params(wake);
         let conn = self.pool.get().await?;
         conn.client
             .query(
                 &conn.stmts.release,
-                &[&lease.run_id, &token_to_sql(lease.token)],
+                &[
+                    &lease.run_id,
+                    &token_to_sql(lease.token),
+                    &seq_to_sql(seen)?,
+                    &wake_now,
+                    &wake_at,
+                ],
             )
             .await
             .map_err(|e| self.db_err(e))?;
         Ok(())
-    }
-
-    async fn append_leased(
-        &self,
-        lease: &Lease,
-        expected: u64,
-        events: &[Event],
-    ) -> Result<u64, Error> {
-        self.append_op(&lease.run_id, expected, events, Some(lease.token))
-            .await
-    }
-
-    async fn wake(&self, run_id: &str, at_ms: i64) -> Result<(), Error> {
-        let conn = self.pool.get().await?;
-        let woken = conn
-            .client
-            .query_opt(&conn.stmts.wake, &[&run_id, &at_ms])
-            .await
-            .map_err(|e| self.db_err(e))?;
-        if woken.is_some() {
-            return Ok(());
-        }
-        // Nothing changed: a finished run (fine) or none at all.
-        let exists = conn
-            .client
-            .query_opt(&conn.stmts.state, &[&run_id])
-            .await
-            .map_err(|e| self.db_err(e))?;
-        match exists {
-            Some(_) => Ok(()),
-            None => Err(Error::RunNotFound(run_id.to_string())),
-        }
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

@@ -15,14 +15,15 @@ pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chassis_core::{Event, RunStatus};
+use chassis_core::{Event, RunStatus, Wake};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::journal::{Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+use crate::clock::Clock;
+use crate::journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
 use crate::lease::{fresh_token, token_to_sql, ttl_ms};
 use crate::{Error, encode};
 
@@ -53,22 +54,45 @@ const GATHER_SLICE: Duration = Duration::from_micros(200);
 /// The most runs whose last sequence the writer remembers (`Known`).
 const KNOWN_MAX: usize = 100_000;
 
+/// Who writes an append.
+#[derive(Clone, Copy, Debug)]
+enum Writer {
+    /// The run's driver: its lease's token must still be the run's.
+    Lease(u64),
+    /// A human decision: no lease needed (the events were checked to be decisions).
+    Human,
+}
+
 /// A write prepared off the writer thread: events already encoded.
 enum Op {
-    /// Creates a run (`expected: None`, with this agent name) or appends after event `n`;
-    /// `token` fences a leased append.
-    Append {
+    /// Creates a run, leased to `driver` (owner, ttl in ms) if given.
+    Create {
         run_id: String,
-        expected: Option<u64>,
         agent: String,
+        key: Option<String>,
         encoded: Vec<String>,
         status: Option<RunStatus>,
-        token: Option<u64>,
+        wake: Wake,
+        driver: Option<(String, i64)>,
+    },
+    /// Appends after event `expected`.
+    Append {
+        run_id: String,
+        expected: u64,
+        encoded: Vec<String>,
+        status: Option<RunStatus>,
+        wake: Wake,
+        writer: Writer,
     },
     Claim {
         worker: String,
         ttl_ms: i64,
         limit: usize,
+    },
+    ClaimRun {
+        run_id: String,
+        owner: String,
+        ttl_ms: i64,
     },
     Renew {
         lease: Lease,
@@ -76,16 +100,27 @@ enum Op {
     },
     Release {
         lease: Lease,
+        seen: u64,
+        wake: Wake,
     },
-    Wake {
-        run_id: String,
-        at_ms: i64,
-    },
+}
+
+impl Op {
+    /// The run an append or a create writes, with what it leaves the run at.
+    fn appended(&self) -> Option<(&str, Option<RunStatus>)> {
+        match self {
+            Op::Create { run_id, status, .. } | Op::Append { run_id, status, .. } => {
+                Some((run_id, *status))
+            }
+            Op::Claim { .. } | Op::ClaimRun { .. } | Op::Renew { .. } | Op::Release { .. } => None,
+        }
+    }
 }
 
 /// What a write produced.
 enum Done {
     Seq(u64),
+    Created(u64, Option<Lease>),
     Leases(Vec<Lease>),
     Lease(Lease),
     Nothing,
@@ -102,6 +137,7 @@ pub struct SqliteJournal {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     reader: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl SqliteJournal {
@@ -109,6 +145,15 @@ impl SqliteJournal {
     /// migrates its schema; a file from a newer chassis is refused untouched
     /// ([`Error::SchemaTooNew`]).
     pub fn open(path: &Path, sync: Sync) -> Result<SqliteJournal, Error> {
+        SqliteJournal::open_with_clock(path, sync, crate::clock::system())
+    }
+
+    /// [`SqliteJournal::open`], reading the time from `clock` (simulated time in tests).
+    pub fn open_with_clock(
+        path: &Path,
+        sync: Sync,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SqliteJournal, Error> {
         let db_err = |e: &dyn std::fmt::Display| Error::Database {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -129,14 +174,16 @@ impl SqliteJournal {
 
         let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();
+        let thread_clock = Arc::clone(&clock);
         std::thread::Builder::new()
             .name("chassis-journal".into())
-            .spawn(move || write_loop(writer, rx, &thread_path))
+            .spawn(move || write_loop(writer, rx, &thread_path, thread_clock.as_ref()))
             .map_err(|e| db_err(&e))?;
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
             reader: Arc::new(Mutex::new(reader)),
+            clock,
         })
     }
 
@@ -161,18 +208,18 @@ impl SqliteJournal {
     async fn append_op(
         &self,
         run_id: &str,
-        expected: Option<u64>,
-        agent: &str,
+        expected: u64,
         events: &[Event],
-        token: Option<u64>,
+        wake: Wake,
+        writer: Writer,
     ) -> Result<u64, Error> {
         let op = Op::Append {
             run_id: run_id.to_string(),
             expected,
-            agent: agent.to_string(),
             encoded: events.iter().map(encode).collect::<Result<Vec<_>, _>>()?,
             status: events.iter().rev().find_map(RunStatus::after),
-            token,
+            wake,
+            writer,
         };
         match self.submit(op).await? {
             Done::Seq(seq) => Ok(seq),
@@ -220,13 +267,6 @@ fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Each run's last sequence number as this writer committed it, so that an append need not
 /// look it up in the events B-tree. It holds only while no other connection wrote to the file:
 /// `PRAGMA data_version`, read inside every write transaction, changes when one did, and then
@@ -254,14 +294,18 @@ impl Known {
     /// that stops (waiting, paused, ended) leaves, and a memo grown past `KNOWN_MAX` (runs
     /// abandoned mid-step, say) starts over, so it stays bounded by the runs in flight.
     fn note(&mut self, op: &Op, done: &Done) {
-        if let (Op::Append { run_id, status, .. }, Done::Seq(seq)) = (op, done) {
+        let seq = match done {
+            Done::Seq(seq) | Done::Created(seq, _) => *seq,
+            Done::Leases(_) | Done::Lease(_) | Done::Nothing => return,
+        };
+        if let Some((run_id, status)) = op.appended() {
             if status.is_some_and(|s| s != RunStatus::Running) {
                 self.last_seq.remove(run_id);
             } else {
                 if self.last_seq.len() >= KNOWN_MAX && !self.last_seq.contains_key(run_id) {
                     self.last_seq.clear();
                 }
-                self.last_seq.insert(run_id.clone(), *seq);
+                self.last_seq.insert(run_id.to_string(), seq);
             }
         }
     }
@@ -273,7 +317,7 @@ impl Known {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str, clock: &dyn Clock) {
     let mut last_batch = 0;
     let mut known = Known::default();
     while let Ok(first) = rx.recv() {
@@ -288,7 +332,8 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str) {
         last_batch = requests.len();
         let (ops, replies): (Vec<Op>, Vec<_>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
-        let results = commit(&mut conn, &ops, path, &mut known);
+        let now = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
+        let results = commit(&mut conn, now, &ops, path, &mut known);
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away (cancelled); its write is still durable.
             let _ = reply.send(result);
@@ -329,6 +374,7 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Commits every write it can in one transaction; returns one result per write.
 fn commit(
     conn: &mut Connection,
+    now: i64,
     ops: &[Op],
     path: &str,
     known: &mut Known,
@@ -337,7 +383,6 @@ fn commit(
         path: path.to_string(),
         message: e.to_string(),
     };
-    let now = now_ms();
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         return ops.iter().map(|_| Err(db_err(clone_err(&e)))).collect();
     }
@@ -417,23 +462,44 @@ impl From<rusqlite::Error> for ApplyError {
 
 fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, ApplyError> {
     match op {
+        Op::Create {
+            run_id,
+            agent,
+            key,
+            encoded,
+            status,
+            wake,
+            driver,
+        } => create(
+            conn,
+            run_id,
+            agent,
+            key.as_deref(),
+            encoded,
+            *status,
+            *wake,
+            driver,
+            now,
+        ),
         Op::Append {
             run_id,
             expected,
-            agent,
             encoded,
             status,
-            token,
+            wake,
+            writer,
         } => append(
             conn,
-            run_id,
-            *expected,
-            agent,
-            encoded,
-            *status,
-            *token,
+            AppendArgs {
+                run_id,
+                expected: *expected,
+                encoded,
+                status: *status,
+                wake: *wake,
+                writer: *writer,
+                known_seq: known.last_seq.get(run_id.as_str()).copied(),
+            },
             now,
-            known.last_seq.get(run_id).copied(),
         )
         .map(Done::Seq),
         Op::Claim {
@@ -441,6 +507,11 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             ttl_ms,
             limit,
         } => claim(conn, worker, *ttl_ms, *limit, now).map(Done::Leases),
+        Op::ClaimRun {
+            run_id,
+            owner,
+            ttl_ms,
+        } => claim_run(conn, run_id, owner, *ttl_ms, now).map(Done::Lease),
         Op::Renew { lease, ttl_ms } => {
             let until_ms = now.saturating_add(*ttl_ms);
             let changed = conn
@@ -456,26 +527,39 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
                 ..lease.clone()
             }))
         }
-        Op::Release { lease } => {
+        Op::Release { lease, seen, wake } => {
+            let held: Option<Option<i64>> = conn
+                .prepare_cached("SELECT lease_token FROM runs WHERE run_id = ?1")?
+                .query_row(params![lease.run_id], |row| row.get(0))
+                .optional()?;
+            if held != Some(Some(token_to_sql(lease.token))) {
+                return Ok(Done::Nothing);
+            }
+            // The driver's wake time stands only if nobody wrote since it last looked;
+            // otherwise the later write's wake time (a human's decision, say) does.
+            let unchanged = last_seq(conn, &lease.run_id)? == *seen;
             conn.prepare_cached(
-                "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL
+                "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL,
+                     wake_at_ms = CASE WHEN ?3 THEN ?4 ELSE wake_at_ms END
                  WHERE run_id = ?1 AND lease_token = ?2",
             )?
-            .execute(params![lease.run_id, token_to_sql(lease.token)])?;
+            .execute(params![
+                lease.run_id,
+                token_to_sql(lease.token),
+                unchanged,
+                wake_at(*wake, now)
+            ])?;
             Ok(Done::Nothing)
         }
-        Op::Wake { run_id, at_ms } => {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE runs SET wake_at_ms = min(coalesce(wake_at_ms, ?2), ?2)
-                     WHERE run_id = ?1 AND status NOT IN ('completed', 'failed')",
-                )?
-                .execute(params![run_id, at_ms])?;
-            if changed == 0 && !run_exists(conn, run_id)? {
-                return Err(ApplyError::Journal(Error::RunNotFound(run_id.clone())));
-            }
-            Ok(Done::Nothing)
-        }
+    }
+}
+
+/// A wake time as stored: the time, or NULL for never.
+fn wake_at(wake: Wake, now: i64) -> Option<i64> {
+    match wake {
+        Wake::Now => Some(now),
+        Wake::At(at) => Some(i64::try_from(at).unwrap_or(i64::MAX)),
+        Wake::Never => None,
     }
 }
 
@@ -500,64 +584,116 @@ fn last_seq(conn: &Connection, run_id: &str) -> rusqlite::Result<u64> {
 
 #[allow(
     clippy::too_many_arguments,
-    reason = "one append's fields, unpacked once"
+    reason = "one creation's fields, unpacked once"
 )]
-fn append(
+fn create(
     conn: &Connection,
     run_id: &str,
-    expected: Option<u64>,
     agent: &str,
+    key: Option<&str>,
     encoded: &[String],
     status: Option<RunStatus>,
-    token: Option<u64>,
+    wake: Wake,
+    driver: &Option<(String, i64)>,
     now: i64,
-    known_seq: Option<u64>,
-) -> Result<u64, ApplyError> {
-    let held: Option<Option<i64>> = conn
-        .prepare_cached("SELECT lease_token FROM runs WHERE run_id = ?1")?
-        .query_row(params![run_id], |row| row.get(0))
-        .optional()?;
-    let current = match held {
-        Some(held) => Some((
-            match known_seq {
-                Some(seq) => seq,
-                None => last_seq(conn, run_id)?,
-            },
-            held,
-        )),
-        None => None,
-    };
-    let start = match (expected, current) {
-        (None, None) => {
-            conn.prepare_cached(
-                "INSERT INTO runs (run_id, agent, status, created_ms, wake_at_ms)
-                 VALUES (?1, ?2, 'running', ?3, ?3)",
-            )?
-            .execute(params![run_id, agent, now])?;
-            0
-        }
-        (None, Some(_)) => return Err(ApplyError::Journal(Error::RunExists(run_id.to_string()))),
-        (Some(_), None) => {
-            return Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string())));
-        }
-        (Some(_), Some((_, held))) if token.is_some() && held != token.map(token_to_sql) => {
-            return Err(lease_lost(run_id));
-        }
-        (Some(expected), Some((actual, _))) if expected != actual => {
-            return Err(ApplyError::Journal(Error::SequenceConflict {
-                run_id: run_id.to_string(),
-                expected,
-                actual,
+) -> Result<Done, ApplyError> {
+    if run_exists(conn, run_id)? {
+        return Err(ApplyError::Journal(Error::RunExists(run_id.to_string())));
+    }
+    if let Some(key) = key {
+        let used: Option<String> = conn
+            .prepare_cached("SELECT run_id FROM runs WHERE idempotency_key = ?1")?
+            .query_row(params![key], |row| row.get(0))
+            .optional()?;
+        if let Some(used) = used {
+            return Err(ApplyError::Journal(Error::KeyUsed {
+                key: key.to_string(),
+                run_id: used,
             }));
         }
-        (Some(expected), Some(_)) => expected,
+    }
+    let lease = driver.as_ref().map(|(owner, ttl_ms)| Lease {
+        run_id: run_id.to_string(),
+        worker: owner.clone(),
+        token: fresh_token(),
+        until_ms: now.saturating_add(*ttl_ms),
+    });
+    conn.prepare_cached(
+        "INSERT INTO runs (run_id, agent, status, created_ms, wake_at_ms, idempotency_key,
+                           lease_owner, lease_token, lease_until_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        run_id,
+        agent,
+        status.unwrap_or(RunStatus::Running).as_str(),
+        now,
+        wake_at(wake, now),
+        key,
+        lease.as_ref().map(|l| l.worker.clone()),
+        lease.as_ref().map(|l| token_to_sql(l.token)),
+        lease.as_ref().map(|l| l.until_ms),
+    ])?;
+    let seq = insert_events(conn, run_id, 0, now, encoded)?;
+    Ok(Done::Created(seq, lease))
+}
+
+/// One append's fields.
+struct AppendArgs<'a> {
+    run_id: &'a str,
+    expected: u64,
+    encoded: &'a [String],
+    status: Option<RunStatus>,
+    wake: Wake,
+    writer: Writer,
+    known_seq: Option<u64>,
+}
+
+fn append(conn: &Connection, args: AppendArgs<'_>, now: i64) -> Result<u64, ApplyError> {
+    let AppendArgs {
+        run_id,
+        expected,
+        encoded,
+        status,
+        wake,
+        writer,
+        known_seq,
+    } = args;
+    let row: Option<(Option<i64>, Option<i64>)> = conn
+        .prepare_cached("SELECT lease_token, wake_at_ms FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((held, woken_at)) = row else {
+        return Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string())));
     };
-    let seq = insert_events(conn, run_id, start, now, encoded)?;
-    // Only a change of status touches the runs row; the run's length is its last event.
-    if let Some(status) = status {
-        let wake_at = (status == RunStatus::Running).then_some(now);
-        conn.prepare_cached("UPDATE runs SET status = ?2, wake_at_ms = ?3 WHERE run_id = ?1")?
-            .execute(params![run_id, status.as_str(), wake_at])?;
+    if let Writer::Lease(token) = writer
+        && held != Some(token_to_sql(token))
+    {
+        return Err(lease_lost(run_id));
+    }
+    let actual = match known_seq {
+        Some(seq) => seq,
+        None => last_seq(conn, run_id)?,
+    };
+    if expected != actual {
+        return Err(ApplyError::Journal(Error::SequenceConflict {
+            run_id: run_id.to_string(),
+            expected,
+            actual,
+        }));
+    }
+    let seq = insert_events(conn, run_id, expected, now, encoded)?;
+    // The runs row changes only with the status or the wake time: a step of an executing run
+    // (runnable since it started) writes only event pages.
+    let wake_at = match (wake, woken_at) {
+        (Wake::Now, Some(at)) if at <= now => Some(at),
+        _ => wake_at(wake, now),
+    };
+    if status.is_some() || wake_at != woken_at {
+        conn.prepare_cached(
+            "UPDATE runs SET status = coalesce(?2, status), wake_at_ms = ?3 WHERE run_id = ?1",
+        )?
+        .execute(params![run_id, status.map(RunStatus::as_str), wake_at])?;
     }
     Ok(seq)
 }
@@ -623,7 +759,7 @@ fn claim(
         .prepare_cached(
             "SELECT run_id FROM runs
              WHERE wake_at_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
-             ORDER BY wake_at_ms, run_id LIMIT ?2",
+             ORDER BY lease_until_ms IS NULL, wake_at_ms, run_id LIMIT ?2",
         )?
         .query_map(params![now, limit], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -646,58 +782,137 @@ fn claim(
     Ok(leases)
 }
 
+/// Leases one run, runnable or not, unless a live lease holds it.
+fn claim_run(
+    conn: &Connection,
+    run_id: &str,
+    owner: &str,
+    ttl_ms: i64,
+    now: i64,
+) -> Result<Lease, ApplyError> {
+    let row: Option<(Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT lease_owner, lease_until_ms FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    match row {
+        None => Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string()))),
+        Some((owner_now, Some(until_ms))) if until_ms > now => {
+            Err(ApplyError::Journal(Error::Held {
+                run_id: run_id.to_string(),
+                owner: owner_now.unwrap_or_default(),
+                until_ms,
+            }))
+        }
+        Some(_) => {
+            let token = fresh_token();
+            let until_ms = now.saturating_add(ttl_ms);
+            conn.prepare_cached(
+                "UPDATE runs SET lease_owner = ?2, lease_token = ?3, lease_until_ms = ?4
+                 WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, owner, token_to_sql(token), until_ms])?;
+            Ok(Lease {
+                run_id: run_id.to_string(),
+                worker: owner.to_string(),
+                token,
+                until_ms,
+            })
+        }
+    }
+}
+
 #[async_trait]
 impl Journal for SqliteJournal {
-    async fn create(&self, run: &NewRun, events: &[Event]) -> Result<u64, Error> {
-        self.append_op(&run.run_id, None, &run.agent, events, None)
+    async fn create(
+        &self,
+        run: &NewRun,
+        events: &[Event],
+        wake: Wake,
+        driver: Option<&Driver>,
+    ) -> Result<Created, Error> {
+        let op = Op::Create {
+            run_id: run.run_id.clone(),
+            agent: run.agent.clone(),
+            key: run.idempotency_key.clone(),
+            encoded: events.iter().map(encode).collect::<Result<Vec<_>, _>>()?,
+            status: events.iter().rev().find_map(RunStatus::after),
+            wake,
+            driver: driver.map(|d| (d.owner.clone(), ttl_ms(d.ttl))),
+        };
+        match self.submit(op).await? {
+            Done::Created(seq, lease) => Ok(Created { seq, lease }),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    async fn append(
+        &self,
+        lease: &Lease,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+    ) -> Result<u64, Error> {
+        self.append_op(
+            &lease.run_id,
+            expected,
+            events,
+            wake,
+            Writer::Lease(lease.token),
+        )
+        .await
+    }
+
+    async fn decide(
+        &self,
+        run_id: &str,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+    ) -> Result<u64, Error> {
+        crate::check_decisions(run_id, events)?;
+        self.append_op(run_id, expected, events, wake, Writer::Human)
             .await
     }
 
-    async fn append(&self, run_id: &str, expected: u64, events: &[Event]) -> Result<u64, Error> {
-        self.append_op(run_id, Some(expected), "", events, None)
-            .await
-    }
-
-    async fn load(&self, run_id: &str) -> Result<Vec<Record>, Error> {
+    async fn load_after(&self, run_id: &str, after: u64) -> Result<Vec<Record>, Error> {
         let run_id = run_id.to_string();
         let path = self.path.display().to_string();
-        let records = self
-            .read(move |conn| {
-                let db_err = |e: rusqlite::Error| Error::Database {
-                    path: path.clone(),
+        self.read(move |conn| {
+            let db_err = |e: rusqlite::Error| Error::Database {
+                path: path.clone(),
+                message: e.to_string(),
+            };
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, at_ms, data FROM events WHERE run_id = ?1 AND seq > ?2
+                     ORDER BY seq",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![run_id, after], |row| {
+                    Ok((
+                        row.get::<_, u64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            let mut records = Vec::new();
+            for row in rows {
+                let (seq, at_ms, data) = row.map_err(db_err)?;
+                let event = serde_json::from_str(&data).map_err(|e| Error::Corrupt {
+                    run_id: run_id.clone(),
+                    seq,
                     message: e.to_string(),
-                };
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT seq, at_ms, data FROM events WHERE run_id = ?1 ORDER BY seq",
-                    )
-                    .map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![run_id], |row| {
-                        Ok((
-                            row.get::<_, u64>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, String>(2)?,
-                        ))
-                    })
-                    .map_err(db_err)?;
-                let mut records = Vec::new();
-                for row in rows {
-                    let (seq, at_ms, data) = row.map_err(db_err)?;
-                    let event = serde_json::from_str(&data).map_err(|e| Error::Corrupt {
-                        run_id: run_id.clone(),
-                        seq,
-                        message: e.to_string(),
-                    })?;
-                    records.push(Record { seq, at_ms, event });
-                }
-                if records.is_empty() {
-                    return Err(Error::RunNotFound(run_id));
-                }
-                Ok(records)
-            })
-            .await?;
-        Ok(records)
+                })?;
+                records.push(Record { seq, at_ms, event });
+            }
+            if records.is_empty() && !run_exists(conn, &run_id).map_err(db_err)? {
+                return Err(Error::RunNotFound(run_id));
+            }
+            Ok(records)
+        })
+        .await
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, Error> {
@@ -711,7 +926,8 @@ impl Journal for SqliteJournal {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT runs.run_id, agent, status, coalesce(last.seq, 0), created_ms,
-                            coalesce(last.at_ms, created_ms)
+                            coalesce(last.at_ms, created_ms), wake_at_ms, lease_owner,
+                            lease_until_ms
                      FROM runs LEFT JOIN events AS last ON last.run_id = runs.run_id
                          AND last.seq = (SELECT max(seq) FROM events WHERE run_id = runs.run_id)
                      WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent = ?2)
@@ -731,6 +947,11 @@ impl Journal for SqliteJournal {
                             last_seq: row.get(3)?,
                             created_ms: row.get(4)?,
                             updated_ms: row.get(5)?,
+                            wake_at_ms: row.get(6)?,
+                            lease: match (row.get::<_, Option<String>>(7)?, row.get(8)?) {
+                                (Some(owner), Some(until)) => Some((owner, until)),
+                                _ => None,
+                            },
                         })
                     },
                 )
@@ -763,28 +984,23 @@ impl Journal for SqliteJournal {
         }
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+    async fn claim_run(&self, run_id: &str, owner: &str, ttl: Duration) -> Result<Lease, Error> {
+        let op = Op::ClaimRun {
+            run_id: run_id.to_string(),
+            owner: owner.to_string(),
+            ttl_ms: ttl_ms(ttl),
+        };
+        match self.submit(op).await? {
+            Done::Lease(lease) => Ok(lease),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    async fn release(&self, lease: &Lease, seen: u64, wake: Wake) -> Result<(), Error> {
         self.submit(Op::Release {
             lease: lease.clone(),
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn append_leased(
-        &self,
-        lease: &Lease,
-        expected: u64,
-        events: &[Event],
-    ) -> Result<u64, Error> {
-        self.append_op(&lease.run_id, Some(expected), "", events, Some(lease.token))
-            .await
-    }
-
-    async fn wake(&self, run_id: &str, at_ms: i64) -> Result<(), Error> {
-        self.submit(Op::Wake {
-            run_id: run_id.to_string(),
-            at_ms,
+            seen,
+            wake,
         })
         .await
         .map(|_| ())
@@ -793,6 +1009,10 @@ impl Journal for SqliteJournal {
     async fn wait_for_work(&self, timeout: Duration) {
         // Nothing tells this process when another one makes a run runnable: poll.
         tokio::time::sleep(timeout).await;
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
     }
 }
 
@@ -804,20 +1024,32 @@ mod tests {
         append_then(run_id, expected, events, None)
     }
 
-    /// An append that leaves its run in `status`.
+    /// A create (`expected: None`) or an append that leaves its run in `status`.
     fn append_then(
         run_id: &str,
         expected: Option<u64>,
         events: usize,
         status: Option<RunStatus>,
     ) -> Op {
-        Op::Append {
-            run_id: run_id.to_string(),
-            expected,
-            agent: "a".to_string(),
-            encoded: (0..events).map(|i| format!("{{\"n\":{i}}}")).collect(),
-            status,
-            token: None,
+        let encoded = (0..events).map(|i| format!("{{\"n\":{i}}}")).collect();
+        match expected {
+            None => Op::Create {
+                run_id: run_id.to_string(),
+                agent: "a".to_string(),
+                key: None,
+                encoded,
+                status,
+                wake: Wake::Now,
+                driver: None,
+            },
+            Some(expected) => Op::Append {
+                run_id: run_id.to_string(),
+                expected,
+                encoded,
+                status,
+                wake: Wake::Now,
+                writer: Writer::Human,
+            },
         }
     }
 
@@ -842,7 +1074,7 @@ mod tests {
 
     fn seq(result: &Result<Done, Error>) -> Option<u64> {
         match result {
-            Ok(Done::Seq(seq)) => Some(*seq),
+            Ok(Done::Seq(seq) | Done::Created(seq, _)) => Some(*seq),
             _ => None,
         }
     }
@@ -854,7 +1086,7 @@ mod tests {
         let (_dir, mut conn, p) = writer();
         let mut known = Known::default();
 
-        let created = commit(&mut conn, &[append("r1", None, 1)], &p, &mut known);
+        let created = commit(&mut conn, 0, &[append("r1", None, 1)], &p, &mut known);
         assert_eq!(seq(&created[0]), Some(1));
         let batch = [
             append("r1", Some(1), 2),
@@ -862,7 +1094,7 @@ mod tests {
             append("r2", None, 1),
             append("r1", Some(3), 1),
         ];
-        let results = commit(&mut conn, &batch, &p, &mut known);
+        let results = commit(&mut conn, 0, &batch, &p, &mut known);
         assert_eq!(seq(&results[0]), Some(3));
         assert!(
             matches!(
@@ -881,11 +1113,11 @@ mod tests {
         assert_eq!(events_of(&conn, "r1"), 4);
         assert_eq!(events_of(&conn, "r2"), 1);
 
-        let alone = commit(&mut conn, &[append("r1", Some(2), 3)], &p, &mut known);
+        let alone = commit(&mut conn, 0, &[append("r1", Some(2), 3)], &p, &mut known);
         assert!(matches!(&alone[0], Err(Error::SequenceConflict { .. })));
         assert_eq!(events_of(&conn, "r1"), 4);
         // The connection is usable again: no transaction was left open.
-        let next = commit(&mut conn, &[append("r1", Some(4), 1)], &p, &mut known);
+        let next = commit(&mut conn, 0, &[append("r1", Some(4), 1)], &p, &mut known);
         assert_eq!(seq(&next[0]), Some(5));
     }
 
@@ -896,7 +1128,7 @@ mod tests {
         let (_dir, mut conn, p) = writer();
         let mut known = Known::default();
         for run in ["r1", "r2", "r3"] {
-            commit(&mut conn, &[append(run, None, 2)], &p, &mut known);
+            commit(&mut conn, 0, &[append(run, None, 2)], &p, &mut known);
         }
         assert_eq!(known.last_seq.get("r1"), Some(&2));
         assert_eq!(known.last_seq.len(), 3);
@@ -905,12 +1137,12 @@ mod tests {
             append_then("r2", Some(2), 1, Some(RunStatus::Completed)),
             append_then("r3", Some(2), 1, Some(RunStatus::Running)),
         ];
-        let results = commit(&mut conn, &batch, &p, &mut known);
+        let results = commit(&mut conn, 0, &batch, &p, &mut known);
         assert!(results.iter().all(|r| seq(r) == Some(3)));
         assert_eq!(known.last_seq.len(), 1);
         assert_eq!(known.last_seq.get("r3"), Some(&3));
         // A run that left the memo is looked up in the file again.
-        let resumed = commit(&mut conn, &[append("r1", Some(3), 1)], &p, &mut known);
+        let resumed = commit(&mut conn, 0, &[append("r1", Some(3), 1)], &p, &mut known);
         assert_eq!(seq(&resumed[0]), Some(4));
         assert_eq!(known.last_seq.get("r1"), Some(&4));
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chassis_store::conformance::started;
-use chassis_store::{Error, Journal, NewRun, PostgresJournal};
+use chassis_store::{Error, Journal, NewRun, PostgresJournal, Wake};
 use tokio_postgres::NoTls;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -108,6 +108,7 @@ fn new_run(id: &str) -> NewRun {
     NewRun {
         run_id: id.into(),
         agent: "agent".into(),
+        idempotency_key: None,
     }
 }
 
@@ -125,7 +126,7 @@ async fn open_picks_postgres_for_urls() {
     };
     let journal = chassis_store::open(&schema.url).await.unwrap();
     journal
-        .create(&new_run("r"), &[started("agent")])
+        .create(&new_run("r"), &[started("agent")], Wake::Now, None)
         .await
         .unwrap();
     let count: i64 = client(&schema)
@@ -232,14 +233,14 @@ async fn a_database_from_a_newer_chassis_is_refused_untouched() {
             err,
             Error::SchemaTooNew {
                 found: 7,
-                supported: 1
+                supported: 2
             }
         ),
         "{err}"
     );
     assert_eq!(
         err.to_string(),
-        "journal schema version 7 is newer than this chassis supports (1); upgrade chassis"
+        "journal schema version 7 is newer than this chassis supports (2); upgrade chassis"
     );
     let version: String = client
         .query_one(
@@ -279,7 +280,10 @@ async fn concurrent_starters_migrate_once() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, String>(0), "1");
+    assert_eq!(
+        rows[0].get::<_, String>(0),
+        chassis_store::schema_version("postgres://").to_string()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +316,7 @@ async fn an_idle_worker_wakes_when_a_run_becomes_runnable() {
     };
     // Another process creates a run: its commit announces it.
     other
-        .create(&new_run("r"), &[started("agent")])
+        .create(&new_run("r"), &[started("agent")], Wake::Now, None)
         .await
         .unwrap();
     let waited = waiter.await.unwrap();
@@ -334,7 +338,7 @@ async fn an_idle_worker_wakes_when_a_lease_expires() {
     };
     let journal = PostgresJournal::connect(&schema.url, 2).await.unwrap();
     journal
-        .create(&new_run("r"), &[started("agent")])
+        .create(&new_run("r"), &[started("agent")], Wake::Now, None)
         .await
         .unwrap();
     // A worker that dies holding a 300 ms lease announces nothing; waiting ends at its expiry.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_store::conformance::{requested, resumed, started};
-use chassis_store::{Error, Journal, NewRun, SqliteJournal, Sync};
+use chassis_store::conformance::{raised, requested, resumed, started};
+use chassis_store::{Error, Journal, NewRun, SqliteJournal, Sync, Wake};
 
 async fn sqlite() -> (Arc<dyn Journal>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -18,6 +18,14 @@ fn new_run(id: &str) -> NewRun {
     NewRun {
         run_id: id.into(),
         agent: "agent".into(),
+        idempotency_key: None,
+    }
+}
+
+fn driver() -> chassis_store::Driver {
+    chassis_store::Driver {
+        owner: "a".into(),
+        ttl: Duration::from_secs(60),
     }
 }
 
@@ -28,9 +36,23 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     let path = dir.path().join("chassis.db");
     let a = SqliteJournal::open(&path, Sync::Normal).unwrap();
     let b = SqliteJournal::open(&path, Sync::Normal).unwrap();
-    a.create(&new_run("r"), &[started("agent")]).await.unwrap();
-    b.append("r", 1, &[resumed()]).await.unwrap();
-    let refused = a.append("r", 1, &[resumed()]).await.unwrap_err();
+    // `a` drives the run; `b` is a human deciding from another process.
+    let lease = a
+        .create(
+            &new_run("r"),
+            &[started("agent")],
+            Wake::Now,
+            Some(&driver()),
+        )
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    b.decide("r", 1, &[raised()], Wake::Now).await.unwrap();
+    let refused = a
+        .append(&lease, 1, &[resumed()], Wake::Now)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             refused,
@@ -44,9 +66,15 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     );
     assert_eq!(a.load("r").await.unwrap().len(), 2);
     // Each writer remembers the runs it appended to, and forgets them when the other writes.
-    assert_eq!(a.append("r", 2, &[resumed()]).await.unwrap(), 3);
-    assert_eq!(b.append("r", 3, &[resumed()]).await.unwrap(), 4);
-    assert_eq!(a.append("r", 4, &[resumed()]).await.unwrap(), 5);
+    assert_eq!(
+        a.append(&lease, 2, &[resumed()], Wake::Now).await.unwrap(),
+        3
+    );
+    assert_eq!(b.decide("r", 3, &[raised()], Wake::Now).await.unwrap(), 4);
+    assert_eq!(
+        a.append(&lease, 4, &[resumed()], Wake::Now).await.unwrap(),
+        5
+    );
     assert_eq!(a.load("r").await.unwrap().len(), 5);
 }
 
@@ -56,7 +84,9 @@ async fn two_handles_on_one_file_never_share_a_lease() {
     let path = dir.path().join("chassis.db");
     let a = SqliteJournal::open(&path, Sync::Normal).unwrap();
     let b = SqliteJournal::open(&path, Sync::Normal).unwrap();
-    a.create(&new_run("r"), &[started("agent")]).await.unwrap();
+    a.create(&new_run("r"), &[started("agent")], Wake::Now, None)
+        .await
+        .unwrap();
     let lease = a
         .claim("a", Duration::from_secs(60), 5)
         .await
@@ -68,7 +98,7 @@ async fn two_handles_on_one_file_never_share_a_lease() {
             .unwrap()
             .is_empty()
     );
-    a.release(&lease).await.unwrap();
+    a.release(&lease, 1, Wake::Now).await.unwrap();
     assert_eq!(
         b.claim("b", Duration::from_secs(60), 5)
             .await
@@ -126,7 +156,7 @@ async fn an_old_file_is_migrated_and_its_running_runs_become_claimable() {
     assert_eq!(leases[0].run_id, "live");
     assert_eq!(
         journal
-            .append_leased(&leases[0], 1, &[requested(1)])
+            .append(&leases[0], 1, &[requested(1)], Wake::Now)
             .await
             .unwrap(),
         2
@@ -136,7 +166,7 @@ async fn an_old_file_is_migrated_and_its_running_runs_become_claimable() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[tokio::test]
@@ -155,14 +185,14 @@ async fn a_file_from_a_newer_chassis_is_refused_untouched() {
             err,
             Error::SchemaTooNew {
                 found: 7,
-                supported: 3
+                supported: 4
             }
         ),
         "{err}"
     );
     assert_eq!(
         err.to_string(),
-        "journal schema version 7 is newer than this chassis supports (3); upgrade chassis"
+        "journal schema version 7 is newer than this chassis supports (4); upgrade chassis"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);
     let names: Vec<String> = std::fs::read_dir(dir.path())
@@ -178,7 +208,7 @@ async fn open_takes_a_path_and_refuses_other_urls() {
     let path = dir.path().join("sub/chassis.db");
     let journal = chassis_store::open(path.to_str().unwrap()).await.unwrap();
     journal
-        .create(&new_run("r"), &[started("agent")])
+        .create(&new_run("r"), &[started("agent")], Wake::Now, None)
         .await
         .unwrap();
     assert!(path.exists());

@@ -27,6 +27,7 @@ pub(super) struct RawLimits {
     max_cost_usd: Option<toml::Value>,
     max_wall_time: Option<toml::Value>,
     max_repeats: Option<toml::Value>,
+    max_park: Option<toml::Value>,
     on_limit: Option<toml::Value>,
     count_waiting: Option<bool>,
     unknown_price: Option<String>,
@@ -61,15 +62,16 @@ impl RawLimits {
             (LimitName::MaxCostUsd, self.max_cost_usd),
             (LimitName::MaxWallTime, self.max_wall_time),
             (LimitName::MaxRepeats, self.max_repeats),
+            (LimitName::MaxPark, self.max_park),
         ];
         for (limit, value) in raw {
             let Some(value) = value else { continue };
             let key = format!("limits.{limit}");
             let number = match (&value, limit) {
-                (toml::Value::String(text), LimitName::MaxWallTime) => duration::parse(text)
+                (toml::Value::String(text), _) if limit.is_duration() => duration::parse(text)
                     .map(|d| d.as_millis() as f64)
                     .map_err(|m| invalid(&key, m))?,
-                (_, LimitName::MaxWallTime) => {
+                (_, _) if limit.is_duration() => {
                     return Err(invalid(&key, "must be a duration such as \"10m\""));
                 }
                 (toml::Value::Integer(n), _) => *n as f64,

@@ -38,6 +38,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, seq)
     );
     ",
+    // 2: a starter's idempotency key, so a retried start finds the run it made.
+    "
+    ALTER TABLE runs ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.
