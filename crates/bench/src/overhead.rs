@@ -308,19 +308,31 @@ async fn append_cost(
         return Ok(Duration::ZERO);
     };
     let target = format!("{run_id}_append_probe");
-    let mut seq = journal
+    let created = journal
         .create(
             &NewRun {
                 run_id: target.clone(),
                 agent: "bench".into(),
+                idempotency_key: None,
             },
             std::slice::from_ref(started),
+            chassis_store::Wake::Now,
+            Some(&chassis_store::Driver {
+                owner: "bench".into(),
+                ttl: Duration::from_secs(600),
+            }),
         )
         .await?;
+    let Some(lease) = created.lease else {
+        return Ok(Duration::ZERO);
+    };
+    let mut seq = created.seq;
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
         let began = Instant::now();
-        seq = journal.append(&target, seq, step).await?;
+        seq = journal
+            .append(&lease, seq, step, chassis_store::Wake::Now)
+            .await?;
         samples.push(began.elapsed().as_secs_f64());
     }
     Ok(Duration::from_secs_f64(median(&samples)))

@@ -10,6 +10,11 @@ pub const FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The run waits for a human or is paused.
 pub const WAITING: u8 = 3;
+/// Another process drives the run (it holds the run's lease); nothing was journaled.
+pub const HELD: u8 = 4;
+/// A person interrupted the command (Ctrl-C, SIGTERM); the run stopped at a safe point and
+/// says how to continue. 130 is what shells report for a program ended by SIGINT.
+pub const INTERRUPTED: u8 = 130;
 
 /// An error the user must fix in what they typed or wrote (exit code 2).
 #[derive(Debug)]
@@ -27,13 +32,27 @@ impl std::error::Error for UsageError {}
 pub fn of_status(status: RunStatus) -> u8 {
     match status {
         RunStatus::Completed => COMPLETED,
-        RunStatus::Failed | RunStatus::Running => FAILED,
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => FAILED,
         RunStatus::Waiting | RunStatus::Paused => WAITING,
     }
 }
 
 /// The exit code for an error that ended a command.
 pub fn code_of(error: &anyhow::Error) -> u8 {
+    let held = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<chassis_engine::Error>(),
+            Some(chassis_engine::Error::Store(
+                chassis_store::Error::Held { .. }
+            ))
+        ) || matches!(
+            cause.downcast_ref::<chassis_store::Error>(),
+            Some(chassis_store::Error::Held { .. })
+        )
+    });
+    if held {
+        return HELD;
+    }
     let usage = error.chain().any(|cause| {
         cause.is::<UsageError>()
             || cause.is::<chassis_engine::LoadError>()
@@ -41,6 +60,7 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
                 cause.downcast_ref::<chassis_engine::Error>(),
                 Some(
                     chassis_engine::Error::Refused(_)
+                        | chassis_engine::Error::Invalid(_)
                         | chassis_engine::Error::VersionChanged { .. }
                 )
             )

@@ -3,6 +3,7 @@
 mod commands;
 mod exit;
 mod progress;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,8 @@ pub const DEFAULT_DB: &str = ".chassis/chassis.db";
     name = "chassis",
     version,
     about = "Run LLM agents as production infrastructure: durable, resumable, inspectable",
-    after_help = "Exit codes: 0 completed, 1 failed, 2 usage or spec error, 3 waiting for a human or paused.\n\
+    after_help = "Exit codes: 0 completed, 1 failed or cancelled, 2 usage or spec error, 3 waiting for a human or paused,\n\
+                  4 the run is driven by another process, 130 interrupted by Ctrl-C or SIGTERM (the run says how to continue).\n\
                   Start with `chassis demo`; then `chassis runs` and `chassis show RUN`."
 )]
 struct Cli {
@@ -88,6 +90,8 @@ enum Command {
     Reject(commands::approvals::RejectArgs),
     /// Settle a call whose outcome is unknown: --succeeded, --failed or --retry
     Resolve(commands::approvals::ResolveArgs),
+    /// Cancel a run: it stops at its next safe point, with who and why journaled
+    Cancel(commands::cancel::Args),
     /// Run a sample agent against a built-in mock model: no API key, no set-up
     Demo(commands::demo::Args),
     /// Measure runtime overhead, throughput, memory, journal size, resume and cold start
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             Command::Approve(args) => commands::approvals::approve(&db, args).await,
             Command::Reject(args) => commands::approvals::reject(&db, args).await,
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
+            Command::Cancel(args) => commands::cancel::run(&db, args).await,
             Command::Demo(args) => commands::demo::run(&db, args).await,
             Command::Bench(args) => commands::bench::run(&db, args).await,
         };

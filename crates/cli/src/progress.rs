@@ -133,7 +133,7 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
         }
         Event::ToolOutcomeUnknown { name, call_id } => {
             format!(
-                "    ? {name} ({call_id}) was interrupted; its outcome is unknown and it will not be repeated"
+                "    ? {name} ({call_id}) was cut off; its outcome is unknown and it will not be repeated"
             )
         }
         Event::RunWaiting { reason, .. } => format!("⏸ waiting: {reason}"),
@@ -179,7 +179,15 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
             ..
         } => format!("    ✋ call {call_id} resolved as {resolution} by {by}"),
         Event::LimitRaised { limit, value, by } => format!("  ↑ {limit} raised to {value} by {by}"),
+        Event::LimitRejected {
+            limit, by, reason, ..
+        } => format!("  ✋ raising {limit} refused by {by}: {reason}"),
+        Event::CancelRequested { by, reason, .. } => {
+            format!("  ✋ cancel requested by {by}: {reason}")
+        }
+        Event::ResumeRequested { by, .. } => format!("  ✋ resume requested by {by}"),
         Event::RunCompleted { .. } => "■ completed".to_string(),
         Event::RunFailed { error } => format!("■ failed: {error}"),
+        Event::RunCancelled { by, reason, .. } => format!("■ cancelled by {by}: {reason}"),
     })
 }

@@ -266,6 +266,14 @@ pub enum Event {
         /// When (ms since the epoch).
         at_ms: u64,
     },
+    /// A human asked for a run stopped by a person, or parked, to be driven again (by whoever
+    /// claims it: a worker, or `chassis resume`).
+    ResumeRequested {
+        /// Who asked.
+        by: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
     /// The run stopped to wait for a human.
     RunWaiting {
         /// Why.
@@ -404,6 +412,7 @@ impl Event {
             Event::RunFailed { .. } => "run_failed",
             Event::LimitRejected { .. } => "limit_rejected",
             Event::CancelRequested { .. } => "cancel_requested",
+            Event::ResumeRequested { .. } => "resume_requested",
             Event::RunCancelled { .. } => "run_cancelled",
         }
     }
@@ -417,7 +426,8 @@ impl Event {
             | Event::OutcomeResolved { .. }
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
-            | Event::CancelRequested { .. } => true,
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. } => true,
             Event::RunStarted(_)
             | Event::ModelRequested { .. }
             | Event::ModelResponded { .. }

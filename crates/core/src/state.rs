@@ -103,7 +103,8 @@ impl RunStatus {
             | Event::LimitReached { .. }
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
-            | Event::CancelRequested { .. } => None,
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. } => None,
         }
     }
 }
@@ -325,7 +326,7 @@ pub struct RunState {
     /// Why the run stopped, beyond its calls, while it is not executing.
     pub hold: Hold,
     /// A limit reached with the `pause` action, until the pause that follows it.
-    limit_pausing: Option<LimitName>,
+    pub limit_pausing: Option<LimitName>,
     /// When the current outage's first park happened (cleared by the next reply).
     pub parked_since_ms: Option<u64>,
     /// Parks in the current outage.
@@ -379,7 +380,8 @@ impl RunState {
             | Event::OutcomeResolved { .. }
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
-            | Event::CancelRequested { .. } => self.apply_human(event, at)?,
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. } => self.apply_human(event, at)?,
             Event::LimitReached { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
@@ -642,7 +644,8 @@ impl RunState {
                 }
             }
             Event::ApprovalEscalated { call_id, .. } => {
-                if let Approval::Pending { escalated, .. } = &mut self.call_mut(call_id, at)?.approval
+                if let Approval::Pending { escalated, .. } =
+                    &mut self.call_mut(call_id, at)?.approval
                 {
                     *escalated = true;
                 }
@@ -693,14 +696,21 @@ impl RunState {
                 if matches!(self.hold, Hold::Limit(_)) {
                     self.hold = Hold::None;
                 }
-                self.limit_rejected =
-                    Some(format!("limit request for {limit} rejected by {by}: {reason}"));
+                self.limit_rejected = Some(format!(
+                    "limit request for {limit} rejected by {by}: {reason}"
+                ));
             }
             Event::CancelRequested { by, reason, .. } => {
                 self.cancel = Some(CancelRequest {
                     by: by.clone(),
                     reason: reason.clone(),
                 });
+            }
+            Event::ResumeRequested { .. } => {
+                // A person's stop, or a park, ends here; a limit still needs raising.
+                if matches!(self.hold, Hold::Interrupted | Hold::Park { .. }) {
+                    self.hold = Hold::None;
+                }
             }
             _ => {}
         }

@@ -235,11 +235,7 @@ fn drive_effects(
                     // lands while the run waits, and the run is resumed.
                     Some(call) => {
                         let call_id = call.id.clone();
-                        push(
-                            &mut state,
-                            journal,
-                            Event::RunWaiting { reason, at_ms: 0 },
-                        );
+                        push(&mut state, journal, Event::RunWaiting { reason, at_ms: 0 });
                         push(
                             &mut state,
                             journal,
@@ -341,8 +337,8 @@ fn calls_made(journal: &[Event]) -> Vec<(String, bool)> {
         if let Event::ModelResponded { message, .. } = event {
             step += 1;
             for (index, call) in message.tool_calls.iter().enumerate() {
-                let runnable = TOOLS.iter().any(|(name, _)| *name == call.name)
-                    && call.arguments == "{}";
+                let runnable =
+                    TOOLS.iter().any(|(name, _)| *name == call.name) && call.arguments == "{}";
                 made.push((chassis_core::call_id(step, index), runnable));
             }
         }
@@ -465,7 +461,7 @@ proptest! {
 }
 
 fn arbitrary_event(kind: u8, i: usize) -> Event {
-    let call_id = if i % 2 == 0 {
+    let call_id = if i.is_multiple_of(2) {
         format!("call_{}", i % 3)
     } else {
         format!("1.{}", i % 3)

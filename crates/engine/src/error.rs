@@ -32,6 +32,10 @@ pub enum Error {
     /// arguments, …); nothing was journaled.
     #[error("{0}")]
     Refused(String),
+    /// What a human typed is invalid (edited arguments failing the tool's schema, say);
+    /// nothing was journaled.
+    #[error("{0}")]
+    Invalid(String),
     /// The journal cannot be replayed.
     #[error("run {run_id}: journal cannot be replayed: {source}")]
     Replay {

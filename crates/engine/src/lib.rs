@@ -16,10 +16,12 @@ mod worker;
 
 pub use agent::{Agent, LoadError};
 pub use alerts::Alerts;
-pub use approvals::{Inbox, InboxItem, Resolution};
+pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use error::Error;
 pub use redact::{PatternError, Redactor};
-pub use run::{Engine, Observer, RunOutcome};
+pub use run::{
+    DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted, default_owner,
+};
 pub use worker::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 
 /// Now, in milliseconds since the Unix epoch.

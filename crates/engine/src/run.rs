@@ -1,30 +1,42 @@
-//! Driving a run: decide, act, journal, repeat.
+//! Driving a run: decide, act, journal, repeat — always under the run's lease.
+//!
+//! Every drive holds the run's lease: [`Engine::start`] creates the run leased to this engine,
+//! [`Engine::resume`] claims it (refused, naming the holder, while another driver has it), and
+//! a worker drives what it claimed ([`Engine::drive_claimed`]). The lease is renewed while the
+//! run is driven, every append is fenced by it, and it is released with the wake time the fold
+//! computes, so a run is never driven by two processes at once and never left behind.
 //!
 //! Events are applied to the in-memory state as they happen and flushed to the journal in one
 //! append per step. Work that is safe to repeat (a model call, a read-only tool) may run before
 //! the events that led to it are durable: after a crash it is simply done again. Anything else
 //! (a reversible or irreversible tool call) runs only once its intent is durable, and the final
-//! answer is reported only once it is journaled.
+//! answer is reported only once it is journaled. A human's decision that lands while the run
+//! is driven (a cancel, a raised limit) is taken in at the next flush.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chassis_core::decide::LimitHit;
 use chassis_core::{
-    Decision, Event, Inputs, LimitAction, LimitName, RiskClass, RunState, RunStatus, decide,
+    Decision, Event, Inputs, LimitAction, LimitName, RunState, RunStatus, ToolAction, Wake, decide,
 };
 use chassis_providers::{CallEvent, ChatRequest, Reporter};
-use chassis_store::{Journal, Lease, NewRun};
+use chassis_store::{Clock, Created, Driver, Journal, Lease, NewRun};
 use chassis_tools::CallContext;
 
-use crate::{Agent, Error, Redactor, new_run_id, now_ms, tokens};
+use crate::{Agent, Error, Redactor, new_run_id, tokens};
 
 /// Sees every event as it is recorded (progress output, traces, metrics).
 pub trait Observer: Send + Sync {
-    /// Called once per event, after it is applied to `state` (so `state` includes it) and
-    /// before it is flushed; `event` is already redacted.
+    /// Called once per event, after it is applied to `state` (so `state` includes it), before
+    /// it is flushed; `event` is already redacted.
     fn on_event(&self, run_id: &str, state: &RunState, event: &Event);
+
+    /// Called once the run's events up to `seq` are durable in the journal; what was observed
+    /// after `seq` may still be lost (the process may die before its flush).
+    fn on_durable(&self, _run_id: &str, _seq: u64) {}
 }
 
 /// Where a run stands after the engine stopped driving it.
@@ -36,24 +48,171 @@ pub struct RunOutcome {
     pub status: RunStatus,
     /// The final answer, when completed.
     pub output: Option<String>,
-    /// Why it failed or waits.
+    /// Why it failed, waits or was cancelled.
     pub reason: Option<String>,
+    /// The drive stopped because a person interrupted it (Ctrl-C, SIGTERM).
+    pub interrupted: bool,
 }
 
 impl RunOutcome {
-    fn of(run_id: &str, state: &RunState) -> RunOutcome {
+    /// The outcome a run's state describes.
+    pub fn of(run_id: &str, state: &RunState) -> RunOutcome {
         let reason = match state.status {
-            RunStatus::Failed => state.error.clone(),
+            RunStatus::Failed | RunStatus::Cancelled => state.error.clone(),
             RunStatus::Waiting | RunStatus::Paused => state.waiting_reason.clone(),
-            _ => None,
+            RunStatus::Running | RunStatus::Completed => None,
         };
         RunOutcome {
             run_id: run_id.to_string(),
             status: state.status,
             output: state.output.clone(),
             reason,
+            interrupted: false,
         }
     }
+}
+
+/// How an engine holds the runs it drives.
+#[derive(Clone, Debug)]
+pub struct DriveConfig {
+    /// Recorded as the owner of its leases: who drives the run, in `Held` errors and listings.
+    pub owner: String,
+    /// How long a lease lasts without renewal: how soon another process may take over a run
+    /// whose driver died.
+    pub lease_ttl: Duration,
+    /// How often the lease of a run being driven is renewed; well below `lease_ttl`.
+    pub renew_every: Duration,
+    /// When a person interrupts a drive during a tool call, how long the call may still finish
+    /// before its outcome is recorded as unknown.
+    pub tool_grace: Duration,
+    /// The longest any single tool call may take, whatever the tool's own timeout says (a
+    /// backstop for tools without one); a call cut off here may have acted.
+    pub tool_deadline: Duration,
+}
+
+impl DriveConfig {
+    /// 30 s leases renewed every 10 s, 5 s of grace for a tool when interrupted, a 10-minute
+    /// deadline for any tool call.
+    pub fn new(owner: impl Into<String>) -> DriveConfig {
+        DriveConfig {
+            owner: owner.into(),
+            lease_ttl: Duration::from_secs(30),
+            renew_every: Duration::from_secs(10),
+            tool_grace: Duration::from_secs(5),
+            tool_deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The default owner of a process's leases: `chassis@HOST:PID`.
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("chassis@{host}:{}", std::process::id())
+}
+
+/// Whether a lease owner named like [`default_owner`] is a process of this host that no longer
+/// runs (or is a zombie): its lease need not be waited out. Anything else (another host, a
+/// worker's name, a system without `/proc`) is assumed alive.
+fn holder_is_gone(owner: &str) -> bool {
+    let Some((host, pid)) = owner
+        .strip_prefix("chassis@")
+        .and_then(|rest| rest.rsplit_once(':'))
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let this = default_owner();
+    let this_host = this
+        .strip_prefix("chassis@")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map(|(host, _)| host);
+    if this_host != Some(host) || pid == std::process::id() || !Path::new("/proc/self").exists() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: `Z` is a zombie, gone already.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// A person's request to stop driving (Ctrl-C, SIGTERM): the engine stops at the next safe
+/// point, journals where the run stands, and gives the run back.
+#[derive(Clone, Debug)]
+pub struct Interrupt {
+    tx: Arc<tokio::sync::watch::Sender<Option<String>>>,
+}
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt::new()
+    }
+}
+
+impl Interrupt {
+    /// Not triggered yet.
+    pub fn new() -> Interrupt {
+        Interrupt {
+            tx: Arc::new(tokio::sync::watch::channel(None).0),
+        }
+    }
+
+    /// Asks every drive watching this to stop; `why` is recorded (e.g. `SIGINT`).
+    pub fn trigger(&self, why: &str) {
+        self.tx.send_if_modified(|reason| {
+            let first = reason.is_none();
+            if first {
+                *reason = Some(why.to_string());
+            }
+            first
+        });
+    }
+
+    /// Why it was triggered, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.tx.borrow().clone()
+    }
+
+    /// Resolves once triggered.
+    pub async fn triggered(&self) -> String {
+        let mut rx = self.tx.subscribe();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            // The sender lives in `self`: it cannot be gone while we wait.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// How to start a run.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Labels journaled with the run (e.g. the eval suite).
+    pub tags: BTreeMap<String, String>,
+    /// A key that makes starting idempotent: a second start with it finds the first run.
+    pub idempotency_key: Option<String>,
+}
+
+/// A run handed to the workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The run.
+    pub run_id: String,
+    /// True when the idempotency key had started it before: nothing new was created.
+    pub existing: bool,
 }
 
 /// Runs agents against a journal.
@@ -61,15 +220,22 @@ pub struct Engine {
     journal: Arc<dyn Journal>,
     observers: Vec<Arc<dyn Observer>>,
     redactor: Arc<Redactor>,
+    clock: Arc<dyn Clock>,
+    drive: DriveConfig,
+    interrupt: Option<Interrupt>,
 }
 
 impl Engine {
-    /// An engine writing to `journal`.
+    /// An engine writing to `journal`, reading time from the journal's clock, holding leases as
+    /// `chassis@HOST:PID`.
     pub fn new(journal: Arc<dyn Journal>) -> Engine {
         Engine {
+            clock: journal.clock(),
             journal,
             observers: Vec::new(),
             redactor: Arc::new(Redactor::default()),
+            drive: DriveConfig::new(default_owner()),
+            interrupt: None,
         }
     }
 
@@ -85,27 +251,22 @@ impl Engine {
         self
     }
 
-    /// Creates a run without driving it (a worker will): returns its id at once.
-    pub async fn submit(&self, agent: &Agent, input: &str) -> Result<String, Error> {
-        let (run_id, _state) = self.create(agent, input, BTreeMap::new()).await?;
-        Ok(run_id)
+    /// Reads time from `clock` (simulated time in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
     }
 
-    /// Drives a run a worker claimed: every append is fenced by `lease`, so a worker that
-    /// lost its lease can no longer write.
-    pub async fn resume_leased(&self, lease: &Lease) -> Result<RunOutcome, Error> {
-        let state = self.load(&lease.run_id).await?;
-        if state.status.is_terminal() {
-            return Ok(RunOutcome::of(&lease.run_id, &state));
-        }
-        // Boxed: loading (MCP servers, schemas) is a large future that would otherwise stay
-        // part of this one for as long as the run is driven.
-        let agent = Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?;
-        let outcome = self
-            .resume_inner(&agent, &lease.run_id, Box::new(state), Some(lease))
-            .await;
-        agent.alerts.drain(std::time::Duration::from_secs(5)).await;
-        outcome
+    /// Holds leases as `config` says.
+    pub fn with_drive_config(mut self, config: DriveConfig) -> Engine {
+        self.drive = config;
+        self
+    }
+
+    /// Stops drives at the next safe point once `interrupt` is triggered.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Engine {
+        self.interrupt = Some(interrupt);
+        self
     }
 
     /// The journal this engine writes.
@@ -113,9 +274,60 @@ impl Engine {
         &self.journal
     }
 
+    /// How this engine holds leases.
+    pub fn drive_config(&self) -> &DriveConfig {
+        &self.drive
+    }
+
+    /// Now, on this engine's clock (ms since the epoch).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The redactor for what humans type into a run: the engine's, plus the secrets of the
+    /// run's agent (its spec is read again, without starting anything).
+    pub(crate) fn human_redactor(&self, state: &RunState) -> Redactor {
+        let spec = std::fs::read_to_string(&state.spec_path)
+            .ok()
+            .and_then(|text| chassis_core::spec::AgentSpec::parse(&text).ok());
+        match spec.and_then(|spec| Redactor::for_spec(&spec).ok()) {
+            Some(agent) => self.redactor.merged(&agent),
+            None => (*self.redactor).clone(),
+        }
+    }
+
+    /// Creates a run without driving it (a worker will): returns its id at once.
+    pub async fn submit(&self, agent: &Agent, input: &str) -> Result<String, Error> {
+        Ok(self
+            .submit_with(agent, input, StartOptions::default())
+            .await?
+            .run_id)
+    }
+
+    /// Creates a run without driving it; with an idempotency key already used, returns the run
+    /// that key started.
+    pub async fn submit_with(
+        &self,
+        agent: &Agent,
+        input: &str,
+        options: StartOptions,
+    ) -> Result<Submitted, Error> {
+        match self.create(agent, input, options, None).await {
+            Ok((run_id, _, _)) => Ok(Submitted {
+                run_id,
+                existing: false,
+            }),
+            Err(Error::Store(chassis_store::Error::KeyUsed { run_id, .. })) => Ok(Submitted {
+                run_id,
+                existing: true,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Starts a new run of `agent` on `input` and drives it until it stops.
     pub async fn start(&self, agent: &Agent, input: &str) -> Result<RunOutcome, Error> {
-        self.start_tagged(agent, input, BTreeMap::new()).await
+        self.start_with(agent, input, StartOptions::default()).await
     }
 
     /// Like [`Engine::start`], with labels journaled on the run (e.g. the eval suite).
@@ -125,16 +337,50 @@ impl Engine {
         input: &str,
         tags: BTreeMap<String, String>,
     ) -> Result<RunOutcome, Error> {
-        let (run_id, state) = self.create(agent, input, tags).await?;
-        self.drive(agent, &run_id, state, None).await
+        let options = StartOptions {
+            tags,
+            ..StartOptions::default()
+        };
+        self.start_with(agent, input, options).await
+    }
+
+    /// Starts a run and drives it. With an idempotency key that started a run before, that run
+    /// is resumed instead (or its outcome reported, if it has ended).
+    pub async fn start_with(
+        &self,
+        agent: &Agent,
+        input: &str,
+        options: StartOptions,
+    ) -> Result<RunOutcome, Error> {
+        let driver = Driver {
+            owner: self.drive.owner.clone(),
+            ttl: self.drive.lease_ttl,
+        };
+        match self.create(agent, input, options, Some(&driver)).await {
+            Ok((run_id, state, Some(lease))) => {
+                self.drive_then_release(agent, &run_id, state, lease, false)
+                    .await
+            }
+            Ok((run_id, _, None)) => Err(Error::Store(chassis_store::Error::LeaseLost { run_id })),
+            Err(Error::Store(chassis_store::Error::KeyUsed { run_id, .. })) => {
+                tracing::info!(run_id = %run_id, "idempotency key seen before: continuing its run");
+                let state = self.load(&run_id).await?;
+                if state.status.is_terminal() {
+                    return Ok(RunOutcome::of(&run_id, &state));
+                }
+                self.resume_with(agent, &run_id, state).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn create(
         &self,
         agent: &Agent,
         input: &str,
-        tags: BTreeMap<String, String>,
-    ) -> Result<(String, Box<RunState>), Error> {
+        options: StartOptions,
+        driver: Option<&Driver>,
+    ) -> Result<(String, Box<RunState>, Option<Lease>), Error> {
         let system = agent.render_system(input)?;
         let run_id = new_run_id();
         let started = Event::RunStarted(Box::new(chassis_core::RunStart {
@@ -148,13 +394,13 @@ impl Engine {
             limits: agent.spec.limits.clone(),
             max_tokens: agent.spec.max_tokens,
             prices: agent.prices.clone(),
-            at_ms: now_ms(),
+            at_ms: self.now_ms(),
             max_repairs: agent.spec.max_repairs,
-            park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+            park_retry_ms: agent.spec.park_retry_ms,
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),
             approvals: agent.spec.approvals.clone(),
-            tags,
+            tags: options.tags,
         }));
         let started = self
             .redactor
@@ -164,18 +410,23 @@ impl Engine {
         // one pointer in each of them rather than a copy of the whole state.
         let mut state = Box::<RunState>::default();
         apply(&run_id, &mut state, &started)?;
-        self.journal
+        let Created { lease, .. } = self
+            .journal
             .create(
                 &NewRun {
                     run_id: run_id.clone(),
                     agent: agent.spec.name.clone(),
+                    idempotency_key: options.idempotency_key,
                 },
                 std::slice::from_ref(&started),
+                state.wake(),
+                driver,
             )
             .await?;
         self.notify(&run_id, &state, &started);
+        self.durable(&run_id, state.seq);
         tracing::info!(run_id = %run_id, agent = %agent.spec.name, version = %agent.version, "run started");
-        Ok((run_id, state))
+        Ok((run_id, state, lease))
     }
 
     /// Loads a run's journal and folds it.
@@ -188,97 +439,150 @@ impl Engine {
     }
 
     /// Continues a run from its last journaled event, reloading its agent from the spec file
-    /// it was started with.
+    /// it was started with. Refused with the store's `Held` error while another process drives
+    /// it.
     pub async fn resume(&self, run_id: &str) -> Result<RunOutcome, Error> {
         let state = self.load(run_id).await?;
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
+        let lease = self.claim_run(run_id).await?;
         // Boxed: loading (MCP servers, schemas) is a large future that would otherwise stay
         // part of this one for as long as the run is driven.
-        let agent = Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?;
-        let outcome = self.resume_with(&agent, run_id, state).await;
+        let agent = match Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await {
+            Ok(agent) => agent,
+            Err(e) => {
+                self.give_back(&lease).await;
+                return Err(e.into());
+            }
+        };
+        let outcome = self.resume_leased(&agent, run_id, lease).await;
         // Alerts of this run are delivered (bounded) before the agent they belong to goes.
-        agent.alerts.drain(std::time::Duration::from_secs(5)).await;
+        agent.alerts.drain(Duration::from_secs(5)).await;
         outcome
     }
 
-    /// Raises limits of a run that has not ended (journaled with who raised them), then
-    /// continues it.
-    pub async fn raise_and_resume(
-        &self,
-        run_id: &str,
-        raises: &[(LimitName, f64)],
-        by: &str,
-    ) -> Result<RunOutcome, Error> {
-        let state = self.load(run_id).await?;
-        if state.status.is_terminal() || raises.is_empty() {
-            return self.resume(run_id).await;
-        }
-        let events: Vec<Event> = raises
-            .iter()
-            .map(|&(limit, value)| Event::LimitRaised {
-                limit,
-                value,
-                by: by.to_string(),
-            })
-            .collect();
-        self.journal.append(run_id, state.seq, &events).await?;
-        self.resume(run_id).await
-    }
-
-    /// Continues a run with an already loaded agent.
+    /// Continues a run with an already loaded agent (one loaded with Rust tools, say), under
+    /// its lease like every drive.
     pub async fn resume_with(
         &self,
         agent: &Agent,
         run_id: &str,
         state: RunState,
     ) -> Result<RunOutcome, Error> {
-        self.resume_inner(agent, run_id, Box::new(state), None)
-            .await
-    }
-
-    async fn resume_inner(
-        &self,
-        agent: &Agent,
-        run_id: &str,
-        state: Box<RunState>,
-        lease: Option<&Lease>,
-    ) -> Result<RunOutcome, Error> {
         if state.status.is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
-        if !state.version.is_empty() && state.version != agent.version {
-            return Err(Error::VersionChanged {
-                run_id: run_id.to_string(),
-                started: state.version.clone(),
-                current: agent.version.clone(),
-                spec_path: state.spec_path.clone(),
-            });
-        }
-        let resumed = Event::RunResumed { at_ms: now_ms() };
-        if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
-            // Resuming changes nothing while the reason to wait for a human still holds.
-            let mut probe = state.clone();
-            apply(run_id, &mut probe, &resumed)?;
-            if matches!(decide(&probe, &inputs(&probe)), Decision::AwaitHuman { .. }) {
-                return Ok(RunOutcome::of(run_id, &state));
-            }
-        }
-        let mut run = Step::new(self, agent, run_id, state, lease);
-        run.record(resumed)?;
-        run.flush().await?;
-        tracing::info!(run_id = %run_id, seq = run.state.seq, "run resumed");
-        let state = run.state;
-        self.drive(agent, run_id, state, lease).await
+        let lease = self.claim_run(run_id).await?;
+        self.resume_leased(agent, run_id, lease).await
     }
 
-    async fn drive(
+    /// Takes the run's lease for this engine; a lease held by a `chassis` process of this
+    /// host that no longer exists (killed, crashed) is taken over at once rather than waited
+    /// out.
+    pub(crate) async fn claim_run(&self, run_id: &str) -> Result<Lease, Error> {
+        let (owner, ttl) = (&self.drive.owner, self.drive.lease_ttl);
+        match self.journal.claim_run(run_id, owner, ttl).await {
+            Err(chassis_store::Error::Held { owner: holder, .. }) if holder_is_gone(&holder) => {
+                tracing::info!(run_id, holder = %holder, "the run's driver is gone from this host; taking its lease over");
+                Ok(self.journal.take_over(run_id, &holder, owner, ttl).await?)
+            }
+            claimed => Ok(claimed?),
+        }
+    }
+
+    /// Drives a run whose lease is held, from the journal as it is now.
+    async fn resume_leased(
+        &self,
+        agent: &Agent,
+        run_id: &str,
+        lease: Lease,
+    ) -> Result<RunOutcome, Error> {
+        // Read again under the lease: whatever was written before it was taken is in.
+        let state = match self.load(run_id).await {
+            Ok(state) => Box::new(state),
+            Err(e) => {
+                self.give_back(&lease).await;
+                return Err(e);
+            }
+        };
+        self.drive_then_release(agent, run_id, state, lease, true)
+            .await
+    }
+
+    /// Drives a run a worker claimed. Every append is fenced by `lease`, so a worker that lost
+    /// its lease can no longer write. The lease is released when the drive ends normally; on an
+    /// error it is left to the worker (which holds the run back for a while).
+    pub async fn drive_claimed(&self, lease: &Lease) -> Result<RunOutcome, Error> {
+        let state = self.load(&lease.run_id).await?;
+        if state.status.is_terminal() {
+            self.release(lease, &state).await;
+            return Ok(RunOutcome::of(&lease.run_id, &state));
+        }
+        let agent = Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?;
+        let outcome = self
+            .drive_leased(&agent, &lease.run_id, Box::new(state), lease.clone(), true)
+            .await;
+        agent.alerts.drain(Duration::from_secs(5)).await;
+        outcome
+    }
+
+    /// Raises limits of a run that has not ended (a human decision, journaled with who raised
+    /// them, which wakes the run), then continues it here.
+    pub async fn raise_and_resume(
+        &self,
+        run_id: &str,
+        raises: &[(LimitName, f64)],
+        by: &str,
+    ) -> Result<RunOutcome, Error> {
+        self.raise_limits(run_id, raises, by).await?;
+        self.resume(run_id).await
+    }
+
+    /// Drives under `lease`; on an error the lease is given back with the run's wake time as
+    /// it was (another driver, or a worker, may try again).
+    async fn drive_then_release(
         &self,
         agent: &Agent,
         run_id: &str,
         state: Box<RunState>,
-        lease: Option<&Lease>,
+        lease: Lease,
+        resuming: bool,
+    ) -> Result<RunOutcome, Error> {
+        let outcome = self
+            .drive_leased(agent, run_id, state, lease.clone(), resuming)
+            .await;
+        if let Err(e) = &outcome
+            && !matches!(e, Error::Store(chassis_store::Error::LeaseLost { .. }))
+        {
+            self.give_back(&lease).await;
+        }
+        outcome
+    }
+
+    /// Releases a lease after a failed drive, leaving the run's wake time as the journal's last
+    /// write set it.
+    async fn give_back(&self, lease: &Lease) {
+        if let Err(e) = self.journal.release(lease, u64::MAX, Wake::Never).await {
+            tracing::warn!(run_id = %lease.run_id, error = %e, "cannot release the lease; it will expire");
+        }
+    }
+
+    async fn release(&self, lease: &Lease, state: &RunState) {
+        if let Err(e) = self.journal.release(lease, state.seq, state.wake()).await {
+            tracing::warn!(run_id = %lease.run_id, error = %e, "cannot release the lease; it will expire");
+        }
+    }
+
+    /// Drives the run while renewing its lease; releases it with the fold's wake time when the
+    /// drive stops normally.
+    async fn drive_leased(
+        &self,
+        agent: &Agent,
+        run_id: &str,
+        state: Box<RunState>,
+        lease: Lease,
+        resuming: bool,
     ) -> Result<RunOutcome, Error> {
         // Every log line while the run is driven carries its id, agent and step.
         let span = tracing::info_span!(
@@ -287,112 +591,20 @@ impl Engine {
             agent = %state.agent,
             step = tracing::field::Empty
         );
-        tracing::Instrument::instrument(self.drive_in_span(agent, run_id, state, lease), span).await
-    }
-
-    async fn drive_in_span(
-        &self,
-        agent: &Agent,
-        run_id: &str,
-        state: Box<RunState>,
-        lease: Option<&Lease>,
-    ) -> Result<RunOutcome, Error> {
-        let mut run = Step::new(self, agent, run_id, state, lease);
-        loop {
-            match decide_now(&run.state) {
-                Decision::CallModel => {
-                    // The previous step becomes durable while the model thinks: a model call
-                    // is safe to repeat, and nothing acts on its answer before both are done.
-                    let pending = std::mem::take(&mut run.unflushed);
-                    let expected = run.state.seq - pending.len() as u64;
-                    let (journal, lease) = (Arc::clone(&self.journal), run.lease);
-                    let append = async move {
-                        match (pending.is_empty(), lease) {
-                            (true, _) => Ok(0),
-                            (false, Some(lease)) => {
-                                journal.append_leased(lease, expected, &pending).await
-                            }
-                            (false, None) => journal.append(run_id, expected, &pending).await,
-                        }
-                    };
-                    let (appended, called) = tokio::join!(append, run.call_model(agent));
-                    appended?;
-                    called?;
-                }
-                Decision::CallTool(call) => run.call_tool(agent, call).await?,
-                Decision::OutcomeUnknown(call) => {
-                    run.record(Event::ToolOutcomeUnknown {
-                        call_id: call.id.clone(),
-                        name: call.name.clone(),
-                    })?;
-                    tracing::warn!(run_id, call_id = %call.id, tool = %call.name, "interrupted call's outcome is unknown; not repeating it");
-                }
-                Decision::AwaitHuman { reason } => {
-                    agent.alerts.emit(
-                        "waiting_for_human",
-                        run_id,
-                        &run.state.agent,
-                        serde_json::json!({ "reason": reason }),
-                    );
-                    run.record(Event::RunWaiting {
-                        reason,
-                        at_ms: now_ms(),
-                    })?
-                }
-                Decision::Pause { reason } => {
-                    tracing::warn!(run_id, %reason, "run parked; `chassis resume` continues it");
-                    run.record(Event::RunPaused {
-                        reason,
-                        at_ms: now_ms(),
-                    })?
-                }
-                Decision::Limit(hit) => run.limit_reached(agent, hit)?,
-                Decision::RequestApproval(call) => run.request_approval(agent, call)?,
-                Decision::Deny(call) => {
-                    tracing::info!(run_id, call_id = %call.id, tool = %call.name, "call denied by the approval policy");
-                    run.record(Event::ToolRefused {
-                        error: format!(
-                            "the approval policy of this agent denies `{}`; do not call it again",
-                            call.name
-                        ),
-                        call_id: call.id,
-                        name: call.name,
-                    })?
-                }
-                Decision::ApprovalTimedOut(call, on_timeout) => {
-                    for event in
-                        crate::approvals::timeout_events(&run.state, &call.id, on_timeout, now_ms())
-                    {
-                        if let Event::ApprovalEscalated { .. } = &event {
-                            agent.alerts.emit(
-                                "approval_escalated",
-                                run_id,
-                                &run.state.agent,
-                                serde_json::json!({ "call_id": call.id, "tool": call.name }),
-                            );
-                        }
-                        run.record(event)?;
-                    }
-                }
-                Decision::SwitchModel { index, reason } => {
-                    let model = run.state.models.get(index).cloned().unwrap_or_default();
-                    tracing::warn!(run_id, %model, %reason, "switching model for the rest of the run");
-                    run.record(Event::ModelSwitched {
-                        index,
-                        model,
-                        reason,
-                    })?
-                }
-                Decision::Finish { output } => run.record(Event::RunCompleted { output })?,
-                Decision::Fail { error } => run.record(Event::RunFailed { error })?,
-                Decision::Idle => {
-                    run.flush().await?;
-                    let outcome = RunOutcome::of(run_id, &run.state);
-                    tracing::info!(run_id, status = %outcome.status, steps = run.state.steps, "run stopped");
-                    return Ok(outcome);
+        let mut run = Step::new(self, agent, run_id, state, lease.clone());
+        let outcome = {
+            let drive = tracing::Instrument::instrument(run.drive(resuming), span);
+            tokio::select! {
+                outcome = drive => outcome,
+                () = keep_renewed(self.journal.as_ref(), &self.drive, &lease) => {
+                    Err(Error::Store(chassis_store::Error::LeaseLost { run_id: run_id.to_string() }))
                 }
             }
+        };
+        if outcome.is_ok() {
+            self.release(&lease, &run.state).await;
         }
+        outcome
     }
 
     fn notify(&self, run_id: &str, state: &RunState, event: &Event) {
@@ -400,13 +612,35 @@ impl Engine {
             observer.on_event(run_id, state, event);
         }
     }
+
+    fn durable(&self, run_id: &str, seq: u64) {
+        for observer in &self.observers {
+            observer.on_durable(run_id, seq);
+        }
+    }
+}
+
+/// Renews `lease` every `renew_every`; returns only once it is lost.
+pub(crate) async fn keep_renewed(journal: &dyn Journal, config: &DriveConfig, lease: &Lease) {
+    loop {
+        tokio::time::sleep(config.renew_every).await;
+        match journal.renew(lease, config.lease_ttl).await {
+            Ok(_) => {}
+            Err(chassis_store::Error::LeaseLost { .. }) => return,
+            // The lease may still hold; if it expires meanwhile, the next renewal (or the
+            // next append) finds out.
+            Err(e) => {
+                tracing::warn!(run_id = %lease.run_id, error = %e, "cannot renew the lease; retrying")
+            }
+        }
+    }
 }
 
 /// Backoff before retrying a tool: 200 ms doubling, at most 5 s, with full jitter.
-fn tool_backoff(attempt: u32) -> std::time::Duration {
-    let ceiling = std::time::Duration::from_millis(200)
+fn tool_backoff(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(200)
         .saturating_mul(1 << attempt.saturating_sub(1).min(10))
-        .min(std::time::Duration::from_secs(5));
+        .min(Duration::from_secs(5));
     ceiling.mul_f64(chassis_providers::jitter())
 }
 
@@ -423,7 +657,7 @@ fn call_event(step: u32, event: CallEvent) -> Event {
             model,
             attempt,
             error,
-            delay_ms: delay.map(|d| d.as_millis() as u64),
+            delay_ms: delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         },
         CallEvent::BreakerOpen { model } => Event::ModelCircuitOpen { step, model },
         CallEvent::Fallback { from, to, reason } => Event::ModelFallback {
@@ -436,17 +670,17 @@ fn call_event(step: u32, event: CallEvent) -> Event {
 }
 
 /// What `decide` needs from outside: the clock, and an upper bound on the next context.
-fn inputs(state: &RunState) -> Inputs {
+fn inputs(state: &RunState, now_ms: u64) -> Inputs {
     Inputs {
-        now_ms: now_ms(),
+        now_ms,
         next_input_tokens: tokens::upper_bound(state),
     }
 }
 
 /// Decides with the cheap token bound; when that bound is what trips a token or cost limit,
 /// counts again with the model's real tokenizer (where chassis has one) before concluding.
-fn decide_now(state: &RunState) -> Decision {
-    let mut inputs = inputs(state);
+fn decide_now(state: &RunState, now_ms: u64) -> Decision {
+    let mut inputs = inputs(state, now_ms);
     let decision = decide(state, &inputs);
     if let Decision::Limit(hit) = &decision
         && matches!(
@@ -470,7 +704,7 @@ fn decide_now(state: &RunState) -> Decision {
 fn describe_limit(hit: &LimitHit) -> String {
     let show = |x: f64| match hit.limit {
         LimitName::MaxCostUsd => format!("${x:.4}"),
-        LimitName::MaxWallTime => format!("{:.1}s", x / 1000.0),
+        LimitName::MaxWallTime | LimitName::MaxPark => format!("{:.1}s", x / 1000.0),
         _ => format!("{x}"),
     };
     format!(
@@ -489,32 +723,190 @@ fn apply(run_id: &str, state: &mut RunState, event: &Event) -> Result<(), Error>
     })
 }
 
-/// One run being driven: its state and the events not yet flushed.
+/// How a tool call ended.
+enum Called {
+    Done(Result<String, chassis_tools::ToolError>),
+    /// A person interrupted the drive and the call did not finish within the grace.
+    Interrupted(String),
+}
+
+/// One run being driven: its state, the events not yet flushed and the alerts they raise.
 struct Step<'e> {
     engine: &'e Engine,
+    agent: &'e Agent,
     run_id: &'e str,
     state: Box<RunState>,
     unflushed: Vec<Event>,
-    lease: Option<&'e Lease>,
+    alerts: Vec<(&'static str, serde_json::Value)>,
+    lease: Lease,
     redactor: Redactor,
 }
 
 impl<'e> Step<'e> {
     fn new(
         engine: &'e Engine,
-        agent: &Agent,
+        agent: &'e Agent,
         run_id: &'e str,
         state: Box<RunState>,
-        lease: Option<&'e Lease>,
+        lease: Lease,
     ) -> Step<'e> {
         Step {
             engine,
+            agent,
             run_id,
             state,
             unflushed: Vec::new(),
+            alerts: Vec::new(),
             lease,
             redactor: engine.redactor.merged(&agent.redactor()),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.engine.now_ms()
+    }
+
+    fn interrupted(&self) -> Option<String> {
+        self.engine.interrupt.as_ref().and_then(Interrupt::reason)
+    }
+
+    async fn drive(&mut self, resuming: bool) -> Result<RunOutcome, Error> {
+        let run_id = self.run_id;
+        let agent = self.agent;
+        if resuming {
+            if !self.state.version.is_empty() && self.state.version != agent.version {
+                return Err(Error::VersionChanged {
+                    run_id: run_id.to_string(),
+                    started: self.state.version.clone(),
+                    current: agent.version.clone(),
+                    spec_path: self.state.spec_path.clone(),
+                });
+            }
+            let resumed = Event::RunResumed {
+                at_ms: self.now_ms(),
+            };
+            if matches!(self.state.status, RunStatus::Waiting | RunStatus::Paused) {
+                // Resuming changes nothing while the reason to wait for a human still holds.
+                let mut probe = self.state.clone();
+                apply(run_id, &mut probe, &resumed)?;
+                if matches!(
+                    decide(&probe, &inputs(&probe, self.now_ms())),
+                    Decision::AwaitHuman { .. }
+                ) {
+                    return Ok(RunOutcome::of(run_id, &self.state));
+                }
+            }
+            self.record(resumed)?;
+            self.flush().await?;
+            tracing::info!(run_id, seq = self.state.seq, "run resumed");
+        }
+        loop {
+            if let Some(why) = self.interrupted() {
+                return self.stop_interrupted(&why).await;
+            }
+            match decide_now(&self.state, self.now_ms()) {
+                Decision::CallModel => {
+                    if self.call_model_overlapping_flush(agent).await? {
+                        let why = self.interrupted().unwrap_or_default();
+                        return self.stop_interrupted(&why).await;
+                    }
+                }
+                Decision::CallTool(action) => {
+                    if let Some(why) = self.call_tool(agent, action).await? {
+                        return self.stop_interrupted(&why).await;
+                    }
+                }
+                Decision::OutcomeUnknown(action) => {
+                    tracing::warn!(run_id, call_id = %action.call_id, tool = %action.name, "interrupted call's outcome is unknown; not repeating it");
+                    self.record(action.outcome_unknown())?;
+                }
+                Decision::AwaitHuman { reason } => {
+                    self.alert("waiting_for_human", serde_json::json!({ "reason": reason }));
+                    let at_ms = self.now_ms();
+                    self.record(Event::RunWaiting { reason, at_ms })?
+                }
+                Decision::Pause { reason } => {
+                    tracing::warn!(run_id, %reason, "run parked; it is retried by itself (or `chassis resume` continues it)");
+                    let at_ms = self.now_ms();
+                    self.record(Event::RunPaused { reason, at_ms })?
+                }
+                Decision::Limit(hit) => self.limit_reached(hit)?,
+                Decision::RequestApproval(action) => self.request_approval(action)?,
+                Decision::Deny(action) => {
+                    tracing::info!(run_id, call_id = %action.call_id, tool = %action.name, "call denied by the approval policy");
+                    let error = format!(
+                        "the approval policy of this agent denies `{}`; do not call it again",
+                        action.name
+                    );
+                    self.record(action.refused(error))?
+                }
+                Decision::ApprovalTimedOut(action, on_timeout) => {
+                    let now = self.now_ms();
+                    for event in crate::approvals::timeout_events(
+                        &self.state,
+                        &action.call_id,
+                        on_timeout,
+                        now,
+                    ) {
+                        if let Event::ApprovalEscalated { .. } = &event {
+                            self.alert(
+                                "approval_escalated",
+                                serde_json::json!({ "call_id": action.call_id, "tool": action.name }),
+                            );
+                        }
+                        self.record(event)?;
+                    }
+                }
+                Decision::SwitchModel { index, reason } => {
+                    let model = self.state.models.get(index).cloned().unwrap_or_default();
+                    tracing::warn!(run_id, %model, %reason, "switching model for the rest of the run");
+                    self.record(Event::ModelSwitched {
+                        index,
+                        model,
+                        reason,
+                    })?
+                }
+                Decision::Cancel { by, reason } => {
+                    tracing::info!(run_id, %by, %reason, "run cancelled");
+                    let at_ms = self.now_ms();
+                    self.record(Event::RunCancelled { by, reason, at_ms })?
+                }
+                Decision::Finish { output } => self.record(Event::RunCompleted { output })?,
+                Decision::Fail { error } => self.record(Event::RunFailed { error })?,
+                Decision::Idle => {
+                    self.flush().await?;
+                    let outcome = RunOutcome::of(run_id, &self.state);
+                    tracing::info!(run_id, status = %outcome.status, steps = self.state.steps, "run stopped");
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    /// Stops at a safe point because a person asked: the run waits if a human must settle
+    /// something anyway, else it pauses until someone resumes it; then it is flushed.
+    async fn stop_interrupted(&mut self, why: &str) -> Result<RunOutcome, Error> {
+        let at_ms = self.now_ms();
+        if self.state.status == RunStatus::Running {
+            match decide_now(&self.state, at_ms) {
+                Decision::AwaitHuman { reason } => {
+                    self.record(Event::RunWaiting { reason, at_ms })?
+                }
+                Decision::Finish { output } => self.record(Event::RunCompleted { output })?,
+                _ => self.record(Event::RunPaused {
+                    reason: format!(
+                        "interrupted ({why}); continue with `chassis resume {}`",
+                        self.run_id
+                    ),
+                    at_ms,
+                })?,
+            }
+        }
+        self.flush().await?;
+        tracing::info!(run_id = self.run_id, status = %self.state.status, why, "drive interrupted");
+        let mut outcome = RunOutcome::of(self.run_id, &self.state);
+        outcome.interrupted = true;
+        Ok(outcome)
     }
 
     fn record(&mut self, event: Event) -> Result<(), Error> {
@@ -525,35 +917,135 @@ impl<'e> Step<'e> {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), Error> {
-        if self.unflushed.is_empty() {
-            return Ok(());
+    /// Queues an alert; it goes out once the events that raised it are durable.
+    fn alert(&mut self, kind: &'static str, details: serde_json::Value) {
+        self.alerts.push((kind, details));
+    }
+
+    /// Events up to `seq` became durable: observers hear of it, and the alerts they raised go
+    /// out.
+    fn durable(&mut self, seq: u64) {
+        self.engine.durable(self.run_id, seq);
+        for (kind, details) in self.alerts.drain(..) {
+            self.agent
+                .alerts
+                .emit(kind, self.run_id, &self.state.agent, details);
         }
-        let expected = self.state.seq - self.unflushed.len() as u64;
-        match self.lease {
-            Some(lease) => {
-                self.engine
-                    .journal
-                    .append_leased(lease, expected, &self.unflushed)
-                    .await?
+    }
+
+    /// Appends what is unflushed under the lease. If the journal moved, only a human's decision
+    /// can have moved it (nobody else holds the lease): it is taken in, and the append retried.
+    async fn flush(&mut self) -> Result<(), Error> {
+        for _ in 0..8 {
+            if self.unflushed.is_empty() {
+                return Ok(());
             }
-            None => {
-                self.engine
-                    .journal
-                    .append(self.run_id, expected, &self.unflushed)
-                    .await?
+            let expected = self.state.seq - self.unflushed.len() as u64;
+            match self
+                .engine
+                .journal
+                .append(&self.lease, expected, &self.unflushed, self.state.wake())
+                .await
+            {
+                Ok(seq) => {
+                    self.unflushed.clear();
+                    self.durable(seq);
+                    return Ok(());
+                }
+                Err(chassis_store::Error::SequenceConflict { .. }) => self.rebase(expected).await?,
+                Err(e) => return Err(e.into()),
             }
-        };
-        self.unflushed.clear();
+        }
+        Err(Error::Refused(format!(
+            "run {}: the journal kept moving under its driver; giving the run back",
+            self.run_id
+        )))
+    }
+
+    /// Takes in what humans journaled after `expected` (only decisions can be there), then
+    /// replays the unflushed events on top.
+    async fn rebase(&mut self, expected: u64) -> Result<(), Error> {
+        let newer = self
+            .engine
+            .journal
+            .load_after(self.run_id, expected)
+            .await?;
+        if let Some(other) = newer.iter().find(|r| !r.event.is_human_decision()) {
+            return Err(Error::Refused(format!(
+                "run {}: event {} ({}) was journaled by another driver; giving the run back",
+                self.run_id,
+                other.seq,
+                other.event.kind()
+            )));
+        }
+        let records = self.engine.journal.load(self.run_id).await?;
+        let mut state = Box::new(RunState::fold(records.iter().map(|r| &r.event)).map_err(
+            |source| Error::Replay {
+                run_id: self.run_id.to_string(),
+                source,
+            },
+        )?);
+        for event in &self.unflushed {
+            apply(self.run_id, &mut state, event)?;
+        }
+        tracing::info!(
+            run_id = self.run_id,
+            decisions = newer.len(),
+            "took in a human's decision journaled while the run was driven"
+        );
+        self.state = state;
         Ok(())
     }
 
-    fn limit_reached(&mut self, agent: &Agent, hit: LimitHit) -> Result<(), Error> {
+    /// Makes the previous step durable while the model thinks: a model call is safe to repeat,
+    /// and nothing acts on its answer before both are done. Returns true when a person
+    /// interrupted the call.
+    async fn call_model_overlapping_flush(&mut self, agent: &Agent) -> Result<bool, Error> {
+        let pending = std::mem::take(&mut self.unflushed);
+        let expected = self.state.seq - pending.len() as u64;
+        let wake = self.state.wake();
+        let journal = Arc::clone(&self.engine.journal);
+        let lease = self.lease.clone();
+        let append = async move {
+            let result = if pending.is_empty() {
+                Ok(0)
+            } else {
+                journal.append(&lease, expected, &pending, wake).await
+            };
+            (result, pending)
+        };
+        let interrupt = self.engine.interrupt.clone();
+        let call = async {
+            match interrupt {
+                // An interrupted call is dropped: it is repeated when the run resumes.
+                Some(interrupt) => tokio::select! {
+                    result = self.call_model(agent) => result.map(|()| false),
+                    _ = interrupt.triggered() => Ok(true),
+                },
+                None => self.call_model(agent).await.map(|()| false),
+            }
+        };
+        let ((appended, pending), called) = tokio::join!(append, call);
+        match appended {
+            // What the model call recorded meanwhile stays unflushed.
+            Ok(seq) if !pending.is_empty() => self.durable(seq),
+            Ok(_) => {}
+            Err(chassis_store::Error::SequenceConflict { .. }) => {
+                let mut unflushed = pending;
+                unflushed.append(&mut self.unflushed);
+                self.unflushed = unflushed;
+                self.rebase(expected).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let interrupted = called?;
+        Ok(interrupted)
+    }
+
+    fn limit_reached(&mut self, hit: LimitHit) -> Result<(), Error> {
         let reason = describe_limit(&hit);
-        agent.alerts.emit(
+        self.alert(
             "limit_reached",
-            self.run_id,
-            &self.state.agent,
             serde_json::json!({
                 "limit": hit.limit,
                 "value": hit.value,
@@ -570,6 +1062,7 @@ impl<'e> Step<'e> {
             projected: hit.projected,
             action,
         })?;
+        let at_ms = self.now_ms();
         match action {
             LimitAction::Fail => self.record(Event::RunFailed { error: reason }),
             LimitAction::Pause => self.record(Event::RunPaused {
@@ -577,26 +1070,20 @@ impl<'e> Step<'e> {
                     "{reason}; continue with `chassis resume {} --raise {}=VALUE`",
                     self.run_id, hit.limit
                 ),
-                at_ms: now_ms(),
+                at_ms,
             }),
             LimitAction::Escalate => self.record(Event::RunWaiting {
                 reason: format!("limit request: {reason}; a human must raise it or reject the run"),
-                at_ms: now_ms(),
+                at_ms,
             }),
         }
     }
 
-    fn request_approval(
-        &mut self,
-        agent: &Agent,
-        call: chassis_core::ToolCall,
-    ) -> Result<(), Error> {
-        let event = crate::approvals::request_event(&self.state, &call, now_ms());
-        agent.alerts.emit(
+    fn request_approval(&mut self, action: ToolAction) -> Result<(), Error> {
+        let event = crate::approvals::request_event(&self.state, &action, self.now_ms());
+        self.alert(
             "approval_requested",
-            self.run_id,
-            &self.state.agent,
-            serde_json::json!({ "call_id": call.id, "tool": call.name, "arguments": call.arguments }),
+            serde_json::json!({ "call_id": action.call_id, "tool": action.name, "arguments": action.arguments }),
         );
         self.record(event)
     }
@@ -626,7 +1113,7 @@ impl<'e> Step<'e> {
         };
         let began = Instant::now();
         let result = agent.models.complete_from(offset, &request).await;
-        let latency_ms = began.elapsed().as_millis() as u64;
+        let latency_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         for event in request.report.drain() {
             self.record(call_event(step, event))?;
         }
@@ -664,94 +1151,117 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// Executes one tool call as `action` says. Returns why, when a person interrupted it.
     async fn call_tool(
         &mut self,
         agent: &Agent,
-        call: chassis_core::ToolCall,
-    ) -> Result<(), Error> {
-        // A human may have approved the call with edited arguments: those are what runs.
-        let approved_args = self.state.calls.iter().find_map(|c| match &c.approval {
-            chassis_core::state::Approval::Approved { args: Some(args) }
-                if c.call.id == call.id =>
-            {
-                Some(args.to_string())
-            }
-            _ => None,
-        });
-        let raw = approved_args.as_deref().unwrap_or(&call.arguments);
-        let (args, tool) = match agent.toolbox.prepare(&call.name, raw) {
+        action: ToolAction,
+    ) -> Result<Option<String>, Error> {
+        let (args, tool) = match agent.toolbox.prepare(&action.name, &action.arguments) {
             Ok(prepared) => prepared,
             Err(refusal) => {
                 let shown = self.redactor.redact(&refusal.to_string());
-                tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, refusal = %shown, "tool call refused");
-                return self.record(Event::ToolRefused {
-                    call_id: call.id,
-                    name: call.name,
-                    error: refusal.to_string(),
-                });
+                tracing::info!(run_id = self.run_id, call_id = %action.call_id, tool = %action.name, refusal = %shown, "tool call refused");
+                self.record(action.refused(refusal.to_string()))?;
+                return Ok(None);
             }
         };
-        let risk = tool.def().risk;
-        let idempotency_key = format!("{}/{}", self.run_id, call.id);
-        self.record(Event::ToolStarted {
-            call_id: call.id.clone(),
-            name: call.name.clone(),
-            args: args.clone(),
-            risk,
-            idempotency_key: idempotency_key.clone(),
-        })?;
-        if risk != RiskClass::ReadOnly {
+        self.record(action.started(self.run_id, args.clone()))?;
+        let flush_first =
+            action.flush_first() || tool.def().risk != chassis_core::RiskClass::ReadOnly;
+        if flush_first {
             // An effect that is not safe to repeat waits until its intent is durable.
             self.flush().await?;
         }
         let context = CallContext {
             run_id: self.run_id.to_string(),
-            call_id: call.id.clone(),
-            idempotency_key,
+            call_id: action.call_id.clone(),
+            idempotency_key: action.idempotency_key(self.run_id),
         };
         let began = Instant::now();
-        let def = tool.def();
-        let attempts = if def.retryable() {
-            def.max_attempts.max(1)
-        } else {
-            1
-        };
         let mut attempt = 1;
-        let result = loop {
-            let result = tool.call(args.clone(), &context).await;
-            match result {
-                Err(error) if attempt < attempts => {
+        let called = loop {
+            let called = self.execute(tool.as_ref(), args.clone(), &context).await;
+            match called {
+                Called::Done(Err(error)) if attempt < action.attempts => {
                     let delay = tool_backoff(attempt);
-                    let shown = self.redactor.redact(&error.to_string());
-                    tracing::info!(run_id = self.run_id, call_id = %call.id, tool = %call.name, attempt, error = %shown, "retrying tool");
-                    self.record(Event::ToolAttemptFailed {
-                        call_id: call.id.clone(),
+                    let shown = self.redactor.redact(error.message());
+                    tracing::info!(run_id = self.run_id, call_id = %action.call_id, tool = %action.name, attempt, error = %shown, "retrying tool");
+                    self.record(action.attempt_failed(
                         attempt,
-                        error: error.to_string(),
-                        delay_ms: delay.as_millis() as u64,
-                    })?;
+                        error.message(),
+                        u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    ))?;
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                result => break result,
+                called => break called,
             }
         };
-        let latency_ms = began.elapsed().as_millis() as u64;
-        let (ok, content) = match result {
-            Ok(output) => (true, output),
-            Err(error) => (false, error.to_string()),
+        let latency_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let interrupted = match called {
+            Called::Done(Ok(output)) => {
+                self.record(action.finished(true, output, latency_ms))?;
+                None
+            }
+            Called::Done(Err(error)) if error.is_indeterminate() => {
+                let shown = self.redactor.redact(error.message());
+                tracing::warn!(run_id = self.run_id, call_id = %action.call_id, tool = %action.name, error = %shown, "tool call cut off; it may have acted");
+                self.record(action.cut_off(error.message(), latency_ms))?;
+                None
+            }
+            Called::Done(Err(error)) => {
+                self.record(action.finished(false, error.message(), latency_ms))?;
+                None
+            }
+            Called::Interrupted(why) => {
+                self.record(action.cut_off(
+                    format!("interrupted ({why}) before it finished"),
+                    latency_ms,
+                ))?;
+                Some(why)
+            }
         };
-        tracing::debug!(run_id = self.run_id, call_id = %call.id, tool = %call.name, ok, latency_ms, "tool finished");
-        self.record(Event::ToolFinished {
-            call_id: call.id,
-            ok,
-            content,
-            latency_ms,
-        })?;
-        if risk != RiskClass::ReadOnly {
+        tracing::debug!(run_id = self.run_id, call_id = %action.call_id, tool = %action.name, latency_ms, "tool finished");
+        if flush_first {
             // The world changed: its record must not wait for the next step.
             self.flush().await?;
         }
-        Ok(())
+        Ok(interrupted)
+    }
+
+    /// One attempt of a tool call, under the engine's deadline; when a person interrupts, the
+    /// call gets a short grace to finish.
+    async fn execute(
+        &self,
+        tool: &dyn chassis_tools::Tool,
+        args: serde_json::Value,
+        context: &CallContext,
+    ) -> Called {
+        let config = &self.engine.drive;
+        let deadline = config.tool_deadline;
+        let call = async {
+            match tokio::time::timeout(deadline, tool.call(args, context)).await {
+                Ok(result) => result,
+                Err(_) => Err(chassis_tools::ToolError::indeterminate(format!(
+                    "`{}` did not answer within the engine's deadline of {}s",
+                    tool.def().name,
+                    deadline.as_secs()
+                ))),
+            }
+        };
+        tokio::pin!(call);
+        let Some(interrupt) = self.engine.interrupt.clone() else {
+            return Called::Done(call.await);
+        };
+        tokio::select! {
+            result = &mut call => Called::Done(result),
+            why = interrupt.triggered() => {
+                match tokio::time::timeout(config.tool_grace, &mut call).await {
+                    Ok(result) => Called::Done(result),
+                    Err(_) => Called::Interrupted(why),
+                }
+            }
+        }
     }
 }

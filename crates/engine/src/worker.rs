@@ -1,13 +1,15 @@
 //! Workers: claim runnable runs from a shared journal, drive each under a lease, give it back.
 //!
 //! A worker keeps up to `concurrency` runs in flight. Each is driven by
-//! [`Engine::resume_leased`], so every append is fenced by the run's lease, while a companion
-//! task renews the lease; when the lease is lost (it expired and another worker took the run),
+//! [`Engine::drive_claimed`], so every append is fenced by the run's lease, which the engine
+//! renews while it drives; when the lease is lost (it expired and another worker took the run),
 //! the worker stops driving that run at once and leaves it to the new owner. A run that ends,
-//! waits or parks is released; one whose drive failed is kept leased for a back-off, so a run
-//! that cannot be driven (its spec is gone, say) is retried slowly instead of being passed from
-//! worker to worker in a hot loop. A worker that dies simply stops renewing: its runs become
-//! claimable when their leases expire, and the next owner resumes them from the journal.
+//! waits or parks is released with the wake time its fold computes (an approval's expiry, a
+//! parked run's retry), so timers fire with nobody watching; one whose drive failed is kept
+//! leased for a back-off, so a run that cannot be driven (its spec is gone, say) is retried
+//! slowly instead of being passed from worker to worker in a hot loop. A worker that dies simply
+//! stops renewing: its runs become claimable when their leases expire (before younger queued
+//! work), and the next owner resumes them from the journal.
 //!
 //! Shutting down stops claiming, lets the runs in flight go on until a deadline, then stops
 //! driving the rest and releases their leases; they stay runnable, and nothing journaled is
@@ -18,11 +20,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_core::{Event, RunState, RunStatus};
+use chassis_core::RunStatus;
 use chassis_store::{Journal, Lease};
 use tokio::task::{Id, JoinSet};
 
-use crate::{Engine, Error, RunOutcome, now_ms};
+use crate::{Engine, Error, RunOutcome};
 
 /// How a worker claims, renews and gives back runs.
 #[derive(Clone, Debug)]
@@ -37,9 +39,6 @@ pub struct WorkerConfig {
     pub renew_every: Duration,
     /// Longest wait between two looks for work (PostgreSQL wakes idle workers sooner).
     pub poll_interval: Duration,
-    /// When a run parks because every model was unavailable, retry it after this long
-    /// (`None`: leave it parked until someone resumes it).
-    pub retry_paused: Option<Duration>,
     /// After a shutdown request, how long runs in flight may go on before they are given back.
     pub shutdown_grace: Duration,
     /// How long a run whose drive failed stays leased (hence untouched) before it is retried.
@@ -48,7 +47,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// The defaults: 16 runs at once, 30 s leases renewed every 10 s, a look for work at least
-    /// every second, parked runs retried after 60 s, 30 s of grace at shutdown.
+    /// every second, 30 s of grace at shutdown.
     pub fn new(name: impl Into<String>) -> WorkerConfig {
         WorkerConfig {
             name: name.into(),
@@ -56,7 +55,6 @@ impl WorkerConfig {
             lease_ttl: Duration::from_secs(30),
             renew_every: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
-            retry_paused: Some(Duration::from_secs(60)),
             shutdown_grace: Duration::from_secs(30),
             error_backoff: Duration::from_secs(60),
         }
@@ -88,6 +86,8 @@ pub struct WorkerReport {
     pub completed: u64,
     /// Runs driven to failure.
     pub failed: u64,
+    /// Runs that ended because a human cancelled them.
+    pub cancelled: u64,
     /// Runs left waiting for a human.
     pub waiting: u64,
     /// Runs left parked.
@@ -103,17 +103,15 @@ pub struct WorkerReport {
 impl WorkerReport {
     /// Runs whose drive ended (completed, failed, waiting or paused).
     pub fn driven(&self) -> u64 {
-        self.completed + self.failed + self.waiting + self.paused
+        self.completed + self.failed + self.cancelled + self.waiting + self.paused
     }
 }
 
 /// How one leased drive ended.
 enum Ended {
+    /// Driven until it stopped; the engine released the lease.
     Outcome(RunOutcome),
     LeaseLost,
-    /// Someone appended to the journal meanwhile (a human raising a limit, say): the run is
-    /// given back at once and replayed with what they wrote.
-    Overtaken,
     Failed(Error),
 }
 
@@ -124,10 +122,24 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker driving runs with `engine`.
-    pub fn new(engine: Arc<Engine>, mut config: WorkerConfig) -> Worker {
+    /// A worker driving runs with `engine`, holding leases under the worker's name.
+    pub fn new(engine: Engine, mut config: WorkerConfig) -> Worker {
         config.concurrency = config.concurrency.max(1);
-        Worker { engine, config }
+        let drive = crate::DriveConfig {
+            owner: config.name.clone(),
+            lease_ttl: config.lease_ttl,
+            renew_every: config.renew_every,
+            ..engine.drive_config().clone()
+        };
+        Worker {
+            engine: Arc::new(engine.with_drive_config(drive)),
+            config,
+        }
+    }
+
+    /// The engine the worker drives runs with.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// The worker's settings.
@@ -158,11 +170,7 @@ impl Worker {
                             report.claimed += 1;
                             tracing::info!(worker = %config.name, run_id = %lease.run_id, "claimed run");
                             let id = tasks
-                                .spawn(drive(
-                                    Arc::clone(&self.engine),
-                                    config.clone(),
-                                    lease.clone(),
-                                ))
+                                .spawn(drive(Arc::clone(&self.engine), lease.clone()))
                                 .id();
                             held.insert(id, lease);
                         }
@@ -267,20 +275,16 @@ impl Worker {
                 match outcome.status {
                     RunStatus::Completed => report.completed += 1,
                     RunStatus::Failed => report.failed += 1,
+                    RunStatus::Cancelled => report.cancelled += 1,
                     RunStatus::Waiting => report.waiting += 1,
                     RunStatus::Paused => report.paused += 1,
                     RunStatus::Running => {}
                 }
                 tracing::info!(worker = %self.config.name, run_id = %lease.run_id, status = %outcome.status, "run settled");
-                release(journal, &lease).await;
             }
             Ended::LeaseLost => {
                 report.lease_lost += 1;
                 tracing::warn!(worker = %self.config.name, run_id = %lease.run_id, "lease lost: stopped driving the run; another worker owns it now");
-            }
-            Ended::Overtaken => {
-                tracing::info!(worker = %self.config.name, run_id = %lease.run_id, "the journal moved under the run (a human's change?); giving it back to be replayed");
-                release(journal, &lease).await;
             }
             Ended::Failed(e) => {
                 report.errors += 1;
@@ -291,109 +295,23 @@ impl Worker {
     }
 }
 
-/// Drives one leased run, renewing its lease meanwhile, and settles its wake-up time.
-async fn drive(engine: Arc<Engine>, config: WorkerConfig, lease: Lease) -> (Lease, Ended) {
-    let journal = Arc::clone(engine.journal());
-    let ended = tokio::select! {
-        result = engine.resume_leased(&lease) => {
-            let settled = match result {
-                Ok(outcome) => settle(journal.as_ref(), &config, &lease, outcome).await,
-                Err(e) => Err(e),
-            };
-            match settled {
-                Ok(outcome) => Ended::Outcome(outcome),
-                Err(Error::Store(chassis_store::Error::LeaseLost { .. })) => Ended::LeaseLost,
-                Err(Error::Store(chassis_store::Error::SequenceConflict { .. })) => Ended::Overtaken,
-                Err(e) => Ended::Failed(e),
-            }
-        }
-        () = keep_renewed(journal.as_ref(), &config, &lease) => Ended::LeaseLost,
+/// Drives one leased run (the engine renews the lease meanwhile and releases it at the end).
+async fn drive(engine: Arc<Engine>, lease: Lease) -> (Lease, Ended) {
+    let ended = match engine.drive_claimed(&lease).await {
+        Ok(outcome) => Ended::Outcome(outcome),
+        Err(Error::Store(chassis_store::Error::LeaseLost { .. })) => Ended::LeaseLost,
+        Err(e) => Ended::Failed(e),
     };
     (lease, ended)
 }
 
-/// Renews `lease` every `renew_every`; returns only once it is lost.
-async fn keep_renewed(journal: &dyn Journal, config: &WorkerConfig, lease: &Lease) {
-    loop {
-        tokio::time::sleep(config.renew_every).await;
-        match journal.renew(lease, config.lease_ttl).await {
-            Ok(_) => {}
-            Err(chassis_store::Error::LeaseLost { .. }) => return,
-            // The lease may still hold; if it expires meanwhile, the next renewal (or the
-            // next append) finds out.
-            Err(e) => {
-                tracing::warn!(worker = %config.name, run_id = %lease.run_id, error = %e, "cannot renew the lease; retrying")
-            }
-        }
-    }
-}
-
-/// After a drive that stopped on a wait or a pause: makes sure the run is not runnable again
-/// for nothing, and schedules the retry of a run parked because no model was available.
-async fn settle(
-    journal: &dyn Journal,
-    config: &WorkerConfig,
-    lease: &Lease,
-    outcome: RunOutcome,
-) -> Result<RunOutcome, Error> {
-    if !matches!(outcome.status, RunStatus::Waiting | RunStatus::Paused) {
-        return Ok(outcome);
-    }
-    let records = journal.load(&lease.run_id).await?;
-    let state =
-        RunState::fold(records.iter().map(|r| &r.event)).map_err(|source| Error::Replay {
-            run_id: lease.run_id.clone(),
-            source,
-        })?;
-    // The lease was claimed `lease_ttl` before the expiry it was handed out with (the store's
-    // clock, which also stamps events): nothing stamped since means the wake-up that made
-    // the run claimable changed nothing (the human it waits for has not answered). The run
-    // would stay runnable and be claimed again and again; recording the wait again (fenced,
-    // so only if nothing else was appended meanwhile) makes it not runnable until woken.
-    let claimed_ms = lease
-        .until_ms
-        .saturating_sub(i64::try_from(config.lease_ttl.as_millis()).unwrap_or(i64::MAX));
-    if records.last().is_some_and(|last| last.at_ms < claimed_ms) {
-        let reason = state.waiting_reason.clone().unwrap_or_default();
-        let again = match state.status {
-            RunStatus::Paused => Event::RunPaused {
-                reason,
-                at_ms: now_ms(),
-            },
-            _ => Event::RunWaiting {
-                reason,
-                at_ms: now_ms(),
-            },
-        };
-        match journal.append_leased(lease, state.seq, &[again]).await {
-            Ok(_) => {
-                tracing::info!(run_id = %lease.run_id, status = %state.status, "woken without a change; still waiting");
-            }
-            // Something was appended meanwhile (a human answered): its wake-up stands.
-            Err(chassis_store::Error::SequenceConflict { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let unavailable = state
-        .model_failure
-        .as_ref()
-        .is_some_and(|(_, unavailable)| *unavailable);
-    if state.status == RunStatus::Paused
-        && unavailable
-        && let Some(retry) = config.retry_paused
-    {
-        let at_ms = i64::try_from(now_ms())
-            .unwrap_or(i64::MAX)
-            .saturating_add(i64::try_from(retry.as_millis()).unwrap_or(i64::MAX));
-        journal.wake(&lease.run_id, at_ms).await?;
-        tracing::info!(run_id = %lease.run_id, retry_in_s = retry.as_secs_f64(), "every model unavailable: run parked, retried later");
-    }
-    Ok(outcome)
-}
-
-/// Gives a run back; a failure is only logged (the lease then simply expires).
+/// Gives a run back at shutdown, its wake time as the journal's last write set it; a failure
+/// is only logged (the lease then simply expires).
 async fn release(journal: &Arc<dyn Journal>, lease: &Lease) {
-    if let Err(e) = journal.release(lease).await {
+    if let Err(e) = journal
+        .release(lease, u64::MAX, chassis_core::Wake::Never)
+        .await
+    {
         tracing::warn!(run_id = %lease.run_id, error = %e, "cannot release the lease; it will expire");
     }
 }

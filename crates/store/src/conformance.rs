@@ -651,6 +651,21 @@ pub async fn claim_run_names_the_holder(journal: Arc<dyn Journal>) {
         journal.claim_run("r3", "cli", LONG).await.unwrap().worker,
         "cli"
     );
+    // A holder known to be dead is taken over at once; anyone else's live lease is not.
+    let live = create_driven(journal.as_ref(), "r4", "crashed").await;
+    assert!(matches!(
+        journal.take_over("r4", "someone-else", "cli", LONG).await,
+        Err(Error::Held { .. })
+    ));
+    let taken = journal
+        .take_over("r4", "crashed", "cli", LONG)
+        .await
+        .unwrap();
+    assert_eq!(taken.worker, "cli");
+    assert!(matches!(
+        journal.append(&live, 1, &[requested(1)], Wake::Now).await,
+        Err(Error::LeaseLost { .. })
+    ));
 }
 
 /// Renewing keeps the token; a leased append still obeys the sequence rule.

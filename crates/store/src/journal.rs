@@ -180,6 +180,18 @@ pub trait Journal: Send + Sync {
     /// someone else holds a live lease on it ([`Error::Held`], naming them and until when).
     async fn claim_run(&self, run_id: &str, owner: &str, ttl: Duration) -> Result<Lease, Error>;
 
+    /// Leases one run to `owner` for `ttl` although `dead` still holds a live lease on it:
+    /// for a driver known to be gone (its process on this host no longer exists), so its run
+    /// need not wait for the lease to run out. [`Error::Held`] if someone other than `dead`
+    /// holds it.
+    async fn take_over(
+        &self,
+        run_id: &str,
+        dead: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, Error>;
+
     /// Extends a lease to `ttl` from now; [`Error::LeaseLost`] if another worker took the run
     /// or the lease was released.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error>;

@@ -153,10 +153,11 @@ impl Statements {
              FROM numbered WHERE runs.run_id = numbered.run_id
              RETURNING runs.run_id, runs.lease_token, runs.lease_until_ms"
         );
-        // $1 run_id, $2 owner, $3 token, $4 ttl ms.
+        // $1 run_id, $2 owner, $3 token, $4 ttl ms, $5 a holder known dead, or NULL.
         let claim_run = format!(
             "UPDATE runs SET lease_owner = $2, lease_token = $3, lease_until_ms = {now} + $4
-             WHERE run_id = $1 AND (lease_until_ms IS NULL OR lease_until_ms <= {now})
+             WHERE run_id = $1 AND (lease_until_ms IS NULL OR lease_until_ms <= {now}
+                                    OR lease_owner = $5)
              RETURNING lease_until_ms"
         );
         // $1 run_id, $2 token, $3 ttl ms.
@@ -229,7 +230,7 @@ impl Statements {
         )?;
         let (claim, claim_run, renew, release, next_ready) = tokio::try_join!(
             client.prepare_typed(&claim, &[T::TEXT, T::INT8, T::INT8, T::INT8]),
-            client.prepare_typed(&claim_run, &[T::TEXT, T::TEXT, T::INT8, T::INT8]),
+            client.prepare_typed(&claim_run, &[T::TEXT, T::TEXT, T::INT8, T::INT8, T::TEXT]),
             client.prepare_typed(&renew, &[T::TEXT, T::INT8, T::INT8]),
             client.prepare_typed(&release, &[T::TEXT, T::INT8, T::INT8, T::BOOL, T::INT8]),
             client.prepare_typed(&next_ready, &[]),
@@ -356,6 +357,46 @@ impl PostgresJournal {
             expected,
             actual,
         })
+    }
+    /// Leases one run unless someone (other than `dead`, if given) holds a live lease on it.
+    async fn claim_one(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        dead: Option<&str>,
+    ) -> Result<Lease, Error> {
+        let token = fresh_token();
+        let conn = self.pool.get().await?;
+        let row = conn
+            .client
+            .query_opt(
+                &conn.stmts.claim_run,
+                &[&run_id, &owner, &token_to_sql(token), &ttl_ms(ttl), &dead],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if let Some(row) = row {
+            return Ok(Lease {
+                run_id: run_id.to_string(),
+                worker: owner.to_string(),
+                token,
+                until_ms: row.get(0),
+            });
+        }
+        let holder = conn
+            .client
+            .query_opt(&conn.stmts.holder, &[&run_id])
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match holder {
+            None => Err(Error::RunNotFound(run_id.to_string())),
+            Some(row) => Err(Error::Held {
+                run_id: run_id.to_string(),
+                owner: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                until_ms: row.get::<_, Option<i64>>(1).unwrap_or(row.get(2)),
+            }),
+        }
     }
 }
 
@@ -578,37 +619,17 @@ impl Journal for PostgresJournal {
     }
 
     async fn claim_run(&self, run_id: &str, owner: &str, ttl: Duration) -> Result<Lease, Error> {
-        let token = fresh_token();
-        let conn = self.pool.get().await?;
-        let row = conn
-            .client
-            .query_opt(
-                &conn.stmts.claim_run,
-                &[&run_id, &owner, &token_to_sql(token), &ttl_ms(ttl)],
-            )
-            .await
-            .map_err(|e| self.db_err(e))?;
-        if let Some(row) = row {
-            return Ok(Lease {
-                run_id: run_id.to_string(),
-                worker: owner.to_string(),
-                token,
-                until_ms: row.get(0),
-            });
-        }
-        let holder = conn
-            .client
-            .query_opt(&conn.stmts.holder, &[&run_id])
-            .await
-            .map_err(|e| self.db_err(e))?;
-        match holder {
-            None => Err(Error::RunNotFound(run_id.to_string())),
-            Some(row) => Err(Error::Held {
-                run_id: run_id.to_string(),
-                owner: row.get::<_, Option<String>>(0).unwrap_or_default(),
-                until_ms: row.get::<_, Option<i64>>(1).unwrap_or(row.get(2)),
-            }),
-        }
+        self.claim_one(run_id, owner, ttl, None).await
+    }
+
+    async fn take_over(
+        &self,
+        run_id: &str,
+        dead: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, Error> {
+        self.claim_one(run_id, owner, ttl, Some(dead)).await
     }
 
     async fn release(&self, lease: &Lease, seen: u64, wake: Wake) -> Result<(), Error> {

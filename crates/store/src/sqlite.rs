@@ -93,6 +93,8 @@ enum Op {
         run_id: String,
         owner: String,
         ttl_ms: i64,
+        /// A holder known to be dead, whose live lease may be taken.
+        dead: Option<String>,
     },
     Renew {
         lease: Lease,
@@ -511,7 +513,8 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             run_id,
             owner,
             ttl_ms,
-        } => claim_run(conn, run_id, owner, *ttl_ms, now).map(Done::Lease),
+            dead,
+        } => claim_run(conn, run_id, owner, *ttl_ms, dead.as_deref(), now).map(Done::Lease),
         Op::Renew { lease, ttl_ms } => {
             let until_ms = now.saturating_add(*ttl_ms);
             let changed = conn
@@ -788,6 +791,7 @@ fn claim_run(
     run_id: &str,
     owner: &str,
     ttl_ms: i64,
+    dead: Option<&str>,
     now: i64,
 ) -> Result<Lease, ApplyError> {
     let row: Option<(Option<String>, Option<i64>)> = conn
@@ -796,7 +800,9 @@ fn claim_run(
         .optional()?;
     match row {
         None => Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string()))),
-        Some((owner_now, Some(until_ms))) if until_ms > now => {
+        Some((owner_now, Some(until_ms)))
+            if until_ms > now && (dead.is_none() || owner_now.as_deref() != dead) =>
+        {
             Err(ApplyError::Journal(Error::Held {
                 run_id: run_id.to_string(),
                 owner: owner_now.unwrap_or_default(),
@@ -989,6 +995,26 @@ impl Journal for SqliteJournal {
             run_id: run_id.to_string(),
             owner: owner.to_string(),
             ttl_ms: ttl_ms(ttl),
+            dead: None,
+        };
+        match self.submit(op).await? {
+            Done::Lease(lease) => Ok(lease),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    async fn take_over(
+        &self,
+        run_id: &str,
+        dead: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, Error> {
+        let op = Op::ClaimRun {
+            run_id: run_id.to_string(),
+            owner: owner.to_string(),
+            ttl_ms: ttl_ms(ttl),
+            dead: Some(dead.to_string()),
         };
         match self.submit(op).await? {
             Done::Lease(lease) => Ok(lease),

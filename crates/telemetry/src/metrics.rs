@@ -421,9 +421,7 @@ impl Observer for Metrics {
 /// The name of the tool a call of the latest reply is for.
 fn tool_name(state: &RunState, call_id: &str) -> String {
     state
-        .calls
-        .iter()
-        .find(|c| c.call.id == call_id)
+        .call(call_id)
         .map(|c| c.call.name.clone())
         .unwrap_or_default()
 }

@@ -340,7 +340,14 @@ impl Tracer {
                 span.attributes = vec![
                     KeyValue::str("gen_ai.operation.name", "execute_tool"),
                     KeyValue::str("gen_ai.tool.name", name),
-                    KeyValue::str("gen_ai.tool.call.id", call_id),
+                    // The provider's id for the call; the journal's is `chassis.call.id`.
+                    KeyValue::str(
+                        "gen_ai.tool.call.id",
+                        state
+                            .call(call_id)
+                            .map_or(call_id.as_str(), |c| c.call.id.as_str()),
+                    ),
+                    KeyValue::str("chassis.call.id", call_id),
                     KeyValue::str("gen_ai.tool.type", "function"),
                     KeyValue::str("chassis.tool.risk", risk.to_string()),
                     KeyValue::int("chassis.step", i64::from(state.steps)),

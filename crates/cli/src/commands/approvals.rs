@@ -1,13 +1,13 @@
 //! The approvals inbox: `chassis approvals`, `approve`, `reject`, `resolve`.
 //!
-//! Each decision is journaled (who, when, note) from this process; the run continues with
-//! `chassis resume RUN`, with `--resume` here, or on a worker, which the decision wakes.
+//! Each decision is journaled (who, when, note) with the run's wake-up in one write, from this
+//! process, whoever drives the run; the run continues with `chassis resume RUN`, with
+//! `--resume` here, or on a worker, which the decision wakes. Listing never writes.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use chassis_core::LimitName;
-use chassis_engine::{Engine, Resolution};
+use chassis_engine::{Cancelled, Engine, Resolution};
 
 use crate::commands::resume::os_user;
 use crate::commands::{open_existing_journal, print_outcome};
@@ -101,7 +101,7 @@ pub struct ResolveArgs {
     resume: bool,
 }
 
-/// Lists what waits for a human across all runs, applying passed timeouts first.
+/// Lists what waits for a human across all runs (reading only).
 pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
     let inbox = engine.inbox().await?;
@@ -114,35 +114,51 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
         return Ok(crate::exit::COMPLETED);
     }
     for item in &inbox {
-        let flag = if item.escalated { "  [ESCALATED]" } else { "" };
-        println!(
-            "{}  {}  {} {} ({}){flag}",
-            item.run_id,
-            item.call_id,
-            item.kind,
-            item.tool,
-            item.risk.as_deref().unwrap_or("-")
-        );
+        let flag = match (item.escalated, item.expired) {
+            (true, _) => "  [ESCALATED]",
+            (false, true) => "  [EXPIRED: its timeout applies when the run is next driven]",
+            (false, false) => "",
+        };
+        match item.kind.as_str() {
+            "approval" | "outcome_unknown" => println!(
+                "{}  {}  {} {} ({}){flag}",
+                item.run_id,
+                item.call_id,
+                item.kind,
+                item.tool,
+                item.risk.as_deref().unwrap_or("-")
+            ),
+            "limit" | "paused" => println!("{}  {} {}", item.run_id, item.kind, item.tool),
+            _ => println!("{}  {}", item.run_id, item.kind),
+        }
         println!("    agent     {}", item.agent);
-        println!("    arguments {}", item.args);
+        if !item.args.is_null() {
+            println!("    arguments {}", item.args);
+        }
+        if let Some(key) = &item.idempotency_key {
+            println!("    key       {key}");
+        }
         if let Some(reason) = &item.reason {
             println!("    reason    {}", crate::progress::clip(reason, 200));
         }
         for line in &item.context {
             println!("    | {}", crate::progress::clip(line, 160));
         }
+        let (run, call) = (&item.run_id, &item.call_id);
         let verbs = match item.kind.as_str() {
-            "outcome_unknown" => format!(
-                "chassis resolve {} {} --succeeded | --failed | --retry",
-                item.run_id, item.call_id
-            ),
+            "outcome_unknown" => {
+                format!("chassis resolve {run} {call} --succeeded | --failed | --retry")
+            }
             "limit" => format!(
-                "chassis approve {} limit --raise {}=VALUE   or   chassis reject {} limit --reason TEXT",
-                item.run_id, item.tool, item.run_id
+                "chassis approve {run} limit --raise {}=VALUE   or   chassis reject {run} limit --reason TEXT",
+                item.tool
             ),
+            "paused" => format!("chassis resume {run} --raise {}=VALUE", item.tool),
+            "interrupted" | "ready" => {
+                format!("chassis resume {run}   (or `--detach` to hand it to a worker)")
+            }
             _ => format!(
-                "chassis approve {} {}   or   chassis reject {} {} --reason TEXT",
-                item.run_id, item.call_id, item.run_id, item.call_id
+                "chassis approve {run} {call}   or   chassis reject {run} {call} --reason TEXT"
             ),
         };
         println!("    decide    {verbs}\n");
@@ -180,7 +196,9 @@ pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
             ))
             .into());
         }
-        return finish(engine, &args.run, &raises, &by, args.resume).await;
+        engine.raise_limits(&args.run, &raises, &by).await?;
+        eprintln!("raised the limit of run {} (by {by})", args.run);
+        return finish(engine, &args.run, args.resume).await;
     } else if !args.raise.is_empty() {
         return Err(UsageError("--raise only goes with the call id `limit`".to_string()).into());
     }
@@ -196,7 +214,7 @@ pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
         )
         .await?;
     eprintln!("approved {} in run {} (by {by})", args.call, args.run);
-    finish(engine, &args.run, &[], &by, args.resume).await
+    finish(engine, &args.run, args.resume).await
 }
 
 /// Rejects a call (the model gets the reason) or an escalated limit (the run fails).
@@ -204,12 +222,22 @@ pub async fn reject(db: &Path, args: RejectArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
-        engine.reject_limit(&args.run, &by, &args.reason).await?;
-        eprintln!(
-            "rejected the limit request of run {}; it has failed",
-            args.run
-        );
-        return Ok(crate::exit::FAILED);
+        return match engine.refuse_limit(&args.run, &by, &args.reason).await? {
+            Cancelled::Ended(outcome) => {
+                eprintln!(
+                    "rejected the limit request of run {}; it has {}",
+                    args.run, outcome.status
+                );
+                Ok(crate::exit::of_status(outcome.status))
+            }
+            Cancelled::Requested { driver } => {
+                eprintln!(
+                    "rejected the limit request of run {}; its driver ({driver}) fails it",
+                    args.run
+                );
+                Ok(crate::exit::FAILED)
+            }
+        };
     }
     engine
         .decide_approval(
@@ -223,7 +251,7 @@ pub async fn reject(db: &Path, args: RejectArgs) -> anyhow::Result<u8> {
         )
         .await?;
     eprintln!("rejected {} in run {} (by {by})", args.call, args.run);
-    finish(engine, &args.run, &[], &by, args.resume).await
+    finish(engine, &args.run, args.resume).await
 }
 
 /// Settles a call whose outcome is unknown.
@@ -245,37 +273,28 @@ pub async fn resolve(db: &Path, args: ResolveArgs) -> anyhow::Result<u8> {
         .resolve_outcome(&args.run, &args.call, resolution, &by, args.note)
         .await?;
     eprintln!("resolved {} in run {} (by {by})", args.call, args.run);
-    finish(engine, &args.run, &[], &by, args.resume).await
+    finish(engine, &args.run, args.resume).await
 }
 
 /// After a decision: continue the run here with `--resume`, or say how to.
-async fn finish(
-    engine: Engine,
-    run: &str,
-    raises: &[(LimitName, f64)],
-    by: &str,
-    resume: bool,
-) -> anyhow::Result<u8> {
+async fn finish(engine: Engine, run: &str, resume: bool) -> anyhow::Result<u8> {
     if resume {
-        let engine = engine.with_observer(Arc::new(Progress));
-        let outcome = engine.raise_and_resume(run, raises, by).await?;
-        return Ok(print_outcome(&outcome, false));
-    }
-    if !raises.is_empty() {
-        let state = engine.load(run).await?;
-        let events: Vec<chassis_core::Event> = raises
-            .iter()
-            .map(|&(limit, value)| chassis_core::Event::LimitRaised {
-                limit,
-                value,
-                by: by.to_string(),
-            })
-            .collect();
-        engine.journal().append(run, state.seq, &events).await?;
-        engine
-            .journal()
-            .wake(run, chassis_engine::now_ms() as i64)
-            .await?;
+        let engine = crate::telemetry()
+            .attach(engine)
+            .with_observer(Arc::new(Progress))
+            .with_interrupt(crate::signals::interrupt_on_signals());
+        let outcome = match engine.resume(run).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                crate::commands::resume::explain_held(&e, run);
+                return Err(e.into());
+            }
+        };
+        let code = print_outcome(&outcome, false);
+        if outcome.interrupted {
+            return Ok(crate::signals::report_interrupted(&outcome));
+        }
+        return Ok(code);
     }
     eprintln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
     Ok(crate::exit::WAITING)

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod bench;
+pub mod cancel;
 pub mod db;
 pub mod demo;
 pub mod eval;

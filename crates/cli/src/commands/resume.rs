@@ -29,7 +29,8 @@ pub struct Args {
     /// Who raises the limits, for the audit trail (default: the OS user)
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
-    /// Do not drive the run here: journal the raises, wake the run for a worker, return at once
+    /// Do not drive the run here: journal the raises and a request to resume (one write, which
+    /// wakes the run for a worker), and return at once
     #[arg(long)]
     detach: bool,
 }
@@ -66,6 +67,16 @@ pub fn os_user() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
+/// Says who drives a run another process holds; the error itself names them and until when.
+pub fn explain_held(error: &chassis_engine::Error, run: &str) {
+    if let chassis_engine::Error::Store(chassis_store::Error::Held { .. }) = error {
+        eprintln!(
+            "hint: only one process drives a run at a time; nothing was recorded. Wait for that \
+             driver to stop (`chassis show {run}`), or stop it; its lease then ends by itself"
+        );
+    }
+}
+
 /// Continues the run from its journal; a finished run just reports its outcome.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let raises = parse_raises(&args.raise)?;
@@ -73,12 +84,23 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         let by = args.by.clone().unwrap_or_else(os_user);
         return crate::commands::submit::wake(db, &args.run, &raises, &by, args.json).await;
     }
-    let mut engine = Engine::new(open_existing_journal(db).await?);
+    let mut engine = Engine::new(open_existing_journal(db).await?)
+        .with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
     if !args.quiet && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
     let by = args.by.clone().unwrap_or_else(os_user);
-    let outcome = engine.raise_and_resume(&args.run, &raises, &by).await?;
-    Ok(print_outcome(&outcome, args.json))
+    let outcome = match engine.raise_and_resume(&args.run, &raises, &by).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            explain_held(&e, &args.run);
+            return Err(e.into());
+        }
+    };
+    let code = print_outcome(&outcome, args.json);
+    if outcome.interrupted {
+        return Ok(crate::signals::report_interrupted(&outcome));
+    }
+    Ok(code)
 }

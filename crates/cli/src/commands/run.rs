@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chassis_engine::{Agent, Engine};
+use chassis_engine::{Agent, Engine, StartOptions};
 
 use crate::commands::{open_journal, print_outcome};
 use crate::progress::Progress;
@@ -32,12 +32,23 @@ pub struct Args {
     /// the run with a diff
     #[arg(long, value_name = "FILE", conflicts_with = "detach")]
     replay: Option<PathBuf>,
+    /// Makes a retry safe: a run started before with this key is continued (or its outcome
+    /// reported) instead of starting a second one
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
 }
 
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     if args.detach {
-        return crate::commands::submit::submit(db, &args.agent, &args.input, args.json).await;
+        return crate::commands::submit::submit(
+            db,
+            &args.agent,
+            &args.input,
+            args.idempotency_key.clone(),
+            args.json,
+        )
+        .await;
     }
     let mut agent = Agent::load(&args.agent).await?;
     let replay = crate::commands::eval::attach_cassette(
@@ -45,13 +56,22 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         args.record.as_deref(),
         args.replay.as_deref(),
     )?;
-    let mut engine = Engine::new(open_journal(db).await?);
+    let mut engine =
+        Engine::new(open_journal(db).await?).with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
     if !args.quiet && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
-    let outcome = engine.start(&agent, &args.input).await?;
+    let options = StartOptions {
+        idempotency_key: args.idempotency_key.clone(),
+        ..StartOptions::default()
+    };
+    let outcome = engine.start_with(&agent, &args.input, options).await?;
     crate::commands::eval::note_unused(replay.as_deref());
     agent.alerts.drain(std::time::Duration::from_secs(5)).await;
-    Ok(print_outcome(&outcome, args.json))
+    let code = print_outcome(&outcome, args.json);
+    if outcome.interrupted {
+        return Ok(crate::signals::report_interrupted(&outcome));
+    }
+    Ok(code)
 }

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use chassis_core::{Event, LimitName};
-use chassis_engine::{Agent, Engine, RunOutcome, now_ms};
+use chassis_core::LimitName;
+use chassis_engine::{Agent, Engine, RunOutcome, StartOptions};
 
 use crate::commands::{open_existing_journal, open_journal, print_outcome};
 
@@ -17,32 +16,63 @@ pub struct Args {
     /// The run's input (the first user message)
     #[arg(long, short)]
     input: String,
-    /// Print one JSON object {"run_id"} instead of the bare id
+    /// Makes a retry safe: the same key returns the run it first started
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// Print one JSON object {"run_id", "existing"} instead of the bare id
     #[arg(long)]
     json: bool,
 }
 
 /// Loads the agent (nothing is journaled if that fails), journals the run, prints its id.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    submit(db, &args.agent, &args.input, args.json).await
+    submit(
+        db,
+        &args.agent,
+        &args.input,
+        args.idempotency_key,
+        args.json,
+    )
+    .await
 }
 
 /// Journals a new run of the agent at `spec` on `input` without driving it; a worker
-/// (`chassis worker`) claims it. Prints the run id, or `{"run_id"}` with `json`.
-pub async fn submit(db: &Path, spec: &Path, input: &str, json: bool) -> anyhow::Result<u8> {
+/// (`chassis worker`) claims it. Prints the run id, or `{"run_id", "existing"}` with `json`.
+/// With an idempotency key used before, prints the run that key started.
+pub async fn submit(
+    db: &Path,
+    spec: &Path,
+    input: &str,
+    idempotency_key: Option<String>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let agent = Agent::load(spec).await?;
     let engine = Engine::new(open_journal(db).await?);
-    let run_id = engine.submit(&agent, input).await?;
+    let options = StartOptions {
+        idempotency_key,
+        ..StartOptions::default()
+    };
+    let submitted = engine.submit_with(&agent, input, options).await?;
     if json {
-        println!("{}", serde_json::json!({ "run_id": run_id }));
+        println!(
+            "{}",
+            serde_json::json!({ "run_id": submitted.run_id, "existing": submitted.existing })
+        );
     } else {
-        println!("{run_id}");
+        println!("{}", submitted.run_id);
+    }
+    if submitted.existing {
+        eprintln!(
+            "the idempotency key started run {} before; nothing new was submitted",
+            submitted.run_id
+        );
     }
     Ok(crate::exit::COMPLETED)
 }
 
-/// Hands an existing run to the workers: journals `raises` (with who raised them), then makes
-/// the run runnable now, and returns at once. A finished run just reports its outcome.
+/// Hands an existing run to the workers: journals `raises` (with who raised them) and a
+/// request to resume in one write, which makes the run runnable, and returns at once. A
+/// finished run just reports its outcome.
 pub async fn wake(
     db: &Path,
     run_id: &str,
@@ -53,39 +83,29 @@ pub async fn wake(
     let engine = Engine::new(open_existing_journal(db).await?);
     let state = engine.load(run_id).await?;
     if state.status.is_terminal() {
-        let outcome = RunOutcome {
-            run_id: run_id.to_string(),
-            status: state.status,
-            output: state.output.clone(),
-            reason: state.error.clone(),
-        };
-        return Ok(print_outcome(&outcome, json));
+        return Ok(print_outcome(&RunOutcome::of(run_id, &state), json));
     }
-    if !raises.is_empty() {
-        let events: Vec<Event> = raises
-            .iter()
-            .map(|&(limit, value)| Event::LimitRaised {
-                limit,
-                value,
-                by: by.to_string(),
-            })
-            .collect();
-        engine
-            .journal()
-            .append(run_id, state.seq, &events)
-            .await
-            .with_context(|| format!("run {run_id}: cannot journal the raised limits"))?;
-    }
-    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
-    engine.journal().wake(run_id, now).await?;
+    let after = engine.request_resume(run_id, raises, by).await?;
+    let woken = after.wake() == chassis_core::Wake::Now;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "run_id": run_id, "status": state.status.as_str(), "woken": true })
+            serde_json::json!({ "run_id": run_id, "status": after.status.as_str(), "woken": woken })
         );
     } else {
         println!("{run_id}");
-        eprintln!("run {run_id} ({}) handed to the workers", state.status);
+        if woken {
+            eprintln!("run {run_id} ({}) handed to the workers", after.status);
+        } else {
+            eprintln!(
+                "run {run_id} ({}) still waits for a human: {}",
+                after.status,
+                after
+                    .waiting_reason
+                    .as_deref()
+                    .unwrap_or("see `chassis approvals`")
+            );
+        }
     }
     Ok(crate::exit::COMPLETED)
 }

@@ -1,7 +1,6 @@
 //! `chassis worker`: drive submitted and woken runs until told to stop.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chassis_engine::{Engine, Worker, WorkerConfig, WorkerReport, default_worker_name};
@@ -24,9 +23,6 @@ pub struct Args {
     /// Longest wait between two looks for work; PostgreSQL announces new work sooner
     #[arg(long, default_value = "1s", value_parser = chassis_core::duration::parse, value_name = "DURATION")]
     poll_interval: Duration,
-    /// Retry a run parked because every model was unavailable after this long (0: never)
-    #[arg(long, default_value = "60s", value_parser = parse_optional, value_name = "DURATION")]
-    retry_paused: OrNever,
     /// On SIGTERM or Ctrl-C, how long runs in flight may go on before they are given back
     #[arg(long, default_value = "30s", value_parser = parse_optional, value_name = "DURATION")]
     shutdown_grace: OrNever,
@@ -70,12 +66,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     config.lease_ttl = args.lease_ttl;
     config.renew_every = renew_every;
     config.poll_interval = args.poll_interval;
-    config.retry_paused = args.retry_paused.0;
     config.shutdown_grace = args.shutdown_grace.0.unwrap_or(Duration::ZERO);
-    let worker = Worker::new(
-        Arc::new(crate::telemetry().attach(Engine::new(journal))),
-        config,
-    );
+    let worker = Worker::new(crate::telemetry().attach(Engine::new(journal)), config);
     let name = worker.config().name.clone();
     let grace = worker.config().shutdown_grace;
     eprintln!(
@@ -106,6 +98,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 "claimed": report.claimed,
                 "completed": report.completed,
                 "failed": report.failed,
+                "cancelled": report.cancelled,
                 "waiting": report.waiting,
                 "paused": report.paused,
                 "lease_lost": report.lease_lost,
@@ -120,11 +113,12 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
 /// The report as one line.
 fn summary(report: &WorkerReport) -> String {
     format!(
-        "{} runs claimed: {} completed, {} failed, {} waiting, {} paused; {} leases lost, \
-         {} errors; {} runs unfinished at the deadline given back (they stay runnable)",
+        "{} runs claimed: {} completed, {} failed, {} cancelled, {} waiting, {} paused; {} leases \
+         lost, {} errors; {} runs unfinished at the deadline given back (they stay runnable)",
         report.claimed,
         report.completed,
         report.failed,
+        report.cancelled,
         report.waiting,
         report.paused,
         report.lease_lost,
@@ -135,16 +129,5 @@ fn summary(report: &WorkerReport) -> String {
 
 /// Resolves on the first SIGTERM or Ctrl-C (SIGINT), naming it.
 async fn stop_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = tokio::signal::ctrl_c() => return "Ctrl-C",
-            }
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+    crate::signals::next_signal().await
 }

@@ -397,8 +397,16 @@ fn refused_calls_reach_the_model_as_their_tool_messages() {
         .expect("the request has messages");
     let tool_messages: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
     assert_eq!(tool_messages.len(), 2, "{messages:#?}");
-    for (message, refusal) in tool_messages.iter().zip(&refusals) {
-        assert_eq!(message["tool_call_id"], refusal["call_id"]);
+    // Results go back under the provider's ids; the journal names calls by step and place.
+    let asked: Vec<Value> = messages
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .flat_map(|m| m["tool_calls"].as_array().cloned().unwrap_or_default())
+        .map(|call| call["id"].clone())
+        .collect();
+    for (index, (message, refusal)) in tool_messages.iter().zip(&refusals).enumerate() {
+        assert_eq!(message["tool_call_id"], asked[index]);
+        assert_eq!(refusal["call_id"], format!("1.{index}"));
         assert_eq!(
             message["content"],
             format!(

@@ -178,10 +178,12 @@ fn a_paused_run_continues_once_resume_raises_the_limit() {
         1,
         "the second model call was not made: {journal:#?}"
     );
+    // A run paused at a limit waits for a human: it is listed, with what to raise.
+    let inbox = budget.inbox();
+    assert_eq!(inbox.len(), 1, "{inbox:#?}");
     assert_eq!(
-        budget.inbox(),
-        Vec::<Value>::new(),
-        "a pause is not an inbox item"
+        (inbox[0]["kind"].as_str(), inbox[0]["tool"].as_str()),
+        (Some("paused"), Some("max_steps"))
     );
 
     // Bad raises are usage errors that journal nothing.

@@ -1059,12 +1059,12 @@ fn db_migrate_prints_the_schema_version() {
     let out = run(chassis(&db).args(["db", "migrate"]));
     out.expect_code(0);
     assert!(
-        out.stdout.contains("schema version 3") && out.stdout.contains("new.db"),
+        out.stdout.contains("schema version 4") && out.stdout.contains("new.db"),
         "{out:#?}"
     );
     let out = run(chassis(&db).args(["db", "migrate", "--json"]));
     out.expect_code(0);
-    assert_eq!(out.json()["schema_version"], 3);
+    assert_eq!(out.json()["schema_version"], 4);
     // Read commands still refuse a missing file instead of creating it.
     let missing = dir.path().join("missing.db");
     let out = run(chassis(&missing).arg("runs"));
@@ -1119,7 +1119,7 @@ fn bad_postgres_targets_fail_clearly_and_write_nothing() {
     // A schema written by a newer chassis is refused untouched, and no run is written.
     let out = run(chassis(Path::new(&schema.url)).args(["db", "migrate", "--json"]));
     out.expect_code(0);
-    assert_eq!(out.json()["schema_version"], 1, "{out:#?}");
+    assert_eq!(out.json()["schema_version"], 2, "{out:#?}");
     schema.execute(
         &rt,
         "UPDATE chassis_meta SET value = '99' WHERE key = 'schema_version'",

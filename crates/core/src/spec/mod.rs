@@ -74,6 +74,9 @@ pub struct AgentSpec {
     pub fallbacks: Vec<ModelRef>,
     /// Invalid tool calls sent back to the model (to repair) before it is given up on.
     pub max_repairs: u32,
+    /// When every model is unavailable, the wait before a parked run's first retry, in ms
+    /// (`[model] park_retry`); doubled for each further retry, up to ten minutes.
+    pub park_retry_ms: u64,
     /// Timeout for establishing a connection to a provider.
     pub connect_timeout: Duration,
     /// Longest silence allowed between two chunks of a model's answer.
@@ -275,6 +278,7 @@ struct RawModel {
     connect_timeout: Option<String>,
     idle_timeout: Option<String>,
     max_repairs: Option<i64>,
+    park_retry: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -453,6 +457,14 @@ impl RawSpec {
                 ));
             }
         };
+        let park_retry = duration_or(
+            &self.model.park_retry,
+            Duration::from_millis(crate::event::DEFAULT_PARK_RETRY_MS),
+            "model.park_retry",
+        )?;
+        if park_retry.is_zero() {
+            return Err(invalid("model.park_retry", "must be greater than zero"));
+        }
         if self.model.max_tokens == Some(0) {
             return Err(invalid("model.max_tokens", "must be greater than zero"));
         }
@@ -504,6 +516,7 @@ impl RawSpec {
             model,
             fallbacks,
             max_repairs,
+            park_retry_ms: u64::try_from(park_retry.as_millis()).unwrap_or(u64::MAX),
             connect_timeout,
             idle_timeout,
             max_tokens: self.model.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),

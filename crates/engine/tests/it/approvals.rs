@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chassis_core::{Event, RiskClass, RunStatus};
 use chassis_engine::{Agent, Engine, Error, Resolution};
 use chassis_mock::{MockConfig, Script};
-use chassis_store::{Journal, SqliteJournal, Sync};
+use chassis_store::{Journal, ManualClock, SqliteJournal, Sync, Wake};
 
 use crate::{python, python_tool, write};
 
@@ -34,6 +34,8 @@ struct Setup {
     engine: Engine,
     agent: Agent,
     ledger: std::path::PathBuf,
+    journal: Arc<dyn Journal>,
+    clock: Arc<ManualClock>,
 }
 
 async fn setup(approvals: &str) -> Setup {
@@ -75,14 +77,19 @@ risk = "irreversible"
         ),
     );
     let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
-    let journal: Arc<dyn Journal> =
-        Arc::new(SqliteJournal::open(&root.join("j.db"), Sync::Normal).unwrap());
+    // Simulated time, shared by the journal and the engine: timers fire when the test says.
+    let clock = ManualClock::new(1_700_000_000_000);
+    let journal: Arc<dyn Journal> = Arc::new(
+        SqliteJournal::open_with_clock(&root.join("j.db"), Sync::Normal, clock.clone()).unwrap(),
+    );
     Setup {
         _dir: dir,
         _mock: mock,
-        engine: Engine::new(journal),
+        engine: Engine::new(Arc::clone(&journal)),
         agent,
         ledger,
+        journal,
+        clock,
     }
 }
 
@@ -129,7 +136,7 @@ async fn irreversible_call_waits_then_runs_with_edited_arguments_once() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
     assert!(err.to_string().contains("/amount"), "{err}");
     assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq, seq);
 
@@ -233,20 +240,119 @@ async fn deny_and_rules_on_arguments() {
     assert_eq!(ledger(&s).lines().count(), 1);
 }
 
+/// An approval's timeout fires at its expiry under a worker, with nobody listing the inbox;
+/// listing the inbox never writes (it shows the approval as expired). Simulated time: nothing
+/// sleeps.
 #[tokio::test]
-async fn an_approval_nobody_decides_times_out_when_the_inbox_is_touched() {
-    let s = setup("[approvals]\ntimeout = \"50ms\"\non_timeout = \"reject\"\n").await;
+async fn an_approval_nobody_decides_times_out_under_a_worker_and_the_inbox_never_writes() {
+    let s = setup("[approvals]\ntimeout = \"10m\"\non_timeout = \"reject\"\n").await;
     let outcome = s.engine.start(&s.agent, "go").await.unwrap();
     assert_eq!(outcome.status, RunStatus::Waiting);
-    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
-    assert!(
-        s.engine.inbox().await.unwrap().is_empty(),
-        "the timeout rejected it"
+    let seq = s.engine.load(&outcome.run_id).await.unwrap().seq;
+    let inbox = s.engine.inbox().await.unwrap();
+    assert_eq!((inbox.len(), inbox[0].expired), (1, false));
+
+    // Before the expiry, a worker finds nothing to do.
+    let report = run_worker_once(&s).await;
+    assert_eq!(report.claimed, 0, "{report:?}");
+
+    s.clock.advance(10 * 60 * 1000);
+    let inbox = s.engine.inbox().await.unwrap();
+    assert_eq!((inbox.len(), inbox[0].expired), (1, true));
+    assert_eq!(
+        s.engine.load(&outcome.run_id).await.unwrap().seq,
+        seq,
+        "listing the inbox wrote nothing"
     );
-    let done = s.engine.resume(&outcome.run_id).await.unwrap();
+
+    // At the expiry a worker claims the run and the timeout rejects the call.
+    let report = run_worker_once(&s).await;
+    assert_eq!((report.claimed, report.completed), (1, 1), "{report:?}");
+    let done = s.engine.load(&outcome.run_id).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
-    assert!(done.output.unwrap().contains("timeout rejected this call"));
+    assert!(
+        done.output.unwrap().contains("timeout rejected this call"),
+        "the model saw the rejection"
+    );
     assert_eq!(ledger(&s), "");
+    assert!(s.engine.inbox().await.unwrap().is_empty());
+}
+
+/// Runs a worker on the setup's journal until it has nothing left to claim.
+async fn run_worker_once(s: &Setup) -> chassis_engine::WorkerReport {
+    let mut config = chassis_engine::WorkerConfig::new("w");
+    config.poll_interval = std::time::Duration::from_millis(20);
+    let worker = chassis_engine::Worker::new(Engine::new(Arc::clone(&s.journal)), config);
+    let journal = Arc::clone(&s.journal);
+    worker
+        .run(async move {
+            // Stop once no run is runnable or held any more.
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let runs = journal
+                    .list(&chassis_store::ListFilter::default())
+                    .await
+                    .unwrap();
+                let now = i64::try_from(journal.clock().now_ms()).unwrap();
+                if runs
+                    .iter()
+                    .all(|r| r.lease.is_none() && r.wake_at_ms.is_none_or(|at| at > now))
+                {
+                    return;
+                }
+            }
+        })
+        .await
+}
+
+/// Only one process drives a run: a resume of a run another driver holds is refused, naming
+/// the holder, and journals nothing.
+#[tokio::test]
+async fn a_resume_of_a_run_driven_elsewhere_is_refused_and_journals_nothing() {
+    let s = setup("[approvals]\nirreversible = \"auto\"\n").await;
+    let outcome = s.engine.start(&s.agent, "go").await.unwrap();
+    let records = s.journal.load(&outcome.run_id).await.unwrap();
+    let cut = records
+        .iter()
+        .position(|r| matches!(r.event, Event::ToolStarted { .. }))
+        .unwrap();
+    // A run whose driver is alive and inside the irreversible call.
+    let prefix: Vec<Event> = records[..=cut].iter().map(|r| r.event.clone()).collect();
+    let held = s
+        .journal
+        .create(
+            &chassis_store::NewRun {
+                run_id: "run_held".into(),
+                agent: "payer".into(),
+                idempotency_key: None,
+            },
+            &prefix,
+            Wake::Now,
+            Some(&chassis_store::Driver {
+                owner: "worker-7".into(),
+                ttl: std::time::Duration::from_secs(60),
+            }),
+        )
+        .await
+        .unwrap();
+    let err = s.engine.resume("run_held").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Store(chassis_store::Error::Held { owner, .. }) if owner == "worker-7"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("worker-7"), "{err}");
+    assert_eq!(
+        s.journal.load("run_held").await.unwrap().len(),
+        prefix.len(),
+        "no false `outcome unknown` for a call still in flight"
+    );
+    // Once the lease runs out (the driver died), the run is taken over and the call is
+    // reported unknown, never repeated.
+    s.clock.advance(61_000);
+    let waiting = s.engine.resume("run_held").await.unwrap();
+    assert_eq!(waiting.status, RunStatus::Waiting);
+    drop(held);
+    assert_eq!(ledger(&s).lines().count(), 1, "only the first run paid");
 }
 
 #[tokio::test]
@@ -269,8 +375,11 @@ async fn an_interrupted_irreversible_call_is_settled_by_a_human_and_retried_with
             &chassis_store::NewRun {
                 run_id: crashed.into(),
                 agent: "payer".into(),
+                idempotency_key: None,
             },
             &prefix,
+            Wake::Now,
+            None,
         )
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_core::{Event, RunStatus};
+use chassis_core::{Event, LimitName, RunStatus};
 use chassis_engine::{Agent, Engine, Worker, WorkerConfig, WorkerReport};
 use chassis_mock::{MockConfig, MockHandle, Script};
 use chassis_store::{Journal, ListFilter, SqliteJournal, Sync};
@@ -48,7 +48,7 @@ struct Setup {
     _dir: tempfile::TempDir,
     root: PathBuf,
     journal: Arc<dyn Journal>,
-    engine: Arc<Engine>,
+    engine: Engine,
     agent: Agent,
     mock: Option<MockHandle>,
 }
@@ -57,6 +57,16 @@ impl Setup {
     /// An agent whose model is the mock (`latency` per reply), or, with `model_down`, a
     /// port nobody listens on.
     async fn new(latency: Duration, model_down: bool) -> Setup {
+        Setup::with_spec(latency, model_down, "", "").await
+    }
+
+    /// Like [`Setup::new`], with `model_extra` in the spec's `[model]` and `extra` at its end.
+    async fn with_spec(
+        latency: Duration,
+        model_down: bool,
+        model_extra: &str,
+        extra: &str,
+    ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let (mock, base_url) = if model_down {
@@ -89,6 +99,7 @@ prompt = "prompt.j2"
 [model]
 primary = "mock:model-a"
 timeout = "5s"
+{model_extra}
 
 [providers.mock]
 kind = "openai"
@@ -105,6 +116,7 @@ command = ["{python}", "tools/record.py", "{exec_log}", "{ledger}"]
 args_schema = {{ type = "object", properties = {{ line = {{ type = "string" }} }}, required = ["line"] }}
 risk = "irreversible"
 timeout = "60s"
+{extra}
 "#,
                 python = crate::python(),
                 exec_log = root.join("exec.log").display(),
@@ -114,7 +126,7 @@ timeout = "60s"
         let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
         let journal: Arc<dyn Journal> =
             Arc::new(SqliteJournal::open(&root.join("chassis.db"), Sync::Normal).unwrap());
-        let engine = Arc::new(Engine::new(Arc::clone(&journal)));
+        let engine = Engine::new(Arc::clone(&journal));
         Setup {
             _dir: dir,
             root,
@@ -136,7 +148,7 @@ timeout = "60s"
 
     /// Starts a worker; the returned handle stops it.
     fn start(&self, config: WorkerConfig) -> Running {
-        let worker = Worker::new(Arc::clone(&self.engine), config);
+        let worker = Worker::new(Engine::new(Arc::clone(&self.journal)), config);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             worker
@@ -332,20 +344,18 @@ async fn shutdown_gives_back_a_run_whose_next_owner_finds_the_outcome_unknown() 
         1
     );
 
-    // A wake-up that changes nothing (the human has not answered): the worker records the
-    // wait again instead of passing the run around in a hot loop.
-    let now = i64::try_from(chassis_engine::now_ms()).unwrap();
-    setup.journal.wake(&run_id, now).await.unwrap();
-    until("the wait is recorded again", || async {
-        let events = setup.events(&run_id).await;
-        count(&events, |e| matches!(e, Event::RunWaiting { .. })) == 2
-    })
-    .await;
+    // A decision that does not settle the call (a limit raised) leaves the run waiting: its
+    // wake time stays "never", so no worker claims it for nothing.
+    setup
+        .engine
+        .raise_limits(&run_id, &[(LimitName::MaxSteps, 50.0)], "ops")
+        .await
+        .unwrap();
     // Ten polls later, nobody has claimed it again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = second.stop().await;
-    assert_eq!(report.claimed, 2, "{report:?}");
-    assert_eq!(report.waiting, 2, "{report:?}");
+    assert_eq!(report.claimed, 1, "{report:?}");
+    assert_eq!(report.waiting, 1, "{report:?}");
     assert_eq!(setup.lines("exec.log").len(), 1, "the call ran once");
     assert!(
         setup
@@ -358,42 +368,56 @@ async fn shutdown_gives_back_a_run_whose_next_owner_finds_the_outcome_unknown() 
     );
 }
 
+/// A parked run is retried with backoff by whichever worker is there, as its fold schedules
+/// it; its retries never use up `max_model_calls`; past `max_park`, `on_limit` applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_parked_because_no_model_answers_is_retried_later() {
-    let setup = Setup::new(Duration::ZERO, true).await;
+async fn a_parked_run_is_retried_with_backoff_then_max_park_applies() {
+    let setup = Setup::with_spec(
+        Duration::ZERO,
+        true,
+        "park_retry = \"50ms\"",
+        "[limits]\nmax_model_calls = 2\nmax_park = \"1s\"\non_limit = { max_park = \"fail\" }",
+    )
+    .await;
     let run_id = setup.engine.submit(&setup.agent, "job").await.unwrap();
-    let mut config = setup.config("retrier");
-    config.retry_paused = Some(Duration::from_millis(200));
-    let worker = setup.start(config);
-    until("the run parked three times", || async {
-        let events = setup.events(&run_id).await;
-        count(&events, |e| matches!(e, Event::RunPaused { .. })) >= 3
+    let worker = setup.start(setup.config("retrier"));
+    until("the run failed at max_park", || async {
+        setup.count_status(RunStatus::Failed).await == 1
     })
     .await;
-    let report = worker.stop().await;
-    assert!(report.paused >= 3, "{report:?}");
-    assert_eq!(report.errors, 0, "{report:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_retries_a_parked_run_stays_parked() {
-    let setup = Setup::new(Duration::ZERO, true).await;
-    let run_id = setup.engine.submit(&setup.agent, "job").await.unwrap();
-    let mut config = setup.config("patient");
-    config.retry_paused = None;
-    let worker = setup.start(config);
-    until("the run parked", || async {
-        setup.count_status(RunStatus::Paused).await == 1
-    })
-    .await;
-    // Ten polls later, nobody has claimed it again.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let report = worker.stop().await;
     let events = setup.events(&run_id).await;
-    assert_eq!(
-        count(&events, |e| matches!(e, Event::RunPaused { .. })),
-        1,
+    let parks = count(&events, |e| matches!(e, Event::RunPaused { .. }));
+    assert!(parks >= 3, "parked {parks} times: {events:#?}");
+    assert!(report.paused >= 3, "{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    // Each park waited longer than the one before (the fold's backoff, doubling).
+    let records = setup.journal.load(&run_id).await.unwrap();
+    let paused_at: Vec<i64> = records
+        .iter()
+        .filter(|r| matches!(r.event, Event::RunPaused { .. }))
+        .map(|r| r.at_ms)
+        .collect();
+    let gaps: Vec<i64> = paused_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|gap| *gap >= 50), "{gaps:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::LimitReached {
+                limit: LimitName::MaxPark,
+                ..
+            }
+        )),
         "{events:#?}"
     );
-    assert_eq!(report.claimed, 1, "{report:?}");
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::LimitReached {
+                limit: LimitName::MaxModelCalls,
+                ..
+            }
+        )),
+        "retries of a parked run used up max_model_calls: {events:#?}"
+    );
 }

@@ -178,7 +178,17 @@ async fn a_run_is_exported_as_a_genai_span_tree() {
     assert_eq!(tool.span_id, ids::span_id(&outcome.run_id, seq).to_vec());
     assert_eq!(text(tool, "gen_ai.operation.name"), "execute_tool");
     assert_eq!(text(tool, "gen_ai.tool.name"), "read_file");
-    assert_eq!(text(tool, "gen_ai.tool.call.id"), call_id);
+    assert_eq!(text(tool, "chassis.call.id"), call_id);
+    let provider_id = records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::ModelResponded { message, .. } => {
+                message.tool_calls.first().map(|c| c.id.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(text(tool, "gen_ai.tool.call.id"), provider_id);
     assert!(chats[0].end_time_unix_nano <= tool.start_time_unix_nano);
     assert!(tool.end_time_unix_nano <= chats[1].start_time_unix_nano);
 
