@@ -186,8 +186,12 @@ pub struct CallState {
     /// The call as the model made it, its provider id made unique within the reply (the id
     /// echoed back to the provider with the result).
     pub call: ToolCall,
-    /// Set once the intent was journaled (`tool_started`).
+    /// Set once the intent was journaled (`tool_started`); cleared when a human asks for an
+    /// unknown outcome to be retried.
     pub started: Option<RiskClass>,
+    /// Set once the call counted toward `max_tool_calls` and loop detection: its first start.
+    /// A repeat of the same call (after a crash, or a human's retry) does not count again.
+    pub counted: bool,
     /// Set once the call has a result for the model.
     pub resolved: bool,
     /// Set when the call may have acted but its outcome is not journaled (a crash, a timeout,
@@ -527,6 +531,7 @@ impl RunState {
                 approval: Approval::None,
                 call: call.clone(),
                 started: None,
+                counted: false,
                 resolved: false,
                 outcome_unknown: false,
                 requested_at_ms: None,
@@ -553,8 +558,9 @@ impl RunState {
                 ..
             } => {
                 let call = self.call_mut(call_id, at)?;
-                let first_start = call.started.is_none();
+                let first_start = !call.counted;
                 call.started = Some(*risk);
+                call.counted = true;
                 if first_start {
                     self.tool_calls = self.tool_calls.saturating_add(1);
                     let count = self.call_counts.entry(call_key(name, args)).or_default();

@@ -7,6 +7,7 @@
 mod approvals;
 mod commands;
 mod crash;
+mod drivers;
 mod eval;
 mod limits;
 mod observability;

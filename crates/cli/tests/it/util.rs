@@ -101,6 +101,30 @@ impl Spawned {
         }
     }
 
+    /// The process id (and process group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (it is reaped if so).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, as a service manager stops it.
+    #[allow(
+        unsafe_code,
+        reason = "std cannot send SIGTERM; the process is one this test started"
+    )]
+    pub fn terminate(self) -> Output {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) takes no pointers.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        self.finish()
+    }
+
     /// Waits for the process to exit (at most [`COMMAND_TIMEOUT`]) and collects its output.
     pub fn finish(mut self) -> Output {
         let deadline = Instant::now() + COMMAND_TIMEOUT;

@@ -3,6 +3,7 @@
 mod anthropic;
 mod approvals;
 mod degrade;
+mod drivers;
 mod limits;
 mod resilience;
 mod rust_tools;
