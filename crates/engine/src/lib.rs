@@ -14,7 +14,7 @@ mod tokens;
 mod version;
 mod worker;
 
-pub use agent::{Agent, LoadError};
+pub use agent::{Agent, Checked, LoadError};
 pub use alerts::Alerts;
 pub use approvals::{Inbox, InboxItem, Resolution};
 pub use error::Error;

@@ -25,7 +25,7 @@ pub struct ListArgs {
 /// Arguments of `chassis approve`.
 #[derive(clap::Args)]
 pub struct ApproveArgs {
-    /// The run
+    /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call id (see `chassis approvals`), or `limit` for an escalated limit
     call: String,
@@ -49,7 +49,7 @@ pub struct ApproveArgs {
 /// Arguments of `chassis reject`.
 #[derive(clap::Args)]
 pub struct RejectArgs {
-    /// The run
+    /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call id, or `limit` for an escalated limit
     call: String,
@@ -71,7 +71,7 @@ pub struct RejectArgs {
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("outcome").required(true).args(["succeeded", "failed", "retry"])))]
 pub struct ResolveArgs {
-    /// The run
+    /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call whose outcome is unknown
     call: String,
@@ -106,16 +106,16 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
     let inbox = engine.inbox().await?;
     if args.json {
-        println!("{}", serde_json::to_string(&inbox)?);
+        outln!("{}", serde_json::to_string(&inbox)?);
         return Ok(crate::exit::COMPLETED);
     }
     if inbox.is_empty() {
-        println!("nothing waits for a human");
+        outln!("nothing waits for a human");
         return Ok(crate::exit::COMPLETED);
     }
     for item in &inbox {
         let flag = if item.escalated { "  [ESCALATED]" } else { "" };
-        println!(
+        outln!(
             "{}  {}  {} {} ({}){flag}",
             item.run_id,
             item.call_id,
@@ -123,13 +123,19 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
             item.tool,
             item.risk.as_deref().unwrap_or("-")
         );
-        println!("    agent     {}", item.agent);
-        println!("    arguments {}", item.args);
+        outln!("    agent     {}", item.agent);
+        outln!("    arguments {}", item.args);
         if let Some(reason) = &item.reason {
-            println!("    reason    {}", crate::progress::clip(reason, 200));
+            outln!(
+                "    reason    {}",
+                crate::progress::clip(reason, 200, crate::style::Style::stdout())
+            );
         }
         for line in &item.context {
-            println!("    | {}", crate::progress::clip(line, 160));
+            outln!(
+                "    | {}",
+                crate::progress::clip(line, 160, crate::style::Style::stdout())
+            );
         }
         let verbs = match item.kind.as_str() {
             "outcome_unknown" => format!(
@@ -145,14 +151,15 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
                 item.run_id, item.call_id, item.run_id, item.call_id
             ),
         };
-        println!("    decide    {verbs}\n");
+        outln!("    decide    {verbs}\n");
     }
     Ok(crate::exit::COMPLETED)
 }
 
 /// Approves a call (optionally with edited arguments) or raises an escalated limit.
-pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
+pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
+    args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         if args.raise.is_empty() {
@@ -195,17 +202,18 @@ pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
             None,
         )
         .await?;
-    eprintln!("approved {} in run {} (by {by})", args.call, args.run);
+    noteln!("approved {} in run {} (by {by})", args.call, args.run);
     finish(engine, &args.run, &[], &by, args.resume).await
 }
 
 /// Rejects a call (the model gets the reason) or an escalated limit (the run fails).
-pub async fn reject(db: &Path, args: RejectArgs) -> anyhow::Result<u8> {
+pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
+    args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         engine.reject_limit(&args.run, &by, &args.reason).await?;
-        eprintln!(
+        noteln!(
             "rejected the limit request of run {}; it has failed",
             args.run
         );
@@ -222,13 +230,14 @@ pub async fn reject(db: &Path, args: RejectArgs) -> anyhow::Result<u8> {
             Some(args.reason),
         )
         .await?;
-    eprintln!("rejected {} in run {} (by {by})", args.call, args.run);
+    noteln!("rejected {} in run {} (by {by})", args.call, args.run);
     finish(engine, &args.run, &[], &by, args.resume).await
 }
 
 /// Settles a call whose outcome is unknown.
-pub async fn resolve(db: &Path, args: ResolveArgs) -> anyhow::Result<u8> {
+pub async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
+    args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     let resolution = if args.succeeded {
         Resolution::Succeeded {
@@ -244,7 +253,7 @@ pub async fn resolve(db: &Path, args: ResolveArgs) -> anyhow::Result<u8> {
     engine
         .resolve_outcome(&args.run, &args.call, resolution, &by, args.note)
         .await?;
-    eprintln!("resolved {} in run {} (by {by})", args.call, args.run);
+    noteln!("resolved {} in run {} (by {by})", args.call, args.run);
     finish(engine, &args.run, &[], &by, args.resume).await
 }
 
@@ -277,6 +286,6 @@ async fn finish(
             .wake(run, chassis_engine::now_ms() as i64)
             .await?;
     }
-    eprintln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
+    noteln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
     Ok(crate::exit::WAITING)
 }

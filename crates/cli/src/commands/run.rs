@@ -1,4 +1,4 @@
-//! `chassis run AGENT.toml --input TEXT`.
+//! `chassis run AGENT.toml --input TEXT` (or `--input -`, `--input-file PATH`, `--var K=V`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,15 +13,11 @@ use crate::progress::Progress;
 pub struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
-    /// The run's input (the first user message)
-    #[arg(long, short)]
-    input: String,
+    #[command(flatten)]
+    input: crate::commands::input::InputArgs,
     /// Print one JSON object {"run_id", "status", "output"} instead of the answer
     #[arg(long)]
     json: bool,
-    /// Do not print progress on stderr
-    #[arg(long, short)]
-    quiet: bool,
     /// Only journal the run and print its id, for a worker to drive (as `chassis submit`)
     #[arg(long)]
     detach: bool,
@@ -36,10 +32,11 @@ pub struct Args {
 
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let input = args.input.read()?;
     if args.detach {
-        return crate::commands::submit::submit(db, &args.agent, &args.input, args.json).await;
+        return crate::commands::submit::submit(db, &args.agent, &input, args.json).await;
     }
-    let mut agent = Agent::load(&args.agent).await?;
+    let mut agent = Agent::load(&args.agent).await?.with_vars(input.json_vars());
     let replay = crate::commands::eval::attach_cassette(
         &mut agent,
         args.record.as_deref(),
@@ -47,10 +44,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     )?;
     let mut engine = Engine::new(open_journal(db).await?);
     engine = crate::telemetry().attach(engine);
-    if !args.quiet && !args.json {
+    if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
-    let outcome = engine.start(&agent, &args.input).await?;
+    let outcome = engine.start(&agent, &input.text).await?;
     crate::commands::eval::note_unused(replay.as_deref());
     agent.alerts.drain(std::time::Duration::from_secs(5)).await;
     Ok(print_outcome(&outcome, args.json))

@@ -7,6 +7,7 @@ use chassis_store::ListFilter;
 
 use crate::commands::open_existing_journal;
 use crate::exit::UsageError;
+use crate::progress::usd;
 
 /// Arguments of `chassis runs`.
 #[derive(clap::Args)]
@@ -91,16 +92,22 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
         return Ok(crate::exit::COMPLETED);
     }
     if runs.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return Ok(crate::exit::COMPLETED);
     }
-    println!(
+    outln!(
         "{:<32} {:<20} {:<12} {:<10} {:>5} {:>9} {:>10}  UPDATED",
-        "RUN", "AGENT", "VERSION", "STATUS", "STEPS", "TOKENS", "COST"
+        "RUN",
+        "AGENT",
+        "VERSION",
+        "STATUS",
+        "STEPS",
+        "TOKENS",
+        "COST"
     );
     let now = now_ms();
     for (r, state) in runs.iter().zip(&usage) {
@@ -112,8 +119,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                     "unknown".to_string()
                 } else {
                     format!(
-                        "${:.4}{}",
-                        s.cost_usd,
+                        "{}{}",
+                        usd(s.cost_usd),
                         if s.unpriced_calls > 0 { "+" } else { "" }
                     )
                 },
@@ -121,7 +128,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             None => ("?".into(), "?".into(), "?".into()),
         };
         let version = state.as_ref().map_or("?", |s| version_of(s));
-        println!(
+        outln!(
             "{:<32} {:<20} {:<12} {:<10} {:>5} {:>9} {:>10}  {}",
             r.run_id,
             r.agent,
@@ -224,16 +231,24 @@ fn print_by_version(runs: &[chassis_store::RunSummary], states: &[Option<RunStat
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
         return;
     }
     if groups.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return;
     }
-    println!(
+    outln!(
         "{:<20} {:<12} {:<12} {:>5} {:>9} {:>6} {:>7} {:>6} {:>10}  LAST",
-        "AGENT", "VERSION", "LABEL", "RUNS", "COMPLETED", "FAILED", "WAITING", "STEPS", "AVG COST"
+        "AGENT",
+        "VERSION",
+        "LABEL",
+        "RUNS",
+        "COMPLETED",
+        "FAILED",
+        "WAITING",
+        "STEPS",
+        "AVG COST"
     );
     let now = now_ms();
     for g in &groups {
@@ -243,11 +258,12 @@ fn print_by_version(runs: &[chassis_store::RunSummary], states: &[Option<RunStat
             "unknown".to_string()
         } else {
             format!(
-                "${avg_cost:.4}{}",
+                "{}{}",
+                usd(avg_cost),
                 if g.unpriced_calls > 0 { "+" } else { "" }
             )
         };
-        println!(
+        outln!(
             "{:<20} {:<12} {:<12} {:>5} {:>9} {:>6} {:>7} {:>6.1} {:>10}  {}",
             g.agent,
             if g.version.is_empty() {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use chassis_core::{Event, LimitName};
 use chassis_engine::{Agent, Engine, RunOutcome, now_ms};
 
+use crate::commands::input::Input;
 use crate::commands::{open_existing_journal, open_journal, print_outcome};
 
 /// Arguments of `chassis submit`.
@@ -14,9 +15,8 @@ use crate::commands::{open_existing_journal, open_journal, print_outcome};
 pub struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
-    /// The run's input (the first user message)
-    #[arg(long, short)]
-    input: String,
+    #[command(flatten)]
+    input: crate::commands::input::InputArgs,
     /// Print one JSON object {"run_id"} instead of the bare id
     #[arg(long)]
     json: bool,
@@ -24,19 +24,20 @@ pub struct Args {
 
 /// Loads the agent (nothing is journaled if that fails), journals the run, prints its id.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    submit(db, &args.agent, &args.input, args.json).await
+    let input = args.input.read()?;
+    submit(db, &args.agent, &input, args.json).await
 }
 
 /// Journals a new run of the agent at `spec` on `input` without driving it; a worker
 /// (`chassis worker`) claims it. Prints the run id, or `{"run_id"}` with `json`.
-pub async fn submit(db: &Path, spec: &Path, input: &str, json: bool) -> anyhow::Result<u8> {
-    let agent = Agent::load(spec).await?;
+pub async fn submit(db: &Path, spec: &Path, input: &Input, json: bool) -> anyhow::Result<u8> {
+    let agent = Agent::load(spec).await?.with_vars(input.json_vars());
     let engine = Engine::new(open_journal(db).await?);
-    let run_id = engine.submit(&agent, input).await?;
+    let run_id = engine.submit(&agent, &input.text).await?;
     if json {
-        println!("{}", serde_json::json!({ "run_id": run_id }));
+        outln!("{}", serde_json::json!({ "run_id": run_id }));
     } else {
-        println!("{run_id}");
+        outln!("{run_id}");
     }
     Ok(crate::exit::COMPLETED)
 }
@@ -79,13 +80,13 @@ pub async fn wake(
     let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
     engine.journal().wake(run_id, now).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "run_id": run_id, "status": state.status.as_str(), "woken": true })
         );
     } else {
-        println!("{run_id}");
-        eprintln!("run {run_id} ({}) handed to the workers", state.status);
+        outln!("{run_id}");
+        noteln!("run {run_id} ({}) handed to the workers", state.status);
     }
     Ok(crate::exit::COMPLETED)
 }
