@@ -32,7 +32,8 @@ struct Cli {
     #[arg(long, global = true, env = "CHASSIS_DB", value_name = "PATH|URL")]
     db: Option<PathBuf>,
 
-    /// No warnings, notes or progress on stderr: only errors (results still go to stdout)
+    /// No warnings, notes or progress on stderr: only errors and alerts (results still go to
+    /// stdout)
     #[arg(long, short, global = true)]
     quiet: bool,
 
@@ -127,10 +128,11 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     out::set_quiet(cli.quiet);
-    // Under -q only errors are logged, unless a filter was asked for by name.
+    // Under -q only errors and alerts are logged (an alert is how a configured notification
+    // reaches the log, not a warning to silence), unless a filter was asked for by name.
     let log_given = matches.value_source("log") != Some(clap::parser::ValueSource::DefaultValue);
     let filter = if cli.quiet && !log_given {
-        "error"
+        "error,chassis_engine::alerts=warn"
     } else {
         cli.log.as_str()
     };
@@ -154,7 +156,8 @@ fn main() -> ExitCode {
             Err(e) => return Err(exit::UsageError(e.to_string()).into()),
         };
         if let Some(addr) = telemetry.metrics_addr() {
-            noteln!("metrics: http://{addr}/metrics");
+            // Printed even under -q: with port 0 it is the only way to learn the address.
+            errln!("metrics: http://{addr}/metrics");
         }
         let result = match cli.command {
             Command::Run(args) => commands::run::run(&db, args).await,

@@ -12,7 +12,8 @@ use crate::progress::usd;
 /// Arguments of `chassis runs`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only runs in this status: running, waiting, paused, completed, failed
+    /// Only runs in this status: queued (submitted, not yet picked up), running, waiting,
+    /// paused, completed, failed
     #[arg(long)]
     status: Option<String>,
     /// Only runs of this agent
@@ -34,10 +35,12 @@ pub struct Args {
 
 /// Lists runs, newest first.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let only_queued = args.status.as_deref() == Some(QUEUED);
     let status = match &args.status {
+        Some(_) if only_queued => Some(RunStatus::Running),
         Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
             UsageError(format!(
-                "--status: unknown status `{text}` (use running, waiting, paused, completed or failed)"
+                "--status: unknown status `{text}` (use queued, running, waiting, paused, completed or failed)"
             ))
         })?),
         None => None,
@@ -47,10 +50,18 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         .list(&ListFilter {
             status,
             agent: args.agent.clone(),
-            // A version filter reads every run and applies the limit after filtering.
-            limit: args.agent_version.is_none().then_some(args.limit),
+            // A version or queued filter reads every run and applies the limit after filtering.
+            limit: (args.agent_version.is_none() && !only_queued).then_some(args.limit),
         })
         .await?;
+    let runs: Vec<_> = if only_queued {
+        runs.into_iter()
+            .filter(is_queued)
+            .take(args.limit)
+            .collect()
+    } else {
+        runs
+    };
     // Usage and cost are folded from each listed run's journal (the list is bounded).
     let mut usage = Vec::with_capacity(runs.len());
     for r in &runs {
@@ -79,6 +90,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                     "run_id": r.run_id,
                     "agent": r.agent,
                     "status": r.status.as_str(),
+                    "queued": is_queued(r),
                     "events": r.last_seq,
                     "created_ms": r.created_ms,
                     "updated_ms": r.updated_ms,
@@ -133,7 +145,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             r.run_id,
             r.agent,
             version,
-            r.status.as_str(),
+            shown_status(r),
             steps,
             tokens,
             cost,
@@ -141,6 +153,24 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::COMPLETED)
+}
+
+/// How a run that was submitted and not yet picked up by a worker is shown.
+const QUEUED: &str = "queued";
+
+/// Whether a run was submitted and never picked up: nothing was journaled after its
+/// `run_started` (a worker that claims a run journals `run_resumed` before anything else).
+fn is_queued(run: &chassis_store::RunSummary) -> bool {
+    run.status == RunStatus::Running && run.last_seq == 1
+}
+
+/// The run's status as the table shows it: `queued` for a run no worker has picked up yet.
+fn shown_status(run: &chassis_store::RunSummary) -> &'static str {
+    if is_queued(run) {
+        QUEUED
+    } else {
+        run.status.as_str()
+    }
 }
 
 fn now_ms() -> i64 {

@@ -1,4 +1,5 @@
 //! `chassis stats [--agent A] [--since T] [--json]`: how runs go, from the journal alone.
+//! Runs of evaluation suites are left out unless `--include-eval`.
 
 use std::path::Path;
 
@@ -22,6 +23,21 @@ pub struct Args {
     /// last entry (agent null) covers every agent
     #[arg(long)]
     json: bool,
+    /// Count the runs of evaluation suites too (left out by default: they are tests, not
+    /// traffic)
+    #[arg(long)]
+    include_eval: bool,
+}
+
+/// The tag `chassis eval` puts on the runs of a suite.
+const EVAL_TAG: &str = "eval.suite";
+
+/// Whether a run was started by an evaluation suite.
+fn is_eval(records: &[chassis_store::Record]) -> bool {
+    matches!(
+        records.first().map(|r| &r.event),
+        Some(chassis_core::Event::RunStarted(start)) if start.tags.contains_key(EVAL_TAG)
+    )
 }
 
 /// Completion rate, error rate, escalation frequency, average cost and time to completion,
@@ -43,6 +59,9 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         .filter(|r| since_ms.is_none_or(|s| r.created_ms >= s as i64))
     {
         let records = journal.load(&run.run_id).await?;
+        if !args.include_eval && is_eval(&records) {
+            continue;
+        }
         if let Some(f) = RunFacts::of(run, &records) {
             facts.push(f);
         }
