@@ -40,16 +40,7 @@ impl Line {
     }
 }
 
-/// Dollars with enough digits that a small cost never shows as zero: two significant
-/// digits below a tenth of a cent (`$0.000012`), four decimals otherwise (`$0.0123`).
-pub fn usd(amount: f64) -> String {
-    if amount == 0.0 || !amount.is_finite() {
-        return format!("${amount:.4}");
-    }
-    let magnitude = amount.abs().log10().floor() as i32;
-    let decimals = (1 - magnitude).clamp(4, 12) as usize;
-    format!("${amount:.decimals$}")
-}
+pub use chassis_core::limits::usd;
 
 /// A run's cost: dollars, marked as a lower bound when some calls had no known price.
 pub fn cost(amount: f64, unpriced_calls: u32) -> String {

@@ -69,13 +69,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     } else {
         format!("cd {} && ", args.dir.display())
     };
-    noteln!("\nagent {name} written; next:");
-    noteln!("  {cd}chassis check agent.toml");
-    noteln!("  chassis mock-model --script mock-script.toml --port 8089 &");
-    noteln!(
-        "  OPENAI_BASE_URL=http://127.0.0.1:8089/v1 chassis run agent.toml --input \"Count the words in: the quick brown fox\""
-    );
-    noteln!("  OPENAI_BASE_URL=http://127.0.0.1:8089/v1 chassis eval suite.toml");
+    noteln!("\nagent {name} written; try it against the mock model, no API key needed:");
+    noteln!("  {cd}chassis mock-model --script mock-script.toml --port 8089 &");
+    noteln!("  export OPENAI_BASE_URL=http://127.0.0.1:8089/v1");
+    noteln!("  chassis check agent.toml");
+    noteln!("  chassis run agent.toml --input \"Count the words in: the quick brown fox\"");
+    noteln!("  chassis eval suite.toml");
     Ok(crate::exit::COMPLETED)
 }
 

@@ -70,9 +70,14 @@ fn init_then_check_then_run_then_eval_against_the_mock() {
     assert!(project.join(".chassis").is_dir(), "the project's journal");
     let spec = std::fs::read_to_string(project.join("agent.toml")).expect("read the spec");
     assert!(spec.contains("name = \"word-desk\""), "{spec}");
+    assert!(
+        spec.contains("OPENAI_BASE_URL=http://127.0.0.1:8089/v1 chassis run agent.toml"),
+        "the spec says how to run against the mock: {spec}"
+    );
     let readme = std::fs::read_to_string(project.join("README.md")).expect("read the README");
     assert!(
-        readme.contains("OPENAI_BASE_URL=http://127.0.0.1:8089/v1 chassis run agent.toml"),
+        readme.contains("chassis mock-model --script mock-script.toml --port 8089")
+            && readme.contains("export OPENAI_BASE_URL=http://127.0.0.1:8089/v1"),
         "the README says how to run against the mock: {readme}"
     );
 
@@ -217,4 +222,103 @@ fn completion_scripts_parse_and_name_the_commands() {
     }
     let out = run(chassis_in(dir.path()).args(["completions", "powershell"]));
     out.expect_code(2);
+}
+
+/// Splits a hint line the way a POSIX shell would (single quotes only, as the demo prints).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut started) = (false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// The arguments of the hint line that runs `command`, after whatever invokes chassis
+/// (`chassis`, `/path/to/chassis` or `cargo run --bin chassis --`).
+fn hint(stderr: &str, command: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| {
+            let l = l.split(" #").next().unwrap_or_default();
+            let words = shell_words(l.trim().trim_end_matches('&').trim());
+            let skip = match words.first().map(String::as_str) {
+                Some("cargo") => words.iter().position(|w| w == "--").map_or(0, |i| i + 1),
+                _ => 1,
+            };
+            words[skip.min(words.len())..].to_vec()
+        })
+        .find(|args| {
+            // `--db PATH` may come before the command.
+            let at = if args.first().is_some_and(|a| a == "--db") {
+                2
+            } else {
+                0
+            };
+            args.get(at).is_some_and(|a| a == command)
+        })
+        .unwrap_or_else(|| panic!("no `{command}` hint in:\n{stderr}"))
+}
+
+#[test]
+fn the_demo_agent_runs_again_as_the_demo_says() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let out = run(chassis_in(root.path()).args(["demo", "--latency", "1ms"]));
+    out.expect_code(0);
+    assert!(out.stdout.contains("replica"), "{out:#?}");
+    // Hints name a chassis that works: on PATH, through cargo, or by the path it was run as.
+    assert!(
+        out.stderr.contains("  chassis ")
+            || out.stderr.contains("  cargo run --bin chassis -- ")
+            || out.stderr.contains(&format!("  {CHASSIS} ")),
+        "{out:#?}"
+    );
+
+    // The demo's mock is gone; the two commands it printed bring the agent back.
+    let serve = hint(&out.stderr, "mock-model");
+    let mut mock = Command::new(CHASSIS)
+        .args(&serve)
+        .current_dir(root.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the mock as the demo says");
+    let mut line = String::new();
+    BufReader::new(mock.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("the mock's base URL");
+    let again = run(chassis_in(root.path()).args(hint(&out.stderr, "run")));
+    let _ = mock.kill();
+    let _ = mock.wait();
+    again.expect_code(0);
+    assert!(again.stdout.contains("replica"), "{again:#?}");
+    assert_eq!(
+        runs_json(&root.path().join(".chassis/chassis.db"), &[]).len(),
+        2
+    );
+
+    // And the inspection hints name runs that exist.
+    let show = hint(&out.stderr, "show");
+    run(chassis_in(root.path()).args(show)).expect_code(0);
 }
