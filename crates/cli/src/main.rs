@@ -1,17 +1,23 @@
 //! `chassis`: run LLM agents as durable, governed, observable processes.
 
+// Everything printed goes through `out!`, `outln!`, `errln!` and `noteln!`, which survive a
+// reader that closes the pipe early (see `out.rs`).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod out;
 mod commands;
+mod discover;
 mod exit;
 mod progress;
 mod signals;
+mod style;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-/// Where the embedded journal lives unless `--db` or `CHASSIS_DB` says otherwise.
-pub const DEFAULT_DB: &str = ".chassis/chassis.db";
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -23,9 +29,15 @@ pub const DEFAULT_DB: &str = ".chassis/chassis.db";
                   Start with `chassis demo`; then `chassis runs` and `chassis show RUN`."
 )]
 struct Cli {
-    /// Journal database: an SQLite file, or a postgres:// URL shared by workers
-    #[arg(long, global = true, env = "CHASSIS_DB", default_value = DEFAULT_DB, value_name = "PATH|URL")]
-    db: PathBuf,
+    /// Journal database: an SQLite file, or a postgres:// URL shared by workers [default: the
+    /// nearest .chassis/chassis.db in this directory or above, else ./.chassis/chassis.db]
+    #[arg(long, global = true, env = "CHASSIS_DB", value_name = "PATH|URL")]
+    db: Option<PathBuf>,
+
+    /// No warnings, notes or progress on stderr: only errors and alerts (results still go to
+    /// stdout)
+    #[arg(long, short, global = true)]
+    quiet: bool,
 
     /// Log filter for diagnostics on stderr, e.g. `info` or `chassis_engine=debug`
     #[arg(
@@ -96,6 +108,12 @@ enum Command {
     Demo(commands::demo::Args),
     /// Measure runtime overhead, throughput, memory, journal size, resume and cold start
     Bench(commands::bench::Args),
+    /// Write a small agent project to start from: spec, prompt, a tool, an eval suite, a mock script
+    Init(commands::init::Args),
+    /// Check an agent spec, its prompt and its tools without running anything
+    Check(commands::check::Args),
+    /// Print a shell completion script: `chassis completions bash > /etc/bash_completion.d/chassis`
+    Completions(commands::completions::Args),
 }
 
 /// The process's telemetry: disabled until `main` starts it.
@@ -108,19 +126,33 @@ pub fn telemetry() -> &'static chassis_telemetry::Telemetry {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let redaction = chassis_telemetry::logs::install(&cli.log, cli.log_format);
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    out::set_quiet(cli.quiet);
+    // Under -q only errors and alerts are logged (an alert is how a configured notification
+    // reaches the log, not a warning to silence), unless a filter was asked for by name.
+    let log_given = matches.value_source("log") != Some(clap::parser::ValueSource::DefaultValue);
+    let filter = if cli.quiet && !log_given {
+        "error,chassis_engine::alerts=warn"
+    } else {
+        cli.log.as_str()
+    };
+    let redaction = chassis_telemetry::logs::install(filter, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(exit::FAILED);
         }
     };
-    let db = cli.db;
+    let db_given = cli.db.is_some();
+    let db = discover::journal(cli.db, std::env::current_dir().ok().as_deref());
     let (metrics_addr, logs) = (cli.metrics_addr, redaction.clone());
     let result = runtime.block_on(async move {
         let telemetry = match chassis_telemetry::Telemetry::start(logs, metrics_addr).await {
@@ -128,7 +160,8 @@ fn main() -> ExitCode {
             Err(e) => return Err(exit::UsageError(e.to_string()).into()),
         };
         if let Some(addr) = telemetry.metrics_addr() {
-            eprintln!("metrics: http://{addr}/metrics");
+            // Printed even under -q: with port 0 it is the only way to learn the address.
+            errln!("metrics: http://{addr}/metrics");
         }
         let result = match cli.command {
             Command::Run(args) => commands::run::run(&db, args).await,
@@ -148,17 +181,27 @@ fn main() -> ExitCode {
             Command::Reject(args) => commands::approvals::reject(&db, args).await,
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
-            Command::Demo(args) => commands::demo::run(&db, args).await,
+            Command::Demo(args) => commands::demo::run(&db, db_given, args).await,
             Command::Bench(args) => commands::bench::run(&db, args).await,
+            Command::Init(args) => commands::init::run(args),
+            Command::Check(args) => commands::check::run(args).await,
+            Command::Completions(args) => commands::completions::run(Cli::command(), args),
         };
         telemetry.shutdown().await;
         result
     });
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", redaction.redact(&format!("{error:#}")));
-            ExitCode::from(exit::code_of(&error))
+            errln!("error: {}", redaction.redact(&format!("{error:#}")));
+            exit::code_of(&error)
         }
+    };
+    match out::finish() {
+        Some(failure) => {
+            errln!("error: cannot write to stdout: {failure}");
+            ExitCode::from(exit::FAILED)
+        }
+        None => ExitCode::from(code),
     }
 }

@@ -1,65 +1,102 @@
-//! Live, one-line-per-event progress on stderr.
-
-use std::io::Write;
+//! Live, one-line-per-event progress on stderr, and the same lines for `chassis show`.
 
 use chassis_core::Event;
 use chassis_engine::Observer;
 
-/// Prints each event as it happens.
+use crate::style::{Mark, Style};
+
+/// Prints each event as it happens (nothing under `-q`).
 pub struct Progress;
 
 impl Observer for Progress {
     fn on_event(&self, run_id: &str, _state: &chassis_core::RunState, event: &Event) {
-        if let Some(line) = describe(run_id, event) {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{line}");
+        if let Some(line) = describe(run_id, event, Style::stderr()) {
+            noteln!("{}", line.render(Style::stderr()));
         }
     }
 }
 
-/// A run's cost: dollars, marked as a lower bound when some calls had no known price.
-pub fn cost(usd: f64, unpriced_calls: u32) -> String {
-    match unpriced_calls {
-        0 => format!("${usd:.4}"),
-        n => format!("${usd:.4} + {n} call(s) of unknown price"),
+/// One event as a human line: an indent showing its depth, a mark, and the text.
+pub struct Line {
+    /// Spaces before the mark: a step is indented under its run, a tool under its step.
+    pub indent: &'static str,
+    /// What kind of thing happened, if a mark says it.
+    pub mark: Option<Mark>,
+    /// What happened.
+    pub text: String,
+}
+
+impl Line {
+    fn new(indent: &'static str, mark: Option<Mark>, text: String) -> Line {
+        Line { indent, mark, text }
+    }
+
+    /// The line with its mark as `style` shows it.
+    pub fn render(&self, style: Style) -> String {
+        match self.mark {
+            Some(mark) => format!("{}{} {}", self.indent, style.mark(mark), self.text),
+            None => format!("{}{}", self.indent, self.text),
+        }
     }
 }
 
-/// Shortens `text` to one line of at most `max` characters.
-pub fn clip(text: &str, max: usize) -> String {
+pub use chassis_core::limits::usd;
+
+/// A run's cost: dollars, marked as a lower bound when some calls had no known price.
+pub fn cost(amount: f64, unpriced_calls: u32) -> String {
+    match unpriced_calls {
+        0 => usd(amount),
+        n => format!("{} + {n} call(s) of unknown price", usd(amount)),
+    }
+}
+
+/// Shortens `text` to one line of at most `max` characters, marking the cut as `style` can.
+pub fn clip(text: &str, max: usize, style: Style) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= max {
         return one_line;
     }
-    let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-    format!("{cut}…")
+    let ellipsis = style.ellipsis();
+    let cut: String = one_line
+        .chars()
+        .take(max.saturating_sub(ellipsis.chars().count()))
+        .collect();
+    format!("{cut}{ellipsis}")
 }
 
-/// One human line for an event; `None` for events not worth a line.
-pub fn describe(run_id: &str, event: &Event) -> Option<String> {
+/// One human line for an event, as `style` can show it; `None` for events not worth a line.
+pub fn describe(run_id: &str, event: &Event, style: Style) -> Option<Line> {
+    let clip = |text: &str, max: usize| clip(text, max, style);
+    let (top, step, tool) = ("", "  ", "    ");
     Some(match event {
-        Event::RunStarted(start) => format!(
-            "▶ {run_id} started: agent {}, model {}, {} tool(s)",
-            start.agent,
-            start.model,
-            start.tools.len()
+        Event::RunStarted(start) => Line::new(
+            top,
+            Some(Mark::Start),
+            format!(
+                "{run_id} started: agent {}, model {}, {} tool(s)",
+                start.agent,
+                start.model,
+                start.tools.len()
+            ),
         ),
         Event::ModelRequested {
-            step,
+            step: n,
             model,
             messages,
-        } => {
-            format!("  step {step}: calling {model} with {messages} message(s)")
-        }
-        Event::ModelResponded {
+        } => Line::new(
             step,
+            None,
+            format!("step {n}: calling {model} with {messages} message(s)"),
+        ),
+        Event::ModelResponded {
+            step: n,
             message,
             usage,
             latency_ms,
             cost_usd,
             ..
         } => {
-            let price = cost_usd.map_or(String::new(), |c| format!(", ${c:.5}"));
+            let price = cost_usd.map_or(String::new(), |c| format!(", {}", usd(c)));
             let what = if message.tool_calls.is_empty() {
                 format!(
                     "answer: {}",
@@ -73,87 +110,127 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
                     .collect();
                 format!("wants {}", calls.join(", "))
             };
-            format!(
-                "  step {step}: model {what}  [{latency_ms} ms, {}+{} tokens{price}]",
-                usage.input_tokens, usage.output_tokens
+            Line::new(
+                step,
+                None,
+                format!(
+                    "step {n}: model {what}  [{latency_ms} ms, {}+{} tokens{price}]",
+                    usage.input_tokens, usage.output_tokens
+                ),
             )
         }
         Event::ModelAttemptFailed {
-            step,
+            step: n,
             model,
             attempt,
             error,
             delay_ms,
-        } => match delay_ms {
-            Some(ms) => format!(
-                "  step {step}: {model} attempt {attempt} failed: {}; retrying in {ms} ms",
-                clip(error, 80)
-            ),
-            None => format!(
-                "  step {step}: {model} attempt {attempt} failed: {}; giving up on it",
-                clip(error, 80)
-            ),
-        },
-        Event::ModelCircuitOpen { step, model } => {
-            format!("  step {step}: {model} skipped: its circuit breaker is open")
+        } => Line::new(
+            step,
+            None,
+            match delay_ms {
+                Some(ms) => format!(
+                    "step {n}: {model} attempt {attempt} failed: {}; retrying in {ms} ms",
+                    clip(error, 80)
+                ),
+                None => format!(
+                    "step {n}: {model} attempt {attempt} failed: {}; giving up on it",
+                    clip(error, 80)
+                ),
+            },
+        ),
+        Event::ModelCircuitOpen { step: n, model } => Line::new(
+            step,
+            None,
+            format!("step {n}: {model} skipped: its circuit breaker is open"),
+        ),
+        Event::ModelFallback {
+            step: n, from, to, ..
+        } => Line::new(
+            step,
+            None,
+            format!("step {n}: falling back from {from} to {to}"),
+        ),
+        Event::ModelFailed { step: n, error, .. } => {
+            Line::new(step, None, format!("step {n}: model call failed: {error}"))
         }
-        Event::ModelFallback { step, from, to, .. } => {
-            format!("  step {step}: falling back from {from} to {to}")
-        }
-        Event::ModelFailed { step, error, .. } => {
-            format!("  step {step}: model call failed: {error}")
-        }
-        Event::ModelSwitched { model, reason, .. } => {
-            format!("  switching to {model} for the rest of the run: {reason}")
-        }
+        Event::ModelSwitched { model, reason, .. } => Line::new(
+            step,
+            None,
+            format!("switching to {model} for the rest of the run: {reason}"),
+        ),
         Event::ToolAttemptFailed {
             attempt,
             error,
             delay_ms,
             ..
-        } => format!(
-            "    ✗ attempt {attempt} failed: {}; retrying in {delay_ms} ms",
-            clip(error, 80)
+        } => Line::new(
+            tool,
+            Some(Mark::Fail),
+            format!(
+                "attempt {attempt} failed: {}; retrying in {delay_ms} ms",
+                clip(error, 80)
+            ),
         ),
-        Event::RunPaused { reason, .. } => {
-            format!("⏸ paused: {reason} (continue with `chassis resume {run_id}`)")
+        Event::RunPaused { reason, .. } => Line::new(
+            top,
+            Some(Mark::Wait),
+            format!("paused: {reason} (continue with `chassis resume {run_id}`)"),
+        ),
+        Event::ToolRefused { name, error, .. } => Line::new(
+            tool,
+            Some(Mark::Fail),
+            format!("{name} refused: {}", clip(error, 100)),
+        ),
+        Event::ToolStarted { name, risk, .. } => {
+            Line::new(tool, Some(Mark::Call), format!("{name} ({risk})"))
         }
-        Event::ToolRefused { name, error, .. } => {
-            format!("    ✗ {name} refused: {}", clip(error, 100))
-        }
-        Event::ToolStarted { name, risk, .. } => format!("    → {name} ({risk})"),
         Event::ToolFinished {
             ok,
             content,
             latency_ms,
             ..
-        } => {
-            let mark = if *ok { "✓" } else { "✗" };
-            format!("    {mark} {}  [{latency_ms} ms]", clip(content, 80))
-        }
-        Event::ToolOutcomeUnknown { name, call_id } => {
+        } => Line::new(
+            tool,
+            Some(if *ok { Mark::Ok } else { Mark::Fail }),
+            format!("{}  [{latency_ms} ms]", clip(content, 80)),
+        ),
+        Event::ToolOutcomeUnknown { name, call_id } => Line::new(
+            tool,
+            Some(Mark::Unknown),
             format!(
-                "    ? {name} ({call_id}) was cut off; its outcome is unknown and it will not be repeated"
-            )
+                "{name} ({call_id}) was cut off; its outcome is unknown and it will not be repeated"
+            ),
+        ),
+        Event::RunWaiting { reason, .. } => {
+            Line::new(top, Some(Mark::Wait), format!("waiting: {reason}"))
         }
-        Event::RunWaiting { reason, .. } => format!("⏸ waiting: {reason}"),
-        Event::RunResumed { .. } => format!("▶ {run_id} resumed"),
+        Event::RunResumed { .. } => Line::new(top, Some(Mark::Start), format!("{run_id} resumed")),
         Event::LimitReached {
             limit,
             value,
             used,
             projected,
             action,
-        } => format!(
-            "  ⛔ {limit}: used {used}, next call could reach {projected}, limit {value} → {}",
-            action.as_str()
+        } => Line::new(
+            step,
+            Some(Mark::Limit),
+            format!(
+                "{limit}: used {used}, next call could reach {projected}, limit {value} {} {}",
+                style.arrow(),
+                action.as_str()
+            ),
         ),
         Event::ApprovalRequested {
             call_id,
-            tool,
+            tool: name,
             risk,
             ..
-        } => format!("    ✋ {tool} ({risk}) needs approval: call {call_id}"),
+        } => Line::new(
+            tool,
+            Some(Mark::Human),
+            format!("{name} ({risk}) needs approval: call {call_id}"),
+        ),
         Event::ApprovalDecided {
             call_id,
             approved,
@@ -167,27 +244,81 @@ pub fn describe(run_id: &str, event: &Event) -> Option<String> {
                 .as_ref()
                 .or(note.as_ref())
                 .map_or(String::new(), |t| format!(": {t}"));
-            format!("    ✋ call {call_id} {verdict} by {by}{why}")
+            Line::new(
+                tool,
+                Some(Mark::Human),
+                format!("call {call_id} {verdict} by {by}{why}"),
+            )
         }
-        Event::ApprovalEscalated { call_id, .. } => {
-            format!("    ✋ approval of call {call_id} timed out and was escalated")
-        }
+        Event::ApprovalEscalated { call_id, .. } => Line::new(
+            tool,
+            Some(Mark::Human),
+            format!("approval of call {call_id} timed out and was escalated"),
+        ),
         Event::OutcomeResolved {
             call_id,
             resolution,
             by,
             ..
-        } => format!("    ✋ call {call_id} resolved as {resolution} by {by}"),
-        Event::LimitRaised { limit, value, by } => format!("  ↑ {limit} raised to {value} by {by}"),
+        } => Line::new(
+            tool,
+            Some(Mark::Human),
+            format!("call {call_id} resolved as {resolution} by {by}"),
+        ),
+        Event::LimitRaised { limit, value, by } => Line::new(
+            step,
+            Some(Mark::Raise),
+            format!("{limit} raised to {value} by {by}"),
+        ),
         Event::LimitRejected {
             limit, by, reason, ..
-        } => format!("  ✋ raising {limit} refused by {by}: {reason}"),
-        Event::CancelRequested { by, reason, .. } => {
-            format!("  ✋ cancel requested by {by}: {reason}")
+        } => Line::new(
+            step,
+            Some(Mark::Human),
+            format!("raising {limit} refused by {by}: {reason}"),
+        ),
+        Event::CancelRequested { by, reason, .. } => Line::new(
+            step,
+            Some(Mark::Human),
+            format!("cancel requested by {by}: {reason}"),
+        ),
+        Event::ResumeRequested { by, .. } => {
+            Line::new(step, Some(Mark::Human), format!("resume requested by {by}"))
         }
-        Event::ResumeRequested { by, .. } => format!("  ✋ resume requested by {by}"),
-        Event::RunCompleted { .. } => "■ completed".to_string(),
-        Event::RunFailed { error } => format!("■ failed: {error}"),
-        Event::RunCancelled { by, reason, .. } => format!("■ cancelled by {by}: {reason}"),
+        Event::RunCompleted { .. } => Line::new(top, Some(Mark::End), "completed".to_string()),
+        Event::RunFailed { error } => Line::new(top, Some(Mark::End), format!("failed: {error}")),
+        Event::RunCancelled { by, reason, .. } => {
+            Line::new(top, Some(Mark::End), format!("cancelled by {by}: {reason}"))
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_costs_keep_two_significant_digits() {
+        assert_eq!(usd(0.0), "$0.0000");
+        assert_eq!(usd(0.000012), "$0.000012");
+        assert_eq!(usd(0.00012345), "$0.00012");
+        assert_eq!(usd(0.0123), "$0.0123");
+        assert_eq!(usd(1.5), "$1.5000");
+        assert_eq!(usd(0.000_000_000_000_1), "$0.000000000000");
+    }
+
+    #[test]
+    fn clip_marks_the_cut_as_the_stream_can_show_it() {
+        let plain = clip("abcdefghij", 6, Style::PLAIN);
+        assert_eq!(plain, "abc...");
+        let unicode = clip(
+            "abcdefghij",
+            6,
+            Style {
+                color: false,
+                unicode: true,
+            },
+        );
+        assert_eq!(unicode, "abcde…");
+    }
 }

@@ -14,12 +14,12 @@ pub fn interrupt_on_signals() -> Interrupt {
     let trigger = interrupt.clone();
     tokio::spawn(async move {
         let first = next_signal().await;
-        eprintln!(
+        errln!(
             "{first}: stopping at the next safe point (a tool in flight gets a few seconds); press Ctrl-C again to quit at once"
         );
         trigger.trigger(first);
         let second = next_signal().await;
-        eprintln!("{second} again: quitting now; the run's lease expires by itself");
+        errln!("{second} again: quitting now; the run's lease expires by itself");
         std::process::exit(i32::from(crate::exit::INTERRUPTED));
     });
     interrupt
@@ -59,6 +59,6 @@ pub fn report_interrupted(outcome: &chassis_engine::RunOutcome) -> u8 {
         }
         status => format!("it is {status}"),
     };
-    eprintln!("run {run} interrupted: {how}");
+    errln!("run {run} interrupted: {how}");
     crate::exit::INTERRUPTED
 }

@@ -224,6 +224,17 @@ impl Price {
     }
 }
 
+/// Dollars as people read them: four decimals (`$0.0123`), or two significant digits when that
+/// would show a cost above zero as zero (`$0.000012`).
+pub fn usd(amount: f64) -> String {
+    if amount == 0.0 || !amount.is_finite() {
+        return format!("${amount:.4}");
+    }
+    let magnitude = amount.abs().log10().floor() as i32;
+    let decimals = (1 - magnitude).clamp(4, 12) as usize;
+    format!("${amount:.decimals$}")
+}
+
 /// Published list prices (USD per million tokens) as of 2025-11, by model id prefix.
 /// Specs and pricing files override them; a dated model id uses its family's price.
 pub const DEFAULT_PRICES: &[(&str, Price)] = &[

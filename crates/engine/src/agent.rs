@@ -27,6 +27,26 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// What [`Agent::check`] found: the agent as it would run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The agent's name.
+    pub name: String,
+    /// The version fingerprint its runs would record; `None` when MCP servers were not started
+    /// (their tools are part of it).
+    pub version: Option<String>,
+    /// The spec's `[agent] version` label.
+    pub version_label: Option<String>,
+    /// The primary model, `provider:model`.
+    pub model: String,
+    /// The fallback models, in order.
+    pub fallbacks: Vec<String>,
+    /// The names of the tools granted (without those of MCP servers not started).
+    pub tools: Vec<String>,
+    /// MCP servers whose configuration was checked but which were not started.
+    pub mcp_not_started: Vec<String>,
+}
+
 /// A loaded agent: validated spec, compiled prompt template, tools, model client.
 pub struct Agent {
     /// The validated spec.
@@ -47,6 +67,8 @@ pub struct Agent {
     /// The toolbox's definitions, built once: every run of this agent shares them.
     pub tool_defs: std::sync::Arc<[chassis_core::ToolDef]>,
     redactor: crate::Redactor,
+    /// Prompt variables given for the runs this agent starts (`--var`), over `[vars]`.
+    vars: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Agent {
@@ -63,6 +85,36 @@ impl Agent {
     pub async fn load_with_tools(
         path: &Path,
         tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
+    ) -> Result<Agent, LoadError> {
+        Agent::load_inner(path, tools, true).await
+    }
+
+    /// Checks `path` and everything it refers to as [`Agent::load`] does, with the same errors,
+    /// and says what would run; nothing is journaled. With `connect` false no MCP server is
+    /// started: their configuration is checked (a stdio server's program exists), but their
+    /// tools are not listed, so neither approvals that name them nor the version can be known.
+    pub async fn check(path: &Path, connect: bool) -> Result<Checked, LoadError> {
+        let agent = Agent::load_inner(path, Vec::new(), connect).await?;
+        let complete = connect || agent.spec.mcp.is_empty();
+        Ok(Checked {
+            name: agent.spec.name.clone(),
+            version: complete.then(|| agent.version.clone()),
+            version_label: agent.spec.version.clone(),
+            model: agent.spec.model.to_string(),
+            fallbacks: agent.spec.fallbacks.iter().map(|m| m.to_string()).collect(),
+            tools: agent.tool_defs.iter().map(|t| t.name.clone()).collect(),
+            mcp_not_started: if complete {
+                Vec::new()
+            } else {
+                agent.spec.mcp.keys().cloned().collect()
+            },
+        })
+    }
+
+    async fn load_inner(
+        path: &Path,
+        tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
+        connect: bool,
     ) -> Result<Agent, LoadError> {
         let file = path.display().to_string();
         let error = |message: String| LoadError {
@@ -94,10 +146,22 @@ impl Agent {
                 message: template_error(&e),
             })?;
 
-        let toolbox = Toolbox::from_specs(&spec.tools, &spec.mcp, &base_dir)
-            .await
-            .and_then(|toolbox| toolbox.with_tools(tools))
-            .map_err(|e| error(e.to_string()))?;
+        let offline = !connect && !spec.mcp.is_empty();
+        let toolbox = if offline {
+            // MCP servers are checked, not started: only the other tools are built.
+            Toolbox::check_mcp(&spec.mcp, &base_dir).map_err(|e| error(e.to_string()))?;
+            let local: Vec<_> = spec
+                .tools
+                .iter()
+                .filter(|t| !matches!(t, chassis_core::spec::ToolSpec::Mcp { .. }))
+                .cloned()
+                .collect();
+            Toolbox::from_specs(&local, &Default::default(), &base_dir).await
+        } else {
+            Toolbox::from_specs(&spec.tools, &spec.mcp, &base_dir).await
+        }
+        .and_then(|toolbox| toolbox.with_tools(tools))
+        .map_err(|e| error(e.to_string()))?;
         let links = std::iter::once((&spec.model, "model.primary".to_string()))
             .chain(
                 spec.fallbacks
@@ -108,7 +172,9 @@ impl Agent {
             .map(|(model, key)| link(&spec, model).map_err(|m| error(format!("{key}: {m}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let prices = chain_prices(&spec, &base_dir).map_err(error)?;
-        check_approval_names(&spec, &toolbox).map_err(error)?;
+        if !offline {
+            check_approval_names(&spec, &toolbox).map_err(error)?;
+        }
         let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
         let tool_defs: std::sync::Arc<[chassis_core::ToolDef]> = toolbox.defs().into();
         let version = crate::version::fingerprint(&spec, &prompt, &tool_defs);
@@ -123,7 +189,19 @@ impl Agent {
             alerts,
             version,
             redactor,
+            vars: serde_json::Map::new(),
         })
+    }
+
+    /// Sets prompt variables for the runs this agent starts, over the spec's `[vars]` (what
+    /// `chassis run --var KEY=VALUE` gives). They are part of each run's input, not of the agent:
+    /// the rendered prompt is journaled with the run, and the agent version does not change.
+    pub fn with_vars(
+        mut self,
+        vars: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> Agent {
+        self.vars.extend(vars);
+        self
     }
 
     /// A redactor for this agent's secrets: the values of every API key variable its
@@ -133,7 +211,7 @@ impl Agent {
         self.redactor.clone()
     }
 
-    /// Renders the prompt template with the run's input and `[vars]`.
+    /// Renders the prompt template with the run's input, `[vars]` and [`Agent::with_vars`].
     pub fn render_system(&self, input: &str) -> Result<String, LoadError> {
         let name = self
             .spec_path
@@ -143,6 +221,7 @@ impl Agent {
         let name = name.display().to_string();
         let mut context = self.spec.vars.clone();
         if let Some(map) = context.as_object_mut() {
+            map.extend(self.vars.clone());
             map.insert("input".into(), input.into());
         }
         self.template

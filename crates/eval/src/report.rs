@@ -251,7 +251,7 @@ impl Report {
             m.errors
         ));
         out.push_str(&format!(
-            "completion {}  ·  errors {}  ·  escalations {}  ·  avg cost {}  ·  avg time {:.2}s  ·  avg steps {:.1}\n",
+            "completion {},  errors {},  escalations {},  avg cost {},  avg time {:.2}s,  avg steps {:.1}\n",
             percent(m.completion_rate),
             percent(m.error_rate),
             percent(m.escalation_rate),
@@ -376,7 +376,11 @@ pub fn cost(usd: f64, unpriced: u32) -> String {
     if unpriced > 0 && usd == 0.0 {
         "unknown".to_string()
     } else {
-        format!("${usd:.4}{}", if unpriced > 0 { "+" } else { "" })
+        format!(
+            "{}{}",
+            chassis_core::limits::usd(usd),
+            if unpriced > 0 { "+" } else { "" }
+        )
     }
 }
 

@@ -6,13 +6,15 @@
 //! stale or concurrent writer is refused, never interleaved.
 //! Workers share runs through leases ([`Journal::claim`]); a leased append is fenced by the
 //! lease's token, so a worker that lost its lease cannot write.
-//! [`open`] picks the backend from a target string.
+//! [`open`] picks the backend from a target string; [`resolve_run`] turns what a person typed
+//! (a prefix, `last`) into a run id.
 
 pub mod clock;
 mod error;
 mod journal;
 mod lease;
 mod postgres;
+pub mod resolve;
 mod sqlite;
 
 #[cfg(feature = "test-support")]
@@ -23,6 +25,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
+pub use resolve::resolve_run;
 pub use sqlite::{SqliteJournal, Sync};
 
 use std::path::PathBuf;

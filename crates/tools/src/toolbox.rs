@@ -90,6 +90,21 @@ impl Toolbox {
         Toolbox::assemble(built)
     }
 
+    /// Checks the MCP servers' configuration as [`Toolbox::from_specs`] would before starting
+    /// them (a stdio server's program exists, an HTTP server's URL is set), without starting
+    /// any; for `chassis check`, which starts them only when asked to.
+    pub fn check_mcp(mcp: &BTreeMap<String, McpServerSpec>, base_dir: &Path) -> Result<(), Error> {
+        for (name, spec) in mcp {
+            let key = match spec.transport {
+                McpTransport::Stdio { .. } => format!("mcp.{name}.command"),
+                McpTransport::Http { .. } => format!("mcp.{name}.url"),
+            };
+            mcp::Server::new(name, spec, base_dir)
+                .map_err(|m| Error::new(&key, format!("server `{name}`: {m}")))?;
+        }
+        Ok(())
+    }
+
     /// Builds a toolbox from ready tools, compiling each one's parameter schema.
     ///
     /// Errors name the tool by its position, e.g. `tools[2].parameters`; two tools with the

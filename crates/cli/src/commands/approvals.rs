@@ -25,7 +25,7 @@ pub struct ListArgs {
 /// Arguments of `chassis approve`.
 #[derive(clap::Args)]
 pub struct ApproveArgs {
-    /// The run
+    /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call id (see `chassis approvals`), or `limit` for an escalated limit
     call: String,
@@ -49,7 +49,7 @@ pub struct ApproveArgs {
 /// Arguments of `chassis reject`.
 #[derive(clap::Args)]
 pub struct RejectArgs {
-    /// The run
+    /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call id, or `limit` for an escalated limit
     call: String,
@@ -71,7 +71,7 @@ pub struct RejectArgs {
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("outcome").required(true).args(["succeeded", "failed", "retry"])))]
 pub struct ResolveArgs {
-    /// The run
+    /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call whose outcome is unknown
     call: String,
@@ -106,11 +106,11 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
     let inbox = engine.inbox().await?;
     if args.json {
-        println!("{}", serde_json::to_string(&inbox)?);
+        outln!("{}", serde_json::to_string(&inbox)?);
         return Ok(crate::exit::COMPLETED);
     }
     if inbox.is_empty() {
-        println!("nothing waits for a human");
+        outln!("nothing waits for a human");
         return Ok(crate::exit::COMPLETED);
     }
     for item in &inbox {
@@ -120,7 +120,7 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
             (false, false) => "",
         };
         match item.kind.as_str() {
-            "approval" | "outcome_unknown" => println!(
+            "approval" | "outcome_unknown" => outln!(
                 "{}  {}  {} {} ({}){flag}",
                 item.run_id,
                 item.call_id,
@@ -128,21 +128,27 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
                 item.tool,
                 item.risk.as_deref().unwrap_or("-")
             ),
-            "limit" | "paused" => println!("{}  {} {}", item.run_id, item.kind, item.tool),
-            _ => println!("{}  {}", item.run_id, item.kind),
+            "limit" | "paused" => outln!("{}  {} {}", item.run_id, item.kind, item.tool),
+            _ => outln!("{}  {}", item.run_id, item.kind),
         }
-        println!("    agent     {}", item.agent);
+        outln!("    agent     {}", item.agent);
         if !item.args.is_null() {
-            println!("    arguments {}", item.args);
+            outln!("    arguments {}", item.args);
         }
         if let Some(key) = &item.idempotency_key {
-            println!("    key       {key}");
+            outln!("    key       {key}");
         }
         if let Some(reason) = &item.reason {
-            println!("    reason    {}", crate::progress::clip(reason, 200));
+            outln!(
+                "    reason    {}",
+                crate::progress::clip(reason, 200, crate::style::Style::stdout())
+            );
         }
         for line in &item.context {
-            println!("    | {}", crate::progress::clip(line, 160));
+            outln!(
+                "    | {}",
+                crate::progress::clip(line, 160, crate::style::Style::stdout())
+            );
         }
         let (run, call) = (&item.run_id, &item.call_id);
         let verbs = match item.kind.as_str() {
@@ -161,14 +167,15 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
                 "chassis approve {run} {call}   or   chassis reject {run} {call} --reason TEXT"
             ),
         };
-        println!("    decide    {verbs}\n");
+        outln!("    decide    {verbs}\n");
     }
     Ok(crate::exit::COMPLETED)
 }
 
 /// Approves a call (optionally with edited arguments) or raises an escalated limit.
-pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
+pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
+    args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         if args.raise.is_empty() {
@@ -197,7 +204,7 @@ pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
             .into());
         }
         engine.raise_limits(&args.run, &raises, &by).await?;
-        eprintln!("raised the limit of run {} (by {by})", args.run);
+        noteln!("raised the limit of run {} (by {by})", args.run);
         return finish(engine, &args.run, args.resume).await;
     } else if !args.raise.is_empty() {
         return Err(UsageError("--raise only goes with the call id `limit`".to_string()).into());
@@ -213,25 +220,27 @@ pub async fn approve(db: &Path, args: ApproveArgs) -> anyhow::Result<u8> {
             None,
         )
         .await?;
-    eprintln!("approved {} in run {} (by {by})", args.call, args.run);
+    noteln!("approved {} in run {} (by {by})", args.call, args.run);
     finish(engine, &args.run, args.resume).await
 }
 
 /// Rejects a call (the model gets the reason) or an escalated limit (the run fails).
-pub async fn reject(db: &Path, args: RejectArgs) -> anyhow::Result<u8> {
+pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
+    args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         return match engine.refuse_limit(&args.run, &by, &args.reason).await? {
             Cancelled::Ended(outcome) => {
-                eprintln!(
+                noteln!(
                     "rejected the limit request of run {}; it has {}",
-                    args.run, outcome.status
+                    args.run,
+                    outcome.status
                 );
                 Ok(crate::exit::of_status(outcome.status))
             }
             Cancelled::Requested { driver } => {
-                eprintln!(
+                noteln!(
                     "rejected the limit request of run {}; its driver ({driver}) fails it",
                     args.run
                 );
@@ -250,13 +259,14 @@ pub async fn reject(db: &Path, args: RejectArgs) -> anyhow::Result<u8> {
             Some(args.reason),
         )
         .await?;
-    eprintln!("rejected {} in run {} (by {by})", args.call, args.run);
+    noteln!("rejected {} in run {} (by {by})", args.call, args.run);
     finish(engine, &args.run, args.resume).await
 }
 
 /// Settles a call whose outcome is unknown.
-pub async fn resolve(db: &Path, args: ResolveArgs) -> anyhow::Result<u8> {
+pub async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(open_existing_journal(db).await?);
+    args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     let resolution = if args.succeeded {
         Resolution::Succeeded {
@@ -272,7 +282,7 @@ pub async fn resolve(db: &Path, args: ResolveArgs) -> anyhow::Result<u8> {
     engine
         .resolve_outcome(&args.run, &args.call, resolution, &by, args.note)
         .await?;
-    eprintln!("resolved {} in run {} (by {by})", args.call, args.run);
+    noteln!("resolved {} in run {} (by {by})", args.call, args.run);
     finish(engine, &args.run, args.resume).await
 }
 
@@ -296,6 +306,6 @@ async fn finish(engine: Engine, run: &str, resume: bool) -> anyhow::Result<u8> {
         }
         return Ok(code);
     }
-    eprintln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
+    noteln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
     Ok(crate::exit::WAITING)
 }

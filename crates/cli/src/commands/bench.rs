@@ -72,10 +72,10 @@ pub async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
     };
     // The benchmarks build runtimes of their own, which cannot nest inside this one.
     let report = tokio::task::spawn_blocking(move || {
-        chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
+        chassis_bench::run(&options, &|line: &str| noteln!("bench: {line}"))
     })
     .await
     .context("the benchmark thread panicked")??;
-    print!("{}", report.render());
+    out!("{}", report.render());
     Ok(crate::exit::COMPLETED)
 }

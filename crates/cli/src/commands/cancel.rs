@@ -34,7 +34,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         Cancelled::Requested { driver } => ("cancelling", Some(driver.as_str())),
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "run_id": args.run,
@@ -45,8 +45,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         );
     } else {
         match driver {
-            None => eprintln!("run {} cancelled (by {by}): {}", args.run, args.reason),
-            Some(driver) => eprintln!(
+            None => noteln!("run {} cancelled (by {by}): {}", args.run, args.reason),
+            Some(driver) => noteln!(
                 "cancel of run {} recorded (by {by}); {driver} drives it and stops it at its next safe point",
                 args.run
             ),

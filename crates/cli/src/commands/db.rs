@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::commands::{describe_db, open_journal};
 
-/// `chassis db …` subcommands.
+/// `chassis db ...` subcommands.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Create or migrate the journal's schema (every command does this on open) and print
@@ -34,12 +34,12 @@ async fn migrate(db: &Path, args: MigrateArgs) -> anyhow::Result<u8> {
     let version = chassis_store::schema_version(&db.to_string_lossy());
     let shown = describe_db(db);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "db": shown, "schema_version": version })
         );
     } else {
-        println!("journal {shown}: schema version {version}");
+        outln!("journal {shown}: schema version {version}");
     }
     Ok(crate::exit::COMPLETED)
 }

@@ -56,9 +56,6 @@ pub struct Args {
     /// With --from-runs: write DIR/suite.toml and DIR/cassettes/ instead of running the cases
     #[arg(long, value_name = "DIR", requires = "from_runs")]
     write: Option<PathBuf>,
-    /// Do not print each case's result on stderr as it finishes
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 /// Runs the suite and prints its report; exit 0 when every case passed (or, with --baseline,
@@ -80,7 +77,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             })?;
         if let Some(dir) = &args.write {
             let path = fixtures.write(dir)?;
-            eprintln!(
+            noteln!(
                 "wrote {} case(s) to {} (run them with `chassis eval {} --replay`)",
                 fixtures.suite.cases.len(),
                 path.display(),
@@ -133,21 +130,21 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     };
 
     let engine = Arc::new(Engine::new(open_journal(db).await?));
-    let on_case: Option<chassis_eval::OnCase> = (!args.quiet).then(|| {
+    let on_case: Option<chassis_eval::OnCase> = (!crate::out::quiet()).then(|| {
         Arc::new(|case: &CaseReport| {
             let mark = match (&case.error, case.passed) {
                 (Some(_), _) => "error",
                 (None, true) => "pass",
                 (None, false) => "FAIL",
             };
-            eprintln!(
+            noteln!(
                 "eval: {mark:<5} {} {}",
                 case.name,
                 case.run_id.as_deref().unwrap_or("")
             );
         }) as chassis_eval::OnCase
     });
-    eprintln!(
+    noteln!(
         "eval: suite {} ({} case(s), {}) on {}",
         suite.name,
         suite.cases.len(),
@@ -162,9 +159,9 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let report = chassis_eval::run(Arc::new(suite), engine, &options, on_case).await;
 
     if args.json {
-        print!("{}", report.to_json());
+        out!("{}", report.to_json());
     } else {
-        print!("{}", report.table());
+        out!("{}", report.table());
     }
     if let Some(path) = &args.junit {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -176,16 +173,16 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     }
     if let Some(path) = &args.save_baseline {
         baseline::save(&report, path)?;
-        eprintln!("eval: saved the report as a baseline at {}", path.display());
+        noteln!("eval: saved the report as a baseline at {}", path.display());
     }
     let ok = match &baseline {
         Some(old) => {
             let regressions = baseline::compare(old, &report, &gate);
             for regression in &regressions {
-                eprintln!("eval: regression: {regression}");
+                errln!("eval: regression: {regression}");
             }
             if regressions.is_empty() {
-                eprintln!("eval: no regression against the baseline");
+                noteln!("eval: no regression against the baseline");
             }
             regressions.is_empty()
         }
@@ -222,7 +219,7 @@ pub fn note_unused(replay: Option<&chassis_eval::cassette::Replay>) {
     if let Some(replay) = replay
         && replay.unused() > 0
     {
-        eprintln!(
+        noteln!(
             "note: {} recorded exchange(s) of the cassette were not used",
             replay.unused()
         );

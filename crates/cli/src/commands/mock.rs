@@ -80,8 +80,8 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let mock = chassis_mock::start(config, script, SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    println!("{}", mock.base_url());
-    eprintln!(
+    outln!("{}", mock.base_url());
+    noteln!(
         "mock model listening on {} (stats: http://{}/_mock/stats); Ctrl-C stops it",
         mock.base_url(),
         mock.addr()

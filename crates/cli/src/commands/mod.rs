@@ -3,10 +3,14 @@
 pub mod approvals;
 pub mod bench;
 pub mod cancel;
+pub mod check;
+pub mod completions;
 pub mod db;
 pub mod demo;
 pub mod eval;
 pub mod export;
+pub mod init;
+pub mod input;
 pub mod mock;
 pub mod resume;
 pub mod run;
@@ -63,6 +67,18 @@ pub async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>
     open_journal(db).await
 }
 
+/// The run `text` names: a unique prefix of its id, or `last` for the newest run. An ambiguous
+/// prefix (which lists the candidates) or `last` in an empty journal is a usage error, as is
+/// an id no run has.
+pub async fn resolve_run(journal: &dyn Journal, text: &str) -> anyhow::Result<String> {
+    chassis_store::resolve_run(journal, text)
+        .await
+        .map_err(|e| match e {
+            chassis_store::resolve::Error::Store(store) => anyhow::Error::from(store),
+            other => UsageError(other.to_string()).into(),
+        })
+}
+
 /// Prints a run outcome as the run commands do: the answer, or JSON.
 pub fn print_outcome(outcome: &chassis_engine::RunOutcome, json: bool) -> u8 {
     if json {
@@ -72,14 +88,14 @@ pub fn print_outcome(outcome: &chassis_engine::RunOutcome, json: bool) -> u8 {
             "output": outcome.output,
             "reason": outcome.reason,
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
         match (&outcome.output, &outcome.reason) {
-            (Some(output), _) => println!("{output}"),
+            (Some(output), _) => outln!("{output}"),
             (None, Some(reason)) => {
-                eprintln!("run {} {}: {reason}", outcome.run_id, outcome.status)
+                errln!("run {} {}: {reason}", outcome.run_id, outcome.status)
             }
-            (None, None) => eprintln!("run {} is {}", outcome.run_id, outcome.status),
+            (None, None) => errln!("run {} is {}", outcome.run_id, outcome.status),
         }
     }
     crate::exit::of_status(outcome.status)

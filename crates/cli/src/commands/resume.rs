@@ -14,14 +14,11 @@ use crate::progress::Progress;
 /// Arguments of `chassis resume`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run id (see `chassis runs`)
+    /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
     /// Print one JSON object {"run_id", "status", "output"} instead of the answer
     #[arg(long)]
     json: bool,
-    /// Do not print progress on stderr
-    #[arg(long, short)]
-    quiet: bool,
     /// Raise a limit before continuing, e.g. `--raise max_cost_usd=1.0` or
     /// `--raise max_wall_time=30m` (repeatable)
     #[arg(long, value_name = "LIMIT=VALUE")]
@@ -60,17 +57,12 @@ pub fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageErr
         .collect()
 }
 
-/// The OS user, for audit trails.
-pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
-}
+pub use crate::user::os_user;
 
 /// Says who drives a run another process holds; the error itself names them and until when.
 pub fn explain_held(error: &chassis_engine::Error, run: &str) {
     if let chassis_engine::Error::Store(chassis_store::Error::Held { .. }) = error {
-        eprintln!(
+        errln!(
             "hint: only one process drives a run at a time; nothing was recorded. Wait for that \
              driver to stop (`chassis show {run}`), or stop it; its lease then ends by itself"
         );
@@ -78,16 +70,17 @@ pub fn explain_held(error: &chassis_engine::Error, run: &str) {
 }
 
 /// Continues the run from its journal; a finished run just reports its outcome.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let raises = parse_raises(&args.raise)?;
+    let journal = open_existing_journal(db).await?;
+    args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     if args.detach {
         let by = args.by.clone().unwrap_or_else(os_user);
         return crate::commands::submit::wake(db, &args.run, &raises, &by, args.json).await;
     }
-    let mut engine = Engine::new(open_existing_journal(db).await?)
-        .with_interrupt(crate::signals::interrupt_on_signals());
+    let mut engine = Engine::new(journal).with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
-    if !args.quiet && !args.json {
+    if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
     let by = args.by.clone().unwrap_or_else(os_user);

@@ -1,4 +1,4 @@
-//! `chassis run AGENT.toml --input TEXT`.
+//! `chassis run AGENT.toml --input TEXT` (or `--input -`, `--input-file PATH`, `--var K=V`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,15 +13,11 @@ use crate::progress::Progress;
 pub struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
-    /// The run's input (the first user message)
-    #[arg(long, short)]
-    input: String,
+    #[command(flatten)]
+    input: crate::commands::input::InputArgs,
     /// Print one JSON object {"run_id", "status", "output"} instead of the answer
     #[arg(long)]
     json: bool,
-    /// Do not print progress on stderr
-    #[arg(long, short)]
-    quiet: bool,
     /// Only journal the run and print its id, for a worker to drive (as `chassis submit`)
     #[arg(long)]
     detach: bool,
@@ -40,17 +36,18 @@ pub struct Args {
 
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let input = args.input.read()?;
     if args.detach {
         return crate::commands::submit::submit(
             db,
             &args.agent,
-            &args.input,
+            &input,
             args.idempotency_key.clone(),
             args.json,
         )
         .await;
     }
-    let mut agent = Agent::load(&args.agent).await?;
+    let mut agent = Agent::load(&args.agent).await?.with_vars(input.json_vars());
     let replay = crate::commands::eval::attach_cassette(
         &mut agent,
         args.record.as_deref(),
@@ -59,14 +56,14 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let mut engine =
         Engine::new(open_journal(db).await?).with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
-    if !args.quiet && !args.json {
+    if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress));
     }
     let options = StartOptions {
         idempotency_key: args.idempotency_key.clone(),
         ..StartOptions::default()
     };
-    let outcome = engine.start_with(&agent, &args.input, options).await?;
+    let outcome = engine.start_with(&agent, &input.text, options).await?;
     crate::commands::eval::note_unused(replay.as_deref());
     agent.alerts.drain(std::time::Duration::from_secs(5)).await;
     let code = print_outcome(&outcome, args.json);

@@ -7,11 +7,13 @@ use chassis_store::ListFilter;
 
 use crate::commands::open_existing_journal;
 use crate::exit::UsageError;
+use crate::progress::usd;
 
 /// Arguments of `chassis runs`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only runs in this status: running, waiting, paused, completed, failed
+    /// Only runs in this status: queued (submitted, not yet picked up), running, waiting,
+    /// paused, completed, failed
     #[arg(long)]
     status: Option<String>,
     /// Only runs of this agent
@@ -33,10 +35,12 @@ pub struct Args {
 
 /// Lists runs, newest first.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+    let only_queued = args.status.as_deref() == Some(QUEUED);
     let status = match &args.status {
+        Some(_) if only_queued => Some(RunStatus::Running),
         Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
             UsageError(format!(
-                "--status: unknown status `{text}` (use running, waiting, paused, completed or failed)"
+                "--status: unknown status `{text}` (use queued, running, waiting, paused, completed or failed)"
             ))
         })?),
         None => None,
@@ -46,10 +50,18 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         .list(&ListFilter {
             status,
             agent: args.agent.clone(),
-            // A version filter reads every run and applies the limit after filtering.
-            limit: args.agent_version.is_none().then_some(args.limit),
+            // A version or queued filter reads every run and applies the limit after filtering.
+            limit: (args.agent_version.is_none() && !only_queued).then_some(args.limit),
         })
         .await?;
+    let runs: Vec<_> = if only_queued {
+        runs.into_iter()
+            .filter(is_queued)
+            .take(args.limit)
+            .collect()
+    } else {
+        runs
+    };
     // Usage and cost are folded from each listed run's journal (the list is bounded).
     let mut usage = Vec::with_capacity(runs.len());
     for r in &runs {
@@ -78,6 +90,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                     "run_id": r.run_id,
                     "agent": r.agent,
                     "status": r.status.as_str(),
+                    "queued": is_queued(r),
                     "events": r.last_seq,
                     "created_ms": r.created_ms,
                     "updated_ms": r.updated_ms,
@@ -91,16 +104,22 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
         return Ok(crate::exit::COMPLETED);
     }
     if runs.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return Ok(crate::exit::COMPLETED);
     }
-    println!(
+    outln!(
         "{:<32} {:<20} {:<12} {:<10} {:>5} {:>9} {:>10}  UPDATED",
-        "RUN", "AGENT", "VERSION", "STATUS", "STEPS", "TOKENS", "COST"
+        "RUN",
+        "AGENT",
+        "VERSION",
+        "STATUS",
+        "STEPS",
+        "TOKENS",
+        "COST"
     );
     let now = now_ms();
     for (r, state) in runs.iter().zip(&usage) {
@@ -112,8 +131,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                     "unknown".to_string()
                 } else {
                     format!(
-                        "${:.4}{}",
-                        s.cost_usd,
+                        "{}{}",
+                        usd(s.cost_usd),
                         if s.unpriced_calls > 0 { "+" } else { "" }
                     )
                 },
@@ -121,12 +140,12 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             None => ("?".into(), "?".into(), "?".into()),
         };
         let version = state.as_ref().map_or("?", |s| version_of(s));
-        println!(
+        outln!(
             "{:<32} {:<20} {:<12} {:<10} {:>5} {:>9} {:>10}  {}",
             r.run_id,
             r.agent,
             version,
-            r.status.as_str(),
+            shown_status(r),
             steps,
             tokens,
             cost,
@@ -134,6 +153,24 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::COMPLETED)
+}
+
+/// How a run that was submitted and not yet picked up by a worker is shown.
+const QUEUED: &str = "queued";
+
+/// Whether a run was submitted and never picked up: nothing was journaled after its
+/// `run_started` (a worker that claims a run journals `run_resumed` before anything else).
+fn is_queued(run: &chassis_store::RunSummary) -> bool {
+    run.status == RunStatus::Running && run.last_seq == 1
+}
+
+/// The run's status as the table shows it: `queued` for a run no worker has picked up yet.
+fn shown_status(run: &chassis_store::RunSummary) -> &'static str {
+    if is_queued(run) {
+        QUEUED
+    } else {
+        run.status.as_str()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -224,16 +261,24 @@ fn print_by_version(runs: &[chassis_store::RunSummary], states: &[Option<RunStat
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
         return;
     }
     if groups.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return;
     }
-    println!(
+    outln!(
         "{:<20} {:<12} {:<12} {:>5} {:>9} {:>6} {:>7} {:>6} {:>10}  LAST",
-        "AGENT", "VERSION", "LABEL", "RUNS", "COMPLETED", "FAILED", "WAITING", "STEPS", "AVG COST"
+        "AGENT",
+        "VERSION",
+        "LABEL",
+        "RUNS",
+        "COMPLETED",
+        "FAILED",
+        "WAITING",
+        "STEPS",
+        "AVG COST"
     );
     let now = now_ms();
     for g in &groups {
@@ -243,11 +288,12 @@ fn print_by_version(runs: &[chassis_store::RunSummary], states: &[Option<RunStat
             "unknown".to_string()
         } else {
             format!(
-                "${avg_cost:.4}{}",
+                "{}{}",
+                usd(avg_cost),
                 if g.unpriced_calls > 0 { "+" } else { "" }
             )
         };
-        println!(
+        outln!(
             "{:<20} {:<12} {:<12} {:>5} {:>9} {:>6} {:>7} {:>6.1} {:>10}  {}",
             g.agent,
             if g.version.is_empty() {

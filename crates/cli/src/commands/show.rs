@@ -10,16 +10,17 @@ use crate::progress::describe;
 /// Arguments of `chassis show`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run id (see `chassis runs`)
+    /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
-    /// Print {"run_id", "status", "events": [{"seq", "kind", …}]} as JSON
+    /// Print {"run_id", "status", "events": [{"seq", "kind", ...}]} as JSON
     #[arg(long)]
     json: bool,
 }
 
 /// Prints a run's status and every journaled event.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let journal = open_existing_journal(db).await?;
+    args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;
     let state = RunState::fold(records.iter().map(|r| &r.event));
     if args.json {
@@ -48,25 +49,26 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             })),
             "events": events,
         });
-        println!("{value}");
+        outln!("{value}");
         return Ok(crate::exit::COMPLETED);
     }
+    let style = crate::style::Style::stdout();
     match &state {
         Ok(s) => {
-            println!("run      {}", args.run);
-            println!("agent    {}", s.agent);
+            outln!("run      {}", args.run);
+            outln!("agent    {}", s.agent);
             if !s.tags.is_empty() {
                 let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("tags     {}", tags.join(", "));
+                outln!("tags     {}", tags.join(", "));
             }
             match (s.version.as_str(), &s.version_label) {
                 ("", _) => {}
-                (version, Some(label)) => println!("version  {version} ({label})"),
-                (version, None) => println!("version  {version}"),
+                (version, Some(label)) => outln!("version  {version} ({label})"),
+                (version, None) => outln!("version  {version}"),
             }
-            println!("model    {}", s.model);
-            println!("status   {}", s.status);
-            println!(
+            outln!("model    {}", s.model);
+            outln!("status   {}", style.bold(s.status.as_str()));
+            outln!(
                 "usage    {} step(s), {} model call(s), {} tool call(s), {} input + {} output tokens, {}",
                 s.steps,
                 s.model_calls,
@@ -75,21 +77,23 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 s.usage.output_tokens,
                 crate::progress::cost(s.cost_usd, s.unpriced_calls)
             );
-            println!("input    {}", crate::progress::clip(&s.input, 100));
+            outln!("input    {}", crate::progress::clip(&s.input, 100, style));
             if let Some(output) = &s.output {
-                println!("output   {}", crate::progress::clip(output, 100));
+                outln!("output   {}", crate::progress::clip(output, 100, style));
             }
             if let Some(reason) = s.waiting_reason.as_ref().or(s.error.as_ref()) {
-                println!("reason   {reason}");
+                outln!("reason   {reason}");
             }
         }
-        Err(e) => println!("run {}: journal cannot be replayed: {e}", args.run),
+        Err(e) => outln!("run {}: journal cannot be replayed: {e}", args.run),
     }
-    println!();
+    outln!();
     let start = records.first().map(|r| r.at_ms).unwrap_or(0);
     for r in &records {
-        let line = describe(&args.run, &r.event).unwrap_or_default();
-        println!(
+        let line = describe(&args.run, &r.event, style)
+            .map(|line| line.render(style))
+            .unwrap_or_default();
+        outln!(
             "{:>4}  +{:>7.3}s  {:<22} {}",
             r.seq,
             (r.at_ms - start) as f64 / 1000.0,

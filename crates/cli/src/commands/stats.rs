@@ -1,4 +1,5 @@
 //! `chassis stats [--agent A] [--since T] [--json]`: how runs go, from the journal alone.
+//! Runs of evaluation suites are left out unless `--include-eval`.
 
 use std::path::Path;
 
@@ -18,10 +19,25 @@ pub struct Args {
     /// (`2025-03-01`, `2025-03-01T12:00:00Z`)
     #[arg(long, value_name = "T")]
     since: Option<String>,
-    /// Print {"since_ms", "stats": [{"agent", "runs", "completion_rate", …}]} as JSON; the
+    /// Print {"since_ms", "stats": [{"agent", "runs", "completion_rate", ...}]} as JSON; the
     /// last entry (agent null) covers every agent
     #[arg(long)]
     json: bool,
+    /// Count the runs of evaluation suites too (left out by default: they are tests, not
+    /// traffic)
+    #[arg(long)]
+    include_eval: bool,
+}
+
+/// The tag `chassis eval` puts on the runs of a suite.
+const EVAL_TAG: &str = "eval.suite";
+
+/// Whether a run was started by an evaluation suite.
+fn is_eval(records: &[chassis_store::Record]) -> bool {
+    matches!(
+        records.first().map(|r| &r.event),
+        Some(chassis_core::Event::RunStarted(start)) if start.tags.contains_key(EVAL_TAG)
+    )
 }
 
 /// Completion rate, error rate, escalation frequency, average cost and time to completion,
@@ -43,6 +59,9 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         .filter(|r| since_ms.is_none_or(|s| r.created_ms >= s as i64))
     {
         let records = journal.load(&run.run_id).await?;
+        if !args.include_eval && is_eval(&records) {
+            continue;
+        }
         if let Some(f) = RunFacts::of(run, &records) {
             facts.push(f);
         }
@@ -53,14 +72,14 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     };
     if args.json {
         let value = serde_json::json!({ "since_ms": since_ms, "stats": stats });
-        println!("{value}");
+        outln!("{value}");
         return Ok(crate::exit::COMPLETED);
     }
     if facts.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return Ok(crate::exit::COMPLETED);
     }
-    println!(
+    outln!(
         "{:<24} {:>5} {:>6} {:>6} {:>5} {:>10} {:>7} {:>9} {:>10} {:>9}",
         "AGENT",
         "RUNS",
@@ -74,7 +93,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         "AVG TIME"
     );
     for s in &stats {
-        println!("{}", row(s));
+        outln!("{}", row(s));
     }
     Ok(crate::exit::COMPLETED)
 }
@@ -85,7 +104,7 @@ fn row(s: &Stats) -> String {
     let percent = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
     let cost = s.avg_cost_usd.map_or("-".to_string(), |c| {
         let lower_bound = if s.unpriced_calls > 0 { "+" } else { "" };
-        format!("${c:.4}{lower_bound}")
+        format!("{}{lower_bound}", crate::progress::usd(c))
     });
     let time = s
         .avg_time_to_completion_ms

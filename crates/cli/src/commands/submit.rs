@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use chassis_core::LimitName;
 use chassis_engine::{Agent, Engine, RunOutcome, StartOptions};
 
+use crate::commands::input::Input;
 use crate::commands::{open_existing_journal, open_journal, print_outcome};
 
 /// Arguments of `chassis submit`.
@@ -13,9 +14,8 @@ use crate::commands::{open_existing_journal, open_journal, print_outcome};
 pub struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
-    /// The run's input (the first user message)
-    #[arg(long, short)]
-    input: String,
+    #[command(flatten)]
+    input: crate::commands::input::InputArgs,
     /// Makes a retry safe: the same key returns the run it first started
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
@@ -26,14 +26,8 @@ pub struct Args {
 
 /// Loads the agent (nothing is journaled if that fails), journals the run, prints its id.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    submit(
-        db,
-        &args.agent,
-        &args.input,
-        args.idempotency_key,
-        args.json,
-    )
-    .await
+    let input = args.input.read()?;
+    submit(db, &args.agent, &input, args.idempotency_key, args.json).await
 }
 
 /// Journals a new run of the agent at `spec` on `input` without driving it; a worker
@@ -42,27 +36,27 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
 pub async fn submit(
     db: &Path,
     spec: &Path,
-    input: &str,
+    input: &Input,
     idempotency_key: Option<String>,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let agent = Agent::load(spec).await?;
+    let agent = Agent::load(spec).await?.with_vars(input.json_vars());
     let engine = Engine::new(open_journal(db).await?);
     let options = StartOptions {
         idempotency_key,
         ..StartOptions::default()
     };
-    let submitted = engine.submit_with(&agent, input, options).await?;
+    let submitted = engine.submit_with(&agent, &input.text, options).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "run_id": submitted.run_id, "existing": submitted.existing })
         );
     } else {
-        println!("{}", submitted.run_id);
+        outln!("{}", submitted.run_id);
     }
     if submitted.existing {
-        eprintln!(
+        noteln!(
             "the idempotency key started run {} before; nothing new was submitted",
             submitted.run_id
         );
@@ -88,16 +82,16 @@ pub async fn wake(
     let after = engine.request_resume(run_id, raises, by).await?;
     let woken = after.wake() == chassis_core::Wake::Now;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "run_id": run_id, "status": after.status.as_str(), "woken": woken })
         );
     } else {
-        println!("{run_id}");
+        outln!("{run_id}");
         if woken {
-            eprintln!("run {run_id} ({}) handed to the workers", after.status);
+            noteln!("run {run_id} ({}) handed to the workers", after.status);
         } else {
-            eprintln!(
+            noteln!(
                 "run {run_id} ({}) still waits for a human: {}",
                 after.status,
                 after

@@ -7,22 +7,24 @@ use chassis_store::Record;
 use chassis_telemetry::timeline::{Node, NodeKind, Timeline};
 
 use crate::commands::open_existing_journal;
-use crate::progress::{clip, cost, describe};
+use crate::progress::{clip, cost, describe, usd};
+use crate::style::{Mark, Style};
 
 /// Arguments of `chassis trace`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run id (see `chassis runs`)
+    /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
-    /// Print the timeline as JSON: {"run_id", "trace_id", "status", …, "nodes": [{"kind",
+    /// Print the timeline as JSON: {"run_id", "trace_id", "status", ..., "nodes": [{"kind",
     /// "start_ms", "duration_ms", "title", "attrs", "children"}]}
     #[arg(long)]
     json: bool,
 }
 
 /// Prints the run's steps, model calls, tool calls, retries and waits with their durations.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let journal = open_existing_journal(db).await?;
+    args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;
     let Some(timeline) = chassis_telemetry::timeline::build(&args.run, &records) else {
         anyhow::bail!(
@@ -32,19 +34,20 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         );
     };
     if args.json {
-        println!("{}", serde_json::to_string(&timeline)?);
+        outln!("{}", serde_json::to_string(&timeline)?);
     } else {
-        print!("{}", render(&timeline, &records));
+        out!("{}", render(&timeline, &records, Style::stdout()));
     }
     Ok(crate::exit::COMPLETED)
 }
 
 /// The timeline as text: a header of totals, then one line per node.
-fn render(t: &Timeline, records: &[Record]) -> String {
+fn render(t: &Timeline, records: &[Record], style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}  {}  {}", t.run_id, t.agent, t.status);
+    let dot = style.dot();
     let mut totals = format!(
-        "{} step(s) · {} tool call(s) · {} in + {} out tokens · {} · {}",
+        "{} step(s){dot}{} tool call(s){dot}{} in + {} out tokens{dot}{}{dot}{}",
         t.steps,
         t.tool_calls,
         t.input_tokens,
@@ -58,37 +61,47 @@ fn render(t: &Timeline, records: &[Record]) -> String {
     let _ = writeln!(out, "{totals}");
     let _ = writeln!(out, "trace {}  (OpenTelemetry trace id)", t.trace_id);
     if let Some(reason) = &t.reason {
-        let _ = writeln!(out, "reason {}", clip(reason, 160));
+        let _ = writeln!(out, "reason {}", clip(reason, 160, style));
     }
     let _ = writeln!(out);
     for node in &t.nodes {
-        line(&mut out, t, records, node, "", "");
+        line(&mut out, t, records, style, node, "", "");
     }
     out
 }
 
 /// One node and its children; `lead` goes before its mark, `indent` before its children's.
-fn line(out: &mut String, t: &Timeline, records: &[Record], node: &Node, lead: &str, indent: &str) {
+fn line(
+    out: &mut String,
+    t: &Timeline,
+    records: &[Record],
+    style: Style,
+    node: &Node,
+    lead: &str,
+    indent: &str,
+) {
     let took = node.duration_ms.map(duration).unwrap_or_default();
     let _ = writeln!(
         out,
         "{:>9}  {:>7}  {lead}{} {}",
         format!("+{:.3}s", node.start_ms as f64 / 1000.0),
         took,
-        mark(node),
-        text(t, records, node)
+        style.mark(mark(node)),
+        text(t, records, style, node)
     );
     let last = node.children.len().saturating_sub(1);
     for (i, child) in node.children.iter().enumerate() {
-        let (branch, next) = if i == last {
-            ("└─ ", "   ")
-        } else {
-            ("├─ ", "│  ")
+        let (branch, next) = match (i == last, style.unicode) {
+            (true, true) => ("└─ ", "   "),
+            (false, true) => ("├─ ", "│  "),
+            (true, false) => ("`- ", "   "),
+            (false, false) => ("|- ", "|  "),
         };
         line(
             out,
             t,
             records,
+            style,
             child,
             &format!("{indent}{branch}"),
             &format!("{indent}{next}"),
@@ -96,19 +109,19 @@ fn line(out: &mut String, t: &Timeline, records: &[Record], node: &Node, lead: &
     }
 }
 
-fn mark(node: &Node) -> &'static str {
+fn mark(node: &Node) -> Mark {
     match (node.kind, node.ok) {
-        (NodeKind::Started | NodeKind::Resumed, _) => "▶",
-        (NodeKind::Step, Some(false)) => "✗",
-        (NodeKind::Step, _) => "●",
-        (NodeKind::Tool, Some(true)) => "✓",
-        (NodeKind::Tool, Some(false)) => "✗",
-        (NodeKind::Tool, None) => "…",
-        (NodeKind::Retry, _) => "↻",
-        (NodeKind::Wait, _) => "⏸",
-        (NodeKind::End, _) => "■",
-        (NodeKind::Note, Some(false)) => "✗",
-        (NodeKind::Note, _) => "·",
+        (NodeKind::Started | NodeKind::Resumed, _) => Mark::Start,
+        (NodeKind::Step, Some(false)) => Mark::Fail,
+        (NodeKind::Step, _) => Mark::Step,
+        (NodeKind::Tool, Some(true)) => Mark::Ok,
+        (NodeKind::Tool, Some(false)) => Mark::Fail,
+        (NodeKind::Tool, None) => Mark::Pending,
+        (NodeKind::Retry, _) => Mark::Retry,
+        (NodeKind::Wait, _) => Mark::Wait,
+        (NodeKind::End, _) => Mark::End,
+        (NodeKind::Note, Some(false)) => Mark::Fail,
+        (NodeKind::Note, _) => Mark::Note,
     }
 }
 
@@ -121,7 +134,8 @@ fn number(node: &Node, key: &str) -> Option<f64> {
 }
 
 /// What follows the mark.
-fn text(t: &Timeline, records: &[Record], node: &Node) -> String {
+fn text(t: &Timeline, records: &[Record], style: Style, node: &Node) -> String {
+    let clip = |text: &str, max: usize| crate::progress::clip(text, max, style);
     let error = || attr(node, "error").map(|e| format!(": {}", clip(e, 100)));
     match node.kind {
         NodeKind::Started => format!(
@@ -140,7 +154,7 @@ fn text(t: &Timeline, records: &[Record], node: &Node) -> String {
                 return text;
             }
             if let Some(reply) = attr(node, "reply") {
-                let _ = write!(text, " → {reply}");
+                let _ = write!(text, " {} {reply}", style.arrow());
             }
             if let (Some(i), Some(o)) =
                 (number(node, "input_tokens"), number(node, "output_tokens"))
@@ -148,7 +162,7 @@ fn text(t: &Timeline, records: &[Record], node: &Node) -> String {
                 let _ = write!(text, "  [{i} in / {o} out");
                 match number(node, "cost_usd") {
                     Some(c) => {
-                        let _ = write!(text, ", ${c:.5}]");
+                        let _ = write!(text, ", {}]", usd(c));
                     }
                     None => text.push(']'),
                 }
@@ -184,16 +198,9 @@ fn text(t: &Timeline, records: &[Record], node: &Node) -> String {
         NodeKind::Note => records
             .iter()
             .find(|r| r.seq == node.seq)
-            .and_then(|r| describe(&t.run_id, &r.event))
-            .map(|line| {
-                let line = line.trim_start();
-                // `describe` opens with its own mark; the tree has one already.
-                let line = line
-                    .split_once(' ')
-                    .filter(|(head, _)| !head.chars().any(char::is_alphanumeric))
-                    .map_or(line, |(_, rest)| rest);
-                clip(line, 140)
-            })
+            .and_then(|r| describe(&t.run_id, &r.event, style))
+            // The tree has a mark already; the line's own is left out.
+            .map(|line| clip(&line.text, 140))
             .unwrap_or_else(|| node.title.clone() + &error().unwrap_or_default()),
     }
 }

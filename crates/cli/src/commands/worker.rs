@@ -70,7 +70,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let worker = Worker::new(crate::telemetry().attach(Engine::new(journal)), config);
     let name = worker.config().name.clone();
     let grace = worker.config().shutdown_grace;
-    eprintln!(
+    noteln!(
         "worker {name}: driving runs from {} ({}; concurrency {}, lease {:?}); SIGTERM or Ctrl-C stops it",
         describe_db(db),
         if is_postgres(db) {
@@ -84,14 +84,14 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let report = worker
         .run(async {
             let signal = stop_signal().await;
-            eprintln!(
+            noteln!(
                 "worker {name}: {signal}: claiming no more runs; runs in flight have up to {grace:?} to settle"
             );
         })
         .await;
-    eprintln!("worker {name}: stopped: {}", summary(&report));
+    noteln!("worker {name}: stopped: {}", summary(&report));
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "worker": name,

@@ -130,7 +130,7 @@ fn a_diverging_replay_fails_with_a_diff() {
     let out = run(chassis(&desk.db)
         .arg("run")
         .arg(&desk.spec)
-        .args(["--input", "what do the notes say today?", "--quiet"])
+        .args(["--input", "what do the notes say today?"])
         .args(["--replay", arg(&cassette)]));
     out.expect_code(1);
     for needle in [

@@ -581,16 +581,17 @@ fn trace_draws_the_run_and_stats_sum_up_runs() {
         text.starts_with(&format!("{paused}  obs-desk  completed\n")),
         "{text}"
     );
+    // Not a terminal: ASCII marks (`output.rs` checks the symbols a terminal gets).
     for needle in [
-        "2 step(s) · 1 tool call(s)",
-        "▶ started  mock:obs-model",
-        "● step 1  mock:obs-model → calls read_file  [",
-        "└─ ✓ read_file",
+        "2 step(s), 1 tool call(s)",
+        "> started  mock:obs-model",
+        "* step 1  mock:obs-model -> calls read_file  [",
+        "`- + read_file",
         "max_steps",
-        "⏸ paused: limit max_steps reached",
-        "▶ resumed",
-        "● step 2  mock:obs-model → answer",
-        "■ completed",
+        "|| paused: limit max_steps reached",
+        "> resumed",
+        "* step 2  mock:obs-model -> answer",
+        "# completed",
     ] {
         assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
     }

@@ -125,6 +125,12 @@ impl Spawned {
         self.finish()
     }
 
+    /// Writes `bytes` to the process's stdin (started piped) and closes it.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let mut stdin = self.child.stdin.take().expect("stdin is piped");
+        stdin.write_all(bytes).expect("write stdin");
+    }
+
     /// Waits for the process to exit (at most [`COMMAND_TIMEOUT`]) and collects its output.
     pub fn finish(mut self) -> Output {
         let deadline = Instant::now() + COMMAND_TIMEOUT;
@@ -445,5 +451,104 @@ pub fn assert_nothing_journaled(db: &Path) {
             Vec::<Value>::new(),
             "runs were journaled"
         );
+    }
+}
+
+/// `chassis` without `--db`, run in `dir`, with a scrubbed environment and stdin closed: for
+/// what depends on where chassis is started (journal discovery, relative paths).
+pub fn chassis_in(dir: &Path) -> Command {
+    let mut command = Command::new(CHASSIS);
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    command.env("NO_PROXY", "127.0.0.1,localhost");
+    command.current_dir(dir);
+    command.stdin(Stdio::null());
+    command
+}
+
+/// A small agent without tools that answers `echo: INPUT`, priced at a cent per million
+/// tokens (so every run costs a fraction of a cent), with `team` in its `[vars]`.
+pub struct Echo {
+    /// Holds the spec, the prompt and the journal.
+    pub dir: tempfile::TempDir,
+    /// The journal.
+    pub db: PathBuf,
+    /// `agent.toml`.
+    pub spec: PathBuf,
+    /// The model, served while the agent is used.
+    _mock: Mock,
+}
+
+/// What [`Echo`]'s model answers.
+pub const ECHO_SCRIPT: &str = r#"
+[[scenario]]
+name = "echo"
+[[scenario.turn]]
+text = "echo: {input}"
+"#;
+
+impl Echo {
+    /// The agent, its journal and its model; `extra` is appended to the spec.
+    pub fn new(extra: &str) -> Echo {
+        let mock = Mock::start(ECHO_SCRIPT, Duration::ZERO);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        write(
+            dir.path(),
+            "prompt.md.j2",
+            "You are the desk of team {{ team }}. Request: {{ input }}\n",
+        );
+        let spec = write(
+            dir.path(),
+            "agent.toml",
+            &format!(
+                r#"[agent]
+name = "echo-desk"
+prompt = "prompt.md.j2"
+
+[model]
+primary = "mock:echo-model"
+max_tokens = 64
+
+[providers.mock]
+kind = "openai"
+base_url = {}
+max_attempts = 1
+
+[pricing."mock:echo-model"]
+input = 0.01
+output = 0.01
+
+[vars]
+team = "platform"
+{extra}"#,
+                toml_str(&mock.base_url())
+            ),
+        );
+        Echo {
+            db: dir.path().join("j.db"),
+            dir,
+            spec,
+            _mock: mock,
+        }
+    }
+
+    /// `chassis --db DB` for this agent's journal.
+    pub fn chassis(&self) -> Command {
+        chassis(&self.db)
+    }
+
+    /// Runs the agent on `input` to its end (exit code 0 asserted); returns the run id.
+    pub fn run(&self, input: &str) -> String {
+        let out = run(self
+            .chassis()
+            .arg("run")
+            .arg(&self.spec)
+            .args(["--input", input, "--json"]));
+        out.expect_code(0);
+        out.json()["run_id"]
+            .as_str()
+            .expect("run --json has a run_id")
+            .to_string()
     }
 }
