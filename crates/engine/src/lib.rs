@@ -18,7 +18,7 @@ pub use agent::{Agent, LoadError};
 pub use alerts::Alerts;
 pub use approvals::{Inbox, InboxItem, Resolution};
 pub use error::Error;
-pub use redact::{PatternError, Redactor};
+pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{Engine, Observer, RunOutcome};
 pub use worker::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 

@@ -4,6 +4,7 @@ mod anthropic;
 mod approvals;
 mod degrade;
 mod limits;
+mod redaction;
 mod resilience;
 mod rust_tools;
 mod workers;
