@@ -422,3 +422,46 @@ fn escaped_secrets_in_text_are_redacted_with_their_escapes() {
     // Short values are never secrets: they would match ordinary text.
     assert!(Redactor::new(["short".to_string()]).is_empty());
 }
+
+/// `secret` written as a JSON encoder may write it: each character plain, as `\uXXXX`, or
+/// (for `/`) as `\/`, chosen by `mask`.
+fn encode(secret: &str, mask: &[bool]) -> String {
+    secret
+        .chars()
+        .zip(mask.iter().cycle())
+        .map(|(c, &escape)| match (c, escape) {
+            ('/', true) => "\\/".to_string(),
+            (c, true) => format!("\\u{:04x}", c as u32),
+            (c, false) => c.to_string(),
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    /// Whatever surrounds it and however it is escaped, a planted secret is gone, and the
+    /// redactor never panics on the text around it (lone backslashes, broken escapes,
+    /// surrogates, multi-byte characters).
+    #[test]
+    fn a_secret_escaped_any_way_in_any_text_is_redacted(
+        before in "(\\\\|u|[0-9a-f]|\"|é|😀|\\\\u[0-9a-fA-F]{0,4}|.){0,20}",
+        after in "(\\\\|u|[0-9a-f]|\"|é|😀|\\\\u[0-9a-fA-F]{0,4}|.){0,20}",
+        mask in proptest::collection::vec(proptest::bool::ANY, 1..8),
+    ) {
+        let redactor = redactor();
+        let text = format!("{before}{}{after}", encode(SECRET, &mask));
+        let redacted = redactor.redact(&text);
+        let decoded: String = serde_json::from_str::<Value>(&format!("\"{}\"", redacted.replace('"', "'")))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        proptest::prop_assert!(!redacted.contains(SECRET), "{text} -> {redacted}");
+        proptest::prop_assert!(!decoded.contains(SECRET), "{text} -> {redacted}");
+        proptest::prop_assert!(redacted.contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn text_without_secrets_is_left_alone(text in "\\PC{0,60}") {
+        proptest::prop_assume!(!text.contains("sk-live") && !text.contains("tok_"));
+        proptest::prop_assert_eq!(redactor().redact(&text), text);
+    }
+}
