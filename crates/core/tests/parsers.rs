@@ -85,6 +85,9 @@ proptest! {
             format!("{BASE}[[tools]]\nname = \"t\"\ncommand = [\"x\"]\ntimeout = {quoted}\nmax_attempts = {number}\n"),
             format!("{BASE}[[tools]]\nuse = \"builtin:http\"\nallow_hosts = [{quoted}]\ntimeout = {quoted}\nmax_bytes = {number}\n"),
             format!("{BASE}[mcp.s]\nurl = {quoted}\ntimeout = {quoted}\n"),
+            format!("{BASE}[mcp.s]\ncommand = [{quoted}]\nenv = [{quoted}]\n"),
+            format!("{BASE}[mcp.s]\ncommand = [\"x\"]\nenv = {{ {} = {quoted} }}\n", toml_string(&value)),
+            format!("{BASE}[[tools]]\nname = \"t\"\ncommand = [\"x\"]\nenv = [{quoted}, {number}]\n"),
             format!("{BASE}[redact]\nenv = [{quoted}]\npatterns = [{quoted}]\n"),
             format!("{BASE}[pricing.{quoted}]\ninput = {float}\noutput = {float}\n"),
         ];

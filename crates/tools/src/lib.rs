@@ -10,6 +10,7 @@
 
 mod command;
 mod confine;
+mod env;
 mod error;
 mod fs;
 mod http;

@@ -115,6 +115,7 @@ description = "Prints what it knows"
 command = [{python}, "-I", "leak.py"]
 risk = "read_only"
 timeout = "60s"
+env = ["OBS_SECRET", "OBS_API_KEY"]
 
 [[tools]]
 name = "leak_fail"
@@ -122,6 +123,7 @@ description = "Fails, saying what it knows"
 command = [{python}, "-I", "leak.py", "fail"]
 risk = "read_only"
 timeout = "60s"
+env = ["OBS_SECRET", "OBS_API_KEY"]
 "#,
                 base_url = toml_str(&mock.base_url()),
             ),

@@ -20,7 +20,7 @@ use limits::{RawAlerts, RawLimits, RawPrice};
 
 pub use tools::{
     BUILTIN_FS_TOOLS, BUILTIN_HTTP_TOOLS, CommandToolSpec, DEFAULT_HTTP_MAX_BYTES,
-    DEFAULT_TOOL_TIMEOUT, HttpToolSpec, McpServerSpec, McpTransport, ToolSpec,
+    DEFAULT_TOOL_TIMEOUT, HttpToolSpec, McpServerSpec, McpTransport, ToolEnv, ToolSpec,
 };
 use tools::{RawMcp, RawTool};
 
@@ -752,6 +752,56 @@ mod tool_source_tests {
         assert_eq!(server, "billing");
         assert_eq!(risk["lookup"], crate::RiskClass::ReadOnly);
         assert!(!spec.mcp["billing"].trusted);
+    }
+
+    #[test]
+    fn tool_env_passes_names_or_sets_values() {
+        let spec = parse(
+            "[[tools]]\nname = \"a\"\ncommand = [\"x\"]\nenv = [\"HOME_DIR\", \"TOKEN\"]\n\
+             [[tools]]\nname = \"b\"\ncommand = [\"x\"]\nenv = { MODE = \"fast\" }\n\
+             [mcp.s]\ncommand = [\"srv\"]\nenv = [\"SRV_TOKEN\"]\n",
+        )
+        .unwrap();
+        let ToolSpec::Command(a) = &spec.tools[0] else {
+            panic!()
+        };
+        assert_eq!(a.env.pass, ["HOME_DIR", "TOKEN"]);
+        let ToolSpec::Command(b) = &spec.tools[1] else {
+            panic!()
+        };
+        assert_eq!(b.env.set["MODE"], "fast");
+        let McpTransport::Stdio { env, .. } = &spec.mcp["s"].transport else {
+            panic!()
+        };
+        assert_eq!(env.pass, ["SRV_TOKEN"]);
+        let tool = "[[tools]]\nname = \"a\"\ncommand = [\"x\"]\n";
+        for (env, key) in [
+            ("env = \"HOME\"", "tools[0].env: must be a list"),
+            ("env = [\"A=B\"]", "tools[0].env[0]: `A=B` is not the name"),
+            ("env = [\"OK\", 3]", "tools[0].env[1]: must be the name"),
+            (
+                "env = { \"\" = \"x\" }",
+                "tools[0].env.: `` is not the name",
+            ),
+            (
+                "env = { N = 1 }",
+                "tools[0].env.N: must be a string, got integer",
+            ),
+        ] {
+            let e = parse(&format!("{tool}{env}\n")).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{env}: {e}");
+        }
+        let e = parse("[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\nenv = [\"A\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tools[0].env: not allowed"), "{e}");
+        let e = parse("[mcp.h]\nurl = \"http://h\"\nenv = [\"A\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mcp.h.env: only allowed with `command`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -62,6 +62,84 @@ pub struct HttpToolSpec {
     pub post_risk: RiskClass,
 }
 
+/// What a tool process (a command tool, a stdio MCP server) finds in its environment besides
+/// the small default set (`PATH`, `HOME`, `LANG`, `LC_ALL`, `TMPDIR`, `TZ`, when chassis has
+/// them): nothing of chassis's own environment is inherited unless named here, so a provider's
+/// API key never reaches a tool by accident.
+///
+/// In the spec, `env = ["NAME", …]` passes variables through from chassis's environment and
+/// `env = { NAME = "value" }` sets them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolEnv {
+    /// Variables passed through from chassis's environment (when set there), by name.
+    pub pass: Vec<String>,
+    /// Variables set to a value.
+    pub set: BTreeMap<String, String>,
+}
+
+impl ToolEnv {
+    /// `env = [...]` or `env = {...}` as written at `key`; the error names the entry at fault.
+    fn parse(value: Option<toml::Value>, key: &str) -> Result<ToolEnv, Error> {
+        let mut env = ToolEnv::default();
+        match value {
+            None => {}
+            Some(toml::Value::Array(names)) => {
+                for (i, name) in names.into_iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    let toml::Value::String(name) = name else {
+                        return Err(invalid(
+                            at,
+                            "must be the name of a variable to pass through",
+                        ));
+                    };
+                    check_var_name(&name, &at)?;
+                    if !env.pass.contains(&name) {
+                        env.pass.push(name);
+                    }
+                }
+            }
+            Some(toml::Value::Table(table)) => {
+                for (name, value) in table {
+                    let at = format!("{key}.{name}");
+                    check_var_name(&name, &at)?;
+                    let toml::Value::String(value) = value else {
+                        return Err(invalid(
+                            at,
+                            format!("must be a string, got {}", value.type_str()),
+                        ));
+                    };
+                    if value.contains('\0') {
+                        return Err(invalid(at, "must not contain a NUL character"));
+                    }
+                    env.set.insert(name, value);
+                }
+            }
+            Some(other) => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be a list of variables to pass through ([\"NAME\"]) or a table of \
+                         variables to set ({{ NAME = \"value\" }}), got {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// A name a process environment can hold.
+fn check_var_name(name: &str, key: &str) -> Result<(), Error> {
+    if name.is_empty() || name.contains(['=', '\0']) || name.trim() != name {
+        return Err(invalid(
+            key,
+            format!("`{name}` is not the name of an environment variable"),
+        ));
+    }
+    Ok(())
+}
+
 /// How to reach an MCP server.
 #[derive(Clone, Debug, PartialEq)]
 pub enum McpTransport {
@@ -69,8 +147,8 @@ pub enum McpTransport {
     Stdio {
         /// Program and arguments; no shell.
         command: Vec<String>,
-        /// Extra environment variables for the process.
-        env: BTreeMap<String, String>,
+        /// What the process finds in its environment besides the default set.
+        env: ToolEnv,
     },
     /// Streamable HTTP.
     Http {
@@ -109,6 +187,9 @@ pub struct CommandToolSpec {
     pub idempotent: bool,
     /// Attempts in all for a retryable tool.
     pub max_attempts: u32,
+    /// What the process finds in its environment besides the default set and the call's
+    /// `CHASSIS_*` variables.
+    pub env: ToolEnv,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +211,7 @@ pub(super) struct RawTool {
     allow_private: Option<bool>,
     max_bytes: Option<i64>,
     post_risk: Option<String>,
+    env: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -137,8 +219,7 @@ pub(super) struct RawTool {
 pub(super) struct RawMcp {
     command: Option<Vec<String>>,
     url: Option<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: Option<toml::Value>,
     #[serde(default)]
     trusted: bool,
     timeout: Option<String>,
@@ -156,7 +237,7 @@ impl RawMcp {
                 }
                 McpTransport::Stdio {
                     command,
-                    env: self.env,
+                    env: ToolEnv::parse(self.env, &format!("{key}.env"))?,
                 }
             }
             (None, Some(url)) => {
@@ -166,7 +247,7 @@ impl RawMcp {
                         format!("`{url}` is not an http:// or https:// URL"),
                     ));
                 }
-                if !self.env.is_empty() {
+                if self.env.is_some() {
                     return Err(invalid(
                         format!("{key}.env"),
                         "only allowed with `command` (a stdio server)",
@@ -316,6 +397,7 @@ impl RawTool {
                 ));
             }
         };
+        let env = ToolEnv::parse(self.env, &format!("{key}.env"))?;
         Ok(ToolSpec::Command(CommandToolSpec {
             name,
             description: self.description.unwrap_or_default(),
@@ -325,6 +407,7 @@ impl RawTool {
             timeout,
             idempotent: self.idempotent.unwrap_or(false),
             max_attempts,
+            env,
         }))
     }
 
@@ -341,6 +424,7 @@ impl RawTool {
             ("args_schema", self.args_schema.is_some()),
             ("idempotent", self.idempotent.is_some()),
             ("max_attempts", self.max_attempts.is_some()),
+            ("env", self.env.is_some()),
         ];
         if let Some((field, _)) = command_only.iter().find(|(_, set)| *set) {
             return Err(invalid(

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_core::spec::{McpServerSpec, McpTransport};
+use chassis_core::spec::{McpServerSpec, McpTransport, ToolEnv};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     JsonObject, RequestMetaObject,
@@ -41,7 +41,7 @@ enum Launch {
     Stdio {
         program: PathBuf,
         args: Vec<String>,
-        env: Vec<(String, String)>,
+        env: ToolEnv,
         working_dir: PathBuf,
     },
     Http {
@@ -112,7 +112,7 @@ impl Server {
                 Launch::Stdio {
                     program,
                     args: args.to_vec(),
-                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    env: env.clone(),
                     working_dir,
                 }
             }
@@ -173,9 +173,10 @@ impl Server {
                 working_dir,
             } => {
                 let mut command = tokio::process::Command::new(program);
+                // A cleared environment: the default set and what the spec names.
+                crate::env::apply(&mut command, env);
                 command
                     .args(args)
-                    .envs(env.iter().map(|(k, v)| (k, v)))
                     .current_dir(working_dir)
                     .kill_on_drop(true);
                 let (process, stderr) = TokioChildProcess::builder(command)

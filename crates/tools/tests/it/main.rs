@@ -10,6 +10,7 @@ mod fs_tools;
 mod http_tools;
 mod mcp_server;
 mod mcp_tools;
+mod tool_env;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,7 @@ fn command_spec(name: &str, command: &[&str], timeout: Duration) -> ToolSpec {
         timeout,
         idempotent: false,
         max_attempts: 1,
+        env: Default::default(),
     })
 }
 

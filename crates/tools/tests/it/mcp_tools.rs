@@ -47,7 +47,8 @@ async fn tools_are_listed_and_called_over_stdio() {
     assert_eq!(
         names(&toolbox),
         [
-            "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta"
+            "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta",
+            "env"
         ]
     );
     let echo = toolbox.get("echo").unwrap().def().clone();
@@ -143,7 +144,7 @@ async fn names_the_server_does_not_list_are_refused_at_load() {
     assert_eq!(
         e.message,
         "MCP server `billing` has no tool `refund`, `void`; it lists: echo, lookup, update, \
-         delete, plain, fail, hang, crash, pid, meta"
+         delete, plain, fail, hang, crash, pid, meta, env"
     );
     let e = load(&[entry(None, &[("refund", RiskClass::ReadOnly)])], billing)
         .await
@@ -284,7 +285,7 @@ async fn a_server_that_fails_to_start_is_reported_at_load() {
     let missing = McpServerSpec {
         transport: McpTransport::Stdio {
             command: vec!["no-such-mcp-server-xyz".into()],
-            env: BTreeMap::new(),
+            env: Default::default(),
         },
         trusted: false,
         timeout: Duration::from_secs(5),
