@@ -44,7 +44,11 @@ impl Toolbox {
         for (index, spec) in specs.iter().enumerate() {
             let key = format!("tools[{index}]");
             let tools: Vec<Arc<dyn Tool>> = match spec {
-                ToolSpec::Fs { root, only } => fs::tools(root, base_dir, only.as_deref())
+                ToolSpec::Fs {
+                    root,
+                    only,
+                    timeout,
+                } => fs::tools(root, base_dir, only.as_deref(), *timeout)
                     .map_err(|m| Error::new(format!("{key}.root"), m))?,
                 ToolSpec::Http(http) => http::tools(http),
                 ToolSpec::Mcp { server, only, risk } => {

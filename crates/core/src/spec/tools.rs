@@ -14,7 +14,7 @@ pub const BUILTIN_FS_TOOLS: [&str; 3] = ["read_file", "list_dir", "write_file"];
 /// Names of the tools `builtin:http` provides.
 pub const BUILTIN_HTTP_TOOLS: [&str; 2] = ["http_get", "http_post"];
 
-/// Default timeout of one command tool call.
+/// Default timeout of one call of a command tool, an fs or HTTP tool, or an MCP server.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default cap on an HTTP tool's response body.
@@ -29,6 +29,8 @@ pub enum ToolSpec {
         root: String,
         /// Subset of [`BUILTIN_FS_TOOLS`] granted; all when `None`.
         only: Option<Vec<String>>,
+        /// How long one call may take (a file on a hung network mount must not hang the run).
+        timeout: Duration,
     },
     /// `use = "builtin:http"`: GET and POST to an allowlist of hosts.
     Http(HttpToolSpec),
@@ -492,7 +494,6 @@ impl RawTool {
             "builtin:fs" => {
                 not_here(&[
                     ("risk", self.risk.is_some()),
-                    ("timeout", self.timeout.is_some()),
                     ("allow_hosts", self.allow_hosts.is_some()),
                     ("allow_private", self.allow_private.is_some()),
                     ("max_bytes", self.max_bytes.is_some()),
@@ -508,6 +509,11 @@ impl RawTool {
                 Ok(ToolSpec::Fs {
                     root,
                     only: self.only,
+                    timeout: duration_or(
+                        &self.timeout,
+                        DEFAULT_TOOL_TIMEOUT,
+                        &format!("{key}.timeout"),
+                    )?,
                 })
             }
             "builtin:http" => {

@@ -35,6 +35,7 @@ fn fs_spec(root: &str, only: Option<&[&str]>) -> ToolSpec {
     ToolSpec::Fs {
         root: root.into(),
         only: only.map(|o| o.iter().map(|s| s.to_string()).collect()),
+        timeout: Duration::from_secs(20),
     }
 }
 

@@ -18,7 +18,8 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::json;
 
-/// Set to `serve` to run the server, or `fail` to exit at once with a message on stderr.
+/// Set to `serve` to run the server, `slow` to run it after 3 seconds, or `fail` to exit at
+/// once with a message on stderr.
 pub const MODE: &str = "CHASSIS_MCP_TEST_SERVER";
 
 /// The `[mcp.NAME]` command and env that start this server.
@@ -59,6 +60,8 @@ pub async fn http() -> String {
 fn serve() {
     match std::env::var(MODE).as_deref() {
         Ok("serve") => {}
+        // Starts slowly, every time: for deadlines that must cover a restart.
+        Ok("slow") => std::thread::sleep(std::time::Duration::from_secs(3)),
         Ok("fail") => {
             eprintln!("test server: BILLING_TOKEN is not set");
             std::process::exit(2);

@@ -235,6 +235,25 @@ async fn a_crash_during_a_call_is_a_tool_error_and_the_next_call_restarts() {
 }
 
 #[tokio::test]
+async fn a_call_timeout_covers_restarting_the_server() {
+    // Loading waits for the slow start (up to 10 s); a call has only its own 1 s, restart
+    // included: before, a restart had 10 s of its own and the call then 1 s more.
+    let slow = server("slow", false, Duration::from_secs(1));
+    let toolbox = load(&[entry(None, &[])], slow).await.unwrap();
+    call(&toolbox, "crash", json!({})).await.unwrap_err();
+    let e = call(&toolbox, "pid", json!({})).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`pid` (MCP server `billing`) timed out after 1s before the call could be sent (the \
+         server was being started)"
+    );
+    assert!(
+        !e.is_indeterminate(),
+        "nothing was sent, so nothing was done"
+    );
+}
+
+#[tokio::test]
 async fn a_killed_server_is_restarted() {
     let toolbox = toolbox(false, None).await;
     let first = call(&toolbox, "pid", json!({})).await.unwrap();
