@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Error, invalid};
 use crate::duration;
 use crate::limits::{LimitAction, LimitName, Limits, Price, UnknownPrice};
 
 /// Where alerts (limits reached, escalations, approval requests) are sent besides the log.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AlertsSpec {
     /// URL that receives a JSON POST per alert.
     pub webhook: Option<String>,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration;
 
@@ -60,7 +60,10 @@ pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Err
 }
 
 /// A validated agent definition.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// `Serialize` gives its canonical form: what the agent version fingerprints (every field, so
+/// a setting added here is covered without anyone remembering to add it there).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AgentSpec {
     /// Agent name.
     pub name: String,
@@ -107,7 +110,7 @@ pub struct AgentSpec {
 }
 
 /// `provider:model`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ModelRef {
     /// Key into [`AgentSpec::providers`].
     pub provider: String,
@@ -122,7 +125,8 @@ impl std::fmt::Display for ModelRef {
 }
 
 /// Wire protocol of a provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions.
     OpenAi,
@@ -131,7 +135,7 @@ pub enum ProviderKind {
 }
 
 /// How a provider's failed calls are retried.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RetrySpec {
     /// Attempts per model call, the first included.
     pub max_attempts: u32,
@@ -155,7 +159,7 @@ impl Default for RetrySpec {
 }
 
 /// When a provider's circuit breaker opens.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BreakerSpec {
     /// Consecutive failures that open it.
     pub threshold: u32,
@@ -179,7 +183,7 @@ impl Default for BreakerSpec {
 }
 
 /// How to reach a model provider.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProviderSpec {
     /// Wire protocol.
     pub kind: ProviderKind,
@@ -199,7 +203,8 @@ pub struct ProviderSpec {
 }
 
 /// Which HTTP protocol a provider is spoken to with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HttpVersion {
     /// HTTPS negotiates HTTP/2 or HTTP/1.1 with the server; plain HTTP uses HTTP/1.1.
     #[default]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Error, duration_or, invalid, positive};
 use crate::tool::RiskClass;
@@ -21,7 +21,8 @@ pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_HTTP_MAX_BYTES: u64 = 1024 * 1024;
 
 /// One `[[tools]]` entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ToolSpec {
     /// `use = "builtin:fs"`: file tools confined to `root`.
     Fs {
@@ -48,7 +49,7 @@ pub enum ToolSpec {
 }
 
 /// `builtin:http`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpToolSpec {
     /// Hosts that may be called: exact names, or `*.example.com` for subdomains.
     pub allow_hosts: Vec<String>,
@@ -71,7 +72,7 @@ pub struct HttpToolSpec {
 ///
 /// In the spec, `env = ["NAME", …]` passes variables through from chassis's environment and
 /// `env = { NAME = "value" }` sets them.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ToolEnv {
     /// Variables passed through from chassis's environment (when set there), by name.
     pub pass: Vec<String>,
@@ -143,7 +144,8 @@ fn check_var_name(name: &str, key: &str) -> Result<(), Error> {
 }
 
 /// How to reach an MCP server.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum McpTransport {
     /// A child process speaking MCP over stdin and stdout.
     Stdio {
@@ -160,7 +162,7 @@ pub enum McpTransport {
 }
 
 /// One `[mcp.NAME]` table.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct McpServerSpec {
     /// How to reach it.
     pub transport: McpTransport,
@@ -171,7 +173,7 @@ pub struct McpServerSpec {
 }
 
 /// A command tool declared in the spec.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CommandToolSpec {
     /// Tool name shown to the model.
     pub name: String,
