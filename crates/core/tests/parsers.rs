@@ -79,6 +79,7 @@ proptest! {
             format!("{BASE}connect_timeout = {quoted}\nidle_timeout = {quoted}\n"),
             format!("{BASE}max_tokens = {number}\nmax_repairs = {number}\ntemperature = {float}\n"),
             format!("{BASE}[limits]\nmax_wall_time = {quoted}\nmax_steps = {number}\nmax_cost_usd = {float}\n"),
+            format!("{BASE}[limits]\nmax_tool_args_bytes = {number}\nmax_tool_result_bytes = {number}\n"),
             format!("{BASE}[limits]\non_limit = {{ {} = \"pause\" }}\n", toml_string(&value)),
             format!("{BASE}[approvals]\ntimeout = {quoted}\non_timeout = {quoted}\n"),
             format!("{BASE}[providers.p]\nkind = \"openai\"\nbase_url = \"http://x\"\nretry_base_delay = {quoted}\nbreaker_cooldown = {quoted}\nmax_attempts = {number}\nbreaker_failure_rate = {float}\n"),

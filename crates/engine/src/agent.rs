@@ -100,7 +100,8 @@ impl Agent {
         let toolbox = Toolbox::from_specs(&spec.tools, &spec.mcp, &base_dir)
             .await
             .and_then(|toolbox| toolbox.with_tools(tools))
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| error(e.to_string()))?
+            .with_bounds(spec.tool_bounds);
         let links = std::iter::once((&spec.model, "model.primary".to_string()))
             .chain(
                 spec.fallbacks

@@ -15,7 +15,10 @@ mod limits;
 pub mod redact;
 mod tools;
 
-pub use limits::{AlertsSpec, parse_pricing_file};
+pub use limits::{
+    AlertsSpec, DEFAULT_MAX_TOOL_ARGS_BYTES, DEFAULT_MAX_TOOL_RESULT_BYTES, ToolBounds,
+    parse_pricing_file,
+};
 use limits::{RawAlerts, RawLimits, RawPrice};
 
 pub use tools::{
@@ -97,6 +100,8 @@ pub struct AgentSpec {
     pub mcp: BTreeMap<String, McpServerSpec>,
     /// Hard limits and the action at each.
     pub limits: crate::limits::Limits,
+    /// Size bounds of one tool call's arguments and result.
+    pub tool_bounds: ToolBounds,
     /// Price overrides from `[pricing]` (model or `provider:model` → price).
     pub pricing: BTreeMap<String, crate::limits::Price>,
     /// A pricing file to merge over the defaults, relative to the spec's directory.
@@ -462,7 +467,7 @@ impl RawSpec {
             return Err(invalid("model.max_tokens", "must be greater than zero"));
         }
 
-        let (limits, pricing_file) = self.limits.validate()?;
+        let (limits, pricing_file, tool_bounds) = self.limits.validate()?;
         let pricing = limits::validate_pricing(self.pricing, "pricing")?;
         let alerts = self.alerts.validate()?;
         let approvals = self.approvals.validate()?;
@@ -519,6 +524,7 @@ impl RawSpec {
             tools,
             mcp,
             limits,
+            tool_bounds,
             pricing,
             pricing_file,
             alerts,
