@@ -259,7 +259,11 @@ impl Server {
         ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let name = &self.name;
-        let deadline = Instant::now() + self.timeout;
+        // Saturating: a timeout built in code may be longer than any spec allows.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + chassis_core::duration::MAX);
         let connection = match tokio::time::timeout_at(deadline, self.connection()).await {
             Ok(connection) => connection?,
             // Nothing was sent: the tool did not act.
