@@ -1,6 +1,13 @@
-//! Human durations in specs: `250ms`, `30s`, `5m`, `2h`, `1d`.
+//! Human durations in specs and on the command line: `250ms`, `30s`, `5m`, `2h`, `1d`.
+//!
+//! A duration is at most [`MAX`] (100 years): far beyond any timeout, lease or limit, and small
+//! enough that adding it to any time in milliseconds since the epoch cannot overflow, so no
+//! caller has to guard `now + timeout` against a spec or a flag.
 
 use std::time::Duration;
+
+/// The longest duration accepted: 100 years of 365.25 days.
+pub const MAX: Duration = Duration::from_secs(100 * 36_525 * 864);
 
 /// Parses a duration such as `30s`; the error says what was expected.
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -27,7 +34,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(format!("`{text}` must be greater than zero"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // Checked before converting: `Duration::from_secs_f64` panics past `u64::MAX` seconds.
+    if seconds > MAX.as_secs_f64() {
+        return Err(format!("`{text}` is too long (at most 36525d, 100 years)"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
 #[cfg(test)]
@@ -40,6 +51,7 @@ mod tests {
         assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("36525d").unwrap(), MAX);
     }
 
     #[test]
@@ -48,5 +60,18 @@ mod tests {
         assert!(parse("abc").unwrap_err().contains("number"));
         assert!(parse("3w").unwrap_err().contains("unknown unit"));
         assert!(parse("0s").unwrap_err().contains("greater than zero"));
+    }
+
+    #[test]
+    fn rejects_durations_too_long_to_add_to_a_time() {
+        for text in [
+            "99999999999999999999s",
+            "36526d",
+            "18446744073709551616s",
+            "99999999999999999999999999999999999999999999999ms",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains("too long"), "{text}: {e}");
+        }
     }
 }

@@ -62,8 +62,11 @@ pub struct Agent {
     pub prices: std::collections::BTreeMap<String, chassis_core::Price>,
     /// Where this agent's alerts go.
     pub alerts: crate::Alerts,
-    /// Fingerprint of this agent version (spec, prompt, tools, models).
+    /// Fingerprint of this agent version: the whole spec in canonical form, the prompt
+    /// template, the tools offered and the resolved prices.
     pub version: String,
+    /// The fingerprint before it covered the whole spec, for runs journaled then.
+    version_v1: String,
     /// The toolbox's definitions, built once: every run of this agent shares them.
     pub tool_defs: std::sync::Arc<[chassis_core::ToolDef]>,
     redactor: crate::Redactor,
@@ -161,7 +164,8 @@ impl Agent {
             Toolbox::from_specs(&spec.tools, &spec.mcp, &base_dir).await
         }
         .and_then(|toolbox| toolbox.with_tools(tools))
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(e.to_string()))?
+        .with_bounds(spec.tool_bounds);
         let links = std::iter::once((&spec.model, "model.primary".to_string()))
             .chain(
                 spec.fallbacks
@@ -177,7 +181,8 @@ impl Agent {
         }
         let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
         let tool_defs: std::sync::Arc<[chassis_core::ToolDef]> = toolbox.defs().into();
-        let version = crate::version::fingerprint(&spec, &prompt, &tool_defs);
+        let version = crate::version::fingerprint(&spec, &prompt, &tool_defs, &prices);
+        let version_v1 = crate::version::fingerprint_v1(&spec, &prompt, &tool_defs);
         Ok(Agent {
             tool_defs,
             spec,
@@ -188,6 +193,7 @@ impl Agent {
             prices,
             alerts,
             version,
+            version_v1,
             redactor,
             vars: serde_json::Map::new(),
         })
@@ -202,6 +208,13 @@ impl Agent {
     ) -> Agent {
         self.vars.extend(vars);
         self
+    }
+
+    /// Whether a run journaled with `version` may be resumed by this agent: the fingerprint is
+    /// this agent's, or the one chassis computed before the fingerprint covered the whole spec
+    /// (for runs started then; they were checked as weakly when they began).
+    pub fn accepts_version(&self, version: &str) -> bool {
+        version == self.version || version == self.version_v1
     }
 
     /// A redactor for this agent's secrets: the values of every API key variable its

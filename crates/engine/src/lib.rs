@@ -18,7 +18,7 @@ pub use agent::{Agent, Checked, LoadError};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use error::Error;
-pub use redact::{PatternError, Redactor};
+pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{
     DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted, default_owner,
 };

@@ -774,7 +774,7 @@ impl<'e> Step<'e> {
         let run_id = self.run_id;
         let agent = self.agent;
         if resuming {
-            if !self.state.version.is_empty() && self.state.version != agent.version {
+            if !self.state.version.is_empty() && !agent.accepts_version(&self.state.version) {
                 return Err(Error::VersionChanged {
                     run_id: run_id.to_string(),
                     started: self.state.version.clone(),

@@ -27,16 +27,24 @@ pub use report::{CaseReport, Metrics, Mode, Report};
 pub use runner::{OnCase, Options, run};
 pub use suite::{Case, Gate, Suite};
 
-/// Records every model exchange of `agent` into a new cassette at `path`.
+/// Records every model exchange of `agent` into a new cassette at `path`, redacted by the
+/// agent's redactor (request and answer).
 pub fn record_into(agent: &mut Agent, path: &Path) -> Result<Arc<Recorder>, cassette::Error> {
-    let recorder = Arc::new(Recorder::create(path)?);
+    let recorder = Arc::new(Recorder::create(path)?.scrubbing(scrub_of(agent)));
     cassette::record(&mut agent.models, &recorder);
     Ok(recorder)
 }
 
-/// Makes every model call of `agent` answer from the cassette at `path`, offline.
+/// Makes every model call of `agent` answer from the cassette at `path`, offline; requests are
+/// redacted as a recording redacts them before they are matched.
 pub fn replay_from(agent: &mut Agent, path: &Path) -> Result<Arc<Replay>, cassette::Error> {
-    let replay = Arc::new(Replay::load(path)?);
+    let replay = Arc::new(Replay::load(path)?.scrubbing(scrub_of(agent)));
     cassette::replay(&mut agent.models, &replay);
     Ok(replay)
+}
+
+/// The agent's redactor as a cassette's [`cassette::Scrub`].
+pub fn scrub_of(agent: &Agent) -> cassette::Scrub {
+    let redactor = agent.redactor();
+    Arc::new(move |text: &str| redactor.redact(text))
 }

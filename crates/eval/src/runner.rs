@@ -94,7 +94,7 @@ async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> Ca
         Mode::Live => {}
         Mode::Replay => match replay_of(&suite.cassettes, &case.name) {
             Ok(served) => {
-                let served = Arc::new(served);
+                let served = Arc::new(served.scrubbing(crate::scrub_of(&agent)));
                 cassette::replay(&mut agent.models, &served);
                 replay = Some(served);
             }
@@ -109,7 +109,7 @@ async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> Ca
             };
             match Recorder::create(&path) {
                 Ok(created) => {
-                    let created = Arc::new(created);
+                    let created = Arc::new(created.scrubbing(crate::scrub_of(&agent)));
                     cassette::record(&mut agent.models, &created);
                     recorder = Some(created);
                 }

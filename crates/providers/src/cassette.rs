@@ -8,6 +8,11 @@
 //! A journaled run becomes a cassette too ([`Cassette::from_events`]): the request of each step
 //! is rebuilt from the fold, exactly as the engine built it.
 //!
+//! A cassette is a file people share and commit, so what goes into one is scrubbed of secrets
+//! first: a [`Recorder`] and a [`Replay`] given a [`Scrub`] (the agent's redactor) apply it to
+//! every string of the request and of the answer, and a replay applies it to the live request
+//! too, so a scrubbed recording still matches.
+//!
 //! The sampling temperature is not part of a recorded request: the journal does not keep it, and
 //! it is part of the agent version anyway.
 
@@ -29,6 +34,10 @@ pub const DIVERGED: &str = "the request diverges from the recording";
 
 /// Lines of a divergence diff shown before the rest is cut.
 const MAX_DIFF_LINES: usize = 80;
+
+/// Removes secrets from a text (the agent's redactor); a cassette applies it to every string it
+/// records.
+pub type Scrub = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// A cassette that cannot be read, written or built.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +118,29 @@ impl Request {
         }
     }
 
+    /// This request with `scrub` applied to every string: the model, each message's text,
+    /// call ids, names and arguments, and each tool's name, description and schema.
+    pub fn scrubbed(&self, scrub: &dyn Fn(&str) -> String) -> Request {
+        Request {
+            model: scrub(&self.model),
+            messages: self
+                .messages
+                .iter()
+                .map(|m| scrub_message(m, scrub))
+                .collect(),
+            tools: self
+                .tools
+                .iter()
+                .map(|t| Tool {
+                    name: scrub(&t.name),
+                    description: scrub(&t.description),
+                    parameters: scrub_json(&t.parameters, scrub),
+                })
+                .collect(),
+            max_tokens: self.max_tokens,
+        }
+    }
+
     /// What replay matches on: the request as canonical (key-sorted) JSON.
     fn key(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
@@ -173,6 +205,65 @@ pub struct Response {
     pub served_by: String,
 }
 
+impl Response {
+    /// This response with `scrub` applied to every string.
+    pub fn scrubbed(&self, scrub: &dyn Fn(&str) -> String) -> Response {
+        Response {
+            message: scrub_reply(&self.message, scrub),
+            usage: self.usage,
+            model: scrub(&self.model),
+            finish_reason: self.finish_reason.as_deref().map(scrub),
+            served_by: scrub(&self.served_by),
+        }
+    }
+}
+
+fn scrub_message(message: &Message, scrub: &dyn Fn(&str) -> String) -> Message {
+    match message {
+        Message::System { content } => Message::System {
+            content: scrub(content),
+        },
+        Message::User { content } => Message::User {
+            content: scrub(content),
+        },
+        Message::Assistant(reply) => Message::Assistant(scrub_reply(reply, scrub)),
+        Message::Tool { call_id, content } => Message::Tool {
+            call_id: scrub(call_id),
+            content: scrub(content),
+        },
+    }
+}
+
+fn scrub_reply(reply: &AssistantMessage, scrub: &dyn Fn(&str) -> String) -> AssistantMessage {
+    AssistantMessage {
+        content: reply.content.as_deref().map(scrub),
+        tool_calls: reply
+            .tool_calls
+            .iter()
+            .map(|call| chassis_core::ToolCall {
+                id: scrub(&call.id),
+                name: scrub(&call.name),
+                arguments: scrub(&call.arguments),
+            })
+            .collect(),
+    }
+}
+
+/// `value` with `scrub` applied to every string and every key.
+fn scrub_json(value: &serde_json::Value, scrub: &dyn Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(scrub(text)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| scrub_json(v, scrub)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (scrub(k), scrub_json(v, scrub)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 impl From<&ChatResponse> for Response {
     fn from(response: &ChatResponse) -> Response {
         Response {
@@ -204,6 +295,16 @@ pub struct Exchange {
     pub request: Request,
     /// The answer.
     pub response: Response,
+}
+
+impl Exchange {
+    /// This exchange with `scrub` applied to every string of the request and the answer.
+    pub fn scrubbed(&self, scrub: &dyn Fn(&str) -> String) -> Exchange {
+        Exchange {
+            request: self.request.scrubbed(scrub),
+            response: self.response.scrubbed(scrub),
+        }
+    }
 }
 
 /// Recorded exchanges, in the order they happened.
@@ -320,6 +421,7 @@ impl Cassette {
 pub struct Recorder {
     path: PathBuf,
     cassette: Mutex<Cassette>,
+    scrub: Option<Scrub>,
 }
 
 impl Recorder {
@@ -331,16 +433,27 @@ impl Recorder {
         Ok(Recorder {
             path: path.to_path_buf(),
             cassette: Mutex::new(cassette),
+            scrub: None,
         })
     }
 
-    /// Adds one exchange and rewrites the file.
+    /// This recorder, applying `scrub` to every exchange before it is written.
+    pub fn scrubbing(mut self, scrub: Scrub) -> Recorder {
+        self.scrub = Some(scrub);
+        self
+    }
+
+    /// Adds one exchange (scrubbed) and rewrites the file.
     pub fn record(&self, request: &ChatRequest<'_>, response: &ChatResponse) -> Result<(), Error> {
-        let mut cassette = self.cassette.lock().unwrap_or_else(|e| e.into_inner());
-        cassette.exchanges.push(Exchange {
+        let mut exchange = Exchange {
             request: Request::of(request),
             response: Response::from(response),
-        });
+        };
+        if let Some(scrub) = &self.scrub {
+            exchange = exchange.scrubbed(scrub.as_ref());
+        }
+        let mut cassette = self.cassette.lock().unwrap_or_else(|e| e.into_inner());
+        cassette.exchanges.push(exchange);
         cassette.save(&self.path)
     }
 
@@ -397,6 +510,7 @@ pub struct Replay {
     keys: Vec<String>,
     exchanges: Vec<Exchange>,
     served: Mutex<Vec<u32>>,
+    scrub: Option<Scrub>,
 }
 
 impl Replay {
@@ -409,7 +523,21 @@ impl Replay {
             keys,
             exchanges: cassette.exchanges,
             served,
+            scrub: None,
         }
+    }
+
+    /// This replay, applying `scrub` to every live request before it is matched (and to the
+    /// recorded ones, which a scrubbing recorder has already scrubbed), so a request matches
+    /// the recording of the same call although the recording lost its secrets.
+    pub fn scrubbing(mut self, scrub: Scrub) -> Replay {
+        self.keys = self
+            .exchanges
+            .iter()
+            .map(|e| e.request.scrubbed(scrub.as_ref()).key())
+            .collect();
+        self.scrub = Some(scrub);
+        self
     }
 
     /// Reads the cassette at `path` and serves it.
@@ -482,7 +610,11 @@ impl Replay {
 #[async_trait]
 impl ModelClient for Replay {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, crate::Error> {
-        self.answer(&Request::of(request))
+        let mut request = Request::of(request);
+        if let Some(scrub) = &self.scrub {
+            request = request.scrubbed(scrub.as_ref());
+        }
+        self.answer(&request)
             .map(ChatResponse::from)
             .map_err(|divergence| crate::Error::Config {
                 provider: format!("cassette {}", divergence.cassette),
@@ -694,6 +826,31 @@ mod tests {
         assert_eq!(Cassette::from_json(&text), Ok(cassette));
         let err = Cassette::from_json("{\"cassette\": 9, \"exchanges\": []}").unwrap_err();
         assert!(err.contains("format 9 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn a_scrubbing_recorder_writes_no_secret_and_its_replay_still_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let scrub: Scrub = Arc::new(|text: &str| text.replace("sk-secret", "[REDACTED]"));
+        let recorder = Recorder::create(&path).unwrap().scrubbing(scrub.clone());
+        recorder
+            .record(
+                &request("my key is sk-secret"),
+                &response("sk-secret, noted"),
+            )
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("sk-secret"), "{text}");
+        assert!(text.contains("my key is [REDACTED]"), "{text}");
+        let replay = Replay::load(&path).unwrap().scrubbing(scrub);
+        let answer = replay
+            .answer(
+                &Request::of(&request("my key is sk-secret"))
+                    .scrubbed(&|t| t.replace("sk-secret", "[REDACTED]")),
+            )
+            .unwrap();
+        assert_eq!(answer.message.content.as_deref(), Some("[REDACTED], noted"));
     }
 
     #[test]

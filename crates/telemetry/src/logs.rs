@@ -436,4 +436,20 @@ mod tests {
         assert_eq!(first["run_id"], "run_1");
         assert!(first.get("step").is_none());
     }
+
+    #[test]
+    fn a_secret_escaped_in_logged_json_is_redacted() {
+        let redaction = LogRedaction::default();
+        redaction.add(&Redactor::new(["sk-live-0123456789".to_string()]));
+        let lines = capture(LogFormat::Json, redaction, || {
+            tracing::warn!(
+                body = r#"{"token":"sk\u002dlive\u002d0123456789"}"#,
+                "provider said"
+            );
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(!lines[0].contains("0123456789"), "{}", lines[0]);
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["body"], r#"{"token":"[REDACTED]"}"#);
+    }
 }

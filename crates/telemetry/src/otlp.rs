@@ -132,8 +132,9 @@ impl ExportConfig {
             match get(name) {
                 None => Ok(Duration::from_millis(default)),
                 Some(text) => {
+                    // Capped, so that adding it to now cannot overflow (a panic).
                     text.parse::<u64>()
-                        .map(Duration::from_millis)
+                        .map(|ms| Duration::from_millis(ms).min(chassis_core::duration::MAX))
                         .map_err(|_| Error::Invalid {
                             var: name,
                             message: format!("`{text}` is not a number of milliseconds"),
@@ -440,6 +441,12 @@ mod tests {
             ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"),
         ])
         .unwrap();
+        let huge = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "18446744073709551615"),
+        ])
+        .unwrap();
+        assert_eq!(huge.schedule_delay, chassis_core::duration::MAX);
         assert_eq!(c.endpoint, "http://h:4318/v1/traces");
         assert_eq!(
             c.headers,

@@ -16,17 +16,27 @@ pub fn rfc3339_millis(ms: u64) -> String {
 
 /// Parses `2025-03-01`, `2025-03-01T12:34:56Z` or `2025-03-01T12:34:56.789Z` (UTC; a
 /// numeric offset such as `+02:00` is applied) into ms since the epoch.
+///
+/// Anything else is `None`, never a panic: the text comes from the command line.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let text = text.trim();
-    let (date, time) = match text.split_once(['T', ' ']) {
+    // Every valid timestamp is ASCII; checking first keeps every slice below on a character
+    // boundary.
+    if !text.is_ascii() {
+        return None;
+    }
+    let (date, time) = match text.split_once(['T', 't', ' ']) {
         Some((date, time)) => (date, Some(time)),
         None => (text, None),
     };
+    if date.len() != 10 {
+        return None;
+    }
     let mut parts = date.splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || date.len() != 10 {
+    let y: i64 = digits(parts.next()?, 4)?;
+    let m: u32 = u32::try_from(digits(parts.next()?, 2)?).ok()?;
+    let d: u32 = u32::try_from(digits(parts.next()?, 2)?).ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
     let mut ms = days_from_civil(y, m, d).checked_mul(86_400_000)?;
@@ -37,27 +47,45 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
             let (clock, offset) = time.split_at(i);
             let sign = if offset.starts_with('-') { -1 } else { 1 };
             let (h, m) = offset[1..].split_once(':')?;
-            let minutes = h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?;
-            (clock, sign * minutes * 60_000)
+            let (h, m) = (digits(h, 2)?, digits(m, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            (clock, sign * (h * 60 + m) * 60_000)
         } else {
             (time, 0)
         };
         let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
         let mut hms = hms.splitn(3, ':');
-        let h: i64 = hms.next()?.parse().ok()?;
-        let min: i64 = hms.next()?.parse().ok()?;
-        let s: i64 = hms.next().unwrap_or("0").parse().ok()?;
+        let h = digits(hms.next()?, 2)?;
+        let min = digits(hms.next()?, 2)?;
+        let s = match hms.next() {
+            Some(s) => digits(s, 2)?,
+            None => 0,
+        };
         if h > 23 || min > 59 || s > 60 {
             return None;
         }
         let frac_ms: i64 = if frac.is_empty() {
             0
         } else {
+            // Digits past milliseconds are accepted and dropped.
+            if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
             format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?
         };
-        ms += (h * 3600 + min * 60 + s) * 1000 + frac_ms - offset_ms;
+        ms = ms.checked_add((h * 3600 + min * 60 + s) * 1000 + frac_ms - offset_ms)?;
     }
     u64::try_from(ms).ok()
+}
+
+/// `text` as a number of exactly `len` ASCII digits.
+fn digits(text: &str, len: usize) -> Option<i64> {
+    if text.len() != len || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -103,5 +131,20 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2025-13-01"), None);
+    }
+
+    #[test]
+    fn odd_text_is_refused_without_panicking() {
+        for text in [
+            "2025-03-01T12:34:56.7é",
+            "2025-03-01T12:34:56.\u{1F600}Z",
+            "2025-03-01T12:34:56+99999999999999999:00",
+            "2025-03-01T99999999999999999999:00:00Z",
+            "é025-03-01",
+            "2025-03-01T12:34:56.78xZ",
+            "+2025-3-01",
+        ] {
+            assert_eq!(parse_rfc3339(text), None, "{text}");
+        }
     }
 }

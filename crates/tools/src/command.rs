@@ -5,7 +5,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use chassis_core::ToolDef;
-use chassis_core::spec::CommandToolSpec;
+use chassis_core::spec::{CommandToolSpec, ToolEnv};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, Command};
@@ -28,6 +28,8 @@ pub(crate) struct CommandTool {
     /// The spec file's directory.
     working_dir: PathBuf,
     timeout: Duration,
+    /// What the process finds in its environment besides the default set.
+    env: ToolEnv,
 }
 
 impl CommandTool {
@@ -52,6 +54,7 @@ impl CommandTool {
             args: args.to_vec(),
             working_dir,
             timeout: spec.timeout,
+            env: spec.env.clone(),
         })
     }
 
@@ -145,7 +148,11 @@ impl Tool for CommandTool {
         let input = serde_json::to_vec(&args).map_err(|e| {
             ToolError::failed(format!("cannot serialize arguments for `{name}`: {e}"))
         })?;
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        // A cleared environment: the default set and what the spec names, never chassis's
+        // secrets. The call's own variables come last, so the spec cannot shadow them.
+        crate::env::apply(&mut command, &self.env);
+        let mut child = command
             .args(&self.args)
             .current_dir(&self.working_dir)
             .env("CHASSIS_RUN_ID", &ctx.run_id)
@@ -378,6 +385,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             idempotent: false,
             max_attempts: 1,
+            env: ToolEnv::default(),
         };
         let e = CommandTool::new(&spec("no-such-program-xyz"), dir.path())
             .err()

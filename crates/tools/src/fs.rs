@@ -1,7 +1,15 @@
 //! `builtin:fs`: `read_file`, `list_dir` and `write_file`, confined to one root directory.
+//!
+//! Only regular files are read or written: a FIFO, a socket or a device inside the root could
+//! block a call forever or never end, so files are opened without blocking and checked (on the
+//! open file, not its path) before a byte moves. A file with more than one hard link is not
+//! written, since its other names may be outside the root. Every call has a deadline (the
+//! entry's `timeout`): a file on a hung network mount fails the call instead of the run.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chassis_core::{RiskClass, ToolDef};
 use serde_json::{Value, json};
@@ -27,6 +35,7 @@ pub(crate) fn tools(
     root: &str,
     base_dir: &Path,
     only: Option<&[String]>,
+    timeout: Duration,
 ) -> Result<Vec<Arc<dyn Tool>>, String> {
     let root = Arc::new(Root::open(root, base_dir)?);
     let names: Vec<&str> = match only {
@@ -40,9 +49,9 @@ pub(crate) fn tools(
         }
         let root = root.clone();
         let tool: Arc<dyn Tool> = match name {
-            "read_file" => Arc::new(ReadFile::new(root)),
-            "list_dir" => Arc::new(ListDir::new(root)),
-            "write_file" => Arc::new(WriteFile::new(root)),
+            "read_file" => Arc::new(ReadFile::new(root, timeout)),
+            "list_dir" => Arc::new(ListDir::new(root, timeout)),
+            "write_file" => Arc::new(WriteFile::new(root, timeout)),
             other => return Err(format!("builtin:fs has no tool `{other}`")),
         };
         tools.push(tool);
@@ -73,10 +82,11 @@ fn required_string_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolEr
 struct ReadFile {
     def: ToolDef,
     root: Arc<Root>,
+    timeout: Duration,
 }
 
 impl ReadFile {
-    fn new(root: Arc<Root>) -> ReadFile {
+    fn new(root: Arc<Root>, timeout: Duration) -> ReadFile {
         ReadFile {
             def: ToolDef {
                 name: "read_file".to_string(),
@@ -97,6 +107,7 @@ impl ReadFile {
                 max_attempts: chassis_core::tool::DEFAULT_TOOL_ATTEMPTS,
             },
             root,
+            timeout,
         }
     }
 }
@@ -110,37 +121,86 @@ impl Tool for ReadFile {
     async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
         let rel = required_string_arg(&args, "path")?.to_string();
         let root = self.root.clone();
-        blocking(move || read_file(&root, &rel)).await
+        blocking(&self.def.name, self.timeout, move || read_file(&root, &rel)).await
     }
 }
 
 /// Runs one tool call's file work on tokio's blocking pool: one hand-off per call rather
-/// than one per system call (each `tokio::fs` function is a hand-off of its own).
-async fn blocking<F>(work: F) -> Result<String, ToolError>
+/// than one per system call (each `tokio::fs` function is a hand-off of its own), within
+/// `timeout`. A system call cannot be interrupted, so work past its deadline is left to finish
+/// on its thread; the call fails at once, as one that may have acted.
+async fn blocking<F>(tool: &str, timeout: Duration, work: F) -> Result<String, ToolError>
 where
     F: FnOnce() -> Result<String, ToolError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(ToolError::failed(format!(
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(ToolError::failed(format!(
             "the file operation did not finish: {e}"
-        )))
-    })
+        ))),
+        Err(_elapsed) => Err(ToolError::indeterminate(format!(
+            "`{tool}` timed out after {}",
+            crate::command::format_duration(timeout)
+        ))),
+    }
+}
+
+/// Opens `path` without waiting for anything: a FIFO opens (or, for writing with no reader,
+/// fails) at once instead of blocking until someone is at its other end. Regular files ignore
+/// the flag. A symbolic link in the last component is refused: the root check resolved it, so
+/// one found now was put there since.
+fn open_nonblocking(path: &Path, options: &mut std::fs::OpenOptions) -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+/// Refuses anything but a regular file, checked on the open file itself so that nothing can be
+/// swapped in between the check and the use.
+fn regular(file: &File, rel: &str) -> Result<std::fs::Metadata, ToolError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| ToolError::failed(format!("cannot inspect `{rel}`: {}", describe(&e))))?;
+    if meta.is_dir() {
+        return Err(ToolError::failed(format!(
+            "`{rel}` is a directory, not a file"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(not_regular(rel));
+    }
+    Ok(meta)
+}
+
+fn not_regular(rel: &str) -> ToolError {
+    ToolError::failed(format!(
+        "`{rel}` is not a regular file (a FIFO, socket or device is never opened)"
+    ))
+}
+
+/// An error opening `rel`, in the words of the tool.
+fn open_error(e: &std::io::Error, rel: &str, verb: &str) -> ToolError {
+    match e.raw_os_error() {
+        // A FIFO opened for writing without blocking, with nobody reading it.
+        Some(libc::ENXIO) => not_regular(rel),
+        Some(libc::ELOOP) => ToolError::failed(format!(
+            "`{rel}` became a symbolic link; it is not followed"
+        )),
+        Some(libc::EISDIR) => ToolError::failed(format!("`{rel}` is a directory, not a file")),
+        _ => ToolError::failed(format!("cannot {verb} `{rel}`: {}", describe(e))),
+    }
 }
 
 fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
     let path = root.existing(rel)?;
     let cannot =
         |e: std::io::Error| ToolError::failed(format!("cannot read `{rel}`: {}", describe(&e)));
-    let meta = std::fs::metadata(&path).map_err(cannot)?;
-    if meta.is_dir() {
-        return Err(ToolError::failed(format!(
-            "`{rel}` is a directory, not a file"
-        )));
-    }
-    // Opening a FIFO or device could block forever or never end.
-    if !meta.is_file() {
-        return Err(ToolError::failed(format!("`{rel}` is not a regular file")));
-    }
+    let file = open_nonblocking(&path, std::fs::OpenOptions::new().read(true))
+        .map_err(|e| open_error(&e, rel, "read"))?;
+    let meta = regular(&file, rel)?;
     let too_big = |size: u64| {
         ToolError::failed(format!(
             "`{rel}` is {size} bytes; read_file reads files up to 1 MiB ({MAX_READ_BYTES} bytes)"
@@ -149,7 +209,6 @@ fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
     if meta.len() > MAX_READ_BYTES {
         return Err(too_big(meta.len()));
     }
-    let file = std::fs::File::open(&path).map_err(cannot)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // The file may have grown since `metadata`; never read more than the limit allows.
     file.take(MAX_READ_BYTES + 1)
@@ -170,10 +229,11 @@ fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
 struct ListDir {
     def: ToolDef,
     root: Arc<Root>,
+    timeout: Duration,
 }
 
 impl ListDir {
-    fn new(root: Arc<Root>) -> ListDir {
+    fn new(root: Arc<Root>, timeout: Duration) -> ListDir {
         ListDir {
             def: ToolDef {
                 name: "list_dir".to_string(),
@@ -196,6 +256,7 @@ impl ListDir {
                 max_attempts: chassis_core::tool::DEFAULT_TOOL_ATTEMPTS,
             },
             root,
+            timeout,
         }
     }
 }
@@ -209,7 +270,7 @@ impl Tool for ListDir {
     async fn call(&self, args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
         let rel = string_arg(&args, "path")?.unwrap_or(".").to_string();
         let root = self.root.clone();
-        blocking(move || list_dir(&root, &rel)).await
+        blocking(&self.def.name, self.timeout, move || list_dir(&root, &rel)).await
     }
 }
 
@@ -251,10 +312,11 @@ fn list_dir(root: &Root, rel: &str) -> Result<String, ToolError> {
 struct WriteFile {
     def: ToolDef,
     root: Arc<Root>,
+    timeout: Duration,
 }
 
 impl WriteFile {
-    fn new(root: Arc<Root>) -> WriteFile {
+    fn new(root: Arc<Root>, timeout: Duration) -> WriteFile {
         WriteFile {
             def: ToolDef {
                 name: "write_file".to_string(),
@@ -278,6 +340,7 @@ impl WriteFile {
                 max_attempts: chassis_core::tool::DEFAULT_TOOL_ATTEMPTS,
             },
             root,
+            timeout,
         }
     }
 }
@@ -292,24 +355,47 @@ impl Tool for WriteFile {
         let rel = required_string_arg(&args, "path")?.to_string();
         let content = required_string_arg(&args, "content")?.to_string();
         let root = self.root.clone();
-        blocking(move || write_file(&root, &rel, &content)).await
+        blocking(&self.def.name, self.timeout, move || {
+            write_file(&root, &rel, &content)
+        })
+        .await
     }
 }
 
 fn write_file(root: &Root, rel: &str, content: &str) -> Result<String, ToolError> {
+    use std::io::Write;
+
     let path = root.writable(rel)?;
     let cannot =
         |e: std::io::Error| ToolError::failed(format!("cannot write `{rel}`: {}", describe(&e)));
-    if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-        return Err(ToolError::failed(format!(
-            "`{rel}` is a directory, not a file"
-        )));
-    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(cannot)?;
     }
-    std::fs::write(&path, content).map_err(cannot)?;
+    // Opened without truncating: nothing changes until the file is known to be a regular file
+    // with no other name.
+    let mut file = open_nonblocking(&path, std::fs::OpenOptions::new().write(true).create(true))
+        .map_err(|e| open_error(&e, rel, "write"))?;
+    let meta = regular(&file, rel)?;
+    let links = hard_links(&meta);
+    if links > 1 {
+        return Err(ToolError::failed(format!(
+            "`{rel}` has {links} hard links; write_file does not write a file that has other \
+             names, which may be outside the tool root"
+        )));
+    }
+    file.set_len(0).map_err(cannot)?;
+    file.write_all(content.as_bytes()).map_err(cannot)?;
     Ok(format!("wrote {} bytes to {rel}", content.len()))
+}
+
+#[cfg(unix)]
+fn hard_links(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::nlink(meta)
+}
+
+#[cfg(not(unix))]
+fn hard_links(_meta: &std::fs::Metadata) -> u64 {
+    1
 }
 
 #[cfg(test)]
@@ -325,7 +411,7 @@ mod tests {
     }
 
     fn tool(dir: &Path, name: &str) -> Arc<dyn Tool> {
-        tools(".", dir, Some(&[name.to_string()]))
+        tools(".", dir, Some(&[name.to_string()]), Duration::from_secs(20))
             .unwrap()
             .remove(0)
     }
@@ -421,6 +507,25 @@ mod tests {
         assert_eq!(e.message(), "argument `path` must be a string");
     }
 
+    #[tokio::test]
+    async fn file_work_past_its_deadline_fails_the_call_at_once() {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = done.clone();
+        let e = blocking("read_file", Duration::from_millis(50), move || {
+            std::thread::sleep(Duration::from_secs(2));
+            finished.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok("late".to_string())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.message(), "`read_file` timed out after 50ms");
+        assert!(e.is_indeterminate());
+        assert!(
+            !done.load(std::sync::atomic::Ordering::SeqCst),
+            "the call failed before the work finished"
+        );
+    }
+
     #[test]
     fn only_keeps_its_order_and_ignores_repeats() {
         let dir = tempfile::tempdir().unwrap();
@@ -429,7 +534,7 @@ mod tests {
             "read_file".to_string(),
             "write_file".to_string(),
         ];
-        let names: Vec<String> = tools(".", dir.path(), Some(&only))
+        let names: Vec<String> = tools(".", dir.path(), Some(&only), Duration::from_secs(1))
             .unwrap()
             .iter()
             .map(|t| t.def().name.clone())

@@ -8,8 +8,10 @@
 //! [`Toolbox::prepare`] validates a model's raw call against the tool's JSON Schema before
 //! anything runs; a [`Refusal`] is phrased for the model so it can correct itself.
 
+mod bounded;
 mod command;
 mod confine;
+mod env;
 mod error;
 mod fs;
 mod http;

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chassis_core::ToolDef;
-use chassis_core::spec::{McpServerSpec, McpTransport, ToolSpec};
+use chassis_core::spec::{McpServerSpec, McpTransport, ToolBounds, ToolSpec};
 use serde_json::Value;
 
+use crate::bounded::Bounded;
 use crate::command::CommandTool;
 use crate::validate::{self, Refusal};
 use crate::{Error, Tool, fs, http, mcp};
@@ -16,6 +17,7 @@ use crate::{Error, Tool, fs, http, mcp};
 pub struct Toolbox {
     entries: Vec<Entry>,
     by_name: HashMap<String, usize>,
+    bounds: ToolBounds,
 }
 
 struct Entry {
@@ -44,7 +46,11 @@ impl Toolbox {
         for (index, spec) in specs.iter().enumerate() {
             let key = format!("tools[{index}]");
             let tools: Vec<Arc<dyn Tool>> = match spec {
-                ToolSpec::Fs { root, only } => fs::tools(root, base_dir, only.as_deref())
+                ToolSpec::Fs {
+                    root,
+                    only,
+                    timeout,
+                } => fs::tools(root, base_dir, only.as_deref(), *timeout)
                     .map_err(|m| Error::new(format!("{key}.root"), m))?,
                 ToolSpec::Http(http) => http::tools(http),
                 ToolSpec::Mcp { server, only, risk } => {
@@ -124,6 +130,7 @@ impl Toolbox {
     /// each schema compiled; errors name the added tool by its position, `rust_tools[i]`, and
     /// a name already in the toolbox is refused.
     pub fn with_tools(self, tools: Vec<Arc<dyn Tool>>) -> Result<Toolbox, Error> {
+        let bounds = self.bounds;
         let mut built: Vec<(String, Arc<dyn Tool>, jsonschema::Validator)> = self
             .entries
             .into_iter()
@@ -138,7 +145,14 @@ impl Toolbox {
                 .map_err(|m| Error::new(format!("{key}.parameters"), m))?;
             built.push((key, tool, validator));
         }
-        Toolbox::assemble(built)
+        Ok(Toolbox::assemble(built)?.with_bounds(bounds))
+    }
+
+    /// This toolbox with `bounds` on every call's arguments and result (the defaults, 1 MiB
+    /// each, until this is called).
+    pub fn with_bounds(mut self, bounds: ToolBounds) -> Toolbox {
+        self.bounds = bounds;
+        self
     }
 
     fn assemble(
@@ -160,7 +174,11 @@ impl Toolbox {
             keys.push(key);
             entries.push(Entry { tool, validator });
         }
-        Ok(Toolbox { entries, by_name })
+        Ok(Toolbox {
+            entries,
+            by_name,
+            bounds: ToolBounds::default(),
+        })
     }
 
     /// The definitions sent to the model, in declaration order.
@@ -175,10 +193,12 @@ impl Toolbox {
 
     /// Validates a model's raw call before anything runs.
     ///
-    /// Refuses an unknown tool, arguments that are not JSON or not an object, and arguments
+    /// Refuses an unknown tool, arguments larger than the toolbox's bound (before parsing
+    /// them, naming their size), arguments that are not JSON or not an object, and arguments
     /// that fail the tool's schema (listing every violation with its JSON pointer).
     /// Whitespace-only arguments count as `{}`.
-    /// On success, gives the parsed arguments and the tool to call.
+    /// On success, gives the parsed arguments and the tool to call, whose result (or error) is
+    /// clipped at the toolbox's bound.
     pub fn prepare(
         &self,
         name: &str,
@@ -190,9 +210,21 @@ impl Toolbox {
                 available: self.names().map(str::to_string).collect(),
             });
         };
+        let bytes = raw_arguments.len() as u64;
+        if bytes > self.bounds.max_args_bytes {
+            return Err(Refusal::ArgumentsTooLarge {
+                tool: name.to_string(),
+                bytes,
+                limit: self.bounds.max_args_bytes,
+            });
+        }
         let entry = &self.entries[index];
         let args = validate::check(name, &entry.validator, raw_arguments)?;
-        Ok((args, entry.tool.clone()))
+        let tool: Arc<dyn Tool> = Arc::new(Bounded {
+            inner: entry.tool.clone(),
+            max_bytes: self.bounds.max_result_bytes,
+        });
+        Ok((args, tool))
     }
 
     fn names(&self) -> impl Iterator<Item = &str> {

@@ -27,6 +27,19 @@ pub enum Refusal {
         /// The parser's complaint, with line and column.
         reason: String,
     },
+    /// The arguments are larger than the agent accepts; they were not parsed.
+    #[error(
+        "arguments for `{tool}` are {bytes} bytes, more than the {limit} this agent accepts \
+         (limits.max_tool_args_bytes); send less, e.g. split the work into several calls"
+    )]
+    ArgumentsTooLarge {
+        /// The tool called.
+        tool: String,
+        /// Size of the raw arguments.
+        bytes: u64,
+        /// The bound.
+        limit: u64,
+    },
     /// The arguments are JSON but not what the tool's schema asks for.
     #[error("arguments for `{tool}` do not match its schema: {}", .violations.join("; "))]
     InvalidArguments {

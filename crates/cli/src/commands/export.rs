@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use chassis_core::Event;
 use chassis_eval::cassette::Cassette;
 
 use crate::commands::open_existing_journal;
@@ -17,11 +18,31 @@ pub struct Args {
 }
 
 /// Rebuilds each step's request from the journal and writes request and answer as a cassette.
+///
+/// The journal is redacted as it is written; the cassette is redacted again with the secrets
+/// known now (the run's agent spec, when it still loads, and the API key variables), because
+/// a cassette is a file that gets shared and a journal may predate a `[redact]` entry.
 pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let journal = open_existing_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;
     let cassette = Cassette::from_events(records.iter().map(|r| &r.event))?;
+    let telemetry = crate::telemetry();
+    if let Some(Event::RunStarted(start)) = records.first().map(|r| &r.event)
+        && let Ok(text) = std::fs::read_to_string(&start.spec_path)
+        && let Ok(spec) = chassis_core::spec::AgentSpec::parse(&text)
+        && let Ok(redactor) = chassis_engine::Redactor::for_spec(&spec)
+    {
+        telemetry.redact_logs(&redactor);
+    }
+    let scrub = |text: &str| telemetry.redact(text);
+    let cassette = Cassette {
+        exchanges: cassette
+            .exchanges
+            .iter()
+            .map(|e| e.scrubbed(&scrub))
+            .collect(),
+    };
     cassette.save(&args.cassette)?;
     noteln!(
         "wrote {} exchange(s) of run {} to {}",

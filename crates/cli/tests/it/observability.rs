@@ -25,7 +25,7 @@ tool_calls = [{ name = "leak_fail", arguments = {} }]
 [[scenario.turn]]
 tool_calls = [{ name = "leak", arguments = {} }]
 [[scenario.turn]]
-text = "The tool said: {last_tool_result}"
+text = "The tool said: {last_tool_result} {\"seen\":\"tok\\u005flive\\u005fABCDEFGHIJABCDEFGHIJ1234\"}"
 
 [[scenario]]
 name = "notes"
@@ -35,12 +35,16 @@ tool_calls = [{ name = "read_file", arguments = { path = "note.txt" } }]
 text = "The note says: {last_tool_result}"
 "#;
 
-/// Prints the secret variables and a token that matches the spec's pattern. The token is put
-/// together at run time so that it appears in no file of the test directory.
+/// Prints the secret variables and a token that matches the spec's pattern, as they are and
+/// as a JSON encoder may escape them. The token is put together at run time so that it appears
+/// in no file of the test directory.
 const LEAK_PY: &str = r#"
 import os, sys
 token = "tok_live_" + "ABCDEFGHIJ" * 2 + "1234"
-line = "env=%s key=%s token=%s" % (os.environ["OBS_SECRET"], os.environ["OBS_API_KEY"], token)
+env, key = os.environ["OBS_SECRET"], os.environ["OBS_API_KEY"]
+line = "env=%s key=%s token=%s" % (env, key, token)
+escaped = lambda s: "".join("\\u%04x" % ord(c) if c in "-_" else c for c in s)
+line += ' json={"env":"%s","key":"%s","token":"%s"}' % (escaped(env), escaped(key), escaped(token))
 if sys.argv[1:] == ["fail"]:
     sys.stderr.write("failed with " + line + "\n")
     sys.exit(3)
@@ -111,6 +115,7 @@ description = "Prints what it knows"
 command = [{python}, "-I", "leak.py"]
 risk = "read_only"
 timeout = "60s"
+env = ["OBS_SECRET", "OBS_API_KEY"]
 
 [[tools]]
 name = "leak_fail"
@@ -118,6 +123,7 @@ description = "Fails, saying what it knows"
 command = [{python}, "-I", "leak.py", "fail"]
 risk = "read_only"
 timeout = "60s"
+env = ["OBS_SECRET", "OBS_API_KEY"]
 "#,
                 base_url = toml_str(&mock.base_url()),
             ),
@@ -276,11 +282,14 @@ fn planted_secrets_appear_in_no_artifact() {
 
     // The run, logging everything there is to log (trace level, JSON) and exporting spans
     // with message content: the most a deployment could expose.
+    let recorded = desk.dir.path().join("recorded.json");
     let out = run(desk
         .run(
             "leak everything",
             &["--log", "trace", "--log-format", "json"],
         )
+        .arg("--record")
+        .arg(&recorded)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
         .env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
         .env("OTEL_BSP_SCHEDULE_DELAY", "50"));
@@ -302,8 +311,11 @@ fn planted_secrets_appear_in_no_artifact() {
     artifacts.push(("run stderr (trace, json)".into(), out.stderr.into_bytes()));
     let run_id = only_run(&desk.db);
 
+    let exported = desk.dir.path().join("exported.json");
+    let exported_arg = exported.display().to_string();
     // Every way of reading the run back, with readable logs this time.
     for args in [
+        vec!["export", &run_id, "--cassette", &exported_arg],
         vec!["show", &run_id, "--json"],
         vec!["show", &run_id],
         vec!["trace", &run_id],
@@ -335,10 +347,12 @@ fn planted_secrets_appear_in_no_artifact() {
     for (path, bytes) in files(desk.dir.path()) {
         artifacts.push((path.display().to_string(), bytes));
     }
-    assert!(
-        artifacts.iter().any(|(name, _)| name.ends_with("j.db")),
-        "the journal is among the artifacts"
-    );
+    for file in ["j.db", "recorded.json", "exported.json"] {
+        assert!(
+            artifacts.iter().any(|(name, _)| name.ends_with(file)),
+            "{file} is among the artifacts"
+        );
+    }
 
     let journal = artifacts
         .iter()
@@ -350,11 +364,24 @@ fn planted_secrets_appear_in_no_artifact() {
         "the tool's output was journaled, redacted"
     );
 
+    // Each secret as written, as JSON escapes it (`-` as `\u002d`, `_` as `\u005f`), and as
+    // that escaped text looks inside a JSON string (in a JSON journal or cassette).
+    let escaped = |s: &str, slash: &str| {
+        s.replace('-', &format!("{slash}u002d"))
+            .replace('_', &format!("{slash}u005f"))
+    };
     let mut hits = Vec::new();
     for (name, bytes) in &artifacts {
         for secret in [ENV_SECRET, API_KEY, TOKEN] {
-            if contains(bytes, secret) {
-                hits.push(format!("{secret} in {name}"));
+            let needles = [
+                secret.to_string(),
+                escaped(secret, "\\"),
+                escaped(secret, "\\\\"),
+            ];
+            for needle in needles {
+                if contains(bytes, &needle) {
+                    hits.push(format!("{needle} in {name}"));
+                }
             }
         }
     }

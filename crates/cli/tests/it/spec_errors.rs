@@ -206,3 +206,43 @@ fn a_spec_file_that_does_not_exist_is_named() {
     );
     assert_nothing_journaled(&db);
 }
+
+#[test]
+fn a_redact_env_value_too_short_to_redact_is_refused_by_key() {
+    let case = Case::new(
+        &format!(
+            "{}\n[redact]\nenv = [\"HOSTILE_LONG_SECRET\", \"HOSTILE_SHORT_SECRET\"]\n",
+            base()
+        ),
+        true,
+    );
+    let out = run(chassis(&case.db())
+        .env("HOSTILE_LONG_SECRET", "long-enough-secret")
+        .env("HOSTILE_SHORT_SECRET", "s3cr7")
+        .arg("run")
+        .arg(&case.spec)
+        .args(["--input", "hello"]));
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("redact.env[1]: the value of HOSTILE_SHORT_SECRET is 5 bytes long"),
+        "{out:#?}"
+    );
+    assert!(
+        !out.stderr.contains("s3cr7"),
+        "the value is never shown: {out:#?}"
+    );
+    assert_nothing_journaled(&case.db());
+}
+
+#[test]
+fn a_duration_too_long_for_a_timeout_names_the_key() {
+    let case = Case::new(
+        &format!(
+            "{}\n[[tools]]\nname = \"t\"\ncommand = [\"echo\"]\ntimeout = \"99999999999999999999s\"\n",
+            base()
+        ),
+        true,
+    );
+    case.expect_error(&["tools[0].timeout", "too long"]);
+}

@@ -2,14 +2,42 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Error, invalid};
 use crate::duration;
 use crate::limits::{LimitAction, LimitName, Limits, Price, UnknownPrice};
 
+/// Largest tool arguments accepted unless `[limits] max_tool_args_bytes` says otherwise.
+pub const DEFAULT_MAX_TOOL_ARGS_BYTES: u64 = 1024 * 1024;
+
+/// Largest tool result kept unless `[limits] max_tool_result_bytes` says otherwise.
+pub const DEFAULT_MAX_TOOL_RESULT_BYTES: u64 = 1024 * 1024;
+
+/// Size bounds on what goes into and comes out of one tool call, `[limits]
+/// max_tool_args_bytes` and `max_tool_result_bytes`.
+///
+/// Not budgets of a run like [`Limits`] (they are not journaled nor raised): arguments past
+/// their bound are refused before they are parsed, results past theirs are clipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ToolBounds {
+    /// Largest raw arguments (JSON text) of one call, in bytes.
+    pub max_args_bytes: u64,
+    /// Largest result (or error) of one call, in bytes.
+    pub max_result_bytes: u64,
+}
+
+impl Default for ToolBounds {
+    fn default() -> Self {
+        ToolBounds {
+            max_args_bytes: DEFAULT_MAX_TOOL_ARGS_BYTES,
+            max_result_bytes: DEFAULT_MAX_TOOL_RESULT_BYTES,
+        }
+    }
+}
+
 /// Where alerts (limits reached, escalations, approval requests) are sent besides the log.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AlertsSpec {
     /// URL that receives a JSON POST per alert.
     pub webhook: Option<String>,
@@ -32,6 +60,8 @@ pub(super) struct RawLimits {
     count_waiting: Option<bool>,
     unknown_price: Option<String>,
     pricing_file: Option<String>,
+    max_tool_args_bytes: Option<i64>,
+    max_tool_result_bytes: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -49,8 +79,8 @@ pub(super) struct RawAlerts {
 }
 
 impl RawLimits {
-    /// Validated limits and the pricing file named, if any.
-    pub(super) fn validate(self) -> Result<(Limits, Option<String>), Error> {
+    /// Validated limits, the pricing file named, if any, and the tool size bounds.
+    pub(super) fn validate(self) -> Result<(Limits, Option<String>, ToolBounds), Error> {
         let mut limits = Limits::default();
         let raw = [
             (LimitName::MaxSteps, self.max_steps),
@@ -131,7 +161,27 @@ impl RawLimits {
                 ));
             }
         };
-        Ok((limits, self.pricing_file))
+        let bytes = |value: Option<i64>, default: u64, key: &str| match value {
+            None => Ok(default),
+            Some(n) if n > 0 => Ok(n as u64),
+            Some(n) => Err(invalid(
+                key,
+                format!("must be a positive number of bytes, got {n}"),
+            )),
+        };
+        let bounds = ToolBounds {
+            max_args_bytes: bytes(
+                self.max_tool_args_bytes,
+                DEFAULT_MAX_TOOL_ARGS_BYTES,
+                "limits.max_tool_args_bytes",
+            )?,
+            max_result_bytes: bytes(
+                self.max_tool_result_bytes,
+                DEFAULT_MAX_TOOL_RESULT_BYTES,
+                "limits.max_tool_result_bytes",
+            )?,
+        };
+        Ok((limits, self.pricing_file, bounds))
     }
 }
 
@@ -205,5 +255,36 @@ impl RawAlerts {
         Ok(AlertsSpec {
             webhook: self.webhook,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{AgentSpec, DEFAULT_MAX_TOOL_ARGS_BYTES, ToolBounds};
+
+    const BASE: &str = "[agent]\nname = \"a\"\nprompt = \"p\"\n[model]\nprimary = \"openai:m\"\n";
+
+    #[test]
+    fn tool_bounds_default_to_a_mebibyte_and_bad_ones_name_the_key() {
+        let spec = AgentSpec::parse(BASE).unwrap();
+        assert_eq!(spec.tool_bounds, ToolBounds::default());
+        assert_eq!(spec.tool_bounds.max_args_bytes, DEFAULT_MAX_TOOL_ARGS_BYTES);
+        let spec = AgentSpec::parse(&format!(
+            "{BASE}[limits]\nmax_tool_args_bytes = 4096\nmax_tool_result_bytes = 8192\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            spec.tool_bounds,
+            ToolBounds {
+                max_args_bytes: 4096,
+                max_result_bytes: 8192
+            }
+        );
+        let e =
+            AgentSpec::parse(&format!("{BASE}[limits]\nmax_tool_result_bytes = 0\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "limits.max_tool_result_bytes: must be a positive number of bytes, got 0"
+        );
     }
 }

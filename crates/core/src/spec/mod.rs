@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration;
 
@@ -15,12 +15,15 @@ mod limits;
 pub mod redact;
 mod tools;
 
-pub use limits::{AlertsSpec, parse_pricing_file};
+pub use limits::{
+    AlertsSpec, DEFAULT_MAX_TOOL_ARGS_BYTES, DEFAULT_MAX_TOOL_RESULT_BYTES, ToolBounds,
+    parse_pricing_file,
+};
 use limits::{RawAlerts, RawLimits, RawPrice};
 
 pub use tools::{
     BUILTIN_FS_TOOLS, BUILTIN_HTTP_TOOLS, CommandToolSpec, DEFAULT_HTTP_MAX_BYTES,
-    DEFAULT_TOOL_TIMEOUT, HttpToolSpec, McpServerSpec, McpTransport, ToolSpec,
+    DEFAULT_TOOL_TIMEOUT, HttpToolSpec, McpServerSpec, McpTransport, ToolEnv, ToolSpec,
 };
 use tools::{RawMcp, RawTool};
 
@@ -60,7 +63,10 @@ pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Err
 }
 
 /// A validated agent definition.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// `Serialize` gives its canonical form: what the agent version fingerprints (every field, so
+/// a setting added here is covered without anyone remembering to add it there).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AgentSpec {
     /// Agent name.
     pub name: String,
@@ -97,6 +103,8 @@ pub struct AgentSpec {
     pub mcp: BTreeMap<String, McpServerSpec>,
     /// Hard limits and the action at each.
     pub limits: crate::limits::Limits,
+    /// Size bounds of one tool call's arguments and result.
+    pub tool_bounds: ToolBounds,
     /// Price overrides from `[pricing]` (model or `provider:model` → price).
     pub pricing: BTreeMap<String, crate::limits::Price>,
     /// A pricing file to merge over the defaults, relative to the spec's directory.
@@ -110,7 +118,7 @@ pub struct AgentSpec {
 }
 
 /// `provider:model`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ModelRef {
     /// Key into [`AgentSpec::providers`].
     pub provider: String,
@@ -125,7 +133,8 @@ impl std::fmt::Display for ModelRef {
 }
 
 /// Wire protocol of a provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions.
     OpenAi,
@@ -134,7 +143,7 @@ pub enum ProviderKind {
 }
 
 /// How a provider's failed calls are retried.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RetrySpec {
     /// Attempts per model call, the first included.
     pub max_attempts: u32,
@@ -158,7 +167,7 @@ impl Default for RetrySpec {
 }
 
 /// When a provider's circuit breaker opens.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BreakerSpec {
     /// Consecutive failures that open it.
     pub threshold: u32,
@@ -182,7 +191,7 @@ impl Default for BreakerSpec {
 }
 
 /// How to reach a model provider.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProviderSpec {
     /// Wire protocol.
     pub kind: ProviderKind,
@@ -202,7 +211,8 @@ pub struct ProviderSpec {
 }
 
 /// Which HTTP protocol a provider is spoken to with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HttpVersion {
     /// HTTPS negotiates HTTP/2 or HTTP/1.1 with the server; plain HTTP uses HTTP/1.1.
     #[default]
@@ -469,7 +479,7 @@ impl RawSpec {
             return Err(invalid("model.max_tokens", "must be greater than zero"));
         }
 
-        let (limits, pricing_file) = self.limits.validate()?;
+        let (limits, pricing_file, tool_bounds) = self.limits.validate()?;
         let pricing = limits::validate_pricing(self.pricing, "pricing")?;
         let alerts = self.alerts.validate()?;
         let approvals = self.approvals.validate()?;
@@ -527,6 +537,7 @@ impl RawSpec {
             tools,
             mcp,
             limits,
+            tool_bounds,
             pricing,
             pricing_file,
             alerts,
@@ -765,6 +776,56 @@ mod tool_source_tests {
         assert_eq!(server, "billing");
         assert_eq!(risk["lookup"], crate::RiskClass::ReadOnly);
         assert!(!spec.mcp["billing"].trusted);
+    }
+
+    #[test]
+    fn tool_env_passes_names_or_sets_values() {
+        let spec = parse(
+            "[[tools]]\nname = \"a\"\ncommand = [\"x\"]\nenv = [\"HOME_DIR\", \"TOKEN\"]\n\
+             [[tools]]\nname = \"b\"\ncommand = [\"x\"]\nenv = { MODE = \"fast\" }\n\
+             [mcp.s]\ncommand = [\"srv\"]\nenv = [\"SRV_TOKEN\"]\n",
+        )
+        .unwrap();
+        let ToolSpec::Command(a) = &spec.tools[0] else {
+            panic!()
+        };
+        assert_eq!(a.env.pass, ["HOME_DIR", "TOKEN"]);
+        let ToolSpec::Command(b) = &spec.tools[1] else {
+            panic!()
+        };
+        assert_eq!(b.env.set["MODE"], "fast");
+        let McpTransport::Stdio { env, .. } = &spec.mcp["s"].transport else {
+            panic!()
+        };
+        assert_eq!(env.pass, ["SRV_TOKEN"]);
+        let tool = "[[tools]]\nname = \"a\"\ncommand = [\"x\"]\n";
+        for (env, key) in [
+            ("env = \"HOME\"", "tools[0].env: must be a list"),
+            ("env = [\"A=B\"]", "tools[0].env[0]: `A=B` is not the name"),
+            ("env = [\"OK\", 3]", "tools[0].env[1]: must be the name"),
+            (
+                "env = { \"\" = \"x\" }",
+                "tools[0].env.: `` is not the name",
+            ),
+            (
+                "env = { N = 1 }",
+                "tools[0].env.N: must be a string, got integer",
+            ),
+        ] {
+            let e = parse(&format!("{tool}{env}\n")).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{env}: {e}");
+        }
+        let e = parse("[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\nenv = [\"A\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tools[0].env: not allowed"), "{e}");
+        let e = parse("[mcp.h]\nurl = \"http://h\"\nenv = [\"A\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mcp.h.env: only allowed with `command`"),
+            "{e}"
+        );
     }
 
     #[test]

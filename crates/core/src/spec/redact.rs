@@ -5,14 +5,16 @@
 //! env = ["MY_SECRET"]                 # the values of these variables
 //! patterns = ["sk-[A-Za-z0-9]{20,}"]  # anything matching these regular expressions
 //! ```
-//! Core has no regex engine: the patterns' syntax is checked when the engine loads the agent.
+//! Core has no regex engine: the patterns' syntax is checked when the engine loads the agent,
+//! and so are the variables' values, which core cannot read: one set to fewer than 8 bytes is
+//! refused then, since so short a value would be found in ordinary text.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Error, invalid};
 
 /// What to redact besides the providers' API keys.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RedactSpec {
     /// Environment variables whose values are secrets.
     pub env: Vec<String>,

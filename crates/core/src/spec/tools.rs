@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Error, duration_or, invalid, positive};
 use crate::tool::RiskClass;
@@ -14,14 +14,15 @@ pub const BUILTIN_FS_TOOLS: [&str; 3] = ["read_file", "list_dir", "write_file"];
 /// Names of the tools `builtin:http` provides.
 pub const BUILTIN_HTTP_TOOLS: [&str; 2] = ["http_get", "http_post"];
 
-/// Default timeout of one command tool call.
+/// Default timeout of one call of a command tool, an fs or HTTP tool, or an MCP server.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default cap on an HTTP tool's response body.
 pub const DEFAULT_HTTP_MAX_BYTES: u64 = 1024 * 1024;
 
 /// One `[[tools]]` entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ToolSpec {
     /// `use = "builtin:fs"`: file tools confined to `root`.
     Fs {
@@ -29,6 +30,8 @@ pub enum ToolSpec {
         root: String,
         /// Subset of [`BUILTIN_FS_TOOLS`] granted; all when `None`.
         only: Option<Vec<String>>,
+        /// How long one call may take (a file on a hung network mount must not hang the run).
+        timeout: Duration,
     },
     /// `use = "builtin:http"`: GET and POST to an allowlist of hosts.
     Http(HttpToolSpec),
@@ -46,7 +49,7 @@ pub enum ToolSpec {
 }
 
 /// `builtin:http`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpToolSpec {
     /// Hosts that may be called: exact names, or `*.example.com` for subdomains.
     pub allow_hosts: Vec<String>,
@@ -62,15 +65,94 @@ pub struct HttpToolSpec {
     pub post_risk: RiskClass,
 }
 
+/// What a tool process (a command tool, a stdio MCP server) finds in its environment besides
+/// the small default set (`PATH`, `HOME`, `LANG`, `LC_ALL`, `TMPDIR`, `TZ`, when chassis has
+/// them): nothing of chassis's own environment is inherited unless named here, so a provider's
+/// API key never reaches a tool by accident.
+///
+/// In the spec, `env = ["NAME", …]` passes variables through from chassis's environment and
+/// `env = { NAME = "value" }` sets them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ToolEnv {
+    /// Variables passed through from chassis's environment (when set there), by name.
+    pub pass: Vec<String>,
+    /// Variables set to a value.
+    pub set: BTreeMap<String, String>,
+}
+
+impl ToolEnv {
+    /// `env = [...]` or `env = {...}` as written at `key`; the error names the entry at fault.
+    fn parse(value: Option<toml::Value>, key: &str) -> Result<ToolEnv, Error> {
+        let mut env = ToolEnv::default();
+        match value {
+            None => {}
+            Some(toml::Value::Array(names)) => {
+                for (i, name) in names.into_iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    let toml::Value::String(name) = name else {
+                        return Err(invalid(
+                            at,
+                            "must be the name of a variable to pass through",
+                        ));
+                    };
+                    check_var_name(&name, &at)?;
+                    if !env.pass.contains(&name) {
+                        env.pass.push(name);
+                    }
+                }
+            }
+            Some(toml::Value::Table(table)) => {
+                for (name, value) in table {
+                    let at = format!("{key}.{name}");
+                    check_var_name(&name, &at)?;
+                    let toml::Value::String(value) = value else {
+                        return Err(invalid(
+                            at,
+                            format!("must be a string, got {}", value.type_str()),
+                        ));
+                    };
+                    if value.contains('\0') {
+                        return Err(invalid(at, "must not contain a NUL character"));
+                    }
+                    env.set.insert(name, value);
+                }
+            }
+            Some(other) => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be a list of variables to pass through ([\"NAME\"]) or a table of \
+                         variables to set ({{ NAME = \"value\" }}), got {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// A name a process environment can hold.
+fn check_var_name(name: &str, key: &str) -> Result<(), Error> {
+    if name.is_empty() || name.contains(['=', '\0']) || name.trim() != name {
+        return Err(invalid(
+            key,
+            format!("`{name}` is not the name of an environment variable"),
+        ));
+    }
+    Ok(())
+}
+
 /// How to reach an MCP server.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum McpTransport {
     /// A child process speaking MCP over stdin and stdout.
     Stdio {
         /// Program and arguments; no shell.
         command: Vec<String>,
-        /// Extra environment variables for the process.
-        env: BTreeMap<String, String>,
+        /// What the process finds in its environment besides the default set.
+        env: ToolEnv,
     },
     /// Streamable HTTP.
     Http {
@@ -80,7 +162,7 @@ pub enum McpTransport {
 }
 
 /// One `[mcp.NAME]` table.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct McpServerSpec {
     /// How to reach it.
     pub transport: McpTransport,
@@ -91,7 +173,7 @@ pub struct McpServerSpec {
 }
 
 /// A command tool declared in the spec.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CommandToolSpec {
     /// Tool name shown to the model.
     pub name: String,
@@ -109,6 +191,9 @@ pub struct CommandToolSpec {
     pub idempotent: bool,
     /// Attempts in all for a retryable tool.
     pub max_attempts: u32,
+    /// What the process finds in its environment besides the default set and the call's
+    /// `CHASSIS_*` variables.
+    pub env: ToolEnv,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +215,7 @@ pub(super) struct RawTool {
     allow_private: Option<bool>,
     max_bytes: Option<i64>,
     post_risk: Option<String>,
+    env: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -137,8 +223,7 @@ pub(super) struct RawTool {
 pub(super) struct RawMcp {
     command: Option<Vec<String>>,
     url: Option<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: Option<toml::Value>,
     #[serde(default)]
     trusted: bool,
     timeout: Option<String>,
@@ -156,7 +241,7 @@ impl RawMcp {
                 }
                 McpTransport::Stdio {
                     command,
-                    env: self.env,
+                    env: ToolEnv::parse(self.env, &format!("{key}.env"))?,
                 }
             }
             (None, Some(url)) => {
@@ -166,7 +251,7 @@ impl RawMcp {
                         format!("`{url}` is not an http:// or https:// URL"),
                     ));
                 }
-                if !self.env.is_empty() {
+                if self.env.is_some() {
                     return Err(invalid(
                         format!("{key}.env"),
                         "only allowed with `command` (a stdio server)",
@@ -316,6 +401,7 @@ impl RawTool {
                 ));
             }
         };
+        let env = ToolEnv::parse(self.env, &format!("{key}.env"))?;
         Ok(ToolSpec::Command(CommandToolSpec {
             name,
             description: self.description.unwrap_or_default(),
@@ -325,6 +411,7 @@ impl RawTool {
             timeout,
             idempotent: self.idempotent.unwrap_or(false),
             max_attempts,
+            env,
         }))
     }
 
@@ -341,6 +428,7 @@ impl RawTool {
             ("args_schema", self.args_schema.is_some()),
             ("idempotent", self.idempotent.is_some()),
             ("max_attempts", self.max_attempts.is_some()),
+            ("env", self.env.is_some()),
         ];
         if let Some((field, _)) = command_only.iter().find(|(_, set)| *set) {
             return Err(invalid(
@@ -408,7 +496,6 @@ impl RawTool {
             "builtin:fs" => {
                 not_here(&[
                     ("risk", self.risk.is_some()),
-                    ("timeout", self.timeout.is_some()),
                     ("allow_hosts", self.allow_hosts.is_some()),
                     ("allow_private", self.allow_private.is_some()),
                     ("max_bytes", self.max_bytes.is_some()),
@@ -424,6 +511,11 @@ impl RawTool {
                 Ok(ToolSpec::Fs {
                     root,
                     only: self.only,
+                    timeout: duration_or(
+                        &self.timeout,
+                        DEFAULT_TOOL_TIMEOUT,
+                        &format!("{key}.timeout"),
+                    )?,
                 })
             }
             "builtin:http" => {

@@ -63,9 +63,6 @@ async fn every_model_down_parks_the_run_and_resume_continues_it() {
         .await
         .unwrap();
     let dead_b = chassis_mock::start(down, script(), local).await.unwrap();
-    let healthy = chassis_mock::start(MockConfig::default(), script(), local)
-        .await
-        .unwrap();
 
     let spec_path = root.join("agent.toml");
     write(&spec_path, &spec(&dead_a.base_url(), &dead_b.base_url()));
@@ -105,8 +102,25 @@ async fn every_model_down_parks_the_run_and_resume_continues_it() {
     let again = engine.resume(&outcome.run_id).await.unwrap();
     assert_eq!(again.status, RunStatus::Paused);
 
-    // The operator points the agent at a healthy endpoint; resume finishes the run.
-    write(&spec_path, &spec(&healthy.base_url(), &dead_b.base_url()));
+    // Pointing the agent at another endpoint makes it another version, which does not take
+    // over a run started by this one.
+    let elsewhere = chassis_mock::start(MockConfig::default(), script(), local)
+        .await
+        .unwrap();
+    write(&spec_path, &spec(&elsewhere.base_url(), &dead_b.base_url()));
+    let refused = engine.resume(&outcome.run_id).await.unwrap_err();
+    assert!(
+        matches!(refused, chassis_engine::Error::VersionChanged { .. }),
+        "{refused:?}"
+    );
+    write(&spec_path, &spec(&dead_a.base_url(), &dead_b.base_url()));
+
+    // The outage ends: the primary's endpoint answers again; resume finishes the run.
+    let addr = dead_a.addr();
+    dead_a.shutdown().await;
+    let healthy = chassis_mock::start(MockConfig::default(), script(), addr)
+        .await
+        .unwrap();
     let done = engine.resume(&outcome.run_id).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed, "{done:?}");
     assert_eq!(done.output.as_deref(), Some("files: a.txt"));

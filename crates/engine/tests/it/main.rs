@@ -5,6 +5,7 @@ mod approvals;
 mod degrade;
 mod drivers;
 mod limits;
+mod redaction;
 mod resilience;
 mod rust_tools;
 mod workers;

@@ -100,3 +100,52 @@ async fn prompt_tools_and_models_change_the_version() {
         assert_ne!(changed, base, "changing {what} must change the version");
     }
 }
+
+#[tokio::test]
+async fn approvals_pricing_and_command_arguments_change_the_version() {
+    let base = version(&spec_with_tool("string", "irreversible"), PROMPT).await;
+    let changed = |from: &str, to: &str| {
+        let spec = spec_with_tool("string", "irreversible");
+        assert!(spec.contains(from), "{from}");
+        spec.replace(from, to)
+    };
+    let changes = [
+        (
+            "only the approvals",
+            format!(
+                "{}[approvals]\nirreversible = \"auto\"\n",
+                spec_with_tool("string", "irreversible")
+            ),
+        ),
+        ("only the pricing", changed("input = 1.0", "input = 1.5")),
+        (
+            "only a tool's command arguments",
+            changed("command = [\"true\"]", "command = [\"true\", \"--really\"]"),
+        ),
+        (
+            "only a tool's environment",
+            changed(
+                "command = [\"true\"]",
+                "command = [\"true\"]\nenv = [\"PAGER_TOKEN\"]",
+            ),
+        ),
+        (
+            "only the provider's retries",
+            changed("max_attempts = 1", "max_attempts = 2"),
+        ),
+        (
+            "only the redaction",
+            format!(
+                "{}[redact]\npatterns = [\"pg-[0-9]{{6}}\"]\n",
+                spec_with_tool("string", "irreversible")
+            ),
+        ),
+    ];
+    for (what, spec) in changes {
+        assert_ne!(
+            version(&spec, PROMPT).await,
+            base,
+            "changing {what} must change the version"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 mod agent;
 mod metrics;
+mod parsers;
 mod receiver;
 mod spans;
 mod traces;

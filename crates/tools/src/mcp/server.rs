@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_core::spec::{McpServerSpec, McpTransport};
+use chassis_core::spec::{McpServerSpec, McpTransport, ToolEnv};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     JsonObject, RequestMetaObject,
@@ -41,7 +41,7 @@ enum Launch {
     Stdio {
         program: PathBuf,
         args: Vec<String>,
-        env: Vec<(String, String)>,
+        env: ToolEnv,
         working_dir: PathBuf,
     },
     Http {
@@ -112,7 +112,7 @@ impl Server {
                 Launch::Stdio {
                     program,
                     args: args.to_vec(),
-                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    env: env.clone(),
                     working_dir,
                 }
             }
@@ -173,9 +173,10 @@ impl Server {
                 working_dir,
             } => {
                 let mut command = tokio::process::Command::new(program);
+                // A cleared environment: the default set and what the spec names.
+                crate::env::apply(&mut command, env);
                 command
                     .args(args)
-                    .envs(env.iter().map(|(k, v)| (k, v)))
                     .current_dir(working_dir)
                     .kill_on_drop(true);
                 let (process, stderr) = TokioChildProcess::builder(command)
@@ -214,7 +215,8 @@ impl Server {
         }
     }
 
-    /// The live connection, starting the server again if the last one failed.
+    /// The live connection, starting the server again (within [`START_TIMEOUT`]) if the last
+    /// one failed. The caller bounds the whole by the call's own deadline.
     async fn connection(&self) -> Result<Arc<Connection>, ToolError> {
         let mut live = self.live.lock().await;
         if let Some(connection) = live.as_ref()
@@ -245,7 +247,8 @@ impl Server {
     }
 
     /// Calls `tool` within the server's timeout, restarting the server first if its last
-    /// connection failed (which may take up to [`START_TIMEOUT`] more).
+    /// connection failed: one deadline covers waiting for the connection, starting the server
+    /// again and the call, so no call outlives its `timeout`.
     ///
     /// The idempotency key, run id and call id go in the request's `_meta` as
     /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`.
@@ -256,7 +259,22 @@ impl Server {
         ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let name = &self.name;
-        let connection = self.connection().await?;
+        // Saturating: a timeout built in code may be longer than any spec allows.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + chassis_core::duration::MAX);
+        let connection = match tokio::time::timeout_at(deadline, self.connection()).await {
+            Ok(connection) => connection?,
+            // Nothing was sent: the tool did not act.
+            Err(_elapsed) => {
+                return Err(ToolError::failed(format!(
+                    "`{tool}` (MCP server `{name}`) timed out after {} before the call could be \
+                     sent (the server was being started)",
+                    format_duration(self.timeout)
+                )));
+            }
+        };
         let mut meta = JsonObject::new();
         meta.insert(
             "chassis/idempotency_key".into(),
@@ -267,7 +285,7 @@ impl Server {
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         params.meta = Some(RequestMetaObject::from(meta));
         let outcome =
-            tokio::time::timeout(self.timeout, connection.client.peer().call_tool(params)).await;
+            tokio::time::timeout_at(deadline, connection.client.peer().call_tool(params)).await;
         match outcome {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(ServiceError::McpError(error))) => Err(ToolError::failed(format!(

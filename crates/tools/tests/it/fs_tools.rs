@@ -255,3 +255,98 @@ async fn missing_root_names_the_key() {
     let e = build(&specs, dir.path()).await.unwrap_err();
     assert_eq!(e.to_string(), "tools[1].root: ./data is not a directory");
 }
+
+/// Makes a FIFO at `path` (with the system's `mkfifo`: the call itself is unsafe in Rust).
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_fifo_in_the_root_is_refused_at_once_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    mkfifo(&dir.path().join("pipe"));
+    let toolbox = toolbox(dir.path()).await;
+    // Before, opening the FIFO blocked until someone opened its other end: forever.
+    let deadline = Duration::from_secs(10);
+    let write = tokio::time::timeout(
+        deadline,
+        call(
+            &toolbox,
+            "write_file",
+            json!({"path": "pipe", "content": "x"}),
+        ),
+    )
+    .await
+    .expect("write_file returns at once");
+    assert_eq!(
+        write.unwrap_err().message(),
+        "`pipe` is not a regular file (a FIFO, socket or device is never opened)"
+    );
+    let read = tokio::time::timeout(
+        deadline,
+        call(&toolbox, "read_file", json!({"path": "pipe"})),
+    )
+    .await
+    .expect("read_file returns at once");
+    assert_eq!(
+        read.unwrap_err().message(),
+        "`pipe` is not a regular file (a FIFO, socket or device is never opened)"
+    );
+    let list = call(&toolbox, "list_dir", json!({})).await.unwrap();
+    assert_eq!(list, "pipe");
+}
+
+#[tokio::test]
+async fn a_file_with_another_name_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), "keep me").unwrap();
+    std::fs::hard_link(outside.path().join("precious"), dir.path().join("linked")).unwrap();
+    let toolbox = toolbox(dir.path()).await;
+    let e = call(
+        &toolbox,
+        "write_file",
+        json!({"path": "linked", "content": "overwritten"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`linked` has 2 hard links; write_file does not write a file that has other names, \
+         which may be outside the tool root"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("precious")).unwrap(),
+        "keep me"
+    );
+    // An ordinary file is still replaced whole.
+    std::fs::write(dir.path().join("plain"), "a long old content").unwrap();
+    call(
+        &toolbox,
+        "write_file",
+        json!({"path": "plain", "content": "new"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("plain")).unwrap(),
+        "new"
+    );
+}
+
+#[tokio::test]
+async fn an_fs_entry_takes_a_timeout() {
+    let spec = chassis_core::spec::AgentSpec::parse(
+        "[agent]\nname = \"a\"\nprompt = \"p\"\n[model]\nprimary = \"openai:m\"\n\
+         [[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\ntimeout = \"250ms\"\n",
+    )
+    .unwrap();
+    let ToolSpec::Fs { timeout, .. } = &spec.tools[0] else {
+        panic!("not an fs entry")
+    };
+    assert_eq!(*timeout, Duration::from_millis(250));
+}

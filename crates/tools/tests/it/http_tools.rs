@@ -190,11 +190,19 @@ async fn hostile_arguments_are_refused_before_anything_runs() {
     );
     let e = refusal(&toolbox, "http_post", r#"{"url": "http://127.0.0.1/"}"#);
     assert!(e.contains("\"body\" is a required property"), "{e}");
-    let e = refusal(
-        &toolbox,
-        "http_post",
-        &json!({"url": "http://127.0.0.1/", "body": "b".repeat(2 * 1024 * 1024)}).to_string(),
+    let too_long =
+        json!({"url": "http://127.0.0.1/", "body": "b".repeat(2 * 1024 * 1024)}).to_string();
+    let e = refusal(&toolbox, "http_post", &too_long);
+    assert!(
+        e.starts_with("arguments for `http_post` are 2097189 bytes, more than the 1048576"),
+        "{e}"
     );
+    // Past a larger bound on arguments, the schema's own limit on the body still holds.
+    let toolbox = toolbox.with_bounds(chassis_core::spec::ToolBounds {
+        max_args_bytes: 4 * 1024 * 1024,
+        max_result_bytes: 1024 * 1024,
+    });
+    let e = refusal(&toolbox, "http_post", &too_long);
     assert!(
         e.starts_with("arguments for `http_post` do not match its schema: /body: \"bbb")
             && e.len() < 600,

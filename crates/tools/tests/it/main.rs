@@ -10,6 +10,7 @@ mod fs_tools;
 mod http_tools;
 mod mcp_server;
 mod mcp_tools;
+mod tool_env;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ fn fs_spec(root: &str, only: Option<&[&str]>) -> ToolSpec {
     ToolSpec::Fs {
         root: root.into(),
         only: only.map(|o| o.iter().map(|s| s.to_string()).collect()),
+        timeout: Duration::from_secs(20),
     }
 }
 
@@ -47,6 +49,7 @@ fn command_spec(name: &str, command: &[&str], timeout: Duration) -> ToolSpec {
         timeout,
         idempotent: false,
         max_attempts: 1,
+        env: Default::default(),
     })
 }
 

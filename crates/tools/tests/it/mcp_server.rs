@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use chassis_core::spec::ToolEnv;
 use rmcp::ServiceExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
@@ -17,11 +18,12 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::json;
 
-/// Set to `serve` to run the server, or `fail` to exit at once with a message on stderr.
+/// Set to `serve` to run the server, `slow` to run it after 3 seconds, or `fail` to exit at
+/// once with a message on stderr.
 pub const MODE: &str = "CHASSIS_MCP_TEST_SERVER";
 
 /// The `[mcp.NAME]` command and env that start this server.
-pub fn command(mode: &str) -> (Vec<String>, BTreeMap<String, String>) {
+pub fn command(mode: &str) -> (Vec<String>, ToolEnv) {
     let exe = std::env::current_exe().unwrap();
     let command = vec![
         exe.to_str().unwrap().to_string(),
@@ -29,10 +31,11 @@ pub fn command(mode: &str) -> (Vec<String>, BTreeMap<String, String>) {
         "mcp_server::serve".into(),
         "--nocapture".into(),
     ];
-    (
-        command,
-        BTreeMap::from([(MODE.to_string(), mode.to_string())]),
-    )
+    let env = ToolEnv {
+        pass: Vec::new(),
+        set: BTreeMap::from([(MODE.to_string(), mode.to_string())]),
+    };
+    (command, env)
 }
 
 /// Serves MCP over streamable HTTP at `/mcp` on 127.0.0.1, in this process; gives the URL.
@@ -57,6 +60,8 @@ pub async fn http() -> String {
 fn serve() {
     match std::env::var(MODE).as_deref() {
         Ok("serve") => {}
+        // Starts slowly, every time: for deadlines that must cover a restart.
+        Ok("slow") => std::thread::sleep(std::time::Duration::from_secs(3)),
         Ok("fail") => {
             eprintln!("test server: BILLING_TOKEN is not set");
             std::process::exit(2);
@@ -124,6 +129,7 @@ fn tools() -> Vec<Tool> {
         tool("crash", "Exits in the middle of the call.", None),
         tool("pid", "Its process id.", None),
         tool("meta", "The request's _meta.", None),
+        tool("env", "Its environment, as a JSON object.", None),
     ]
 }
 
@@ -169,6 +175,10 @@ impl rmcp::ServerHandler for TestServer {
                 // The service may move the request's `_meta` into the context.
                 let meta = request.meta.unwrap_or(context.meta);
                 text(serde_json::to_string(&meta).unwrap())
+            }
+            "env" => {
+                let env: BTreeMap<String, String> = std::env::vars().collect();
+                text(serde_json::to_string(&env).unwrap())
             }
             name => text(format!("{name} done")),
         }

@@ -47,7 +47,8 @@ async fn tools_are_listed_and_called_over_stdio() {
     assert_eq!(
         names(&toolbox),
         [
-            "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta"
+            "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta",
+            "env"
         ]
     );
     let echo = toolbox.get("echo").unwrap().def().clone();
@@ -143,7 +144,7 @@ async fn names_the_server_does_not_list_are_refused_at_load() {
     assert_eq!(
         e.message,
         "MCP server `billing` has no tool `refund`, `void`; it lists: echo, lookup, update, \
-         delete, plain, fail, hang, crash, pid, meta"
+         delete, plain, fail, hang, crash, pid, meta, env"
     );
     let e = load(&[entry(None, &[("refund", RiskClass::ReadOnly)])], billing)
         .await
@@ -234,6 +235,25 @@ async fn a_crash_during_a_call_is_a_tool_error_and_the_next_call_restarts() {
 }
 
 #[tokio::test]
+async fn a_call_timeout_covers_restarting_the_server() {
+    // Loading waits for the slow start (up to 10 s); a call has only its own 1 s, restart
+    // included: before, a restart had 10 s of its own and the call then 1 s more.
+    let slow = server("slow", false, Duration::from_secs(1));
+    let toolbox = load(&[entry(None, &[])], slow).await.unwrap();
+    call(&toolbox, "crash", json!({})).await.unwrap_err();
+    let e = call(&toolbox, "pid", json!({})).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`pid` (MCP server `billing`) timed out after 1s before the call could be sent (the \
+         server was being started)"
+    );
+    assert!(
+        !e.is_indeterminate(),
+        "nothing was sent, so nothing was done"
+    );
+}
+
+#[tokio::test]
 async fn a_killed_server_is_restarted() {
     let toolbox = toolbox(false, None).await;
     let first = call(&toolbox, "pid", json!({})).await.unwrap();
@@ -284,7 +304,7 @@ async fn a_server_that_fails_to_start_is_reported_at_load() {
     let missing = McpServerSpec {
         transport: McpTransport::Stdio {
             command: vec!["no-such-mcp-server-xyz".into()],
-            env: BTreeMap::new(),
+            env: Default::default(),
         },
         trusted: false,
         timeout: Duration::from_secs(5),

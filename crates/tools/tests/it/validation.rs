@@ -97,3 +97,49 @@ async fn valid_arguments_come_back_parsed_with_the_tool() {
     assert!(toolbox.get("pay").is_some());
     assert!(toolbox.get("write_file").is_none());
 }
+
+#[tokio::test]
+async fn arguments_past_the_bound_are_refused_before_they_are_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let toolbox = toolbox(dir.path()).await;
+    // 5 MiB that are not even JSON: refused for their size, so never parsed.
+    let huge = format!("{{\"path\": \"{}", "a".repeat(5 * 1024 * 1024));
+    assert_eq!(
+        refusal(&toolbox, "read_file", &huge),
+        "arguments for `read_file` are 5242890 bytes, more than the 1048576 this agent accepts \
+         (limits.max_tool_args_bytes); send less, e.g. split the work into several calls"
+    );
+    let tight = toolbox.with_bounds(chassis_core::spec::ToolBounds {
+        max_args_bytes: 20,
+        max_result_bytes: 1024,
+    });
+    assert!(tight.prepare("read_file", r#"{"path": "a.txt"}"#).is_ok());
+    assert!(matches!(
+        tight.prepare("read_file", r#"{"path": "a-longer-name.txt"}"#),
+        Err(Refusal::ArgumentsTooLarge {
+            bytes: 29,
+            limit: 20,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn results_past_the_bound_are_clipped_with_their_size_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let toolbox = build(&[python("big", "print('x' * 300000)")], dir.path())
+        .await
+        .unwrap()
+        .with_bounds(chassis_core::spec::ToolBounds {
+            max_args_bytes: 1024,
+            max_result_bytes: 1000,
+        });
+    let result = call(&toolbox, "big", json!({})).await.unwrap();
+    assert_eq!(
+        result,
+        format!(
+            "{}\n… [result clipped: it was 300000 bytes; limits.max_tool_result_bytes is 1000]",
+            "x".repeat(1000)
+        )
+    );
+}
