@@ -10,6 +10,9 @@
 //!
 //! The sampling temperature is not part of a recorded request: the journal does not keep it, and
 //! it is part of the agent version anyway.
+//!
+//! A recording keeps the assembled exchange, however the answer travelled (streamed or whole);
+//! a replay gives a streamed run its recorded reply, shown to the request's deltas in one piece.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -482,12 +485,16 @@ impl Replay {
 #[async_trait]
 impl ModelClient for Replay {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, crate::Error> {
-        self.answer(&Request::of(request))
+        let response = self
+            .answer(&Request::of(request))
             .map(ChatResponse::from)
             .map_err(|divergence| crate::Error::Config {
                 provider: format!("cassette {}", divergence.cassette),
                 message: divergence.explain(),
-            })
+            })?;
+        // A replay has no stream to show: the recorded reply goes to observers in one piece.
+        request.deltas.whole(&response.message);
+        Ok(response)
     }
 }
 
@@ -650,6 +657,7 @@ mod tests {
             max_tokens: Some(64),
             temperature: None,
             report: crate::Reporter::default(),
+            deltas: crate::Deltas::default(),
         }
     }
 

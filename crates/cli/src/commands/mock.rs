@@ -76,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         faults: args.faults,
         retry_after_secs: args.retry_after,
         hang: args.hang,
+        ..MockConfig::default()
     };
     let mock = chassis_mock::start(config, script, SocketAddr::new(args.host, args.port))
         .await

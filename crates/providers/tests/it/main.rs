@@ -9,7 +9,7 @@ use std::time::Duration;
 use chassis_core::{Message, ToolDef};
 use chassis_mock::{FaultKind, MockConfig, MockHandle, Script};
 use chassis_providers::{
-    AnthropicClient, ChatRequest, ChatResponse, Error, ModelClient, OpenAiClient, Reporter,
+    AnthropicClient, ChatRequest, ChatResponse, Deltas, Error, ModelClient, OpenAiClient, Reporter,
 };
 use serde_json::json;
 
@@ -95,6 +95,7 @@ fn request(messages: Vec<Message>) -> ChatRequest<'static> {
         max_tokens: None,
         temperature: Some(0.0),
         report: Reporter::default(),
+        deltas: Deltas::default(),
     }
 }
 
