@@ -257,7 +257,9 @@ async fn answer<D: Dialect>(
         Some(_) => drawn,
         None => drawn.map(FaultKind::unstreamed),
     };
-    if let Some(kind) = fault {
+    // Counted as drawn, so every configured kind shows up in the stats whatever the clients
+    // ask for; the `x-mock-fault` header names what struck.
+    if let Some(kind) = drawn {
         shared.stats.record_fault(kind.name());
         tracing::debug!(
             fault = kind.name(),

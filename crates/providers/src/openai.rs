@@ -287,7 +287,8 @@ struct WireToolFunction<'a> {
 struct WireResponse {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    /// Required: a body without it is not a chat completion (an empty list is a model's
+    /// empty answer).
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,

@@ -1,4 +1,4 @@
-//! What the Anthropic client puts on the wire, captured by a bare TCP server.
+//! What the clients put on the wire, captured by a bare TCP server.
 
 use std::time::Duration;
 
@@ -74,6 +74,12 @@ async fn sends_the_key_version_and_path() {
         let key_header = format!("\r\nx-api-key: {}", SECRET_KEY.to_lowercase());
         assert_eq!(head.contains(&key_header), keyed, "{head}");
         assert!(!head.contains("authorization"), "{head}");
+        let agent = format!("\r\nuser-agent: chassis/{}\r\n", env!("CARGO_PKG_VERSION"));
+        assert!(head.contains(&agent), "{head}");
+        // Streamed by default, with the tool choice beside the tools; a server that answers
+        // with one JSON body anyway (as this one does) is read all the same.
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["tool_choice"], json!({"type": "auto"}));
         assert_eq!(body["max_tokens"], 1024);
         assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
         assert_eq!(
@@ -81,4 +87,32 @@ async fn sends_the_key_version_and_path() {
             json!(["path"])
         );
     }
+}
+
+#[tokio::test]
+async fn openai_sends_its_agent_tool_choice_and_stream_options() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let client =
+        chassis_providers::OpenAiClient::new("o", &base, None, Duration::from_secs(10)).unwrap();
+    let server = tokio::spawn(capture(listener));
+    // The captured reply is in Anthropic's shape: not a chat completion.
+    let err = client
+        .complete(&request(vec![user("hi")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, chassis_providers::Error::InvalidResponse { .. }),
+        "{err:?}"
+    );
+    let (head, body) = server.await.unwrap();
+    assert!(
+        head.starts_with("post /v1/chat/completions http/1.1\r\n"),
+        "{head}"
+    );
+    let agent = format!("\r\nuser-agent: chassis/{}\r\n", env!("CARGO_PKG_VERSION"));
+    assert!(head.contains(&agent), "{head}");
+    assert_eq!(body["tool_choice"], "auto");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
 }
