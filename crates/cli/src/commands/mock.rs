@@ -30,7 +30,8 @@ pub struct Args {
     /// Share of requests that get a fault, 0.0 to 1.0
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
-    /// Faults to draw from (comma-separated): 429, 500, 503, hang, cut, malformed, bad_args; all when absent
+    /// Faults to draw from (comma-separated): 429, 500, 503, hang, cut, malformed, bad_args,
+    /// stream_cut, stream_stall, stream_malformed; all when absent
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultKind>,
     /// Retry-After seconds sent with 429
