@@ -14,7 +14,8 @@ use crate::exchange::Answer;
 use crate::{ChatRequest, ChatResponse, Deltas, Error, sse};
 
 /// How long a complete stream's trailing bytes (the end of the body) are waited for, so the
-/// connection can be reused; a server that keeps the body open past its last event is left.
+/// connection can be reused; a server that keeps the body open (or talking) past its last
+/// event is left.
 const TRAILER_WAIT: Duration = Duration::from_millis(100);
 
 /// What a stream's events say about the reply, in one dialect.
@@ -55,8 +56,14 @@ pub(crate) async fn read_stream(
         for event in batch.drain(..) {
             if events.apply(&event, &mut draft)? {
                 // The reply is whole; what may follow (the end of the body) is read only so
-                // the connection can serve another call.
-                while let Ok(Some(_)) = answer.chunk_within(TRAILER_WAIT).await {}
+                // the connection can serve another call, and only for a moment.
+                let deadline = std::time::Instant::now() + TRAILER_WAIT;
+                loop {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() || !matches!(answer.chunk_within(left).await, Ok(Some(_))) {
+                        break;
+                    }
+                }
                 return Ok(draft);
             }
         }

@@ -527,12 +527,11 @@ impl ModelClient for OpenAiClient {
                     // Not streamed (asked not to, or a server that ignores `stream`).
                     return self.whole(request, answer.bytes().await?.as_ref());
                 }
-                let events = ChunkEvents {
+                let mut events = ChunkEvents {
                     provider: &provider,
                     choices: false,
                 };
                 let draft = Draft::new(request.deltas.clone());
-                let mut events = events;
                 let draft = crate::assemble::read_stream(answer, &mut events, draft).await?;
                 if !events.choices {
                     return Err(bad_reply(&provider, "no choices in the response"));

@@ -2,7 +2,7 @@
 //! stream breaks as a failed attempt that the Retry layer makes again whole.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chassis_core::ToolCall;
 use chassis_mock::{FaultKind, MockConfig, MockHandle};
@@ -208,9 +208,7 @@ async fn a_broken_stream_is_retried_whole(api: Api) {
         let log = DeltaLog::default();
         let mut request = request(vec![user("hi there")]);
         request.deltas = log.deltas();
-        let started = Instant::now();
         let response = retry.complete(&request).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(4), "{kind}");
         // The second attempt's whole answer, never the first one's pieces.
         assert_eq!(
             response.message.content.as_deref(),
@@ -281,15 +279,14 @@ async fn a_stall_fails_on_the_idle_timeout(api: Api) {
         },
         streaming(true),
     );
-    let started = Instant::now();
     let (result, log) = call(&*client, "hi").await;
     let err = result.unwrap_err();
+    // The stall lasts 5 s and the total timeout is 10 s: only the idle timeout ends it so.
     assert!(
         matches!(err, Error::Stalled { seconds, .. } if (seconds - 0.25).abs() < 1e-9),
         "{err:?}"
     );
     assert!(err.is_transient() && err.is_unavailable());
-    assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(log.take().last(), Some(&Delta::Abandoned));
     mock.shutdown().await;
 }
