@@ -128,7 +128,9 @@ impl Fixture {
         };
         let path = self.root.join(format!("agent-{name}.toml"));
         // One attempt and a long timeout: a benchmark must not hide failures behind retries,
-        // and thousands of queued requests may wait a while.
+        // and thousands of queued requests may wait a while. Whole answers, not streamed: the
+        // overhead is the runtime's, and a stream's events cost the mock more than the
+        // runtime, which makes the mock's share (measured apart) too noisy to subtract.
         let spec = format!(
             r#"[agent]
 name = "bench"
@@ -138,6 +140,7 @@ prompt = "prompt.md.j2"
 primary = "mock:bench-model"
 max_tokens = 256
 timeout = "600s"
+stream = false
 
 [providers.mock]
 kind = "openai"

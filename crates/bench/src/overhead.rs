@@ -139,7 +139,12 @@ async fn measure_mode(
     }
 
     let state = engine.load(&last_run).await?;
-    let bodies = request_bodies(&state, &agent.spec.model.model, Some(agent.spec.max_tokens));
+    let bodies = request_bodies(
+        &state,
+        &agent.spec.model.model,
+        Some(agent.spec.max_tokens),
+        agent.spec.stream,
+    );
     if bodies.len() != steps as usize {
         return Err(bench.failed(format!(
             "run {last_run} made {} model calls, expected {steps}",
@@ -202,8 +207,14 @@ impl Observer for ModelClock {
 }
 
 /// The chat-completions bodies of every model call of a finished run: call `k` saw the
-/// context up to (not including) the `k`th assistant message.
-fn request_bodies(state: &RunState, model: &str, max_tokens: Option<u32>) -> Vec<Vec<u8>> {
+/// context up to (not including) the `k`th assistant message. Streamed as the provider
+/// streams them (`stream`), so the baseline's answer travels as the run's did.
+fn request_bodies(
+    state: &RunState,
+    model: &str,
+    max_tokens: Option<u32>,
+    stream: bool,
+) -> Vec<Vec<u8>> {
     let tools: Vec<Value> = state
         .tools
         .iter()
@@ -222,15 +233,23 @@ fn request_bodies(state: &RunState, model: &str, max_tokens: Option<u32>) -> Vec
         .filter(|(_, m)| matches!(m, Message::Assistant(_)))
         .map(|(i, _)| {
             let mut body = json!({"model": model, "messages": &wire[..i], "tools": tools});
+            if !tools.is_empty() {
+                body["tool_choice"] = "auto".into();
+            }
             if let Some(max_tokens) = max_tokens {
                 body["max_tokens"] = max_tokens.into();
+            }
+            if stream {
+                body["stream"] = true.into();
+                body["stream_options"] = json!({"include_usage": true});
             }
             serde_json::to_vec(&body).unwrap_or_default()
         })
         .collect()
 }
 
-/// A message in the OpenAI wire format, as the provider sends it.
+/// A message in the OpenAI wire format, as the provider sends it to a host other than
+/// OpenAI's (an assistant message without text has `content: ""`).
 fn wire_message(message: &Message) -> Value {
     match message {
         Message::System { content } => json!({"role": "system", "content": content}),
@@ -239,7 +258,8 @@ fn wire_message(message: &Message) -> Value {
             json!({"role": "tool", "tool_call_id": call_id, "content": content})
         }
         Message::Assistant(reply) => {
-            let mut value = json!({"role": "assistant", "content": reply.content});
+            let content = reply.content.as_deref().unwrap_or("");
+            let mut value = json!({"role": "assistant", "content": content});
             if !reply.tool_calls.is_empty() {
                 value["tool_calls"] = reply
                     .tool_calls

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chassis_core::spec::{AgentSpec, ModelRef, ProviderKind};
 use chassis_providers::{
-    AnthropicClient, BreakerConfig, CircuitBreaker, Fallback, HttpOptions, Link, ModelClient,
-    OpenAiClient, Retry, RetryPolicy, Timeouts, breaker_for,
+    AnthropicClient, BreakerConfig, CallOptions, CircuitBreaker, Fallback, HttpOptions, Link,
+    ModelClient, OpenAiClient, Retry, RetryPolicy, Timeouts, breaker_for,
 };
 use chassis_tools::Toolbox;
 
@@ -181,6 +181,13 @@ impl Agent {
         }
         let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
         let tool_defs: std::sync::Arc<[chassis_core::ToolDef]> = toolbox.defs().into();
+        if let chassis_core::spec::ToolChoice::Tool(name) = &spec.tool_choice
+            && !tool_defs.iter().any(|def| def.name == *name)
+        {
+            return Err(error(format!(
+                "model.tool_choice.name: tool `{name}` is not among the agent's tools"
+            )));
+        }
         let version = crate::version::fingerprint(&spec, &prompt, &tool_defs, &prices);
         let version_v1 = crate::version::fingerprint_v1(&spec, &prompt, &tool_defs);
         Ok(Agent {
@@ -383,14 +390,21 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
         version: provider.http,
         max_streams: provider.http2_max_streams,
     };
+    let options = CallOptions {
+        stream: spec.stream,
+        tool_choice: spec.tool_choice.clone(),
+        tool_call_content: provider.tool_call_content,
+    };
     let client: Arc<dyn ModelClient> = match provider.kind {
         ProviderKind::OpenAi => Arc::new(
             OpenAiClient::with_options(name, &base_url, api_key, timeouts, http)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_call_options(options),
         ),
         ProviderKind::Anthropic => Arc::new(
             AnthropicClient::with_options(name, &base_url, api_key, timeouts, http)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_call_options(options),
         ),
     };
     let label = model.to_string();

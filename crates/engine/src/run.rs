@@ -1110,6 +1110,7 @@ impl<'e> Step<'e> {
             max_tokens: Some(self.state.max_tokens),
             temperature: agent.spec.temperature,
             report: Reporter::default(),
+            deltas: Default::default(),
         };
         let began = Instant::now();
         let result = agent.models.complete_from(offset, &request).await;

@@ -9,7 +9,7 @@ use chassis_core::Message;
 use chassis_core::spec::{AgentSpec, ProviderKind};
 use chassis_engine::Agent;
 use chassis_providers::{
-    AnthropicClient, ChatRequest, ModelClient, OpenAiClient, Reporter, Timeouts,
+    AnthropicClient, CallOptions, ChatRequest, ModelClient, OpenAiClient, Reporter, Timeouts,
 };
 
 use crate::expect::Judge;
@@ -62,6 +62,7 @@ pub fn request(judge: &Judge, label: &str, input: &str, output: &str) -> ChatReq
         max_tokens: Some(MAX_TOKENS),
         temperature: Some(0.0),
         report: Reporter::default(),
+        deltas: Default::default(),
     }
 }
 
@@ -164,14 +165,21 @@ pub fn provider_client(spec: &AgentSpec, label: &str) -> Result<Arc<dyn ModelCli
         total: spec.model_timeout,
         idle: spec.idle_timeout,
     };
+    let options = CallOptions {
+        stream: spec.stream,
+        tool_call_content: spec_of.tool_call_content,
+        ..CallOptions::default()
+    };
     let client: Arc<dyn ModelClient> = match spec_of.kind {
         ProviderKind::OpenAi => Arc::new(
             OpenAiClient::with_timeouts(provider, &base_url, api_key, timeouts)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_call_options(options),
         ),
         ProviderKind::Anthropic => Arc::new(
             AnthropicClient::with_timeouts(provider, &base_url, api_key, timeouts)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_call_options(options),
         ),
     };
     Ok(client)

@@ -16,7 +16,10 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::dialect::{Dialect, Failure};
+use serde::de::IgnoredAny;
+use serde_json::json;
+
+use crate::dialect::{Dialect, Failure, Streaming, pieces};
 use crate::reply::{Conversation, Reply, tokens};
 
 /// The header the real API requires on every request.
@@ -34,9 +37,6 @@ impl Dialect for Anthropic {
         }
         let request: MessagesRequest = serde_json::from_slice(body)
             .map_err(|err| format!("invalid messages request: {err}"))?;
-        if request.stream == Some(true) {
-            return Err("streaming not supported by the mock".to_owned());
-        }
         request.check()?;
         Ok(request)
     }
@@ -53,13 +53,35 @@ impl Dialect for Anthropic {
         message_body(id, model, conv.turn, reply, conv.prompt_chars)
     }
 
+    fn stream(request: &MessagesRequest) -> Option<Streaming> {
+        (request.stream == Some(true)).then_some(Streaming {
+            include_usage: true,
+            chunk_chars: 1,
+        })
+    }
+
+    fn stream_events(
+        id: u64,
+        model: &str,
+        conv: &Conversation<'_>,
+        reply: &Reply,
+        streaming: Streaming,
+    ) -> Vec<Vec<u8>> {
+        message_events(id, model, conv, reply, streaming)
+    }
+
+    fn tools_without_choice(request: &MessagesRequest) -> bool {
+        request.tools.as_ref().is_some_and(|t| !t.is_empty()) && request.tool_choice.is_none()
+    }
+
     fn error_body(failure: Failure, message: &str) -> Vec<u8> {
         let kind = match failure {
             Failure::InvalidRequest => "invalid_request_error",
             Failure::NotFound => "not_found_error",
             Failure::RateLimited => "rate_limit_error",
-            Failure::ServerError => "api_error",
+            Failure::ServerError | Failure::ValidationCrash => "api_error",
             Failure::Unavailable => "overloaded_error",
+            Failure::Forbidden => "permission_error",
         };
         error_body(kind, message)
     }
@@ -75,6 +97,10 @@ pub(crate) struct MessagesRequest {
     messages: Vec<Message>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    tools: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    tool_choice: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -314,6 +340,81 @@ fn message_body(id: u64, model: &str, turn: u32, reply: &Reply, prompt_chars: us
         },
     };
     serde_json::to_vec(&message).expect("a message always serializes")
+}
+
+/// The events of a streamed `reply`: `message_start`, a text block whose text comes in
+/// `text_delta` pieces, a `tool_use` block per call whose input comes in `input_json_delta`
+/// pieces, `message_delta` with the stop reason and usage, and `message_stop`.
+fn message_events(
+    id: u64,
+    model: &str,
+    conv: &Conversation<'_>,
+    reply: &Reply,
+    streaming: Streaming,
+) -> Vec<Vec<u8>> {
+    let mut events = vec![json!({
+        "type": "message_start",
+        "message": {
+            "id": format!("msg_mock_{id}"), "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": tokens(conv.prompt_chars), "output_tokens": 1},
+        },
+    })];
+    let mut index = 0;
+    if let Some(text) = reply.content.as_deref() {
+        events.push(json!({
+            "type": "content_block_start", "index": index,
+            "content_block": {"type": "text", "text": ""},
+        }));
+        events.push(json!({"type": "ping"}));
+        for piece in pieces(text, streaming.chunk_chars) {
+            events.push(json!({
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": piece},
+            }));
+        }
+        events.push(json!({"type": "content_block_stop", "index": index}));
+        index += 1;
+    }
+    for (i, call) in reply.tool_calls.iter().enumerate() {
+        events.push(json!({
+            "type": "content_block_start", "index": index,
+            "content_block": {
+                "type": "tool_use", "id": format!("toolu_{}_{i}", conv.turn),
+                "name": call.name, "input": {},
+            },
+        }));
+        // As in a whole reply: scripted arguments are an object, broken ones a JSON string.
+        let input = serde_json::from_str::<Value>(&call.arguments)
+            .unwrap_or_else(|_| Value::String(call.arguments.clone()))
+            .to_string();
+        for piece in pieces(&input, streaming.chunk_chars) {
+            events.push(json!({
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece},
+            }));
+        }
+        events.push(json!({"type": "content_block_stop", "index": index}));
+        index += 1;
+    }
+    let stop_reason = if reply.tool_calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    events.push(json!({
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+        "usage": {"output_tokens": reply.completion_tokens()},
+    }));
+    events.push(json!({"type": "message_stop"}));
+    events
+        .into_iter()
+        .map(|event| {
+            let kind = event["type"].as_str().unwrap_or("").to_owned();
+            format!("event: {kind}\ndata: {event}\n\n").into_bytes()
+        })
+        .collect()
 }
 
 #[derive(Serialize)]

@@ -1,4 +1,5 @@
-//! Server settings: seed, latency and fault injection.
+//! Server settings: seed, latency, fault injection, streaming, and the rules of real servers
+//! the mock can enforce.
 
 use std::time::Duration;
 
@@ -17,8 +18,21 @@ pub struct MockConfig {
     pub faults: Vec<FaultKind>,
     /// Value of the `Retry-After` header on injected 429 responses, in seconds.
     pub retry_after_secs: u64,
-    /// How long a [`FaultKind::Hang`] waits before answering.
+    /// How long a [`FaultKind::Hang`] waits before answering, and a
+    /// [`FaultKind::StreamStall`] stalls mid-stream.
     pub hang: Duration,
+    /// Longest piece of text or tool arguments in one chunk of a streamed answer, in characters.
+    pub stream_chunk_chars: usize,
+    /// Events of a streamed answer sent before a mid-stream fault strikes (at most all but the
+    /// last, so the fault always comes before the stream is complete).
+    pub stream_fault_after: usize,
+    /// Refuse (HTTP 400) a request that offers tools without `tool_choice`, as some servers do.
+    pub require_tool_choice: bool,
+    /// Answer HTTP 500 with a validation error to an OpenAI request whose assistant message
+    /// calls tools with `content: null`, as some OpenAI-compatible servers do.
+    pub reject_null_tool_call_content: bool,
+    /// Refuse (HTTP 403) a request without a `User-Agent` header, as some hosts' firewalls do.
+    pub require_user_agent: bool,
 }
 
 impl Default for MockConfig {
@@ -30,6 +44,11 @@ impl Default for MockConfig {
             faults: Vec::new(),
             retry_after_secs: 1,
             hang: Duration::from_secs(600),
+            stream_chunk_chars: 8,
+            stream_fault_after: 2,
+            require_tool_choice: false,
+            reject_null_tool_call_content: false,
+            require_user_agent: false,
         }
     }
 }

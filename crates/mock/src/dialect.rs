@@ -22,8 +22,54 @@ pub(crate) trait Dialect {
     /// The body of a successful reply; `id` is unique per server.
     fn reply_body(id: u64, model: &str, conv: &Conversation<'_>, reply: &Reply) -> Vec<u8>;
 
+    /// How the answer is to be streamed, or `None` when the request wants it whole.
+    fn stream(request: &Self::Request) -> Option<Streaming>;
+
+    /// The events of a streamed reply, each a complete server-sent event.
+    fn stream_events(
+        id: u64,
+        model: &str,
+        conv: &Conversation<'_>,
+        reply: &Reply,
+        streaming: Streaming,
+    ) -> Vec<Vec<u8>>;
+
+    /// Whether the request offers tools without saying `tool_choice`.
+    fn tools_without_choice(request: &Self::Request) -> bool;
+
+    /// The first assistant message that calls tools with `content: null`, if the dialect has
+    /// such a thing.
+    fn null_tool_call_content(_request: &Self::Request) -> Option<usize> {
+        None
+    }
+
     /// The body of an error reply.
     fn error_body(failure: Failure, message: &str) -> Vec<u8>;
+}
+
+/// How a streamed answer is cut into events.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Streaming {
+    /// OpenAI: end with a chunk carrying the usage (`stream_options.include_usage`).
+    pub(crate) include_usage: bool,
+    /// Longest piece of text or arguments in one event, in characters (at least 1).
+    pub(crate) chunk_chars: usize,
+}
+
+/// `text` cut into pieces of at most `chars` characters; none for an empty text.
+pub(crate) fn pieces(text: &str, chars: usize) -> Vec<&str> {
+    let chars = chars.max(1);
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest
+            .char_indices()
+            .nth(chars)
+            .map_or(rest.len(), |(i, _)| i);
+        out.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// An error the mock answers with, in terms every dialect can express.
@@ -39,6 +85,10 @@ pub(crate) enum Failure {
     ServerError,
     /// Injected [`FaultKind::Unavailable`](crate::FaultKind::Unavailable).
     Unavailable,
+    /// A request without a `User-Agent`, refused as some hosts' firewalls do.
+    Forbidden,
+    /// A request the server could not validate, answered with 500 as some servers do.
+    ValidationCrash,
 }
 
 impl Failure {
@@ -50,6 +100,21 @@ impl Failure {
             Failure::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Failure::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Forbidden => StatusCode::FORBIDDEN,
+            Failure::ValidationCrash => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_respect_characters() {
+        assert_eq!(pieces("hello, world", 5), ["hello", ", wor", "ld"]);
+        assert_eq!(pieces("héé", 1), ["h", "é", "é"]);
+        assert_eq!(pieces("", 3), Vec::<&str>::new());
+        assert_eq!(pieces("ab", 0), ["a", "b"]);
     }
 }

@@ -30,14 +30,26 @@ pub enum FaultKind {
     /// is a JSON string holding the truncated arguments instead of an object; a client that
     /// serializes `input` as the arguments gets a string, which no object schema accepts.
     BadArgs,
+    /// A streamed answer that breaks after
+    /// [`MockConfig::stream_fault_after`](crate::MockConfig::stream_fault_after) events: the
+    /// body ends in error (the connection closes, or the HTTP/2 stream is reset). A request that
+    /// is not streamed gets [`FaultKind::Cut`] instead.
+    StreamCut,
+    /// A streamed answer that falls silent for [`MockConfig::hang`](crate::MockConfig::hang)
+    /// after some events, then goes on. A request that is not streamed gets
+    /// [`FaultKind::Hang`] instead.
+    StreamStall,
+    /// A streamed answer one of whose events is cut in the middle of its JSON, then goes on.
+    /// A request that is not streamed gets [`FaultKind::Malformed`] instead.
+    StreamMalformed,
 }
 
-const EXPECTED: &str =
-    "429, 500, 503, hang, cut, malformed, bad_args (or rate_limited, server_error, unavailable)";
+const EXPECTED: &str = "429, 500, 503, hang, cut, malformed, bad_args, stream_cut, stream_stall, \
+     stream_malformed (or rate_limited, server_error, unavailable)";
 
 impl FaultKind {
     /// Every kind, in declaration order; the set used when a config allows "all".
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::RateLimited,
         FaultKind::ServerError,
         FaultKind::Unavailable,
@@ -45,7 +57,22 @@ impl FaultKind {
         FaultKind::Cut,
         FaultKind::Malformed,
         FaultKind::BadArgs,
+        FaultKind::StreamCut,
+        FaultKind::StreamStall,
+        FaultKind::StreamMalformed,
     ];
+
+    /// What the fault does to a request that is not streamed: a mid-stream fault becomes the
+    /// fault of a whole answer it resembles.
+    #[must_use]
+    pub(crate) fn unstreamed(self) -> FaultKind {
+        match self {
+            FaultKind::StreamCut => FaultKind::Cut,
+            FaultKind::StreamStall => FaultKind::Hang,
+            FaultKind::StreamMalformed => FaultKind::Malformed,
+            other => other,
+        }
+    }
 
     /// The short name used on the command line and as the key in [`Stats::faults`](crate::Stats::faults).
     #[must_use]
@@ -58,6 +85,9 @@ impl FaultKind {
             FaultKind::Cut => "cut",
             FaultKind::Malformed => "malformed",
             FaultKind::BadArgs => "bad_args",
+            FaultKind::StreamCut => "stream_cut",
+            FaultKind::StreamStall => "stream_stall",
+            FaultKind::StreamMalformed => "stream_malformed",
         }
     }
 }
@@ -82,6 +112,9 @@ impl FromStr for FaultKind {
             "cut" => FaultKind::Cut,
             "malformed" => FaultKind::Malformed,
             "bad_args" => FaultKind::BadArgs,
+            "stream_cut" => FaultKind::StreamCut,
+            "stream_stall" => FaultKind::StreamStall,
+            "stream_malformed" => FaultKind::StreamMalformed,
             _ => {
                 return Err(Error::UnknownFaultKind {
                     name: s.to_owned(),
@@ -186,7 +219,7 @@ mod tests {
         let err = "teapot".parse::<FaultKind>().unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown fault kind `teapot`: expected one of 429, 500, 503, hang, cut, malformed, bad_args (or rate_limited, server_error, unavailable)"
+            "unknown fault kind `teapot`: expected one of 429, 500, 503, hang, cut, malformed, bad_args, stream_cut, stream_stall, stream_malformed (or rate_limited, server_error, unavailable)"
         );
     }
 

@@ -26,6 +26,15 @@
 //! # }
 //! ```
 //!
+//! A request with `stream: true` is answered in its dialect's stream format (OpenAI's
+//! `chat.completion.chunk` events ending in `[DONE]`, with a usage chunk when
+//! `stream_options.include_usage`; Anthropic's Messages events), text and tool arguments cut
+//! into several events; faults can strike midway. A request without it gets the same whole
+//! body as ever.
+//!
+//! [`MockConfig`] can also enforce rules some real servers have: `tool_choice` with tools,
+//! no `content: null` on a tool-calling assistant message, a `User-Agent` on every request.
+//!
 //! Endpoints: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
 //! `GET /v1/models`, `GET /_mock/stats`, `POST /_mock/reset`.
 
@@ -40,6 +49,7 @@ mod reply;
 mod script;
 mod server;
 mod stats;
+mod stream;
 
 pub use config::MockConfig;
 pub use error::Error;

@@ -6,7 +6,10 @@ use std::borrow::Cow;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use crate::dialect::{Dialect, Failure};
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+use crate::dialect::{Dialect, Failure, Streaming, pieces};
 use crate::reply::{Conversation, Reply, tokens};
 
 /// The OpenAI chat-completions dialect.
@@ -16,12 +19,8 @@ impl Dialect for OpenAi {
     type Request = ChatRequest;
 
     fn read(_headers: &HeaderMap, body: &[u8]) -> Result<ChatRequest, String> {
-        let request: ChatRequest = serde_json::from_slice(body)
-            .map_err(|err| format!("invalid chat completion request: {err}"))?;
-        if request.stream == Some(true) {
-            return Err("streaming not supported by the mock".to_owned());
-        }
-        Ok(request)
+        serde_json::from_slice(body)
+            .map_err(|err| format!("invalid chat completion request: {err}"))
     }
 
     fn model(request: &ChatRequest) -> Option<&str> {
@@ -36,12 +35,45 @@ impl Dialect for OpenAi {
         completion_body(id, model, conv.turn, reply, conv.prompt_chars)
     }
 
+    fn stream(request: &ChatRequest) -> Option<Streaming> {
+        (request.stream == Some(true)).then(|| Streaming {
+            include_usage: request
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage == Some(true)),
+            chunk_chars: 1,
+        })
+    }
+
+    fn stream_events(
+        id: u64,
+        model: &str,
+        conv: &Conversation<'_>,
+        reply: &Reply,
+        streaming: Streaming,
+    ) -> Vec<Vec<u8>> {
+        chunk_events(id, model, conv, reply, streaming)
+    }
+
+    fn tools_without_choice(request: &ChatRequest) -> bool {
+        request.tools.as_ref().is_some_and(|t| !t.is_empty()) && request.tool_choice.is_none()
+    }
+
+    fn null_tool_call_content(request: &ChatRequest) -> Option<usize> {
+        request.messages.iter().position(|m| {
+            m.role == "assistant"
+                && m.content.is_none()
+                && m.tool_calls.as_ref().is_some_and(|c| !c.is_empty())
+        })
+    }
+
     fn error_body(failure: Failure, message: &str) -> Vec<u8> {
         let (kind, code) = match failure {
             Failure::InvalidRequest | Failure::NotFound => ("invalid_request_error", None),
             Failure::RateLimited => ("requests", Some("rate_limit_exceeded")),
-            Failure::ServerError => ("server_error", None),
+            Failure::ServerError | Failure::ValidationCrash => ("server_error", None),
             Failure::Unavailable => ("server_error", Some("service_unavailable")),
+            Failure::Forbidden => ("permission_error", None),
         };
         error_body(message, kind, code)
     }
@@ -55,6 +87,18 @@ pub(crate) struct ChatRequest {
     messages: Vec<Message>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    tools: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    tool_choice: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +106,8 @@ struct Message {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Option<Vec<IgnoredAny>>,
 }
 
 /// Message content: a string, or (newer clients) a list of typed parts.
@@ -210,6 +256,85 @@ fn completion_body(id: u64, model: &str, turn: u32, reply: &Reply, prompt_chars:
         },
     };
     serde_json::to_vec(&completion).expect("a completion always serializes")
+}
+
+/// The `chat.completion.chunk` events of a streamed `reply`: the role, the text in pieces, the
+/// tool calls with their arguments in pieces (interleaved across calls, each piece naming its
+/// call by `index`), the finish reason, the usage when asked for, and `[DONE]`.
+fn chunk_events(
+    id: u64,
+    model: &str,
+    conv: &Conversation<'_>,
+    reply: &Reply,
+    streaming: Streaming,
+) -> Vec<Vec<u8>> {
+    let id = format!("chatcmpl-mock-{id}");
+    let chunk = |choices: Value| {
+        let mut chunk = json!({
+            "id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+            "choices": choices,
+        });
+        if streaming.include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    };
+    let delta = |delta: Value, finish: Option<&str>| {
+        chunk(json!([{"index": 0, "delta": delta, "finish_reason": finish}]))
+    };
+    let mut events = vec![delta(
+        json!({"role": "assistant", "content": if reply.content.is_some() { json!("") } else { Value::Null }}),
+        None,
+    )];
+    for piece in pieces(
+        reply.content.as_deref().unwrap_or(""),
+        streaming.chunk_chars,
+    ) {
+        events.push(delta(json!({"content": piece}), None));
+    }
+    let calls: Vec<Vec<&str>> = reply
+        .tool_calls
+        .iter()
+        .map(|c| pieces(&c.arguments, streaming.chunk_chars))
+        .collect();
+    let rounds = calls.iter().map(|p| p.len().max(1)).max().unwrap_or(0);
+    for round in 0..rounds {
+        for (i, (call, args)) in reply.tool_calls.iter().zip(&calls).enumerate() {
+            let piece = args.get(round).copied();
+            let call_delta = match (round, piece) {
+                (0, piece) => json!({
+                    "index": i, "id": format!("call_{}_{i}", conv.turn), "type": "function",
+                    "function": {"name": call.name, "arguments": piece.unwrap_or("")},
+                }),
+                (_, Some(piece)) => json!({"index": i, "function": {"arguments": piece}}),
+                (_, None) => continue,
+            };
+            events.push(delta(json!({"tool_calls": [call_delta]}), None));
+        }
+    }
+    let finish = if reply.tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    events.push(delta(json!({}), Some(finish)));
+    if streaming.include_usage {
+        let prompt_tokens = tokens(conv.prompt_chars);
+        let completion_tokens = reply.completion_tokens();
+        let mut last = chunk(json!([]));
+        last["usage"] = json!({
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        });
+        events.push(last);
+    }
+    let mut events: Vec<Vec<u8>> = events
+        .into_iter()
+        .map(|event| format!("data: {event}\n\n").into_bytes())
+        .collect();
+    events.push(b"data: [DONE]\n\n".to_vec());
+    events
 }
 
 #[derive(Serialize)]

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::anthropic::Anthropic;
 use crate::conn::{Connection, CutListener};
-use crate::dialect::{Dialect, Failure};
+use crate::dialect::{Dialect, Failure, Streaming};
 use crate::fault::FaultPicker;
 use crate::openai::OpenAi;
 use crate::reply;
@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const FAULT_HEADER: HeaderName = HeaderName::from_static("x-mock-fault");
 
 /// Everything a request handler needs, shared by all connections.
-struct Shared {
+pub(crate) struct Shared {
     script: Script,
     picker: FaultPicker,
     stats: Arc<StatsRecorder>,
@@ -44,11 +44,16 @@ struct Shared {
     retry_after: HeaderValue,
     next_id: AtomicU64,
     stopping: watch::Receiver<bool>,
+    stream_chunk_chars: usize,
+    stream_fault_after: usize,
+    require_tool_choice: bool,
+    reject_null_tool_call_content: bool,
+    require_user_agent: bool,
 }
 
 impl Shared {
     /// Sleeps for `duration`, or less if the server is shutting down.
-    async fn pause(&self, duration: Duration) {
+    pub(crate) async fn pause(&self, duration: Duration) {
         if duration.is_zero() {
             return;
         }
@@ -81,6 +86,11 @@ pub async fn start(
         retry_after: HeaderValue::from(config.retry_after_secs),
         next_id: AtomicU64::new(1),
         stopping: stopping.clone(),
+        stream_chunk_chars: config.stream_chunk_chars,
+        stream_fault_after: config.stream_fault_after,
+        require_tool_choice: config.require_tool_choice,
+        reject_null_tool_call_content: config.reject_null_tool_call_content,
+        require_user_agent: config.require_user_agent,
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -202,7 +212,7 @@ async fn chat_completions(
     body: Bytes,
 ) -> Response {
     shared.stats.record_protocol(version);
-    answer::<OpenAi>(&shared, &connection, &headers, &body).await
+    answer::<OpenAi>(shared, &connection, &headers, &body).await
 }
 
 async fn messages(
@@ -213,12 +223,13 @@ async fn messages(
     body: Bytes,
 ) -> Response {
     shared.stats.record_protocol(version);
-    answer::<Anthropic>(&shared, &connection, &headers, &body).await
+    answer::<Anthropic>(shared, &connection, &headers, &body).await
 }
 
-/// The flow of every model endpoint: read, count, draw a fault, wait, then fail or answer.
+/// The flow of every model endpoint: read, enforce the configured rules, count, draw a fault,
+/// wait, then fail or answer (whole, or streamed).
 async fn answer<D: Dialect>(
-    shared: &Shared,
+    shared: Arc<Shared>,
     connection: &Connection,
     headers: &HeaderMap,
     body: &[u8],
@@ -230,10 +241,25 @@ async fn answer<D: Dialect>(
             return error_response::<D>(Failure::InvalidRequest, &message);
         }
     };
+    if let Some((failure, message)) = refusal::<D>(&shared, headers, &request) {
+        shared.stats.record_invalid();
+        return error_response::<D>(failure, &message);
+    }
+    let streaming = D::stream(&request).map(|streaming| Streaming {
+        chunk_chars: shared.stream_chunk_chars,
+        ..streaming
+    });
     let conv = D::conversation(&request);
     shared.stats.record(conv.turn, &conv.input);
-    let fault = shared.picker.draw();
-    if let Some(kind) = fault {
+    let drawn = shared.picker.draw();
+    // A mid-stream fault drawn for an answer that is not streamed strikes as its likeness.
+    let fault = match streaming {
+        Some(_) => drawn,
+        None => drawn.map(FaultKind::unstreamed),
+    };
+    // Counted as drawn, so every configured kind shows up in the stats whatever the clients
+    // ask for; the `x-mock-fault` header names what struck.
+    if let Some(kind) = drawn {
         shared.stats.record_fault(kind.name());
         tracing::debug!(
             fault = kind.name(),
@@ -265,7 +291,14 @@ async fn answer<D: Dialect>(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         Some(FaultKind::Hang) => shared.pause(shared.hang).await,
-        Some(FaultKind::Malformed | FaultKind::BadArgs) | None => {}
+        Some(
+            FaultKind::Malformed
+            | FaultKind::BadArgs
+            | FaultKind::StreamCut
+            | FaultKind::StreamStall
+            | FaultKind::StreamMalformed,
+        )
+        | None => {}
     }
 
     let break_arguments = fault == Some(FaultKind::BadArgs);
@@ -280,6 +313,17 @@ async fn answer<D: Dialect>(
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let model = D::model(&request).unwrap_or("mock");
+    if let Some(streaming) = streaming
+        && fault != Some(FaultKind::Malformed)
+    {
+        let events = D::stream_events(id, model, &conv, &reply, streaming);
+        let (after, stall) = (shared.stream_fault_after, shared.hang);
+        let response = crate::stream::response(Arc::clone(&shared), events, fault, after, stall);
+        return match fault {
+            Some(kind) => with_fault(response, kind),
+            None => response,
+        };
+    }
     let mut body = D::reply_body(id, model, &conv, &reply);
     if fault == Some(FaultKind::Malformed) {
         // A strict prefix of a JSON object is never valid JSON.
@@ -290,6 +334,43 @@ async fn answer<D: Dialect>(
         Some(kind) => with_fault(response, kind),
         None => response,
     }
+}
+
+/// The configured rule of a real server that `request` breaks, as the failure to answer with.
+fn refusal<D: Dialect>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    request: &D::Request,
+) -> Option<(Failure, String)> {
+    if shared.require_user_agent
+        && headers
+            .get(header::USER_AGENT)
+            .is_none_or(|v| v.as_bytes().is_empty())
+    {
+        return Some((
+            Failure::Forbidden,
+            "requests without a User-Agent header are refused".to_owned(),
+        ));
+    }
+    if shared.require_tool_choice && D::tools_without_choice(request) {
+        return Some((
+            Failure::InvalidRequest,
+            "tool_choice: required when tools are given".to_owned(),
+        ));
+    }
+    if shared.reject_null_tool_call_content
+        && let Some(i) = D::null_tool_call_content(request)
+    {
+        // Pydantic's words, as servers built on it crash with them.
+        return Some((
+            Failure::ValidationCrash,
+            format!(
+                "1 validation error for ChatCompletionRequest\nmessages.{i}.content\n  \
+                 Input should be a valid string [type=string_type, input_value=None, input_type=NoneType]"
+            ),
+        ));
+    }
+    None
 }
 
 async fn models() -> Response {

@@ -5,7 +5,8 @@
 //! `input` is a JSON object rather than a string, and every result of one assistant turn must
 //! come back as a `tool_result` block of the single user message that follows it.
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chassis_core::{AssistantMessage, Message, ToolCall, Usage};
@@ -13,8 +14,9 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::error::{error_message, truncate};
-use crate::{ChatRequest, ChatResponse, Error, ModelClient};
+use crate::assemble::{Draft, Events, error_event, invalid};
+use crate::exchange::Endpoint;
+use crate::{CallOptions, ChatRequest, ChatResponse, Error, ModelClient, ToolChoice, sse};
 
 /// The API version this client speaks, sent on every request.
 const API_VERSION: &str = "2023-06-01";
@@ -24,13 +26,10 @@ const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 /// A client for Anthropic's Messages API or a compatible host.
 pub struct AnthropicClient {
-    name: String,
-    http: crate::http::Lanes,
-    /// Parsed once: every call posts here.
-    url: reqwest::Url,
+    endpoint: Endpoint,
     /// Marked sensitive, as `bearer_auth` does: kept out of `Debug` output and HPACK tables.
     api_key: Option<HeaderValue>,
-    timeout: Duration,
+    options: CallOptions,
 }
 
 impl AnthropicClient {
@@ -71,9 +70,7 @@ impl AnthropicClient {
         timeouts: crate::Timeouts,
         options: crate::HttpOptions,
     ) -> Result<AnthropicClient, Error> {
-        let timeout = timeouts.total;
-        let url = crate::http::endpoint(name, &messages_url(base_url))?;
-        let http = crate::http::Lanes::new(name, &url, timeouts, options)?;
+        let endpoint = Endpoint::new(name, &messages_url(base_url), timeouts, options)?;
         let api_key = api_key
             .map(|key| {
                 let mut value = HeaderValue::from_str(&key).map_err(|_| Error::Config {
@@ -85,12 +82,17 @@ impl AnthropicClient {
             })
             .transpose()?;
         Ok(AnthropicClient {
-            name: name.to_string(),
-            http,
-            url,
+            endpoint,
             api_key,
-            timeout,
+            options: CallOptions::default(),
         })
+    }
+
+    /// The same client phrasing its calls as `options` say (streaming, tool choice; the
+    /// content of tool-call messages is an OpenAI matter).
+    pub fn with_call_options(mut self, options: CallOptions) -> AnthropicClient {
+        self.options = options;
+        self
     }
 }
 
@@ -106,7 +108,7 @@ fn messages_url(base_url: &str) -> String {
 }
 
 /// The request body for `request`.
-fn body(request: &ChatRequest<'_>) -> Value {
+fn body(request: &ChatRequest<'_>, options: &CallOptions) -> Value {
     let system: Vec<&str> = request
         .messages
         .iter()
@@ -136,8 +138,19 @@ fn body(request: &ChatRequest<'_>) -> Value {
             })
             .collect();
     }
+    if !request.tools.is_empty() {
+        body["tool_choice"] = match &options.tool_choice {
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
+        };
+    }
     if let Some(temperature) = request.temperature {
         body["temperature"] = temperature.into();
+    }
+    if options.stream {
+        body["stream"] = true.into();
     }
     body
 }
@@ -212,7 +225,10 @@ enum WireBlock {
         text: String,
     },
     ToolUse {
+        /// Compatible hosts sometimes leave it out; the runtime makes call ids unique itself.
+        #[serde(default)]
         id: String,
+        #[serde(default)]
         name: String,
         /// Compatible hosts sometimes leave it out for tools without parameters.
         #[serde(default = "empty_object")]
@@ -227,7 +243,7 @@ fn empty_object() -> Value {
     Value::Object(Map::new())
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Copy, Default, Deserialize)]
 struct WireUsage {
     #[serde(default)]
     input_tokens: u64,
@@ -239,7 +255,36 @@ struct WireUsage {
     cache_read_input_tokens: Option<u64>,
 }
 
+/// Usage as a stream reports it: `message_start` opens it, each `message_delta` updates the
+/// counts it carries (the output count is cumulative).
+#[derive(Default, Deserialize)]
+struct WireUsageDelta {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
 impl WireUsage {
+    fn update(&mut self, delta: &WireUsageDelta) {
+        if let Some(n) = delta.input_tokens {
+            self.input_tokens = n;
+        }
+        if let Some(n) = delta.output_tokens {
+            self.output_tokens = n;
+        }
+        if delta.cache_creation_input_tokens.is_some() {
+            self.cache_creation_input_tokens = delta.cache_creation_input_tokens;
+        }
+        if delta.cache_read_input_tokens.is_some() {
+            self.cache_read_input_tokens = delta.cache_read_input_tokens;
+        }
+    }
+
     /// `input_tokens` leaves out cached prompt tokens; the runtime counts the whole prompt,
     /// as OpenAI's `prompt_tokens` does.
     fn usage(&self) -> Usage {
@@ -254,7 +299,14 @@ impl WireUsage {
 }
 
 /// The reply carried by a parsed response; `None` when it has neither text nor tool calls.
+#[cfg(test)]
 fn assistant_reply(blocks: Vec<WireBlock>) -> Option<AssistantMessage> {
+    let message = assistant_message_of(blocks);
+    (message.content.is_some() || !message.tool_calls.is_empty()).then_some(message)
+}
+
+/// The reply carried by a parsed response, empty or not.
+fn assistant_message_of(blocks: Vec<WireBlock>) -> AssistantMessage {
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for block in blocks {
@@ -270,76 +322,258 @@ fn assistant_reply(blocks: Vec<WireBlock>) -> Option<AssistantMessage> {
             WireBlock::Other => {}
         }
     }
-    let content = (!text.is_empty()).then_some(text);
-    if content.is_none() && tool_calls.is_empty() {
-        return None;
-    }
-    Some(AssistantMessage {
-        content,
+    AssistantMessage {
+        content: (!text.is_empty()).then_some(text),
         tool_calls,
-    })
+    }
+}
+
+/// One event of a Messages stream, by its `type`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireEvent {
+    MessageStart {
+        message: WireStartMessage,
+    },
+    ContentBlockStart {
+        index: u64,
+        content_block: WireBlockStart,
+    },
+    ContentBlockDelta {
+        index: u64,
+        delta: WireBlockDelta,
+    },
+    ContentBlockStop {
+        index: u64,
+    },
+    MessageDelta {
+        #[serde(default)]
+        delta: WireMessageDelta,
+        #[serde(default)]
+        usage: WireUsageDelta,
+    },
+    MessageStop,
+    Ping,
+    Error {
+        error: WireStreamError,
+    },
+    /// Events added to the API later; a stream stays readable without them.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct WireStartMessage {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlockStart {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    ToolUse {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        name: String,
+        /// Empty in Anthropic's own streams (the input comes as deltas); some compatible
+        /// hosts put the whole input here instead.
+        #[serde(default)]
+        input: Option<Value>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    /// Thinking, signatures, citations: not part of the reply the runtime keeps.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Default, Deserialize)]
+struct WireMessageDelta {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireStreamError {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A tool-use block of the stream: which call of the reply it is, and the input its start
+/// carried, if any.
+struct ToolBlock {
+    call: usize,
+    start_input: Option<Value>,
+}
+
+/// What a Messages stream's events say.
+struct MessageEvents<'a> {
+    provider: &'a str,
+    /// Tool-use blocks by content-block index.
+    tools: HashMap<u64, ToolBlock>,
+    usage: WireUsage,
+}
+
+impl MessageEvents<'_> {
+    /// The arguments of a finished tool block, as the non-streamed reply would carry them:
+    /// the concatenated `partial_json` as compact JSON, `{}` when there was none.
+    fn settle(&self, block: &ToolBlock, draft: &mut Draft) {
+        let raw = draft.args(block.call).unwrap_or("").trim().to_string();
+        let settled = if raw.is_empty() {
+            match &block.start_input {
+                Some(input @ Value::Object(map)) if !map.is_empty() => input.to_string(),
+                _ => "{}".to_string(),
+            }
+        } else {
+            match serde_json::from_str::<Value>(&raw) {
+                Ok(value) => value.to_string(),
+                // Broken JSON stays visible as such, for the toolbox to refuse.
+                Err(_) => raw,
+            }
+        };
+        draft.set_args(block.call, settled);
+    }
+}
+
+impl Events for MessageEvents<'_> {
+    fn apply(&mut self, event: &sse::Event, draft: &mut Draft) -> Result<bool, Error> {
+        let wire: WireEvent = serde_json::from_str(&event.data).map_err(|e| {
+            invalid(
+                self.provider,
+                format!("a stream event is not a Messages event: {e}"),
+            )
+        })?;
+        match wire {
+            WireEvent::MessageStart { message } => {
+                draft.model = message.model.filter(|m| !m.is_empty());
+                if let Some(usage) = message.usage {
+                    self.usage = usage;
+                }
+            }
+            WireEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block {
+                WireBlockStart::Text { text } => draft.text(&text),
+                WireBlockStart::ToolUse { id, name, input } => {
+                    let call = self.tools.len();
+                    draft.call_id(call, &id);
+                    draft.call_name(call, &name);
+                    self.tools.insert(
+                        index,
+                        ToolBlock {
+                            call,
+                            start_input: input,
+                        },
+                    );
+                }
+                WireBlockStart::Other => {}
+            },
+            WireEvent::ContentBlockDelta { index, delta } => match delta {
+                WireBlockDelta::TextDelta { text } => draft.text(&text),
+                WireBlockDelta::InputJsonDelta { partial_json } => {
+                    let Some(block) = self.tools.get(&index) else {
+                        return Err(invalid(
+                            self.provider,
+                            format!("input_json_delta for block {index}, which is not a tool_use"),
+                        ));
+                    };
+                    draft.call_args(block.call, &partial_json);
+                }
+                WireBlockDelta::Other => {}
+            },
+            WireEvent::ContentBlockStop { index } => {
+                if let Some(block) = self.tools.get(&index) {
+                    self.settle(block, draft);
+                }
+            }
+            WireEvent::Ping | WireEvent::Other => {}
+            WireEvent::MessageDelta { delta, usage } => {
+                if delta.stop_reason.is_some() {
+                    draft.finish_reason = delta.stop_reason;
+                }
+                self.usage.update(&usage);
+            }
+            WireEvent::MessageStop => {
+                // Blocks a host never stopped; settling a stopped one again changes nothing.
+                for block in self.tools.values() {
+                    self.settle(block, draft);
+                }
+                draft.usage = self.usage.usage();
+                return Ok(true);
+            }
+            WireEvent::Error { error } => {
+                return Err(error_event(self.provider, &error.kind, &error.message));
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl AnthropicClient {
+    /// A message read whole.
+    fn whole(&self, request: &ChatRequest<'_>, body: &[u8]) -> Result<ChatResponse, Error> {
+        let provider = self.endpoint.provider();
+        let wire: WireResponse = serde_json::from_slice(body)
+            .map_err(|e| invalid(provider, format!("body is not a Messages API reply: {e}")))?;
+        crate::assemble::whole(
+            provider,
+            request,
+            assistant_message_of(wire.content),
+            wire.usage.map_or(Usage::default(), |u| u.usage()),
+            wire.model,
+            wire.stop_reason,
+        )
+    }
 }
 
 #[async_trait]
 impl ModelClient for AnthropicClient {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
-        let lane = self.http.checkout();
-        let mut call = lane
-            .client()
-            .post(self.url.clone())
-            .header("anthropic-version", API_VERSION)
-            .json(&body(request));
-        if let Some(key) = &self.api_key {
-            call = call.header("x-api-key", key.clone());
-        }
-        let exchange = async {
-            let response = call.send().await?;
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            let body = response.text().await?;
-            Ok::<_, reqwest::Error>((status, retry_after, body))
-        };
-        let (status, retry_after, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| Error::Timeout {
-                provider: self.name.clone(),
-                seconds: self.timeout.as_secs_f64(),
-            })?
-            .map_err(|e| crate::error::transport_error(&self.name, self.timeout, e))?;
-        if !status.is_success() {
-            let mut message = error_message(&body);
-            let seconds = retry_after
-                .as_deref()
-                .and_then(|v| crate::parse_retry_after(v, SystemTime::now()));
-            // A value that is neither seconds nor a date is still the provider's advice.
-            if let (Some(raw), None) = (&retry_after, seconds) {
-                message = format!("{message} (Retry-After: {})", truncate(raw.trim()));
+        let body = body(request, &self.options);
+        let prepare = |call: reqwest::RequestBuilder| {
+            let call = call.header("anthropic-version", API_VERSION).json(&body);
+            match &self.api_key {
+                Some(key) => call.header("x-api-key", key.clone()),
+                None => call,
             }
-            return Err(Error::Status {
-                provider: self.name.clone(),
-                status: status.as_u16(),
-                message,
-                retry_after: seconds,
-            });
-        }
-        let invalid = |message: String| Error::InvalidResponse {
-            provider: self.name.clone(),
-            message,
         };
-        let wire: WireResponse = serde_json::from_str(&body)
-            .map_err(|e| invalid(format!("body is not a Messages API reply: {e}")))?;
-        let message = assistant_reply(wire.content)
-            .ok_or_else(|| invalid("the reply has neither text nor tool calls".to_string()))?;
-        Ok(ChatResponse {
-            message,
-            usage: wire.usage.map_or(Usage::default(), |u| u.usage()),
-            model: wire.model.unwrap_or_else(|| request.model.to_string()),
-            finish_reason: wire.stop_reason,
-            served_by: format!("{}:{}", self.name, request.model),
-        })
+        self.endpoint
+            .call(prepare, |answer| async move {
+                let provider = answer.provider().to_string();
+                if !answer.is_event_stream() {
+                    return self.whole(request, answer.bytes().await?.as_ref());
+                }
+                let events = MessageEvents {
+                    provider: &provider,
+                    tools: HashMap::new(),
+                    usage: WireUsage::default(),
+                };
+                let draft = Draft::new(request.deltas.clone());
+                let draft = crate::assemble::read_stream(answer, events, draft).await?;
+                draft.finish(&provider, request)
+            })
+            .await
     }
 }
 
@@ -358,6 +592,7 @@ mod tests {
             max_tokens: None,
             temperature: None,
             report: Reporter::default(),
+            deltas: crate::Deltas::default(),
         }
     }
 
@@ -374,6 +609,16 @@ mod tests {
             call_id: call_id.into(),
             content: content.into(),
         }
+    }
+
+    fn body_of(request: &ChatRequest<'_>) -> Value {
+        body(
+            request,
+            &CallOptions {
+                stream: false,
+                ..CallOptions::default()
+            },
+        )
     }
 
     #[test]
@@ -408,7 +653,7 @@ mod tests {
 
     #[test]
     fn system_messages_move_to_the_system_field() {
-        let body = body(&request(vec![
+        let body = body_of(&request(vec![
             Message::System {
                 content: "be brief".into(),
             },
@@ -425,7 +670,7 @@ mod tests {
         assert!(body.get("tools").is_none());
         assert!(body.get("temperature").is_none());
 
-        let without = super::body(&request(vec![Message::User {
+        let without = body_of(&request(vec![Message::User {
             content: "hi".into(),
         }]));
         assert!(without.get("system").is_none());
@@ -447,7 +692,7 @@ mod tests {
         req.tools = vec![tool].into();
         req.max_tokens = Some(77);
         req.temperature = Some(0.5);
-        let body = body(&req);
+        let body = body_of(&req);
         assert_eq!(
             body["tools"],
             json!([{
@@ -459,6 +704,146 @@ mod tests {
         assert_eq!(body["max_tokens"], 77);
         assert_eq!(body["temperature"], 0.5);
         assert_eq!(body["model"], "claude-test");
+    }
+
+    #[test]
+    fn tool_choice_and_stream() {
+        let mut req = request(vec![Message::User {
+            content: "hi".into(),
+        }]);
+        let choice = |req: &ChatRequest<'_>, tool_choice: ToolChoice| {
+            body(
+                req,
+                &CallOptions {
+                    tool_choice,
+                    ..CallOptions::default()
+                },
+            )
+        };
+        // No tools offered: no tool_choice, which the API would refuse without tools.
+        let plain = choice(&req, ToolChoice::Required);
+        assert!(plain.get("tool_choice").is_none());
+        assert_eq!(plain["stream"], true);
+        let tool: ToolDef = serde_json::from_value(json!({
+            "name": "t", "description": "d", "parameters": {"type": "object"}, "risk": "read_only",
+        }))
+        .unwrap();
+        req.tools = vec![tool].into();
+        assert_eq!(
+            choice(&req, ToolChoice::Auto)["tool_choice"],
+            json!({"type": "auto"})
+        );
+        assert_eq!(
+            choice(&req, ToolChoice::Required)["tool_choice"],
+            json!({"type": "any"})
+        );
+        assert_eq!(
+            choice(&req, ToolChoice::None)["tool_choice"],
+            json!({"type": "none"})
+        );
+        assert_eq!(
+            choice(&req, ToolChoice::Tool("t".into()))["tool_choice"],
+            json!({"type": "tool", "name": "t"})
+        );
+        assert!(body_of(&req).get("stream").is_none());
+    }
+
+    /// Feeds `events` (type, JSON) through a stream reader into a response.
+    fn streamed(events: &[Value]) -> Result<ChatResponse, Error> {
+        let mut reader = MessageEvents {
+            provider: "a",
+            tools: HashMap::new(),
+            usage: WireUsage::default(),
+        };
+        let mut draft = Draft::new(crate::Deltas::default());
+        for data in events {
+            let event = sse::Event {
+                name: data["type"].as_str().unwrap_or("").to_string(),
+                data: data.to_string(),
+            };
+            if reader.apply(&event, &mut draft)? {
+                return draft.finish("a", &request(Vec::new()));
+            }
+        }
+        panic!("the stream never completed")
+    }
+
+    #[test]
+    fn a_stream_assembles_like_the_whole_reply() {
+        let response = streamed(&[
+            json!({"type": "message_start", "message": {"model": "claude-x", "usage": {"input_tokens": 10, "cache_read_input_tokens": 90, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "ping"}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Let me "}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "look."}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"path\": "}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "\"a\"}"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "name": "ls", "input": {}}}),
+            json!({"type": "content_block_stop", "index": 3}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}}),
+            json!({"type": "message_stop"}),
+        ])
+        .unwrap();
+        assert_eq!(response.model, "claude-x");
+        assert_eq!(response.finish_reason.as_deref(), Some("tool_use"));
+        assert_eq!(
+            (
+                response.usage.input_tokens,
+                response.usage.output_tokens,
+                response.usage.cached_input_tokens
+            ),
+            (100, 5, 90)
+        );
+        assert_eq!(response.message.content.as_deref(), Some("Let me look."));
+        assert_eq!(
+            response.message.tool_calls,
+            vec![
+                ToolCall {
+                    id: "toolu_1".into(),
+                    name: "read_file".into(),
+                    arguments: r#"{"path":"a"}"#.into(),
+                },
+                // No id: it parses, with an empty id.
+                ToolCall {
+                    id: String::new(),
+                    name: "ls".into(),
+                    arguments: "{}".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_event_fails_the_stream() {
+        let err = streamed(&[
+            json!({"type": "message_start", "message": {"model": "m"}}),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ])
+        .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(err.to_string().contains("Overloaded"), "{err}");
+        let err = streamed(&[
+            json!({"type": "message_start", "message": {"model": "m"}}),
+            json!({"type": "message_stop"}),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, Error::BadReply { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn tool_use_without_an_id_parses() {
+        let wire: WireResponse = serde_json::from_value(json!({
+            "content": [{"type": "tool_use", "name": "ls", "input": {}}],
+        }))
+        .unwrap();
+        let reply = assistant_reply(wire.content).unwrap();
+        assert_eq!(reply.tool_calls[0].id, "");
     }
 
     #[test]
@@ -593,6 +978,7 @@ mod tests {
 
     #[test]
     fn error_message_prefers_the_provider_text() {
+        use crate::error::error_message;
         assert_eq!(
             error_message(
                 r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#

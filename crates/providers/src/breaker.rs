@@ -3,7 +3,11 @@
 //! Closed: calls go through and outcomes are counted. Open (after `threshold` consecutive
 //! failures, or a failure rate at or above `failure_rate` over the last `window` calls): calls
 //! fail fast, straight to the fallback. After `cooldown`, one probe goes through (half-open):
-//! success closes the breaker, failure opens it again.
+//! success closes the breaker, failure opens it again, and a probe that never finishes (its
+//! call was cancelled: a lost lease, a shutdown) leaves it open, ready for the next probe.
+//!
+//! Only failures that say the endpoint is unwell count: transient ones. A refused request or
+//! a model that gave no usable reply came from an endpoint that works.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -56,6 +60,15 @@ struct Inner {
     recent: VecDeque<bool>,
 }
 
+/// What [`Breaker::admit`] lets through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// An ordinary call: the breaker is closed.
+    Call,
+    /// The one probe of a half-open breaker: its outcome closes or reopens it.
+    Probe,
+}
+
 /// One endpoint's breaker; the state machine is pure given `now`.
 #[derive(Debug)]
 pub struct Breaker {
@@ -87,13 +100,14 @@ impl Breaker {
             .unwrap_or(BreakerState::Closed)
     }
 
-    /// Asks to make a call at `now`: `Ok` to go ahead, `Err(remaining cooldown)` to fail fast.
-    pub fn admit(&self, now: Instant) -> Result<(), Duration> {
+    /// Asks to make a call at `now`: `Ok` to go ahead (as a probe, when the cooldown just
+    /// ended), `Err(remaining cooldown)` to fail fast.
+    pub fn admit(&self, now: Instant) -> Result<Admission, Duration> {
         let Ok(mut inner) = self.inner.lock() else {
-            return Ok(());
+            return Ok(Admission::Call);
         };
         match inner.state {
-            BreakerState::Closed => Ok(()),
+            BreakerState::Closed => Ok(Admission::Call),
             BreakerState::HalfOpen => Err(self.config.cooldown),
             BreakerState::Open => {
                 let opened = inner.opened_at.unwrap_or(now);
@@ -101,7 +115,7 @@ impl Breaker {
                 if elapsed >= self.config.cooldown {
                     inner.state = BreakerState::HalfOpen;
                     tracing::info!(endpoint = %self.name, "circuit half-open: sending a probe");
-                    Ok(())
+                    Ok(Admission::Probe)
                 } else {
                     Err(self.config.cooldown - elapsed)
                 }
@@ -154,6 +168,40 @@ impl Breaker {
             }
         }
     }
+
+    /// The probe admitted at half-open ended without an outcome (its call was cancelled): the
+    /// breaker opens again. Its cooldown counts from when it first opened, so the next call
+    /// is the next probe; nothing was learnt about the endpoint.
+    pub fn probe_abandoned(&self) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.state == BreakerState::HalfOpen {
+            inner.state = BreakerState::Open;
+            tracing::info!(endpoint = %self.name, "circuit open again: the probe was cancelled");
+        }
+    }
+}
+
+/// Returns a half-open breaker to open when its probe's call is dropped before it records
+/// an outcome.
+struct ProbeGuard<'a> {
+    breaker: Option<&'a Breaker>,
+}
+
+impl ProbeGuard<'_> {
+    /// The call finished: its outcome is recorded instead.
+    fn disarm(mut self) {
+        self.breaker = None;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker {
+            breaker.probe_abandoned();
+        }
+    }
 }
 
 /// The process-wide breakers, one per endpoint key.
@@ -170,7 +218,7 @@ pub fn breaker_for(key: &str, config: &BreakerConfig) -> Arc<Breaker> {
     )
 }
 
-/// Guards a client with a breaker; transient failures count against it.
+/// Guards a client with a breaker; transient failures count against it, nothing else does.
 pub struct CircuitBreaker<C> {
     inner: C,
     breaker: Arc<Breaker>,
@@ -193,16 +241,23 @@ impl<C> CircuitBreaker<C> {
 #[async_trait]
 impl<C: ModelClient> ModelClient for CircuitBreaker<C> {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
-        if let Err(remaining) = self.breaker.admit(Instant::now()) {
-            request.report.report(CallEvent::BreakerOpen {
-                model: self.label.clone(),
-            });
-            return Err(Error::CircuitOpen {
-                provider: self.provider.clone(),
-                cooldown_s: remaining.as_secs_f64(),
-            });
-        }
+        let admission = match self.breaker.admit(Instant::now()) {
+            Ok(admission) => admission,
+            Err(remaining) => {
+                request.report.report(CallEvent::BreakerOpen {
+                    model: self.label.clone(),
+                });
+                return Err(Error::CircuitOpen {
+                    provider: self.provider.clone(),
+                    cooldown_s: remaining.as_secs_f64(),
+                });
+            }
+        };
+        let guard = ProbeGuard {
+            breaker: (admission == Admission::Probe).then_some(&*self.breaker),
+        };
         let result = self.inner.complete(request).await;
+        guard.disarm();
         let success = match &result {
             Ok(_) => true,
             Err(error) => !error.is_transient(),
@@ -240,7 +295,7 @@ mod tests {
         );
         // The cooldown passes: exactly one probe is admitted.
         let later = t0 + Duration::from_secs(31);
-        assert!(b.admit(later).is_ok());
+        assert_eq!(b.admit(later), Ok(Admission::Probe));
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.admit(later).is_err());
         b.record(false, later);
@@ -263,6 +318,121 @@ mod tests {
         }
         b.record(false, t0);
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_dropped_probe_reopens_the_breaker() {
+        let breaker = Arc::new(Breaker::new(
+            "dropped-probe",
+            BreakerConfig {
+                threshold: 1,
+                cooldown: Duration::from_millis(1),
+                ..config()
+            },
+        ));
+        breaker.record(false, Instant::now());
+        assert_eq!(breaker.state(), BreakerState::Open);
+        std::thread::sleep(Duration::from_millis(5));
+        let layer = CircuitBreaker::new(Pending, Arc::clone(&breaker), "p", "p:m");
+        let request = ChatRequest {
+            model: "m".into(),
+            messages: Vec::new().into(),
+            tools: Vec::new().into(),
+            max_tokens: None,
+            temperature: None,
+            report: crate::Reporter::default(),
+            deltas: crate::Deltas::default(),
+        };
+        let mut probe = Box::pin(layer.complete(&request));
+        // Polled once: the probe is admitted and waits on a model that never answers.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(probe.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        // Cancelled (a lost lease, a shutdown): the breaker is open, not half-open forever.
+        drop(probe);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        // The cooldown already passed, so the next call is the next probe.
+        assert_eq!(breaker.admit(Instant::now()), Ok(Admission::Probe));
+        breaker.record(true, Instant::now());
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_ordinary_call_dropped_changes_nothing() {
+        let breaker = Arc::new(Breaker::new("dropped-call", config()));
+        let layer = CircuitBreaker::new(Pending, Arc::clone(&breaker), "p", "p:m");
+        let request = ChatRequest {
+            model: "m".into(),
+            messages: Vec::new().into(),
+            tools: Vec::new().into(),
+            max_tokens: None,
+            temperature: None,
+            report: crate::Reporter::default(),
+            deltas: crate::Deltas::default(),
+        };
+        let mut call = Box::pin(layer.complete(&request));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        drop(call);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn refused_requests_and_bad_replies_do_not_count() {
+        for error in [
+            Error::BadReply {
+                provider: "p".into(),
+                message: "empty".into(),
+            },
+            Error::Request {
+                provider: "p".into(),
+                status: 400,
+                message: "bad".into(),
+            },
+        ] {
+            let breaker = Arc::new(Breaker::new("not-counted", config()));
+            let layer =
+                CircuitBreaker::new(Failing(error.clone()), Arc::clone(&breaker), "p", "p:m");
+            let request = ChatRequest {
+                model: "m".into(),
+                messages: Vec::new().into(),
+                tools: Vec::new().into(),
+                max_tokens: None,
+                temperature: None,
+                report: crate::Reporter::default(),
+                deltas: crate::Deltas::default(),
+            };
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for _ in 0..10 {
+                let mut call = Box::pin(layer.complete(&request));
+                assert!(matches!(
+                    call.as_mut().poll(&mut cx),
+                    std::task::Poll::Ready(Err(_))
+                ));
+            }
+            assert_eq!(breaker.state(), BreakerState::Closed, "{error}");
+        }
+    }
+
+    /// A model that never answers.
+    struct Pending;
+
+    #[async_trait]
+    impl ModelClient for Pending {
+        async fn complete(&self, _: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
+            std::future::pending().await
+        }
+    }
+
+    /// A model that always fails with the same error.
+    struct Failing(Error);
+
+    #[async_trait]
+    impl ModelClient for Failing {
+        async fn complete(&self, _: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
+            Err(self.0.clone())
+        }
     }
 
     #[test]

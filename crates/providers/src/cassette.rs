@@ -15,6 +15,9 @@
 //!
 //! The sampling temperature is not part of a recorded request: the journal does not keep it, and
 //! it is part of the agent version anyway.
+//!
+//! A recording keeps the assembled exchange, however the answer travelled (streamed or whole);
+//! a replay gives a streamed run its recorded reply, shown to the request's deltas in one piece.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -610,16 +613,20 @@ impl Replay {
 #[async_trait]
 impl ModelClient for Replay {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, crate::Error> {
-        let mut request = Request::of(request);
+        let mut recorded = Request::of(request);
         if let Some(scrub) = &self.scrub {
-            request = request.scrubbed(scrub.as_ref());
+            recorded = recorded.scrubbed(scrub.as_ref());
         }
-        self.answer(&request)
+        let response = self
+            .answer(&recorded)
             .map(ChatResponse::from)
             .map_err(|divergence| crate::Error::Config {
                 provider: format!("cassette {}", divergence.cassette),
                 message: divergence.explain(),
-            })
+            })?;
+        // A replay has no stream to show: the recorded reply goes to observers in one piece.
+        request.deltas.whole(&response.message);
+        Ok(response)
     }
 }
 
@@ -782,6 +789,7 @@ mod tests {
             max_tokens: Some(64),
             temperature: None,
             report: crate::Reporter::default(),
+            deltas: crate::Deltas::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 /// Why a model call failed; messages never contain credentials.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// The provider answered with an error status.
+    /// The provider answered with an error status that may pass (rate limits, 5xx, 408, 409).
     #[error("{provider}: HTTP {status}: {message}")]
     Status {
         /// Provider name.
@@ -15,12 +15,31 @@ pub enum Error {
         /// `Retry-After`, in seconds, when the provider sent one.
         retry_after: Option<u64>,
     },
+    /// The provider refused the request itself (a 4xx other than 408, 409 and 429, or a 500
+    /// whose body is a request-validation error): sending it again cannot succeed.
+    #[error("{provider}: HTTP {status}: the request was refused: {message}")]
+    Request {
+        /// Provider name.
+        provider: String,
+        /// HTTP status code.
+        status: u16,
+        /// The provider's error message (truncated).
+        message: String,
+    },
     /// No answer within the timeout.
     #[error("{provider}: no answer within {seconds}s")]
     Timeout {
         /// Provider name.
         provider: String,
         /// The timeout that expired.
+        seconds: f64,
+    },
+    /// A streamed answer fell silent for longer than the idle timeout.
+    #[error("{provider}: the answer stalled: nothing received for {seconds}s")]
+    Stalled {
+        /// Provider name.
+        provider: String,
+        /// The idle timeout that expired.
         seconds: f64,
     },
     /// The connection failed or broke.
@@ -31,12 +50,22 @@ pub enum Error {
         /// What the transport said.
         message: String,
     },
-    /// The answer could not be understood.
+    /// The answer could not be understood (not JSON, not the API's shape, a broken stream
+    /// chunk): what a proxy or an overloaded host sends.
     #[error("{provider}: invalid response: {message}")]
     InvalidResponse {
         /// Provider name.
         provider: String,
         /// What was wrong.
+        message: String,
+    },
+    /// The answer parsed, but the model said nothing usable (neither text nor tool calls, no
+    /// choices): the model erred, the endpoint is up.
+    #[error("{provider}: the model gave no usable reply: {message}")]
+    BadReply {
+        /// Provider name.
+        provider: String,
+        /// What was missing.
         message: String,
     },
     /// The provider's circuit breaker is open: the call was not attempted.
@@ -68,17 +97,29 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later may succeed (rate limits, 5xx, timeouts, broken connections).
+    /// Whether trying again later may succeed (rate limits, 5xx, timeouts, broken connections
+    /// and streams).
     ///
     /// A body that does not parse counts: it is what a proxy or an overloaded host sends.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Status { status, .. } => *status == 429 || *status >= 500,
-            Error::Timeout { .. } | Error::Connection { .. } | Error::InvalidResponse { .. } => {
-                true
-            }
-            Error::CircuitOpen { .. } | Error::Config { .. } | Error::Exhausted { .. } => false,
+            Error::Status { status, .. } => transient_status(*status),
+            Error::Timeout { .. }
+            | Error::Stalled { .. }
+            | Error::Connection { .. }
+            | Error::InvalidResponse { .. } => true,
+            Error::Request { .. }
+            | Error::BadReply { .. }
+            | Error::CircuitOpen { .. }
+            | Error::Config { .. }
+            | Error::Exhausted { .. } => false,
         }
+    }
+
+    /// Whether the same call may succeed if made again now: transient failures, and a model
+    /// that gave no usable reply (a model call is repeatable, and sampling may differ).
+    pub fn is_retryable(&self) -> bool {
+        self.is_transient() || matches!(self, Error::BadReply { .. })
     }
 
     /// Whether the model is unavailable rather than refusing the request: worth waiting for.
@@ -97,6 +138,12 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// Whether an error status may pass by itself: rate limits, server errors, a request timeout
+/// (408) and a conflict (409, which providers send for a request that raced another).
+pub(crate) fn transient_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429) || status >= 500
 }
 
 /// Longest provider error text kept in an error message.

@@ -21,6 +21,9 @@ use crate::{Error, Timeouts};
 /// servers commonly advertise (hyper 200, nginx 128), so no call queues behind another.
 pub const DEFAULT_MAX_STREAMS: u32 = 100;
 
+/// `User-Agent` of every request: `chassis/VERSION`.
+pub const USER_AGENT: &str = concat!("chassis/", env!("CARGO_PKG_VERSION"));
+
 /// How a client talks HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpOptions {
@@ -46,6 +49,8 @@ fn build(
     version: HttpVersion,
 ) -> Result<reqwest::Client, Error> {
     let builder = reqwest::Client::builder()
+        // Some hosts (and the firewalls before them) refuse requests that do not say who sends them.
+        .user_agent(USER_AGENT)
         .connect_timeout(timeouts.connect)
         .read_timeout(timeouts.idle)
         // Requests are small and latency-bound; Nagle's algorithm would only delay them.

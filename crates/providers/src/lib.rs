@@ -1,18 +1,24 @@
-//! Model clients: the [`ModelClient`] trait and an OpenAI-compatible chat-completions provider.
+//! Model clients: the [`ModelClient`] trait, the OpenAI-compatible chat-completions client and
+//! the Anthropic Messages client.
 //!
 //! A client turns the runtime's context ([`ChatRequest`]) into one provider call and the
 //! provider's answer into a [`ChatResponse`]. Resilience (retries, fallbacks, breakers) wraps
-//! clients as layers; a client itself makes exactly one attempt.
+//! clients as layers; a client itself makes exactly one attempt. The HTTP exchange is shared
+//! (`exchange.rs`); each client is only its dialect, whole or streamed (`assemble.rs`).
 
 mod anthropic;
+mod assemble;
 mod breaker;
 pub mod cassette;
+mod deltas;
 mod error;
+mod exchange;
 mod fallback;
 mod http;
 mod openai;
 mod report;
 mod retry;
+mod sse;
 
 use std::borrow::Cow;
 
@@ -20,10 +26,12 @@ use async_trait::async_trait;
 use chassis_core::{AssistantMessage, Message, ToolDef, Usage};
 
 pub use anthropic::AnthropicClient;
-pub use breaker::{Breaker, BreakerConfig, BreakerState, CircuitBreaker, breaker_for};
+pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, CircuitBreaker, breaker_for};
+pub use chassis_core::spec::{ToolCallContent, ToolChoice};
+pub use deltas::{Delta, DeltaLog, DeltaSink, Deltas};
 pub use error::{Error, parse_retry_after};
 pub use fallback::{Fallback, Link};
-pub use http::{DEFAULT_MAX_STREAMS, HttpOptions, HttpVersion};
+pub use http::{DEFAULT_MAX_STREAMS, HttpOptions, HttpVersion, USER_AGENT};
 pub use openai::OpenAiClient;
 pub use report::{CallEvent, Reporter};
 pub use retry::{Retry, RetryPolicy, jitter};
@@ -51,6 +59,30 @@ impl Timeouts {
     }
 }
 
+/// How a client phrases its calls, beyond HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Ask for the answer as a stream of events (so the idle timeout bounds each chunk and
+    /// deltas reach observers as they come) rather than whole.
+    pub stream: bool,
+    /// What the model may do with the tools; sent whenever tools are offered.
+    pub tool_choice: ToolChoice,
+    /// OpenAI dialect: the `content` of an assistant message that only calls tools. `None`
+    /// decides by host: `null` for `api.openai.com`, which documents it, and `""` elsewhere,
+    /// since several compatible servers refuse `null`.
+    pub tool_call_content: Option<ToolCallContent>,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        CallOptions {
+            stream: true,
+            tool_choice: ToolChoice::Auto,
+            tool_call_content: None,
+        }
+    }
+}
+
 /// One model call's input.
 ///
 /// The context and the tools are borrowed where the caller keeps them (the engine's folded
@@ -69,6 +101,9 @@ pub struct ChatRequest<'a> {
     pub temperature: Option<f64>,
     /// Where layers report what happened inside the call (attempts, fallbacks, breakers).
     pub report: Reporter,
+    /// Where the answer's pieces go as they arrive (none by default); the call's result is
+    /// still the whole response.
+    pub deltas: Deltas,
 }
 
 /// One model call's answer.

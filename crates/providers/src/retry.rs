@@ -34,7 +34,7 @@ impl RetryPolicy {
     /// The wait before the next attempt after attempt `attempt` (from 1) failed with `error`,
     /// or `None` to give up. `jitter` in `[0, 1)` scales the backoff (full jitter).
     pub fn delay(&self, attempt: u32, error: &Error, jitter: f64) -> Option<Duration> {
-        if attempt >= self.max_attempts || !error.is_transient() {
+        if attempt >= self.max_attempts || !error.is_retryable() {
             return None;
         }
         let exponent = attempt.saturating_sub(1).min(30);
@@ -66,7 +66,9 @@ pub fn jitter() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Retries a client's transient failures according to a [`RetryPolicy`].
+/// Retries a client's failed attempts according to a [`RetryPolicy`]: transient failures,
+/// and a model that gave no usable reply (a model call is repeatable). Each attempt is the
+/// whole call again; a streamed answer that broke midway is never resumed.
 pub struct Retry<C> {
     inner: C,
     policy: RetryPolicy,
@@ -147,6 +149,24 @@ mod tests {
         assert_eq!(policy.delay(1, &status(400, None), 0.5), None);
         assert_eq!(policy.delay(1, &status(401, None), 0.5), None);
         assert!(policy.delay(1, &status(429, None), 0.5).is_some());
+    }
+
+    #[test]
+    fn bad_replies_are_retried_refused_requests_are_not() {
+        let policy = RetryPolicy::default();
+        let bad = Error::BadReply {
+            provider: "p".into(),
+            message: "empty".into(),
+        };
+        assert!(policy.delay(1, &bad, 0.5).is_some());
+        assert_eq!(policy.delay(3, &bad, 0.5), None);
+        let refused = Error::Request {
+            provider: "p".into(),
+            status: 400,
+            message: "m".into(),
+        };
+        assert_eq!(policy.delay(1, &refused, 0.5), None);
+        assert!(policy.delay(1, &status(408, None), 0.5).is_some());
     }
 
     #[test]

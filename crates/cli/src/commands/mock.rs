@@ -30,7 +30,8 @@ pub struct Args {
     /// Share of requests that get a fault, 0.0 to 1.0
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
-    /// Faults to draw from (comma-separated): 429, 500, 503, hang, cut, malformed, bad_args; all when absent
+    /// Faults to draw from (comma-separated): 429, 500, 503, hang, cut, malformed, bad_args,
+    /// stream_cut, stream_stall, stream_malformed; all when absent
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultKind>,
     /// Retry-After seconds sent with 429
@@ -76,6 +77,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         faults: args.faults,
         retry_after_secs: args.retry_after,
         hang: args.hang,
+        ..MockConfig::default()
     };
     let mock = chassis_mock::start(config, script, SocketAddr::new(args.host, args.port))
         .await

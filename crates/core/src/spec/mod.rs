@@ -93,6 +93,10 @@ pub struct AgentSpec {
     pub temperature: Option<f64>,
     /// Timeout of one model call.
     pub model_timeout: Duration,
+    /// Whether model answers are streamed, `[model] stream` (default true).
+    pub stream: bool,
+    /// What the model may do with the tools offered, `[model] tool_choice` (default auto).
+    pub tool_choice: ToolChoice,
     /// Declared providers, plus the implicit `openai` one.
     pub providers: BTreeMap<String, ProviderSpec>,
     /// Template variables from `[vars]` (a JSON object).
@@ -130,6 +134,32 @@ impl std::fmt::Display for ModelRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.provider, self.model)
     }
+}
+
+/// What the model may do with the tools it is offered, `[model] tool_choice`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// Answer in text or call tools, as the model sees fit.
+    #[default]
+    Auto,
+    /// Call at least one tool.
+    Required,
+    /// Call no tool.
+    None,
+    /// Call this tool.
+    Tool(String),
+}
+
+/// What an OpenAI-dialect assistant message that only calls tools carries as `content`,
+/// `[providers.X] tool_call_content`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallContent {
+    /// `null`, as OpenAI documents it.
+    Null,
+    /// `""`, which servers that refuse `null` accept.
+    Empty,
 }
 
 /// Wire protocol of a provider.
@@ -208,6 +238,9 @@ pub struct ProviderSpec {
     pub http: HttpVersion,
     /// Calls in flight on one HTTP/2 connection before another is opened.
     pub http2_max_streams: u32,
+    /// OpenAI dialect: `content` of an assistant message that only calls tools; `None` means
+    /// by host (`null` for api.openai.com, `""` elsewhere).
+    pub tool_call_content: Option<ToolCallContent>,
 }
 
 /// Which HTTP protocol a provider is spoken to with.
@@ -236,6 +269,7 @@ impl ProviderSpec {
             breaker: BreakerSpec::default(),
             http: HttpVersion::Auto,
             http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
+            tool_call_content: None,
         }
     }
 }
@@ -289,6 +323,8 @@ struct RawModel {
     idle_timeout: Option<String>,
     max_repairs: Option<i64>,
     park_retry: Option<String>,
+    stream: Option<bool>,
+    tool_choice: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +343,7 @@ struct RawProvider {
     breaker_cooldown: Option<String>,
     http: Option<String>,
     http2_max_streams: Option<i64>,
+    tool_call_content: Option<String>,
 }
 
 impl AgentSpec {
@@ -417,6 +454,23 @@ impl RawSpec {
                 DEFAULT_HTTP2_MAX_STREAMS,
                 &at("http2_max_streams"),
             )?;
+            let tool_call_content = match raw.tool_call_content.as_deref() {
+                None => None,
+                Some(_) if kind != ProviderKind::OpenAi => {
+                    return Err(invalid(
+                        at("tool_call_content"),
+                        "applies only to kind = \"openai\"",
+                    ));
+                }
+                Some("null") => Some(ToolCallContent::Null),
+                Some("empty") => Some(ToolCallContent::Empty),
+                Some(other) => {
+                    return Err(invalid(
+                        at("tool_call_content"),
+                        format!("unknown value `{other}` (supported: null, empty)"),
+                    ));
+                }
+            };
             providers.insert(
                 key,
                 ProviderSpec {
@@ -427,6 +481,7 @@ impl RawSpec {
                     breaker,
                     http,
                     http2_max_streams,
+                    tool_call_content,
                 },
             );
         }
@@ -478,6 +533,10 @@ impl RawSpec {
         if self.model.max_tokens == Some(0) {
             return Err(invalid("model.max_tokens", "must be greater than zero"));
         }
+        let tool_choice = match &self.model.tool_choice {
+            None => ToolChoice::Auto,
+            Some(value) => parse_tool_choice(value)?,
+        };
 
         let (limits, pricing_file, tool_bounds) = self.limits.validate()?;
         let pricing = limits::validate_pricing(self.pricing, "pricing")?;
@@ -532,6 +591,8 @@ impl RawSpec {
             max_tokens: self.model.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             temperature: self.model.temperature,
             model_timeout,
+            stream: self.model.stream.unwrap_or(true),
+            tool_choice,
             providers,
             vars,
             tools,
@@ -544,6 +605,35 @@ impl RawSpec {
             approvals,
             redact: self.redact.validate()?,
         })
+    }
+}
+
+/// `[model] tool_choice`: `"auto"`, `"required"`, `"none"` or `{ name = "TOOL" }`.
+fn parse_tool_choice(value: &toml::Value) -> Result<ToolChoice, Error> {
+    const KEY: &str = "model.tool_choice";
+    const EXPECTED: &str = "expected \"auto\", \"required\", \"none\" or { name = \"TOOL\" }";
+    match value {
+        toml::Value::String(text) => match text.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "required" => Ok(ToolChoice::Required),
+            "none" => Ok(ToolChoice::None),
+            other => Err(invalid(KEY, format!("unknown value `{other}`: {EXPECTED}"))),
+        },
+        toml::Value::Table(table) => {
+            if let Some(key) = table.keys().find(|k| k.as_str() != "name") {
+                return Err(invalid(
+                    format!("{KEY}.{key}"),
+                    format!("unknown key: {EXPECTED}"),
+                ));
+            }
+            match table.get("name") {
+                Some(toml::Value::String(name)) if !name.trim().is_empty() => {
+                    Ok(ToolChoice::Tool(name.trim().to_string()))
+                }
+                _ => Err(invalid(format!("{KEY}.name"), "must name the tool to call")),
+            }
+        }
+        _ => Err(invalid(KEY, EXPECTED)),
     }
 }
 
@@ -625,6 +715,63 @@ primary = "openai:gpt-4o-mini"
         assert_eq!(spec.max_tokens, DEFAULT_MAX_TOKENS);
         assert!(spec.providers.contains_key("openai"));
         assert!(spec.tools.is_empty());
+    }
+
+    #[test]
+    fn stream_and_tool_choice() {
+        let spec = AgentSpec::parse(MINIMAL).unwrap();
+        assert!(spec.stream);
+        assert_eq!(spec.tool_choice, ToolChoice::Auto);
+        assert_eq!(spec.providers["openai"].tool_call_content, None);
+        let with = |extra: &str| MINIMAL.replace("[model]\n", &format!("[model]\n{extra}\n"));
+        let spec = AgentSpec::parse(&with("stream = false\ntool_choice = \"required\"")).unwrap();
+        assert!(!spec.stream);
+        assert_eq!(spec.tool_choice, ToolChoice::Required);
+        let spec = AgentSpec::parse(&with("tool_choice = \"none\"")).unwrap();
+        assert_eq!(spec.tool_choice, ToolChoice::None);
+        let spec = AgentSpec::parse(&with("tool_choice = { name = \"read_file\" }")).unwrap();
+        assert_eq!(spec.tool_choice, ToolChoice::Tool("read_file".into()));
+
+        let e = err(&with("tool_choice = \"any\""));
+        assert!(
+            e.starts_with("model.tool_choice: unknown value `any`"),
+            "{e}"
+        );
+        let e = err(&with("tool_choice = { name = \"\" }"));
+        assert!(e.starts_with("model.tool_choice.name: must name"), "{e}");
+        let e = err(&with("tool_choice = { tool = \"x\" }"));
+        assert!(e.starts_with("model.tool_choice.tool: unknown key"), "{e}");
+        let e = err(&with("tool_choice = 3"));
+        assert!(e.starts_with("model.tool_choice: expected"), "{e}");
+    }
+
+    #[test]
+    fn tool_call_content_is_an_openai_key() {
+        let provider = |kind: &str, value: &str| {
+            format!(
+                "{MINIMAL}[providers.local]\nkind = \"{kind}\"\nbase_url = \"http://h/v1\"\ntool_call_content = \"{value}\"\n"
+            )
+        };
+        let spec = AgentSpec::parse(&provider("openai", "empty")).unwrap();
+        assert_eq!(
+            spec.providers["local"].tool_call_content,
+            Some(ToolCallContent::Empty)
+        );
+        let spec = AgentSpec::parse(&provider("openai", "null")).unwrap();
+        assert_eq!(
+            spec.providers["local"].tool_call_content,
+            Some(ToolCallContent::Null)
+        );
+        let e = err(&provider("openai", "blank"));
+        assert!(
+            e.starts_with("providers.local.tool_call_content: unknown value `blank`"),
+            "{e}"
+        );
+        let e = err(&provider("anthropic", "empty"));
+        assert_eq!(
+            e,
+            "providers.local.tool_call_content: applies only to kind = \"openai\""
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod anthropic;
 mod approvals;
+mod compat;
 mod degrade;
 mod drivers;
 mod limits;

@@ -5,6 +5,7 @@ mod faults;
 mod replies;
 mod scripts;
 mod stats;
+mod streams;
 
 use std::time::Duration;
 

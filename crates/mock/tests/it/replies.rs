@@ -171,16 +171,14 @@ async fn bad_requests_get_openai_errors() {
 
     let response = client
         .post(&url)
-        .json(&json!({ "model": "m", "messages": [user("hi")], "stream": true }))
+        .json(&json!({ "model": "m" }))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        body["error"]["message"],
-        "streaming not supported by the mock"
-    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("messages"), "{message}");
     mock.shutdown().await;
 }
 

@@ -1,4 +1,4 @@
-//! What the Anthropic client puts on the wire, captured by a bare TCP server.
+//! What the clients put on the wire, captured by a bare TCP server.
 
 use std::time::Duration;
 
@@ -74,6 +74,12 @@ async fn sends_the_key_version_and_path() {
         let key_header = format!("\r\nx-api-key: {}", SECRET_KEY.to_lowercase());
         assert_eq!(head.contains(&key_header), keyed, "{head}");
         assert!(!head.contains("authorization"), "{head}");
+        let agent = format!("\r\nuser-agent: chassis/{}\r\n", env!("CARGO_PKG_VERSION"));
+        assert!(head.contains(&agent), "{head}");
+        // Streamed by default, with the tool choice beside the tools; a server that answers
+        // with one JSON body anyway (as this one does) is read all the same.
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["tool_choice"], json!({"type": "auto"}));
         assert_eq!(body["max_tokens"], 1024);
         assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
         assert_eq!(
@@ -81,4 +87,71 @@ async fn sends_the_key_version_and_path() {
             json!(["path"])
         );
     }
+}
+
+#[tokio::test]
+async fn openai_sends_its_agent_tool_choice_and_stream_options() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let client =
+        chassis_providers::OpenAiClient::new("o", &base, None, Duration::from_secs(10)).unwrap();
+    let server = tokio::spawn(capture(listener));
+    // The captured reply is in Anthropic's shape: not a chat completion.
+    let err = client
+        .complete(&request(vec![user("hi")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, chassis_providers::Error::InvalidResponse { .. }),
+        "{err:?}"
+    );
+    let (head, body) = server.await.unwrap();
+    assert!(
+        head.starts_with("post /v1/chat/completions http/1.1\r\n"),
+        "{head}"
+    );
+    let agent = format!("\r\nuser-agent: chassis/{}\r\n", env!("CARGO_PKG_VERSION"));
+    assert!(head.contains(&agent), "{head}");
+    assert_eq!(body["tool_choice"], "auto");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+}
+
+/// Reads one request head and body from `stream` and answers with a stream that never ends:
+/// a complete completion, `[DONE]`, then keep-alive comments.
+async fn talk_past_done(listener: TcpListener) {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut received = Vec::new();
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        received.extend_from_slice(&buf[..n]);
+    }
+    let chunk = json!({
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}],
+    });
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    let events = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(events.as_bytes()).await.unwrap();
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if stream.write_all(b": keep-alive\n\n").await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_talks_past_its_end_is_complete_at_done() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let client =
+        chassis_providers::OpenAiClient::new("o", &base, None, Duration::from_secs(2)).unwrap();
+    let server = tokio::spawn(talk_past_done(listener));
+    // Were the end waited for, the 2 s total timeout would fail the call.
+    let response = client.complete(&request(vec![user("hi")])).await.unwrap();
+    assert_eq!(response.message.content.as_deref(), Some("ok"));
+    server.abort();
 }

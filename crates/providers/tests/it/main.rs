@@ -1,19 +1,24 @@
 //! Integration tests: each model client against the in-process mock server over real HTTP.
 
 mod clients;
+mod compat;
 mod headers;
 mod http2;
+mod streams;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chassis_core::{Message, ToolDef};
 use chassis_mock::{FaultKind, MockConfig, MockHandle, Script};
 use chassis_providers::{
-    AnthropicClient, ChatRequest, ChatResponse, Error, ModelClient, OpenAiClient, Reporter,
+    AnthropicClient, CallOptions, ChatRequest, ChatResponse, Deltas, Error, HttpOptions,
+    ModelClient, OpenAiClient, Reporter, Timeouts,
 };
 use serde_json::json;
 
-/// A tool-using scenario with two calls in one turn, and a catch-all text scenario.
+/// A tool-using scenario with two calls in one turn, a model that says nothing, and a
+/// catch-all text scenario.
 const SCRIPT: &str = r#"
 [[scenario]]
 when_input_contains = "refund"
@@ -24,6 +29,11 @@ tool_calls = [
 ]
 [[scenario.turn]]
 text = "The notes say: {last_tool_result}"
+
+[[scenario]]
+when_input_contains = "silence"
+[[scenario.turn]]
+text = ""
 
 [[scenario]]
 [[scenario.turn]]
@@ -68,6 +78,29 @@ fn client_with_timeout(api: Api, mock: &MockHandle, timeout: Duration) -> Box<dy
     }
 }
 
+/// A client with these timeouts and call options.
+fn client_with(
+    api: Api,
+    mock: &MockHandle,
+    timeouts: Timeouts,
+    options: CallOptions,
+) -> Arc<dyn ModelClient> {
+    let key = Some(SECRET_KEY.to_owned());
+    let http = HttpOptions::default();
+    match api {
+        Api::OpenAi => Arc::new(
+            OpenAiClient::with_options("mock", &mock.base_url(), key, timeouts, http)
+                .unwrap()
+                .with_call_options(options),
+        ),
+        Api::Anthropic => Arc::new(
+            AnthropicClient::with_options("mock", &mock.anthropic_base_url(), key, timeouts, http)
+                .unwrap()
+                .with_call_options(options),
+        ),
+    }
+}
+
 fn client(api: Api, mock: &MockHandle) -> Box<dyn ModelClient> {
     client_with_timeout(api, mock, Duration::from_secs(10))
 }
@@ -95,6 +128,7 @@ fn request(messages: Vec<Message>) -> ChatRequest<'static> {
         max_tokens: None,
         temperature: Some(0.0),
         report: Reporter::default(),
+        deltas: Deltas::default(),
     }
 }
 

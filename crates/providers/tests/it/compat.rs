@@ -1,0 +1,219 @@
+//! OpenAI-compatible servers as they are: a mock enforcing their rules (tool_choice with
+//! tools, no `content: null`, a User-Agent), refused requests that are not outages, and a
+//! model that says nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chassis_core::Message;
+use chassis_mock::{MockConfig, MockHandle};
+use chassis_providers::{
+    Breaker, BreakerConfig, BreakerState, CallEvent, CallOptions, CircuitBreaker, Error, Fallback,
+    Link, ModelClient, Retry, RetryPolicy, Timeouts, ToolCallContent,
+};
+
+use crate::{Api, client_with, request, serve, user};
+
+/// Runs the `async fn $test(api: Api)` above it once per client.
+macro_rules! for_both_apis {
+    ($test:ident) => {
+        mod $test {
+            use super::*;
+
+            #[tokio::test]
+            async fn openai() {
+                $test(Api::OpenAi).await;
+            }
+
+            #[tokio::test]
+            async fn anthropic() {
+                $test(Api::Anthropic).await;
+            }
+        }
+    };
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts::total(Duration::from_secs(10))
+}
+
+async fn strict() -> MockHandle {
+    serve(MockConfig {
+        require_tool_choice: true,
+        reject_null_tool_call_content: true,
+        require_user_agent: true,
+        ..MockConfig::default()
+    })
+    .await
+}
+
+async fn a_strict_server_takes_a_whole_tool_round_trip(api: Api) {
+    for stream in [true, false] {
+        let mock = strict().await;
+        let options = CallOptions {
+            stream,
+            ..CallOptions::default()
+        };
+        let client = client_with(api, &mock, timeouts(), options);
+        let mut messages = vec![user("I want a refund")];
+        let first = client.complete(&request(messages.clone())).await.unwrap();
+        assert_eq!(first.message.content, None);
+        assert_eq!(first.message.tool_calls.len(), 2);
+        // The assistant message goes back with no text: `""` here, not `null`.
+        messages.push(Message::Assistant(first.message.clone()));
+        for call in &first.message.tool_calls {
+            messages.push(Message::Tool {
+                call_id: call.id.clone(),
+                content: "done".to_owned(),
+            });
+        }
+        let second = client.complete(&request(messages)).await.unwrap();
+        assert_eq!(
+            second.message.content.as_deref(),
+            Some("The notes say: done")
+        );
+        assert_eq!(mock.stats().requests, 2, "stream {stream}");
+        mock.shutdown().await;
+    }
+}
+for_both_apis!(a_strict_server_takes_a_whole_tool_round_trip);
+
+#[tokio::test]
+async fn null_content_refused_with_500_is_a_refused_request_not_an_outage() {
+    let mock = strict().await;
+    let client = client_with(
+        Api::OpenAi,
+        &mock,
+        timeouts(),
+        CallOptions {
+            tool_call_content: Some(ToolCallContent::Null),
+            ..CallOptions::default()
+        },
+    );
+    let first = client
+        .complete(&request(vec![user("refund")]))
+        .await
+        .unwrap();
+    let mut messages = vec![user("refund"), Message::Assistant(first.message.clone())];
+    for call in &first.message.tool_calls {
+        messages.push(Message::Tool {
+            call_id: call.id.clone(),
+            content: "done".to_owned(),
+        });
+    }
+    let err = client.complete(&request(messages)).await.unwrap_err();
+    assert!(matches!(err, Error::Request { status: 500, .. }), "{err:?}");
+    assert!(!err.is_transient() && !err.is_unavailable() && !err.is_retryable());
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "mock: HTTP 500: the request was refused: 1 validation error for ChatCompletionRequest"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("SECRET"), "{text}");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_4xx_is_refused_once_and_not_retried() {
+    let mock = serve(MockConfig::default()).await;
+    let client = client_with(Api::Anthropic, &mock, timeouts(), CallOptions::default());
+    let retry = Retry::new(client, RetryPolicy::default(), "mock:test-model");
+    // A tool result answering no call: the Messages API refuses it with 400.
+    let request = request(vec![
+        user("hi"),
+        Message::Tool {
+            call_id: "nowhere".to_owned(),
+            content: "x".to_owned(),
+        },
+    ]);
+    let err = retry.complete(&request).await.unwrap_err();
+    assert!(matches!(err, Error::Request { status: 400, .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("mock: HTTP 400: the request was refused: messages.1: unexpected"),
+        "{err}"
+    );
+    assert_eq!(mock.stats().requests, 1);
+    let events = request.report.drain();
+    assert!(
+        matches!(&events[..], [CallEvent::AttemptFailed { delay: None, .. }]),
+        "{events:?}"
+    );
+    mock.shutdown().await;
+}
+
+/// A chain of two models that both answer nothing, each behind a breaker that would open at
+/// the first counted failure.
+async fn models_that_say_nothing_fail_the_call_without_parking(api: Api) {
+    let mocks = [
+        serve(MockConfig::default()).await,
+        serve(MockConfig::default()).await,
+    ];
+    let mut links = Vec::new();
+    let mut breakers = Vec::new();
+    for (i, mock) in mocks.iter().enumerate() {
+        let breaker = Arc::new(Breaker::new(
+            format!("silent {i}"),
+            BreakerConfig {
+                threshold: 1,
+                ..BreakerConfig::default()
+            },
+        ));
+        breakers.push(Arc::clone(&breaker));
+        let label = format!("m{i}:test-model");
+        let client = client_with(api, mock, timeouts(), CallOptions::default());
+        let guarded = CircuitBreaker::new(client, breaker, &format!("m{i}"), &label);
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        links.push(Link {
+            label: label.clone(),
+            model: "test-model".to_owned(),
+            client: Arc::new(Retry::new(guarded, policy, label)),
+        });
+    }
+    let chain = Fallback::new(links);
+    let request = request(vec![user("silence please")]);
+    let err = chain.complete(&request).await.unwrap_err();
+    let Error::Exhausted {
+        summary,
+        unavailable,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    // Not an outage: the run fails rather than parks.
+    assert!(!unavailable, "{summary}");
+    assert!(!err.is_unavailable());
+    assert!(
+        summary
+            .contains("the model gave no usable reply: the reply has neither text nor tool calls"),
+        "{summary}"
+    );
+    // Each model was asked again (a model call is repeatable), then the chain moved on.
+    for mock in &mocks {
+        assert_eq!(mock.stats().requests, 2);
+    }
+    let events = request.report.drain();
+    let failed = events
+        .iter()
+        .filter(|e| matches!(e, CallEvent::AttemptFailed { .. }))
+        .count();
+    let fallbacks = events
+        .iter()
+        .filter(|e| matches!(e, CallEvent::Fallback { .. }))
+        .count();
+    assert_eq!((failed, fallbacks), (4, 1), "{events:?}");
+    // The endpoints answered: no breaker counted it.
+    for breaker in &breakers {
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+    for mock in mocks {
+        mock.shutdown().await;
+    }
+}
+for_both_apis!(models_that_say_nothing_fail_the_call_without_parking);
