@@ -72,6 +72,66 @@ pub struct Agent {
     redactor: crate::Redactor,
     /// Prompt variables given for the runs this agent starts (`--var`), over `[vars]`.
     vars: serde_json::Map<String, serde_json::Value>,
+    sources: Sources,
+}
+
+/// The texts an agent version is made of: what chassis keeps with the version so a run always
+/// continues under the version it started with, whatever the files say later.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sources {
+    /// Absolute path of the spec file: tool programs, fs roots and the prompt are found
+    /// relative to its directory.
+    pub spec_path: PathBuf,
+    /// The spec's text.
+    pub spec: String,
+    /// The prompt template's text.
+    pub prompt: String,
+    /// The pricing file's text, when the spec names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<String>,
+}
+
+impl Sources {
+    /// Reads the spec at `path`, its prompt template and its pricing file.
+    pub fn read(path: &Path) -> Result<Sources, LoadError> {
+        let file = path.display().to_string();
+        let error = |message: String| LoadError {
+            file: file.clone(),
+            message,
+        };
+        let spec = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let parsed = AgentSpec::parse(&spec).map_err(|e| error(e.to_string()))?;
+        let spec_path = std::path::absolute(path).map_err(|e| error(e.to_string()))?;
+        let base_dir = spec_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let prompt_path = base_dir.join(&parsed.prompt);
+        let prompt = std::fs::read_to_string(&prompt_path).map_err(|e| {
+            error(format!(
+                "agent.prompt: cannot read prompt template {}: {e}",
+                prompt_path.display()
+            ))
+        })?;
+        let pricing = match &parsed.pricing_file {
+            Some(name) => {
+                let path = base_dir.join(name);
+                Some(std::fs::read_to_string(&path).map_err(|e| {
+                    error(format!(
+                        "limits.pricing_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        Ok(Sources {
+            spec_path,
+            spec,
+            prompt,
+            pricing,
+        })
+    }
 }
 
 impl Agent {
@@ -119,27 +179,41 @@ impl Agent {
         tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
         connect: bool,
     ) -> Result<Agent, LoadError> {
-        let file = path.display().to_string();
+        let sources = Sources::read(path)?;
+        Agent::build(sources, tools, connect).await
+    }
+
+    /// Builds the agent a stored version definition describes: its spec, prompt and pricing
+    /// texts as they were when the version first ran, whatever the files say now (tool programs
+    /// and MCP servers are still the ones on this machine).
+    pub async fn from_sources(sources: Sources) -> Result<Agent, LoadError> {
+        Agent::build(sources, Vec::new(), true).await
+    }
+
+    /// The texts this agent was built from: what a version definition keeps.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    async fn build(
+        sources: Sources,
+        tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
+        connect: bool,
+    ) -> Result<Agent, LoadError> {
+        let spec_path = sources.spec_path.clone();
+        let file = spec_path.display().to_string();
         let error = |message: String| LoadError {
             file: file.clone(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
-        let spec = AgentSpec::parse(&text).map_err(|e| error(e.to_string()))?;
+        let spec = AgentSpec::parse(&sources.spec).map_err(|e| error(e.to_string()))?;
         let redactor = crate::Redactor::for_spec(&spec).map_err(|e| error(e.to_string()))?;
-        let spec_path = std::path::absolute(path).map_err(|e| error(e.to_string()))?;
         let base_dir = spec_path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-
         let prompt_path = base_dir.join(&spec.prompt);
-        let prompt = std::fs::read_to_string(&prompt_path).map_err(|e| {
-            error(format!(
-                "agent.prompt: cannot read prompt template {}: {e}",
-                prompt_path.display()
-            ))
-        })?;
+        let prompt = sources.prompt.clone();
         let mut template = minijinja::Environment::new();
         template.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         template
@@ -175,7 +249,7 @@ impl Agent {
             )
             .map(|(model, key)| link(&spec, model).map_err(|m| error(format!("{key}: {m}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let prices = chain_prices(&spec, &base_dir).map_err(error)?;
+        let prices = chain_prices(&spec, &base_dir, sources.pricing.as_deref()).map_err(error)?;
         if !offline {
             check_approval_names(&spec, &toolbox).map_err(error)?;
         }
@@ -203,6 +277,7 @@ impl Agent {
             version_v1,
             redactor,
             vars: serde_json::Map::new(),
+            sources,
         })
     }
 
@@ -286,13 +361,18 @@ fn check_approval_names(spec: &AgentSpec, toolbox: &Toolbox) -> Result<(), Strin
 fn chain_prices(
     spec: &AgentSpec,
     base_dir: &Path,
+    pricing: Option<&str>,
 ) -> Result<std::collections::BTreeMap<String, chassis_core::Price>, String> {
     let mut overrides = std::collections::BTreeMap::new();
     if let Some(file) = &spec.pricing_file {
         let path = base_dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("limits.pricing_file: cannot read {}: {e}", path.display()))?;
-        overrides = chassis_core::spec::parse_pricing_file(&text)
+        let text = pricing.ok_or_else(|| {
+            format!(
+                "limits.pricing_file: {} was not read with the spec",
+                path.display()
+            )
+        })?;
+        overrides = chassis_core::spec::parse_pricing_file(text)
             .map_err(|e| format!("limits.pricing_file {}: {e}", path.display()))?;
     }
     overrides.extend(spec.pricing.clone());

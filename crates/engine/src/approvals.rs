@@ -542,6 +542,7 @@ impl Engine {
                     status: Some(status),
                     agent: None,
                     limit: Some(10_000),
+                    ..ListFilter::default()
                 })
                 .await?;
             for run in runs {

@@ -14,7 +14,7 @@ mod tokens;
 mod version;
 mod worker;
 
-pub use agent::{Agent, Checked, LoadError};
+pub use agent::{Agent, Checked, LoadError, Sources};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use error::Error;

@@ -223,6 +223,11 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     drive: DriveConfig,
     interrupt: Option<Interrupt>,
+    /// Agents loaded to drive runs, by version: every run of a version shares one (its HTTP
+    /// clients and connections, compiled template, tool validators, MCP servers).
+    agents: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Agent>>>,
+    /// Versions whose definition this engine has kept in the store already.
+    pinned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -236,6 +241,8 @@ impl Engine {
             redactor: Arc::new(Redactor::default()),
             drive: DriveConfig::new(default_owner()),
             interrupt: None,
+            agents: Default::default(),
+            pinned: Default::default(),
         }
     }
 
@@ -374,6 +381,79 @@ impl Engine {
         }
     }
 
+    /// Keeps `agent`'s version definition in the store (once per version and engine), so every
+    /// run of it continues under it, whatever its files say later.
+    pub async fn pin(&self, agent: &Agent) -> Result<(), Error> {
+        let seen = self
+            .pinned
+            .lock()
+            .is_ok_and(|pinned| pinned.contains(&agent.version));
+        if seen {
+            return Ok(());
+        }
+        let definition = serde_json::to_string(agent.sources())
+            .map_err(|e| Error::Store(chassis_store::Error::Encode(e.to_string())))?;
+        self.journal
+            .put_version(&agent.version, &agent.spec.name, &definition)
+            .await?;
+        if let Ok(mut pinned) = self.pinned.lock() {
+            pinned.insert(agent.version.clone());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `deadline` for the alerts of every agent this engine loaded to be delivered
+    /// (a worker, at shutdown).
+    pub async fn drain_alerts(&self, deadline: Duration) {
+        let agents: Vec<Arc<Agent>> = self.agents.lock().await.values().cloned().collect();
+        for agent in agents {
+            agent.alerts.drain(deadline).await;
+        }
+    }
+
+    /// The agent a run continues under: its own version, as kept when the version first ran
+    /// (shared by every run of the version this engine drives), or, for runs journaled before
+    /// versions were kept, the spec file the run started from. Refused when that is another
+    /// version.
+    pub async fn agent_for(&self, state: &RunState) -> Result<Arc<Agent>, Error> {
+        let mut agents = self.agents.lock().await;
+        if let Some(agent) = agents.get(&state.version) {
+            return Ok(Arc::clone(agent));
+        }
+        let kept = if state.version.is_empty() {
+            None
+        } else {
+            self.journal.get_version(&state.version).await?
+        };
+        let agent = match kept {
+            Some(definition) => {
+                let sources: crate::agent::Sources =
+                    serde_json::from_str(&definition).map_err(|e| {
+                        Error::Refused(format!(
+                            "agent version {} is kept in an unreadable form: {e}",
+                            state.version
+                        ))
+                    })?;
+                // Boxed: loading (MCP servers, schemas) is a large future.
+                Box::pin(Agent::from_sources(sources)).await?
+            }
+            None => Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?,
+        };
+        if !state.version.is_empty() && !agent.accepts_version(&state.version) {
+            return Err(Error::VersionChanged {
+                run_id: String::new(),
+                started: state.version.clone(),
+                current: agent.version.clone(),
+                spec_path: state.spec_path.clone(),
+            });
+        }
+        let agent = Arc::new(agent);
+        if !state.version.is_empty() {
+            agents.insert(state.version.clone(), Arc::clone(&agent));
+        }
+        Ok(agent)
+    }
+
     async fn create(
         &self,
         agent: &Agent,
@@ -382,6 +462,7 @@ impl Engine {
         driver: Option<&Driver>,
     ) -> Result<(String, Box<RunState>, Option<Lease>), Error> {
         let system = agent.render_system(input)?;
+        self.pin(agent).await?;
         let run_id = new_run_id();
         let started = Event::RunStarted(Box::new(chassis_core::RunStart {
             agent: agent.spec.name.clone(),
@@ -447,13 +528,11 @@ impl Engine {
             return Ok(RunOutcome::of(run_id, &state));
         }
         let lease = self.claim_run(run_id).await?;
-        // Boxed: loading (MCP servers, schemas) is a large future that would otherwise stay
-        // part of this one for as long as the run is driven.
-        let agent = match Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await {
+        let agent = match self.agent_for(&state).await {
             Ok(agent) => agent,
             Err(e) => {
                 self.give_back(&lease).await;
-                return Err(e.into());
+                return Err(with_run(e, run_id));
             }
         };
         let outcome = self.resume_leased(&agent, run_id, lease).await;
@@ -519,12 +598,12 @@ impl Engine {
             self.release(lease, &state).await;
             return Ok(RunOutcome::of(&lease.run_id, &state));
         }
-        let agent = Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?;
-        let outcome = self
-            .drive_leased(&agent, &lease.run_id, Box::new(state), lease.clone(), true)
-            .await;
-        agent.alerts.drain(Duration::from_secs(5)).await;
-        outcome
+        let agent = self
+            .agent_for(&state)
+            .await
+            .map_err(|e| with_run(e, &lease.run_id))?;
+        self.drive_leased(&agent, &lease.run_id, Box::new(state), lease.clone(), true)
+            .await
     }
 
     /// Raises limits of a run that has not ended (a human decision, journaled with who raised
@@ -617,6 +696,24 @@ impl Engine {
         for observer in &self.observers {
             observer.on_durable(run_id, seq);
         }
+    }
+}
+
+/// Names the run in a version error raised before the run was known.
+fn with_run(error: Error, run: &str) -> Error {
+    match error {
+        Error::VersionChanged {
+            started,
+            current,
+            spec_path,
+            ..
+        } => Error::VersionChanged {
+            run_id: run.to_string(),
+            started,
+            current,
+            spec_path,
+        },
+        other => other,
     }
 }
 

@@ -194,6 +194,7 @@ impl Worker {
             }
         }
         self.shut_down(tasks, held, &mut report).await;
+        self.engine.drain_alerts(Duration::from_secs(5)).await;
         report
     }
 

@@ -64,6 +64,7 @@ pub async fn from_runs(journal: &dyn Journal, agent: &str, last: usize) -> Resul
             status: None,
             agent: Some(agent.to_string()),
             limit: None,
+            ..ListFilter::default()
         })
         .await?;
     let mut runs: Vec<_> = listed

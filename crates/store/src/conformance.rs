@@ -775,6 +775,128 @@ pub async fn a_decision_and_its_wake_are_one_write(journal: Arc<dyn Journal>) {
     assert!(journal.claim("c", LONG, 5).await.unwrap().is_empty());
 }
 
+/// Listing filters by version (prefix or label), tag and creation time, and pages by cursor
+/// without gaps or repeats.
+pub async fn list_filters_and_pages(journal: Arc<dyn Journal>) {
+    for i in 0..7 {
+        let mut start = match started("agent") {
+            Event::RunStarted(start) => start,
+            _ => unreachable!("started() is run_started"),
+        };
+        start.version = if i % 2 == 0 { "aaaa1111" } else { "bbbb2222" }.to_string();
+        start.version_label = (i % 2 == 0).then(|| "v1".to_string());
+        start
+            .tags
+            .insert("suite".into(), if i < 3 { "smoke" } else { "full" }.into());
+        journal
+            .create(
+                &new_run(&format!("run-{i}")),
+                &[Event::RunStarted(start)],
+                Wake::Now,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let ids = |runs: Vec<crate::RunSummary>| -> Vec<String> {
+        runs.into_iter().map(|r| r.run_id).collect()
+    };
+    let list = |filter: ListFilter| {
+        let journal = Arc::clone(&journal);
+        async move { journal.list(&filter).await.unwrap() }
+    };
+    let by_prefix = list(ListFilter {
+        version: Some("aaaa".into()),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(by_prefix.len(), 4);
+    assert!(by_prefix.iter().all(|r| r.version == "aaaa1111"));
+    let by_label = list(ListFilter {
+        version: Some("v1".into()),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(ids(by_label), ids(by_prefix));
+    let smoke = list(ListFilter {
+        tag: Some(("suite".into(), "smoke".into())),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(ids(smoke), vec!["run-2", "run-1", "run-0"]);
+    let all = list(ListFilter::default()).await;
+    assert_eq!(all.len(), 7);
+    let future = all[0].created_ms + 1;
+    assert!(
+        list(ListFilter {
+            since_ms: Some(future),
+            ..ListFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        list(ListFilter {
+            until_ms: Some(future),
+            ..ListFilter::default()
+        })
+        .await
+        .len(),
+        7
+    );
+    // Pages of three, each after the last of the one before: every run once, in order.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(ListFilter {
+            limit: Some(3),
+            after: after.clone(),
+            ..ListFilter::default()
+        })
+        .await;
+        let Some(last) = page.last() else { break };
+        after = Some((last.created_ms, last.run_id.clone()));
+        paged.extend(ids(page));
+    }
+    assert_eq!(paged, ids(all));
+}
+
+/// Agent versions are kept once; tokens are kept by hash, found only while live, and a name
+/// is free again once its token is revoked.
+pub async fn versions_and_tokens(journal: Arc<dyn Journal>) {
+    assert_eq!(journal.get_version("v").await.unwrap(), None);
+    journal.put_version("v", "agent", "first").await.unwrap();
+    journal.put_version("v", "agent", "second").await.unwrap();
+    assert_eq!(
+        journal.get_version("v").await.unwrap().as_deref(),
+        Some("first")
+    );
+    let token = |name: &str, hash: &str| crate::TokenRecord {
+        name: name.into(),
+        role: "approver".into(),
+        hash: hash.into(),
+        created_ms: 1,
+        revoked_ms: None,
+    };
+    journal.put_token(&token("alice", "h1")).await.unwrap();
+    assert!(matches!(
+        journal.put_token(&token("alice", "h2")).await,
+        Err(Error::TokenExists(name)) if name == "alice"
+    ));
+    assert_eq!(
+        journal.find_token("h1").await.unwrap().map(|t| t.name),
+        Some("alice".to_string())
+    );
+    assert_eq!(journal.find_token("h2").await.unwrap(), None);
+    assert!(journal.revoke_token("alice").await.unwrap());
+    assert!(!journal.revoke_token("alice").await.unwrap());
+    assert_eq!(journal.find_token("h1").await.unwrap(), None);
+    journal.put_token(&token("alice", "h2")).await.unwrap();
+    let all = journal.tokens().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].revoked_ms.is_some() && all[1].revoked_ms.is_none());
+}
+
 /// Waiting for work returns by the timeout at the latest (earlier is allowed).
 pub async fn wait_for_work_returns_by_the_timeout(journal: Arc<dyn Journal>) {
     let started = Instant::now();
@@ -816,6 +938,8 @@ macro_rules! journal_conformance {
             an_append_without_the_live_lease_is_refused,
             claim_run_names_the_holder,
             expired_leases_are_claimed_before_queued_work,
+            list_filters_and_pages,
+            versions_and_tokens,
             wait_for_work_returns_by_the_timeout,
         );
     };

@@ -85,6 +85,9 @@ pub enum Error {
         /// The run it started.
         run_id: String,
     },
+    /// A live token already has this name.
+    #[error("a token named `{0}` exists already; revoke it first (`chassis tokens revoke {0}`)")]
+    TokenExists(String),
     /// The database server cannot be reached, or refused the connection.
     #[error("cannot connect to PostgreSQL at {target}: {message}")]
     Connect {

@@ -80,6 +80,23 @@ pub struct RunSummary {
     pub wake_at_ms: Option<i64>,
     /// Who drives it now, and until when its lease holds, if anyone holds one.
     pub lease: Option<(String, i64)>,
+    /// The agent version it runs under (its fingerprint).
+    pub version: String,
+}
+
+/// An API token as the store keeps it: never the token itself, only its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Who holds it; journaled as the author of their decisions.
+    pub name: String,
+    /// Its role (`viewer`, `operator`, `approver`, `admin`).
+    pub role: String,
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    /// When it was made (ms since the epoch).
+    pub created_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
 }
 
 /// Which runs to list.
@@ -91,6 +108,17 @@ pub struct ListFilter {
     pub agent: Option<String>,
     /// At most this many, newest first.
     pub limit: Option<usize>,
+    /// Only runs of this agent version: a fingerprint prefix, or a `[agent] version` label.
+    pub version: Option<String>,
+    /// Only runs carrying this tag (key and value).
+    pub tag: Option<(String, String)>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only runs created before this time (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only runs listed after this one: its creation time and id (a page's cursor), since runs
+    /// are listed newest first by (creation time, id).
+    pub after: Option<(i64, String)>,
 }
 
 /// A worker's time-limited claim on a run: while it holds, no other worker is given the run.
@@ -207,6 +235,26 @@ pub trait Journal: Send + Sync {
     /// handle's latest [`Journal::claim`] began (a worker loops: claim, and wait when nothing
     /// came). Early returns without work are allowed; callers claim after it either way.
     async fn wait_for_work(&self, timeout: Duration);
+
+    /// Keeps the definition of an agent version (spec, prompt, tools: what the engine needs to
+    /// run it again), once: a second put of the same version changes nothing.
+    async fn put_version(&self, version: &str, agent: &str, definition: &str) -> Result<(), Error>;
+
+    /// The definition kept for an agent version, if any.
+    async fn get_version(&self, version: &str) -> Result<Option<String>, Error>;
+
+    /// Keeps an API token's record; [`Error::TokenExists`] if the name is taken by a token not
+    /// revoked.
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), Error>;
+
+    /// Every token record, revoked ones too, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, Error>;
+
+    /// Revokes the live token called `name`; false when there is none.
+    async fn revoke_token(&self, name: &str) -> Result<bool, Error>;
+
+    /// The live token whose hash is `hash`.
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error>;
 
     /// The clock this journal stamps events and leases with; drivers read time from it too.
     fn clock(&self) -> std::sync::Arc<dyn crate::Clock> {

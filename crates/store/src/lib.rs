@@ -23,7 +23,9 @@ pub mod conformance;
 pub use chassis_core::Wake;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
-pub use journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+pub use journal::{
+    Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
+};
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use resolve::resolve_run;
 pub use sqlite::{SqliteJournal, Sync};
@@ -87,6 +89,34 @@ pub(crate) fn check_decisions(run_id: &str, events: &[Event]) -> Result<(), Erro
             kind: event.kind(),
         }),
         None => Ok(()),
+    }
+}
+
+/// What listing and filtering need from a run's first event: its version, label and tags.
+pub(crate) struct StartFacts {
+    pub(crate) version: Option<String>,
+    pub(crate) label: Option<String>,
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+impl StartFacts {
+    pub(crate) fn of(events: &[Event]) -> StartFacts {
+        match events.first() {
+            Some(Event::RunStarted(start)) => StartFacts {
+                version: Some(start.version.clone()).filter(|v| !v.is_empty()),
+                label: start.version_label.clone(),
+                tags: start
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            _ => StartFacts {
+                version: None,
+                label: None,
+                tags: Vec::new(),
+            },
+        }
     }
 }
 

@@ -22,7 +22,9 @@ use chassis_core::{Event, RunStatus, Wake};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, Statement};
 
-use crate::journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+use crate::journal::{
+    Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
+};
 use crate::lease::{fresh_token, token_from_sql, token_to_sql, ttl_ms};
 use crate::{Error, encode};
 
@@ -81,22 +83,27 @@ impl Statements {
         use Type as T;
         let now = NOW_MS;
         // $1 run_id, $2 agent, $3 status, $4 encoded events, $5 wake now, $6 wake at,
-        // $7 idempotency key, $8 lease owner or NULL, $9 lease token, $10 lease ttl ms.
+        // $7 idempotency key, $8 lease owner or NULL, $9 lease token, $10 lease ttl ms,
+        // $11 version, $12 version label, $13 tag keys, $14 tag values.
         let create = format!(
             "WITH r AS (
                  INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
                                    wake_at_ms, idempotency_key, lease_owner, lease_token,
-                                   lease_until_ms)
+                                   lease_until_ms, version, version_label)
                  VALUES ($1, $2, $3, cardinality($4::text[]), {now}, {now},
                          CASE WHEN $5 THEN {now} ELSE $6 END, $7, $8,
                          CASE WHEN $8::text IS NULL THEN NULL ELSE $9 END,
-                         CASE WHEN $8::text IS NULL THEN NULL ELSE {now} + $10 END)
+                         CASE WHEN $8::text IS NULL THEN NULL ELSE {now} + $10 END, $11, $12)
                  ON CONFLICT DO NOTHING
                  RETURNING run_id, last_seq, wake_at_ms, lease_until_ms
              ), ins AS (
                  INSERT INTO events (run_id, seq, at_ms, data)
                  SELECT r.run_id, t.n, {now}, t.d
                  FROM r, unnest($4::text[]) WITH ORDINALITY AS t(d, n)
+             ), tags AS (
+                 INSERT INTO run_tags (run_id, key, value)
+                 SELECT r.run_id, t.k, t.v FROM r, unnest($13::text[], $14::text[]) AS t(k, v)
+                 ON CONFLICT DO NOTHING
              )
              SELECT r.last_seq, r.lease_until_ms, {notify} FROM r",
             notify = notify(
@@ -200,7 +207,11 @@ impl Statements {
                     T::TEXT,
                     T::TEXT,
                     T::INT8,
-                    T::INT8
+                    T::INT8,
+                    T::TEXT,
+                    T::TEXT,
+                    T::TEXT_ARRAY,
+                    T::TEXT_ARRAY
                 ]
             ),
             client.prepare_typed(
@@ -222,10 +233,27 @@ impl Statements {
             ),
             client.prepare_typed(
                 "SELECT run_id, agent, status, last_seq, created_ms, updated_ms, wake_at_ms,
-                        lease_owner, lease_until_ms FROM runs
+                        lease_owner, lease_until_ms, coalesce(version, '') FROM runs
                  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent = $2)
+                   AND ($4::text IS NULL OR starts_with(version, $4) OR version_label = $4)
+                   AND ($5::text IS NULL OR run_id IN
+                        (SELECT t.run_id FROM run_tags t WHERE t.key = $5 AND t.value = $6))
+                   AND ($7::bigint IS NULL OR created_ms >= $7)
+                   AND ($8::bigint IS NULL OR created_ms < $8)
+                   AND ($9::bigint IS NULL OR (created_ms, run_id) < ($9, $10))
                  ORDER BY created_ms DESC, run_id DESC LIMIT $3",
-                &[T::TEXT, T::TEXT, T::INT8]
+                &[
+                    T::TEXT,
+                    T::TEXT,
+                    T::INT8,
+                    T::TEXT,
+                    T::TEXT,
+                    T::TEXT,
+                    T::INT8,
+                    T::INT8,
+                    T::INT8,
+                    T::TEXT
+                ]
             ),
         )?;
         let (claim, claim_run, renew, release, next_ready) = tokio::try_join!(
@@ -358,6 +386,31 @@ impl PostgresJournal {
             actual,
         })
     }
+    /// Every token record, or the live one with `hash`.
+    async fn read_tokens(&self, hash: Option<&str>) -> Result<Vec<TokenRecord>, Error> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT name, role, hash, created_ms, revoked_ms FROM tokens
+                 WHERE $1::text IS NULL OR (hash = $1 AND revoked_ms IS NULL)
+                 ORDER BY created_ms, name",
+                &[&hash],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| TokenRecord {
+                name: row.get(0),
+                role: row.get(1),
+                hash: row.get(2),
+                created_ms: row.get(3),
+                revoked_ms: row.get(4),
+            })
+            .collect())
+    }
+
     /// Leases one run unless someone (other than `dead`, if given) holds a live lease on it.
     async fn claim_one(
         &self,
@@ -427,6 +480,8 @@ impl Journal for PostgresJournal {
         let (wake_now, wake_at) = wake_params(wake);
         let token = fresh_token();
         let owner = driver.map(|d| d.owner.clone());
+        let facts = crate::StartFacts::of(events);
+        let (tag_keys, tag_values): (Vec<String>, Vec<String>) = facts.tags.iter().cloned().unzip();
         let ttl = driver.map_or(0, |d| ttl_ms(d.ttl));
         let conn = self.pool.get().await?;
         let row = conn
@@ -444,6 +499,10 @@ impl Journal for PostgresJournal {
                     &owner,
                     &token_to_sql(token),
                     &ttl,
+                    &facts.version,
+                    &facts.label,
+                    &tag_keys,
+                    &tag_values,
                 ],
             )
             .await
@@ -549,10 +608,26 @@ impl Journal for PostgresJournal {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, Error> {
         let status = filter.status.map(RunStatus::as_str);
         let limit = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let (tag_key, tag_value) = filter.tag.clone().unzip();
+        let (after_ms, after_id) = filter.after.clone().unzip();
         let conn = self.pool.get().await?;
         let rows = conn
             .client
-            .query(&conn.stmts.list, &[&status, &filter.agent, &limit])
+            .query(
+                &conn.stmts.list,
+                &[
+                    &status,
+                    &filter.agent,
+                    &limit,
+                    &filter.version,
+                    &tag_key,
+                    &tag_value,
+                    &filter.since_ms,
+                    &filter.until_ms,
+                    &after_ms,
+                    &after_id,
+                ],
+            )
             .await
             .map_err(|e| self.db_err(e))?;
         Ok(rows
@@ -569,6 +644,7 @@ impl Journal for PostgresJournal {
                     (Some(owner), Some(until)) => Some((owner, until)),
                     _ => None,
                 },
+                version: row.get(9),
             })
             .collect())
     }
@@ -649,6 +725,74 @@ impl Journal for PostgresJournal {
             .await
             .map_err(|e| self.db_err(e))?;
         Ok(())
+    }
+
+    async fn put_version(&self, version: &str, agent: &str, definition: &str) -> Result<(), Error> {
+        let conn = self.pool.get().await?;
+        conn.client
+            .execute(
+                &format!(
+                    "INSERT INTO agent_versions (version, agent, created_ms, definition)
+                     VALUES ($1, $2, {NOW_MS}, $3) ON CONFLICT DO NOTHING"
+                ),
+                &[&version, &agent, &definition],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    async fn get_version(&self, version: &str) -> Result<Option<String>, Error> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .client
+            .query_opt(
+                "SELECT definition FROM agent_versions WHERE version = $1",
+                &[&version],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), Error> {
+        let conn = self.pool.get().await?;
+        let inserted = conn
+            .client
+            .execute(
+                "INSERT INTO tokens (name, role, hash, created_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&token.name, &token.role, &token.hash, &token.created_ms],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if inserted == 0 {
+            return Err(Error::TokenExists(token.name.clone()));
+        }
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, Error> {
+        self.read_tokens(None).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, Error> {
+        let conn = self.pool.get().await?;
+        let changed = conn
+            .client
+            .execute(
+                &format!(
+                    "UPDATE tokens SET revoked_ms = {NOW_MS} WHERE name = $1 AND revoked_ms IS NULL"
+                ),
+                &[&name],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(changed > 0)
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error> {
+        Ok(self.read_tokens(Some(hash)).await?.pop())
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

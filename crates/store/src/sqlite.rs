@@ -23,7 +23,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::journal::{Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary};
+use crate::journal::{
+    Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
+};
 use crate::lease::{fresh_token, token_to_sql, ttl_ms};
 use crate::{Error, encode};
 
@@ -70,6 +72,7 @@ enum Op {
         run_id: String,
         agent: String,
         key: Option<String>,
+        facts: crate::StartFacts,
         encoded: Vec<String>,
         status: Option<RunStatus>,
         wake: Wake,
@@ -105,6 +108,13 @@ enum Op {
         seen: u64,
         wake: Wake,
     },
+    PutVersion {
+        version: String,
+        agent: String,
+        definition: String,
+    },
+    PutToken(TokenRecord),
+    RevokeToken(String),
 }
 
 impl Op {
@@ -114,7 +124,13 @@ impl Op {
             Op::Create { run_id, status, .. } | Op::Append { run_id, status, .. } => {
                 Some((run_id, *status))
             }
-            Op::Claim { .. } | Op::ClaimRun { .. } | Op::Renew { .. } | Op::Release { .. } => None,
+            Op::Claim { .. }
+            | Op::ClaimRun { .. }
+            | Op::Renew { .. }
+            | Op::Release { .. }
+            | Op::PutVersion { .. }
+            | Op::PutToken(_)
+            | Op::RevokeToken(_) => None,
         }
     }
 }
@@ -126,6 +142,7 @@ enum Done {
     Leases(Vec<Lease>),
     Lease(Lease),
     Nothing,
+    Changed(bool),
 }
 
 /// A write and where its answer goes once it is durable.
@@ -229,6 +246,36 @@ impl SqliteJournal {
         }
     }
 
+    /// Every token record, or the live one with `hash`.
+    async fn read_tokens(&self, hash: Option<String>) -> Result<Vec<TokenRecord>, Error> {
+        let path = self.path.display().to_string();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT name, role, hash, created_ms, revoked_ms FROM tokens
+                     WHERE ?1 IS NULL OR (hash = ?1 AND revoked_ms IS NULL)
+                     ORDER BY created_ms, rowid",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![hash], |row| {
+                        Ok(TokenRecord {
+                            name: row.get(0)?,
+                            role: row.get(1)?,
+                            hash: row.get(2)?,
+                            created_ms: row.get(3)?,
+                            revoked_ms: row.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                });
+            rows.map_err(|e| Error::Database {
+                path,
+                message: e.to_string(),
+            })
+        })
+        .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
@@ -298,7 +345,7 @@ impl Known {
     fn note(&mut self, op: &Op, done: &Done) {
         let seq = match done {
             Done::Seq(seq) | Done::Created(seq, _) => *seq,
-            Done::Leases(_) | Done::Lease(_) | Done::Nothing => return,
+            Done::Leases(_) | Done::Lease(_) | Done::Nothing | Done::Changed(_) => return,
         };
         if let Some((run_id, status)) = op.appended() {
             if status.is_some_and(|s| s != RunStatus::Running) {
@@ -468,6 +515,7 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             run_id,
             agent,
             key,
+            facts,
             encoded,
             status,
             wake,
@@ -477,12 +525,51 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             run_id,
             agent,
             key.as_deref(),
+            facts,
             encoded,
             *status,
             *wake,
             driver,
             now,
         ),
+        Op::PutVersion {
+            version,
+            agent,
+            definition,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO agent_versions (version, agent, created_ms, definition)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![version, agent, now, definition])?;
+            Ok(Done::Nothing)
+        }
+        Op::PutToken(token) => {
+            let taken = conn
+                .prepare_cached("SELECT 1 FROM tokens WHERE name = ?1 AND revoked_ms IS NULL")?
+                .exists(params![token.name])?;
+            if taken {
+                return Err(ApplyError::Journal(Error::TokenExists(token.name.clone())));
+            }
+            conn.prepare_cached(
+                "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                token.name,
+                token.role,
+                token.hash,
+                token.created_ms
+            ])?;
+            Ok(Done::Nothing)
+        }
+        Op::RevokeToken(name) => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms IS NULL",
+                )?
+                .execute(params![name, now])?;
+            Ok(Done::Changed(changed > 0))
+        }
         Op::Append {
             run_id,
             expected,
@@ -594,6 +681,7 @@ fn create(
     run_id: &str,
     agent: &str,
     key: Option<&str>,
+    facts: &crate::StartFacts,
     encoded: &[String],
     status: Option<RunStatus>,
     wake: Wake,
@@ -623,8 +711,8 @@ fn create(
     });
     conn.prepare_cached(
         "INSERT INTO runs (run_id, agent, status, created_ms, wake_at_ms, idempotency_key,
-                           lease_owner, lease_token, lease_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                           lease_owner, lease_token, lease_until_ms, version, version_label)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         run_id,
@@ -636,7 +724,15 @@ fn create(
         lease.as_ref().map(|l| l.worker.clone()),
         lease.as_ref().map(|l| token_to_sql(l.token)),
         lease.as_ref().map(|l| l.until_ms),
+        facts.version,
+        facts.label,
     ])?;
+    for (key, value) in &facts.tags {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![run_id, key, value])?;
+    }
     let seq = insert_events(conn, run_id, 0, now, encoded)?;
     Ok(Done::Created(seq, lease))
 }
@@ -840,6 +936,7 @@ impl Journal for SqliteJournal {
             run_id: run.run_id.clone(),
             agent: run.agent.clone(),
             key: run.idempotency_key.clone(),
+            facts: crate::StartFacts::of(events),
             encoded: events.iter().map(encode).collect::<Result<Vec<_>, _>>()?,
             status: events.iter().rev().find_map(RunStatus::after),
             wake,
@@ -933,17 +1030,41 @@ impl Journal for SqliteJournal {
                 .prepare_cached(
                     "SELECT runs.run_id, agent, status, coalesce(last.seq, 0), created_ms,
                             coalesce(last.at_ms, created_ms), wake_at_ms, lease_owner,
-                            lease_until_ms
+                            lease_until_ms, coalesce(version, '')
                      FROM runs LEFT JOIN events AS last ON last.run_id = runs.run_id
                          AND last.seq = (SELECT max(seq) FROM events WHERE run_id = runs.run_id)
                      WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent = ?2)
+                       AND (?4 IS NULL OR substr(version, 1, length(?4)) = ?4
+                            OR version_label = ?4)
+                       AND (?5 IS NULL OR runs.run_id IN
+                            (SELECT run_id FROM run_tags WHERE key = ?5 AND value = ?6))
+                       AND (?7 IS NULL OR created_ms >= ?7)
+                       AND (?8 IS NULL OR created_ms < ?8)
+                       AND (?9 IS NULL OR created_ms < ?9
+                            OR (created_ms = ?9 AND runs.run_id < ?10))
                      ORDER BY created_ms DESC, runs.run_id DESC LIMIT ?3",
                 )
                 .map_err(db_err)?;
-            let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
+            let limit = filter
+                .limit
+                .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+                .unwrap_or(-1);
+            let (tag_key, tag_value) = filter.tag.clone().unzip();
+            let (after_ms, after_id) = filter.after.clone().unzip();
             let rows = stmt
                 .query_map(
-                    params![filter.status.map(RunStatus::as_str), filter.agent, limit],
+                    params![
+                        filter.status.map(RunStatus::as_str),
+                        filter.agent,
+                        limit,
+                        filter.version,
+                        tag_key,
+                        tag_value,
+                        filter.since_ms,
+                        filter.until_ms,
+                        after_ms,
+                        after_id
+                    ],
                     |row| {
                         let status: String = row.get(2)?;
                         Ok(RunSummary {
@@ -958,6 +1079,7 @@ impl Journal for SqliteJournal {
                                 (Some(owner), Some(until)) => Some((owner, until)),
                                 _ => None,
                             },
+                            version: row.get(9)?,
                         })
                     },
                 )
@@ -1032,6 +1154,52 @@ impl Journal for SqliteJournal {
         .map(|_| ())
     }
 
+    async fn put_version(&self, version: &str, agent: &str, definition: &str) -> Result<(), Error> {
+        self.submit(Op::PutVersion {
+            version: version.to_string(),
+            agent: agent.to_string(),
+            definition: definition.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_version(&self, version: &str) -> Result<Option<String>, Error> {
+        let version = version.to_string();
+        let path = self.path.display().to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT definition FROM agent_versions WHERE version = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![version], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(|e| Error::Database {
+                    path,
+                    message: e.to_string(),
+                })
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), Error> {
+        self.submit(Op::PutToken(token.clone())).await.map(|_| ())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, Error> {
+        self.read_tokens(None).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, Error> {
+        match self.submit(Op::RevokeToken(name.to_string())).await? {
+            Done::Changed(changed) => Ok(changed),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error> {
+        Ok(self.read_tokens(Some(hash.to_string())).await?.pop())
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         // Nothing tells this process when another one makes a run runnable: poll.
         tokio::time::sleep(timeout).await;
@@ -1063,6 +1231,7 @@ mod tests {
                 run_id: run_id.to_string(),
                 agent: "a".to_string(),
                 key: None,
+                facts: crate::StartFacts::of(&[]),
                 encoded,
                 status,
                 wake: Wake::Now,

@@ -211,6 +211,7 @@ impl Metrics {
                     status: Some(status),
                     agent: None,
                     limit: Some(GAUGE_RUN_LIMIT),
+                    ..ListFilter::default()
                 })
                 .await?;
             for run in &listed {

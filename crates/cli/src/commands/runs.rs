@@ -52,6 +52,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             agent: args.agent.clone(),
             // A version or queued filter reads every run and applies the limit after filtering.
             limit: (args.agent_version.is_none() && !only_queued).then_some(args.limit),
+            ..ListFilter::default()
         })
         .await?;
     let runs: Vec<_> = if only_queued {

@@ -51,6 +51,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             status: None,
             agent: args.agent.clone(),
             limit: None,
+            ..ListFilter::default()
         })
         .await?;
     let mut facts = Vec::new();

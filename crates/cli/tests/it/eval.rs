@@ -403,7 +403,7 @@ fn show_and_runs_show_the_version_and_group_by_it() {
 }
 
 #[test]
-fn resume_after_the_agent_changed_is_refused() {
+fn a_run_resumes_under_its_own_version_after_the_files_change() {
     // Nothing listens here: the model is unavailable, so the run parks (paused).
     let desk = Desk::new("http://127.0.0.1:9/v1");
     let out = desk.run("what do the notes say?", &[]);
@@ -417,26 +417,18 @@ fn resume_after_the_agent_changed_is_refused() {
         "prompt.md.j2",
         "A changed prompt: {{ input }}\n",
     );
-    let refused = run(chassis(&desk.db).args(["resume", &run_id]));
-    // A usage error: the spec on disk must be restored (or a new run started).
-    refused.expect_code(2);
-    assert!(
-        refused.stderr.contains(&format!(
-            "run {run_id} started with agent version {started} but"
-        )),
-        "{refused:#?}"
-    );
-    assert!(
-        refused
-            .stderr
-            .contains("restore the spec the run started with"),
-        "{refused:#?}"
-    );
+    // The run continues under the version it started with (kept in the journal's store), not
+    // the files as they are now: still paused, as its model is still down, but not refused.
+    let resumed = run(chassis(&desk.db).args(["resume", &run_id]));
+    resumed.expect_code(3);
     let after = show_json(&desk.db, &run_id);
-    assert_eq!(
-        before["events"].as_array().map(Vec::len),
-        after["events"].as_array().map(Vec::len),
-        "nothing was journaled"
-    );
     assert_eq!(after["version"], started.as_str());
+    assert!(
+        after["events"].as_array().map(Vec::len) > before["events"].as_array().map(Vec::len),
+        "the resume was driven: {after:#}"
+    );
+    // A run started now runs the new version.
+    let out = desk.run("what do the notes say?", &[]);
+    let newer = show_json(&desk.db, out.json()["run_id"].as_str().unwrap());
+    assert_ne!(newer["version"], started.as_str());
 }

@@ -44,6 +44,43 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     ",
+    // 3: what the service lists and filters by (version, label, tags), pinned agent versions,
+    // and API tokens (their hashes).
+    "
+    ALTER TABLE runs ADD COLUMN version TEXT;
+    ALTER TABLE runs ADD COLUMN version_label TEXT;
+    UPDATE runs SET version = e.data::jsonb ->> 'version',
+                    version_label = e.data::jsonb ->> 'version_label'
+        FROM events e WHERE e.run_id = runs.run_id AND e.seq = 1;
+    CREATE INDEX runs_by_version ON runs (version, created_ms);
+    DROP INDEX IF EXISTS runs_by_created;
+    CREATE INDEX runs_by_created ON runs (created_ms, run_id);
+    CREATE TABLE run_tags (
+        run_id TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (key, value, run_id)
+    );
+    INSERT INTO run_tags (run_id, key, value)
+        SELECT e.run_id, t.key, t.value
+        FROM events e, jsonb_each_text(e.data::jsonb -> 'tags') AS t
+        WHERE e.seq = 1 AND jsonb_typeof(e.data::jsonb -> 'tags') = 'object'
+        ON CONFLICT DO NOTHING;
+    CREATE TABLE agent_versions (
+        version    TEXT PRIMARY KEY,
+        agent      TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        definition TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT
+    );
+    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_ms IS NULL;
+    ",
 ];
 
 /// The schema version this build writes.

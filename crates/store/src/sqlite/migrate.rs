@@ -50,6 +50,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     ",
+    // 5: what the service lists and filters by (version, label, tags), pinned agent versions,
+    // and API tokens (their hashes).
+    "
+    ALTER TABLE runs ADD COLUMN version TEXT;
+    ALTER TABLE runs ADD COLUMN version_label TEXT;
+    UPDATE runs SET
+        version = (SELECT json_extract(data, '$.version') FROM events
+                   WHERE events.run_id = runs.run_id AND seq = 1),
+        version_label = (SELECT json_extract(data, '$.version_label') FROM events
+                         WHERE events.run_id = runs.run_id AND seq = 1);
+    CREATE INDEX runs_by_version ON runs (version, created_ms);
+    DROP INDEX IF EXISTS runs_by_created;
+    CREATE INDEX runs_by_created ON runs (created_ms, run_id);
+    CREATE TABLE run_tags (
+        run_id TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (key, value, run_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO run_tags (run_id, key, value)
+        SELECT events.run_id, t.key, t.value
+        FROM events, json_each(json_extract(events.data, '$.tags')) AS t
+        WHERE events.seq = 1 AND json_type(json_extract(events.data, '$.tags')) = 'object';
+    CREATE TABLE agent_versions (
+        version    TEXT PRIMARY KEY,
+        agent      TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        definition TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_ms IS NULL;
+    ",
 ];
 
 /// The schema version this build writes.
