@@ -104,6 +104,11 @@ enum Command {
     Resolve(commands::approvals::ResolveArgs),
     /// Cancel a run: it stops at its next safe point, with who and why journaled
     Cancel(commands::cancel::Args),
+    /// Serve the HTTP API, run streams and the console, and drive runs (chassis as a service)
+    Serve(commands::serve::Args),
+    /// Manage API tokens for `chassis serve`: create, list, revoke
+    #[command(subcommand)]
+    Tokens(commands::tokens::Command),
     /// Run a sample agent against a built-in mock model: no API key, no set-up
     Demo(commands::demo::Args),
     /// Measure runtime overhead, throughput, memory, journal size, resume and cold start
@@ -181,6 +186,8 @@ fn main() -> ExitCode {
             Command::Reject(args) => commands::approvals::reject(&db, args).await,
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
+            Command::Serve(args) => commands::serve::run(&db, args).await,
+            Command::Tokens(command) => commands::tokens::run(&db, command).await,
             Command::Demo(args) => commands::demo::run(&db, db_given, args).await,
             Command::Bench(args) => commands::bench::run(&db, args).await,
             Command::Init(args) => commands::init::run(args),

@@ -308,6 +308,15 @@ impl Agent {
 
     /// Renders the prompt template with the run's input, `[vars]` and [`Agent::with_vars`].
     pub fn render_system(&self, input: &str) -> Result<String, LoadError> {
+        self.render_system_with(input, &serde_json::Map::new())
+    }
+
+    /// Like [`Agent::render_system`], with `vars` of one run over everything else.
+    pub fn render_system_with(
+        &self,
+        input: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, LoadError> {
         let name = self
             .spec_path
             .parent()
@@ -317,6 +326,7 @@ impl Agent {
         let mut context = self.spec.vars.clone();
         if let Some(map) = context.as_object_mut() {
             map.extend(self.vars.clone());
+            map.extend(vars.clone());
             map.insert("input".into(), input.into());
         }
         self.template

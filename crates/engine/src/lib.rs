@@ -8,6 +8,7 @@ mod agent;
 mod alerts;
 mod approvals;
 mod error;
+mod query;
 mod redact;
 mod run;
 mod tokens;
@@ -18,6 +19,7 @@ pub use agent::{Agent, Checked, LoadError, Sources};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use error::Error;
+pub use query::{RunPage, RunQuery, RunView, Usage, Waiting, waiting};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{
     DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted, default_owner,

@@ -204,6 +204,8 @@ pub struct StartOptions {
     pub tags: BTreeMap<String, String>,
     /// A key that makes starting idempotent: a second start with it finds the first run.
     pub idempotency_key: Option<String>,
+    /// Prompt variables of this run, over the agent's `[vars]`.
+    pub vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A run handed to the workers.
@@ -402,6 +404,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Lends this engine an agent already loaded (a server's), so the runs of its version
+    /// share it instead of loading another.
+    pub async fn adopt(&self, agent: Arc<Agent>) {
+        self.agents
+            .lock()
+            .await
+            .insert(agent.version.clone(), agent);
+    }
+
     /// Waits up to `deadline` for the alerts of every agent this engine loaded to be delivered
     /// (a worker, at shutdown).
     pub async fn drain_alerts(&self, deadline: Duration) {
@@ -461,7 +472,7 @@ impl Engine {
         options: StartOptions,
         driver: Option<&Driver>,
     ) -> Result<(String, Box<RunState>, Option<Lease>), Error> {
-        let system = agent.render_system(input)?;
+        let system = agent.render_system_with(input, &options.vars)?;
         self.pin(agent).await?;
         let run_id = new_run_id();
         let started = Event::RunStarted(Box::new(chassis_core::RunStart {

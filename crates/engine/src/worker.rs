@@ -137,6 +137,13 @@ impl Worker {
         }
     }
 
+    /// A worker driving runs with an engine shared with others (a server's API), as it is:
+    /// its drive configuration (the lease's owner and times) is the caller's to set.
+    pub fn shared(engine: Arc<Engine>, mut config: WorkerConfig) -> Worker {
+        config.concurrency = config.concurrency.max(1);
+        Worker { engine, config }
+    }
+
     /// The engine the worker drives runs with.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine

@@ -119,6 +119,8 @@ pub struct ListFilter {
     /// Only runs listed after this one: its creation time and id (a page's cursor), since runs
     /// are listed newest first by (creation time, id).
     pub after: Option<(i64, String)>,
+    /// Only the run with this id.
+    pub run_id: Option<String>,
 }
 
 /// A worker's time-limited claim on a run: while it holds, no other worker is given the run.

@@ -241,6 +241,7 @@ impl Statements {
                    AND ($7::bigint IS NULL OR created_ms >= $7)
                    AND ($8::bigint IS NULL OR created_ms < $8)
                    AND ($9::bigint IS NULL OR (created_ms, run_id) < ($9, $10))
+                   AND ($11::text IS NULL OR run_id = $11)
                  ORDER BY created_ms DESC, run_id DESC LIMIT $3",
                 &[
                     T::TEXT,
@@ -252,6 +253,7 @@ impl Statements {
                     T::INT8,
                     T::INT8,
                     T::INT8,
+                    T::TEXT,
                     T::TEXT
                 ]
             ),
@@ -626,6 +628,7 @@ impl Journal for PostgresJournal {
                     &filter.until_ms,
                     &after_ms,
                     &after_id,
+                    &filter.run_id,
                 ],
             )
             .await

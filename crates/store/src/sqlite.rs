@@ -992,13 +992,16 @@ impl Journal for SqliteJournal {
                 )
                 .map_err(db_err)?;
             let rows = stmt
-                .query_map(params![run_id, after], |row| {
-                    Ok((
-                        row.get::<_, u64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                    ))
-                })
+                .query_map(
+                    params![run_id, i64::try_from(after).unwrap_or(i64::MAX)],
+                    |row| {
+                        Ok((
+                            row.get::<_, u64>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    },
+                )
                 .map_err(db_err)?;
             let mut records = Vec::new();
             for row in rows {
@@ -1042,6 +1045,7 @@ impl Journal for SqliteJournal {
                        AND (?8 IS NULL OR created_ms < ?8)
                        AND (?9 IS NULL OR created_ms < ?9
                             OR (created_ms = ?9 AND runs.run_id < ?10))
+                       AND (?11 IS NULL OR runs.run_id = ?11)
                      ORDER BY created_ms DESC, runs.run_id DESC LIMIT ?3",
                 )
                 .map_err(db_err)?;
@@ -1063,7 +1067,8 @@ impl Journal for SqliteJournal {
                         filter.since_ms,
                         filter.until_ms,
                         after_ms,
-                        after_id
+                        after_id,
+                        filter.run_id
                     ],
                     |row| {
                         let status: String = row.get(2)?;

@@ -144,6 +144,258 @@ pub fn per_agent(facts: &[RunFacts]) -> Vec<Stats> {
     out
 }
 
+/// Which runs a report covers.
+#[derive(Clone, Debug, Default)]
+pub struct ReportFilter {
+    /// Only runs of this agent.
+    pub agent: Option<String>,
+    /// Only runs of this version (fingerprint prefix or label).
+    pub version: Option<String>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Eval runs too (tagged `eval.suite`; left out by default).
+    pub include_eval: bool,
+}
+
+/// Figures over a group of runs: rates over ended runs, averages over runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// The agent, when grouped by agent.
+    pub agent: Option<String>,
+    /// The version, when grouped by version.
+    pub version: Option<String>,
+    /// Runs.
+    pub runs: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// Waiting or paused now.
+    pub stopped: u64,
+    /// Runs that stopped for a human at least once.
+    pub escalated: u64,
+    /// Dollars, in all.
+    pub cost_usd: f64,
+    /// Active time of ended runs, in all (ms).
+    pub wall_ms: u64,
+    /// Steps, in all.
+    pub steps: u64,
+}
+
+impl Figures {
+    fn add(&mut self, run: &ReportRun) {
+        self.runs += 1;
+        match run.status {
+            RunStatus::Completed => self.completed += 1,
+            RunStatus::Failed => self.failed += 1,
+            RunStatus::Cancelled => self.cancelled += 1,
+            RunStatus::Waiting | RunStatus::Paused => self.stopped += 1,
+            RunStatus::Running => {}
+        }
+        if run.escalated {
+            self.escalated += 1;
+        }
+        self.cost_usd += run.cost_usd;
+        if run.status.is_terminal() {
+            self.wall_ms = self.wall_ms.saturating_add(run.wall_ms);
+        }
+        self.steps += u64::from(run.steps);
+    }
+
+    /// Completed over ended runs.
+    pub fn completion_rate(&self) -> f64 {
+        ratio(
+            self.completed,
+            self.completed + self.failed + self.cancelled,
+        )
+    }
+
+    /// Failed over ended runs.
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.failed, self.completed + self.failed + self.cancelled)
+    }
+
+    /// Escalated over all runs.
+    pub fn escalation_rate(&self) -> f64 {
+        ratio(self.escalated, self.runs)
+    }
+
+    /// Average dollars per run.
+    pub fn avg_cost_usd(&self) -> f64 {
+        if self.runs == 0 {
+            0.0
+        } else {
+            self.cost_usd / self.runs as f64
+        }
+    }
+
+    /// Average active time of an ended run, ms.
+    pub fn avg_wall_ms(&self) -> f64 {
+        let ended = self.completed + self.failed + self.cancelled;
+        if ended == 0 {
+            0.0
+        } else {
+            self.wall_ms as f64 / ended as f64
+        }
+    }
+
+    /// Average steps per run.
+    pub fn avg_steps(&self) -> f64 {
+        if self.runs == 0 {
+            0.0
+        } else {
+            self.steps as f64 / self.runs as f64
+        }
+    }
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+/// How humans decided the approvals of one tool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ToolDecisions {
+    /// The tool.
+    pub tool: String,
+    /// Approvals requested.
+    pub requested: u64,
+    /// Approved as asked.
+    pub approved: u64,
+    /// Approved with edited arguments.
+    pub edited: u64,
+    /// Rejected (by a human, or by a timeout).
+    pub rejected: u64,
+}
+
+/// Figures per agent version, per day and version, and approvals per tool.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Every run matched.
+    pub total: Figures,
+    /// By agent and version.
+    pub by_version: Vec<Figures>,
+    /// By UTC day (`YYYY-MM-DD`) and version, oldest first.
+    pub by_day: Vec<(String, Vec<Figures>)>,
+    /// Approval decisions by tool.
+    pub tools: Vec<ToolDecisions>,
+}
+
+/// What one run brings to a report.
+struct ReportRun {
+    agent: String,
+    version: String,
+    day: String,
+    status: RunStatus,
+    escalated: bool,
+    cost_usd: f64,
+    wall_ms: u64,
+    steps: u32,
+}
+
+/// The report over the runs `filter` matches, read from the journal.
+pub async fn report(
+    journal: &dyn chassis_store::Journal,
+    filter: &ReportFilter,
+) -> Result<Report, chassis_store::Error> {
+    let runs = journal
+        .list(&chassis_store::ListFilter {
+            agent: filter.agent.clone(),
+            version: filter.version.clone(),
+            since_ms: filter.since_ms,
+            ..chassis_store::ListFilter::default()
+        })
+        .await?;
+    let mut report = Report::default();
+    let mut by_version: BTreeMap<(String, String), Figures> = BTreeMap::new();
+    let mut by_day: BTreeMap<String, BTreeMap<(String, String), Figures>> = BTreeMap::new();
+    let mut tools: BTreeMap<String, ToolDecisions> = BTreeMap::new();
+    for summary in runs.iter().rev() {
+        let records = journal.load(&summary.run_id).await?;
+        let Ok(state) = RunState::fold(records.iter().map(|r| &r.event)) else {
+            continue;
+        };
+        if !filter.include_eval && state.tags.contains_key("eval.suite") {
+            continue;
+        }
+        let ended_at = records
+            .last()
+            .map_or(0, |r| u64::try_from(r.at_ms).unwrap_or(0));
+        let run = ReportRun {
+            agent: summary.agent.clone(),
+            version: state.version.clone(),
+            day: crate::time::utc_day(summary.created_ms),
+            status: state.status,
+            escalated: records
+                .iter()
+                .any(|r| matches!(r.event, Event::RunWaiting { .. })),
+            cost_usd: state.cost_usd,
+            wall_ms: state.wall_ms(ended_at),
+            steps: state.steps,
+        };
+        report.total.add(&run);
+        let key = (run.agent.clone(), run.version.clone());
+        let group = |agent: &str, version: &str| Figures {
+            agent: Some(agent.to_string()),
+            version: Some(version.to_string()),
+            ..Figures::default()
+        };
+        by_version
+            .entry(key.clone())
+            .or_insert_with(|| group(&run.agent, &run.version))
+            .add(&run);
+        by_day
+            .entry(run.day.clone())
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| group(&run.agent, &run.version))
+            .add(&run);
+        count_decisions(&records, &mut tools);
+    }
+    report.by_version = by_version.into_values().collect();
+    report.by_day = by_day
+        .into_iter()
+        .map(|(day, rows)| (day, rows.into_values().collect()))
+        .collect();
+    report.tools = tools.into_values().collect();
+    Ok(report)
+}
+
+/// Counts the approvals a run asked for and how they were decided, by tool.
+fn count_decisions(records: &[Record], tools: &mut BTreeMap<String, ToolDecisions>) {
+    let mut tool_of: BTreeMap<String, String> = BTreeMap::new();
+    for record in records {
+        match &record.event {
+            Event::ApprovalRequested { call_id, tool, .. } => {
+                tool_of.insert(call_id.clone(), tool.clone());
+                let entry = tools.entry(tool.clone()).or_insert_with(|| ToolDecisions {
+                    tool: tool.clone(),
+                    ..ToolDecisions::default()
+                });
+                entry.requested += 1;
+            }
+            Event::ApprovalDecided {
+                call_id,
+                approved,
+                args,
+                ..
+            } => {
+                let Some(entry) = tool_of.get(call_id).and_then(|tool| tools.get_mut(tool)) else {
+                    continue;
+                };
+                match (approved, args.is_some()) {
+                    (true, false) => entry.approved += 1,
+                    (true, true) => entry.edited += 1,
+                    (false, _) => entry.rejected += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,11 @@ pub fn rfc3339_millis(ms: u64) -> String {
     )
 }
 
+/// The UTC day of `ms` since the epoch, `2025-03-01` (negative times are the epoch's day).
+pub fn utc_day(ms: i64) -> String {
+    rfc3339_millis(u64::try_from(ms).unwrap_or(0))[..10].to_string()
+}
+
 /// Parses `2025-03-01`, `2025-03-01T12:34:56Z` or `2025-03-01T12:34:56.789Z` (UTC; a
 /// numeric offset such as `+02:00` is applied) into ms since the epoch.
 ///

@@ -15,9 +15,11 @@ pub mod mock;
 pub mod resume;
 pub mod run;
 pub mod runs;
+pub mod serve;
 pub mod show;
 pub mod stats;
 pub mod submit;
+pub mod tokens;
 pub mod trace;
 pub mod worker;
 

@@ -1,0 +1,555 @@
+//! The API's bodies: what requests carry and responses return. The OpenAPI document is
+//! generated from these types and the handlers that use them, so it cannot drift from them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Role;
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created or executing.
+    Running,
+    /// Stopped until a human acts.
+    Waiting,
+    /// Stopped at a limit, by a person, or parked while every model is unavailable.
+    Paused,
+    /// Finished with an answer.
+    Completed,
+    /// Ended without an answer.
+    Failed,
+    /// Ended because a human cancelled it.
+    Cancelled,
+}
+
+impl From<chassis_core::RunStatus> for Status {
+    fn from(status: chassis_core::RunStatus) -> Status {
+        use chassis_core::RunStatus as S;
+        match status {
+            S::Running => Status::Running,
+            S::Waiting => Status::Waiting,
+            S::Paused => Status::Paused,
+            S::Completed => Status::Completed,
+            S::Failed => Status::Failed,
+            S::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+impl Status {
+    /// The core's status.
+    pub fn core(self) -> chassis_core::RunStatus {
+        use chassis_core::RunStatus as S;
+        match self {
+            Status::Running => S::Running,
+            Status::Waiting => S::Waiting,
+            Status::Paused => S::Paused,
+            Status::Completed => S::Completed,
+            Status::Failed => S::Failed,
+            Status::Cancelled => S::Cancelled,
+        }
+    }
+}
+
+/// `POST /v1/runs`: start a run.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// The agent's name (`GET /v1/agents`).
+    pub agent: String,
+    /// The run's input: its first user message.
+    pub input: String,
+    /// Prompt variables over the agent's `[vars]`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub vars: Option<serde_json::Map<String, Value>>,
+    /// Labels to find the run by.
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// A run just started (or found again by its idempotency key).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunCreated {
+    /// The run.
+    pub run_id: String,
+    /// Its status (`running`: queued for a worker).
+    pub status: Status,
+    /// The agent version it runs under.
+    pub version: String,
+    /// True when the `Idempotency-Key` had started it before.
+    pub existing: bool,
+}
+
+/// What a run used so far.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    /// Model calls answered.
+    pub steps: u32,
+    /// Model calls made.
+    pub model_calls: u32,
+    /// Tool calls executed.
+    pub tool_calls: u32,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Dollars spent on calls of known price.
+    pub cost_usd: f64,
+    /// Calls of a model without a known price.
+    pub unpriced_calls: u32,
+    /// Active time so far, in ms.
+    pub wall_ms: u64,
+}
+
+/// What a stopped run waits for.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Waiting {
+    /// `approval`, `outcome_unknown`, `limit`, `paused`, `interrupted`, `parked` or `ready`.
+    pub kind: String,
+    /// The call it is about (`STEP.INDEX`).
+    pub call_id: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// When it wakes by itself (ms since the epoch).
+    pub wakes_at_ms: Option<u64>,
+}
+
+/// A run.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Run {
+    /// The run.
+    pub run_id: String,
+    /// Its agent.
+    pub agent: String,
+    /// Its status.
+    pub status: Status,
+    /// Submitted and not yet picked up by any worker.
+    pub queued: bool,
+    /// The agent version it runs under.
+    pub version: String,
+    /// That version's label.
+    pub version_label: Option<String>,
+    /// Its input (clipped to 200 characters in lists).
+    pub input: String,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+    /// What it used so far.
+    pub usage: Usage,
+    /// Its limits, by name (`max_wall_time` and `max_park` in ms).
+    pub limits: BTreeMap<String, f64>,
+    /// The answer, once completed.
+    pub output: Option<String>,
+    /// Why it failed, was cancelled, waits or is paused.
+    pub reason: Option<String>,
+    /// What it waits for, while stopped.
+    pub waiting: Option<Waiting>,
+    /// Events journaled.
+    pub events: u64,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// When its last event was journaled.
+    pub updated_ms: i64,
+    /// Who drives it now, if anyone.
+    pub driver: Option<String>,
+}
+
+impl From<chassis_engine::RunView> for Run {
+    fn from(v: chassis_engine::RunView) -> Run {
+        Run {
+            run_id: v.run_id,
+            agent: v.agent,
+            status: v.status.into(),
+            queued: v.queued,
+            version: v.version,
+            version_label: v.version_label,
+            input: v.input,
+            tags: v.tags,
+            usage: Usage {
+                steps: v.usage.steps,
+                model_calls: v.usage.model_calls,
+                tool_calls: v.usage.tool_calls,
+                input_tokens: v.usage.input_tokens,
+                output_tokens: v.usage.output_tokens,
+                cost_usd: v.usage.cost_usd,
+                unpriced_calls: v.usage.unpriced_calls,
+                wall_ms: v.usage.wall_ms,
+            },
+            limits: v.limits,
+            output: v.output,
+            reason: v.reason,
+            waiting: v.waiting.map(|w| Waiting {
+                kind: w.kind,
+                call_id: w.call_id,
+                reason: w.reason,
+                wakes_at_ms: w.wakes_at_ms,
+            }),
+            events: v.events,
+            created_ms: v.created_ms,
+            updated_ms: v.updated_ms,
+            driver: v.driver,
+        }
+    }
+}
+
+/// A page of runs, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunList {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+/// `GET /v1/runs` filters.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunFilter {
+    /// Only runs in this status; `queued` for submitted runs nobody picked up yet.
+    pub status: Option<String>,
+    /// Only runs of this agent.
+    pub agent: Option<String>,
+    /// Only runs of this version: a fingerprint prefix or a label.
+    pub version: Option<String>,
+    /// Only runs with this tag, `KEY=VALUE`.
+    pub tag: Option<String>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only runs created before this time (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Runs per page (default 50, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+/// A journaled event: `seq`, `at_ms`, `kind`, and the fields of its kind.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct EventRecord(pub Value);
+
+/// A page of a run's events.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    /// The events after the `after` asked for, in order (at most `limit`).
+    pub events: Vec<EventRecord>,
+    /// The last sequence number returned (pass as `after` for more), or the `after` asked for.
+    pub last_seq: u64,
+    /// Whether the run has ended (no event will follow the last one).
+    pub ended: bool,
+}
+
+/// `GET /v1/runs/{id}/events` parameters.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many (default 1,000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/runs/{id}/stream` parameters.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Only events after this sequence number (`Last-Event-ID` wins when both are given).
+    pub after: Option<u64>,
+}
+
+/// `POST /v1/runs/{id}/resume`.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// Limits to raise first, by name: a number, or a duration such as `"30m"` for
+    /// `max_wall_time` and `max_park`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub raise: Option<BTreeMap<String, Value>>,
+}
+
+/// `POST /v1/runs/{id}/cancel`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// Why: journaled with the cancel.
+    pub reason: String,
+}
+
+/// What a cancel did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Cancelled {
+    /// The run.
+    pub run_id: String,
+    /// `cancelled` when it ended here; `cancelling` when its driver stops it.
+    pub status: String,
+    /// Who drives it, while it is being cancelled.
+    pub driver: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/calls/{call}/approve`.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// Arguments to run the call with instead of the model's (checked against the tool's
+    /// schema).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub args: Option<Value>,
+    /// A note for the audit trail.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/calls/{call}/reject` and `.../limit/reject`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reject {
+    /// Why: the model gets it as the call's result (or the run fails with it, for a limit).
+    pub reason: String,
+    /// A note for the audit trail.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// How a human settles an unknown outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It happened.
+    Succeeded,
+    /// It did not happen.
+    Failed,
+    /// Run it again, with the same idempotency key.
+    Retry,
+}
+
+/// `POST /v1/runs/{id}/calls/{call}/resolve`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    /// What happened.
+    pub outcome: Outcome,
+    /// For `succeeded`: the result the model sees.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// For `failed`: why, as the model sees it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// A note for the audit trail.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/limit/approve`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitApprove {
+    /// The raised limits, by name.
+    #[schema(value_type = Object)]
+    pub raise: BTreeMap<String, Value>,
+}
+
+/// What a decision left the run at.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Decided {
+    /// The run, after the decision.
+    pub run: Run,
+    /// Whether the run is runnable again (a worker will continue it).
+    pub woken: bool,
+}
+
+/// One thing waiting for a human.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct InboxItem {
+    /// The run.
+    pub run_id: String,
+    /// Its agent.
+    pub agent: String,
+    /// `approval`, `outcome_unknown`, `limit`, `paused`, `interrupted` or `ready`.
+    pub kind: String,
+    /// The call (`STEP.INDEX`), `limit` or `run`.
+    pub call_id: String,
+    /// The tool, or the limit's name.
+    pub tool: String,
+    /// The call's arguments.
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// The tool's risk class.
+    pub risk: Option<String>,
+    /// What the model said alongside the call.
+    pub reason: Option<String>,
+    /// The last messages of the conversation.
+    pub context: Vec<String>,
+    /// When it was requested (ms since the epoch).
+    pub requested_at_ms: Option<u64>,
+    /// When it times out.
+    pub expires_at_ms: Option<u64>,
+    /// Whether its time ran out.
+    pub expired: bool,
+    /// Whether it timed out and was escalated.
+    pub escalated: bool,
+    /// The idempotency key the call ran with, for unknown outcomes.
+    pub idempotency_key: Option<String>,
+    /// The run's input.
+    pub input: Option<String>,
+    /// The JSON Schema of the tool's arguments, for editing them.
+    #[schema(value_type = Option<Object>)]
+    pub args_schema: Option<Value>,
+}
+
+/// An agent on offer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version (fingerprint).
+    pub version: String,
+    /// The version's label.
+    pub version_label: Option<String>,
+    /// The primary model.
+    pub model: String,
+    /// The tools it is granted.
+    pub tools: Vec<String>,
+    /// Its spec file.
+    pub spec_path: String,
+}
+
+/// `GET /v1/stats` filters.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// Only runs of this agent.
+    pub agent: Option<String>,
+    /// Only runs of this version (fingerprint prefix or label).
+    pub version: Option<String>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Eval runs too (left out by default).
+    pub include_eval: Option<bool>,
+}
+
+/// Figures over a set of runs.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsRow {
+    /// The agent (absent for all agents together).
+    pub agent: Option<String>,
+    /// The version (absent for all versions together).
+    pub version: Option<String>,
+    /// Runs counted.
+    pub runs: u64,
+    /// Completed runs.
+    pub completed: u64,
+    /// Failed runs.
+    pub failed: u64,
+    /// Cancelled runs.
+    pub cancelled: u64,
+    /// Runs waiting or paused now.
+    pub stopped: u64,
+    /// Runs that asked a human for something (an approval, a limit, an unknown outcome).
+    pub escalated: u64,
+    /// Completed ÷ ended runs.
+    pub completion_rate: f64,
+    /// Failed ÷ ended runs.
+    pub error_rate: f64,
+    /// Escalated ÷ runs.
+    pub escalation_rate: f64,
+    /// Average cost of a run, dollars.
+    pub avg_cost_usd: f64,
+    /// Average active time of an ended run, ms.
+    pub avg_wall_ms: f64,
+    /// Average steps of a run.
+    pub avg_steps: f64,
+}
+
+/// Approval figures of one tool.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolDecisions {
+    /// The tool.
+    pub tool: String,
+    /// Approvals requested.
+    pub requested: u64,
+    /// Approved as asked.
+    pub approved: u64,
+    /// Approved with edited arguments.
+    pub edited: u64,
+    /// Rejected (by a human or a timeout).
+    pub rejected: u64,
+}
+
+/// `GET /v1/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Stats {
+    /// All runs matched, together.
+    pub total: StatsRow,
+    /// By agent and version.
+    pub by_version: Vec<StatsRow>,
+    /// By day (UTC) and version: `(day, rows)`, oldest first.
+    pub by_day: Vec<DayStats>,
+    /// Approval decisions by tool.
+    pub tools: Vec<ToolDecisions>,
+}
+
+/// One day's figures.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DayStats {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Figures by agent and version.
+    pub rows: Vec<StatsRow>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Who holds it: journaled as the author of their decisions.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// A token just made: shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    /// Who holds it.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The token: send it as `Authorization: Bearer TOKEN`.
+    pub token: String,
+}
+
+/// A token as listed (never the token itself).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// Who holds it.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// When it was made (ms since the epoch).
+    pub created_ms: i64,
+    /// When it was revoked.
+    pub revoked_ms: Option<i64>,
+}
+
+/// Who the caller is.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
