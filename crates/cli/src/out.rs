@@ -102,6 +102,22 @@ pub fn write_stderr(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes `text` to stderr as it is (no end of line added: streamed answers), unless its
+/// reader has gone.
+pub fn write_stderr_raw(text: &str) {
+    if STDERR_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    if stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.flush())
+        .is_err()
+    {
+        STDERR_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Flushes stdout; a closed pipe is not an error, anything else is returned to report.
 pub fn finish() -> Option<String> {
     if !STDOUT_CLOSED.load(Ordering::Relaxed)

@@ -5,14 +5,108 @@ use chassis_engine::Observer;
 
 use crate::style::{Mark, Style};
 
-/// Prints each event as it happens (nothing under `-q`).
-pub struct Progress;
+/// Prints each event as it happens (nothing under `-q`), and, on a terminal, each answer as
+/// the model writes it.
+#[derive(Default)]
+pub struct Progress {
+    /// Show answers as they stream.
+    stream: bool,
+    /// The streamed line left open (printed without its end yet), if any.
+    open: std::sync::Mutex<Open>,
+}
+
+/// What a streamed line shows, while it is open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Open {
+    #[default]
+    None,
+    /// The answer's text.
+    Text,
+    /// A tool call's arguments: the line ends with `)`.
+    Call,
+}
+
+impl Open {
+    /// What ends the line.
+    fn end(self) -> &'static str {
+        match self {
+            Open::None => "",
+            Open::Text => "\n",
+            Open::Call => ")\n",
+        }
+    }
+}
+
+impl Progress {
+    /// Events only.
+    pub fn new() -> Progress {
+        Progress::default()
+    }
+
+    /// Events, and answers as they stream when stderr is a terminal (unless `--no-stream`).
+    pub fn streaming(enabled: bool) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            stream: enabled && std::io::stderr().is_terminal() && !crate::out::quiet(),
+            open: std::sync::Mutex::new(Open::None),
+        }
+    }
+
+    /// Ends a streamed line, if one is open.
+    fn close(&self) {
+        if let Ok(mut open) = self.open.lock()
+            && *open != Open::None
+        {
+            crate::out::write_stderr_raw(open.end());
+            *open = Open::None;
+        }
+    }
+}
 
 impl Observer for Progress {
     fn on_event(&self, run_id: &str, _state: &chassis_core::RunState, event: &Event) {
+        self.close();
         if let Some(line) = describe(run_id, event, Style::stderr()) {
             noteln!("{}", line.render(Style::stderr()));
         }
+    }
+
+    fn wants_deltas(&self) -> bool {
+        self.stream
+    }
+
+    fn on_delta(&self, _run_id: &str, step: u32, delta: &chassis_providers::Delta) {
+        use chassis_providers::Delta;
+        let style = Style::stderr();
+        let Ok(mut open) = self.open.lock() else {
+            return;
+        };
+        let (piece, now) = match delta {
+            Delta::Text(text) if *open == Open::Text => (text.clone(), Open::Text),
+            Delta::Text(text) => (
+                format!(
+                    "{}  {} step {step}: {text}",
+                    open.end(),
+                    style.mark(Mark::Step)
+                ),
+                Open::Text,
+            ),
+            Delta::ToolCallStarted { name, .. } => (
+                format!("{}    {} {name}(", open.end(), style.mark(Mark::Call)),
+                Open::Call,
+            ),
+            Delta::ToolArgs { arguments, .. } => (arguments.clone(), Open::Call),
+            Delta::Abandoned => (
+                format!(
+                    "{}  {} the attempt failed; starting over\n",
+                    open.end(),
+                    style.mark(Mark::Retry)
+                ),
+                Open::None,
+            ),
+        };
+        crate::out::write_stderr_raw(&piece);
+        *open = now;
     }
 }
 

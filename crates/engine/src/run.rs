@@ -37,6 +37,56 @@ pub trait Observer: Send + Sync {
     /// Called once the run's events up to `seq` are durable in the journal; what was observed
     /// after `seq` may still be lost (the process may die before its flush).
     fn on_durable(&self, _run_id: &str, _seq: u64) {}
+
+    /// Whether this observer wants the pieces of model answers as they stream
+    /// ([`Observer::on_delta`]); nothing is gathered for observers that do not.
+    fn wants_deltas(&self) -> bool {
+        false
+    }
+
+    /// A piece of the answer to step `step` as it streams: never durable, and voided by a
+    /// [`Delta::Abandoned`](chassis_providers::Delta::Abandoned) when the attempt fails (the
+    /// journaled `model_responded` is the answer).
+    fn on_delta(&self, _run_id: &str, _step: u32, _delta: &chassis_providers::Delta) {}
+}
+
+/// Hands a call's deltas to the observers that want them.
+struct ObserverDeltas {
+    observers: Vec<Arc<dyn Observer>>,
+    run_id: String,
+    step: u32,
+}
+
+impl ObserverDeltas {
+    fn send(&self, delta: chassis_providers::Delta) {
+        for observer in &self.observers {
+            observer.on_delta(&self.run_id, self.step, &delta);
+        }
+    }
+}
+
+impl chassis_providers::DeltaSink for ObserverDeltas {
+    fn text(&self, text: &str) {
+        self.send(chassis_providers::Delta::Text(text.to_string()));
+    }
+
+    fn tool_call_started(&self, index: usize, name: &str) {
+        self.send(chassis_providers::Delta::ToolCallStarted {
+            index,
+            name: name.to_string(),
+        });
+    }
+
+    fn tool_args(&self, index: usize, arguments: &str) {
+        self.send(chassis_providers::Delta::ToolArgs {
+            index,
+            arguments: arguments.to_string(),
+        });
+    }
+
+    fn abandoned(&self) {
+        self.send(chassis_providers::Delta::Abandoned);
+    }
 }
 
 /// Where a run stands after the engine stopped driving it.
@@ -703,6 +753,24 @@ impl Engine {
         }
     }
 
+    /// The delta sink of one model call: the observers that want deltas, or none.
+    fn deltas(&self, run_id: &str, step: u32) -> chassis_providers::Deltas {
+        let observers: Vec<Arc<dyn Observer>> = self
+            .observers
+            .iter()
+            .filter(|o| o.wants_deltas())
+            .cloned()
+            .collect();
+        if observers.is_empty() {
+            return chassis_providers::Deltas::default();
+        }
+        chassis_providers::Deltas::new(Arc::new(ObserverDeltas {
+            observers,
+            run_id: run_id.to_string(),
+            step,
+        }))
+    }
+
     fn durable(&self, run_id: &str, seq: u64) {
         for observer in &self.observers {
             observer.on_durable(run_id, seq);
@@ -1218,7 +1286,7 @@ impl<'e> Step<'e> {
             max_tokens: Some(self.state.max_tokens),
             temperature: agent.spec.temperature,
             report: Reporter::default(),
-            deltas: Default::default(),
+            deltas: self.engine.deltas(self.run_id, step),
         };
         let began = Instant::now();
         let result = agent.models.complete_from(offset, &request).await;

@@ -16,7 +16,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chassis_core::{Event, RunState};
 use chassis_store::{Journal, Record};
 use futures_util::Stream;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// How often a stream looks at the journal when nothing in this process told it to.
 const POLL: Duration = Duration::from_millis(500);
@@ -27,31 +27,132 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Most events read from the journal at once.
 const BATCH: usize = 500;
 
-/// Tells streams in this process that their run has new durable events.
+/// How long a run's channel (and its in-flight deltas) outlives its last follower, so a client
+/// that reconnects still gets the deltas of the call in flight.
+const LINGER: Duration = Duration::from_secs(60);
+
+/// Deltas kept for the call in flight, at most (a reconnecting client replays them).
+const MAX_KEPT_DELTAS: usize = 4096;
+
+/// A piece of a model answer as it streams, as the SSE `delta` event carries it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeltaMessage {
+    /// The step whose answer this is.
+    pub step: u32,
+    /// `text`, `tool_call` (a call begins), `tool_args` (a piece of its arguments) or
+    /// `abandon` (the attempt failed: discard what was shown for this step).
+    pub kind: &'static str,
+    /// The call's place in the answer, for `tool_call` and `tool_args`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The tool, for `tool_call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The text or the piece of arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl DeltaMessage {
+    fn of(step: u32, delta: &chassis_providers::Delta) -> DeltaMessage {
+        use chassis_providers::Delta as D;
+        let (kind, index, name, text) = match delta {
+            D::Text(text) => ("text", None, None, Some(text.clone())),
+            D::ToolCallStarted { index, name } => {
+                ("tool_call", Some(*index), Some(name.clone()), None)
+            }
+            D::ToolArgs { index, arguments } => {
+                ("tool_args", Some(*index), None, Some(arguments.clone()))
+            }
+            D::Abandoned => ("abandon", None, None, None),
+        };
+        DeltaMessage {
+            step,
+            kind,
+            index,
+            name,
+            text,
+        }
+    }
+}
+
+/// One followed run: its durable length, its live deltas, and those of the call in flight.
+struct Channel {
+    seq: watch::Sender<u64>,
+    deltas: broadcast::Sender<Arc<DeltaMessage>>,
+    in_flight: Vec<Arc<DeltaMessage>>,
+    last_follower: std::time::Instant,
+}
+
+/// Tells streams in this process that their run has new durable events, and hands them the
+/// deltas of its model calls.
 #[derive(Default)]
 pub struct Hub {
-    runs: Mutex<HashMap<String, watch::Sender<u64>>>,
+    runs: Mutex<HashMap<String, Channel>>,
+}
+
+/// What a new follower gets: wake-ups, live deltas, and the deltas of the call in flight.
+pub struct Subscription {
+    woken: watch::Receiver<u64>,
+    deltas: broadcast::Receiver<Arc<DeltaMessage>>,
+    in_flight: Vec<Arc<DeltaMessage>>,
 }
 
 impl Hub {
-    /// A receiver that changes whenever `run_id` has new durable events here.
-    pub fn subscribe(&self, run_id: &str) -> watch::Receiver<u64> {
+    /// Follows `run_id`.
+    pub fn subscribe(&self, run_id: &str) -> Subscription {
         let Ok(mut runs) = self.runs.lock() else {
-            return watch::channel(0).1;
+            return Subscription {
+                woken: watch::channel(0).1,
+                deltas: broadcast::channel(1).1,
+                in_flight: Vec::new(),
+            };
         };
-        // Runs nobody follows any more are dropped as others come.
-        runs.retain(|_, tx| tx.receiver_count() > 0);
-        runs.entry(run_id.to_string())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+        let now = std::time::Instant::now();
+        // Runs nobody has followed for a while are dropped as others come.
+        runs.retain(|_, c| {
+            c.seq.receiver_count() > 0 || now.duration_since(c.last_follower) < LINGER
+        });
+        let channel = runs.entry(run_id.to_string()).or_insert_with(|| Channel {
+            seq: watch::channel(0).0,
+            deltas: broadcast::channel(256).0,
+            in_flight: Vec::new(),
+            last_follower: now,
+        });
+        channel.last_follower = now;
+        Subscription {
+            woken: channel.seq.subscribe(),
+            deltas: channel.deltas.subscribe(),
+            in_flight: channel.in_flight.clone(),
+        }
     }
 
     fn durable(&self, run_id: &str, seq: u64) {
-        if let Ok(runs) = self.runs.lock()
-            && let Some(tx) = runs.get(run_id)
+        if let Ok(mut runs) = self.runs.lock()
+            && let Some(channel) = runs.get_mut(run_id)
         {
-            tx.send_replace(seq);
+            channel.seq.send_replace(seq);
+            if channel.seq.receiver_count() > 0 {
+                channel.last_follower = std::time::Instant::now();
+            }
         }
+    }
+
+    fn delta(&self, run_id: &str, step: u32, delta: &chassis_providers::Delta) {
+        let Ok(mut runs) = self.runs.lock() else {
+            return;
+        };
+        let Some(channel) = runs.get_mut(run_id) else {
+            return;
+        };
+        let message = Arc::new(DeltaMessage::of(step, delta));
+        if channel.in_flight.first().is_some_and(|d| d.step != step) {
+            channel.in_flight.clear();
+        }
+        if channel.in_flight.len() < MAX_KEPT_DELTAS {
+            channel.in_flight.push(Arc::clone(&message));
+        }
+        let _ = channel.deltas.send(message);
     }
 }
 
@@ -64,6 +165,14 @@ impl chassis_engine::Observer for HubObserver {
     fn on_durable(&self, run_id: &str, seq: u64) {
         self.0.durable(run_id, seq);
     }
+
+    fn wants_deltas(&self) -> bool {
+        true
+    }
+
+    fn on_delta(&self, run_id: &str, step: u32, delta: &chassis_providers::Delta) {
+        self.0.delta(run_id, step, delta);
+    }
 }
 
 /// Where a stream is.
@@ -72,7 +181,14 @@ struct Cursor {
     run_id: String,
     after: u64,
     pending: std::collections::VecDeque<Record>,
+    /// Deltas of the call in flight when the stream began, sent once the journal is caught up.
+    replay: std::collections::VecDeque<Arc<DeltaMessage>>,
+    /// The step of the last `model_responded` sent: deltas of steps up to it are stale.
+    answered: u32,
+    /// Whether the journal was read to its end once (live deltas go out from then on).
+    caught_up: bool,
     woken: watch::Receiver<u64>,
+    deltas: broadcast::Receiver<Arc<DeltaMessage>>,
     ended: bool,
 }
 
@@ -83,8 +199,13 @@ pub fn follow(
     run_id: String,
     after: u64,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>> {
+    let subscription = hub.subscribe(&run_id);
     let cursor = Cursor {
-        woken: hub.subscribe(&run_id),
+        woken: subscription.woken,
+        deltas: subscription.deltas,
+        replay: subscription.in_flight.into(),
+        answered: 0,
+        caught_up: false,
         journal,
         run_id,
         after,
@@ -98,13 +219,44 @@ pub fn follow(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
 }
 
+fn delta_event(delta: &DeltaMessage) -> SseEvent {
+    SseEvent::default()
+        .event("delta")
+        .data(serde_json::to_string(delta).unwrap_or_default())
+}
+
 /// The next SSE event of a stream, `None` once the run has ended and everything was sent.
+///
+/// First the journal after the cursor, then the deltas of the call in flight when the stream
+/// began; from then on, deltas are drained before the journal is read again: the engine sends
+/// a call's deltas before it journals the answer, so none is overtaken by its own answer.
 async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
     loop {
+        // Deltas first: every delta of a call was sent before its answer was journaled, so one
+        // waiting in the channel may belong to an answer already read from the journal.
+        if cursor.caught_up {
+            while let Some(delta) = cursor.replay.pop_front() {
+                if delta.step > cursor.answered {
+                    return Some(delta_event(&delta));
+                }
+            }
+            match cursor.deltas.try_recv() {
+                Ok(delta) if delta.step > cursor.answered => return Some(delta_event(&delta)),
+                // Stale, or the follower fell behind the deltas (they are not durable: it
+                // simply misses some; the journaled answer is whole).
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(
+                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
+                ) => {}
+            }
+        }
         if let Some(record) = cursor.pending.pop_front() {
             cursor.after = record.seq;
             if chassis_core::RunStatus::after(&record.event).is_some_and(|s| s.is_terminal()) {
                 cursor.ended = true;
+            }
+            if let Event::ModelResponded { step, .. } = &record.event {
+                cursor.answered = cursor.answered.max(*step);
             }
             let data = serde_json::to_string(&record.to_json()).unwrap_or_default();
             return Some(
@@ -126,7 +278,12 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
                 cursor.pending.extend(records.into_iter().take(BATCH));
                 continue;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if !cursor.caught_up {
+                    cursor.caught_up = true;
+                    continue;
+                }
+            }
             Err(chassis_store::Error::RunNotFound(_)) => {
                 cursor.ended = true;
                 return Some(
@@ -139,8 +296,14 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
                 tracing::warn!(run_id = %cursor.run_id, error = %e, "stream cannot read the journal; retrying");
             }
         }
-        // Nothing new: wait for this process to make something durable, or poll.
+        // Nothing new: wait for a delta, for this process to make something durable, or poll.
         tokio::select! {
+            biased;
+            delta = cursor.deltas.recv() => match delta {
+                Ok(delta) if delta.step > cursor.answered => return Some(delta_event(&delta)),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => tokio::time::sleep(POLL).await,
+            },
             _ = cursor.woken.changed() => {}
             () = tokio::time::sleep(POLL) => {}
         }

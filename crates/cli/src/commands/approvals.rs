@@ -291,7 +291,7 @@ async fn finish(engine: Engine, run: &str, resume: bool) -> anyhow::Result<u8> {
     if resume {
         let engine = crate::telemetry()
             .attach(engine)
-            .with_observer(Arc::new(Progress))
+            .with_observer(Arc::new(Progress::new()))
             .with_interrupt(crate::signals::interrupt_on_signals());
         let outcome = match engine.resume(run).await {
             Ok(outcome) => outcome,

@@ -65,8 +65,9 @@ pub async fn run(db: &Path, db_given: bool, args: Args) -> anyhow::Result<u8> {
     );
     noteln!("journal: {}\n", db.display());
     let agent = Agent::load(&spec_path).await?;
-    let engine = crate::telemetry()
-        .attach(Engine::new(open_journal(db).await?).with_observer(Arc::new(Progress)));
+    let engine = crate::telemetry().attach(
+        Engine::new(open_journal(db).await?).with_observer(Arc::new(Progress::streaming(true))),
+    );
     let outcome = engine.start(&agent, &args.input).await?;
     mock.shutdown().await;
 

@@ -19,6 +19,9 @@ pub struct Args {
     /// Print one JSON object {"run_id", "status", "output"} instead of the answer
     #[arg(long)]
     json: bool,
+    /// On a terminal, do not show answers as the model writes them (progress lines only)
+    #[arg(long)]
+    no_stream: bool,
     /// Raise a limit before continuing, e.g. `--raise max_cost_usd=1.0` or
     /// `--raise max_wall_time=30m` (repeatable)
     #[arg(long, value_name = "LIMIT=VALUE")]
@@ -81,7 +84,7 @@ pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let mut engine = Engine::new(journal).with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
     if !crate::out::quiet() && !args.json {
-        engine = engine.with_observer(Arc::new(Progress));
+        engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));
     }
     let by = args.by.clone().unwrap_or_else(os_user);
     let outcome = match engine.raise_and_resume(&args.run, &raises, &by).await {

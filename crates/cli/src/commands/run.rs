@@ -18,6 +18,9 @@ pub struct Args {
     /// Print one JSON object {"run_id", "status", "output"} instead of the answer
     #[arg(long)]
     json: bool,
+    /// On a terminal, do not show answers as the model writes them (progress lines only)
+    #[arg(long)]
+    no_stream: bool,
     /// Only journal the run and print its id, for a worker to drive (as `chassis submit`)
     #[arg(long)]
     detach: bool,
@@ -57,7 +60,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         Engine::new(open_journal(db).await?).with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
     if !crate::out::quiet() && !args.json {
-        engine = engine.with_observer(Arc::new(Progress));
+        engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));
     }
     let options = StartOptions {
         idempotency_key: args.idempotency_key.clone(),

@@ -1,0 +1,145 @@
+//! The role × endpoint matrix: without a token every endpoint but `/healthz` answers 401; with
+//! a token whose role is below the endpoint's, 403; from the endpoint's role up, the request
+//! goes through (to a 404 for the unknown run asked about, so nothing changes).
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::util::TestServer;
+
+/// The endpoints, the least role each needs, and a body (for the ones that take one).
+fn matrix() -> Vec<(Method, &'static str, &'static str, Option<Value>)> {
+    let run = "/v1/runs/run_nope";
+    vec![
+        (Method::GET, "/readyz", "viewer", None),
+        (Method::GET, "/metrics", "viewer", None),
+        (Method::GET, "/openapi.json", "viewer", None),
+        (Method::GET, "/v1/me", "viewer", None),
+        (Method::GET, "/v1/agents", "viewer", None),
+        (Method::GET, "/v1/runs", "viewer", None),
+        (Method::GET, "/v1/runs/run_nope", "viewer", None),
+        (Method::GET, "/v1/runs/run_nope/events", "viewer", None),
+        (Method::GET, "/v1/runs/run_nope/stream", "viewer", None),
+        (Method::GET, "/v1/runs/run_nope/trace", "viewer", None),
+        (Method::GET, "/v1/approvals", "viewer", None),
+        (Method::GET, "/v1/stats", "viewer", None),
+        (
+            Method::POST,
+            "/v1/runs",
+            "operator",
+            Some(json!({ "agent": "nobody", "input": "x" })),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/resume")),
+            "operator",
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/cancel")),
+            "operator",
+            Some(json!({ "reason": "r" })),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/calls/1.0/approve")),
+            "approver",
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/calls/1.0/reject")),
+            "approver",
+            Some(json!({ "reason": "r" })),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/calls/1.0/resolve")),
+            "approver",
+            Some(json!({ "outcome": "retry" })),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/limit/approve")),
+            "approver",
+            Some(json!({ "raise": { "max_steps": 3 } })),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/limit/reject")),
+            "approver",
+            Some(json!({ "reason": "r" })),
+        ),
+        (Method::GET, "/v1/tokens", "admin", None),
+        (
+            Method::POST,
+            "/v1/tokens",
+            "admin",
+            Some(json!({ "name": "bad name!", "role": "viewer" })),
+        ),
+        (Method::DELETE, "/v1/tokens/nobody", "admin", None),
+        (Method::POST, "/v1/agents/reload", "admin", None),
+    ]
+}
+
+fn leak(path: String) -> &'static str {
+    Box::leak(path.into_boxed_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_checks_the_token_and_its_role() {
+    let s = TestServer::start(0, Duration::ZERO).await;
+    let roles = [
+        ("viewer", s.tokens.viewer.clone()),
+        ("operator", s.tokens.operator.clone()),
+        ("approver", s.tokens.approver.clone()),
+        ("admin", s.tokens.admin.clone()),
+    ];
+    let rank = |role: &str| roles.iter().position(|(r, _)| *r == role).unwrap();
+    for (method, path, least, body) in matrix() {
+        let (status, problem) = s.call(method.clone(), path, None, body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {problem}"
+        );
+        assert_eq!(problem["type"], "/problems/unauthorized");
+        let (status, _) = s
+            .call(method.clone(), path, Some("chs_not_a_token"), body.clone())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a bad token"
+        );
+        for (role, token) in &roles {
+            let (status, answer) = s
+                .call(method.clone(), path, Some(token), body.clone())
+                .await;
+            if rank(role) < rank(least) {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} as {role}: {answer}"
+                );
+                assert_eq!(answer["type"], "/problems/forbidden");
+            } else {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {path} as {role}: {status} {answer}"
+                );
+                assert!(
+                    status.as_u16() < 500,
+                    "{method} {path} as {role}: {status} {answer}"
+                );
+            }
+        }
+    }
+    // Nothing was journaled by any of it.
+    assert_eq!(s.get("/v1/runs").await["runs"], json!([]));
+    let (status, _) = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "/healthz needs no token");
+}
