@@ -16,6 +16,7 @@ mod limits;
 mod observability;
 mod output;
 mod pipes;
+mod serve;
 mod spec_errors;
 mod util;
 mod workers;

@@ -1,0 +1,237 @@
+//! `chassis serve` as a process: a client follows a run's stream while the server is
+//! SIGKILLed mid-run and started again on the same journal; the client resumes from its
+//! `Last-Event-ID`, sees every event exactly once, and the run completes with nothing that was
+//! journaled done twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::{Mock, Spawned, chassis, python, toml_str, write};
+
+/// Three steps, each a tool call, then the answer; the last tool is irreversible.
+const SCRIPT: &str = r#"
+[[scenario]]
+[[scenario.turn]]
+tool_calls = [{ name = "look", arguments = { what = "a" } }]
+[[scenario.turn]]
+tool_calls = [{ name = "look", arguments = { what = "b" } }]
+[[scenario.turn]]
+tool_calls = [{ name = "record", arguments = { line = "{input}" } }]
+[[scenario.turn]]
+text = "done: {last_tool_result}"
+"#;
+
+const LOOK: &str = "import json,sys; a=json.load(sys.stdin); print('saw ' + a['what'])";
+
+const RECORD: &str = r#"
+import json, os, sys
+args = json.load(sys.stdin)
+with open(sys.argv[1], "a") as ledger:
+    ledger.write(args["line"] + " " + os.environ["CHASSIS_IDEMPOTENCY_KEY"] + "\n")
+print("recorded")
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `chassis serve` on `port`; returns the process (its URL line is on stdout).
+fn serve(db: &Path, agents: &Path, port: u16) -> Spawned {
+    Spawned::start(chassis(db).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--agents",
+        &agents.display().to_string(),
+        "--lease-ttl",
+        "2s",
+        "--poll-interval",
+        "100ms",
+    ]))
+}
+
+/// Waits until the server at `base` answers.
+async fn until_up(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "the server never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Follows the run's stream, reconnecting with `Last-Event-ID` whenever the connection drops,
+/// until the run's terminal event; returns every event's (id, kind) in the order received.
+async fn follow(http: reqwest::Client, url: String, token: String) -> Vec<(u64, String)> {
+    let mut got: Vec<(u64, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    'reconnect: loop {
+        assert!(Instant::now() < deadline, "the run never ended: {got:?}");
+        let mut request = http.get(&url).bearer_auth(&token);
+        if let Some((last, _)) = got.last() {
+            request = request.header("Last-Event-ID", last.to_string());
+        }
+        let Ok(mut response) = request.send().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if !response.status().is_success() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let mut buffer = String::new();
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                // The server went away: reconnect from the last id.
+                Ok(None) | Err(_) => continue 'reconnect,
+            };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let id = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id: "))
+                    .and_then(|v| v.parse::<u64>().ok());
+                let data = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok());
+                if let (Some(id), Some(data)) = (id, data) {
+                    let kind = data["kind"].as_str().unwrap_or_default().to_string();
+                    let terminal = kind == "run_completed" || kind == "run_failed";
+                    got.push((id, kind));
+                    if terminal {
+                        return got;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stream_survives_a_killed_server_and_sees_every_event_once() {
+    crate::util::become_subreaper();
+    let mock = Mock::start(SCRIPT, Duration::from_millis(400));
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    write(&agents, "look.py", LOOK);
+    write(&agents, "record.py", RECORD);
+    write(&agents, "prompt.md.j2", "Handle {{ input }}.\n");
+    let ledger = root.join("ledger.txt");
+    write(
+        &agents,
+        "agent.toml",
+        &format!(
+            r#"[agent]
+name = "clerk"
+prompt = "prompt.md.j2"
+
+[model]
+primary = "mock:m"
+timeout = "60s"
+
+[providers.mock]
+kind = "openai"
+base_url = {url}
+
+[[tools]]
+name = "look"
+description = "Looks"
+command = [{python}, "-I", "look.py"]
+risk = "read_only"
+args_schema = {{ type = "object", properties = {{ what = {{ type = "string" }} }} }}
+
+[[tools]]
+name = "record"
+description = "Records"
+command = [{python}, "-I", "record.py", {ledger}]
+risk = "irreversible"
+args_schema = {{ type = "object", properties = {{ line = {{ type = "string" }} }} }}
+
+[approvals]
+irreversible = "auto"
+"#,
+            url = toml_str(&mock.base_url()),
+            python = toml_str(python()),
+            ledger = toml_str(&ledger.display().to_string()),
+        ),
+    );
+    let db = root.join("j.db");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+
+    let first = serve(&db, &agents, port);
+    runtime.block_on(until_up(&http, &base));
+    let token = {
+        let out = crate::util::run(chassis(&db).args([
+            "tokens", "create", "--name", "follower", "--role", "operator",
+        ]));
+        out.expect_code(0);
+        out.stdout.trim().to_string()
+    };
+    let run_id: String = runtime.block_on(async {
+        let response = http
+            .post(format!("{base}/v1/runs"))
+            .bearer_auth(&token)
+            .json(&json!({ "agent": "clerk", "input": "entry-1" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["run_id"].as_str().unwrap().to_string()
+    });
+    let follower = runtime.spawn(follow(
+        http.clone(),
+        format!("{base}/v1/runs/{run_id}/stream"),
+        token.clone(),
+    ));
+    // Kill the server in the middle of the run: after the second model call was asked.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while mock.stats().requests < 2 {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.crash(None);
+    // Started again on the same journal and port: it takes the run over once the dead
+    // server's lease runs out.
+    let second = serve(&db, &agents, port);
+    let got = runtime.block_on(follower).unwrap();
+    second.terminate();
+
+    let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<u64> = (1..=ids.len() as u64).collect();
+    assert_eq!(ids, expected, "every event exactly once, in order: {got:?}");
+    assert_eq!(got.last().unwrap().1, "run_completed");
+    // Nothing journaled was done twice: one answer per step, one outcome per call, one entry.
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, kind) in &got {
+        *answers.entry(kind.clone()).or_default() += 1;
+    }
+    assert_eq!(answers["model_responded"], 4, "{answers:?}");
+    assert_eq!(answers["tool_finished"], 3, "{answers:?}");
+    let lines = std::fs::read_to_string(&ledger).unwrap();
+    assert_eq!(lines.lines().count(), 1, "recorded once: {lines}");
+    assert!(
+        answers.get("run_resumed").copied().unwrap_or(0) >= 2,
+        "the run was taken over: {answers:?}"
+    );
+}
