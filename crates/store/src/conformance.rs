@@ -908,6 +908,51 @@ pub async fn wait_for_work_returns_by_the_timeout(journal: Arc<dyn Journal>) {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A waiting worker hears of work made through the same journal at once: a run queued, a
+/// human's decision, a run given back now. (An hour's wait that ends within half a minute is
+/// the proof; the bound is slack on purpose, the point is not to sit out the poll.)
+pub async fn work_made_here_ends_a_wait(journal: Arc<dyn Journal>) {
+    async fn ends_wait(journal: &Arc<dyn Journal>, make: impl Future<Output = ()>) -> bool {
+        let waiting = {
+            let journal = Arc::clone(journal);
+            tokio::spawn(async move { journal.wait_for_work(Duration::from_secs(3600)).await })
+        };
+        // The waiter may or may not be waiting yet: a permit is kept either way.
+        tokio::task::yield_now().await;
+        make.await;
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .is_ok()
+    }
+    assert!(
+        ends_wait(&journal, create(journal.as_ref(), "queued")).await,
+        "a queued run did not end the wait"
+    );
+    let lease = create_driven(journal.as_ref(), "held", "me").await;
+    // Drain a permit the driven create may have left, then wait for the decision.
+    let _ = tokio::time::timeout(
+        Duration::from_millis(50),
+        journal.wait_for_work(Duration::from_secs(3600)),
+    )
+    .await;
+    journal.release(&lease, 1, Wake::Never).await.unwrap();
+    let _ = tokio::time::timeout(
+        Duration::from_millis(50),
+        journal.wait_for_work(Duration::from_secs(3600)),
+    )
+    .await;
+    assert!(
+        ends_wait(&journal, async {
+            journal
+                .decide("held", 1, &[raised()], Wake::Now)
+                .await
+                .unwrap();
+        })
+        .await,
+        "a decision did not end the wait"
+    );
+}
+
 /// Generates one test per conformance check for a backend.
 ///
 /// `$make` is an async expression evaluating to `(Arc<dyn Journal>, guard)`; the guard
@@ -941,6 +986,7 @@ macro_rules! journal_conformance {
             list_filters_and_pages,
             versions_and_tokens,
             wait_for_work_returns_by_the_timeout,
+            work_made_here_ends_a_wait,
         );
     };
     (@tests $get:expr; $($check:ident),* $(,)?) => {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chassis_core::{Event, RunStatus, Wake};
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::journal::{
@@ -157,6 +157,9 @@ pub struct SqliteJournal {
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     reader: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
+    /// Told when this process makes a run runnable now (a queued run, a decision, a run given
+    /// back), so a worker on this journal claims it at once instead of at its next poll.
+    work: Notify,
 }
 
 impl SqliteJournal {
@@ -203,7 +206,22 @@ impl SqliteJournal {
             writer: Mutex::new(Some(tx)),
             reader: Arc::new(Mutex::new(reader)),
             clock,
+            work: Notify::new(),
         })
+    }
+
+    /// Wakes a worker waiting on this journal when `wake` makes a run runnable now. One permit
+    /// is kept when nobody waits, so work made between a worker's last claim and its wait is
+    /// not left for the next poll.
+    fn work_for_now(&self, wake: Wake) {
+        let now = self.clock.now_ms();
+        if match wake {
+            Wake::Now => true,
+            Wake::At(at) => at <= now,
+            Wake::Never => false,
+        } {
+            self.work.notify_one();
+        }
     }
 
     /// Where the database file is.
@@ -943,7 +961,12 @@ impl Journal for SqliteJournal {
             driver: driver.map(|d| (d.owner.clone(), ttl_ms(d.ttl))),
         };
         match self.submit(op).await? {
-            Done::Created(seq, lease) => Ok(Created { seq, lease }),
+            Done::Created(seq, lease) => {
+                if lease.is_none() {
+                    self.work_for_now(wake);
+                }
+                Ok(Created { seq, lease })
+            }
             _ => Err(Error::Closed),
         }
     }
@@ -973,8 +996,11 @@ impl Journal for SqliteJournal {
         wake: Wake,
     ) -> Result<u64, Error> {
         crate::check_decisions(run_id, events)?;
-        self.append_op(run_id, expected, events, wake, Writer::Human)
-            .await
+        let seq = self
+            .append_op(run_id, expected, events, wake, Writer::Human)
+            .await?;
+        self.work_for_now(wake);
+        Ok(seq)
     }
 
     async fn load_after(&self, run_id: &str, after: u64) -> Result<Vec<Record>, Error> {
@@ -1155,8 +1181,9 @@ impl Journal for SqliteJournal {
             seen,
             wake,
         })
-        .await
-        .map(|_| ())
+        .await?;
+        self.work_for_now(wake);
+        Ok(())
     }
 
     async fn put_version(&self, version: &str, agent: &str, definition: &str) -> Result<(), Error> {
@@ -1206,8 +1233,11 @@ impl Journal for SqliteJournal {
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
-        // Nothing tells this process when another one makes a run runnable: poll.
-        tokio::time::sleep(timeout).await;
+        // Work this process makes is announced; work another process makes is found by polling.
+        tokio::select! {
+            () = self.work.notified() => {}
+            () = tokio::time::sleep(timeout) => {}
+        }
     }
 
     fn clock(&self) -> Arc<dyn Clock> {
