@@ -22,6 +22,7 @@ mod overhead;
 mod pin;
 mod report;
 mod resume;
+mod server;
 mod throughput;
 
 use std::path::PathBuf;
@@ -49,27 +50,32 @@ pub enum Group {
     Resume,
     /// `chassis run` process start to its first model request.
     ColdStart,
+    /// `chassis serve`: runs started through the API, events to stream subscribers, memory
+    /// per idle subscriber.
+    Server,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
         Group::Overhead,
         Group::Throughput,
         Group::Memory,
         Group::Journal,
         Group::Resume,
         Group::ColdStart,
+        Group::Server,
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 6] = [
+    const RUN_ORDER: [Group; 7] = [
         Group::Memory,
         Group::Overhead,
         Group::Throughput,
         Group::Journal,
         Group::Resume,
         Group::ColdStart,
+        Group::Server,
     ];
 
     /// The group's name on the command line.
@@ -81,6 +87,7 @@ impl Group {
             Group::Journal => "journal",
             Group::Resume => "resume",
             Group::ColdStart => "cold-start",
+            Group::Server => "server",
         }
     }
 
@@ -164,6 +171,16 @@ struct Sizes {
     resume_iters: usize,
     /// Timed `chassis run` processes.
     cold_iters: usize,
+    /// Runs started through `POST /v1/runs` for the starts figure.
+    server_starts: usize,
+    /// Concurrent clients sending them.
+    server_clients: usize,
+    /// Runs the stream subscribers follow.
+    server_runs: usize,
+    /// Stream subscribers per run.
+    server_followers: usize,
+    /// Steps of each followed run.
+    server_steps: u32,
 }
 
 impl Sizes {
@@ -182,6 +199,11 @@ impl Sizes {
                 journal_runs: 1,
                 resume_iters: 5,
                 cold_iters: 3,
+                server_starts: 200,
+                server_clients: 8,
+                server_runs: 5,
+                server_followers: 10,
+                server_steps: 5,
             }
         } else {
             Sizes {
@@ -197,6 +219,11 @@ impl Sizes {
                 journal_runs: 20,
                 resume_iters: 200,
                 cold_iters: 20,
+                server_starts: 20_000,
+                server_clients: 64,
+                server_runs: 100,
+                server_followers: 10,
+                server_steps: 20,
             }
         }
     }
@@ -304,6 +331,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::Journal => journal_size::run(&bench)?,
             Group::Resume => resume::run(&bench)?,
             Group::ColdStart => cold_start::run(&bench)?,
+            Group::Server => server::run(&bench)?,
         };
         report.extend(figures);
     }

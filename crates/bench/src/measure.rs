@@ -33,7 +33,16 @@ pub(crate) fn ms(d: Duration) -> f64 {
 
 /// This process's resident set now and at its peak (`VmRSS`, `VmHWM`), in bytes.
 pub(crate) fn rss() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    rss_at("/proc/self/status")
+}
+
+/// Another process's resident set now (`VmRSS`), in bytes.
+pub(crate) fn rss_of(pid: u32) -> Option<u64> {
+    rss_at(&format!("/proc/{pid}/status")).map(|(now, _)| now)
+}
+
+fn rss_at(path: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
         status
             .lines()

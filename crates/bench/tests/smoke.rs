@@ -7,7 +7,7 @@ use std::process::Command;
 use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
-const EXPECTED: [&str; 19] = [
+const EXPECTED: [&str; 24] = [
     "per-step overhead, durable, median",
     "per-step overhead, no fsync, median",
     "raw HTTP round trip to the mock, per step (baseline)",
@@ -27,6 +27,11 @@ const EXPECTED: [&str; 19] = [
     "resume: load + fold 1,000 events (Engine::load), median",
     "cold start: spawn → first model request, median",
     "`chassis --version`, spawn → exit, median",
+    "runs started/s through the API (POST /v1/runs",
+    "POST /v1/runs latency, median",
+    "events/s delivered to",
+    "event journaled → read by a subscriber, median",
+    "server memory per idle subscriber",
 ];
 
 #[test]
