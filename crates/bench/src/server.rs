@@ -323,13 +323,12 @@ async fn follow(
         _ => f64::NAN,
     };
     // Every follower of a run saw the same events.
-    for run in 0..runs.len() {
+    for (run, id) in runs.iter().enumerate() {
         let mut lengths = seen.iter().filter(|s| s.run == run).map(|s| s.events);
         let first = lengths.next().unwrap_or(0);
         if lengths.any(|n| n != first) {
             return Err(bench.failed(format!(
-                "the streams of run {} saw different numbers of events",
-                runs[run]
+                "the streams of run {id} saw different numbers of events"
             )));
         }
     }
