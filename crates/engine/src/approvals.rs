@@ -364,6 +364,45 @@ impl Engine {
         .map(|_| ())
     }
 
+    /// Grants an escalated limit request (`[limits] on_limit = "escalate"`): the raises must
+    /// include the limit the run waits on; others may come along. A run with no pending
+    /// request is refused (raise a paused run's limits with [`Engine::raise_limits`] and a
+    /// resume instead), and nothing is recorded.
+    pub async fn approve_limit(
+        &self,
+        run_id: &str,
+        raises: &[(LimitName, f64)],
+        by: &str,
+    ) -> Result<(), Error> {
+        if raises.is_empty() {
+            return Err(Error::Invalid(
+                "raise at least one limit (LIMIT=VALUE)".to_string(),
+            ));
+        }
+        self.decide_with(run_id, |state| {
+            let Some(limit) = state.limit_request else {
+                return Err(Error::Refused(format!(
+                    "run {run_id} has no pending limit request"
+                )));
+            };
+            if !raises.iter().any(|(l, _)| *l == limit) {
+                return Err(Error::Invalid(format!(
+                    "run {run_id} waits on {limit}; raise that one ({limit}=VALUE)"
+                )));
+            }
+            Ok(raises
+                .iter()
+                .map(|&(limit, value)| Event::LimitRaised {
+                    limit,
+                    value,
+                    by: by.to_string(),
+                })
+                .collect())
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Refuses an escalated limit request: the run fails (when next driven) with the reason.
     pub async fn reject_limit(&self, run_id: &str, by: &str, reason: &str) -> Result<(), Error> {
         let now = self.now_ms();

@@ -662,7 +662,8 @@ pub async fn resolve(
         (status = 401, description = "No or bad token", body = Problem),
         (status = 403, description = "Not an approver token", body = Problem),
         (status = 404, description = "No such run", body = Problem),
-        (status = 409, description = "The run has ended", body = Problem)))]
+        (status = 409, description = "The run has ended or waits on no limit", body = Problem),
+        (status = 422, description = "The raise does not include the limit the run waits on", body = Problem)))]
 pub async fn approve_limit(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
@@ -674,7 +675,10 @@ pub async fn approve_limit(
     if raises.is_empty() {
         return Err(Problem::bad_request("raise at least one limit").at("/raise"));
     }
-    state.engine().raise_limits(&id, &raises, &who.name).await?;
+    state
+        .engine()
+        .approve_limit(&id, &raises, &who.name)
+        .await?;
     decided(&state, &id).await
 }
 

@@ -185,25 +185,7 @@ pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
             .into());
         }
         let raises = crate::commands::resume::parse_raises(&args.raise)?;
-        let state = engine.load(&args.run).await?;
-        if state.status.is_terminal() {
-            return Err(
-                UsageError(format!("run {} has ended ({})", args.run, state.status)).into(),
-            );
-        }
-        let Some(limit) = state.limit_request else {
-            return Err(
-                UsageError(format!("run {} has no pending limit request", args.run)).into(),
-            );
-        };
-        if !raises.iter().any(|(l, _)| *l == limit) {
-            return Err(UsageError(format!(
-                "run {} waits on {limit}; raise that one (--raise {limit}=VALUE)",
-                args.run
-            ))
-            .into());
-        }
-        engine.raise_limits(&args.run, &raises, &by).await?;
+        engine.approve_limit(&args.run, &raises, &by).await?;
         noteln!("raised the limit of run {} (by {by})", args.run);
         return finish(engine, &args.run, args.resume).await;
     } else if !args.raise.is_empty() {

@@ -230,7 +230,10 @@ async fn rejections_cancels_and_resumes() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert_eq!(problem["field"], "/raise/max_bananas");
-    let (status, decided) = s
+    // A raise is the answer to a limit request: a run waiting on none is refused, as
+    // `chassis approve RUN limit` refuses it, and nothing is journaled.
+    let before = s.get(&format!("/v1/runs/{third}")).await["events"].clone();
+    let (status, problem) = s
         .call(
             Method::POST,
             &format!("/v1/runs/{third}/limit/approve"),
@@ -238,9 +241,17 @@ async fn rejections_cancels_and_resumes() {
             Some(json!({ "raise": { "max_steps": 9, "max_wall_time": "2h" } })),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{decided}");
-    assert_eq!(decided["run"]["limits"]["max_steps"], 9.0);
-    assert_eq!(decided["run"]["limits"]["max_wall_time"], 7_200_000.0);
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no pending limit request"),
+        "{problem}"
+    );
+    let after = s.get(&format!("/v1/runs/{third}")).await;
+    assert_eq!(after["events"], before);
+    assert_eq!(after["limits"]["max_steps"], 5.0);
     let (status, problem) = s
         .call(
             Method::POST,
