@@ -744,6 +744,7 @@ pub async fn stats(
             agent: query.agent,
             version: query.version,
             since_ms: query.since_ms,
+            status: None,
             include_eval: query.include_eval.unwrap_or(false),
         },
     )

@@ -31,6 +31,11 @@ impl RunFacts {
     /// The facts of one run; `None` when its journal does not fold.
     pub fn of(summary: &RunSummary, records: &[Record]) -> Option<RunFacts> {
         let state = RunState::fold(records.iter().map(|r| &r.event)).ok()?;
+        Some(RunFacts::of_state(summary, &state, records))
+    }
+
+    /// The facts of one run whose journal is already folded into `state`.
+    pub fn of_state(summary: &RunSummary, state: &RunState, records: &[Record]) -> RunFacts {
         let escalations = records
             .iter()
             .filter(|r| matches!(r.event, Event::RunWaiting { .. }))
@@ -40,7 +45,7 @@ impl RunFacts {
             .rev()
             .find(|r| matches!(r.event, Event::RunCompleted { .. }))
             .map(|r| r.at_ms.max(0) as u64);
-        Some(RunFacts {
+        RunFacts {
             agent: summary.agent.clone(),
             status: state.status,
             escalations,
@@ -49,7 +54,7 @@ impl RunFacts {
             steps: state.steps,
             completion_ms: completed_at.map(|at| at.saturating_sub(state.started_at_ms)),
             active_ms: completed_at.map(|at| state.wall_ms(at)),
-        })
+        }
     }
 }
 
@@ -153,6 +158,8 @@ pub struct ReportFilter {
     pub version: Option<String>,
     /// Only runs created at or after this time (ms since the epoch).
     pub since_ms: Option<i64>,
+    /// Only runs in this status now.
+    pub status: Option<RunStatus>,
     /// Eval runs too (tagged `eval.suite`; left out by default).
     pub include_eval: bool,
 }
@@ -164,6 +171,8 @@ pub struct Figures {
     pub agent: Option<String>,
     /// The version, when grouped by version.
     pub version: Option<String>,
+    /// The version's `[agent] version` label, if its runs give one.
+    pub version_label: Option<String>,
     /// Runs.
     pub runs: u64,
     /// Completed.
@@ -182,11 +191,20 @@ pub struct Figures {
     pub wall_ms: u64,
     /// Steps, in all.
     pub steps: u64,
+    /// Calls of a model without a known price (the cost is a lower bound).
+    pub unpriced_calls: u64,
+    /// When the last of these runs was last journaled to (ms since the epoch).
+    pub last_ms: i64,
 }
 
 impl Figures {
     fn add(&mut self, run: &ReportRun) {
         self.runs += 1;
+        if self.version_label.is_none() {
+            self.version_label.clone_from(&run.version_label);
+        }
+        self.unpriced_calls += u64::from(run.unpriced_calls);
+        self.last_ms = self.last_ms.max(run.updated_ms);
         match run.status {
             RunStatus::Completed => self.completed += 1,
             RunStatus::Failed => self.failed += 1,
@@ -275,6 +293,8 @@ pub struct ToolDecisions {
 pub struct Report {
     /// Every run matched.
     pub total: Figures,
+    /// Per agent (by name), then every agent together (`agent` none): `chassis stats`.
+    pub by_agent: Vec<Stats>,
     /// By agent and version.
     pub by_version: Vec<Figures>,
     /// By UTC day (`YYYY-MM-DD`) and version, oldest first.
@@ -287,6 +307,9 @@ pub struct Report {
 struct ReportRun {
     agent: String,
     version: String,
+    version_label: Option<String>,
+    unpriced_calls: u32,
+    updated_ms: i64,
     day: String,
     status: RunStatus,
     escalated: bool,
@@ -305,10 +328,12 @@ pub async fn report(
             agent: filter.agent.clone(),
             version: filter.version.clone(),
             since_ms: filter.since_ms,
+            status: filter.status,
             ..chassis_store::ListFilter::default()
         })
         .await?;
     let mut report = Report::default();
+    let mut facts = Vec::new();
     let mut by_version: BTreeMap<(String, String), Figures> = BTreeMap::new();
     let mut by_day: BTreeMap<String, BTreeMap<(String, String), Figures>> = BTreeMap::new();
     let mut tools: BTreeMap<String, ToolDecisions> = BTreeMap::new();
@@ -323,9 +348,13 @@ pub async fn report(
         let ended_at = records
             .last()
             .map_or(0, |r| u64::try_from(r.at_ms).unwrap_or(0));
+        facts.push(RunFacts::of_state(summary, &state, &records));
         let run = ReportRun {
             agent: summary.agent.clone(),
             version: state.version.clone(),
+            version_label: state.version_label.clone(),
+            unpriced_calls: state.unpriced_calls,
+            updated_ms: summary.updated_ms,
             day: crate::time::utc_day(summary.created_ms),
             status: state.status,
             escalated: records
@@ -360,6 +389,11 @@ pub async fn report(
         .map(|(day, rows)| (day, rows.into_values().collect()))
         .collect();
     report.tools = tools.into_values().collect();
+    // Oldest first above; the per-agent figures are the same whatever the order.
+    report.by_agent = match &filter.agent {
+        Some(agent) => vec![aggregate(Some(agent.clone()), &facts)],
+        None => per_agent(&facts),
+    };
     Ok(report)
 }
 

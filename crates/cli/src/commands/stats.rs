@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use chassis_store::ListFilter;
-use chassis_telemetry::stats::{RunFacts, Stats, aggregate, per_agent};
+use chassis_telemetry::stats::{ReportFilter, Stats};
 
 use crate::commands::open_existing_journal;
 use crate::exit::UsageError;
@@ -29,54 +28,29 @@ pub struct Args {
     include_eval: bool,
 }
 
-/// The tag `chassis eval` puts on the runs of a suite.
-const EVAL_TAG: &str = "eval.suite";
-
-/// Whether a run was started by an evaluation suite.
-fn is_eval(records: &[chassis_store::Record]) -> bool {
-    matches!(
-        records.first().map(|r| &r.event),
-        Some(chassis_core::Event::RunStarted(start)) if start.tags.contains_key(EVAL_TAG)
-    )
-}
-
 /// Completion rate, error rate, escalation frequency, average cost and time to completion,
 /// per agent and overall.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let now = chassis_engine::now_ms();
     let since_ms = args.since.as_deref().map(|t| since(t, now)).transpose()?;
     let journal = open_existing_journal(db).await?;
-    let runs = journal
-        .list(&ListFilter {
-            status: None,
+    let report = chassis_telemetry::stats::report(
+        journal.as_ref(),
+        &ReportFilter {
             agent: args.agent.clone(),
-            limit: None,
-            ..ListFilter::default()
-        })
-        .await?;
-    let mut facts = Vec::new();
-    for run in runs
-        .iter()
-        .filter(|r| since_ms.is_none_or(|s| r.created_ms >= s as i64))
-    {
-        let records = journal.load(&run.run_id).await?;
-        if !args.include_eval && is_eval(&records) {
-            continue;
-        }
-        if let Some(f) = RunFacts::of(run, &records) {
-            facts.push(f);
-        }
-    }
-    let stats = match &args.agent {
-        Some(agent) => vec![aggregate(Some(agent.clone()), &facts)],
-        None => per_agent(&facts),
-    };
+            since_ms: since_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            include_eval: args.include_eval,
+            ..ReportFilter::default()
+        },
+    )
+    .await?;
+    let stats = report.by_agent;
     if args.json {
         let value = serde_json::json!({ "since_ms": since_ms, "stats": stats });
         outln!("{value}");
         return Ok(crate::exit::COMPLETED);
     }
-    if facts.is_empty() {
+    if report.total.runs == 0 {
         outln!("no runs");
         return Ok(crate::exit::COMPLETED);
     }

@@ -348,6 +348,41 @@ impl Rng {
     }
 }
 
+/// A run's events, one line each, without their bulky fields; what ended it, as raw rows when
+/// the journal no longer folds (a failure message must show what the journal holds).
+fn journal_of(desk: &Desk, run_id: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let records = runtime.block_on(async {
+        let journal = chassis_store::SqliteJournal::open(&desk.db, chassis_store::Sync::Normal)
+            .expect("the journal opens");
+        chassis_store::Journal::load(&journal, run_id)
+            .await
+            .expect("the run's events load")
+    });
+    let rows: Vec<String> = records
+        .iter()
+        .map(|record| {
+            let mut event = record.to_json();
+            if let Some(map) = event.as_object_mut() {
+                for noisy in [
+                    "tools",
+                    "limits",
+                    "approvals",
+                    "system",
+                    "message",
+                    "context",
+                ] {
+                    map.remove(noisy);
+                }
+            }
+            event.to_string()
+        })
+        .collect();
+    rows.join("\n    ")
+}
+
 /// The crowd: a worker (SIGKILLed and restarted), `chassis run`s (some SIGKILLed, then
 /// resumed by `chassis resume`), submitted runs, and a human approving big payments and
 /// settling unknown outcomes from what the ledger says, all at once on one journal. At the
@@ -417,27 +452,7 @@ fn a_worker_runs_resumes_and_a_human_on_one_journal_double_nothing() {
                 .filter(|r| r["status"] != "completed")
                 .map(|r| {
                     let id = r["run_id"].as_str().unwrap();
-                    let show = show_json(&desk.db, id);
-                    let kinds: Vec<String> = events(&show)
-                        .iter()
-                        .map(|e| {
-                            let mut e = e.clone();
-                            if let Some(map) = e.as_object_mut() {
-                                for noisy in [
-                                    "tools",
-                                    "limits",
-                                    "approvals",
-                                    "system",
-                                    "message",
-                                    "context",
-                                ] {
-                                    map.remove(noisy);
-                                }
-                            }
-                            e.to_string()
-                        })
-                        .collect();
-                    format!("{} {}:\n    {}", id, r["status"], kinds.join("\n    "))
+                    format!("{} {}:\n    {}", id, r["status"], journal_of(&desk, id))
                 })
                 .collect();
             panic!(
@@ -499,7 +514,8 @@ fn a_worker_runs_resumes_and_a_human_on_one_journal_double_nothing() {
                 // 4: someone (a worker, another driver) holds it: fine, they drive it.
                 assert!(
                     matches!(out.code, Some(0 | 3 | 4)),
-                    "resume failed: {out:#?}"
+                    "resume failed: {out:#?}\n{id}:\n    {}",
+                    journal_of(&desk, id)
                 );
             }
         }
