@@ -557,7 +557,8 @@ impl Engine {
         }
         // Only worth writing if it ended the run (a resume alone would leave it running with
         // nobody driving it).
-        if probe.status.is_terminal() {
+        // (A run another driver ended before the lease was taken has nothing to write.)
+        if probe.status.is_terminal() && !events.is_empty() {
             self.journal()
                 .append(lease, state.seq, &events, probe.wake())
                 .await?;

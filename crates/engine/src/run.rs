@@ -638,8 +638,13 @@ impl Engine {
         run_id: &str,
         lease: Lease,
     ) -> Result<RunOutcome, Error> {
-        // Read again under the lease: whatever was written before it was taken is in.
+        // Read again under the lease: whatever was written before it was taken is in, the end
+        // of the run included (another driver may have finished it after the caller's read).
         let state = match self.load(run_id).await {
+            Ok(state) if state.status.is_terminal() => {
+                self.release(&lease, &state).await;
+                return Ok(RunOutcome::of(run_id, &state));
+            }
             Ok(state) => Box::new(state),
             Err(e) => {
                 self.give_back(&lease).await;

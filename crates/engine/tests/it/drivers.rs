@@ -406,3 +406,43 @@ async fn the_same_idempotency_key_returns_the_same_run() {
     assert_eq!(runs.len(), 1);
     assert_eq!(s.effects().len(), 1);
 }
+
+/// A resume that read the run before another driver finished it, and got the lease after:
+/// it reports the outcome the journal holds, writes nothing and gives the lease back (it once
+/// tried to journal `run_resumed` after the end and failed as if the journal were corrupt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ended_between_a_resumes_read_and_its_claim_is_reported_not_resumed() {
+    let s = setup("read_only", "60s", Duration::ZERO, &script("x", 0.0), "").await;
+    let engine = s.engine();
+    let submitted = engine
+        .submit_with(&s.agent, "go", StartOptions::default())
+        .await
+        .unwrap();
+    // What the late resume read: the run queued, not yet driven.
+    let read_before = engine.load(&submitted.run_id).await.unwrap();
+    assert_eq!(read_before.status, RunStatus::Running);
+    // Meanwhile another driver takes it to the end and lets go of it.
+    let done = s.engine().resume(&submitted.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let events = s.events(&submitted.run_id).await.len();
+
+    let late = engine
+        .resume_with(&s.agent, &submitted.run_id, read_before)
+        .await
+        .expect("the late resume reports the ended run");
+    assert_eq!(late.status, RunStatus::Completed);
+    assert_eq!(late.output, done.output);
+    assert_eq!(
+        s.events(&submitted.run_id).await.len(),
+        events,
+        "nothing written"
+    );
+    assert_eq!(s.effects().len(), 1);
+    // And the lease is free again: a third driver gets it at once.
+    let lease = s
+        .journal
+        .claim_run(&submitted.run_id, "third", Duration::from_secs(5))
+        .await
+        .expect("the late resume gave the lease back");
+    assert_eq!(lease.worker, "third");
+}
