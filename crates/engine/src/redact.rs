@@ -89,15 +89,36 @@ impl Redactor {
     /// (the error names its key, never its value): it cannot be redacted without mangling
     /// ordinary text, and skipping it silently would leave it in the journal. One that is
     /// unset or empty holds nothing to leak.
+    ///
+    /// The variables an MCP server's credentials read (`${env:NAME}` in `headers`, the OAuth
+    /// client id and secret) are covered too, and a secret one set to fewer than
+    /// [`MIN_SECRET_LEN`] bytes is refused the same way.
     pub fn for_spec(spec: &AgentSpec) -> Result<Redactor, SettingError> {
-        for (index, name) in spec.redact.env.iter().enumerate() {
+        let credentials: Vec<_> = spec
+            .mcp
+            .iter()
+            .flat_map(|(name, server)| server.credential_vars(name))
+            .collect();
+        let secrets = spec
+            .redact
+            .env
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (format!("redact.env[{index}]"), name.as_str()))
+            .chain(
+                credentials
+                    .iter()
+                    .filter(|var| var.secret)
+                    .map(|var| (var.key.clone(), var.name.as_str())),
+            );
+        for (key, name) in secrets {
             let Some(value) = std::env::var_os(name) else {
                 continue;
             };
             let len = value.len();
             if len > 0 && len < MIN_SECRET_LEN {
                 return Err(SettingError {
-                    key: format!("redact.env[{index}]"),
+                    key,
                     message: format!(
                         "the value of {name} is {len} bytes long; a secret must be at least \
                          {MIN_SECRET_LEN} to be redacted without mangling ordinary text"
@@ -112,7 +133,8 @@ impl Redactor {
                     .values()
                     .filter_map(|p| p.api_key_env.as_deref()),
             )
-            .chain(spec.redact.env.iter().map(String::as_str));
+            .chain(spec.redact.env.iter().map(String::as_str))
+            .chain(credentials.iter().map(|var| var.name.as_str()));
         Redactor::from_env(names).with_patterns(&spec.redact.patterns)
     }
 
