@@ -3,8 +3,9 @@
 //! Every event passes through the redactor before it is applied, journaled or observed, so a
 //! secret that reaches chassis (an API key echoed by a tool, a token in an error) never reaches
 //! the journal, the model's context, traces or metrics. A secret is a literal value (an API
-//! key, the value of a variable named in `[redact] env`) or a match of a `[redact] patterns`
-//! regular expression.
+//! key, the value of a variable named in `[redact] env` or read by an MCP server's
+//! credentials, an OAuth access token this process was given) or a match of a
+//! `[redact] patterns` regular expression.
 
 use std::ops::Range;
 
@@ -25,6 +26,12 @@ pub const MIN_SECRET_LEN: usize = 8;
 
 /// The API key variables every agent's redactor covers, whatever its providers.
 const WELL_KNOWN_KEYS: [&str; 2] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+
+/// The access tokens this process's MCP clients were given (`chassis_tools::issued_tokens`):
+/// secrets of every redactor, though no spec names them.
+fn issued() -> Option<std::sync::Arc<[String]>> {
+    chassis_tools::issued_tokens().filter(|tokens| !tokens.is_empty())
+}
 
 /// A `[redact]` setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -182,7 +189,7 @@ impl Redactor {
 
     /// Whether there is nothing to redact.
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.patterns.is_empty()
+        self.secrets.is_empty() && self.patterns.is_empty() && issued().is_none()
     }
 
     /// `text` with every secret and every match of a pattern replaced, as written and as
@@ -204,7 +211,13 @@ impl Redactor {
     /// `text` with what is visible as written replaced.
     fn redacted_plain(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
-        for secret in &self.secrets {
+        let issued = issued();
+        for secret in self.secrets.iter().chain(
+            issued
+                .iter()
+                .flat_map(|t| t.iter())
+                .filter(|t| t.len() >= MIN_SECRET_LEN),
+        ) {
             let current = out.as_deref().unwrap_or(text);
             if current.contains(secret.as_str()) {
                 out = Some(current.replace(secret.as_str(), REDACTED));
@@ -254,7 +267,13 @@ impl Redactor {
     /// Byte ranges of every secret and pattern match in `text`.
     fn matches(&self, text: &str) -> Vec<Range<usize>> {
         let mut found = Vec::new();
-        for secret in &self.secrets {
+        let issued = issued();
+        for secret in self.secrets.iter().chain(
+            issued
+                .iter()
+                .flat_map(|t| t.iter())
+                .filter(|t| t.len() >= MIN_SECRET_LEN),
+        ) {
             found.extend(
                 text.match_indices(secret.as_str())
                     .map(|(i, s)| i..i + s.len()),
