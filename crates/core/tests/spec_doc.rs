@@ -12,13 +12,14 @@ use chassis_core::spec::AgentSpec;
 const DOC: &str = include_str!("../../../docs/agent-spec.md");
 
 /// A table of the spec, as the reference writes its keys, and TOML that opens it.
-const TABLES: [(&str, &str); 12] = [
+const TABLES: [(&str, &str); 13] = [
     ("", ""),
     ("agent", "[agent]"),
     ("model", "[model]"),
     ("providers.NAME", "[providers.p]"),
     ("tools[]", "[[tools]]"),
     ("mcp.NAME", "[mcp.m]"),
+    ("mcp.NAME.oauth", "[mcp.m.oauth]"),
     ("limits", "[limits]"),
     ("pricing.MODEL", "[pricing.m]"),
     ("alerts", "[alerts]"),
@@ -28,10 +29,11 @@ const TABLES: [(&str, &str); 12] = [
 ];
 
 /// Keys whose children are names chosen by the user: documented as `parent.PLACEHOLDER`.
-const MAPS: [(&str, &str); 3] = [
+const MAPS: [(&str, &str); 4] = [
     ("vars", "vars.NAME"),
     ("approvals.tools", "approvals.tools.TOOL"),
     ("limits.on_limit", "limits.on_limit.LIMIT"),
+    ("mcp.NAME.headers", "mcp.NAME.headers.HEADER"),
 ];
 
 /// The fields the table opened by `header` accepts, from the parser's unknown-field error.
@@ -94,6 +96,7 @@ fn example_keys(value: &toml::Value, path: &str, keys: &mut BTreeSet<String>) {
         "tools[]",
         "mcp",
         "mcp.NAME",
+        "mcp.NAME.oauth",
         "limits",
         "pricing",
         "pricing.MODEL",

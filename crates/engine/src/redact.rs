@@ -3,8 +3,9 @@
 //! Every event passes through the redactor before it is applied, journaled or observed, so a
 //! secret that reaches chassis (an API key echoed by a tool, a token in an error) never reaches
 //! the journal, the model's context, traces or metrics. A secret is a literal value (an API
-//! key, the value of a variable named in `[redact] env`) or a match of a `[redact] patterns`
-//! regular expression.
+//! key, the value of a variable named in `[redact] env` or read by an MCP server's
+//! credentials, an OAuth access token this process was given) or a match of a
+//! `[redact] patterns` regular expression.
 
 use std::ops::Range;
 
@@ -25,6 +26,12 @@ pub const MIN_SECRET_LEN: usize = 8;
 
 /// The API key variables every agent's redactor covers, whatever its providers.
 const WELL_KNOWN_KEYS: [&str; 2] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+
+/// The access tokens this process's MCP clients were given (`chassis_tools::issued_tokens`):
+/// secrets of every redactor, though no spec names them.
+fn issued() -> Option<std::sync::Arc<[String]>> {
+    chassis_tools::issued_tokens().filter(|tokens| !tokens.is_empty())
+}
 
 /// A `[redact]` setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -89,15 +96,36 @@ impl Redactor {
     /// (the error names its key, never its value): it cannot be redacted without mangling
     /// ordinary text, and skipping it silently would leave it in the journal. One that is
     /// unset or empty holds nothing to leak.
+    ///
+    /// The variables an MCP server's credentials read (`${env:NAME}` in `headers`, the OAuth
+    /// client id and secret) are covered too, and a secret one set to fewer than
+    /// [`MIN_SECRET_LEN`] bytes is refused the same way.
     pub fn for_spec(spec: &AgentSpec) -> Result<Redactor, SettingError> {
-        for (index, name) in spec.redact.env.iter().enumerate() {
+        let credentials: Vec<_> = spec
+            .mcp
+            .iter()
+            .flat_map(|(name, server)| server.credential_vars(name))
+            .collect();
+        let secrets = spec
+            .redact
+            .env
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (format!("redact.env[{index}]"), name.as_str()))
+            .chain(
+                credentials
+                    .iter()
+                    .filter(|var| var.secret)
+                    .map(|var| (var.key.clone(), var.name.as_str())),
+            );
+        for (key, name) in secrets {
             let Some(value) = std::env::var_os(name) else {
                 continue;
             };
             let len = value.len();
             if len > 0 && len < MIN_SECRET_LEN {
                 return Err(SettingError {
-                    key: format!("redact.env[{index}]"),
+                    key,
                     message: format!(
                         "the value of {name} is {len} bytes long; a secret must be at least \
                          {MIN_SECRET_LEN} to be redacted without mangling ordinary text"
@@ -112,7 +140,8 @@ impl Redactor {
                     .values()
                     .filter_map(|p| p.api_key_env.as_deref()),
             )
-            .chain(spec.redact.env.iter().map(String::as_str));
+            .chain(spec.redact.env.iter().map(String::as_str))
+            .chain(credentials.iter().map(|var| var.name.as_str()));
         Redactor::from_env(names).with_patterns(&spec.redact.patterns)
     }
 
@@ -160,7 +189,7 @@ impl Redactor {
 
     /// Whether there is nothing to redact.
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.patterns.is_empty()
+        self.secrets.is_empty() && self.patterns.is_empty() && issued().is_none()
     }
 
     /// `text` with every secret and every match of a pattern replaced, as written and as
@@ -182,7 +211,13 @@ impl Redactor {
     /// `text` with what is visible as written replaced.
     fn redacted_plain(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
-        for secret in &self.secrets {
+        let issued = issued();
+        for secret in self.secrets.iter().chain(
+            issued
+                .iter()
+                .flat_map(|t| t.iter())
+                .filter(|t| t.len() >= MIN_SECRET_LEN),
+        ) {
             let current = out.as_deref().unwrap_or(text);
             if current.contains(secret.as_str()) {
                 out = Some(current.replace(secret.as_str(), REDACTED));
@@ -232,7 +267,13 @@ impl Redactor {
     /// Byte ranges of every secret and pattern match in `text`.
     fn matches(&self, text: &str) -> Vec<Range<usize>> {
         let mut found = Vec::new();
-        for secret in &self.secrets {
+        let issued = issued();
+        for secret in self.secrets.iter().chain(
+            issued
+                .iter()
+                .flat_map(|t| t.iter())
+                .filter(|t| t.len() >= MIN_SECRET_LEN),
+        ) {
             found.extend(
                 text.match_indices(secret.as_str())
                     .map(|(i, s)| i..i + s.len()),

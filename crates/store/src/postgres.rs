@@ -14,13 +14,14 @@ mod listen;
 mod migrate;
 mod pool;
 mod target;
+mod tls;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chassis_core::{Event, RunStatus, Wake};
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres::{Client, Statement};
 
 use crate::journal::{
     Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
@@ -288,7 +289,7 @@ impl Statements {
 /// `?options=-csearch_path%3Dname` in the URL picks another.
 pub struct PostgresJournal {
     target: String,
-    config: Config,
+    config: target::Target,
     pool: Pool,
     listener: Listener,
 }

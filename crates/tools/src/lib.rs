@@ -16,6 +16,7 @@ mod error;
 mod fs;
 mod http;
 mod mcp;
+mod secrets;
 mod tool;
 mod toolbox;
 mod validate;
@@ -23,6 +24,7 @@ mod validate;
 /// The attribute a [`Tool`] implementation needs (its `call` is an async trait method).
 pub use async_trait::async_trait;
 pub use error::Error;
+pub use secrets::issued_tokens;
 pub use tool::{CallContext, Tool, ToolError};
 pub use toolbox::Toolbox;
 pub use validate::{Refusal, check_arguments};

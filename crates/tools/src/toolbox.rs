@@ -35,10 +35,25 @@ impl Toolbox {
     /// its tools within 10 seconds; its tools share its connection.
     /// Errors carry the spec key, e.g. `tools[0].root`, `tools[1].args_schema`,
     /// `tools[2].only` or `mcp.billing.command`, and name the server and what failed.
+    ///
+    /// The variables an HTTP server's `headers` and `oauth` name are read from the process's
+    /// environment.
     pub async fn from_specs(
         specs: &[ToolSpec],
         mcp: &BTreeMap<String, McpServerSpec>,
         base_dir: &Path,
+    ) -> Result<Toolbox, Error> {
+        Toolbox::from_specs_with_env(specs, mcp, base_dir, &|name| std::env::var(name).ok()).await
+    }
+
+    /// [`Toolbox::from_specs`], reading the variables MCP credentials name through `env`
+    /// rather than from the process's environment (for a program that embeds chassis and keeps
+    /// its secrets elsewhere, and for tests).
+    pub async fn from_specs_with_env(
+        specs: &[ToolSpec],
+        mcp: &BTreeMap<String, McpServerSpec>,
+        base_dir: &Path,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Toolbox, Error> {
         let mut built = Vec::new();
         let mut started: BTreeMap<&str, (Arc<mcp::Server>, Vec<rmcp::model::Tool>)> =
@@ -61,7 +76,7 @@ impl Toolbox {
                         ));
                     };
                     if !started.contains_key(server.as_str()) {
-                        let entry = start(server, server_spec, base_dir).await?;
+                        let entry = start(server, server_spec, base_dir, env).await?;
                         started.insert(server, entry);
                     }
                     let (handle, listed) = &started[server.as_str()];
@@ -97,16 +112,12 @@ impl Toolbox {
     }
 
     /// Checks the MCP servers' configuration as [`Toolbox::from_specs`] would before starting
-    /// them (a stdio server's program exists, an HTTP server's URL is set), without starting
-    /// any; for `chassis check`, which starts them only when asked to.
+    /// them (a stdio server's program exists, the variables an HTTP server's credentials name
+    /// are set), without starting any; for `chassis check`, which starts them only when asked
+    /// to.
     pub fn check_mcp(mcp: &BTreeMap<String, McpServerSpec>, base_dir: &Path) -> Result<(), Error> {
         for (name, spec) in mcp {
-            let key = match spec.transport {
-                McpTransport::Stdio { .. } => format!("mcp.{name}.command"),
-                McpTransport::Http { .. } => format!("mcp.{name}.url"),
-            };
-            mcp::Server::new(name, spec, base_dir)
-                .map_err(|m| Error::new(&key, format!("server `{name}`: {m}")))?;
+            mcp::Server::new(name, spec, base_dir, &|var| std::env::var(var).ok())?;
         }
         Ok(())
     }
@@ -244,13 +255,13 @@ async fn start(
     name: &str,
     spec: &McpServerSpec,
     base_dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<(Arc<mcp::Server>, Vec<rmcp::model::Tool>), Error> {
     let key = match spec.transport {
         McpTransport::Stdio { .. } => format!("mcp.{name}.command"),
         McpTransport::Http { .. } => format!("mcp.{name}.url"),
     };
-    let server = mcp::Server::new(name, spec, base_dir)
-        .map_err(|m| Error::new(&key, format!("server `{name}`: {m}")))?;
+    let server = mcp::Server::new(name, spec, base_dir, env)?;
     let listed = server.start().await.map_err(|m| Error::new(&key, m))?;
     Ok((Arc::new(server), listed))
 }

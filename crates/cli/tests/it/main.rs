@@ -13,6 +13,7 @@ mod ids;
 mod init;
 mod input;
 mod limits;
+mod mcp_credentials;
 mod observability;
 mod output;
 mod pipes;

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 
 mod approvals;
+mod credentials;
 mod limits;
 pub mod redact;
 mod tools;
 
+pub use credentials::{CredentialVar, HeaderValue, OAuthSpec, carries_credentials};
 pub use limits::{
     AlertsSpec, DEFAULT_MAX_TOOL_ARGS_BYTES, DEFAULT_MAX_TOOL_RESULT_BYTES, ToolBounds,
     parse_pricing_file,

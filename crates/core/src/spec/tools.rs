@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::credentials::{CredentialVar, HeaderValue, OAuthSpec, RawOAuth, parse_headers};
 use super::{Error, duration_or, invalid, positive};
 use crate::tool::RiskClass;
 
@@ -158,6 +159,13 @@ pub enum McpTransport {
     Http {
         /// Endpoint URL.
         url: String,
+        /// Headers sent with every request, values possibly read from the environment
+        /// (`${env:NAME}`).
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, HeaderValue>,
+        /// OAuth 2.1 client credentials, for a bearer token fetched and refreshed by chassis.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oauth: Option<OAuthSpec>,
     },
 }
 
@@ -170,6 +178,39 @@ pub struct McpServerSpec {
     pub trusted: bool,
     /// Timeout of one tool call.
     pub timeout: Duration,
+}
+
+impl McpServerSpec {
+    /// The variables this server's credentials read (header values, OAuth client id and
+    /// secret), each with its key under `mcp.NAME` (`name` is the server's name).
+    pub fn credential_vars(&self, name: &str) -> Vec<CredentialVar> {
+        let McpTransport::Http { headers, oauth, .. } = &self.transport else {
+            return Vec::new();
+        };
+        let mut vars = Vec::new();
+        for (header, value) in headers {
+            for var in value.env_names() {
+                vars.push(CredentialVar {
+                    key: format!("mcp.{name}.headers.{header}"),
+                    name: var.to_string(),
+                    secret: true,
+                });
+            }
+        }
+        if let Some(oauth) = oauth {
+            vars.push(CredentialVar {
+                key: format!("mcp.{name}.oauth.client_id_env"),
+                name: oauth.client_id_env.clone(),
+                secret: false,
+            });
+            vars.push(CredentialVar {
+                key: format!("mcp.{name}.oauth.client_secret_env"),
+                name: oauth.client_secret_env.clone(),
+                secret: true,
+            });
+        }
+        vars
+    }
 }
 
 /// A command tool declared in the spec.
@@ -227,6 +268,8 @@ pub(super) struct RawMcp {
     #[serde(default)]
     trusted: bool,
     timeout: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    oauth: Option<RawOAuth>,
 }
 
 impl RawMcp {
@@ -238,6 +281,18 @@ impl RawMcp {
                         format!("{key}.command"),
                         "must list the program and its arguments",
                     ));
+                }
+                for (field, set) in [
+                    ("headers", self.headers.is_some()),
+                    ("oauth", self.oauth.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(
+                            format!("{key}.{field}"),
+                            "only allowed with `url` (a streamable HTTP server); a stdio \
+                             server gets its credentials through `env`",
+                        ));
+                    }
                 }
                 McpTransport::Stdio {
                     command,
@@ -257,7 +312,29 @@ impl RawMcp {
                         "only allowed with `command` (a stdio server)",
                     ));
                 }
-                McpTransport::Http { url }
+                let headers =
+                    parse_headers(self.headers.unwrap_or_default(), &format!("{key}.headers"))?;
+                let oauth = self
+                    .oauth
+                    .map(|raw| raw.validate(&format!("{key}.oauth")))
+                    .transpose()?;
+                if oauth.is_some()
+                    && let Some(name) = headers
+                        .keys()
+                        .find(|n| n.eq_ignore_ascii_case("authorization"))
+                {
+                    return Err(invalid(
+                        format!("{key}.oauth"),
+                        format!(
+                            "sets the Authorization header, as `headers.{name}` does; keep one"
+                        ),
+                    ));
+                }
+                McpTransport::Http {
+                    url,
+                    headers,
+                    oauth,
+                }
             }
             (Some(_), Some(_)) => {
                 return Err(invalid(

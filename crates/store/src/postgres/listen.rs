@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Config};
+use tokio_postgres::AsyncMessage;
 
-use super::target::connect;
+use super::target::{Target, connect};
 
 /// The channel runnable runs are announced on.
 pub(crate) const CHANNEL: &str = "chassis_runs";
@@ -50,7 +50,7 @@ impl Listener {
 
     /// Waits up to `timeout` for an announcement the latest claim did not see (starting the
     /// listener if needed).
-    pub(super) async fn wait(&self, config: &Config, timeout: Duration) {
+    pub(super) async fn wait(&self, config: &Target, timeout: Duration) {
         self.task.get_or_init(|| {
             let config = config.clone();
             let generation = self.generation.clone();
@@ -74,7 +74,7 @@ fn bump(generation: &watch::Sender<u64>) {
     generation.send_modify(|g| *g += 1);
 }
 
-async fn listen(config: Config, generation: watch::Sender<u64>) {
+async fn listen(config: Target, generation: watch::Sender<u64>) {
     loop {
         if let Ok((client, mut connection)) = connect(&config).await {
             let sql = format!("LISTEN {CHANNEL}");

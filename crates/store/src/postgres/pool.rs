@@ -9,10 +9,10 @@
 use std::sync::Mutex;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 
 use super::Statements;
-use super::target::{connect, describe};
+use super::target::{Target, connect, describe};
 use crate::Error;
 
 /// One connection and its statements.
@@ -24,7 +24,7 @@ pub(super) struct Conn {
 impl Conn {
     /// Opens a connection (driven by a task of its own until the client is dropped) and
     /// prepares the journal's statements on it.
-    pub(super) async fn open(config: &Config, target: &str) -> Result<Conn, Error> {
+    pub(super) async fn open(config: &Target, target: &str) -> Result<Conn, Error> {
         let (client, connection) = connect(config).await?;
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; the next use notices.
@@ -47,7 +47,7 @@ impl Conn {
 
 /// The pool.
 pub(super) struct Pool {
-    config: Config,
+    config: Target,
     target: String,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
@@ -62,7 +62,7 @@ pub(super) struct Pooled<'a> {
 
 impl Pool {
     /// A pool of at most `size` connections (at least one), starting with `first`.
-    pub(super) fn new(config: Config, target: String, size: usize, first: Conn) -> Pool {
+    pub(super) fn new(config: Target, target: String, size: usize, first: Conn) -> Pool {
         Pool {
             config,
             target,

@@ -3,11 +3,20 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, Connection, Socket};
 
+use super::tls::{self, MakeRustls, RustlsStream};
 use crate::Error;
+
+/// Where to connect and how: the parsed URL and its TLS connector.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// The URL without its TLS parameters, which tokio-postgres does not know.
+    pub(crate) config: Config,
+    /// The TLS connector the URL and the `PGSSL*` variables ask for.
+    tls: MakeRustls,
+}
 
 /// How long a connection attempt may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,30 +70,81 @@ pub fn redact(target: &str) -> String {
     out
 }
 
-/// A URL parsed into a connection configuration, with chassis' defaults.
-pub(crate) fn parse(url: &str) -> Result<Config, Error> {
+/// A URL parsed into a connection configuration, with chassis' defaults; TLS settings the URL
+/// lacks come from the `PGSSL*` variables of the process.
+pub(crate) fn parse(url: &str) -> Result<Target, Error> {
+    parse_with(url, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`], with the environment given.
+pub(crate) fn parse_with(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, Error> {
     let invalid = |message: String| Error::InvalidTarget {
         target: redact(url),
         message,
     };
-    let mut config: Config = url.trim().parse().map_err(|e: tokio_postgres::Error| {
+    let (rest, given) = take_tls_params(url.trim());
+    let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         invalid(format!("not a valid PostgreSQL URL: {}", describe(&e)))
     })?;
     if config.get_hosts().is_empty() {
         return Err(invalid("the URL names no host".to_string()));
     }
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(invalid(
-            "sslmode=require: TLS to PostgreSQL is not supported yet".to_string(),
-        ));
-    }
+    let settings = tls::Settings::new(&given, env).map_err(invalid)?;
+    let tls = settings.connector().map_err(invalid)?;
+    config.ssl_mode(settings.mode.negotiation());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("chassis");
     }
-    Ok(config)
+    Ok(Target { config, tls })
+}
+
+/// `url` without the query parameters [`tls::PARAMS`] names, and those parameters (decoded).
+fn take_tls_params(url: &str) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), Vec::new());
+    };
+    let mut taken = Vec::new();
+    let mut kept = Vec::new();
+    for param in query.split('&') {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        let key = percent_decode(key);
+        if tls::PARAMS.iter().any(|(name, _)| *name == key) {
+            taken.push((key, percent_decode(value)));
+        } else {
+            kept.push(param);
+        }
+    }
+    if kept.is_empty() {
+        (base.to_string(), taken)
+    } else {
+        (format!("{base}?{}", kept.join("&")), taken)
+    }
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written), as tokio-postgres decodes the rest.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Where `config` connects to, as `host:port` (never user or password).
@@ -107,12 +167,16 @@ pub(crate) fn hosts(config: &Config) -> String {
 
 /// Opens one connection; the caller drives the returned `Connection`.
 pub(crate) async fn connect(
-    config: &Config,
-) -> Result<(Client, Connection<Socket, NoTlsStream>), Error> {
-    config.connect(NoTls).await.map_err(|e| Error::Connect {
-        target: hosts(config),
-        message: describe(&e),
-    })
+    target: &Target,
+) -> Result<(Client, Connection<Socket, RustlsStream>), Error> {
+    let config = &target.config;
+    config
+        .connect(target.tls.clone())
+        .await
+        .map_err(|e| Error::Connect {
+            target: hosts(config),
+            message: describe(&e),
+        })
 }
 
 /// A client error as one lowercase line: the server's message, or the IO cause, or the
@@ -137,8 +201,13 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn describe_io(io: &std::io::Error) -> String {
+/// An IO error as one lowercase line; a TLS error inside it (the server refusing the session
+/// after the handshake, say) in the words of [`tls::describe_tls`].
+pub(crate) fn describe_io(io: &std::io::Error) -> String {
     use std::io::ErrorKind;
+    if let Some(e) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return tls::describe_tls(e, "the server", None);
+    }
     match io.kind() {
         ErrorKind::ConnectionRefused => "connection refused".to_string(),
         ErrorKind::ConnectionReset => "connection reset by the server".to_string(),
@@ -184,9 +253,48 @@ mod tests {
 
     #[test]
     fn hosts_show_host_and_port_only() {
-        let config = parse("postgres://bob:pw@127.0.0.1:5999/x").unwrap();
-        assert_eq!(hosts(&config), "127.0.0.1:5999");
-        let config = parse("postgres://bob:pw@a,b:6000/x").unwrap();
-        assert_eq!(hosts(&config), "a:5432,b:6000");
+        let target = parse("postgres://bob:pw@127.0.0.1:5999/x").unwrap();
+        assert_eq!(hosts(&target.config), "127.0.0.1:5999");
+        let target = parse("postgres://bob:pw@a,b:6000/x").unwrap();
+        assert_eq!(hosts(&target.config), "a:5432,b:6000");
+    }
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let (rest, taken) = take_tls_params(
+            "postgres://db/x?sslmode=verify-full&options=-c%20a%3Db&sslrootcert=%2Fetc%2Fca%20x.pem",
+        );
+        assert_eq!(rest, "postgres://db/x?options=-c%20a%3Db");
+        assert_eq!(
+            taken,
+            vec![
+                ("sslmode".to_string(), "verify-full".to_string()),
+                ("sslrootcert".to_string(), "/etc/ca x.pem".to_string()),
+            ]
+        );
+        assert_eq!(
+            take_tls_params("postgres://db/x?sslmode=disable").0,
+            "postgres://db/x"
+        );
+        assert_eq!(take_tls_params("postgres://db/x").0, "postgres://db/x");
+        assert_eq!(percent_decode("%zz%41%"), "%zzA%");
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_url_then_the_environment() {
+        use tokio_postgres::config::SslMode;
+        let env = |name: &str| (name == "PGSSLMODE").then(|| "require".to_string());
+        let target = parse_with("postgres://db/x", &env).unwrap();
+        assert_eq!(target.config.get_ssl_mode(), SslMode::Require);
+        let target = parse_with("postgres://db/x?sslmode=disable", &env).unwrap();
+        assert_eq!(target.config.get_ssl_mode(), SslMode::Disable);
+        let target = parse_with("postgres://db/x?sslmode=verify-full", &env).unwrap();
+        assert_eq!(target.config.get_ssl_mode(), SslMode::Require);
+        let err = parse_with("postgres://bob:hunter2@db/x?sslmode=sometimes", &env).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("sslmode `sometimes`") && !text.contains("hunter2"),
+            "{text}"
+        );
     }
 }

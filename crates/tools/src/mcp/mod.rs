@@ -4,6 +4,8 @@
 //! for a server marked `trusted`; otherwise its tools are irreversible unless the spec's `risk`
 //! table says otherwise.
 
+mod auth;
+mod oauth;
 mod server;
 
 use std::collections::BTreeMap;
@@ -167,8 +169,23 @@ impl Tool for McpTool {
         let Value::Object(arguments) = args else {
             return Err(ToolError::failed("the arguments must be a JSON object"));
         };
-        let result = self.server.call(&self.def.name, arguments, ctx).await?;
+        // What a server sends back may quote the token it was sent; it is not the model's.
+        let scrub = |e: ToolError| {
+            let message = self.server.scrub(e.message());
+            if e.is_indeterminate() {
+                ToolError::indeterminate(message)
+            } else {
+                ToolError::failed(message)
+            }
+        };
+        let result = self
+            .server
+            .call(&self.def.name, arguments, ctx)
+            .await
+            .map_err(scrub)?;
         render(&self.def.name, self.server.name(), result)
+            .map(|text| self.server.scrub(&text))
+            .map_err(scrub)
     }
 }
 

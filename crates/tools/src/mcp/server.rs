@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
+use super::auth::{Auth, AuthClient, failure_in};
 use crate::command::{format_duration, resolve_program};
 use crate::{CallContext, ToolError};
 
@@ -46,6 +47,8 @@ enum Launch {
     },
     Http {
         url: String,
+        /// The HTTP client, with the server's credentials.
+        client: AuthClient,
     },
 }
 
@@ -99,16 +102,29 @@ async fn stderr_note(tail: &Option<Tail>) -> String {
 }
 
 impl Server {
-    /// Checks the spec and describes the server; nothing is started yet.
+    /// Checks the spec and describes the server, reading the variables its credentials name
+    /// through `env`; nothing is started yet.
     ///
-    /// The error is the message for the spec's `command` key (a program that cannot be found).
-    pub(crate) fn new(name: &str, spec: &McpServerSpec, base_dir: &Path) -> Result<Server, String> {
+    /// The error names the spec key at fault: `mcp.NAME.command` (a program that cannot be
+    /// found), or the header or OAuth field whose variable is not set.
+    pub(crate) fn new(
+        name: &str,
+        spec: &McpServerSpec,
+        base_dir: &Path,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Server, crate::Error> {
         let launch = match &spec.transport {
             McpTransport::Stdio { command, env } => {
+                let at = |m: String| {
+                    crate::Error::new(
+                        format!("mcp.{name}.command"),
+                        format!("server `{name}`: {m}"),
+                    )
+                };
                 let (written, args) = command
                     .split_first()
-                    .ok_or_else(|| "must list the program and its arguments".to_string())?;
-                let (program, working_dir) = resolve_program(written, base_dir)?;
+                    .ok_or_else(|| at("must list the program and its arguments".to_string()))?;
+                let (program, working_dir) = resolve_program(written, base_dir).map_err(at)?;
                 Launch::Stdio {
                     program,
                     args: args.to_vec(),
@@ -116,7 +132,24 @@ impl Server {
                     working_dir,
                 }
             }
-            McpTransport::Http { url } => Launch::Http { url: url.clone() },
+            McpTransport::Http {
+                url,
+                headers,
+                oauth,
+            } => {
+                let http = http_client().map_err(|m| {
+                    crate::Error::new(format!("mcp.{name}.url"), format!("server `{name}`: {m}"))
+                })?;
+                let auth = Auth::new(name, url, headers, oauth.as_ref(), env, http.clone())
+                    .map_err(|(key, m)| crate::Error::new(key, format!("server `{name}`: {m}")))?;
+                Launch::Http {
+                    url: url.clone(),
+                    client: AuthClient {
+                        http,
+                        auth: Arc::new(auth),
+                    },
+                }
+            }
         };
         Ok(Server {
             name: name.to_string(),
@@ -124,6 +157,15 @@ impl Server {
             timeout: spec.timeout,
             live: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// `text` without any token this server's OAuth client was given (the values of its
+    /// headers' variables are the agent redactor's to remove).
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        match &self.launch {
+            Launch::Http { client, .. } => client.auth.scrub(text),
+            Launch::Stdio { .. } => text.to_string(),
+        }
     }
 
     /// The server's name in the spec.
@@ -141,6 +183,9 @@ impl Server {
         let listed = match tokio::time::timeout_at(deadline, listing).await {
             Ok(Ok(listed)) => listed,
             Ok(Err(e)) => {
+                if let Some(failure) = failure_in(&e) {
+                    return Err(format!("MCP server `{name}`: {failure}"));
+                }
                 return Err(format!(
                     "server `{name}` failed to list its tools: {}{}",
                     describe(&e),
@@ -200,12 +245,9 @@ impl Server {
                     stderr: tail,
                 })
             }
-            Launch::Http { url } => {
+            Launch::Http { url, client } => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-                let transport = StreamableHttpClientTransport::with_client(
-                    http_client().map_err(|m| format!("server `{name}`: {m}"))?,
-                    config,
-                );
+                let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
                 let client = initialize(name, info.serve(transport), deadline, &None).await?;
                 Ok(Connection {
                     client,
@@ -288,6 +330,11 @@ impl Server {
             tokio::time::timeout_at(deadline, connection.client.peer().call_tool(params)).await;
         match outcome {
             Ok(Ok(result)) => Ok(result),
+            // Refused before it was carried out: the tool did not act.
+            Ok(Err(e)) if failure_in(&e).is_some() => Err(ToolError::failed(format!(
+                "`{tool}` (MCP server `{name}`) was refused: {}",
+                failure_in(&e).map(ToString::to_string).unwrap_or_default()
+            ))),
             Ok(Err(ServiceError::McpError(error))) => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 error.message
@@ -356,6 +403,12 @@ where
 {
     match tokio::time::timeout_at(deadline, serving).await {
         Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) if init_failure(&e).is_some() => Err(format!(
+            "MCP server `{name}`: {}",
+            init_failure(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        )),
         Ok(Err(e)) => Err(format!(
             "server `{name}` failed to initialize: {}{}",
             describe_init(&e),
@@ -367,6 +420,15 @@ where
             format_duration(START_TIMEOUT)
         )),
     }
+}
+
+/// The credentials failure behind a failed `initialize`, if that is what it was (the transport
+/// error is not the initialize error's `source`).
+fn init_failure(error: &ClientInitializeError) -> Option<&super::auth::AuthFailure> {
+    failure_in(error).or(match error {
+        ClientInitializeError::TransportError { error, .. } => failure_in(error),
+        _ => None,
+    })
 }
 
 /// Drains a server's stderr, keeping its last [`STDERR_TAIL_BYTES`] bytes; says when it closes.
@@ -412,7 +474,7 @@ fn describe_init(error: &ClientInitializeError) -> String {
 
 /// The innermost cause, which says what happened ("Connection refused") without the layers
 /// of transport names around it.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;

@@ -8,6 +8,7 @@ mod command_tools;
 mod custom_tools;
 mod fs_tools;
 mod http_tools;
+mod mcp_auth;
 mod mcp_server;
 mod mcp_tools;
 mod tool_env;

@@ -38,21 +38,30 @@ pub fn command(mode: &str) -> (Vec<String>, ToolEnv) {
     (command, env)
 }
 
-/// Serves MCP over streamable HTTP at `/mcp` on 127.0.0.1, in this process; gives the URL.
-pub async fn http() -> String {
-    use rmcp::transport::StreamableHttpService;
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-
-    let service = StreamableHttpService::new(
+/// The MCP service over streamable HTTP, for a test to mount behind routes of its own.
+pub fn service() -> rmcp::transport::StreamableHttpService<
+    TestServer,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    rmcp::transport::StreamableHttpService::new(
         || Ok(TestServer),
-        LocalSessionManager::default().into(),
         Default::default(),
-    );
-    let app = axum::Router::new().nest_service("/mcp", service);
+        Default::default(),
+    )
+}
+
+/// Serves `app` on 127.0.0.1, in this process; gives its base URL (`http://127.0.0.1:PORT`).
+pub async fn serve_app(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/mcp")
+    format!("http://{addr}")
+}
+
+/// Serves MCP over streamable HTTP at `/mcp` on 127.0.0.1, in this process; gives the URL.
+pub async fn http() -> String {
+    let base = serve_app(axum::Router::new().nest_service("/mcp", service())).await;
+    format!("{base}/mcp")
 }
 
 /// Runs the server when this process was started as one; passes at once otherwise.
@@ -130,6 +139,11 @@ fn tools() -> Vec<Tool> {
         tool("pid", "Its process id.", None),
         tool("meta", "The request's _meta.", None),
         tool("env", "Its environment, as a JSON object.", None),
+        tool(
+            "whoami",
+            "The Authorization header it was sent over HTTP.",
+            None,
+        ),
     ]
 }
 
@@ -175,6 +189,13 @@ impl rmcp::ServerHandler for TestServer {
                 // The service may move the request's `_meta` into the context.
                 let meta = request.meta.unwrap_or(context.meta);
                 text(serde_json::to_string(&meta).unwrap())
+            }
+            "whoami" => {
+                let parts = context.extensions.get::<axum::http::request::Parts>();
+                let header = parts
+                    .and_then(|p| p.headers.get("authorization"))
+                    .and_then(|v| v.to_str().ok());
+                text(format!("you sent: {}", header.unwrap_or("nothing")))
             }
             "env" => {
                 let env: BTreeMap<String, String> = std::env::vars().collect();

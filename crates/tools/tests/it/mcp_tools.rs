@@ -48,7 +48,7 @@ async fn tools_are_listed_and_called_over_stdio() {
         names(&toolbox),
         [
             "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta",
-            "env"
+            "env", "whoami"
         ]
     );
     let echo = toolbox.get("echo").unwrap().def().clone();
@@ -144,7 +144,7 @@ async fn names_the_server_does_not_list_are_refused_at_load() {
     assert_eq!(
         e.message,
         "MCP server `billing` has no tool `refund`, `void`; it lists: echo, lookup, update, \
-         delete, plain, fail, hang, crash, pid, meta, env"
+         delete, plain, fail, hang, crash, pid, meta, env, whoami"
     );
     let e = load(&[entry(None, &[("refund", RiskClass::ReadOnly)])], billing)
         .await
@@ -320,7 +320,11 @@ async fn a_server_that_fails_to_start_is_reported_at_load() {
 async fn tools_are_listed_and_called_over_streamable_http() {
     let url = mcp_server::http().await;
     let billing = McpServerSpec {
-        transport: McpTransport::Http { url },
+        transport: McpTransport::Http {
+            url,
+            headers: Default::default(),
+            oauth: None,
+        },
         trusted: true,
         timeout: Duration::from_secs(1),
     };
@@ -363,6 +367,8 @@ async fn an_unreachable_http_server_is_reported_at_load() {
     let billing = McpServerSpec {
         transport: McpTransport::Http {
             url: format!("http://127.0.0.1:{port}/mcp"),
+            headers: Default::default(),
+            oauth: None,
         },
         trusted: false,
         timeout: Duration::from_secs(5),
