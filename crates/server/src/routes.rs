@@ -262,18 +262,24 @@ pub async fn start_run(
         .engine()
         .submit_with(&agent, &request.input, options)
         .await?;
-    let view = state.engine().run_view(&submitted.run_id).await?;
-    let status = if submitted.existing {
-        StatusCode::OK
+    // A new run is queued under the agent's version; one the key started before is read back
+    // (it may have moved on, under another version).
+    let (code, status, version) = if submitted.existing {
+        let view = state.engine().run_view(&submitted.run_id).await?;
+        (StatusCode::OK, view.status, view.version)
     } else {
-        StatusCode::CREATED
+        (
+            StatusCode::CREATED,
+            chassis_core::RunStatus::Running,
+            agent.version.clone(),
+        )
     };
     Ok(json(
-        status,
+        code,
         &RunCreated {
             run_id: submitted.run_id,
-            status: view.status.into(),
-            version: view.version,
+            status: status.into(),
+            version,
             existing: submitted.existing,
         },
     ))
