@@ -19,7 +19,7 @@ pub use agent::{Agent, Checked, LoadError, Sources};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use error::Error;
-pub use query::{MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
+pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{
     DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted, default_owner,

@@ -177,6 +177,15 @@ impl RunView {
     }
 }
 
+/// A run after a human's decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct Decided {
+    /// The run, after the decision.
+    pub run: RunView,
+    /// Whether the run is runnable again (a worker, or a resume, continues it).
+    pub woken: bool,
+}
+
 /// Submitted and never picked up: only `run_started` journaled, nobody holding it.
 fn is_queued(summary: &RunSummary, now: i64) -> bool {
     summary.status == RunStatus::Running
@@ -291,6 +300,19 @@ impl Engine {
 
     /// One run, whole.
     pub async fn run_view(&self, run_id: &str) -> Result<RunView, Error> {
+        Ok(self.view_and_state(run_id).await?.0)
+    }
+
+    /// A run after a human's decision: the run, and whether the decision made it runnable
+    /// (a worker, or a resume, continues it). What `POST …/approve` answers and what
+    /// `chassis approve --json` prints.
+    pub async fn decided(&self, run_id: &str) -> Result<Decided, Error> {
+        let (run, state) = self.view_and_state(run_id).await?;
+        let woken = state.wake() == Wake::Now && !state.status.is_terminal();
+        Ok(Decided { run, woken })
+    }
+
+    async fn view_and_state(&self, run_id: &str) -> Result<(RunView, RunState), Error> {
         let summary = self
             .journal()
             .list(&ListFilter {
@@ -301,6 +323,7 @@ impl Engine {
             .pop()
             .ok_or_else(|| Error::Store(chassis_store::Error::RunNotFound(run_id.to_string())))?;
         let state = self.load(run_id).await?;
-        Ok(RunView::of(&summary, &state, self.now_ms(), true))
+        let view = RunView::of(&summary, &state, self.now_ms(), true);
+        Ok((view, state))
     }
 }

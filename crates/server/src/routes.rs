@@ -96,14 +96,12 @@ fn parse_raises(raise: &BTreeMap<String, Value>) -> Result<Vec<(LimitName, f64)>
 
 /// The run as it stands after a decision, and whether the decision woke it.
 async fn decided(state: &AppState, run_id: &str) -> Result<Response, Problem> {
-    let view = state.engine().run_view(run_id).await?;
-    let woken = state.engine().load(run_id).await?.wake() == chassis_core::Wake::Now
-        && !view.status.is_terminal();
+    let decided = state.engine().decided(run_id).await?;
     Ok(json(
         StatusCode::OK,
         &Decided {
-            run: view.into(),
-            woken,
+            run: decided.run.into(),
+            woken: decided.woken,
         },
     ))
 }
