@@ -15,6 +15,9 @@ pub struct Args {
     /// Write the run's model exchanges to this cassette file (replay it with `chassis run --replay`)
     #[arg(long, value_name = "FILE")]
     cassette: PathBuf,
+    /// Print one JSON object `{"run_id", "cassette", "exchanges"}` instead of a line
+    #[arg(long)]
+    json: bool,
 }
 
 /// Rebuilds each step's request from the journal and writes request and answer as a cassette.
@@ -44,11 +47,22 @@ pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
             .collect(),
     };
     cassette.save(&args.cassette)?;
-    noteln!(
-        "wrote {} exchange(s) of run {} to {}",
-        cassette.exchanges.len(),
-        args.run,
-        args.cassette.display()
-    );
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "run_id": args.run,
+                "cassette": args.cassette.display().to_string(),
+                "exchanges": cassette.exchanges.len(),
+            })
+        );
+    } else {
+        noteln!(
+            "wrote {} exchange(s) of run {} to {}",
+            cassette.exchanges.len(),
+            args.run,
+            args.cassette.display()
+        );
+    }
     Ok(crate::exit::COMPLETED)
 }

@@ -496,3 +496,40 @@ fn bad_approval_configuration_names_the_key_and_journals_nothing() {
         assert_eq!(office.ledger(), None);
     }
 }
+
+/// `--json` on a decision: without `--resume` the run as it stands and whether the decision
+/// woke it; with `--resume` the run's outcome, as `chassis run --json` prints it.
+#[test]
+fn decisions_print_json_for_scripts() {
+    let office = Office::new("");
+    let (run_id, call_id) = office.waiting_run("pay 5 to bob");
+    let out = office.chassis(&["approve", &run_id, &call_id, "--by", "alice", "--json"]);
+    out.expect_code(3);
+    let decided = out.json();
+    assert_eq!(decided["woken"], true, "{out:#?}");
+    assert_eq!(decided["run"]["run_id"], run_id.as_str(), "{out:#?}");
+    assert_eq!(decided["run"]["agent"], "ledger-keeper", "{out:#?}");
+    assert_eq!(office.ledger(), None, "approving alone runs nothing");
+
+    let (second, call) = office.waiting_run("pay 500 to mallory");
+    let out = office.chassis(&[
+        "reject",
+        &second,
+        &call,
+        "--reason",
+        "not a vendor",
+        "--resume",
+        "--json",
+    ]);
+    out.expect_code(0);
+    let outcome = out.json();
+    assert_eq!(outcome["run_id"], second.as_str(), "{out:#?}");
+    assert_eq!(outcome["status"], "completed", "{out:#?}");
+
+    let unknown = office.chassis(&["resolve", &run_id, "call_nope", "--failed", "--json"]);
+    assert_ne!(unknown.code, Some(0), "{unknown:#?}");
+    assert!(
+        unknown.stdout.is_empty(),
+        "a refused decision prints no JSON: {unknown:#?}"
+    );
+}
