@@ -561,3 +561,56 @@ fn a_worker_runs_resumes_and_a_human_on_one_journal_double_nothing() {
         desk.executions().len()
     );
 }
+
+/// `show --follow` beside the process that drives the run: it prints every event once, in
+/// order, as it lands, and exits with the run's status when the run stops — 0 when it
+/// completes, 3 when it waits for a human.
+#[test]
+fn show_follow_prints_each_event_once_until_the_run_stops() {
+    let desk = Desk::new(Duration::ZERO);
+    let driver = desk.start_run("small sleep");
+    let mut run_id = None;
+    until("the run is journaled", || {
+        // Until the journal file is made, `runs` refuses to open it.
+        let out = desk.chassis(&["runs", "--json"]);
+        run_id = (out.code == Some(0))
+            .then(|| out.json()[0]["run_id"].as_str().map(str::to_string))
+            .flatten();
+        run_id.is_some()
+    });
+    let run_id = run_id.expect("a run");
+    let follower = Spawned::start(chassis(&desk.db).args(["show", &run_id, "--follow", "--json"]));
+    driver.finish().expect_code(0);
+    let out = follower.finish();
+    out.expect_code(0);
+    let mut lines = out.stdout.lines();
+    let first: Value = serde_json::from_str(lines.next().expect("the run's object")).expect("JSON");
+    assert_eq!(first["run_id"], run_id.as_str(), "{out:#?}");
+    let mut seqs: Vec<u64> = events(&first)
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let mut last_kind = None;
+    for line in lines {
+        let event: Value = serde_json::from_str(line).expect("one JSON event per line");
+        seqs.push(event["seq"].as_u64().expect("seq"));
+        last_kind = event["kind"].as_str().map(str::to_string);
+    }
+    let journaled = desk.event_count(&run_id) as u64;
+    assert_eq!(
+        seqs,
+        (1..=journaled).collect::<Vec<_>>(),
+        "every event once, in order: {out:#?}"
+    );
+    assert_eq!(
+        last_kind.as_deref().or(Some("run_completed")),
+        Some("run_completed")
+    );
+
+    // A run that waits for a human has stopped: following it ends with the waiting code.
+    desk.chassis(&["run", desk.spec.to_str().unwrap(), "--input", "big"])
+        .expect_code(3);
+    let waiting = desk.chassis(&["show", "last", "--follow"]);
+    waiting.expect_code(3);
+    assert!(waiting.stderr.contains("is waiting"), "{waiting:#?}");
+}
