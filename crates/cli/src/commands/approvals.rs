@@ -115,7 +115,7 @@ pub struct ResolveArgs {
 
 /// Lists what waits for a human across all runs (reading only).
 pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = Engine::new(crate::commands::open_reading_journal(db).await?);
     let inbox = engine.inbox().await?;
     if args.json {
         outln!("{}", serde_json::to_string(&inbox)?);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chassis_core::Event;
 use chassis_eval::cassette::Cassette;
 
-use crate::commands::open_existing_journal;
+use crate::commands::open_reading_journal;
 
 /// Arguments of `chassis export`.
 #[derive(clap::Args)]
@@ -26,7 +26,7 @@ pub struct Args {
 /// known now (the run's agent spec, when it still loads, and the API key variables), because
 /// a cassette is a file that gets shared and a journal may predate a `[redact]` entry.
 pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
-    let journal = open_existing_journal(db).await?;
+    let journal = open_reading_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;
     let cassette = Cassette::from_events(records.iter().map(|r| &r.event))?;

@@ -55,6 +55,22 @@ pub async fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     journal.with_context(|| format!("cannot open the journal {}", describe_db(db)))
 }
 
+/// Opens an existing journal for commands that only read (`runs`, `show`, `trace`, `stats`,
+/// `approvals`, `export`): an SQLite file is opened read-only — it may sit on a read-only disk
+/// or belong to another user, and nothing can be written to it by mistake; its schema must be
+/// current. A PostgreSQL URL opens as usual (these commands write nothing there either).
+pub async fn open_reading_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+    if is_postgres(db) {
+        return open_existing_journal(db).await;
+    }
+    if !db.exists() {
+        return open_existing_journal(db).await;
+    }
+    SqliteJournal::open_read_only(db)
+        .map(|j| Arc::new(j) as Arc<dyn Journal>)
+        .with_context(|| format!("cannot open the journal {}", describe_db(db)))
+}
+
 /// Opens an existing journal for commands that only read or continue runs.
 pub async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     // A URL (even an unsupported one, which opening then names) is not a missing file.

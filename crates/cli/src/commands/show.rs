@@ -6,7 +6,7 @@ use std::time::Duration;
 use chassis_core::{RunState, RunStatus, Wake};
 use chassis_store::{Journal, Record};
 
-use crate::commands::open_existing_journal;
+use crate::commands::open_reading_journal;
 use crate::progress::describe;
 
 /// Arguments of `chassis show`.
@@ -28,7 +28,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// Prints a run's status and every journaled event.
 pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
-    let journal = open_existing_journal(db).await?;
+    let journal = open_reading_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;
     let state = RunState::fold(records.iter().map(|r| &r.event));
