@@ -115,7 +115,7 @@ pub struct ResolveArgs {
 
 /// Lists what waits for a human across all runs (reading only).
 pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(crate::commands::open_reading_journal(db).await?);
+    let engine = crate::commands::engine(db, crate::commands::open_reading_journal(db).await?);
     let inbox = engine.inbox().await?;
     if args.json {
         outln!("{}", serde_json::to_string(&inbox)?);
@@ -186,7 +186,7 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
 
 /// Approves a call (optionally with edited arguments) or raises an escalated limit.
 pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
@@ -220,7 +220,7 @@ pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
 
 /// Rejects a call (the model gets the reason) or an escalated limit (the run fails).
 pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
@@ -266,7 +266,7 @@ pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
 
 /// Settles a call whose outcome is unknown.
 pub async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     let resolution = if args.succeeded {

@@ -533,3 +533,63 @@ fn decisions_print_json_for_scripts() {
         "a refused decision prints no JSON: {unknown:#?}"
     );
 }
+
+/// A run journals its agent's path relative to the journal's project, so a project moved as a
+/// whole keeps working: the decision and the resume happen at the new place and the tool runs
+/// there. A journal moved alone finds the agent with `resume --agent PATH`.
+#[test]
+fn a_moved_project_resumes_its_runs_and_resume_agent_points_at_a_moved_spec() {
+    let office = Office::new("");
+    let (first, first_call) = office.waiting_run("pay 1 to amy");
+    let (second, second_call) = office.waiting_run("pay 2 to ben");
+    let show = show_json(&office.db, &first);
+    assert_eq!(events(&show)[0]["spec_path"], "agent.toml", "{show:#}");
+
+    let old = office.dir.path().to_path_buf();
+    let moved = old.with_extension("moved");
+    std::fs::rename(&old, &moved).expect("move the project");
+    let db = moved.join("j.db");
+    let at = |args: &[&str]| run(chassis(&db).args(args));
+    at(&["approve", &first, &first_call]).expect_code(3);
+    let out = at(&["resume", &first, "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["output"], "model saw: appended", "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("ledger.txt"))
+            .ok()
+            .as_deref(),
+        Some("pay 1 to amy\n"),
+        "the tool ran in the moved project"
+    );
+
+    // The journal alone, elsewhere: the agent is where --agent says.
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    let lone = elsewhere.path().join("j.db");
+    std::fs::copy(&db, &lone).expect("copy the journal");
+    let at = |args: &[&str]| run(chassis(&lone).args(args));
+    at(&["approve", &second, &second_call]).expect_code(3);
+    let missing = at(&["resume", &second, "--agent", "/no/such/agent.toml"]);
+    missing.expect_code(2);
+    assert!(
+        missing.stderr.contains("--agent /no/such/agent.toml"),
+        "{missing:#?}"
+    );
+    let agent = moved.join("agent.toml");
+    let out = at(&[
+        "resume",
+        &second,
+        "--agent",
+        agent.to_str().unwrap(),
+        "--json",
+    ]);
+    out.expect_code(0);
+    assert_eq!(out.json()["output"], "model saw: appended", "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("ledger.txt"))
+            .ok()
+            .as_deref(),
+        Some("pay 1 to amy\npay 2 to ben\n"),
+        "the second call ran once, beside the agent"
+    );
+    std::fs::rename(&moved, &old).expect("move back for cleanup");
+}
