@@ -593,3 +593,61 @@ fn a_moved_project_resumes_its_runs_and_resume_agent_points_at_a_moved_spec() {
     );
     std::fs::rename(&moved, &old).expect("move back for cleanup");
 }
+
+/// Every node of a trace, depth first.
+fn trace_nodes(nodes: &[Value]) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for node in nodes {
+        out.push(node);
+        if let Some(children) = node["children"].as_array() {
+            out.extend(trace_nodes(children));
+        }
+    }
+    out
+}
+
+/// `trace` after a run was approved and resumed in another process: the tool call that ran
+/// after the resume shows its outcome and sits inside the step that asked for it, after the
+/// wait, at the time it ran.
+#[test]
+fn trace_shows_a_call_resumed_in_another_process_with_its_outcome() {
+    let office = Office::new("");
+    let (run_id, call_id) = office.waiting_run("pay 3 to cy");
+    office
+        .chassis(&["approve", &run_id, &call_id])
+        .expect_code(3);
+    office.chassis(&["resume", &run_id]).expect_code(0);
+
+    let out = office.chassis(&["trace", &run_id, "--json"]);
+    out.expect_code(0);
+    let trace = out.json();
+    let top = trace["nodes"].as_array().expect("nodes");
+    let all = trace_nodes(top);
+    let tools: Vec<&&Value> = all.iter().filter(|n| n["kind"] == "tool").collect();
+    assert_eq!(tools.len(), 1, "{trace:#}");
+    let tool = tools[0];
+    assert_eq!(tool["title"], "append_line", "{trace:#}");
+    assert_eq!(tool["ok"], true, "the outcome is shown: {trace:#}");
+    assert!(tool["duration_ms"].is_u64(), "{trace:#}");
+    let step = top
+        .iter()
+        .find(|n| {
+            n["kind"] == "step"
+                && n["children"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["kind"] == "tool"))
+        })
+        .unwrap_or_else(|| panic!("the tool sits in its step: {trace:#}"));
+    assert_eq!(step["attrs"]["step"], 1, "{trace:#}");
+    let resumed = top
+        .iter()
+        .find(|n| n["kind"] == "resumed")
+        .expect("a resume node");
+    assert!(
+        tool["start_ms"].as_u64() >= resumed["start_ms"].as_u64(),
+        "the call ran after the resume: {trace:#}"
+    );
+    let text = office.chassis(&["trace", &run_id]);
+    text.expect_code(0);
+    assert!(!text.stdout.contains("append_line  ?"), "{text:#?}");
+}
