@@ -34,7 +34,10 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; i
 /// The console's routes (public: the pages hold no data).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             SCRIPT_PATH,
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),

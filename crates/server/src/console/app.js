@@ -191,10 +191,11 @@ function duration(ms) {
   const s = ms / 1000;
   if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+  const part = (n, unit) => (n ? ` ${n} ${unit}` : '');
+  if (m < 60) return `${m} min${part(Math.floor(s % 60), 's')}`;
   const hours = Math.floor(m / 60);
-  if (hours < 48) return `${hours} h ${m % 60} min`;
-  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  if (hours < 48) return `${hours} h${part(m % 60, 'min')}`;
+  return `${Math.floor(hours / 24)} d${part(hours % 24, 'h')}`;
 }
 
 function age(ms) {
@@ -1085,7 +1086,10 @@ function inboxCard(item, done) {
       const left = current.expires_at_ms - now;
       timeout.replaceChildren(timeEl(current.expires_at_ms, left > 0 ? `in ${duration(left)}` : `${duration(-left)} ago`));
     } else timeout.textContent = 'never';
-    flags.replaceChildren(current.escalated ? h('span', { class: 'flag' }, 'escalated') : null, current.expired ? h('span', { class: 'flag' }, 'timed out') : null);
+    flags.replaceChildren(...[
+      current.escalated ? h('span', { class: 'flag' }, 'escalated') : null,
+      current.expired ? h('span', { class: 'flag' }, 'timed out') : null,
+    ].filter(Boolean));
   }
   tick();
   return {
