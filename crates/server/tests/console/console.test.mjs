@@ -28,6 +28,15 @@ const REJECTION = 'acme is not on the approved vendor list';
 // The model asks to pay, says why, then answers with what the tool (or the rejection) said.
 const SCRIPT = `
 [[scenario]]
+name = "count"
+when_input_contains = "count"
+[[scenario.turn]]
+text = "First I look."
+tool_calls = [{ name = "look", arguments = { what = "the first number" } }]
+[[scenario.turn]]
+text = "counted: {last_tool_result}"
+
+[[scenario]]
 name = "pay"
 [[scenario.turn]]
 text = "Invoice 7 from acme is due today, so I will pay it."
@@ -129,6 +138,31 @@ max_steps = 5
 max_cost_usd = 1.0
 `);
 
+  // An agent allowed one step: the second asks a human to raise the limit.
+  const counterDir = join(dir, 'agents/counter');
+  mkdirSync(join(counterDir, 'tools'), { recursive: true });
+  writeFileSync(join(counterDir, 'prompt.j2'), 'Count.');
+  writeFileSync(join(counterDir, 'tools/look.py'), 'import json, sys\nprint("saw " + json.load(sys.stdin)["what"])\n');
+  writeFileSync(join(counterDir, 'agent.toml'), `
+[agent]
+name = "counter"
+prompt = "prompt.j2"
+[model]
+primary = "m:model"
+[providers.m]
+kind = "openai"
+base_url = "${mock.match[1]}"
+[[tools]]
+name = "look"
+description = "Look at something"
+command = ["${PYTHON}", "tools/look.py"]
+args_schema = { type = "object", properties = { what = { type = "string" } }, required = ["what"] }
+risk = "read_only"
+[limits]
+max_steps = 1
+on_limit = "escalate"
+`);
+
   // The server prints its login URL: the first admin token in the fragment.
   const serve = await start(
     ['--db', join(dir, 'journal.db'), 'serve', '--addr', '127.0.0.1:0', '--agents', join(dir, 'agents'), '--poll-interval', '100ms'],
@@ -164,6 +198,7 @@ max_cost_usd = 1.0
 
     // Start a run from the console; it waits for approval of `pay`.
     await page.getByText('Start a run').click();
+    await page.locator('#n-agent').selectOption('payer');
     await page.getByLabel('Input', { exact: true }).fill('Pay invoice 7 from acme');
     await page.getByRole('button', { name: 'Start' }).click();
     await page.waitForURL(/#\/runs\/[^/]+$/);
@@ -253,6 +288,36 @@ max_cost_usd = 1.0
     await page.locator('[data-kind="approval_decided"]', { hasText: `Rejected by admin: ${REJECTION}` }).waitFor();
     step('rejected with a reason (keyboard), and the model answered with it');
 
+    // A limit escalated to the inbox: raised once, refused once.
+    const counted = (await api(base, admin, 'POST', '/v1/runs', { agent: 'counter', input: 'count to two' })).body.run_id;
+    const refused = (await api(base, admin, 'POST', '/v1/runs', { agent: 'counter', input: 'count to three' })).body.run_id;
+    await page.evaluate(() => { location.hash = '#/inbox'; });
+    const limitCard = page.locator(`.card[data-run="${counted}"]`);
+    await limitCard.getByRole('heading', { name: 'Raise max_steps?' }).waitFor();
+    await limitCard.getByLabel('New max_steps').fill('3');
+    await limitCard.getByRole('button', { name: 'Raise and continue' }).click();
+    await limitCard.waitFor({ state: 'detached' });
+    const refuseCard = page.locator(`.card[data-run="${refused}"]`);
+    await refuseCard.getByRole('button', { name: 'Refuse…' }).click();
+    await refuseCard.getByLabel('Why (the run fails with it)').fill('one step is enough');
+    await refuseCard.getByRole('button', { name: 'Refuse', exact: true }).click();
+    await refuseCard.waitFor({ state: 'detached' });
+    const raisedRun = await until('the raised run to complete', async () => {
+      const run = (await api(base, admin, 'GET', `/v1/runs/${counted}`)).body;
+      return run.status === 'completed' && run;
+    });
+    assert.equal(raisedRun.limits.max_steps, 3);
+    assert.match(raisedRun.output, /counted: saw the first number/);
+    const refusedRun = await until('the refused run to fail', async () => {
+      const run = (await api(base, admin, 'GET', `/v1/runs/${refused}`)).body;
+      return run.status === 'failed' && run;
+    });
+    const refusal = (await api(base, admin, 'GET', `/v1/runs/${refused}/events`)).body.events.find((e) => e.kind === 'limit_rejected');
+    assert.equal(refusal.reason, 'one step is enough');
+    assert.equal(refusal.by, 'admin');
+    assert.ok(refusedRun.reason, 'the failed run says why');
+    step('an escalated limit raised from the inbox, another refused');
+
     // A third run waits, for the viewer to look at.
     const third = (await api(base, admin, 'POST', '/v1/runs', { agent: 'payer', input: 'Pay invoice 9 from acme', tags: { team: 'billing' } })).body.run_id;
     await until('the third run to wait', async () => (await api(base, admin, 'GET', `/v1/runs/${third}`)).body.status === 'waiting');
@@ -335,6 +400,16 @@ max_cost_usd = 1.0
     assert.ok(await overflow() <= 1, `the stats page scrolls sideways on a phone by ${await overflow()}px`);
     await ppage.screenshot({ path: join(SHOTS, 'stats-390x844.png'), fullPage: true });
     step(`screenshots in ${SHOTS}`);
+
+    // An operator's cancel from the run page, with who and why in the conversation.
+    await page.evaluate((id) => { location.hash = `#/runs/${encodeURIComponent(id)}`; }, third);
+    await page.getByLabel('Cancel reason').fill('the invoice was paid by hand');
+    await page.getByRole('button', { name: 'Cancel run' }).click();
+    await page.locator('#run-status .badge', { hasText: 'cancelled' }).waitFor();
+    await page.locator('[data-kind="run_cancelled"]', { hasText: 'Cancelled by admin' }).waitFor();
+    await page.getByText('the invoice was paid by hand').first().waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Cancel run' }).count(), 0, 'an ended run offers no cancel');
+    step('cancelled from the run page');
 
     // The token is never in what the server wrote, past the login URL itself.
     const logged = serve.child.said.out.split('\n').slice(1).join('\n') + serve.child.said.err;
