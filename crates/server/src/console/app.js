@@ -1309,12 +1309,16 @@ function dayChart(days, name, pick, format) {
 
 async function start() {
   takeToken();
-  render();
-  if (!state.token) return;
+  if (!state.token) { render(); return; }
+  document.getElementById('main').replaceChildren(h('p', { class: 'muted' }, 'Signing in…'));
   try {
     state.me = await get('/v1/me');
   } catch (e) {
-    if (!(e instanceof ApiError && e.status === 401)) toast(`Cannot reach the server: ${problemText(e)}`, true);
+    if (!(e instanceof ApiError && e.status === 401)) {
+      document.getElementById('main').replaceChildren(
+        h('p', { class: 'error', role: 'alert' }, `Cannot reach the server: ${problemText(e)}`),
+        h('button', { type: 'button', onclick: start }, 'Try again'));
+    }
     return;
   }
   document.body.dataset.role = state.me.role;
@@ -1334,12 +1338,13 @@ function pollCount() {
     if (!state.token) return;
     try { setCount((await get('/v1/approvals')).length); } catch { /* shown elsewhere */ }
   };
-  tick();
+  // After the first view's own requests: the count must not slow the page being opened.
+  setTimeout(tick, 1000);
   countStop = every(5000, tick);
 }
 
 window.addEventListener('hashchange', () => {
   if (/(^#|&)token=/.test(location.hash)) { start(); return; }
-  render();
+  if (state.me || !state.token) render();
 });
 document.addEventListener('DOMContentLoaded', start);
