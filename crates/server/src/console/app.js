@@ -515,7 +515,8 @@ function runsView(query) {
       status.textContent = list.runs.length
         ? `Page ${page + 1}: ${list.runs.length} run(s)${list.next ? '' : ' (the last page)'}; refreshed ${clockFormat.format(new Date())}`
         : 'No runs match.';
-      body.replaceChildren(...list.runs.map(runRow));
+      // A refresh must not take the keyboard focus away from a row someone is on.
+      if (!body.contains(document.activeElement) || !list.runs.length) body.replaceChildren(...list.runs.map(runRow));
     } catch (e) {
       if (!controller.signal.aborted) status.textContent = `Cannot list runs: ${problemText(e)}`;
     }
@@ -1178,14 +1179,31 @@ function argsEditor(item, id, submit) {
 // ---------------------------------------------------------------- stats
 
 function statsView() {
-  const controller = new AbortController();
+  let controller = new AbortController();
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  get('/v1/stats', controller.signal).then((stats) => {
-    body.replaceChildren(drawStats(stats));
-  }).catch((e) => {
-    if (!controller.signal.aborted) body.replaceChildren(h('p', { class: 'error' }, problemText(e)));
-  });
-  return { el: h('section', { class: 'stats' }, h('h1', {}, 'Stats'), body), stop: () => controller.abort() };
+  const ranges = [['7', 'Last 7 days'], ['30', 'Last 30 days'], ['', 'All time']];
+  const range = h('select', { id: 's-range' }, ranges.map(([v, label]) => h('option', { value: v, selected: v === '30' }, label)));
+  const agent = h('input', { id: 's-agent', autocomplete: 'off', placeholder: 'all agents' });
+  function load() {
+    controller.abort();
+    controller = new AbortController();
+    const q = new URLSearchParams();
+    if (range.value) q.set('since_ms', String(Date.now() - Number(range.value) * 86400000));
+    if (agent.value.trim()) q.set('agent', agent.value.trim());
+    body.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+    get(`/v1/stats?${q}`, controller.signal).then((stats) => {
+      body.replaceChildren(drawStats(stats));
+    }).catch((e) => {
+      if (!controller.signal.aborted) body.replaceChildren(h('p', { class: 'error' }, problemText(e)));
+    });
+  }
+  range.addEventListener('change', load);
+  load();
+  const form = h('form', { class: 'filters', 'aria-label': 'Which runs', onsubmit: (e) => { e.preventDefault(); load(); } },
+    h('div', { class: 'field' }, h('label', { for: 's-range' }, 'Runs created'), range),
+    h('div', { class: 'field' }, h('label', { for: 's-agent' }, 'Agent'), agent),
+    h('button', { type: 'submit' }, 'Show'));
+  return { el: h('section', { class: 'stats' }, h('h1', {}, 'Stats'), form, body), stop: () => controller.abort() };
 }
 
 function drawStats(stats) {

@@ -294,6 +294,16 @@ on_limit = "escalate"
     await page.evaluate(() => { location.hash = '#/inbox'; });
     const limitCard = page.locator(`.card[data-run="${counted}"]`);
     await limitCard.getByRole('heading', { name: 'Raise max_steps?' }).waitFor();
+    await page.locator(`.card[data-run="${refused}"]`).waitFor();
+    // The queue from the keyboard: oldest first, j moves down, k back up.
+    const cards = page.locator('ol.inbox > .card');
+    assert.equal(await cards.count(), 2);
+    await cards.nth(0).locator('h2').click();
+    await page.keyboard.press('j');
+    await until('j to select the next item', async () => (await cards.nth(1).getAttribute('class')).includes('selected'));
+    assert.ok(await cards.nth(1).evaluate((el) => el === document.activeElement), 'j moves the focus too');
+    await page.keyboard.press('k');
+    await until('k to select the item before', async () => (await cards.nth(0).getAttribute('class')).includes('selected'));
     await limitCard.getByLabel('New max_steps').fill('3');
     await limitCard.getByRole('button', { name: 'Raise and continue' }).click();
     await limitCard.waitFor({ state: 'detached' });
