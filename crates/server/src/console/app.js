@@ -309,8 +309,8 @@ function validate(schema, value, root = schema, path = '') {
     }
   }
   if (actual === 'array') {
-    if (typeof schema.minItems === 'number' && value.length < schema.minItems) errors.push({ path: at, message: `must have at least ${schema.minItems} items` });
-    if (typeof schema.maxItems === 'number' && value.length > schema.maxItems) errors.push({ path: at, message: `must have at most ${schema.maxItems} items` });
+    if (typeof schema.minItems === 'number' && value.length < schema.minItems) errors.push({ path: at, message: `must have at least ${schema.minItems} item(s)` });
+    if (typeof schema.maxItems === 'number' && value.length > schema.maxItems) errors.push({ path: at, message: `must have at most ${schema.maxItems} item(s)` });
     if (schema.uniqueItems && new Set(value.map((v) => JSON.stringify(v))).size !== value.length) errors.push({ path: at, message: 'items must be unique' });
     const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems : Array.isArray(schema.items) ? schema.items : [];
     value.forEach((item, i) => {
@@ -339,8 +339,8 @@ function validate(schema, value, root = schema, path = '') {
       }
     }
     const count = Object.keys(value).length;
-    if (typeof schema.minProperties === 'number' && count < schema.minProperties) errors.push({ path: at, message: `must have at least ${schema.minProperties} properties` });
-    if (typeof schema.maxProperties === 'number' && count > schema.maxProperties) errors.push({ path: at, message: `must have at most ${schema.maxProperties} properties` });
+    if (typeof schema.minProperties === 'number' && count < schema.minProperties) errors.push({ path: at, message: `must have at least ${schema.minProperties} field(s)` });
+    if (typeof schema.maxProperties === 'number' && count > schema.maxProperties) errors.push({ path: at, message: `must have at most ${schema.maxProperties} field(s)` });
   }
   for (const sub of schema.allOf || []) errors.push(...validate(sub, value, root, path));
   if (schema.anyOf && !schema.anyOf.some((sub) => validate(sub, value, root, path).length === 0)) {

@@ -194,7 +194,41 @@ on_limit = "escalate"
     assert.ok(!page.url().includes(admin), `the token stays in the address bar: ${page.url()}`);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('chassis.token')), admin);
     await page.getByText('admin (admin)').waitFor();
+    await page.getByText('times in America/New_York').waitFor();
     step('login moved the token from the URL to sessionStorage');
+
+    // The schema check the inbox runs before sending edited arguments, on the keywords tool
+    // schemas use (the server checks again).
+    const verdicts = await page.evaluate(() => {
+      const schema = {
+        type: 'object',
+        required: ['to', 'lines'],
+        additionalProperties: false,
+        $defs: { cents: { type: 'integer', minimum: 1 } },
+        properties: {
+          to: { type: 'string', pattern: '^[a-z]+$', maxLength: 8 },
+          currency: { enum: ['EUR', 'USD'] },
+          lines: { type: 'array', minItems: 1, items: { type: 'object', required: ['cents'], properties: { cents: { $ref: '#/$defs/cents' } } } },
+          memo: { oneOf: [{ type: 'string' }, { type: 'null' }] },
+        },
+      };
+      const paths = (value) => validate(schema, value).map((e) => `${e.path} ${e.message}`);
+      return {
+        valid: paths({ to: 'acme', currency: 'EUR', lines: [{ cents: 5 }], memo: null }),
+        invalid: paths({ to: 'ACME corp', currency: 'GBP', lines: [{ cents: 1.5 }, {}], memo: 3, extra: 1 }),
+        empty: paths({ to: 'acme', lines: [] }),
+      };
+    });
+    assert.deepEqual(verdicts.valid, []);
+    assert.deepEqual(verdicts.empty, ['/lines must have at least 1 item(s)']);
+    for (const expected of [
+      /^\/to must match/, /^\/to must be at most 8 characters/, /^\/currency must be one of "EUR", "USD"/,
+      /^\/lines\/0\/cents must be an integer, not a number/, /^\/lines\/1\/cents is required/,
+      /^\/memo must match exactly one allowed form/, /^\/extra is not an argument of this tool/,
+    ]) {
+      assert.ok(verdicts.invalid.some((line) => expected.test(line)), `${expected} in ${JSON.stringify(verdicts.invalid)}`);
+    }
+    assert.equal(verdicts.invalid.length, 7, JSON.stringify(verdicts.invalid));
 
     // Start a run from the console; it waits for approval of `pay`.
     await page.getByText('Start a run').click();
