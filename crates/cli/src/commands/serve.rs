@@ -105,8 +105,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 }
                 match &first {
                     Some(token) => {
-                        noteln!("an admin token was made (shown once); open:");
-                        outln!("{base}/?token={token}");
+                        // In the fragment: a browser never sends it, so no server or proxy logs it;
+                        // the console moves it to the tab's storage and out of the address bar.
+                        noteln!("an admin token was made (shown once); open the console:");
+                        outln!("{base}/#token={token}");
                     }
                     None => outln!("{base}/"),
                 }
