@@ -308,9 +308,20 @@ async fn finish(engine: Engine, run: &str, resume: bool, json: bool) -> anyhow::
         return Ok(code);
     }
     if json {
-        outln!("{}", serde_json::to_string(&engine.decided(run).await?)?);
+        print_decided(&engine, run).await?;
     } else {
         noteln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
     }
     Ok(crate::exit::WAITING)
+}
+
+/// Prints the run after a decision as `POST …/approve` answers it: `{"run", "woken"}`.
+async fn print_decided(engine: &Engine, run: &str) -> anyhow::Result<()> {
+    let decided = engine.decided(run).await?;
+    let answer = chassis_server::api::Decided {
+        run: decided.run.into(),
+        woken: decided.woken,
+    };
+    outln!("{}", serde_json::to_string(&answer)?);
+    Ok(())
 }
