@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
-use crate::dialect::{Dialect, Failure, Streaming, pieces};
+use crate::dialect::{Dialect, Failure, Streaming, ToolUse, pieces};
 use crate::reply::{Conversation, Reply, tokens};
 
 /// The OpenAI chat-completions dialect.
@@ -55,8 +55,9 @@ impl Dialect for OpenAi {
         chunk_events(id, model, conv, reply, streaming)
     }
 
-    fn tools_without_choice(request: &ChatRequest) -> bool {
-        request.tools.as_ref().is_some_and(|t| !t.is_empty()) && request.tool_choice.is_none()
+    fn tool_use(request: &ChatRequest) -> ToolUse {
+        let tools = request.tools.as_ref().is_some_and(|t| !t.is_empty());
+        ToolUse::of(tools, request.tool_choice.as_ref())
     }
 
     fn null_tool_call_content(request: &ChatRequest) -> Option<usize> {
@@ -92,7 +93,7 @@ pub(crate) struct ChatRequest {
     #[serde(default)]
     tools: Option<Vec<IgnoredAny>>,
     #[serde(default)]
-    tool_choice: Option<IgnoredAny>,
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]

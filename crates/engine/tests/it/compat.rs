@@ -1,5 +1,5 @@
 //! Agents against a model server with the rules some OpenAI-compatible servers have
-//! (tool_choice with tools, no `content: null`, a User-Agent), streamed or not; and the
+//! (tools ignored without tool_choice, no `content: null`, a User-Agent), streamed or not; and the
 //! `[model]` keys that reach the clients.
 
 use std::net::SocketAddr;
@@ -47,11 +47,11 @@ async fn a_strict_server_runs_an_agent_streamed_or_not() {
     let root = dir.path();
     write(&root.join("prompt.j2"), "Read the note.");
     write(&root.join("data/note.txt"), "hello");
+    // llama-cpp-python's rules: without tool_choice the model never calls read_file and the
+    // answer is not the note; with `content: null` the second step gets HTTP 500.
     let strict = MockConfig {
-        require_tool_choice: true,
-        reject_null_tool_call_content: true,
         require_user_agent: true,
-        ..MockConfig::default()
+        ..MockConfig::llama_cpp()
     };
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let mock = chassis_mock::start(strict, Script::from_toml_str(SCRIPT).unwrap(), local)
@@ -67,19 +67,31 @@ async fn a_strict_server_runs_an_agent_streamed_or_not() {
         assert_eq!(outcome.status, RunStatus::Completed, "{keys}: {outcome:?}");
         assert_eq!(outcome.output.as_deref(), Some("the note says hello"));
     }
-    assert_eq!(mock.stats().requests, 4);
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 4);
+    assert_eq!(
+        stats.by_user_agent,
+        [(chassis_providers::USER_AGENT.to_owned(), 4)].into()
+    );
 
     // Told to send `null` as OpenAI does, the same server refuses the second step: the run
     // fails on a refused request rather than parking as if the model were down.
     let keys = "";
     let text = spec(&mock.base_url(), keys).replace(
         "max_attempts = 1\n",
-        "max_attempts = 1\ntool_call_content = \"null\"\n",
+        "max_attempts = 3\ntool_call_content = \"null\"\n",
     );
     write(&root.join("agent.toml"), &text);
     let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
     let outcome = engine.start(&agent, "go").await.unwrap();
     assert_eq!(outcome.status, RunStatus::Failed, "{outcome:?}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("local:m: local: HTTP 500: the request was refused: 1 validation error"),
+        "{reason}"
+    );
+    // One request per step: the refused one was not sent again, for all three attempts allowed.
+    assert_eq!(mock.stats().requests, 6);
     mock.shutdown().await;
 }
 

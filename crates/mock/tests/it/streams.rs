@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chassis_mock::{FaultKind, MockConfig, MockHandle};
+use chassis_mock::{FaultKind, MockConfig, MockHandle, ToolsWithoutChoice};
 use serde_json::{Value, json};
 
 use crate::{client, client_with_timeout, serve, user};
@@ -369,7 +369,7 @@ async fn stream_faults_on_whole_answers_strike_as_their_likeness() {
 async fn tool_choice_can_be_required() {
     let mock = serve(
         MockConfig {
-            require_tool_choice: true,
+            tools_without_choice: ToolsWithoutChoice::Refuse,
             ..MockConfig::default()
         },
         TOOLS,
@@ -404,6 +404,84 @@ async fn tool_choice_can_be_required() {
     body["tool_choice"] = json!({"type": "auto"});
     let response = post_anthropic(&client(), &mock, body).await.unwrap();
     assert_eq!(response.status(), 200);
+    mock.shutdown().await;
+}
+
+/// The first choice's message of a chat completion, or the content blocks of a Messages reply.
+async fn answered(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    if body["choices"].is_array() {
+        body["choices"][0]["message"].clone()
+    } else {
+        body["content"].clone()
+    }
+}
+
+#[tokio::test]
+async fn tools_without_tool_choice_can_be_ignored_as_llama_cpp_does() {
+    let mock = serve(MockConfig::llama_cpp(), TOOLS).await;
+    let mut body = json!({"model": "m", "messages": [user("refund")], "tools": [tool()]});
+    // Without tool_choice the scripted calls come back written out as text.
+    let message = answered(post_openai(&client(), &mock, body.clone()).await.unwrap()).await;
+    assert_eq!(message["tool_calls"], Value::Null, "{message}");
+    let text = message["content"].as_str().unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        json!({"name": "read_file", "arguments": {"path": "notes.txt"}})
+    );
+    // `none` drops them too; `auto` and `required` are heard.
+    for (choice, calls) in [("none", 0), ("auto", 2), ("required", 2)] {
+        body["tool_choice"] = json!(choice);
+        let message = answered(post_openai(&client(), &mock, body.clone()).await.unwrap()).await;
+        let made = message["tool_calls"].as_array().map_or(0, Vec::len);
+        assert_eq!(made, calls, "{choice}: {message}");
+    }
+
+    let mut body = json!({
+        "model": "m", "max_tokens": 9, "messages": [user("refund")],
+        "tools": [{"name": "read_file", "input_schema": {"type": "object"}}],
+    });
+    let blocks = |content: &Value| {
+        content
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let content = answered(
+        post_anthropic(&client(), &mock, body.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(blocks(&content), ["text"], "{content}");
+    body["tool_choice"] = json!({"type": "none"});
+    let content = answered(
+        post_anthropic(&client(), &mock, body.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(blocks(&content), ["text"], "{content}");
+    body["tool_choice"] = json!({"type": "any"});
+    let content = answered(post_anthropic(&client(), &mock, body).await.unwrap()).await;
+    assert_eq!(blocks(&content), ["tool_use", "tool_use"], "{content}");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn tool_choice_none_is_heard_by_every_mock() {
+    let mock = serve(MockConfig::default(), TOOLS).await;
+    let mut body = json!({"model": "m", "messages": [user("refund")], "tools": [tool()]});
+    let message = answered(post_openai(&client(), &mock, body.clone()).await.unwrap()).await;
+    assert_eq!(message["tool_calls"].as_array().map(Vec::len), Some(2));
+    body["tool_choice"] = json!("none");
+    let message = answered(post_openai(&client(), &mock, body).await.unwrap()).await;
+    assert_eq!(message["tool_calls"], Value::Null, "{message}");
+    assert!(message["content"].as_str().unwrap().contains("read_file"));
     mock.shutdown().await;
 }
 
@@ -473,6 +551,12 @@ async fn a_user_agent_can_be_required() {
         .build()
         .unwrap();
     assert_eq!(post_openai(&with, &mock, body).await.unwrap().status(), 200);
-    assert_eq!(mock.stats().requests, 2);
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 2);
+    // Both counted by what they said, the refused one under "".
+    assert_eq!(
+        stats.by_user_agent,
+        [("".to_owned(), 1), ("test/1".to_owned(), 1)].into()
+    );
     mock.shutdown().await;
 }

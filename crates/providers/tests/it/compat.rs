@@ -1,6 +1,6 @@
-//! OpenAI-compatible servers as they are: a mock enforcing their rules (tool_choice with
-//! tools, no `content: null`, a User-Agent), refused requests that are not outages, and a
-//! model that says nothing.
+//! OpenAI-compatible servers as they are: a mock enforcing their rules (tools ignored without
+//! tool_choice, no `content: null`, a User-Agent), refused requests that are not outages, and
+//! a model that says nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use chassis_core::Message;
 use chassis_mock::{MockConfig, MockHandle};
 use chassis_providers::{
     Breaker, BreakerConfig, BreakerState, CallEvent, CallOptions, CircuitBreaker, Error, Fallback,
-    Link, ModelClient, Retry, RetryPolicy, Timeouts, ToolCallContent,
+    Link, ModelClient, Retry, RetryPolicy, Timeouts, ToolCallContent, USER_AGENT,
 };
 
 use crate::{Api, client_with, request, serve, user};
@@ -37,12 +37,12 @@ fn timeouts() -> Timeouts {
     Timeouts::total(Duration::from_secs(10))
 }
 
+/// llama-cpp-python's rules (tools ignored without `tool_choice`, HTTP 500 for `content:
+/// null`), and a User-Agent required.
 async fn strict() -> MockHandle {
     serve(MockConfig {
-        require_tool_choice: true,
-        reject_null_tool_call_content: true,
         require_user_agent: true,
-        ..MockConfig::default()
+        ..MockConfig::llama_cpp()
     })
     .await
 }
@@ -72,7 +72,9 @@ async fn a_strict_server_takes_a_whole_tool_round_trip(api: Api) {
             second.message.content.as_deref(),
             Some("The notes say: done")
         );
-        assert_eq!(mock.stats().requests, 2, "stream {stream}");
+        let stats = mock.stats();
+        assert_eq!(stats.requests, 2, "stream {stream}");
+        assert_eq!(stats.by_user_agent, [(USER_AGENT.to_owned(), 2)].into());
         mock.shutdown().await;
     }
 }
@@ -112,6 +114,63 @@ async fn null_content_refused_with_500_is_a_refused_request_not_an_outage() {
         "{text}"
     );
     assert!(!text.contains("SECRET"), "{text}");
+    mock.shutdown().await;
+}
+
+/// Through the layers the engine stacks (retry, breaker, fallback): the validation 500 is
+/// sent once, the breaker does not count it, and the chain's failure is no outage.
+#[tokio::test]
+async fn a_validation_500_is_sent_once_and_parks_nothing() {
+    let mock = strict().await;
+    let options = CallOptions {
+        tool_call_content: Some(ToolCallContent::Null),
+        ..CallOptions::default()
+    };
+    let client = client_with(Api::OpenAi, &mock, timeouts(), options);
+    let breaker = Arc::new(Breaker::new(
+        "local".to_owned(),
+        BreakerConfig {
+            threshold: 1,
+            ..BreakerConfig::default()
+        },
+    ));
+    let guarded = CircuitBreaker::new(client, Arc::clone(&breaker), "local", "local:m");
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        ..RetryPolicy::default()
+    };
+    let chain = Fallback::new(vec![Link {
+        label: "local:m".to_owned(),
+        model: "test-model".to_owned(),
+        client: Arc::new(Retry::new(guarded, policy, "local:m")),
+    }]);
+    let first = chain
+        .complete(&request(vec![user("refund")]))
+        .await
+        .unwrap();
+    let mut messages = vec![user("refund"), Message::Assistant(first.message.clone())];
+    for call in &first.message.tool_calls {
+        messages.push(Message::Tool {
+            call_id: call.id.clone(),
+            content: "done".to_owned(),
+        });
+    }
+    let request = request(messages);
+    let err = chain.complete(&request).await.unwrap_err();
+    assert!(!err.is_unavailable(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("mock: HTTP 500: the request was refused: 1 validation error"),
+        "{err}"
+    );
+    assert_eq!(mock.stats().requests, 2);
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    let events = request.report.drain();
+    assert!(
+        matches!(&events[..], [CallEvent::AttemptFailed { delay: None, .. }]),
+        "{events:?}"
+    );
     mock.shutdown().await;
 }
 
