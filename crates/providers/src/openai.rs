@@ -133,9 +133,13 @@ impl<'a> WireRequest<'a> {
             model: &request.model,
             messages: WireMessages(&request.messages, content),
             tools: WireTools(&request.tools),
-            // Sent whenever tools are offered: some servers refuse tools without it.
-            tool_choice: (!request.tools.is_empty())
-                .then_some(WireToolChoice(&options.tool_choice)),
+            // Sent whenever tools are offered: some servers ignore tools without it.
+            tool_choice: (!request.tools.is_empty()).then(|| {
+                WireToolChoice(crate::tool_choice_for(
+                    &options.tool_choice,
+                    &request.messages,
+                ))
+            }),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             stream: options.stream,
@@ -657,6 +661,21 @@ mod tests {
         assert_eq!(
             body(&request, ToolChoice::Tool("t".into()), false)["tool_choice"],
             serde_json::json!({"type": "function", "function": {"name": "t"}})
+        );
+        // Once the model has called a tool, it may answer.
+        let mut answered = request.clone();
+        answered.messages = vec![Message::Assistant(chassis_core::AssistantMessage {
+            content: None,
+            tool_calls: vec![chassis_core::ToolCall {
+                id: "c".into(),
+                name: "t".into(),
+                arguments: "{}".into(),
+            }],
+        })]
+        .into();
+        assert_eq!(
+            body(&answered, ToolChoice::Tool("t".into()), true)["tool_choice"],
+            "auto"
         );
         let whole = body(&request, ToolChoice::Auto, false);
         assert!(whole.get("stream").is_none() && whole.get("stream_options").is_none());
