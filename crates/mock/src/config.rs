@@ -47,6 +47,10 @@ pub struct MockConfig {
     pub reject_null_tool_call_content: bool,
     /// Refuse (HTTP 403) a request without a `User-Agent` header, as some hosts' firewalls do.
     pub require_user_agent: bool,
+    /// Answer a streamed OpenAI request with `tool_choice` auto by an event stream without a
+    /// single event (status 200), as llama-cpp-python does: it cannot stream an automatic tool
+    /// choice.
+    pub unstreamable_auto_tools: bool,
 }
 
 impl Default for MockConfig {
@@ -63,18 +67,21 @@ impl Default for MockConfig {
             tools_without_choice: ToolsWithoutChoice::Use,
             reject_null_tool_call_content: false,
             require_user_agent: false,
+            unstreamable_auto_tools: false,
         }
     }
 }
 
 impl MockConfig {
-    /// The rules of llama-cpp-python's OpenAI-compatible server: tools are ignored without
-    /// `tool_choice`, and an assistant message that calls tools with `content: null` gets HTTP
+    /// The rules of llama-cpp-python's OpenAI-compatible server (0.3, `chatml-function-calling`):
+    /// tools are ignored without `tool_choice`, a streamed answer with `tool_choice` auto is an
+    /// empty stream, and an assistant message that calls tools with `content: null` gets HTTP
     /// 500 with a validation error. Faults and the rest as [`MockConfig::default`].
     #[must_use]
     pub fn llama_cpp() -> MockConfig {
         MockConfig {
             tools_without_choice: ToolsWithoutChoice::Ignore,
+            unstreamable_auto_tools: true,
             reject_null_tool_call_content: true,
             ..MockConfig::default()
         }

@@ -37,6 +37,12 @@ pub(crate) trait Dialect {
     /// What the request says about tools.
     fn tool_use(request: &Self::Request) -> ToolUse;
 
+    /// Whether llama-cpp-python would answer this streamed request with an empty stream: a
+    /// request of its dialect (OpenAI's) with `tool_choice` auto.
+    fn unstreamable(_request: &Self::Request) -> bool {
+        false
+    }
+
     /// The first assistant message that calls tools with `content: null`, if the dialect has
     /// such a thing.
     fn null_tool_call_content(_request: &Self::Request) -> Option<usize> {
@@ -56,8 +62,10 @@ pub(crate) enum ToolUse {
     Unsaid,
     /// Tools offered with `tool_choice` none: no tool may be called.
     Forbidden,
-    /// Tools offered with any other `tool_choice`.
-    Allowed,
+    /// Tools offered with `tool_choice` auto: the model chooses.
+    Auto,
+    /// Tools offered with a `tool_choice` that forces a call (`required`, `any`, a named tool).
+    Forced,
 }
 
 impl ToolUse {
@@ -68,7 +76,8 @@ impl ToolUse {
             _ if !tools => ToolUse::NoTools,
             None => ToolUse::Unsaid,
             Some(choice) if choice == "none" || choice["type"] == "none" => ToolUse::Forbidden,
-            Some(_) => ToolUse::Allowed,
+            Some(choice) if choice == "auto" || choice["type"] == "auto" => ToolUse::Auto,
+            Some(_) => ToolUse::Forced,
         }
     }
 }

@@ -60,6 +60,10 @@ impl Dialect for OpenAi {
         ToolUse::of(tools, request.tool_choice.as_ref())
     }
 
+    fn unstreamable(request: &ChatRequest) -> bool {
+        Self::tool_use(request) == ToolUse::Auto
+    }
+
     fn null_tool_call_content(request: &ChatRequest) -> Option<usize> {
         request.messages.iter().position(|m| {
             m.role == "assistant"
@@ -72,7 +76,8 @@ impl Dialect for OpenAi {
         let (kind, code) = match failure {
             Failure::InvalidRequest | Failure::NotFound => ("invalid_request_error", None),
             Failure::RateLimited => ("requests", Some("rate_limit_exceeded")),
-            Failure::ServerError | Failure::ValidationCrash => ("server_error", None),
+            Failure::ServerError => ("server_error", None),
+            Failure::ValidationCrash => ("internal_server_error", None),
             Failure::Unavailable => ("server_error", Some("service_unavailable")),
             Failure::Forbidden => ("permission_error", None),
         };

@@ -49,6 +49,7 @@ pub(crate) struct Shared {
     tools_without_choice: ToolsWithoutChoice,
     reject_null_tool_call_content: bool,
     require_user_agent: bool,
+    unstreamable_auto_tools: bool,
 }
 
 impl Shared {
@@ -91,6 +92,7 @@ pub async fn start(
         tools_without_choice: config.tools_without_choice,
         reject_null_tool_call_content: config.reject_null_tool_call_content,
         require_user_agent: config.require_user_agent,
+        unstreamable_auto_tools: config.unstreamable_auto_tools,
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -257,6 +259,18 @@ async fn answer<D: Dialect>(
     });
     let conv = D::conversation(&request);
     shared.stats.record(conv.turn, &conv.input);
+    if shared.unstreamable_auto_tools && streaming.is_some() && D::unstreamable(&request) {
+        // What llama-cpp-python sends when its handler raises inside the stream.
+        return (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            )],
+            "",
+        )
+            .into_response();
+    }
     let drawn = shared.picker.draw();
     // A mid-stream fault drawn for an answer that is not streamed strikes as its likeness.
     let fault = match streaming {
@@ -312,7 +326,7 @@ async fn answer<D: Dialect>(
     let tools_dropped = match D::tool_use(&request) {
         ToolUse::Forbidden => true,
         ToolUse::Unsaid => shared.tools_without_choice == ToolsWithoutChoice::Ignore,
-        ToolUse::NoTools | ToolUse::Allowed => false,
+        ToolUse::NoTools | ToolUse::Auto | ToolUse::Forced => false,
     };
     let break_arguments = fault == Some(FaultKind::BadArgs) && !tools_dropped;
     let Some(mut reply) = reply::answer(&shared.script, &conv, break_arguments) else {
@@ -379,12 +393,13 @@ fn refusal<D: Dialect>(
     if shared.reject_null_tool_call_content
         && let Some(i) = D::null_tool_call_content(request)
     {
-        // Pydantic's words, as servers built on it crash with them.
+        // FastAPI's words for pydantic's error, as llama-cpp-python 0.3 answers with them.
         return Some((
             Failure::ValidationCrash,
             format!(
-                "1 validation error for ChatCompletionRequest\nmessages.{i}.content\n  \
-                 Input should be a valid string [type=string_type, input_value=None, input_type=NoneType]"
+                "1 validation error:\n  {{'type': 'string_type', 'loc': ('body', 'messages', {i}, \
+                 'ChatCompletionRequestAssistantMessage', 'content'), 'msg': 'Input should be a \
+                 valid string', 'input': None}}"
             ),
         ));
     }

@@ -1,5 +1,7 @@
 //! OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp's server, most hosts).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +25,9 @@ pub struct OpenAiClient {
     options: CallOptions,
     /// `options.tool_call_content`, decided by host when unset.
     tool_call_content: ToolCallContent,
+    /// Set once a streamed call that offered tools got a stream without a byte: from then on
+    /// such calls are asked for whole answers, as servers that cannot stream tool calls need.
+    whole_with_tools: AtomicBool,
 }
 
 impl OpenAiClient {
@@ -73,6 +78,7 @@ impl OpenAiClient {
             api_key,
             options: CallOptions::default(),
             tool_call_content: ToolCallContent::Null,
+            whole_with_tools: AtomicBool::new(false),
         };
         client.tool_call_content = client.decide_tool_call_content();
         Ok(client)
@@ -516,7 +522,18 @@ impl OpenAiClient {
 #[async_trait]
 impl ModelClient for OpenAiClient {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
-        let body = WireRequest::of(request, &self.options, self.tool_call_content);
+        let tools = !request.tools.is_empty();
+        let whole;
+        let options = if tools && self.options.stream && self.whole_with_tools.load(Relaxed) {
+            whole = CallOptions {
+                stream: false,
+                ..self.options.clone()
+            };
+            &whole
+        } else {
+            &self.options
+        };
+        let body = WireRequest::of(request, options, self.tool_call_content);
         let prepare = |call: reqwest::RequestBuilder| {
             let call = call.json(&body);
             match &self.api_key {
@@ -536,7 +553,24 @@ impl ModelClient for OpenAiClient {
                     choices: false,
                 };
                 let draft = Draft::new(request.deltas.clone());
-                let draft = crate::assemble::read_stream(answer, &mut events, draft).await?;
+                let draft = match crate::assemble::read_stream(answer, &mut events, draft).await {
+                    Ok(draft) => draft,
+                    Err(error) if tools && crate::assemble::is_empty_stream(&error) => {
+                        // Still a failed attempt (the retry layer makes the call again), but
+                        // the next one, and every later call with tools, is asked for whole.
+                        if !self.whole_with_tools.swap(true, Relaxed) {
+                            tracing::warn!(provider = %provider, "the server sent an empty stream for a call with tools; calls with tools are sent unstreamed from now on");
+                        }
+                        return Err(Error::Connection {
+                            provider,
+                            message: format!(
+                                "{EMPTY_STREAM} (calls with tools are sent unstreamed from now on)",
+                                EMPTY_STREAM = crate::assemble::EMPTY_STREAM
+                            ),
+                        });
+                    }
+                    Err(error) => return Err(error),
+                };
                 if !events.choices {
                     return Err(bad_reply(&provider, "no choices in the response"));
                 }

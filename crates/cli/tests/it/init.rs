@@ -127,7 +127,8 @@ fn init_then_check_then_run_then_eval_against_the_mock() {
 }
 
 /// The same project against a server with llama-cpp-python's rules: without tool_choice the
-/// model would answer in text and never count, and `content: null` would fail the second step.
+/// model would answer in text and never count, streamed with tools it sends nothing, and
+/// `content: null` would fail the second step.
 #[test]
 fn the_project_runs_against_a_llama_cpp_like_server() {
     let root = tempfile::tempdir().expect("temporary directory");
@@ -151,7 +152,9 @@ fn the_project_runs_against_a_llama_cpp_like_server() {
         .expect("the mock's stats");
     let agent = format!("chassis/{}", env!("CARGO_PKG_VERSION"));
     assert_eq!(stats["by_user_agent"][&agent], stats["requests"], "{stats}");
-    assert_eq!(stats["requests"], 2, "{stats}");
+    // The first call's stream comes empty (llama-cpp-python cannot stream an automatic tool
+    // choice); its retry and the calls after it go unstreamed.
+    assert_eq!(stats["requests"], 3, "{stats}");
 }
 
 #[test]

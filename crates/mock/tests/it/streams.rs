@@ -473,6 +473,40 @@ async fn tools_without_tool_choice_can_be_ignored_as_llama_cpp_does() {
 }
 
 #[tokio::test]
+async fn llama_cpp_cannot_stream_an_automatic_tool_choice() {
+    let mock = serve(MockConfig::llama_cpp(), TOOLS).await;
+    let mut body = openai_stream("refund", true);
+    body["tools"] = json!([tool()]);
+    body["tool_choice"] = json!("auto");
+    let response = post_openai(&client(), &mock, body.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(response.text().await.unwrap(), "");
+    // Whole, or with a named tool, it answers.
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    let message = answered(post_openai(&client(), &mock, whole).await.unwrap()).await;
+    assert_eq!(message["tool_calls"].as_array().map(Vec::len), Some(2));
+    body["tool_choice"] = json!({"type": "function", "function": {"name": "read_file"}});
+    let text = post_openai(&client(), &mock, body)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("\"tool_calls\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
 async fn tool_choice_none_is_heard_by_every_mock() {
     let mock = serve(MockConfig::default(), TOOLS).await;
     let mut body = json!({"model": "m", "messages": [user("refund")], "tools": [tool()]});
@@ -515,7 +549,9 @@ async fn null_content_on_a_tool_call_message_can_crash_the_server() {
     let error: Value = response.json().await.unwrap();
     let message = error["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("1 validation error for ChatCompletionRequest\nmessages.1.content"),
+        message.starts_with(
+            "1 validation error:\n  {'type': 'string_type', 'loc': ('body', 'messages', 1,"
+        ),
         "{message}"
     );
     let response = post_openai(
