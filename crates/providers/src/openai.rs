@@ -315,7 +315,7 @@ struct WireChoice {
 struct WireReply {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tool_calls: Vec<WireToolCall>,
 }
 
@@ -329,9 +329,9 @@ struct WireToolCall {
 
 #[derive(Deserialize)]
 struct WireFunction {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     arguments: String,
 }
 
@@ -364,12 +364,22 @@ struct WirePromptDetails {
     cached_tokens: u64,
 }
 
+/// A field that some servers send as `null` where OpenAI leaves it out (llama-cpp-python's
+/// chunks say `"tool_calls": null`), read as its default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
 /// One chunk of a streamed completion (`chat.completion.chunk`), or an error sent mid-stream.
 #[derive(Deserialize)]
 struct WireChunk {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     choices: Vec<WireChunkChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -391,7 +401,7 @@ struct WireChunkChoice {
 struct WireDelta {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tool_calls: Vec<WireCallDelta>,
 }
 

@@ -305,3 +305,57 @@ async fn models_that_say_nothing_fail_the_call_without_parking(api: Api) {
     }
 }
 for_both_apis!(models_that_say_nothing_fail_the_call_without_parking);
+
+/// A chunk as llama-cpp-python 0.3.36 streams a named tool choice: the call's id and name
+/// repeated in every chunk, beside a legacy `function_call`.
+fn llama_cpp_chunk(arguments: &str) -> String {
+    let id = "call__0_read_file_cmpl-ddd0619e";
+    let arguments = serde_json::to_string(arguments).unwrap();
+    format!(
+        r#"{{"id": "chatcmpl-ddd0619e", "object": "chat.completion.chunk", "created": 1796623910, "model": "m", "choices": [{{"index": 0, "finish_reason": null, "logprobs": null, "delta": {{"role": null, "content": null, "function_call": {{"name": "read_file", "arguments": {arguments}}}, "tool_calls": [{{"index": 0, "id": "{id}", "type": "function", "function": {{"name": "read_file", "arguments": {arguments}}}}}]}}}}]}}"#
+    )
+}
+
+/// llama-cpp-python's stream for a named tool choice, in its own words: `"tool_calls": null` in
+/// the first and last chunks (where OpenAI leaves the field out), the name in every chunk.
+#[tokio::test]
+async fn a_llama_cpp_stream_of_a_tool_call_is_read() {
+    let first = r#"{"id": "chatcmpl-ddd0619e", "object": "chat.completion.chunk", "created": 1796623910, "model": "m", "choices": [{"index": 0, "finish_reason": null, "logprobs": null, "delta": {"role": "assistant", "content": null, "function_call": null, "tool_calls": null}}]}"#;
+    let last = r#"{"id": "chatcmpl-ddd0619e", "object": "chat.completion.chunk", "created": 1796623910, "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null, "delta": {"role": null, "content": null, "function_call": null, "tool_calls": null}}]}"#;
+    let mut body = format!("data: {first}\r\n\r\n");
+    for piece in ["{", " \"path\": \"note", ".txt\"", "}"] {
+        body.push_str(&format!("data: {}\r\n\r\n", llama_cpp_chunk(piece)));
+    }
+    body.push_str(&format!("data: {last}\r\n\r\ndata: [DONE]\r\n\r\n"));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the request head");
+            received.extend_from_slice(&buf[..n]);
+        }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\nconnection: close\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+    });
+    let client =
+        chassis_providers::OpenAiClient::new("local", &base, None, Duration::from_secs(10))
+            .unwrap();
+    let response = client
+        .complete(&request(vec![user("read it")]))
+        .await
+        .unwrap();
+    server.await.unwrap();
+    assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
+    let calls = &response.message.tool_calls;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].name, "read_file");
+    assert_eq!(calls[0].id, "call__0_read_file_cmpl-ddd0619e");
+    assert_eq!(calls[0].arguments, r#"{ "path": "note.txt"}"#);
+}
