@@ -40,8 +40,9 @@ pub struct Args {
     /// How long a `hang` fault holds the request
     #[arg(long, default_value = "600s", value_parser = chassis_core::duration::parse)]
     hang: Duration,
-    /// Behave as llama-cpp-python's server does: tools are ignored without `tool_choice`, and
-    /// an assistant message that calls tools with `content: null` gets HTTP 500
+    /// Behave as llama-cpp-python's server does: tools are ignored without `tool_choice`, a
+    /// streamed call with `tool_choice` auto gets an empty stream, and an assistant message
+    /// that calls tools with `content: null` gets HTTP 500
     #[arg(long)]
     llama_cpp: bool,
 }
