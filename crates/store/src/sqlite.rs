@@ -155,7 +155,9 @@ struct Request {
 pub struct SqliteJournal {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
-    reader: Arc<Mutex<Connection>>,
+    /// One connection for reads, taken in turn before a blocking thread is: a thousand
+    /// concurrent readers (stream polls) wait here, not as a thousand blocked threads.
+    reader: Arc<tokio::sync::Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     /// Told when this process makes a run runnable now (a queued run, a decision, a run given
     /// back), so a worker on this journal claims it at once instead of at its next poll.
@@ -206,7 +208,7 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
             clock,
             work: Notify::new(),
             read_only: false,
@@ -241,7 +243,7 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(None),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
             clock: crate::clock::system(),
             work: Notify::new(),
             read_only: true,
@@ -341,13 +343,10 @@ impl SqliteJournal {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().map_err(|_| Error::Closed)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| Error::Closed)?
+        let conn = Arc::clone(&self.reader).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&conn))
+            .await
+            .map_err(|_| Error::Closed)?
     }
 }
 
