@@ -219,7 +219,7 @@ impl Sizes {
                 journal_runs: 20,
                 resume_iters: 200,
                 cold_iters: 20,
-                server_starts: 20_000,
+                server_starts: 100_000,
                 server_clients: 64,
                 server_runs: 100,
                 server_followers: 10,

@@ -82,6 +82,7 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
     {
         let server = ServerProcess::start(bench, &dir.join("starts.db"), &agents, 0)?;
         figures.extend(runtime.block_on(starts(bench, &client, &server))?);
+        figures.extend(runtime.block_on(pages(bench, &client, &server))?);
     }
     let followers = sizes.server_runs * sizes.server_followers;
     bench.say(&format!(
@@ -176,6 +177,68 @@ async fn starts(
         ),
         bench.figure("server CPU per run started", cpu, Unit::Micros),
     ])
+}
+
+/// The runs list as the console loads it (`GET /v1/runs?limit=50`), on the journal the starts
+/// filled: the first page, and a page ten cursors deep.
+async fn pages(
+    bench: &Bench<'_>,
+    client: &reqwest::Client,
+    server: &ServerProcess,
+) -> Result<Vec<Figure>, Error> {
+    const TIMES: usize = 20;
+    let in_journal = bench.sizes.server_starts + bench.sizes.server_clients.min(20);
+    let mut first = Vec::with_capacity(TIMES);
+    let mut deep = Vec::with_capacity(TIMES);
+    for _ in 0..TIMES {
+        let mut cursor: Option<String> = None;
+        for page in 0..=10 {
+            let mut url = format!("{}/v1/runs?limit=50", server.base);
+            if let Some(cursor) = &cursor {
+                url.push_str("&cursor=");
+                url.push_str(cursor);
+            }
+            let sent = Instant::now();
+            let response = client.get(&url).bearer_auth(&server.token).send().await?;
+            let status = response.status();
+            let answer: Value = response.json().await?;
+            let took = measure::ms(sent.elapsed());
+            let runs = answer
+                .get("runs")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            if status != reqwest::StatusCode::OK || runs == 0 {
+                return Err(bench.failed(format!("GET /v1/runs answered {status}: {answer}")));
+            }
+            match page {
+                0 => first.push(took),
+                10 => deep.push(took),
+                _ => {}
+            }
+            cursor = answer
+                .get("next")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if cursor.is_none() {
+                break;
+            }
+        }
+    }
+    let mut figures = vec![bench.figure(
+        format!(
+            "runs list, first page of 50 (GET /v1/runs), {in_journal} runs in the journal, median"
+        ),
+        measure::median(&first),
+        Unit::Millis,
+    )];
+    if !deep.is_empty() {
+        figures.push(bench.figure(
+            format!("runs list, eleventh page of 50 by cursor, {in_journal} runs, median"),
+            measure::median(&deep),
+            Unit::Millis,
+        ));
+    }
+    Ok(figures)
 }
 
 async fn start_run(

@@ -7,7 +7,7 @@ use std::process::Command;
 use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
-const EXPECTED: [&str; 24] = [
+const EXPECTED: [&str; 25] = [
     "per-step overhead, durable, median",
     "per-step overhead, no fsync, median",
     "raw HTTP round trip to the mock, per step (baseline)",
@@ -29,6 +29,7 @@ const EXPECTED: [&str; 24] = [
     "`chassis --version`, spawn → exit, median",
     "runs started/s through the API (POST /v1/runs",
     "POST /v1/runs latency, median",
+    "runs list, first page of 50 (GET /v1/runs)",
     "events/s delivered to",
     "event journaled → read by a subscriber, median",
     "server memory per idle subscriber",
