@@ -101,7 +101,7 @@ def field_problems(name: str, cls: Any, schema: dict[str, Any]) -> list[str]:
             f"{name}: required only here {sorted(required_here - required_there)}, "
             f"only in the document {sorted(required_there - required_here)}"
         )
-    for field in set(fields) & set(properties):
+    for field in sorted(set(fields) & set(properties)):
         problems += mismatch(fields[field], properties[field], f"{name}.{field}")
     return problems
 
@@ -144,9 +144,9 @@ def test_the_drift_check_sees_a_difference() -> None:
         },
     }
     assert field_problems("Cancelled", SCHEMAS["Cancelled"], schema) == [
-        "Cancelled.status: str here, Status in the document",
         "Cancelled.driver: nullable here True, in the document False",
         "Cancelled.driver: str here, ['integer'] in the document",
+        "Cancelled.status: str here, Status in the document",
     ]
     renamed = {
         "type": "object",
