@@ -1,181 +1,22 @@
-"""A real `chassis serve` for the tests: the mock model and the server as processes of the
-`chassis` binary (built by cargo beforehand, never by the tests), a temporary journal, an agent
-whose tool waits for approval, and tokens of each role."""
+"""Fixtures: a real `chassis serve` for the session (see `harness.py`) and clients of it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
 from chassis_client import Client
 
-ROOT = Path(__file__).resolve().parents[3]
+from .harness import Server, chassis_bin, running
 
-#: The mock model's replies: inputs with "talk" get an answer at once; every other input asks
-#: to pay, then answers with what the tool (or the rejection) said.
-SCRIPT = """
-[[scenario]]
-name = "talk"
-when_input_contains = "talk"
-[[scenario.turn]]
-text = "Hello there, {input}! This answer streams in pieces."
-
-[[scenario]]
-name = "pay"
-[[scenario.turn]]
-text = "The invoice is due, so I will pay it."
-tool_calls = [{ name = "pay", arguments = { amount = 150, to = "acme" } }]
-[[scenario.turn]]
-text = "result: {last_tool_result}"
-"""
-
-PAY = """
-import json, sys
-args = json.load(sys.stdin)
-with open(sys.argv[1], "a") as ledger:
-    ledger.write("%s %s\\n" % (args["to"], args["amount"]))
-print("paid %s to %s" % (args["amount"], args["to"]))
-"""
-
-
-def chassis_bin() -> str:
-    path = os.environ.get("CHASSIS_BIN") or str(ROOT / "target" / "debug" / "chassis")
-    if not Path(path).exists():
-        pytest.exit(f"no chassis binary at {path}: run `cargo build --bin chassis` or set CHASSIS_BIN", 2)
-    return path
-
-
-def write_agent(directory: Path, model_url: str, ledger: Path) -> None:
-    """`payer`: an irreversible `pay` tool, which waits for a human's approval."""
-    (directory / "tools").mkdir(parents=True)
-    (directory / "prompt.j2").write_text("Pay what is due.")
-    (directory / "tools" / "pay.py").write_text(PAY)
-    (directory / "agent.toml").write_text(
-        f"""
-[agent]
-name = "payer"
-prompt = "prompt.j2"
-[model]
-primary = "m:model"
-[providers.m]
-kind = "openai"
-base_url = "{model_url}"
-[[tools]]
-name = "pay"
-description = "Pay an invoice"
-command = ["{sys.executable}", "tools/pay.py", "{ledger}"]
-args_schema = {{ type = "object", properties = {{ amount = {{ type = "number", minimum = 0 }}, to = {{ type = "string" }} }}, required = ["amount", "to"], additionalProperties = false }}
-risk = "irreversible"
-[approvals]
-timeout = "1h"
-[limits]
-max_steps = 5
-"""
-    )
-
-
-def first_line(process: subprocess.Popen[str], what: str, log: Path) -> str:
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line:
-        process.kill()
-        raise RuntimeError(f"{what} printed nothing; its log:\n{log.read_text()}")
-    return line
-
-
-@dataclass
-class Server:
-    """A running server, its tokens by role, and where its files are."""
-
-    url: str
-    bin: str
-    db: Path
-    root: Path
-    admin: str
-    operator: str
-    approver: str
-    viewer: str
-
-    def client(self, token: str | None = None, url: str | None = None, **kwargs: object) -> Client:
-        return Client(url or self.url, token=token or self.approver, **kwargs)  # type: ignore[arg-type]
-
-    def ledger(self) -> list[str]:
-        path = self.root / "ledger.txt"
-        return path.read_text().splitlines() if path.exists() else []
-
-
-def make_token(bin: str, db: Path, name: str, role: str) -> str:
-    out = subprocess.run(
-        [bin, "--db", str(db), "tokens", "create", "--name", name, "--role", role],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
+__all__ = ["Server"]
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    bin = chassis_bin()
-    root = tmp_path_factory.mktemp("chassis")
-    (root / "script.toml").write_text(SCRIPT)
-    mock_log = root / "mock.log"
-    mock = subprocess.Popen(
-        [bin, "mock-model", "--script", str(root / "script.toml"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=mock_log.open("w"),
-        text=True,
-    )
-    serve = None
-    try:
-        model_url = first_line(mock, "chassis mock-model", mock_log)
-        write_agent(root / "agents" / "payer", model_url, root / "ledger.txt")
-        db = root / "journal.db"
-        serve_log = root / "serve.log"
-        serve = subprocess.Popen(
-            [
-                bin, "--db", str(db), "serve",
-                "--addr", "127.0.0.1:0",
-                "--agents", str(root / "agents"),
-                "--poll-interval", "100ms",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=serve_log.open("w"),
-            text=True,
-        )
-        # The login URL, with the first admin token: `http://127.0.0.1:PORT/?token=…`.
-        login = first_line(serve, "chassis serve", serve_log)
-        base, _, admin = login.partition("/?token=")
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{base}/healthz").status_code != 200:
-            assert time.monotonic() < deadline, "the server never answered /healthz"
-            time.sleep(0.05)
-        yield Server(
-            url=base,
-            bin=bin,
-            db=db,
-            root=root,
-            admin=admin,
-            operator=make_token(bin, db, "operator-1", "operator"),
-            approver=make_token(bin, db, "approver-1", "approver"),
-            viewer=make_token(bin, db, "viewer-1", "viewer"),
-        )
-    finally:
-        for process in (serve, mock):
-            if process is not None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+    with running(tmp_path_factory.mktemp("chassis"), chassis_bin()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -237,15 +237,6 @@ def revoke_token(name: str) -> Call:
 # --- Streams -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Message:
-    """One Server-Sent Event as framed on the wire."""
-
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-
-
 class Framer:
     """Frames SSE lines into messages; comments (the heartbeats) are dropped."""
 
@@ -254,12 +245,14 @@ class Framer:
         self._data: list[str] = []
         self._id: str | None = None
 
-    def feed(self, line: str) -> Message | None:
+    def feed(self, line: str) -> m.StreamEvent | None:
         if line == "":
             if not self._data:
                 self._event, self._id = None, None
                 return None
-            message = Message(self._event or "message", "\n".join(self._data), self._id)
+            message = m.StreamEvent.from_json(
+                {"event": self._event or "message", "data": "\n".join(self._data), "id": self._id}
+            )
             self._event, self._data, self._id = None, [], None
             return message
         if line.startswith(":"):
@@ -294,7 +287,7 @@ class Cursor:
             out["Last-Event-ID"] = str(self.last)
         return out
 
-    def take(self, message: Message) -> m.Event | m.Delta | None:
+    def take(self, message: m.StreamEvent) -> m.Event | m.Delta | None:
         """What `message` gives the caller, if anything."""
         if message.event == "event":
             event = m.Event.from_json(json.loads(message.data))

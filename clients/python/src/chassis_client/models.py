@@ -44,6 +44,8 @@ __all__ = [
     "Stats",
     "StatsRow",
     "Status",
+    "StreamEvent",
+    "StreamEventKind",
     "TERMINAL_KINDS",
     "TERMINAL_STATUSES",
     "TokenCreated",
@@ -360,6 +362,26 @@ class Delta:
         )
 
 
+class StreamEventKind(enum.StrEnum):
+    """What an event of a run's stream is."""
+
+    #: A journaled event: `data` is its JSON, `id` its sequence number.
+    EVENT = "event"
+    #: A piece of a model answer as it streams (not journaled; no `id` of its own).
+    DELTA = "delta"
+    #: The run's journal is gone; the stream ends.
+    ERROR = "error"
+
+
+@dataclass
+class StreamEvent(_Model):
+    """One Server-Sent Event of a run's stream, as framed on the wire."""
+
+    event: StreamEventKind
+    data: str
+    id: str | None = None
+
+
 @dataclass
 class EventPage(_Model):
     """A page of a run's events."""
@@ -539,6 +561,8 @@ SCHEMAS: dict[str, type] = {
     "Stats": Stats,
     "StatsRow": StatsRow,
     "Status": Status,
+    "StreamEvent": StreamEvent,
+    "StreamEventKind": StreamEventKind,
     "TokenCreated": TokenCreated,
     "TokenInfo": TokenInfo,
     "ToolDecisions": ToolDecisions,
