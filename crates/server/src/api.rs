@@ -227,6 +227,7 @@ pub struct RunFilter {
     /// The `next` of the previous page.
     pub cursor: Option<String>,
     /// Runs per page (default 50, at most 1,000).
+    #[param(format = Int64)]
     pub limit: Option<usize>,
 }
 
@@ -253,6 +254,7 @@ pub struct EventsQuery {
     /// Only events after this sequence number.
     pub after: Option<u64>,
     /// At most this many (default 1,000).
+    #[param(format = Int64)]
     pub limit: Option<usize>,
 }
 

@@ -140,12 +140,25 @@ async fn links_name_operations_of_the_document() {
     assert!(links >= 10, "only {links} links");
 }
 
-/// The document gives sequence numbers and page sizes as `int64`; the server read them as
-/// `u64` and took `after=2^63`, which the document does not allow. Now refused, naming the
-/// parameter; `i64::MAX` itself is accepted.
+/// The document gives sequence numbers as `int64` and page sizes as unbounded integers; the
+/// server read them as `u64` and took `after=2^63`, which the document does not allow, and
+/// refused `limit=10^38`, which it does. Every integer parameter is now an `int64`, and one
+/// above is refused, naming the parameter; `i64::MAX` itself is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_above_int64_are_refused() {
     let s = TestServer::start(1, Duration::ZERO).await;
+    let doc = s.get("/openapi.json").await;
+    for (method, path, operation) in operations(&doc) {
+        for param in operation["parameters"].as_array().into_iter().flatten() {
+            if param["schema"]["type"] == "integer" {
+                assert_eq!(
+                    param["schema"]["format"], "int64",
+                    "{method} {path} {}: an integer without bounds",
+                    param["name"]
+                );
+            }
+        }
+    }
     let run = s.start_run("talk to me").await;
     s.until_status(&run, &["completed"]).await;
     let too_big = 1u64 << 63;
