@@ -10,6 +10,7 @@ from chassis_client import (
     BadRequest,
     Client,
     Conflict,
+    ConnectionLost,
     Event,
     Forbidden,
     InvalidRequest,
@@ -213,3 +214,21 @@ def test_sse_framing_skips_comments_and_joins_data_lines() -> None:
     ]
     messages = [g for g in got if g is not None]
     assert [(x.event, x.data, x.id) for x in messages] == [("event", "{\n}", "7"), ("delta", "x", None)]
+
+
+def test_the_login_url_carries_the_token(server: Server) -> None:
+    with Client(f"{server.url}/?token={server.viewer}") as client:
+        assert client.base_url == server.url
+        me = client.me()
+        assert (me.name, me.role) == ("viewer-1", "viewer")
+
+
+def test_a_stream_gives_up_when_the_server_stays_away(server: Server) -> None:
+    proxy = CuttableProxy("127.0.0.1", 1)  # forwards to a port nobody listens on
+    try:
+        with server.client(url=proxy.url, reconnect_delay=0.05, max_reconnect_wait=0.5) as client:
+            with pytest.raises(ConnectionLost) as lost:
+                list(client.stream("run_00000000000000000000000000"))
+            assert "stream of run_00000000000000000000000000" in lost.value.detail
+    finally:
+        proxy.close()

@@ -10,7 +10,7 @@ import httpx
 
 from . import _core as core
 from . import models as m
-from .errors import ConnectionLost, ServerError, Unavailable
+from .errors import ConnectionLost, ServerError, Unavailable, error_for
 
 __all__ = ["AsyncClient"]
 
@@ -196,7 +196,7 @@ class AsyncClient:
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        core.Call("GET", cursor.path).answer(response)
+                        raise error_for(response)
                     framer = core.Framer()
                     async for line in response.aiter_lines():
                         message = framer.feed(line)

@@ -9,7 +9,7 @@ import httpx
 
 from . import _core as core
 from . import models as m
-from .errors import ConnectionLost, ServerError, Unavailable
+from .errors import ConnectionLost, ServerError, Unavailable, error_for
 
 __all__ = ["Client"]
 
@@ -193,7 +193,7 @@ class Client:
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
-                        core.Call("GET", cursor.path).answer(response)
+                        raise error_for(response)
                     framer = core.Framer()
                     for line in response.iter_lines():
                         message = framer.feed(line)
