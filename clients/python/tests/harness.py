@@ -53,15 +53,23 @@ def chassis_bin() -> str:
     return path
 
 
-def write_agent(directory: Path, model_url: str, ledger: Path) -> None:
-    """`payer`: an irreversible `pay` tool, which waits for a human's approval."""
+def write_agent(
+    directory: Path,
+    model_url: str,
+    ledger: Path,
+    name: str = "payer",
+    risk: str = "irreversible",
+    limits: str = "max_steps = 5",
+) -> None:
+    """`payer`: an irreversible `pay` tool, which waits for a human's approval; other names
+    with another risk and limits."""
     (directory / "tools").mkdir(parents=True)
     (directory / "prompt.j2").write_text("Pay what is due.")
     (directory / "tools" / "pay.py").write_text(PAY)
     (directory / "agent.toml").write_text(
         f"""
 [agent]
-name = "payer"
+name = "{name}"
 prompt = "prompt.j2"
 [model]
 primary = "m:model"
@@ -73,11 +81,11 @@ name = "pay"
 description = "Pay an invoice"
 command = ["{sys.executable}", "tools/pay.py", "{ledger}"]
 args_schema = {{ type = "object", properties = {{ amount = {{ type = "number", minimum = 0 }}, to = {{ type = "string" }} }}, required = ["amount", "to"], additionalProperties = false }}
-risk = "irreversible"
+risk = "{risk}"
 [approvals]
 timeout = "1h"
 [limits]
-max_steps = 5
+{limits}
 """
     )
 
@@ -137,7 +145,18 @@ def running(root: Path, bin: str) -> Iterator[Server]:
     serve = None
     try:
         model_url = first_line(mock, "chassis mock-model", mock_log)
-        write_agent(root / "agents" / "payer", model_url, root / "ledger.txt")
+        ledger = root / "ledger.txt"
+        write_agent(root / "agents" / "payer", model_url, ledger)
+        # Pays without asking, then stops at one step: a human raises the limit (or refuses).
+        write_agent(
+            root / "agents" / "stepper", model_url, ledger, "stepper", "read_only",
+            'max_steps = 1\non_limit = "escalate"',
+        )
+        # The same, paused at the limit: `resume` with a raise continues it.
+        write_agent(
+            root / "agents" / "pauser", model_url, ledger, "pauser", "read_only",
+            'max_steps = 1\non_limit = "pause"',
+        )
         db = root / "journal.db"
         serve_log = root / "serve.log"
         serve = subprocess.Popen(

@@ -166,6 +166,8 @@ def test_errors_raise_the_problem_they_are(server: Server, client: Client) -> No
     with pytest.raises(Conflict) as twice:
         client.approve(created.run_id, "1.0")
     assert twice.value.status == 409 and twice.value.title == "State conflict"
+    with pytest.raises(Conflict):
+        client.resolve(created.run_id, "1.0", "succeeded", result="paid")  # its outcome is known
 
     with pytest.raises(BadRequest) as bad:
         client.list_runs(status="sleepy")
@@ -232,3 +234,40 @@ def test_a_stream_gives_up_when_the_server_stays_away(server: Server) -> None:
             assert "stream of run_00000000000000000000000000" in lost.value.detail
     finally:
         proxy.close()
+
+
+def test_a_limit_is_raised_or_refused_by_a_human(client: Client) -> None:
+    raised = client.start_run("stepper", "invoice over the limit")
+    run = client.wait(raised.run_id, {Status.WAITING})
+    assert run.waiting is not None and run.waiting.kind == "limit", run
+    assert [i.kind for i in client.approvals() if i.run_id == raised.run_id] == ["limit"]
+    decided = client.approve_limit(raised.run_id, {"max_steps": 3})
+    assert decided.woken and decided.run.limits["max_steps"] == 3
+    done = client.wait(raised.run_id)
+    assert (done.status, done.output) == (Status.COMPLETED, "result: paid 150 to acme")
+
+    refused = client.start_run("stepper", "invoice refused at the limit")
+    client.wait(refused.run_id, {Status.WAITING})
+    client.reject_limit(refused.run_id, reason="enough for today")
+    failed = client.wait(refused.run_id)
+    assert failed.status == Status.FAILED
+    assert failed.reason is not None and "enough for today" in failed.reason, failed
+
+    with pytest.raises(Conflict):
+        client.approve_limit(refused.run_id, {"max_steps": 9})
+    with pytest.raises(BadRequest) as unknown:
+        client.approve_limit(refused.run_id, {"max_bananas": 3})
+    assert unknown.value.field == "/raise/max_bananas"
+
+
+def test_resume_continues_a_paused_run_with_a_raise(client: Client) -> None:
+    created = client.start_run("pauser", "invoice paused at the limit")
+    paused = client.wait(created.run_id, {Status.PAUSED})
+    assert paused.usage.steps == 1
+    decided = client.resume(created.run_id, raises={"max_steps": 2, "max_wall_time": "2h"})
+    assert decided.woken
+    done = client.wait(created.run_id)
+    assert (done.status, done.output) == (Status.COMPLETED, "result: paid 150 to acme")
+    assert done.limits["max_steps"] == 2 and done.limits["max_wall_time"] == 2 * 3600 * 1000
+    with pytest.raises(Conflict):
+        client.resume(created.run_id)
