@@ -12,8 +12,10 @@ venv=target/python-ci
 "$venv/bin/python" -m pip install --quiet -e 'clients/python[test]' 'schemathesis>=4.1,<5'
 
 echo "== python: chassis (debug)"
-cargo build --locked --quiet --bin chassis
-export CHASSIS_BIN="$PWD/target/debug/chassis"
+# The binary's path as cargo reports it (CARGO_TARGET_DIR may move it).
+CHASSIS_BIN=$(cargo build --locked --quiet --bin chassis --message-format=json \
+  | "$venv/bin/python" -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+export CHASSIS_BIN
 
 echo "== python: client tests"
 "$venv/bin/pytest" clients/python/tests -q -p no:cacheprovider
