@@ -684,7 +684,8 @@ impl ServerProcess {
         let read = stdout.read_line(&mut line);
         let parsed = line
             .trim()
-            .split_once("/?token=")
+            .split_once("/#token=")
+            .or_else(|| line.trim().split_once("/?token="))
             .map(|(base, token)| (base.to_string(), token.to_string()));
         match (read, parsed) {
             (Ok(_), Some((base, token))) if base.starts_with("http://") && !token.is_empty() => {

@@ -22,7 +22,8 @@ pub use error::Error;
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{
-    DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted, default_owner,
+    AgentPaths, DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted,
+    default_owner,
 };
 pub use worker::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 

@@ -14,7 +14,7 @@
 //! is driven (a cancel, a raised limit) is taken in at the next flush.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -280,6 +280,43 @@ pub struct Engine {
     agents: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Agent>>>,
     /// Versions whose definition this engine has kept in the store already.
     pinned: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Where runs' agents are: the project root and the `--agent` override.
+    paths: AgentPaths,
+}
+
+/// Where the agents of runs are found. A run journals its agent's path relative to the
+/// journal's project when the agent lives under it, so a project moved with its journal keeps
+/// working; `chassis resume --agent PATH` overrides the journaled path.
+#[derive(Clone, Debug, Default)]
+pub struct AgentPaths {
+    project: Option<PathBuf>,
+    agent: Option<PathBuf>,
+}
+
+impl AgentPaths {
+    /// How a run journals the agent at `path`: relative to the project when under it.
+    pub fn journaled(&self, path: &Path) -> PathBuf {
+        match &self.project {
+            Some(root) => path
+                .strip_prefix(root)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| path.to_path_buf()),
+            None => path.to_path_buf(),
+        }
+    }
+
+    /// Where the agent a run journaled as `journaled` is now: the override, the path itself
+    /// when absolute, else under the project (or the current directory without one).
+    pub fn locate(&self, journaled: &str) -> PathBuf {
+        if let Some(path) = &self.agent {
+            return path.clone();
+        }
+        let path = Path::new(journaled);
+        match &self.project {
+            Some(root) if path.is_relative() => root.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
 }
 
 impl Engine {
@@ -295,7 +332,30 @@ impl Engine {
             interrupt: None,
             agents: Default::default(),
             pinned: Default::default(),
+            paths: AgentPaths::default(),
         }
+    }
+
+    /// Roots this engine at a project directory: a run journals its agent's path relative to
+    /// it (when the agent lives under it), and relative paths in the journal resolve against
+    /// it, so moving the project with its journal does not break `resume` or `worker`.
+    pub fn with_project(mut self, root: impl Into<PathBuf>) -> Engine {
+        let root = root.into();
+        self.paths.project = Some(std::path::absolute(&root).unwrap_or(root));
+        self
+    }
+
+    /// Finds the agent of the runs this engine drives at `path`, whatever path they journaled
+    /// (`chassis resume --agent PATH`). A run still continues under its own version.
+    pub fn with_agent_path(mut self, path: impl Into<PathBuf>) -> Engine {
+        let path = path.into();
+        self.paths.agent = Some(std::path::absolute(&path).unwrap_or(path));
+        self
+    }
+
+    /// Where this engine finds runs' agents (observers that read a run's spec use it too).
+    pub fn agent_paths(&self) -> &AgentPaths {
+        &self.paths
     }
 
     /// Reports every event to `observer` too.
@@ -346,7 +406,7 @@ impl Engine {
     /// The redactor for what humans type into a run: the engine's, plus the secrets of the
     /// run's agent (its spec is read again, without starting anything).
     pub(crate) fn human_redactor(&self, state: &RunState) -> Redactor {
-        let spec = std::fs::read_to_string(&state.spec_path)
+        let spec = std::fs::read_to_string(self.paths.locate(&state.spec_path))
             .ok()
             .and_then(|text| chassis_core::spec::AgentSpec::parse(&text).ok());
         match spec.and_then(|spec| Redactor::for_spec(&spec).ok()) {
@@ -443,7 +503,9 @@ impl Engine {
         if seen {
             return Ok(());
         }
-        let definition = serde_json::to_string(agent.sources())
+        let mut sources = agent.sources().clone();
+        sources.spec_path = self.paths.journaled(&sources.spec_path);
+        let definition = serde_json::to_string(&sources)
             .map_err(|e| Error::Store(chassis_store::Error::Encode(e.to_string())))?;
         self.journal
             .put_version(&agent.version, &agent.spec.name, &definition)
@@ -488,17 +550,18 @@ impl Engine {
         };
         let agent = match kept {
             Some(definition) => {
-                let sources: crate::agent::Sources =
-                    serde_json::from_str(&definition).map_err(|e| {
+                let mut sources: crate::agent::Sources = serde_json::from_str(&definition)
+                    .map_err(|e| {
                         Error::Refused(format!(
                             "agent version {} is kept in an unreadable form: {e}",
                             state.version
                         ))
                     })?;
+                sources.spec_path = self.paths.locate(&sources.spec_path.to_string_lossy());
                 // Boxed: loading (MCP servers, schemas) is a large future.
                 Box::pin(Agent::from_sources(sources)).await?
             }
-            None => Box::pin(Agent::load(std::path::Path::new(&state.spec_path))).await?,
+            None => Box::pin(Agent::load(&self.paths.locate(&state.spec_path))).await?,
         };
         if !state.version.is_empty() && !agent.accepts_version(&state.version) {
             return Err(Error::VersionChanged {
@@ -527,7 +590,7 @@ impl Engine {
         let run_id = new_run_id();
         let started = Event::RunStarted(Box::new(chassis_core::RunStart {
             agent: agent.spec.name.clone(),
-            spec_path: agent.spec_path.display().to_string(),
+            spec_path: self.paths.journaled(&agent.spec_path).display().to_string(),
             input: input.to_string(),
             system,
             model: agent.spec.model.to_string(),

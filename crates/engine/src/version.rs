@@ -202,6 +202,8 @@ mod tests {
             "[providers.openai]\nkind = \"openai\"\nmax_attempts = 7\n",
             "[providers.openai]\nkind = \"openai\"\nhttp = \"http1\"\n",
             "[providers.openai]\nkind = \"openai\"\nbreaker_threshold = 9\n",
+            "[providers.openai]\nkind = \"openai\"\ntool_call_content = \"empty\"\n",
+            "[providers.openai]\nkind = \"openai\"\ntool_call_content = \"null\"\n",
             "[[tools]]\nname = \"c\"\ncommand = [\"echo\", \"a\"]\n",
             "[[tools]]\nname = \"c\"\ncommand = [\"echo\", \"b\"]\n",
             "[[tools]]\nname = \"c\"\ncommand = [\"echo\", \"a\"]\nenv = [\"TOKEN\"]\n",
@@ -238,6 +240,10 @@ mod tests {
             "idle_timeout = \"3s\"",
             "max_repairs = 0",
             "fallbacks = [\"anthropic:h\"]",
+            "stream = false",
+            "tool_choice = \"required\"",
+            "tool_choice = \"none\"",
+            "tool_choice = { name = \"t\" }",
         ] {
             let changed = model(line);
             assert!(

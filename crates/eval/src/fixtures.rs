@@ -59,6 +59,17 @@ pub struct Fixtures {
 
 /// The last `last` completed or failed runs of `agent`, oldest first, as cases.
 pub async fn from_runs(journal: &dyn Journal, agent: &str, last: usize) -> Result<Fixtures, Error> {
+    from_runs_locating(journal, agent, last, &chassis_engine::AgentPaths::default()).await
+}
+
+/// [`from_runs`], finding each run's agent where `paths` says (a path the run journaled
+/// relative to its project resolves against the project).
+pub async fn from_runs_locating(
+    journal: &dyn Journal,
+    agent: &str,
+    last: usize,
+    paths: &chassis_engine::AgentPaths,
+) -> Result<Fixtures, Error> {
     let listed = journal
         .list(&ListFilter {
             status: None,
@@ -96,7 +107,7 @@ pub async fn from_runs(journal: &dyn Journal, agent: &str, last: usize) -> Resul
         cases.push(RawCase {
             name: run.run_id.clone(),
             input: state.input.clone(),
-            agent: Some(state.spec_path.clone()),
+            agent: Some(paths.locate(&state.spec_path).display().to_string()),
             status: Some(facts.status.as_str().to_string()),
             trajectory: Some(
                 facts

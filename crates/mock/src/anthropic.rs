@@ -19,7 +19,7 @@ use serde_json::Value;
 use serde::de::IgnoredAny;
 use serde_json::json;
 
-use crate::dialect::{Dialect, Failure, Streaming, pieces};
+use crate::dialect::{Dialect, Failure, Streaming, ToolUse, pieces};
 use crate::reply::{Conversation, Reply, tokens};
 
 /// The header the real API requires on every request.
@@ -70,8 +70,9 @@ impl Dialect for Anthropic {
         message_events(id, model, conv, reply, streaming)
     }
 
-    fn tools_without_choice(request: &MessagesRequest) -> bool {
-        request.tools.as_ref().is_some_and(|t| !t.is_empty()) && request.tool_choice.is_none()
+    fn tool_use(request: &MessagesRequest) -> ToolUse {
+        let tools = request.tools.as_ref().is_some_and(|t| !t.is_empty());
+        ToolUse::of(tools, request.tool_choice.as_ref())
     }
 
     fn error_body(failure: Failure, message: &str) -> Vec<u8> {
@@ -100,7 +101,7 @@ pub(crate) struct MessagesRequest {
     #[serde(default)]
     tools: Option<Vec<IgnoredAny>>,
     #[serde(default)]
-    tool_choice: Option<IgnoredAny>,
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,20 @@ use std::time::Duration;
 
 use crate::FaultKind;
 
+/// What the mock does with the tools of a request that does not say `tool_choice` (or says
+/// `none`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ToolsWithoutChoice {
+    /// Calls them as the script says, as OpenAI and Anthropic do (their default is `auto`).
+    #[default]
+    Use,
+    /// Refuses the request with HTTP 400, as some servers do.
+    Refuse,
+    /// Answers as if no tools were offered, as llama-cpp-python does: a scripted tool-call turn
+    /// comes back as text (its text, or the calls written out as JSON), and no tool is called.
+    Ignore,
+}
+
 /// How the mock behaves apart from its script.
 #[derive(Clone, Debug)]
 pub struct MockConfig {
@@ -26,13 +40,17 @@ pub struct MockConfig {
     /// Events of a streamed answer sent before a mid-stream fault strikes (at most all but the
     /// last, so the fault always comes before the stream is complete).
     pub stream_fault_after: usize,
-    /// Refuse (HTTP 400) a request that offers tools without `tool_choice`, as some servers do.
-    pub require_tool_choice: bool,
+    /// What a request that offers tools without `tool_choice` gets.
+    pub tools_without_choice: ToolsWithoutChoice,
     /// Answer HTTP 500 with a validation error to an OpenAI request whose assistant message
     /// calls tools with `content: null`, as some OpenAI-compatible servers do.
     pub reject_null_tool_call_content: bool,
     /// Refuse (HTTP 403) a request without a `User-Agent` header, as some hosts' firewalls do.
     pub require_user_agent: bool,
+    /// Answer a streamed OpenAI request with `tool_choice` auto by an event stream without a
+    /// single event (status 200), as llama-cpp-python does: it cannot stream an automatic tool
+    /// choice.
+    pub unstreamable_auto_tools: bool,
 }
 
 impl Default for MockConfig {
@@ -46,9 +64,26 @@ impl Default for MockConfig {
             hang: Duration::from_secs(600),
             stream_chunk_chars: 8,
             stream_fault_after: 2,
-            require_tool_choice: false,
+            tools_without_choice: ToolsWithoutChoice::Use,
             reject_null_tool_call_content: false,
             require_user_agent: false,
+            unstreamable_auto_tools: false,
+        }
+    }
+}
+
+impl MockConfig {
+    /// The rules of llama-cpp-python's OpenAI-compatible server (0.3, `chatml-function-calling`):
+    /// tools are ignored without `tool_choice`, a streamed answer with `tool_choice` auto is an
+    /// empty stream, and an assistant message that calls tools with `content: null` gets HTTP
+    /// 500 with a validation error. Faults and the rest as [`MockConfig::default`].
+    #[must_use]
+    pub fn llama_cpp() -> MockConfig {
+        MockConfig {
+            tools_without_choice: ToolsWithoutChoice::Ignore,
+            unstreamable_auto_tools: true,
+            reject_null_tool_call_content: true,
+            ..MockConfig::default()
         }
     }
 }

@@ -34,8 +34,14 @@ pub(crate) trait Dialect {
         streaming: Streaming,
     ) -> Vec<Vec<u8>>;
 
-    /// Whether the request offers tools without saying `tool_choice`.
-    fn tools_without_choice(request: &Self::Request) -> bool;
+    /// What the request says about tools.
+    fn tool_use(request: &Self::Request) -> ToolUse;
+
+    /// Whether llama-cpp-python would answer this streamed request with an empty stream: a
+    /// request of its dialect (OpenAI's) with `tool_choice` auto.
+    fn unstreamable(_request: &Self::Request) -> bool {
+        false
+    }
 
     /// The first assistant message that calls tools with `content: null`, if the dialect has
     /// such a thing.
@@ -45,6 +51,35 @@ pub(crate) trait Dialect {
 
     /// The body of an error reply.
     fn error_body(failure: Failure, message: &str) -> Vec<u8>;
+}
+
+/// What a request says about tools: whether it offers any, and its `tool_choice`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ToolUse {
+    /// No tools offered.
+    NoTools,
+    /// Tools offered, `tool_choice` unsaid.
+    Unsaid,
+    /// Tools offered with `tool_choice` none: no tool may be called.
+    Forbidden,
+    /// Tools offered with `tool_choice` auto: the model chooses.
+    Auto,
+    /// Tools offered with a `tool_choice` that forces a call (`required`, `any`, a named tool).
+    Forced,
+}
+
+impl ToolUse {
+    /// From whether tools are offered and the request's `tool_choice`, if any; `none` is the
+    /// string in OpenAI's dialect, `{"type": "none"}` in Anthropic's.
+    pub(crate) fn of(tools: bool, choice: Option<&serde_json::Value>) -> ToolUse {
+        match choice {
+            _ if !tools => ToolUse::NoTools,
+            None => ToolUse::Unsaid,
+            Some(choice) if choice == "none" || choice["type"] == "none" => ToolUse::Forbidden,
+            Some(choice) if choice == "auto" || choice["type"] == "auto" => ToolUse::Auto,
+            Some(_) => ToolUse::Forced,
+        }
+    }
 }
 
 /// How a streamed answer is cut into events.

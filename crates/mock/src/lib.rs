@@ -32,8 +32,10 @@
 //! into several events; faults can strike midway. A request without it gets the same whole
 //! body as ever.
 //!
-//! [`MockConfig`] can also enforce rules some real servers have: `tool_choice` with tools,
-//! no `content: null` on a tool-calling assistant message, a `User-Agent` on every request.
+//! [`MockConfig`] can also enforce rules some real servers have: `tool_choice` with tools (or
+//! the tools are refused, or ignored as llama-cpp-python does), no `content: null` on a
+//! tool-calling assistant message, a `User-Agent` on every request; [`MockConfig::llama_cpp`]
+//! is llama-cpp-python's set. [`Stats`] counts the `User-Agent` of every model request.
 //!
 //! Endpoints: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
 //! `GET /v1/models`, `GET /_mock/stats`, `POST /_mock/reset`.
@@ -51,7 +53,7 @@ mod server;
 mod stats;
 mod stream;
 
-pub use config::MockConfig;
+pub use config::{MockConfig, ToolsWithoutChoice};
 pub use error::Error;
 pub use fault::FaultKind;
 pub use script::Script;

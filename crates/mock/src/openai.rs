@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
-use crate::dialect::{Dialect, Failure, Streaming, pieces};
+use crate::dialect::{Dialect, Failure, Streaming, ToolUse, pieces};
 use crate::reply::{Conversation, Reply, tokens};
 
 /// The OpenAI chat-completions dialect.
@@ -55,8 +55,13 @@ impl Dialect for OpenAi {
         chunk_events(id, model, conv, reply, streaming)
     }
 
-    fn tools_without_choice(request: &ChatRequest) -> bool {
-        request.tools.as_ref().is_some_and(|t| !t.is_empty()) && request.tool_choice.is_none()
+    fn tool_use(request: &ChatRequest) -> ToolUse {
+        let tools = request.tools.as_ref().is_some_and(|t| !t.is_empty());
+        ToolUse::of(tools, request.tool_choice.as_ref())
+    }
+
+    fn unstreamable(request: &ChatRequest) -> bool {
+        Self::tool_use(request) == ToolUse::Auto
     }
 
     fn null_tool_call_content(request: &ChatRequest) -> Option<usize> {
@@ -71,7 +76,8 @@ impl Dialect for OpenAi {
         let (kind, code) = match failure {
             Failure::InvalidRequest | Failure::NotFound => ("invalid_request_error", None),
             Failure::RateLimited => ("requests", Some("rate_limit_exceeded")),
-            Failure::ServerError | Failure::ValidationCrash => ("server_error", None),
+            Failure::ServerError => ("server_error", None),
+            Failure::ValidationCrash => ("internal_server_error", None),
             Failure::Unavailable => ("server_error", Some("service_unavailable")),
             Failure::Forbidden => ("permission_error", None),
         };
@@ -92,7 +98,7 @@ pub(crate) struct ChatRequest {
     #[serde(default)]
     tools: Option<Vec<IgnoredAny>>,
     #[serde(default)]
-    tool_choice: Option<IgnoredAny>,
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]

@@ -100,6 +100,36 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// The reply of a model that was offered no tools: a tool-call turn comes back as text, its
+    /// own or the calls written out as JSON (one a line), as small models write them.
+    pub(crate) fn without_tools(self) -> Reply {
+        if self.tool_calls.is_empty() {
+            return self;
+        }
+        let written = || {
+            let lines: Vec<String> = self
+                .tool_calls
+                .iter()
+                .map(|call| {
+                    let arguments = serde_json::from_str::<Value>(&call.arguments)
+                        .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+                    serde_json::json!({"name": call.name, "arguments": arguments}).to_string()
+                })
+                .collect();
+            lines.join("\n")
+        };
+        let content = match &self.content {
+            Some(text) if !text.is_empty() => text.clone(),
+            _ => written(),
+        };
+        Reply {
+            content: Some(content),
+            tool_calls: Vec::new(),
+        }
+    }
+}
+
 /// Estimated tokens for `chars` characters: roughly four characters per token, and never zero.
 pub(crate) fn tokens(chars: usize) -> u64 {
     (chars as u64).div_ceil(4).max(1)
@@ -306,6 +336,31 @@ mod tests {
         let fallback = answer(&text_only, &conv("", "", 0), true).unwrap();
         assert_eq!(fallback.tool_calls[0].name, FALLBACK_TOOL);
         assert_eq!(fallback.tool_calls[0].arguments, "{");
+    }
+
+    #[test]
+    fn without_tools_a_call_is_written_out() {
+        let s = script();
+        let call = answer(&s, &conv("refund", "", 0), false).unwrap();
+        let written = call.without_tools();
+        assert!(written.tool_calls.is_empty());
+        let line: Value = serde_json::from_str(written.content.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"name": "read_file", "arguments": {"path": "refund.txt", "n": [1, "0"]}})
+        );
+        let text = answer(&s, &conv("hi", "", 0), false).unwrap();
+        assert_eq!(text.without_tools().content.as_deref(), Some("hello hi"));
+        let both = Reply {
+            content: Some("let me look".to_owned()),
+            tool_calls: vec![ReplyCall {
+                name: "ls".to_owned(),
+                arguments: "{".to_owned(),
+            }],
+        };
+        let kept = both.without_tools();
+        assert_eq!(kept.content.as_deref(), Some("let me look"));
+        assert!(kept.tool_calls.is_empty());
     }
 
     #[test]

@@ -18,12 +18,12 @@ use tokio::task::JoinHandle;
 
 use crate::anthropic::Anthropic;
 use crate::conn::{Connection, CutListener};
-use crate::dialect::{Dialect, Failure, Streaming};
+use crate::dialect::{Dialect, Failure, Streaming, ToolUse};
 use crate::fault::FaultPicker;
 use crate::openai::OpenAi;
 use crate::reply;
 use crate::stats::StatsRecorder;
-use crate::{FaultKind, MockConfig, Script, Stats};
+use crate::{FaultKind, MockConfig, Script, Stats, ToolsWithoutChoice};
 
 /// Long conversations are the point of some benchmarks; axum's 2 MB default is too small.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -46,9 +46,10 @@ pub(crate) struct Shared {
     stopping: watch::Receiver<bool>,
     stream_chunk_chars: usize,
     stream_fault_after: usize,
-    require_tool_choice: bool,
+    tools_without_choice: ToolsWithoutChoice,
     reject_null_tool_call_content: bool,
     require_user_agent: bool,
+    unstreamable_auto_tools: bool,
 }
 
 impl Shared {
@@ -88,9 +89,10 @@ pub async fn start(
         stopping: stopping.clone(),
         stream_chunk_chars: config.stream_chunk_chars,
         stream_fault_after: config.stream_fault_after,
-        require_tool_choice: config.require_tool_choice,
+        tools_without_choice: config.tools_without_choice,
         reject_null_tool_call_content: config.reject_null_tool_call_content,
         require_user_agent: config.require_user_agent,
+        unstreamable_auto_tools: config.unstreamable_auto_tools,
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -212,6 +214,9 @@ async fn chat_completions(
     body: Bytes,
 ) -> Response {
     shared.stats.record_protocol(version);
+    shared
+        .stats
+        .record_user_agent(headers.get(header::USER_AGENT));
     answer::<OpenAi>(shared, &connection, &headers, &body).await
 }
 
@@ -223,6 +228,9 @@ async fn messages(
     body: Bytes,
 ) -> Response {
     shared.stats.record_protocol(version);
+    shared
+        .stats
+        .record_user_agent(headers.get(header::USER_AGENT));
     answer::<Anthropic>(shared, &connection, &headers, &body).await
 }
 
@@ -251,6 +259,18 @@ async fn answer<D: Dialect>(
     });
     let conv = D::conversation(&request);
     shared.stats.record(conv.turn, &conv.input);
+    if shared.unstreamable_auto_tools && streaming.is_some() && D::unstreamable(&request) {
+        // What llama-cpp-python sends when its handler raises inside the stream.
+        return (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            )],
+            "",
+        )
+            .into_response();
+    }
     let drawn = shared.picker.draw();
     // A mid-stream fault drawn for an answer that is not streamed strikes as its likeness.
     let fault = match streaming {
@@ -301,8 +321,15 @@ async fn answer<D: Dialect>(
         | None => {}
     }
 
-    let break_arguments = fault == Some(FaultKind::BadArgs);
-    let Some(reply) = reply::answer(&shared.script, &conv, break_arguments) else {
+    // A model may call no tool when told `none`, nor when its server drops tools it was not
+    // told what to do with.
+    let tools_dropped = match D::tool_use(&request) {
+        ToolUse::Forbidden => true,
+        ToolUse::Unsaid => shared.tools_without_choice == ToolsWithoutChoice::Ignore,
+        ToolUse::NoTools | ToolUse::Auto | ToolUse::Forced => false,
+    };
+    let break_arguments = fault == Some(FaultKind::BadArgs) && !tools_dropped;
+    let Some(mut reply) = reply::answer(&shared.script, &conv, break_arguments) else {
         return error_response::<D>(
             Failure::InvalidRequest,
             &format!(
@@ -311,6 +338,9 @@ async fn answer<D: Dialect>(
             ),
         );
     };
+    if tools_dropped {
+        reply = reply.without_tools();
+    }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let model = D::model(&request).unwrap_or("mock");
     if let Some(streaming) = streaming
@@ -352,7 +382,9 @@ fn refusal<D: Dialect>(
             "requests without a User-Agent header are refused".to_owned(),
         ));
     }
-    if shared.require_tool_choice && D::tools_without_choice(request) {
+    if shared.tools_without_choice == ToolsWithoutChoice::Refuse
+        && D::tool_use(request) == ToolUse::Unsaid
+    {
         return Some((
             Failure::InvalidRequest,
             "tool_choice: required when tools are given".to_owned(),
@@ -361,12 +393,13 @@ fn refusal<D: Dialect>(
     if shared.reject_null_tool_call_content
         && let Some(i) = D::null_tool_call_content(request)
     {
-        // Pydantic's words, as servers built on it crash with them.
+        // FastAPI's words for pydantic's error, as llama-cpp-python 0.3 answers with them.
         return Some((
             Failure::ValidationCrash,
             format!(
-                "1 validation error for ChatCompletionRequest\nmessages.{i}.content\n  \
-                 Input should be a valid string [type=string_type, input_value=None, input_type=NoneType]"
+                "1 validation error:\n  {{'type': 'string_type', 'loc': ('body', 'messages', {i}, \
+                 'ChatCompletionRequestAssistantMessage', 'content'), 'msg': 'Input should be a \
+                 valid string', 'input': None}}"
             ),
         ));
     }

@@ -1,5 +1,6 @@
 //! Request counters, served at `GET /_mock/stats` and by [`MockHandle::stats`](crate::MockHandle::stats).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
@@ -7,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// Longest conversation key kept in [`Stats::by_conversation`], in characters.
 const CONVERSATION_KEY_CHARS: usize = 200;
+
+/// Longest `User-Agent` kept in [`Stats::by_user_agent`], in characters.
+const USER_AGENT_CHARS: usize = 200;
 
 /// What the mock has been asked since it started or was last reset.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -22,6 +26,10 @@ pub struct Stats {
     /// Model requests by HTTP protocol (`HTTP/1.1`, `HTTP/2.0`).
     #[serde(default)]
     pub by_protocol: BTreeMap<String, u64>,
+    /// Model requests by `User-Agent` header (truncated to 200 characters); `""` counts
+    /// requests without one.
+    #[serde(default)]
+    pub by_user_agent: BTreeMap<String, u64>,
     /// TCP connections accepted.
     #[serde(default)]
     pub connections: u64,
@@ -58,6 +66,19 @@ impl StatsRecorder {
             Some(count) => *count += 1,
             None => {
                 stats.by_protocol.insert(name.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Counts a model request by its `User-Agent`, if it has one.
+    pub(crate) fn record_user_agent(&self, value: Option<&axum::http::HeaderValue>) {
+        let text = value.map_or(Cow::Borrowed(""), |v| String::from_utf8_lossy(v.as_bytes()));
+        let key = truncate_chars(&text, USER_AGENT_CHARS);
+        let mut stats = self.lock();
+        match stats.by_user_agent.get_mut(key) {
+            Some(count) => *count += 1,
+            None => {
+                stats.by_user_agent.insert(key.to_owned(), 1);
             }
         }
     }

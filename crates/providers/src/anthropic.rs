@@ -139,7 +139,8 @@ fn body(request: &ChatRequest<'_>, options: &CallOptions) -> Value {
             .collect();
     }
     if !request.tools.is_empty() {
-        body["tool_choice"] = match &options.tool_choice {
+        body["tool_choice"] = match crate::tool_choice_for(&options.tool_choice, &request.messages)
+        {
             ToolChoice::Auto => json!({"type": "auto"}),
             ToolChoice::Required => json!({"type": "any"}),
             ToolChoice::None => json!({"type": "none"}),
@@ -746,6 +747,21 @@ mod tests {
             json!({"type": "tool", "name": "t"})
         );
         assert!(body_of(&req).get("stream").is_none());
+        // Once the model has called a tool, it may answer.
+        let mut messages = req.messages.to_vec();
+        messages.push(Message::Assistant(chassis_core::AssistantMessage {
+            content: None,
+            tool_calls: vec![chassis_core::ToolCall {
+                id: "c".into(),
+                name: "t".into(),
+                arguments: "{}".into(),
+            }],
+        }));
+        req.messages = messages.into();
+        assert_eq!(
+            choice(&req, ToolChoice::Required)["tool_choice"],
+            json!({"type": "auto"})
+        );
     }
 
     /// Feeds `events` (type, JSON) through a stream reader into a response.

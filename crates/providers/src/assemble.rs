@@ -30,6 +30,15 @@ impl<E: Events + ?Sized> Events for &mut E {
     }
 }
 
+/// What a stream that ended without a byte fails with: a server that took the request, said
+/// 200 and then could not stream it (llama-cpp-python cannot stream an automatic tool choice).
+pub(crate) const EMPTY_STREAM: &str = "the stream ended before any event";
+
+/// Whether `error` is a stream that ended without a byte.
+pub(crate) fn is_empty_stream(error: &Error) -> bool {
+    matches!(error, Error::Connection { message, .. } if message == EMPTY_STREAM)
+}
+
 /// Reads a streamed answer to its end into `draft`, or fails on the first thing that breaks
 /// it: a cut, a stall past the idle timeout, a chunk that does not parse, an error event, or a
 /// body that ends before the stream said it was complete.
@@ -40,13 +49,20 @@ pub(crate) async fn read_stream(
 ) -> Result<Draft, Error> {
     let mut parser = sse::Parser::default();
     let mut batch = Vec::new();
+    let mut received = false;
     loop {
         let Some(chunk) = answer.chunk().await? else {
+            let message = if received {
+                "the stream ended before it was complete"
+            } else {
+                EMPTY_STREAM
+            };
             return Err(Error::Connection {
                 provider: answer.provider().to_string(),
-                message: "the stream ended before it was complete".to_string(),
+                message: message.to_string(),
             });
         };
+        received |= !chunk.as_ref().is_empty();
         parser
             .feed(chunk.as_ref(), &mut batch)
             .map_err(|message| Error::InvalidResponse {

@@ -274,6 +274,15 @@ mod tests {
             kind(500, r#"{"error":{"message":"boom","type":"server_error"}}"#),
             "transient"
         );
+        // llama-cpp-python 0.3.36's answer to `content: null` on a tool-calling message, as it
+        // came (the middle of its seven errors left out).
+        let llama_cpp = r#"{"error":{"message":"7 validation errors:\n  {'type': 'literal_error', 'loc': ('body', 'messages', 1, 'ChatCompletionRequestSystemMessage', 'role'), 'msg': \"Input should be 'system'\", 'input': 'assistant', 'ctx': {'expected': \"'system'\"}}\n  {'type': 'string_type', 'loc': ('body', 'messages', 1, 'ChatCompletionRequestAssistantMessage', 'content'), 'msg': 'Input should be a valid string', 'input': None}\n\n  File \"/venv/lib/python3.11/site-packages/llama_cpp/server/app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions","type":"internal_server_error","param":null,"code":null}}"#;
+        assert_eq!(kind(500, llama_cpp), "refused");
+        // Its answer to `tool_choice: "required"` (an assertion failed) says nothing: an outage
+        // as far as anyone can tell.
+        let silent =
+            r#"{"error":{"message":"","type":"internal_server_error","param":null,"code":null}}"#;
+        assert_eq!(kind(500, silent), "transient");
         // Only a 500 is read that way: a gateway's 502 is an outage whatever it says.
         assert_eq!(kind(502, pydantic), "transient");
     }

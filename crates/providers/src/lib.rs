@@ -83,6 +83,29 @@ impl Default for CallOptions {
     }
 }
 
+/// The `tool_choice` a call sends for `messages`. A forced choice (`required`, a named tool)
+/// holds until the model has called a tool since the last user message; after that it is
+/// `auto`, or the model could only call tools, and a run would go on until a limit stopped it.
+pub(crate) fn tool_choice_for<'a>(
+    configured: &'a ToolChoice,
+    messages: &[Message],
+) -> &'a ToolChoice {
+    static AUTO: ToolChoice = ToolChoice::Auto;
+    let forced = matches!(configured, ToolChoice::Required | ToolChoice::Tool(_));
+    let called = || {
+        messages
+            .iter()
+            .rev()
+            .take_while(|m| !matches!(m, Message::User { .. }))
+            .any(|m| matches!(m, Message::Assistant(reply) if !reply.tool_calls.is_empty()))
+    };
+    if forced && called() {
+        &AUTO
+    } else {
+        configured
+    }
+}
+
 /// One model call's input.
 ///
 /// The context and the tools are borrowed where the caller keeps them (the engine's folded
@@ -132,5 +155,48 @@ pub trait ModelClient: Send + Sync {
 impl<T: ModelClient + ?Sized> ModelClient for std::sync::Arc<T> {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
         (**self).complete(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chassis_core::ToolCall;
+
+    #[test]
+    fn a_forced_tool_choice_holds_until_a_tool_is_called() {
+        let user = |text: &str| Message::User {
+            content: text.into(),
+        };
+        let calling = Message::Assistant(AssistantMessage {
+            content: None,
+            tool_calls: vec![ToolCall {
+                id: "c".into(),
+                name: "t".into(),
+                arguments: "{}".into(),
+            }],
+        });
+        let result = Message::Tool {
+            call_id: "c".into(),
+            content: "ok".into(),
+        };
+        let talking = Message::Assistant(AssistantMessage {
+            content: Some("hm".into()),
+            tool_calls: Vec::new(),
+        });
+        let first = vec![user("go")];
+        let after_a_call = vec![user("go"), calling.clone(), result.clone()];
+        let after_text = vec![user("go"), talking];
+        let next_turn = vec![user("go"), calling, result, user("again")];
+        let named = ToolChoice::Tool("t".into());
+        for forced in [ToolChoice::Required, named] {
+            assert_eq!(tool_choice_for(&forced, &first), &forced);
+            assert_eq!(tool_choice_for(&forced, &after_text), &forced);
+            assert_eq!(tool_choice_for(&forced, &after_a_call), &ToolChoice::Auto);
+            assert_eq!(tool_choice_for(&forced, &next_turn), &forced);
+        }
+        for free in [ToolChoice::Auto, ToolChoice::None] {
+            assert_eq!(tool_choice_for(&free, &after_a_call), &free);
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp's server, most hosts).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +25,9 @@ pub struct OpenAiClient {
     options: CallOptions,
     /// `options.tool_call_content`, decided by host when unset.
     tool_call_content: ToolCallContent,
+    /// Set once a streamed call that offered tools got a stream without a byte: from then on
+    /// such calls are asked for whole answers, as servers that cannot stream tool calls need.
+    whole_with_tools: AtomicBool,
 }
 
 impl OpenAiClient {
@@ -73,6 +78,7 @@ impl OpenAiClient {
             api_key,
             options: CallOptions::default(),
             tool_call_content: ToolCallContent::Null,
+            whole_with_tools: AtomicBool::new(false),
         };
         client.tool_call_content = client.decide_tool_call_content();
         Ok(client)
@@ -133,9 +139,13 @@ impl<'a> WireRequest<'a> {
             model: &request.model,
             messages: WireMessages(&request.messages, content),
             tools: WireTools(&request.tools),
-            // Sent whenever tools are offered: some servers refuse tools without it.
-            tool_choice: (!request.tools.is_empty())
-                .then_some(WireToolChoice(&options.tool_choice)),
+            // Sent whenever tools are offered: some servers ignore tools without it.
+            tool_choice: (!request.tools.is_empty()).then(|| {
+                WireToolChoice(crate::tool_choice_for(
+                    &options.tool_choice,
+                    &request.messages,
+                ))
+            }),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             stream: options.stream,
@@ -305,7 +315,7 @@ struct WireChoice {
 struct WireReply {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tool_calls: Vec<WireToolCall>,
 }
 
@@ -319,9 +329,9 @@ struct WireToolCall {
 
 #[derive(Deserialize)]
 struct WireFunction {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     arguments: String,
 }
 
@@ -354,12 +364,22 @@ struct WirePromptDetails {
     cached_tokens: u64,
 }
 
+/// A field that some servers send as `null` where OpenAI leaves it out (llama-cpp-python's
+/// chunks say `"tool_calls": null`), read as its default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
 /// One chunk of a streamed completion (`chat.completion.chunk`), or an error sent mid-stream.
 #[derive(Deserialize)]
 struct WireChunk {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     choices: Vec<WireChunkChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -381,7 +401,7 @@ struct WireChunkChoice {
 struct WireDelta {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tool_calls: Vec<WireCallDelta>,
 }
 
@@ -512,7 +532,18 @@ impl OpenAiClient {
 #[async_trait]
 impl ModelClient for OpenAiClient {
     async fn complete(&self, request: &ChatRequest<'_>) -> Result<ChatResponse, Error> {
-        let body = WireRequest::of(request, &self.options, self.tool_call_content);
+        let tools = !request.tools.is_empty();
+        let whole;
+        let options = if tools && self.options.stream && self.whole_with_tools.load(Relaxed) {
+            whole = CallOptions {
+                stream: false,
+                ..self.options.clone()
+            };
+            &whole
+        } else {
+            &self.options
+        };
+        let body = WireRequest::of(request, options, self.tool_call_content);
         let prepare = |call: reqwest::RequestBuilder| {
             let call = call.json(&body);
             match &self.api_key {
@@ -532,7 +563,24 @@ impl ModelClient for OpenAiClient {
                     choices: false,
                 };
                 let draft = Draft::new(request.deltas.clone());
-                let draft = crate::assemble::read_stream(answer, &mut events, draft).await?;
+                let draft = match crate::assemble::read_stream(answer, &mut events, draft).await {
+                    Ok(draft) => draft,
+                    Err(error) if tools && crate::assemble::is_empty_stream(&error) => {
+                        // Still a failed attempt (the retry layer makes the call again), but
+                        // the next one, and every later call with tools, is asked for whole.
+                        if !self.whole_with_tools.swap(true, Relaxed) {
+                            tracing::warn!(provider = %provider, "the server sent an empty stream for a call with tools; calls with tools are sent unstreamed from now on");
+                        }
+                        return Err(Error::Connection {
+                            provider,
+                            message: format!(
+                                "{EMPTY_STREAM} (calls with tools are sent unstreamed from now on)",
+                                EMPTY_STREAM = crate::assemble::EMPTY_STREAM
+                            ),
+                        });
+                    }
+                    Err(error) => return Err(error),
+                };
                 if !events.choices {
                     return Err(bad_reply(&provider, "no choices in the response"));
                 }
@@ -657,6 +705,21 @@ mod tests {
         assert_eq!(
             body(&request, ToolChoice::Tool("t".into()), false)["tool_choice"],
             serde_json::json!({"type": "function", "function": {"name": "t"}})
+        );
+        // Once the model has called a tool, it may answer.
+        let mut answered = request.clone();
+        answered.messages = vec![Message::Assistant(chassis_core::AssistantMessage {
+            content: None,
+            tool_calls: vec![chassis_core::ToolCall {
+                id: "c".into(),
+                name: "t".into(),
+                arguments: "{}".into(),
+            }],
+        })]
+        .into();
+        assert_eq!(
+            body(&answered, ToolChoice::Tool("t".into()), true)["tool_choice"],
+            "auto"
         );
         let whole = body(&request, ToolChoice::Auto, false);
         assert!(whole.get("stream").is_none() && whole.get("stream_options").is_none());

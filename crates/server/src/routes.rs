@@ -773,7 +773,7 @@ pub async fn stats(
     State(state): State<AppState>,
     Params(query): Params<StatsQuery>,
 ) -> Result<Response, Problem> {
-    let report = chassis_telemetry::stats::report(
+    let report = chassis_telemetry::stats::report_cached(
         state.journal().as_ref(),
         &chassis_telemetry::stats::ReportFilter {
             agent: query.agent,
@@ -782,6 +782,7 @@ pub async fn stats(
             status: None,
             include_eval: query.include_eval.unwrap_or(false),
         },
+        state.stats_cache(),
     )
     .await?;
     Ok(json(

@@ -40,6 +40,13 @@ pub enum Error {
         /// What it said.
         message: String,
     },
+    /// The journal was opened for reading only (a command that only reads, or a file it may
+    /// not write), and something tried to write.
+    #[error("journal {path} is open for reading only; nothing was written")]
+    ReadOnly {
+        /// Where the journal is.
+        path: String,
+    },
     /// The journal's writer is gone (the process is shutting down).
     #[error("journal writer stopped")]
     Closed,

@@ -155,11 +155,15 @@ struct Request {
 pub struct SqliteJournal {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
-    reader: Arc<Mutex<Connection>>,
+    /// One connection for reads, taken in turn before a blocking thread is: a thousand
+    /// concurrent readers (stream polls) wait here, not as a thousand blocked threads.
+    reader: Arc<tokio::sync::Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     /// Told when this process makes a run runnable now (a queued run, a decision, a run given
     /// back), so a worker on this journal claims it at once instead of at its next poll.
     work: Notify,
+    /// Opened by [`SqliteJournal::open_read_only`]: writes are refused as such.
+    read_only: bool,
 }
 
 impl SqliteJournal {
@@ -204,9 +208,45 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
             clock,
             work: Notify::new(),
+            read_only: false,
+        })
+    }
+
+    /// Opens the journal at `path` for reading only: nothing is created, migrated or written
+    /// (every write answers [`Error::ReadOnly`]). Works on a file or directory the process may
+    /// not write: when SQLite cannot make its shared-memory file beside a WAL journal there, the
+    /// file is opened as immutable, which is right while nobody writes it (nobody here can).
+    /// A file at an older schema is refused, naming how to upgrade it.
+    pub fn open_read_only(path: &Path) -> Result<SqliteJournal, Error> {
+        let db_err = |e: &dyn std::fmt::Display| Error::Database {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        if !path.is_file() {
+            return Err(db_err(&"no such file"));
+        }
+        let reader = match read_only_connection(path, false) {
+            Ok(conn) => conn,
+            Err(_) => read_only_connection(path, true).map_err(|e| db_err(&e))?,
+        };
+        let found = migrate::check(&reader)?;
+        if found != migrate::VERSION {
+            return Err(db_err(&format!(
+                "schema version {found} is older than this chassis reads ({}); run a command that \
+                 writes (`chassis db migrate`) once to upgrade it",
+                migrate::VERSION
+            )));
+        }
+        Ok(SqliteJournal {
+            path: path.to_path_buf(),
+            writer: Mutex::new(None),
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            clock: crate::clock::system(),
+            work: Notify::new(),
+            read_only: true,
         })
     }
 
@@ -230,6 +270,11 @@ impl SqliteJournal {
     }
 
     async fn submit(&self, op: Op) -> Result<Done, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.path.display().to_string(),
+            });
+        }
         let (reply, done) = oneshot::channel();
         {
             let writer = self.writer.lock().map_err(|_| Error::Closed)?;
@@ -298,13 +343,10 @@ impl SqliteJournal {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().map_err(|_| Error::Closed)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| Error::Closed)?
+        let conn = Arc::clone(&self.reader).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&conn))
+            .await
+            .map_err(|_| Error::Closed)?
     }
 }
 
@@ -315,6 +357,39 @@ impl Drop for SqliteJournal {
             writer.take();
         }
     }
+}
+
+/// A connection that cannot write; `immutable` also skips locking and the shared-memory file.
+/// The first read happens here, so a file SQLite cannot open read-only fails now.
+fn read_only_connection(path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if immutable {
+        let mut uri = url_path(path);
+        uri.insert_str(0, "file:");
+        uri.push_str("?mode=ro&immutable=1");
+        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?
+    } else {
+        Connection::open_with_flags(path, flags)?
+    };
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
+        row.get::<_, i64>(0)
+    })?;
+    Ok(conn)
+}
+
+/// `path` with the characters a `file:` URI reserves escaped.
+fn url_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn connect(path: &Path, sync: Sync) -> rusqlite::Result<Connection> {

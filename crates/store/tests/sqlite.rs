@@ -229,3 +229,37 @@ async fn open_takes_a_path_and_refuses_other_urls() {
         Err(Error::InvalidTarget { .. })
     ));
 }
+
+/// A journal opened for reading sees what a writer commits, and refuses every write as such
+/// without touching the file; a missing file is not created.
+#[tokio::test]
+async fn a_read_only_handle_reads_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chassis.db");
+    assert!(SqliteJournal::open_read_only(&path).is_err());
+    assert!(!path.exists(), "opening for reading creates nothing");
+    let writer = SqliteJournal::open(&path, Sync::Full).unwrap();
+    writer
+        .create(&new_run("r"), &[started("agent")], Wake::Now, None)
+        .await
+        .unwrap();
+    let reader = SqliteJournal::open_read_only(&path).unwrap();
+    assert_eq!(reader.load("r").await.unwrap().len(), 1);
+    let refused = reader
+        .decide("r", 1, &[raised()], Wake::Now)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::ReadOnly { .. }), "{refused}");
+    let refused = reader
+        .create(&new_run("s"), &[started("agent")], Wake::Now, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::ReadOnly { .. }), "{refused}");
+    writer.decide("r", 1, &[raised()], Wake::Now).await.unwrap();
+    assert_eq!(
+        reader.load("r").await.unwrap().len(),
+        2,
+        "the reader sees new commits"
+    );
+    assert!(matches!(reader.load("s").await, Err(Error::RunNotFound(_))));
+}

@@ -46,7 +46,6 @@ pub enum Error {
 /// The process's telemetry: what is exported and served, and the log redaction.
 pub struct Telemetry {
     redaction: LogRedaction,
-    spec_secrets: Arc<logs::SpecSecrets>,
     tracer: Option<(Arc<Tracer>, Exporter)>,
     metrics: Option<(Arc<Metrics>, MetricsServer)>,
 }
@@ -81,7 +80,6 @@ impl Telemetry {
             None => None,
         };
         Ok(Telemetry {
-            spec_secrets: Arc::new(logs::SpecSecrets::new(redaction.clone())),
             redaction,
             tracer,
             metrics,
@@ -91,7 +89,6 @@ impl Telemetry {
     /// Telemetry that exports and serves nothing (logs are still redacted through `redaction`).
     pub fn disabled(redaction: LogRedaction) -> Telemetry {
         Telemetry {
-            spec_secrets: Arc::new(logs::SpecSecrets::new(redaction.clone())),
             redaction,
             tracer: None,
             metrics: None,
@@ -116,7 +113,10 @@ impl Telemetry {
         if let Some((metrics, _)) = &self.metrics {
             metrics.watch_journal(Arc::clone(engine.journal()));
         }
-        let spec_secrets = Arc::clone(&self.spec_secrets) as Arc<dyn Observer>;
+        let spec_secrets = Arc::new(logs::SpecSecrets::finding_agents(
+            self.redaction.clone(),
+            engine.agent_paths().clone(),
+        )) as Arc<dyn Observer>;
         for observer in std::iter::once(spec_secrets).chain(self.observers()) {
             engine = engine.with_observer(observer);
         }

@@ -63,14 +63,24 @@ impl LogRedaction {
 pub struct SpecSecrets {
     redaction: LogRedaction,
     seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    paths: chassis_engine::AgentPaths,
 }
 
 impl SpecSecrets {
     /// Adds to `redaction`.
     pub fn new(redaction: LogRedaction) -> SpecSecrets {
+        SpecSecrets::finding_agents(redaction, chassis_engine::AgentPaths::default())
+    }
+
+    /// Adds to `redaction`, finding a run's spec where `paths` says (an engine's).
+    pub fn finding_agents(
+        redaction: LogRedaction,
+        paths: chassis_engine::AgentPaths,
+    ) -> SpecSecrets {
         SpecSecrets {
             redaction,
             seen: Default::default(),
+            paths,
         }
     }
 }
@@ -89,7 +99,7 @@ impl chassis_engine::Observer for SpecSecrets {
             return;
         }
         // The engine loaded this spec a moment ago; one that no longer parses is its concern.
-        let spec = std::fs::read_to_string(&state.spec_path)
+        let spec = std::fs::read_to_string(self.paths.locate(&state.spec_path))
             .ok()
             .and_then(|text| chassis_core::spec::AgentSpec::parse(&text).ok());
         if let Some(redactor) = spec.and_then(|spec| Redactor::for_spec(&spec).ok()) {

@@ -1,6 +1,7 @@
 //! Aggregates over runs, from the journal alone (for `chassis stats`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chassis_core::{Event, RunState, RunStatus};
 use chassis_store::{Record, RunSummary};
@@ -304,6 +305,7 @@ pub struct Report {
 }
 
 /// What one run brings to a report.
+#[derive(Clone, Debug)]
 struct ReportRun {
     agent: String,
     version: String,
@@ -318,10 +320,90 @@ struct ReportRun {
     steps: u32,
 }
 
+/// What one run brings to a report, whole: kept by a [`ReportCache`] once the run has ended,
+/// since an ended run never changes.
+#[derive(Debug)]
+struct Contribution {
+    run: ReportRun,
+    facts: RunFacts,
+    eval: bool,
+    tools: BTreeMap<String, ToolDecisions>,
+}
+
+impl Contribution {
+    /// `None` when the run's journal does not fold.
+    fn of(summary: &RunSummary, records: &[Record]) -> Option<Contribution> {
+        let state = RunState::fold(records.iter().map(|r| &r.event)).ok()?;
+        let ended_at = records
+            .last()
+            .map_or(0, |r| u64::try_from(r.at_ms).unwrap_or(0));
+        let mut tools = BTreeMap::new();
+        count_decisions(records, &mut tools);
+        Some(Contribution {
+            facts: RunFacts::of_state(summary, &state, records),
+            eval: state.tags.contains_key("eval.suite"),
+            run: ReportRun {
+                agent: summary.agent.clone(),
+                version: state.version.clone(),
+                version_label: state.version_label.clone(),
+                unpriced_calls: state.unpriced_calls,
+                updated_ms: summary.updated_ms,
+                day: crate::time::utc_day(summary.created_ms),
+                status: state.status,
+                escalated: records
+                    .iter()
+                    .any(|r| matches!(r.event, Event::RunWaiting { .. })),
+                cost_usd: state.cost_usd,
+                wall_ms: state.wall_ms(ended_at),
+                steps: state.steps,
+            },
+            tools,
+        })
+    }
+}
+
+/// Ended runs' contributions to reports, so that a long-lived process (the server) reads each
+/// ended run's journal once, not at every report. Runs still going are read every time.
+#[derive(Debug, Default)]
+pub struct ReportCache {
+    ended: Mutex<HashMap<String, Arc<Contribution>>>,
+}
+
+impl ReportCache {
+    /// How many ended runs are kept.
+    pub fn len(&self) -> usize {
+        self.ended.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, run_id: &str) -> Option<Arc<Contribution>> {
+        self.ended.lock().ok()?.get(run_id).cloned()
+    }
+
+    fn keep(&self, run_id: &str, contribution: Arc<Contribution>) {
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.insert(run_id.to_string(), contribution);
+        }
+    }
+}
+
 /// The report over the runs `filter` matches, read from the journal.
 pub async fn report(
     journal: &dyn chassis_store::Journal,
     filter: &ReportFilter,
+) -> Result<Report, chassis_store::Error> {
+    report_cached(journal, filter, &ReportCache::default()).await
+}
+
+/// [`report`], taking ended runs from `cache` and keeping the ones it reads there.
+pub async fn report_cached(
+    journal: &dyn chassis_store::Journal,
+    filter: &ReportFilter,
+    cache: &ReportCache,
 ) -> Result<Report, chassis_store::Error> {
     let runs = journal
         .list(&chassis_store::ListFilter {
@@ -338,33 +420,27 @@ pub async fn report(
     let mut by_day: BTreeMap<String, BTreeMap<(String, String), Figures>> = BTreeMap::new();
     let mut tools: BTreeMap<String, ToolDecisions> = BTreeMap::new();
     for summary in runs.iter().rev() {
-        let records = journal.load(&summary.run_id).await?;
-        let Ok(state) = RunState::fold(records.iter().map(|r| &r.event)) else {
-            continue;
+        let ended = summary.status.is_terminal();
+        let contribution = match cache.get(&summary.run_id).filter(|_| ended) {
+            Some(kept) => kept,
+            None => {
+                let records = journal.load(&summary.run_id).await?;
+                let Some(made) = Contribution::of(summary, &records) else {
+                    continue;
+                };
+                let made = Arc::new(made);
+                if ended {
+                    cache.keep(&summary.run_id, Arc::clone(&made));
+                }
+                made
+            }
         };
-        if !filter.include_eval && state.tags.contains_key("eval.suite") {
+        if !filter.include_eval && contribution.eval {
             continue;
         }
-        let ended_at = records
-            .last()
-            .map_or(0, |r| u64::try_from(r.at_ms).unwrap_or(0));
-        facts.push(RunFacts::of_state(summary, &state, &records));
-        let run = ReportRun {
-            agent: summary.agent.clone(),
-            version: state.version.clone(),
-            version_label: state.version_label.clone(),
-            unpriced_calls: state.unpriced_calls,
-            updated_ms: summary.updated_ms,
-            day: crate::time::utc_day(summary.created_ms),
-            status: state.status,
-            escalated: records
-                .iter()
-                .any(|r| matches!(r.event, Event::RunWaiting { .. })),
-            cost_usd: state.cost_usd,
-            wall_ms: state.wall_ms(ended_at),
-            steps: state.steps,
-        };
-        report.total.add(&run);
+        let run = &contribution.run;
+        facts.push(contribution.facts.clone());
+        report.total.add(run);
         let key = (run.agent.clone(), run.version.clone());
         let group = |agent: &str, version: &str| Figures {
             agent: Some(agent.to_string()),
@@ -374,14 +450,23 @@ pub async fn report(
         by_version
             .entry(key.clone())
             .or_insert_with(|| group(&run.agent, &run.version))
-            .add(&run);
+            .add(run);
         by_day
             .entry(run.day.clone())
             .or_default()
             .entry(key)
             .or_insert_with(|| group(&run.agent, &run.version))
-            .add(&run);
-        count_decisions(&records, &mut tools);
+            .add(run);
+        for (tool, counted) in &contribution.tools {
+            let entry = tools.entry(tool.clone()).or_insert_with(|| ToolDecisions {
+                tool: tool.clone(),
+                ..ToolDecisions::default()
+            });
+            entry.requested += counted.requested;
+            entry.approved += counted.approved;
+            entry.edited += counted.edited;
+            entry.rejected += counted.rejected;
+        }
     }
     report.by_version = by_version.into_values().collect();
     report.by_day = by_day

@@ -178,12 +178,28 @@ impl Builder {
         }
     }
 
+    /// The call's node: in the current step, else the latest anywhere (a call finished after a
+    /// wait or a crash, by another process, belongs to the step that asked for it).
     fn tool_mut(&mut self, call_id: &str) -> Option<&mut Node> {
-        self.current_step()?
-            .children
-            .iter_mut()
-            .rev()
-            .find(|n| n.kind == NodeKind::Tool && n.attrs.get("call_id") == Some(&call_id.into()))
+        let id = Value::from(call_id);
+        let is_call = |n: &Node| n.kind == NodeKind::Tool && n.attrs.get("call_id") == Some(&id);
+        let here = self
+            .current_step()
+            .is_some_and(|step| step.children.iter().any(is_call));
+        if here {
+            return self
+                .current_step()?
+                .children
+                .iter_mut()
+                .rev()
+                .find(|n| is_call(n));
+        }
+        self.nodes.iter_mut().rev().find_map(|node| {
+            if is_call(node) {
+                return Some(node);
+            }
+            node.children.iter_mut().rev().find(|n| is_call(n))
+        })
     }
 
     fn add(&mut self, record: &Record) {
@@ -204,7 +220,9 @@ impl Builder {
                     wait.duration_ms = Some(waited);
                     self.waiting_ms += waited;
                 }
-                self.step = None;
+                // What follows a resume, until the next model call, finishes the last step
+                // (its calls, run now, perhaps by another process).
+                self.step = self.nodes.iter().rposition(|n| n.kind == NodeKind::Step);
                 let node = self.node(NodeKind::Resumed, record, self.cursor, "resumed".into());
                 self.nodes.push(node);
             }

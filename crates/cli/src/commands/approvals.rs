@@ -44,6 +44,10 @@ pub struct ApproveArgs {
     /// Continue the run at once, in this process
     #[arg(long)]
     resume: bool,
+    /// Print one JSON object instead of lines: the run after the decision and whether it was
+    /// woken (`{"run": …, "woken": …}`), or, with --resume, the run's outcome as `chassis run --json`
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `chassis reject`.
@@ -65,6 +69,10 @@ pub struct RejectArgs {
     /// Continue the run at once, in this process
     #[arg(long)]
     resume: bool,
+    /// Print one JSON object instead of lines: the run after the decision and whether it was
+    /// woken (`{"run": …, "woken": …}`), or, with --resume, the run's outcome as `chassis run --json`
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `chassis resolve`.
@@ -99,11 +107,15 @@ pub struct ResolveArgs {
     /// Continue the run at once, in this process
     #[arg(long)]
     resume: bool,
+    /// Print one JSON object instead of lines: the run after the decision and whether it was
+    /// woken (`{"run": …, "woken": …}`), or, with --resume, the run's outcome as `chassis run --json`
+    #[arg(long)]
+    json: bool,
 }
 
 /// Lists what waits for a human across all runs (reading only).
 pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, crate::commands::open_reading_journal(db).await?);
     let inbox = engine.inbox().await?;
     if args.json {
         outln!("{}", serde_json::to_string(&inbox)?);
@@ -174,7 +186,7 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
 
 /// Approves a call (optionally with edited arguments) or raises an escalated limit.
 pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
@@ -187,7 +199,7 @@ pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
         let raises = crate::commands::resume::parse_raises(&args.raise)?;
         engine.approve_limit(&args.run, &raises, &by).await?;
         noteln!("raised the limit of run {} (by {by})", args.run);
-        return finish(engine, &args.run, args.resume).await;
+        return finish(engine, &args.run, args.resume, args.json).await;
     } else if !args.raise.is_empty() {
         return Err(UsageError("--raise only goes with the call id `limit`".to_string()).into());
     }
@@ -203,16 +215,23 @@ pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
         )
         .await?;
     noteln!("approved {} in run {} (by {by})", args.call, args.run);
-    finish(engine, &args.run, args.resume).await
+    finish(engine, &args.run, args.resume, args.json).await
 }
 
 /// Rejects a call (the model gets the reason) or an escalated limit (the run fails).
 pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
-        return match engine.refuse_limit(&args.run, &by, &args.reason).await? {
+        let refused = engine.refuse_limit(&args.run, &by, &args.reason).await?;
+        if args.json {
+            outln!(
+                "{}",
+                serde_json::to_string(&engine.decided(&args.run).await?)?
+            );
+        }
+        return match refused {
             Cancelled::Ended(outcome) => {
                 noteln!(
                     "rejected the limit request of run {}; it has {}",
@@ -242,12 +261,12 @@ pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
         )
         .await?;
     noteln!("rejected {} in run {} (by {by})", args.call, args.run);
-    finish(engine, &args.run, args.resume).await
+    finish(engine, &args.run, args.resume, args.json).await
 }
 
 /// Settles a call whose outcome is unknown.
 pub async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
     let resolution = if args.succeeded {
@@ -265,11 +284,11 @@ pub async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
         .resolve_outcome(&args.run, &args.call, resolution, &by, args.note)
         .await?;
     noteln!("resolved {} in run {} (by {by})", args.call, args.run);
-    finish(engine, &args.run, args.resume).await
+    finish(engine, &args.run, args.resume, args.json).await
 }
 
 /// After a decision: continue the run here with `--resume`, or say how to.
-async fn finish(engine: Engine, run: &str, resume: bool) -> anyhow::Result<u8> {
+async fn finish(engine: Engine, run: &str, resume: bool, json: bool) -> anyhow::Result<u8> {
     if resume {
         let engine = crate::telemetry()
             .attach(engine)
@@ -282,12 +301,27 @@ async fn finish(engine: Engine, run: &str, resume: bool) -> anyhow::Result<u8> {
                 return Err(e.into());
             }
         };
-        let code = print_outcome(&outcome, false);
+        let code = print_outcome(&outcome, json);
         if outcome.interrupted {
             return Ok(crate::signals::report_interrupted(&outcome));
         }
         return Ok(code);
     }
-    noteln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
+    if json {
+        print_decided(&engine, run).await?;
+    } else {
+        noteln!("continue it with `chassis resume {run}` (a worker picks it up by itself)");
+    }
     Ok(crate::exit::WAITING)
+}
+
+/// Prints the run after a decision as `POST …/approve` answers it: `{"run", "woken"}`.
+async fn print_decided(engine: &Engine, run: &str) -> anyhow::Result<()> {
+    let decided = engine.decided(run).await?;
+    let answer = chassis_server::api::Decided {
+        run: decided.run.into(),
+        woken: decided.woken,
+    };
+    outln!("{}", serde_json::to_string(&answer)?);
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use chassis_engine::{Cancelled, Engine};
+use chassis_engine::Cancelled;
 
 use crate::commands::open_existing_journal;
 use crate::commands::resume::os_user;
@@ -26,7 +26,7 @@ pub struct Args {
 /// Journals the cancel; ends the run here when nobody drives it, or leaves it to its driver,
 /// which stops at its next safe point.
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     let by = args.by.clone().unwrap_or_else(os_user);
     let cancelled = engine.cancel(&args.run, &by, &args.reason).await?;
     let (status, driver) = match &cancelled {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chassis_engine::{Agent, Engine};
+use chassis_engine::Agent;
 use chassis_mock::{MockConfig, Script};
 
 use crate::commands::mock::DEMO_SCRIPT;
@@ -66,7 +66,8 @@ pub async fn run(db: &Path, db_given: bool, args: Args) -> anyhow::Result<u8> {
     noteln!("journal: {}\n", db.display());
     let agent = Agent::load(&spec_path).await?;
     let engine = crate::telemetry().attach(
-        Engine::new(open_journal(db).await?).with_observer(Arc::new(Progress::streaming(true))),
+        crate::commands::engine(db, open_journal(db).await?)
+            .with_observer(Arc::new(Progress::streaming(true))),
     );
     let outcome = engine.start(&agent, &args.input).await?;
     mock.shutdown().await;

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use chassis_engine::Engine;
 use chassis_eval::suite::Cassettes;
 use chassis_eval::{CaseReport, Mode, Options, Suite, baseline, fixtures};
 
@@ -69,7 +68,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let mut suite = if args.from_runs {
         let agent = args.agent.as_deref().unwrap_or_default();
         let journal = open_existing_journal(db).await?;
-        let fixtures = fixtures::from_runs(journal.as_ref(), agent, args.last)
+        let paths = crate::commands::engine(db, std::sync::Arc::clone(&journal))
+            .agent_paths()
+            .clone();
+        let fixtures = fixtures::from_runs_locating(journal.as_ref(), agent, args.last, &paths)
             .await
             .map_err(|e| match e {
                 fixtures::Error::NoRuns { .. } => UsageError(format!("--from-runs: {e}")).into(),
@@ -129,7 +131,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         None => None,
     };
 
-    let engine = Arc::new(Engine::new(open_journal(db).await?));
+    let engine = Arc::new(crate::commands::engine(db, open_journal(db).await?));
     let on_case: Option<chassis_eval::OnCase> = (!crate::out::quiet()).then(|| {
         Arc::new(|case: &CaseReport| {
             let mark = match (&case.error, case.passed) {

@@ -40,6 +40,11 @@ pub struct Args {
     /// How long a `hang` fault holds the request
     #[arg(long, default_value = "600s", value_parser = chassis_core::duration::parse)]
     hang: Duration,
+    /// Behave as llama-cpp-python's server does: tools are ignored without `tool_choice`, a
+    /// streamed call with `tool_choice` auto gets an empty stream, and an assistant message
+    /// that calls tools with `content: null` gets HTTP 500
+    #[arg(long)]
+    llama_cpp: bool,
 }
 
 fn parse_latency(text: &str) -> Result<Duration, String> {
@@ -70,6 +75,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         Some(path) => Script::from_path(path).map_err(|e| UsageError(e.to_string()))?,
         None => Script::from_toml_str(DEMO_SCRIPT).context("built-in demo script")?,
     };
+    let rules = if args.llama_cpp {
+        MockConfig::llama_cpp()
+    } else {
+        MockConfig::default()
+    };
     let config = MockConfig {
         seed: args.seed,
         latency: args.latency,
@@ -77,7 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         faults: args.faults,
         retry_after_secs: args.retry_after,
         hang: args.hang,
-        ..MockConfig::default()
+        ..rules
     };
     let mock = chassis_mock::start(config, script, SocketAddr::new(args.host, args.port))
         .await

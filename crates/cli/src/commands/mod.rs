@@ -55,6 +55,43 @@ pub async fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     journal.with_context(|| format!("cannot open the journal {}", describe_db(db)))
 }
 
+/// The project a journal belongs to: the directory holding its `.chassis/`, or the file's
+/// directory; for PostgreSQL, the current directory. Runs journal their agent's path relative
+/// to it, so a project moved with its journal keeps working.
+pub fn project_of(db: &Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    if is_postgres(db) {
+        return cwd;
+    }
+    let file = std::path::absolute(db).unwrap_or_else(|_| cwd.join(db));
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or(cwd);
+    match (dir.file_name(), dir.parent()) {
+        (Some(name), Some(parent)) if name == crate::discover::DIR => parent.to_path_buf(),
+        _ => dir,
+    }
+}
+
+/// An engine on `journal`, rooted at the project of `db` ([`project_of`]).
+pub fn engine(db: &Path, journal: Arc<dyn Journal>) -> chassis_engine::Engine {
+    chassis_engine::Engine::new(journal).with_project(project_of(db))
+}
+
+/// Opens an existing journal for commands that only read (`runs`, `show`, `trace`, `stats`,
+/// `approvals`, `export`): an SQLite file is opened read-only — it may sit on a read-only disk
+/// or belong to another user, and nothing can be written to it by mistake; its schema must be
+/// current. A PostgreSQL URL opens as usual (these commands write nothing there either).
+pub async fn open_reading_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+    if is_postgres(db) {
+        return open_existing_journal(db).await;
+    }
+    if !db.exists() {
+        return open_existing_journal(db).await;
+    }
+    SqliteJournal::open_read_only(db)
+        .map(|j| Arc::new(j) as Arc<dyn Journal>)
+        .with_context(|| format!("cannot open the journal {}", describe_db(db)))
+}
+
 /// Opens an existing journal for commands that only read or continue runs.
 pub async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     // A URL (even an unsupported one, which opening then names) is not a missing file.

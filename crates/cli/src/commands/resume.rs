@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chassis_core::LimitName;
-use chassis_engine::Engine;
 
 use crate::exit::UsageError;
 
@@ -33,6 +32,10 @@ pub struct Args {
     /// wakes the run for a worker), and return at once
     #[arg(long)]
     detach: bool,
+    /// The run's agent is at this path now (the run still continues under its own version);
+    /// by default it is where the run journaled it, relative to the journal's project
+    #[arg(long, value_name = "PATH", conflicts_with = "detach")]
+    agent: Option<std::path::PathBuf>,
 }
 
 /// Parses `--raise LIMIT=VALUE` options; errors name the option and the limit.
@@ -81,7 +84,14 @@ pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
         let by = args.by.clone().unwrap_or_else(os_user);
         return crate::commands::submit::wake(db, &args.run, &raises, &by, args.json).await;
     }
-    let mut engine = Engine::new(journal).with_interrupt(crate::signals::interrupt_on_signals());
+    let mut engine =
+        crate::commands::engine(db, journal).with_interrupt(crate::signals::interrupt_on_signals());
+    if let Some(path) = &args.agent {
+        if !path.is_file() {
+            return Err(UsageError(format!("--agent {}: no such file", path.display())).into());
+        }
+        engine = engine.with_agent_path(path);
+    }
     engine = crate::telemetry().attach(engine);
     if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));

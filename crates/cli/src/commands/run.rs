@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chassis_engine::{Agent, Engine, StartOptions};
+use chassis_engine::{Agent, StartOptions};
 
 use crate::commands::{open_journal, print_outcome};
 use crate::progress::Progress;
@@ -56,8 +56,8 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         args.record.as_deref(),
         args.replay.as_deref(),
     )?;
-    let mut engine =
-        Engine::new(open_journal(db).await?).with_interrupt(crate::signals::interrupt_on_signals());
+    let mut engine = crate::commands::engine(db, open_journal(db).await?)
+        .with_interrupt(crate::signals::interrupt_on_signals());
     engine = crate::telemetry().attach(engine);
     if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));

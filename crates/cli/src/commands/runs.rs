@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use chassis_core::RunStatus;
-use chassis_engine::{Engine, MAX_PAGE, RunQuery, RunView};
+use chassis_engine::{MAX_PAGE, RunQuery, RunView};
 use chassis_telemetry::stats::{Figures, ReportFilter};
 
-use crate::commands::open_existing_journal;
+use crate::commands::open_reading_journal;
 use crate::exit::UsageError;
 use crate::progress::usd;
 
@@ -46,7 +46,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         })?),
         None => None,
     };
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_reading_journal(db).await?);
     if args.by_version {
         // The same figures as `GET /v1/stats`: every matching run, not a page of them.
         let report = chassis_telemetry::stats::report(

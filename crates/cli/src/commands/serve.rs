@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chassis_engine::{Engine, WorkerConfig, default_worker_name};
+use chassis_engine::{WorkerConfig, default_worker_name};
 use chassis_server::{Config, Server};
 
 use crate::commands::{describe_db, open_journal};
@@ -64,7 +64,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     worker.renew_every = args.lease_ttl / 3;
     worker.poll_interval = args.poll_interval;
     worker.shutdown_grace = args.shutdown_grace;
-    let engine = crate::telemetry().attach(Engine::new(journal));
+    let engine = crate::telemetry().attach(crate::commands::engine(db, journal));
     let config = Config {
         addr: args.addr,
         agents: args.agents.clone(),
@@ -105,8 +105,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 }
                 match &first {
                     Some(token) => {
-                        noteln!("an admin token was made (shown once); open:");
-                        outln!("{base}/?token={token}");
+                        // In the fragment: a browser never sends it, so no server or proxy logs it;
+                        // the console moves it to the tab's storage and out of the address bar.
+                        noteln!("an admin token was made (shown once); open the console:");
+                        outln!("{base}/#token={token}");
                     }
                     None => outln!("{base}/"),
                 }

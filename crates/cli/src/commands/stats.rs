@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chassis_telemetry::stats::{ReportFilter, Stats};
 
-use crate::commands::open_existing_journal;
+use crate::commands::open_reading_journal;
 use crate::exit::UsageError;
 
 /// Arguments of `chassis stats`.
@@ -33,7 +33,7 @@ pub struct Args {
 pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let now = chassis_engine::now_ms();
     let since_ms = args.since.as_deref().map(|t| since(t, now)).transpose()?;
-    let journal = open_existing_journal(db).await?;
+    let journal = open_reading_journal(db).await?;
     let report = chassis_telemetry::stats::report(
         journal.as_ref(),
         &ReportFilter {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chassis_core::LimitName;
-use chassis_engine::{Agent, Engine, RunOutcome, StartOptions};
+use chassis_engine::{Agent, RunOutcome, StartOptions};
 
 use crate::commands::input::Input;
 use crate::commands::{open_existing_journal, open_journal, print_outcome};
@@ -41,7 +41,7 @@ pub async fn submit(
     json: bool,
 ) -> anyhow::Result<u8> {
     let agent = Agent::load(spec).await?.with_vars(input.json_vars());
-    let engine = Engine::new(open_journal(db).await?);
+    let engine = crate::commands::engine(db, open_journal(db).await?);
     let options = StartOptions {
         idempotency_key,
         ..StartOptions::default()
@@ -74,7 +74,7 @@ pub async fn wake(
     by: &str,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let engine = Engine::new(open_existing_journal(db).await?);
+    let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     let state = engine.load(run_id).await?;
     if state.status.is_terminal() {
         return Ok(print_outcome(&RunOutcome::of(run_id, &state), json));

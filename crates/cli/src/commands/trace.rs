@@ -6,7 +6,7 @@ use std::path::Path;
 use chassis_store::Record;
 use chassis_telemetry::timeline::{Node, NodeKind, Timeline};
 
-use crate::commands::open_existing_journal;
+use crate::commands::open_reading_journal;
 use crate::progress::{clip, cost, describe, usd};
 use crate::style::{Mark, Style};
 
@@ -23,7 +23,7 @@ pub struct Args {
 
 /// Prints the run's steps, model calls, tool calls, retries and waits with their durations.
 pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
-    let journal = open_existing_journal(db).await?;
+    let journal = open_reading_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;
     let Some(timeline) = chassis_telemetry::timeline::build(&args.run, &records) else {

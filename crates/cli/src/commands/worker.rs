@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chassis_engine::{Engine, Worker, WorkerConfig, WorkerReport, default_worker_name};
+use chassis_engine::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 
 use crate::commands::{describe_db, is_postgres, open_journal};
 use crate::exit::UsageError;
@@ -67,7 +67,10 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     config.renew_every = renew_every;
     config.poll_interval = args.poll_interval;
     config.shutdown_grace = args.shutdown_grace.0.unwrap_or(Duration::ZERO);
-    let worker = Worker::new(crate::telemetry().attach(Engine::new(journal)), config);
+    let worker = Worker::new(
+        crate::telemetry().attach(crate::commands::engine(db, journal)),
+        config,
+    );
     let name = worker.config().name.clone();
     let grace = worker.config().shutdown_grace;
     noteln!(

@@ -496,3 +496,158 @@ fn bad_approval_configuration_names_the_key_and_journals_nothing() {
         assert_eq!(office.ledger(), None);
     }
 }
+
+/// `--json` on a decision: without `--resume` the run as it stands and whether the decision
+/// woke it; with `--resume` the run's outcome, as `chassis run --json` prints it.
+#[test]
+fn decisions_print_json_for_scripts() {
+    let office = Office::new("");
+    let (run_id, call_id) = office.waiting_run("pay 5 to bob");
+    let out = office.chassis(&["approve", &run_id, &call_id, "--by", "alice", "--json"]);
+    out.expect_code(3);
+    let decided = out.json();
+    assert_eq!(decided["woken"], true, "{out:#?}");
+    assert_eq!(decided["run"]["run_id"], run_id.as_str(), "{out:#?}");
+    assert_eq!(decided["run"]["agent"], "ledger-keeper", "{out:#?}");
+    assert_eq!(office.ledger(), None, "approving alone runs nothing");
+
+    let (second, call) = office.waiting_run("pay 500 to mallory");
+    let out = office.chassis(&[
+        "reject",
+        &second,
+        &call,
+        "--reason",
+        "not a vendor",
+        "--resume",
+        "--json",
+    ]);
+    out.expect_code(0);
+    let outcome = out.json();
+    assert_eq!(outcome["run_id"], second.as_str(), "{out:#?}");
+    assert_eq!(outcome["status"], "completed", "{out:#?}");
+
+    let unknown = office.chassis(&["resolve", &run_id, "call_nope", "--failed", "--json"]);
+    assert_ne!(unknown.code, Some(0), "{unknown:#?}");
+    assert!(
+        unknown.stdout.is_empty(),
+        "a refused decision prints no JSON: {unknown:#?}"
+    );
+}
+
+/// A run journals its agent's path relative to the journal's project, so a project moved as a
+/// whole keeps working: the decision and the resume happen at the new place and the tool runs
+/// there. A journal moved alone finds the agent with `resume --agent PATH`.
+#[test]
+fn a_moved_project_resumes_its_runs_and_resume_agent_points_at_a_moved_spec() {
+    let office = Office::new("");
+    let (first, first_call) = office.waiting_run("pay 1 to amy");
+    let (second, second_call) = office.waiting_run("pay 2 to ben");
+    let show = show_json(&office.db, &first);
+    assert_eq!(events(&show)[0]["spec_path"], "agent.toml", "{show:#}");
+
+    let old = office.dir.path().to_path_buf();
+    let moved = old.with_extension("moved");
+    std::fs::rename(&old, &moved).expect("move the project");
+    let db = moved.join("j.db");
+    let at = |args: &[&str]| run(chassis(&db).args(args));
+    at(&["approve", &first, &first_call]).expect_code(3);
+    let out = at(&["resume", &first, "--json"]);
+    out.expect_code(0);
+    assert_eq!(out.json()["output"], "model saw: appended", "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("ledger.txt"))
+            .ok()
+            .as_deref(),
+        Some("pay 1 to amy\n"),
+        "the tool ran in the moved project"
+    );
+
+    // The journal alone, elsewhere: the agent is where --agent says.
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    let lone = elsewhere.path().join("j.db");
+    std::fs::copy(&db, &lone).expect("copy the journal");
+    let at = |args: &[&str]| run(chassis(&lone).args(args));
+    at(&["approve", &second, &second_call]).expect_code(3);
+    let missing = at(&["resume", &second, "--agent", "/no/such/agent.toml"]);
+    missing.expect_code(2);
+    assert!(
+        missing.stderr.contains("--agent /no/such/agent.toml"),
+        "{missing:#?}"
+    );
+    let agent = moved.join("agent.toml");
+    let out = at(&[
+        "resume",
+        &second,
+        "--agent",
+        agent.to_str().unwrap(),
+        "--json",
+    ]);
+    out.expect_code(0);
+    assert_eq!(out.json()["output"], "model saw: appended", "{out:#?}");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("ledger.txt"))
+            .ok()
+            .as_deref(),
+        Some("pay 1 to amy\npay 2 to ben\n"),
+        "the second call ran once, beside the agent"
+    );
+    std::fs::rename(&moved, &old).expect("move back for cleanup");
+}
+
+/// Every node of a trace, depth first.
+fn trace_nodes(nodes: &[Value]) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for node in nodes {
+        out.push(node);
+        if let Some(children) = node["children"].as_array() {
+            out.extend(trace_nodes(children));
+        }
+    }
+    out
+}
+
+/// `trace` after a run was approved and resumed in another process: the tool call that ran
+/// after the resume shows its outcome and sits inside the step that asked for it, after the
+/// wait, at the time it ran.
+#[test]
+fn trace_shows_a_call_resumed_in_another_process_with_its_outcome() {
+    let office = Office::new("");
+    let (run_id, call_id) = office.waiting_run("pay 3 to cy");
+    office
+        .chassis(&["approve", &run_id, &call_id])
+        .expect_code(3);
+    office.chassis(&["resume", &run_id]).expect_code(0);
+
+    let out = office.chassis(&["trace", &run_id, "--json"]);
+    out.expect_code(0);
+    let trace = out.json();
+    let top = trace["nodes"].as_array().expect("nodes");
+    let all = trace_nodes(top);
+    let tools: Vec<&&Value> = all.iter().filter(|n| n["kind"] == "tool").collect();
+    assert_eq!(tools.len(), 1, "{trace:#}");
+    let tool = tools[0];
+    assert_eq!(tool["title"], "append_line", "{trace:#}");
+    assert_eq!(tool["ok"], true, "the outcome is shown: {trace:#}");
+    assert!(tool["duration_ms"].is_u64(), "{trace:#}");
+    let step = top
+        .iter()
+        .find(|n| {
+            n["kind"] == "step"
+                && n["children"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["kind"] == "tool"))
+        })
+        .unwrap_or_else(|| panic!("the tool sits in its step: {trace:#}"));
+    assert_eq!(step["attrs"]["step"], 1, "{trace:#}");
+    let resumed = top
+        .iter()
+        .find(|n| n["kind"] == "resumed")
+        .expect("a resume node");
+    assert!(
+        tool["start_ms"].as_u64() >= resumed["start_ms"].as_u64(),
+        "the call ran after the resume: {trace:#}"
+    );
+    let text = office.chassis(&["trace", &run_id]);
+    text.expect_code(0);
+    assert!(!text.stdout.contains("append_line  ?"), "{text:#?}");
+}

@@ -561,3 +561,172 @@ fn a_worker_runs_resumes_and_a_human_on_one_journal_double_nothing() {
         desk.executions().len()
     );
 }
+
+/// `show --follow` beside the process that drives the run: it prints every event once, in
+/// order, as it lands, and exits with the run's status when the run stops — 0 when it
+/// completes, 3 when it waits for a human.
+#[test]
+fn show_follow_prints_each_event_once_until_the_run_stops() {
+    let desk = Desk::new(Duration::ZERO);
+    let driver = desk.start_run("small sleep");
+    let mut run_id = None;
+    until("the run is journaled", || {
+        // Until the journal file is made, `runs` refuses to open it.
+        let out = desk.chassis(&["runs", "--json"]);
+        run_id = (out.code == Some(0))
+            .then(|| out.json()[0]["run_id"].as_str().map(str::to_string))
+            .flatten();
+        run_id.is_some()
+    });
+    let run_id = run_id.expect("a run");
+    let follower = Spawned::start(chassis(&desk.db).args(["show", &run_id, "--follow", "--json"]));
+    driver.finish().expect_code(0);
+    let out = follower.finish();
+    out.expect_code(0);
+    let mut lines = out.stdout.lines();
+    let first: Value = serde_json::from_str(lines.next().expect("the run's object")).expect("JSON");
+    assert_eq!(first["run_id"], run_id.as_str(), "{out:#?}");
+    let mut seqs: Vec<u64> = events(&first)
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let mut last_kind = None;
+    for line in lines {
+        let event: Value = serde_json::from_str(line).expect("one JSON event per line");
+        seqs.push(event["seq"].as_u64().expect("seq"));
+        last_kind = event["kind"].as_str().map(str::to_string);
+    }
+    let journaled = desk.event_count(&run_id) as u64;
+    assert_eq!(
+        seqs,
+        (1..=journaled).collect::<Vec<_>>(),
+        "every event once, in order: {out:#?}"
+    );
+    assert_eq!(
+        last_kind.as_deref().or(Some("run_completed")),
+        Some("run_completed")
+    );
+
+    // A run that waits for a human has stopped: following it ends with the waiting code.
+    desk.chassis(&["run", desk.spec.to_str().unwrap(), "--input", "big"])
+        .expect_code(3);
+    let waiting = desk.chassis(&["show", "last", "--follow"]);
+    waiting.expect_code(3);
+    assert!(waiting.stderr.contains("is waiting"), "{waiting:#?}");
+}
+
+/// Makes a directory and the files in it unwritable for this process (and writable again on
+/// drop): by permissions, or, for root, whom permissions do not stop, with `chattr +i`.
+struct ReadOnly {
+    paths: Vec<PathBuf>,
+    root: bool,
+}
+
+impl ReadOnly {
+    fn make(dir: &Path) -> ReadOnly {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        paths.push(dir.to_path_buf());
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        #[allow(unsafe_code, reason = "std has no geteuid")]
+        let root = unsafe { libc::geteuid() } == 0;
+        let guard = ReadOnly { paths, root };
+        for path in &guard.paths {
+            if root {
+                let status = std::process::Command::new("chattr")
+                    .arg("+i")
+                    .arg(path)
+                    .status()
+                    .expect("chattr runs (e2fsprogs)");
+                assert!(status.success(), "chattr +i {}", path.display());
+            } else {
+                let mode = if path.is_dir() { 0o555 } else { 0o444 };
+                set_mode(path, mode);
+            }
+        }
+        assert!(
+            std::fs::write(dir.join("probe"), "x").is_err(),
+            "the directory is still writable"
+        );
+        guard
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            if self.root {
+                let _ = std::process::Command::new("chattr")
+                    .arg("-i")
+                    .arg(path)
+                    .status();
+            } else {
+                set_mode(path, if path.is_dir() { 0o755 } else { 0o644 });
+            }
+        }
+    }
+}
+
+/// The commands that read work on a journal in a directory nobody may write, and change
+/// nothing in it: `runs`, `show`, `trace`, `stats`, `approvals` and `export`, in text and JSON.
+#[test]
+fn reading_commands_work_on_a_read_only_journal_and_write_nothing() {
+    let desk = Desk::new(Duration::ZERO);
+    desk.chassis(&["run", desk.spec.to_str().unwrap(), "--input", "small one"])
+        .expect_code(0);
+    desk.chassis(&["run", desk.spec.to_str().unwrap(), "--input", "big one"])
+        .expect_code(3);
+    let before = std::fs::read(&desk.db).expect("journal");
+    let listing = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let files = listing(desk.root());
+    let out_dir = tempfile::tempdir().expect("temporary directory");
+    let cassette = out_dir.path().join("c.json");
+    let guard = ReadOnly::make(desk.root());
+
+    for args in [
+        &["runs"][..],
+        &["runs", "--json"],
+        &["runs", "--by-version"],
+        &["show", "last"],
+        &["show", "last", "--json"],
+        &["trace", "last"],
+        &["trace", "last", "--json"],
+        &["stats"],
+        &["stats", "--json"],
+        &["approvals"],
+        &["approvals", "--json"],
+        &["export", "last", "--cassette", cassette.to_str().unwrap()],
+    ] {
+        let out = desk.chassis(args);
+        out.expect_code(0);
+        assert!(
+            !out.stdout.is_empty() || args[0] == "export",
+            "{args:?}: {out:#?}"
+        );
+    }
+    assert!(cassette.exists(), "export wrote its cassette elsewhere");
+    let inbox = desk.inbox();
+    assert_eq!(inbox.len(), 1, "the waiting run is listed: {inbox:#?}");
+    drop(guard);
+    assert_eq!(
+        listing(desk.root()),
+        files,
+        "no file was made beside the journal"
+    );
+    assert!(
+        std::fs::read(&desk.db).expect("journal") == before,
+        "the journal is unchanged"
+    );
+}

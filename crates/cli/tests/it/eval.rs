@@ -169,6 +169,14 @@ fn an_exported_run_replays() {
     let out = run(chassis(&desk.db).args(["export", &run_id, "--cassette", arg(&cassette)]));
     out.expect_code(0);
     assert!(out.stderr.contains("wrote 2 exchange(s)"), "{out:#?}");
+    let again = desk.path("again.json");
+    let out = run(chassis(&desk.db).args(["export", &run_id, "--cassette", arg(&again), "--json"]));
+    out.expect_code(0);
+    assert_eq!(
+        out.json(),
+        serde_json::json!({ "run_id": run_id, "cassette": arg(&again), "exchanges": 2 }),
+        "{out:#?}"
+    );
     let replayed = desk.run("what do the notes say?", &["--replay", arg(&cassette)]);
     replayed.expect_code(0);
     assert_eq!(replayed.json()["output"], ANSWER);

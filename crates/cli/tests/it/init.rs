@@ -16,9 +16,15 @@ struct MockModel {
 impl MockModel {
     /// Serves `script` on a free port; the first line it prints is its base URL.
     fn start(script: &Path) -> MockModel {
+        MockModel::start_with(script, &[])
+    }
+
+    /// Like [`MockModel::start`], with more arguments.
+    fn start_with(script: &Path, args: &[&str]) -> MockModel {
         let mut child = Command::new(CHASSIS)
             .args(["mock-model", "--port", "0", "--script"])
             .arg(script)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -118,6 +124,37 @@ fn init_then_check_then_run_then_eval_against_the_mock() {
     let out = run(against(&project, &mock.base_url).args(["eval", "suite.toml"]));
     out.expect_code(0);
     assert!(out.stdout.contains("2/2 passed"), "{out:#?}");
+}
+
+/// The same project against a server with llama-cpp-python's rules: without tool_choice the
+/// model would answer in text and never count, streamed with tools it sends nothing, and
+/// `content: null` would fail the second step.
+#[test]
+fn the_project_runs_against_a_llama_cpp_like_server() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    run(chassis_in(root.path()).args(["init", "word-desk"])).expect_code(0);
+    let project = root.path().join("word-desk");
+    let mock = MockModel::start_with(&project.join("mock-script.toml"), &["--llama-cpp"]);
+    let out = run(against(&project, &mock.base_url).args([
+        "run",
+        "agent.toml",
+        "--input",
+        "Count the words in: the quick brown fox",
+    ]));
+    out.expect_code(0);
+    assert!(out.stdout.contains("\"words\": 8"), "{out:#?}");
+    let url = mock.base_url.replace("/v1", "/_mock/stats");
+    let stats: serde_json::Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async { reqwest::get(url).await?.json().await })
+        .expect("the mock's stats");
+    let agent = format!("chassis/{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(stats["by_user_agent"][&agent], stats["requests"], "{stats}");
+    // The first call's stream comes empty (llama-cpp-python cannot stream an automatic tool
+    // choice); its retry and the calls after it go unstreamed.
+    assert_eq!(stats["requests"], 3, "{stats}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Agents against a model server with the rules some OpenAI-compatible servers have
-//! (tool_choice with tools, no `content: null`, a User-Agent), streamed or not; and the
+//! (tools ignored without tool_choice, no `content: null`, a User-Agent), streamed or not; and the
 //! `[model]` keys that reach the clients.
 
 use std::net::SocketAddr;
@@ -32,7 +32,7 @@ primary = "local:m"
 [providers.local]
 kind = "openai"
 base_url = "{base_url}"
-max_attempts = 1
+max_attempts = 2
 [[tools]]
 use = "builtin:fs"
 root = "data"
@@ -47,11 +47,11 @@ async fn a_strict_server_runs_an_agent_streamed_or_not() {
     let root = dir.path();
     write(&root.join("prompt.j2"), "Read the note.");
     write(&root.join("data/note.txt"), "hello");
+    // llama-cpp-python's rules: without tool_choice the model never calls read_file and the
+    // answer is not the note; with `content: null` the second step gets HTTP 500.
     let strict = MockConfig {
-        require_tool_choice: true,
-        reject_null_tool_call_content: true,
         require_user_agent: true,
-        ..MockConfig::default()
+        ..MockConfig::llama_cpp()
     };
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let mock = chassis_mock::start(strict, Script::from_toml_str(SCRIPT).unwrap(), local)
@@ -67,19 +67,34 @@ async fn a_strict_server_runs_an_agent_streamed_or_not() {
         assert_eq!(outcome.status, RunStatus::Completed, "{keys}: {outcome:?}");
         assert_eq!(outcome.output.as_deref(), Some("the note says hello"));
     }
-    assert_eq!(mock.stats().requests, 4);
+    // Streamed, the first call is an empty stream (llama-cpp-python cannot stream an automatic
+    // tool choice) and its retry goes unstreamed: three requests, then two.
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 5);
+    assert_eq!(
+        stats.by_user_agent,
+        [(chassis_providers::USER_AGENT.to_owned(), 5)].into()
+    );
 
     // Told to send `null` as OpenAI does, the same server refuses the second step: the run
     // fails on a refused request rather than parking as if the model were down.
     let keys = "";
     let text = spec(&mock.base_url(), keys).replace(
-        "max_attempts = 1\n",
-        "max_attempts = 1\ntool_call_content = \"null\"\n",
+        "max_attempts = 2\n",
+        "max_attempts = 3\ntool_call_content = \"null\"\n",
     );
     write(&root.join("agent.toml"), &text);
     let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
     let outcome = engine.start(&agent, "go").await.unwrap();
     assert_eq!(outcome.status, RunStatus::Failed, "{outcome:?}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("local:m: local: HTTP 500: the request was refused: 1 validation error"),
+        "{reason}"
+    );
+    // The empty stream and its retry, then the refused request, not sent again for all three
+    // attempts allowed.
+    assert_eq!(mock.stats().requests, 8);
     mock.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chassis_mock::{FaultKind, MockConfig, MockHandle};
+use chassis_mock::{FaultKind, MockConfig, MockHandle, ToolsWithoutChoice};
 use serde_json::{Value, json};
 
 use crate::{client, client_with_timeout, serve, user};
@@ -369,7 +369,7 @@ async fn stream_faults_on_whole_answers_strike_as_their_likeness() {
 async fn tool_choice_can_be_required() {
     let mock = serve(
         MockConfig {
-            require_tool_choice: true,
+            tools_without_choice: ToolsWithoutChoice::Refuse,
             ..MockConfig::default()
         },
         TOOLS,
@@ -407,6 +407,118 @@ async fn tool_choice_can_be_required() {
     mock.shutdown().await;
 }
 
+/// The first choice's message of a chat completion, or the content blocks of a Messages reply.
+async fn answered(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    if body["choices"].is_array() {
+        body["choices"][0]["message"].clone()
+    } else {
+        body["content"].clone()
+    }
+}
+
+#[tokio::test]
+async fn tools_without_tool_choice_can_be_ignored_as_llama_cpp_does() {
+    let mock = serve(MockConfig::llama_cpp(), TOOLS).await;
+    let mut body = json!({"model": "m", "messages": [user("refund")], "tools": [tool()]});
+    // Without tool_choice the scripted calls come back written out as text.
+    let message = answered(post_openai(&client(), &mock, body.clone()).await.unwrap()).await;
+    assert_eq!(message["tool_calls"], Value::Null, "{message}");
+    let text = message["content"].as_str().unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        json!({"name": "read_file", "arguments": {"path": "notes.txt"}})
+    );
+    // `none` drops them too; `auto` and `required` are heard.
+    for (choice, calls) in [("none", 0), ("auto", 2), ("required", 2)] {
+        body["tool_choice"] = json!(choice);
+        let message = answered(post_openai(&client(), &mock, body.clone()).await.unwrap()).await;
+        let made = message["tool_calls"].as_array().map_or(0, Vec::len);
+        assert_eq!(made, calls, "{choice}: {message}");
+    }
+
+    let mut body = json!({
+        "model": "m", "max_tokens": 9, "messages": [user("refund")],
+        "tools": [{"name": "read_file", "input_schema": {"type": "object"}}],
+    });
+    let blocks = |content: &Value| {
+        content
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let content = answered(
+        post_anthropic(&client(), &mock, body.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(blocks(&content), ["text"], "{content}");
+    body["tool_choice"] = json!({"type": "none"});
+    let content = answered(
+        post_anthropic(&client(), &mock, body.clone())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(blocks(&content), ["text"], "{content}");
+    body["tool_choice"] = json!({"type": "any"});
+    let content = answered(post_anthropic(&client(), &mock, body).await.unwrap()).await;
+    assert_eq!(blocks(&content), ["tool_use", "tool_use"], "{content}");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn llama_cpp_cannot_stream_an_automatic_tool_choice() {
+    let mock = serve(MockConfig::llama_cpp(), TOOLS).await;
+    let mut body = openai_stream("refund", true);
+    body["tools"] = json!([tool()]);
+    body["tool_choice"] = json!("auto");
+    let response = post_openai(&client(), &mock, body.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(response.text().await.unwrap(), "");
+    // Whole, or with a named tool, it answers.
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    let message = answered(post_openai(&client(), &mock, whole).await.unwrap()).await;
+    assert_eq!(message["tool_calls"].as_array().map(Vec::len), Some(2));
+    body["tool_choice"] = json!({"type": "function", "function": {"name": "read_file"}});
+    let text = post_openai(&client(), &mock, body)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("\"tool_calls\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn tool_choice_none_is_heard_by_every_mock() {
+    let mock = serve(MockConfig::default(), TOOLS).await;
+    let mut body = json!({"model": "m", "messages": [user("refund")], "tools": [tool()]});
+    let message = answered(post_openai(&client(), &mock, body.clone()).await.unwrap()).await;
+    assert_eq!(message["tool_calls"].as_array().map(Vec::len), Some(2));
+    body["tool_choice"] = json!("none");
+    let message = answered(post_openai(&client(), &mock, body).await.unwrap()).await;
+    assert_eq!(message["tool_calls"], Value::Null, "{message}");
+    assert!(message["content"].as_str().unwrap().contains("read_file"));
+    mock.shutdown().await;
+}
+
 #[tokio::test]
 async fn null_content_on_a_tool_call_message_can_crash_the_server() {
     let mock = serve(
@@ -437,7 +549,9 @@ async fn null_content_on_a_tool_call_message_can_crash_the_server() {
     let error: Value = response.json().await.unwrap();
     let message = error["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("1 validation error for ChatCompletionRequest\nmessages.1.content"),
+        message.starts_with(
+            "1 validation error:\n  {'type': 'string_type', 'loc': ('body', 'messages', 1,"
+        ),
         "{message}"
     );
     let response = post_openai(
@@ -473,6 +587,12 @@ async fn a_user_agent_can_be_required() {
         .build()
         .unwrap();
     assert_eq!(post_openai(&with, &mock, body).await.unwrap().status(), 200);
-    assert_eq!(mock.stats().requests, 2);
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 2);
+    // Both counted by what they said, the refused one under "".
+    assert_eq!(
+        stats.by_user_agent,
+        [("".to_owned(), 1), ("test/1".to_owned(), 1)].into()
+    );
     mock.shutdown().await;
 }

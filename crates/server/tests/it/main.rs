@@ -2,6 +2,7 @@
 //! directory, and the mock model.
 
 mod api;
+mod console;
 mod document;
 mod roles;
 mod streams;

@@ -7,4 +7,5 @@ mod metrics;
 mod parsers;
 mod receiver;
 mod spans;
+mod stats;
 mod traces;
