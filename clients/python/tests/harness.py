@@ -170,9 +170,9 @@ def running(root: Path, bin: str) -> Iterator[Server]:
             stderr=serve_log.open("w"),
             text=True,
         )
-        # The login URL, with the first admin token: `http://127.0.0.1:PORT/?token=…`.
+        # The login URL, with the first admin token: `http://127.0.0.1:PORT/#token=…`.
         login = first_line(serve, "chassis serve", serve_log)
-        base, _, admin = login.partition("/?token=")
+        base, _, admin = login.partition("/#token=")
         deadline = time.monotonic() + 30
         while httpx.get(f"{base}/healthz").status_code != 200:
             assert time.monotonic() < deadline, "the server never answered /healthz"

@@ -219,10 +219,11 @@ def test_sse_framing_skips_comments_and_joins_data_lines() -> None:
 
 
 def test_the_login_url_carries_the_token(server: Server) -> None:
-    with Client(f"{server.url}/?token={server.viewer}") as client:
-        assert client.base_url == server.url
-        me = client.me()
-        assert (me.name, me.role) == ("viewer-1", "viewer")
+    for url in (f"{server.url}/#token={server.viewer}", f"{server.url}/?token={server.viewer}"):
+        with Client(url) as client:
+            assert client.base_url == server.url
+            me = client.me()
+            assert (me.name, me.role) == ("viewer-1", "viewer")
 
 
 def test_a_stream_gives_up_when_the_server_stays_away(server: Server) -> None:

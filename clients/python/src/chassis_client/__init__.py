@@ -2,7 +2,7 @@
 
     from chassis_client import Client
 
-    client = Client("http://127.0.0.1:7700/?token=chs_…")
+    client = Client("http://127.0.0.1:7700/#token=chs_…")
     run = client.start_run("payer", "invoice 7")
     for event in client.stream(run.run_id):
         if event.kind == "approval_requested":

@@ -22,11 +22,12 @@ STREAM_READ_TIMEOUT = 45.0
 
 
 def split_url(url: str | None, token: str | None) -> tuple[str, str | None]:
-    """The base URL and the token: `chassis serve`'s login URL (`…/?token=chs_…`) carries both;
+    """The base URL and the token: `chassis serve`'s login URL (`…/#token=chs_…`) carries both;
     otherwise `CHASSIS_URL` and `CHASSIS_TOKEN` are read."""
     url = url or os.environ.get("CHASSIS_URL") or DEFAULT_URL
     parts = urlsplit(url)
-    in_url = parse_qs(parts.query).get("token", [None])[0]
+    # The token rides in the fragment (`#token=`), which browsers never send; `?token=` too.
+    in_url = (parse_qs(parts.fragment) or parse_qs(parts.query)).get("token", [None])[0]
     base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
     return base, token or in_url or os.environ.get("CHASSIS_TOKEN")
 

@@ -19,7 +19,7 @@ class AsyncClient:
     """An asyncio client of `chassis serve` (see `Client`; every method is awaited, and
     `stream` and `iter_runs` are async iterators).
 
-    `url` is the server's base URL, or the login URL it prints (`http://HOST:PORT/?token=…`),
+    `url` is the server's base URL, or the login URL it prints (`http://HOST:PORT/#token=…`),
     which carries the token too; otherwise `token` (or `CHASSIS_TOKEN`) is sent as
     `Authorization: Bearer TOKEN`. `CHASSIS_URL` is read when `url` is not given.
 

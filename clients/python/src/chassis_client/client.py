@@ -17,7 +17,7 @@ __all__ = ["Client"]
 class Client:
     """A client of `chassis serve`.
 
-    `url` is the server's base URL, or the login URL it prints (`http://HOST:PORT/?token=…`),
+    `url` is the server's base URL, or the login URL it prints (`http://HOST:PORT/#token=…`),
     which carries the token too; otherwise `token` (or `CHASSIS_TOKEN`) is sent as
     `Authorization: Bearer TOKEN`. `CHASSIS_URL` is read when `url` is not given.
 
