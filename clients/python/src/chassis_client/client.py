@@ -205,6 +205,9 @@ class Client:
                             yield item
                         if cursor.done:
                             return
+                # The server closed the stream before the run ended (it is shutting down): a
+                # breath before reconnecting, so a server that keeps doing so is not hammered.
+                time.sleep(self.reconnect_delay)
             except (httpx.TransportError, Unavailable, ServerError) as error:
                 # Dropped or refused for now: try again from the last event seen.
                 now = time.monotonic()
