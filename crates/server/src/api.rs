@@ -211,12 +211,14 @@ pub struct RunList {
 #[into_params(parameter_in = Query)]
 pub struct RunFilter {
     /// Only runs in this status; `queued` for submitted runs nobody picked up yet.
+    #[param(pattern = "^(queued|running|waiting|paused|completed|failed|cancelled)$")]
     pub status: Option<String>,
     /// Only runs of this agent.
     pub agent: Option<String>,
     /// Only runs of this version: a fingerprint prefix or a label.
     pub version: Option<String>,
     /// Only runs with this tag, `KEY=VALUE`.
+    #[param(pattern = "=")]
     pub tag: Option<String>,
     /// Only runs created at or after this time (ms since the epoch).
     pub since_ms: Option<i64>,
@@ -225,6 +227,7 @@ pub struct RunFilter {
     /// The `next` of the previous page.
     pub cursor: Option<String>,
     /// Runs per page (default 50, at most 1,000).
+    #[param(format = Int64)]
     pub limit: Option<usize>,
 }
 
@@ -251,6 +254,7 @@ pub struct EventsQuery {
     /// Only events after this sequence number.
     pub after: Option<u64>,
     /// At most this many (default 1,000).
+    #[param(format = Int64)]
     pub limit: Option<usize>,
 }
 
@@ -260,6 +264,44 @@ pub struct EventsQuery {
 pub struct StreamQuery {
     /// Only events after this sequence number (`Last-Event-ID` wins when both are given).
     pub after: Option<u64>,
+}
+
+/// What an event of `GET /v1/runs/{id}/stream` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEventKind {
+    /// A journaled event: `data` is its JSON, as `GET /v1/runs/{id}/events` gives it, and `id`
+    /// its sequence number.
+    Event,
+    /// A piece of a model answer as it streams (`step`, `kind`, `index`, `name`, `text`): not
+    /// journaled, so it has no `id` of its own; a client that reconnects may miss some.
+    Delta,
+    /// The run's journal is gone: `data` says so in words, and the stream ends.
+    Error,
+}
+
+impl StreamEventKind {
+    /// Its name on the wire (`event: NAME`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamEventKind::Event => "event",
+            StreamEventKind::Delta => "delta",
+            StreamEventKind::Error => "error",
+        }
+    }
+}
+
+/// One Server-Sent Event of `GET /v1/runs/{id}/stream`, as an SSE parser reads it (heartbeats
+/// are comments, not events).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamEvent {
+    /// What it is.
+    pub event: StreamEventKind,
+    /// Its JSON (or, for `error`, words).
+    pub data: String,
+    /// The sequence number of the last journaled event sent: sent back as `Last-Event-ID`, it
+    /// resumes the stream right after it.
+    pub id: Option<String>,
 }
 
 /// `POST /v1/runs/{id}/resume`.
@@ -350,7 +392,7 @@ pub struct Resolve {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitApprove {
-    /// The raised limits, by name.
+    /// The raised limits, by name (at least one).
     #[schema(value_type = Object)]
     pub raise: BTreeMap<String, Value>,
 }
@@ -508,7 +550,9 @@ pub struct DayStats {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// Who holds it: journaled as the author of their decisions.
+    /// Who holds it: journaled as the author of their decisions (1 to 64 letters, digits, `-`,
+    /// `_`, `.` or `@`).
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub name: String,
     /// Its role.
     pub role: Role,

@@ -1,6 +1,8 @@
 //! `/openapi.json`: generated from the handlers and the types they take and return.
 
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use utoipa::openapi::RefOr;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -72,9 +74,11 @@ use crate::routes;
         api::TokenInfo,
         api::Me,
         api::Health,
+        api::StreamEvent,
+        api::StreamEventKind,
         crate::auth::Role,
     )),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &ProblemJson),
     tags(
         (name = "runs", description = "Start, list, follow, resume and cancel runs"),
         (name = "approvals", description = "What waits for a human, and their decisions"),
@@ -99,11 +103,95 @@ impl Modify for Bearer {
     }
 }
 
+/// Every error answers `application/problem+json` (see `Problem::into_response`); utoipa
+/// documents a body as `application/json` unless told, so each response whose body is a
+/// `Problem` gets the problem media type here, in one place, for every handler now and later.
+struct ProblemJson;
+
+impl Modify for ProblemJson {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let is_problem = response
+                        .content
+                        .get("application/json")
+                        .and_then(|content| content.schema.as_ref())
+                        .is_some_and(|schema| {
+                            matches!(schema, RefOr::Ref(r) if r.ref_location == "#/components/schemas/Problem")
+                        });
+                    if is_problem
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response
+                            .content
+                            .insert("application/problem+json".to_string(), content);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The document, as JSON.
 #[utoipa::path(get, path = "/openapi.json", tag = "system", security(("bearer" = [])),
     responses(
         (status = 200, description = "This document", body = Object),
         (status = 401, description = "No or bad token", body = Problem)))]
 pub async fn document() -> Response {
-    axum::Json(Document::openapi()).into_response()
+    axum::Json(json()).into_response()
+}
+
+/// The document as served. utoipa 5 writes a link's fields in snake case (`operation_id`,
+/// `operation_ref`, `request_body`), which OpenAPI tools do not read; they are renamed to the
+/// spec's camel case here.
+pub fn json() -> Value {
+    let mut document = serde_json::to_value(Document::openapi()).unwrap_or_default();
+    let operations = document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let responses = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flat_map(|responses| responses.values_mut());
+        for response in responses {
+            let links = response
+                .get_mut("links")
+                .and_then(Value::as_object_mut)
+                .into_iter()
+                .flat_map(|links| links.values_mut())
+                .filter_map(Value::as_object_mut);
+            for link in links {
+                for (snake, camel) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(value) = link.remove(snake) {
+                        link.insert(camel.to_string(), value);
+                    }
+                }
+            }
+        }
+    }
+    document
 }

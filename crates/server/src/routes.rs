@@ -58,6 +58,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
     }
 }
 
+/// Largest integer a parameter may be: the document says `int64`, and a larger one is refused
+/// rather than read as a `u64` the document does not allow.
+const MAX_INT64: u64 = i64::MAX as u64;
+
+/// `value` of the parameter `name`, refused above `MAX_INT64`.
+fn int64<T: Copy + Into<u128>>(value: Option<T>, name: &str) -> Result<Option<T>, Problem> {
+    match value {
+        Some(v) if v.into() > u128::from(MAX_INT64) => {
+            Err(Problem::bad_request(format!("{name} must be at most {MAX_INT64}")).at(name))
+        }
+        other => Ok(other),
+    }
+}
+
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
@@ -222,9 +236,22 @@ pub async fn reload(
 /// Starts a run; workers drive it. The same `Idempotency-Key` returns the same run.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", security(("bearer" = [])),
     request_body = StartRun,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retrying with the same key returns the run it first started")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Retrying with the same key returns the run it first started")),
     responses(
-        (status = 201, description = "The run was started", body = RunCreated),
+        (status = 201, description = "The run was started", body = RunCreated,
+            links(
+                ("get_run" = (operation_id = "get_run", parameters(("id" = "$response.body#/run_id")))),
+                ("events" = (operation_id = "events", parameters(("id" = "$response.body#/run_id")))),
+                ("stream" = (operation_id = "stream_run", parameters(("id" = "$response.body#/run_id")))),
+                ("trace" = (operation_id = "trace", parameters(("id" = "$response.body#/run_id")))),
+                ("cancel" = (operation_id = "cancel", parameters(("id" = "$response.body#/run_id")))),
+                ("resume" = (operation_id = "resume", parameters(("id" = "$response.body#/run_id")))),
+                ("approve" = (operation_id = "approve", parameters(("id" = "$response.body#/run_id")))),
+                ("reject" = (operation_id = "reject", parameters(("id" = "$response.body#/run_id")))),
+                ("resolve" = (operation_id = "resolve", parameters(("id" = "$response.body#/run_id")))),
+                ("approve_limit" = (operation_id = "approve_limit", parameters(("id" = "$response.body#/run_id")))),
+                ("reject_limit" = (operation_id = "reject_limit", parameters(("id" = "$response.body#/run_id"))))
+            )),
         (status = 200, description = "The key had started this run before", body = RunCreated),
         (status = 400, description = "Malformed body", body = Problem),
         (status = 401, description = "No or bad token", body = Problem),
@@ -327,7 +354,7 @@ pub async fn list_runs(
             since_ms: filter.since_ms,
             until_ms: filter.until_ms,
             cursor: filter.cursor,
-            limit: filter.limit.unwrap_or(50),
+            limit: int64(filter.limit.map(|l| l as u64), "limit")?.map_or(50, |l| l as usize),
         })
         .await
         .map_err(|e| match e {
@@ -363,6 +390,7 @@ pub async fn get_run(
     params(("id" = String, Path, description = "The run"), EventsQuery),
     responses(
         (status = 200, description = "Events after `after`", body = EventPage),
+        (status = 400, description = "A bad parameter", body = Problem),
         (status = 401, description = "No or bad token", body = Problem),
         (status = 404, description = "No such run", body = Problem)))]
 pub async fn events(
@@ -370,8 +398,9 @@ pub async fn events(
     Path(id): Path<String>,
     Params(query): Params<EventsQuery>,
 ) -> Result<Response, Problem> {
-    let after = query.after.unwrap_or(0);
-    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after = int64(query.after, "after")?.unwrap_or(0);
+    let limit = int64(query.limit.map(|l| l as u64), "limit")?.map_or(1000, |l| l as usize);
+    let limit = limit.clamp(1, 10_000);
     let records = state.journal().load_after(&id, after).await?;
     let page: Vec<_> = records.into_iter().take(limit).collect();
     let last_seq = page.last().map_or(after, |r| r.seq);
@@ -392,9 +421,9 @@ pub async fn events(
 /// terminal event. `Last-Event-ID` (or `?after=`) resumes with no gap and no duplicate.
 #[utoipa::path(get, path = "/v1/runs/{id}/stream", tag = "runs", security(("bearer" = [])),
     params(("id" = String, Path, description = "The run"), StreamQuery,
-           ("Last-Event-ID" = Option<String>, Header, description = "The last sequence number received")),
+           ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last sequence number received")),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream; the schema is one event's", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad cursor", body = Problem),
         (status = 401, description = "No or bad token", body = Problem),
         (status = 404, description = "No such run", body = Problem)))]
@@ -427,7 +456,9 @@ pub async fn stream_run(
     if found.is_empty() {
         return Err(Problem::not_found(format!("run {id} not found")));
     }
-    let after = from_header.or(query.after).unwrap_or(0);
+    let after = int64(from_header, "Last-Event-ID")?
+        .or(int64(query.after, "after")?)
+        .unwrap_or(0);
     Ok(stream::follow(state.journal().clone(), state.hub(), id, after).into_response())
 }
 

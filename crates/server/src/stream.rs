@@ -18,6 +18,8 @@ use chassis_store::{Journal, Record};
 use futures_util::Stream;
 use tokio::sync::{broadcast, watch};
 
+use crate::api::StreamEventKind;
+
 /// How often a stream looks at the journal when nothing in this process told it to.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -221,7 +223,7 @@ pub fn follow(
 
 fn delta_event(delta: &DeltaMessage) -> SseEvent {
     SseEvent::default()
-        .event("delta")
+        .event(StreamEventKind::Delta.as_str())
         .data(serde_json::to_string(delta).unwrap_or_default())
 }
 
@@ -262,7 +264,7 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
             return Some(
                 SseEvent::default()
                     .id(record.seq.to_string())
-                    .event("event")
+                    .event(StreamEventKind::Event.as_str())
                     .data(data),
             );
         }
@@ -288,7 +290,7 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
                 cursor.ended = true;
                 return Some(
                     SseEvent::default()
-                        .event("error")
+                        .event(StreamEventKind::Error.as_str())
                         .data(format!("run {} not found", cursor.run_id)),
                 );
             }

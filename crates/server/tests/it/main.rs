@@ -3,6 +3,7 @@
 
 mod api;
 mod console;
+mod document;
 mod roles;
 mod streams;
 mod util;

@@ -11,14 +11,14 @@ use crate::util::TestServer;
 
 /// One SSE event as received.
 #[derive(Debug)]
-struct Received {
-    id: Option<u64>,
-    event: String,
-    data: Value,
+pub(crate) struct Received {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: Value,
 }
 
 /// Reads the stream at `path` to its end (or until `stop` says so), parsing each event.
-async fn read_stream(
+pub(crate) async fn read_stream(
     s: &TestServer,
     path: &str,
     last_event_id: Option<u64>,
