@@ -56,6 +56,7 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         crate::HttpVersion::Http1,
         // `chassis run` knows only the spec's tools; the responder calls none.
         crate::BenchTool::Fs,
+        false,
     )?;
     let db = bench.fixture.db("cold-start");
 

@@ -104,13 +104,8 @@ impl Fixture {
         self.http
     }
 
-    /// Writes `agent-NAME.toml` pointing at `base_url`, spoken to with the fixture's HTTP
-    /// protocol; returns its path.
-    pub(crate) fn spec(&self, name: &str, base_url: &str) -> Result<PathBuf, Error> {
-        self.spec_with(name, base_url, self.http, self.tool)
-    }
-
-    /// Like [`Fixture::spec`], with another HTTP protocol and tool. With
+    /// Writes `agent-NAME.toml` pointing at `base_url`, spoken to with `http`, granting `tool`,
+    /// its answers streamed when `stream`; returns its path. With
     /// [`BenchTool::Memory`] the spec grants no tool: [`Fixture::agent`] adds it in Rust.
     pub(crate) fn spec_with(
         &self,
@@ -118,6 +113,7 @@ impl Fixture {
         base_url: &str,
         http: HttpVersion,
         tool: BenchTool,
+        stream: bool,
     ) -> Result<PathBuf, Error> {
         let http = crate::http_name(http);
         let tools = match tool {
@@ -140,7 +136,7 @@ prompt = "prompt.md.j2"
 primary = "mock:bench-model"
 max_tokens = 256
 timeout = "600s"
-stream = false
+stream = {stream}
 
 [providers.mock]
 kind = "openai"
@@ -165,7 +161,17 @@ max_repeats = 1000000
 
     /// Writes and loads the agent pointing at `base_url`.
     pub(crate) fn agent(&self, name: &str, base_url: &str) -> Result<Arc<Agent>, Error> {
-        let path = self.spec(name, base_url)?;
+        self.agent_streaming(name, base_url, false)
+    }
+
+    /// [`Fixture::agent`], asking the model for streamed answers when `stream`.
+    pub(crate) fn agent_streaming(
+        &self,
+        name: &str,
+        base_url: &str,
+        stream: bool,
+    ) -> Result<Arc<Agent>, Error> {
+        let path = self.spec_with(name, base_url, self.http, self.tool, stream)?;
         // Loading is async (MCP servers are started); the benches call this outside a runtime.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -23,6 +23,7 @@ mod pin;
 mod report;
 mod resume;
 mod server;
+mod streaming;
 mod throughput;
 
 use std::path::PathBuf;
@@ -53,13 +54,16 @@ pub enum Group {
     /// `chassis serve`: runs started through the API, events to stream subscribers, memory
     /// per idle subscriber.
     Server,
+    /// Streamed answers: time to first token, cost per chunk, throughput against whole answers.
+    Streaming,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Overhead,
         Group::Throughput,
+        Group::Streaming,
         Group::Memory,
         Group::Journal,
         Group::Resume,
@@ -68,10 +72,11 @@ impl Group {
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 7] = [
+    const RUN_ORDER: [Group; 8] = [
         Group::Memory,
         Group::Overhead,
         Group::Throughput,
+        Group::Streaming,
         Group::Journal,
         Group::Resume,
         Group::ColdStart,
@@ -88,6 +93,7 @@ impl Group {
             Group::Resume => "resume",
             Group::ColdStart => "cold-start",
             Group::Server => "server",
+            Group::Streaming => "streaming",
         }
     }
 
@@ -181,6 +187,10 @@ struct Sizes {
     server_followers: usize,
     /// Steps of each followed run.
     server_steps: u32,
+    /// Runs timed for the first token (and requests to the mock for its own).
+    streaming_ttft_runs: usize,
+    /// Concurrent runs of the streamed-against-whole throughput comparison.
+    streaming_level: usize,
 }
 
 impl Sizes {
@@ -204,6 +214,8 @@ impl Sizes {
                 server_runs: 5,
                 server_followers: 10,
                 server_steps: 5,
+                streaming_ttft_runs: 5,
+                streaming_level: 10,
             }
         } else {
             Sizes {
@@ -224,6 +236,8 @@ impl Sizes {
                 server_runs: 100,
                 server_followers: 10,
                 server_steps: 20,
+                streaming_ttft_runs: 200,
+                streaming_level: 1_000,
             }
         }
     }
@@ -298,7 +312,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     let needs_mock = groups.iter().any(|g| {
         matches!(
             g,
-            Group::Overhead | Group::Throughput | Group::Journal | Group::Resume
+            Group::Overhead | Group::Throughput | Group::Journal | Group::Resume | Group::Streaming
         )
     });
     let mock = if needs_mock {
@@ -332,6 +346,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::Resume => resume::run(&bench)?,
             Group::ColdStart => cold_start::run(&bench)?,
             Group::Server => server::run(&bench)?,
+            Group::Streaming => streaming::run(&bench)?,
         };
         report.extend(figures);
     }

@@ -7,7 +7,7 @@ use std::process::Command;
 use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
-const EXPECTED: [&str; 25] = [
+const EXPECTED: [&str; 28] = [
     "per-step overhead, durable, median",
     "per-step overhead, no fsync, median",
     "raw HTTP round trip to the mock, per step (baseline)",
@@ -33,6 +33,9 @@ const EXPECTED: [&str; 25] = [
     "events/s delivered to",
     "event journaled → read by a subscriber, median",
     "server memory per idle subscriber",
+    "time to first token added by chassis over the mock's, median",
+    "streamed ÷ whole steps/s",
+    "runtime CPU per delta",
 ];
 
 #[test]
