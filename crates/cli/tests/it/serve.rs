@@ -235,3 +235,104 @@ irreversible = "auto"
         "the run was taken over: {answers:?}"
     );
 }
+
+/// An agent that only answers.
+fn plain_agent(dir: &Path, name: &str, base_url: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    write(dir, "prompt.md.j2", "Answer {{ input }}.\n");
+    write(
+        dir,
+        "agent.toml",
+        &format!(
+            "[agent]\nname = \"{name}\"\nprompt = \"prompt.md.j2\"\n\n[model]\nprimary = \"mock:m\"\n\n[providers.mock]\nkind = \"openai\"\nbase_url = {}\n",
+            toml_str(base_url)
+        ),
+    );
+}
+
+#[allow(
+    unsafe_code,
+    reason = "std cannot send SIGHUP; the process is one this test started"
+)]
+fn hang_up(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes no pointers.
+    unsafe {
+        libc::kill(pid, libc::SIGHUP);
+    }
+}
+
+/// SIGHUP reloads the agents directory (a new agent is offered without a restart), and a bad
+/// spec stops the server at start naming its file and key.
+#[test]
+fn sighup_reloads_the_agents_and_a_bad_spec_stops_the_start() {
+    crate::util::become_subreaper();
+    let mock = Mock::start(SCRIPT, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents");
+    plain_agent(&agents.join("first"), "first", &mock.base_url());
+    let db = dir.path().join("j.db");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+    let server = serve(&db, &agents, port);
+    runtime.block_on(until_up(&http, &base));
+    let token = {
+        let out = crate::util::run(chassis(&db).args([
+            "tokens", "create", "--name", "watcher", "--role", "viewer",
+        ]));
+        out.expect_code(0);
+        out.stdout.trim().to_string()
+    };
+    let names = || -> Vec<String> {
+        runtime.block_on(async {
+            let listed: Value = http
+                .get(format!("{base}/v1/agents"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let items = listed.get("agents").unwrap_or(&listed);
+            let mut names: Vec<String> = items
+                .as_array()
+                .unwrap_or_else(|| panic!("agents: {listed}"))
+                .iter()
+                .filter_map(|a| a["name"].as_str().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        })
+    };
+    assert_eq!(names(), ["first"]);
+    plain_agent(&agents.join("second"), "second", &mock.base_url());
+    assert_eq!(names(), ["first"], "nothing changes before the signal");
+    hang_up(server.pid());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while names() != ["first", "second"] {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {:?}", names());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.terminate();
+
+    write(
+        &agents.join("second"),
+        "agent.toml",
+        "[agent]\nname = \"second\"\nprompt = \"prompt.md.j2\"\n\n[model]\nprimary = \"mock:m\"\ntemprature = 0.2\n",
+    );
+    let out = crate::util::run(chassis(&db).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{}", free_port()),
+        "--agents",
+        &agents.display().to_string(),
+    ]));
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("second") && out.stderr.contains("agent.toml") && out.stderr.contains("temprature"),
+        "the error names the file and the key: {out:#?}"
+    );
+}
