@@ -176,7 +176,7 @@ irreversible = "auto"
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let http = reqwest::Client::new();
+    let http = chassis_http::client().unwrap();
 
     let first = serve(&db, &agents, port);
     runtime.block_on(until_up(&http, &base));
