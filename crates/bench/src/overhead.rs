@@ -286,15 +286,10 @@ async fn http_baseline(
     reps: usize,
 ) -> Result<Vec<f64>, Error> {
     // Built as the provider builds its client.
-    let builder = reqwest::Client::builder()
+    let client = chassis_http::builder(http)
         .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
-    let client = match http {
-        HttpVersion::Http2 => builder.http2_prior_knowledge(),
-        HttpVersion::Http1 => builder.http1_only(),
-        HttpVersion::Auto => builder,
-    }
-    .build()?;
+        .tcp_nodelay(true)
+        .build()?;
     let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
     let mut samples = vec![Vec::with_capacity(reps); bodies.len()];
     for pass in 0..=reps {

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::HttpVersion;
 use serde_json::{Value, json};
 
 use crate::mock::MockProcess;
@@ -69,8 +70,7 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         crate::http_name(bench.fixture.http()),
     )?;
     let runtime = harness::runtime()?;
-    let client = reqwest::Client::builder()
-        .http1_only()
+    let client = chassis_http::builder(HttpVersion::Http1)
         .build()
         .map_err(Error::Http)?;
 

@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::fixture::Fixture;
 use crate::harness::{self, complete};
 use crate::mock::MockProcess;
-use crate::{Bench, Error, Figure, HttpVersion, Target, Unit, measure};
+use crate::{Bench, Error, Figure, Target, Unit, measure};
 
 /// Time to first token chassis may add over the mock's own, at the median (ms).
 const TARGET_TTFT_ADDED_MS: f64 = 1.0;
@@ -136,13 +136,11 @@ async fn raw_first_chunk(
     mock: &MockProcess,
     iters: usize,
 ) -> Result<Vec<f64>, Error> {
-    let mut builder = reqwest::Client::builder();
-    if bench.fixture.http() == HttpVersion::Http2 {
-        builder = builder.http2_prior_knowledge();
-    } else {
-        builder = builder.http1_only();
-    }
-    let client = builder.build().map_err(Error::Http)?;
+    // Built as the provider builds its client.
+    let client = chassis_http::builder(bench.fixture.http())
+        .tcp_nodelay(true)
+        .build()
+        .map_err(Error::Http)?;
     let url = format!("{}/chat/completions", mock.base_url().trim_end_matches('/'));
     let body = json!({
         "model": "bench-model",

@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chassis_http::HttpVersion;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
@@ -15,17 +16,21 @@ const ATTEMPTS: u32 = 4;
 /// Where alerts go.
 pub struct Alerts {
     webhook: Option<String>,
-    http: reqwest::Client,
+    /// `None` when no HTTP client could be built: alerts then go to the log only.
+    http: Option<reqwest::Client>,
     pending: Mutex<JoinSet<()>>,
 }
 
 impl Alerts {
     /// Alerts to the log, and to `webhook` when set.
     pub fn new(webhook: Option<String>) -> Alerts {
-        let http = reqwest::Client::builder()
+        let http = chassis_http::builder(HttpVersion::Auto)
             .timeout(Duration::from_secs(5))
             .build()
-            .unwrap_or_default();
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "cannot build the alert webhook's HTTP client; alerts go to the log only")
+            })
+            .ok();
         Alerts {
             webhook,
             http,
@@ -36,7 +41,7 @@ impl Alerts {
     /// Emits an alert of `kind` (e.g. `limit_reached`) about `run_id` with details.
     pub fn emit(&self, kind: &str, run_id: &str, agent: &str, details: Value) {
         tracing::warn!(alert = kind, run_id, agent, details = %details, "alert");
-        let Some(url) = self.webhook.clone() else {
+        let (Some(url), Some(http)) = (self.webhook.clone(), self.http.clone()) else {
             return;
         };
         let body = serde_json::json!({
@@ -46,7 +51,6 @@ impl Alerts {
             "details": details,
             "at_ms": crate::now_ms(),
         });
-        let http = self.http.clone();
         let kind = kind.to_string();
         let run_id = run_id.to_string();
         let task = async move {

@@ -48,7 +48,9 @@ fn build(
     timeouts: &Timeouts,
     version: HttpVersion,
 ) -> Result<reqwest::Client, Error> {
-    let builder = reqwest::Client::builder()
+    // HTTPS negotiates HTTP/2 or HTTP/1.1 with the server (ALPN); plain HTTP is HTTP/1.1;
+    // HTTP/2 from the first byte needs a server speaking h2c over plain HTTP.
+    chassis_http::builder(version)
         // Some hosts (and the firewalls before them) refuse requests that do not say who sends them.
         .user_agent(USER_AGENT)
         .connect_timeout(timeouts.connect)
@@ -61,18 +63,12 @@ fn build(
         .retry(reqwest::retry::never().max_retries_per_request(0))
         // A model endpoint answers; it does not redirect, and a redirect must not carry the
         // API key to another address.
-        .redirect(reqwest::redirect::Policy::none());
-    let builder = match version {
-        // HTTPS negotiates HTTP/2 or HTTP/1.1 with the server (ALPN); plain HTTP is HTTP/1.1.
-        HttpVersion::Auto => builder,
-        HttpVersion::Http1 => builder.http1_only(),
-        // HTTP/2 from the first byte: over plain HTTP, the server must speak h2c.
-        HttpVersion::Http2 => builder.http2_prior_knowledge(),
-    };
-    builder.build().map_err(|e| Error::Config {
-        provider: provider.to_string(),
-        message: format!("cannot build HTTP client: {e}"),
-    })
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::Config {
+            provider: provider.to_string(),
+            message: format!("cannot build HTTP client: {e}"),
+        })
 }
 
 /// `url` parsed once, for every call to post to; the error names the provider.

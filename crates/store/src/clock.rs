@@ -3,8 +3,8 @@
 //! The SQLite journal reads the time from a [`Clock`] (the system's, unless a test or a
 //! simulation injects a [`ManualClock`]), and the engine reads the same clock through
 //! [`Journal::clock`](crate::Journal::clock), so timers, leases and the events that record
-//! them agree. PostgreSQL stamps with the server's clock; its [`Journal::clock`] is the
-//! system's.
+//! them agree. PostgreSQL stamps with the server's clock; its
+//! [`Journal::clock`](crate::Journal::clock) is the system's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -133,7 +133,7 @@ pub struct Lease {
     pub run_id: String,
     /// Who holds it.
     pub worker: String,
-    /// Fencing token: fresh on every claim, checked by [`Journal::append_leased`].
+    /// Fencing token: fresh on every claim, checked by [`Journal::append`].
     pub token: u64,
     /// When it expires, ms since the epoch on the store's clock.
     pub until_ms: i64,

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use chassis_http::HttpVersion;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
@@ -243,7 +244,7 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the background task (on the current tokio runtime).
     pub fn start(config: ExportConfig) -> Result<Exporter, Error> {
-        let client = reqwest::Client::builder()
+        let client = chassis_http::builder(HttpVersion::Auto)
             .timeout(config.timeout)
             .build()
             .map_err(|e| Error::Client(e.to_string()))?;

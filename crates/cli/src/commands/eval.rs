@@ -37,7 +37,7 @@ pub struct Args {
     /// Also write the report as JUnit XML, for CI
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Compare with a saved report; exit 1 on a regression beyond the suite's [gate]
+    /// Compare with a saved report; exit 1 on a regression beyond the suite's `[gate]`
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
     /// Save this report as a baseline

@@ -22,7 +22,7 @@ pub struct InputArgs {
     /// Read the run's input from this file
     #[arg(long, value_name = "PATH")]
     input_file: Option<PathBuf>,
-    /// A prompt variable for this run, over the spec's [vars] (repeatable), e.g.
+    /// A prompt variable for this run, over the spec's `[vars]` (repeatable), e.g.
     /// `--var team=payments`
     #[arg(long = "var", value_name = "KEY=VALUE")]
     vars: Vec<String>,

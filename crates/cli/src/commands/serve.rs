@@ -32,7 +32,7 @@ pub struct Args {
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy)
     #[arg(long)]
     insecure_http: bool,
-    /// Allow browser calls from this origin (CORS), e.g. https://ops.example.com
+    /// Allow browser calls from this origin (CORS), e.g. `https://ops.example.com`
     #[arg(long, value_name = "ORIGIN")]
     cors: Option<String>,
     /// The server's name in leases and logs (default: host-pid-nonce)

@@ -148,7 +148,7 @@ fn the_project_runs_against_a_llama_cpp_like_server() {
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(async { reqwest::get(url).await?.json().await })
+        .block_on(async { chassis_http::client()?.get(url).send().await?.json().await })
         .expect("the mock's stats");
     let agent = format!("chassis/{}", env!("CARGO_PKG_VERSION"));
     assert_eq!(stats["by_user_agent"][&agent], stats["requests"], "{stats}");

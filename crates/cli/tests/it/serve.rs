@@ -176,7 +176,7 @@ irreversible = "auto"
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let http = reqwest::Client::new();
+    let http = chassis_http::client().unwrap();
 
     let first = serve(&db, &agents, port);
     runtime.block_on(until_up(&http, &base));
@@ -275,13 +275,13 @@ fn sighup_reloads_the_agents_and_a_bad_spec_stops_the_start() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let http = reqwest::Client::new();
+    let http = chassis_http::client().unwrap();
     let server = serve(&db, &agents, port);
     runtime.block_on(until_up(&http, &base));
     let token = {
-        let out = crate::util::run(chassis(&db).args([
-            "tokens", "create", "--name", "watcher", "--role", "viewer",
-        ]));
+        let out = crate::util::run(
+            chassis(&db).args(["tokens", "create", "--name", "watcher", "--role", "viewer"]),
+        );
         out.expect_code(0);
         out.stdout.trim().to_string()
     };
@@ -313,7 +313,11 @@ fn sighup_reloads_the_agents_and_a_bad_spec_stops_the_start() {
     hang_up(server.pid());
     let deadline = Instant::now() + Duration::from_secs(60);
     while names() != ["first", "second"] {
-        assert!(Instant::now() < deadline, "SIGHUP did not reload: {:?}", names());
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload: {:?}",
+            names()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     server.terminate();
@@ -332,7 +336,9 @@ fn sighup_reloads_the_agents_and_a_bad_spec_stops_the_start() {
     ]));
     out.expect_code(2);
     assert!(
-        out.stderr.contains("second") && out.stderr.contains("agent.toml") && out.stderr.contains("temprature"),
+        out.stderr.contains("second")
+            && out.stderr.contains("agent.toml")
+            && out.stderr.contains("temprature"),
         "the error names the file and the key: {out:#?}"
     );
 }

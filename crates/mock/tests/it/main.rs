@@ -40,7 +40,7 @@ fn client() -> reqwest::Client {
 }
 
 fn client_with_timeout(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    chassis_http::builder(chassis_http::HttpVersion::Auto)
         .no_proxy()
         .timeout(timeout)
         .build()

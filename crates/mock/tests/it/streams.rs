@@ -310,7 +310,7 @@ async fn a_malformed_chunk_is_not_json_and_the_stream_goes_on() {
 #[tokio::test]
 async fn a_stalled_stream_outlasts_a_read_timeout() {
     let mock = serve(always(FaultKind::StreamStall), TOOLS).await;
-    let client = reqwest::Client::builder()
+    let client = chassis_http::builder(chassis_http::HttpVersion::Auto)
         .no_proxy()
         .read_timeout(Duration::from_millis(300))
         .build()
@@ -581,7 +581,7 @@ async fn a_user_agent_can_be_required() {
     assert_eq!(response.status(), 403);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "permission_error");
-    let with = reqwest::Client::builder()
+    let with = chassis_http::builder(chassis_http::HttpVersion::Auto)
         .no_proxy()
         .user_agent("test/1")
         .build()

@@ -130,7 +130,7 @@ impl TestServer {
             base: format!("http://{addr}"),
             tokens,
             journal,
-            http: reqwest::Client::new(),
+            http: chassis_http::client().unwrap(),
             _mock: mock,
             root,
             stop: Some(stop),

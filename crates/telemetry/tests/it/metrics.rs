@@ -30,7 +30,10 @@ async fn runs_calls_tokens_limits_and_latencies_are_served_at_metrics() {
     let server = MetricsServer::start(metrics, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let response = reqwest::get(format!("http://{}/metrics", server.addr()))
+    let response = chassis_http::client()
+        .unwrap()
+        .get(format!("http://{}/metrics", server.addr()))
+        .send()
         .await
         .unwrap();
     assert_eq!(

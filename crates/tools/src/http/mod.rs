@@ -10,7 +10,7 @@ mod policy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_core::spec::{BUILTIN_HTTP_TOOLS, HttpToolSpec};
+use chassis_core::spec::{BUILTIN_HTTP_TOOLS, HttpToolSpec, HttpVersion};
 use chassis_core::{RiskClass, ToolDef};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
@@ -267,7 +267,7 @@ impl HttpTool {
             let target = self.shared.policy.check(&url).await?;
             *at = target.host.clone();
             let host = &target.host;
-            let mut builder = reqwest::Client::builder()
+            let mut builder = chassis_http::builder(HttpVersion::Auto)
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .dns_resolver(Arc::new(PinnedOnly));

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chassis_core::spec::{HeaderValue as SpecValue, OAuthSpec};
-use reqwest013::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
@@ -21,7 +21,7 @@ use rmcp::transport::streamable_http_client::{
 
 use super::oauth::{self, OAuth};
 
-type HttpError = StreamableHttpError<reqwest013::Error>;
+type HttpError = StreamableHttpError<reqwest::Error>;
 
 /// A request the server refused for its credentials, or credentials that could not be had;
 /// the message names what to check, never a secret.
@@ -91,7 +91,7 @@ impl Auth {
         headers: &std::collections::BTreeMap<String, SpecValue>,
         oauth: Option<&OAuthSpec>,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
-        http: reqwest013::Client,
+        http: reqwest::Client,
     ) -> Result<Auth, (String, String)> {
         let mut resolved = Vec::new();
         let mut header_vars = Vec::new();
@@ -283,12 +283,12 @@ fn forbidden(error: &HttpError) -> Option<Option<String>> {
 /// rmcp's HTTP client with the server's credentials on every request.
 #[derive(Clone)]
 pub(crate) struct AuthClient {
-    pub(crate) http: reqwest013::Client,
+    pub(crate) http: reqwest::Client,
     pub(crate) auth: Arc<Auth>,
 }
 
 impl StreamableHttpClient for AuthClient {
-    type Error = reqwest013::Error;
+    type Error = reqwest::Error;
 
     async fn post_message(
         &self,

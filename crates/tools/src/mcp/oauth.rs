@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use reqwest013::Url;
+use reqwest::Url;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -42,7 +42,7 @@ pub(crate) struct OAuth {
     secret_env: String,
     token_url: Option<String>,
     scope: Option<String>,
-    http: reqwest013::Client,
+    http: reqwest::Client,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -81,7 +81,7 @@ pub(crate) struct Settings {
 }
 
 impl OAuth {
-    pub(crate) fn new(settings: Settings, http: reqwest013::Client) -> OAuth {
+    pub(crate) fn new(settings: Settings, http: reqwest::Client) -> OAuth {
         OAuth {
             resource: settings.resource,
             client_id: settings.client_id,
@@ -471,7 +471,7 @@ fn base64(text: &str) -> String {
 }
 
 /// A response body of at most [`MAX_BODY_BYTES`].
-async fn read_limited(mut response: reqwest013::Response) -> Result<Vec<u8>, String> {
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| root_cause(&e))? {
         body.extend_from_slice(&chunk);

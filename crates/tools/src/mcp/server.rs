@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_core::spec::{McpServerSpec, McpTransport, ToolEnv};
+use chassis_core::spec::{HttpVersion, McpServerSpec, McpTransport, ToolEnv};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     JsonObject, RequestMetaObject,
@@ -367,23 +367,13 @@ impl Server {
     }
 }
 
-/// The client for streamable-HTTP servers: rustls with ring and Mozilla's roots, like chassis's
-/// other HTTP clients, set up here so that nothing depends on a process-wide TLS default.
+/// The client for streamable-HTTP servers, HTTP/1.1 (as rmcp's own default client).
 ///
 /// Redirects are not followed: a session id sent on to another origin would leak, and MCP
 /// endpoints are configured exactly.
-fn http_client() -> Result<reqwest013::Client, String> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("cannot configure TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest013::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest013::redirect::Policy::none())
+fn http_client() -> Result<reqwest::Client, String> {
+    chassis_http::builder(HttpVersion::Http1)
+        .redirect(reqwest::redirect::Policy::none())
         // As rmcp's own default: reusing a connection whose last body was not read to the end
         // can stall on delayed ACKs.
         .pool_max_idle_per_host(0)
@@ -480,15 +470,4 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_http_client_needs_no_process_wide_tls_default() {
-        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
-        http_client().unwrap();
-    }
 }
