@@ -342,3 +342,94 @@ fn sighup_reloads_the_agents_and_a_bad_spec_stops_the_start() {
         "the error names the file and the key: {out:#?}"
     );
 }
+
+/// `--tls-cert/--tls-key` serve HTTPS (a client that trusts the certificate gets in, one that
+/// speaks plain HTTP does not), and a non-loopback address without them is refused at start.
+#[test]
+fn serve_speaks_https_with_a_certificate_and_refuses_open_plain_http() {
+    crate::util::become_subreaper();
+    let mock = Mock::start(SCRIPT, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let agents = root.join("agents");
+    plain_agent(&agents.join("first"), "first", &mock.base_url());
+    let made = std::process::Command::new("openssl")
+        .current_dir(root)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let db = root.join("j.db");
+
+    let open = crate::util::run(chassis(&db).args([
+        "serve",
+        "--addr",
+        "0.0.0.0:0",
+        "--agents",
+        &agents.display().to_string(),
+    ]));
+    open.expect_code(2);
+    assert!(open.stderr.contains("--tls-cert"), "{open:#?}");
+
+    let port = free_port();
+    let server = Spawned::start(chassis(&db).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--agents",
+        &agents.display().to_string(),
+        "--tls-cert",
+        &root.join("cert.pem").display().to_string(),
+        "--tls-key",
+        &root.join("key.pem").display().to_string(),
+    ]));
+    let curl = |scheme: &str| {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .arg("--cacert")
+            .arg(root.join("cert.pem"))
+            .arg(format!("{scheme}://127.0.0.1:{port}/healthz"))
+            .output()
+            .expect("curl runs")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = curl("https");
+        if String::from_utf8_lossy(&out.stdout) == "200" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "HTTPS never answered: {out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let plain = curl("http");
+    assert_ne!(
+        String::from_utf8_lossy(&plain.stdout),
+        "200",
+        "plain HTTP is not served on the TLS port: {plain:?}"
+    );
+    server.terminate();
+}
