@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 
 /// The directory that marks a project's journal.
-pub const DIR: &str = ".chassis";
+pub(crate) const DIR: &str = ".chassis";
 
 /// The journal file inside [`DIR`].
-pub const FILE: &str = "chassis.db";
+pub(crate) const FILE: &str = "chassis.db";
 
 /// The journal for a command: `explicit` (from `--db` or `CHASSIS_DB`) when given, else the
 /// nearest `.chassis/chassis.db` above `cwd`, else `.chassis/chassis.db` relative to `cwd`.
-pub fn journal(explicit: Option<PathBuf>, cwd: Option<&Path>) -> PathBuf {
+pub(crate) fn journal(explicit: Option<PathBuf>, cwd: Option<&Path>) -> PathBuf {
     if let Some(db) = explicit {
         return db;
     }

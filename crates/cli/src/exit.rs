@@ -3,22 +3,22 @@
 use chassis_core::RunStatus;
 
 /// The run completed.
-pub const COMPLETED: u8 = 0;
+pub(crate) const COMPLETED: u8 = 0;
 /// The run failed, or chassis itself did.
-pub const FAILED: u8 = 1;
+pub(crate) const FAILED: u8 = 1;
 /// Bad usage or a bad agent spec; nothing was journaled.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// The run waits for a human or is paused.
-pub const WAITING: u8 = 3;
+pub(crate) const WAITING: u8 = 3;
 /// Another process drives the run (it holds the run's lease); nothing was journaled.
-pub const HELD: u8 = 4;
+pub(crate) const HELD: u8 = 4;
 /// A person interrupted the command (Ctrl-C, SIGTERM); the run stopped at a safe point and
 /// says how to continue. 130 is what shells report for a program ended by SIGINT.
-pub const INTERRUPTED: u8 = 130;
+pub(crate) const INTERRUPTED: u8 = 130;
 
 /// An error the user must fix in what they typed or wrote (exit code 2).
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -29,7 +29,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// The exit code for a run's status.
-pub fn of_status(status: RunStatus) -> u8 {
+pub(crate) fn of_status(status: RunStatus) -> u8 {
     match status {
         RunStatus::Completed => COMPLETED,
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => FAILED,
@@ -38,7 +38,7 @@ pub fn of_status(status: RunStatus) -> u8 {
 }
 
 /// The exit code for an error that ended a command.
-pub fn code_of(error: &anyhow::Error) -> u8 {
+pub(crate) fn code_of(error: &anyhow::Error) -> u8 {
     let held = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<chassis_engine::Error>(),

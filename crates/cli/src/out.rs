@@ -65,7 +65,7 @@ macro_rules! noteln {
 }
 
 /// Writes `args` (and a newline with `line`) to stdout, unless its reader has gone.
-pub fn write_stdout(args: std::fmt::Arguments<'_>, line: bool) {
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>, line: bool) {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return;
     }
@@ -88,7 +88,7 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>, line: bool) {
 }
 
 /// Writes `args` and a newline to stderr, unless its reader has gone.
-pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+pub(crate) fn write_stderr(args: std::fmt::Arguments<'_>) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {
         return;
     }
@@ -104,7 +104,7 @@ pub fn write_stderr(args: std::fmt::Arguments<'_>) {
 
 /// Writes `text` to stderr as it is (no end of line added: streamed answers), unless its
 /// reader has gone.
-pub fn write_stderr_raw(text: &str) {
+pub(crate) fn write_stderr_raw(text: &str) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {
         return;
     }
@@ -119,7 +119,7 @@ pub fn write_stderr_raw(text: &str) {
 }
 
 /// Flushes stdout; a closed pipe is not an error, anything else is returned to report.
-pub fn finish() -> Option<String> {
+pub(crate) fn finish() -> Option<String> {
     if !STDOUT_CLOSED.load(Ordering::Relaxed)
         && let Err(e) = std::io::stdout().lock().flush()
         && e.kind() != ErrorKind::BrokenPipe
@@ -130,11 +130,11 @@ pub fn finish() -> Option<String> {
 }
 
 /// Sets `-q`.
-pub fn set_quiet(quiet: bool) {
+pub(crate) fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
 /// True under `-q`: warnings, notes and progress are not printed.
-pub fn quiet() -> bool {
+pub(crate) fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }

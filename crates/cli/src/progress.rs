@@ -8,7 +8,7 @@ use crate::style::{Mark, Style};
 /// Prints each event as it happens (nothing under `-q`), and, on a terminal, each answer as
 /// the model writes it.
 #[derive(Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Show answers as they stream.
     stream: bool,
     /// The streamed line left open (printed without its end yet), if any.
@@ -39,12 +39,12 @@ impl Open {
 
 impl Progress {
     /// Events only.
-    pub fn new() -> Progress {
+    pub(crate) fn new() -> Progress {
         Progress::default()
     }
 
     /// Events, and answers as they stream when stderr is a terminal (unless `--no-stream`).
-    pub fn streaming(enabled: bool) -> Progress {
+    pub(crate) fn streaming(enabled: bool) -> Progress {
         use std::io::IsTerminal;
         Progress {
             stream: enabled && std::io::stderr().is_terminal() && !crate::out::quiet(),
@@ -111,7 +111,7 @@ impl Observer for Progress {
 }
 
 /// One event as a human line: an indent showing its depth, a mark, and the text.
-pub struct Line {
+pub(crate) struct Line {
     /// Spaces before the mark: a step is indented under its run, a tool under its step.
     pub indent: &'static str,
     /// What kind of thing happened, if a mark says it.
@@ -126,7 +126,7 @@ impl Line {
     }
 
     /// The line with its mark as `style` shows it.
-    pub fn render(&self, style: Style) -> String {
+    pub(crate) fn render(&self, style: Style) -> String {
         match self.mark {
             Some(mark) => format!("{}{} {}", self.indent, style.mark(mark), self.text),
             None => format!("{}{}", self.indent, self.text),
@@ -134,10 +134,10 @@ impl Line {
     }
 }
 
-pub use chassis_core::limits::usd;
+pub(crate) use chassis_core::limits::usd;
 
 /// A run's cost: dollars, marked as a lower bound when some calls had no known price.
-pub fn cost(amount: f64, unpriced_calls: u32) -> String {
+pub(crate) fn cost(amount: f64, unpriced_calls: u32) -> String {
     match unpriced_calls {
         0 => usd(amount),
         n => format!("{} + {n} call(s) of unknown price", usd(amount)),
@@ -145,7 +145,7 @@ pub fn cost(amount: f64, unpriced_calls: u32) -> String {
 }
 
 /// Shortens `text` to one line of at most `max` characters, marking the cut as `style` can.
-pub fn clip(text: &str, max: usize, style: Style) -> String {
+pub(crate) fn clip(text: &str, max: usize, style: Style) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= max {
         return one_line;
@@ -159,7 +159,7 @@ pub fn clip(text: &str, max: usize, style: Style) -> String {
 }
 
 /// One human line for an event, as `style` can show it; `None` for events not worth a line.
-pub fn describe(run_id: &str, event: &Event, style: Style) -> Option<Line> {
+pub(crate) fn describe(run_id: &str, event: &Event, style: Style) -> Option<Line> {
     let clip = |text: &str, max: usize| clip(text, max, style);
     let (top, step, tool) = ("", "  ", "    ");
     Some(match event {

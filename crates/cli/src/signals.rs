@@ -9,7 +9,7 @@
 use chassis_engine::Interrupt;
 
 /// An interrupt triggered by the first SIGINT or SIGTERM this process receives.
-pub fn interrupt_on_signals() -> Interrupt {
+pub(crate) fn interrupt_on_signals() -> Interrupt {
     let interrupt = Interrupt::new();
     let trigger = interrupt.clone();
     tokio::spawn(async move {
@@ -26,7 +26,7 @@ pub fn interrupt_on_signals() -> Interrupt {
 }
 
 /// Resolves on the next SIGTERM or Ctrl-C (SIGINT), naming it.
-pub async fn next_signal() -> &'static str {
+pub(crate) async fn next_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -45,7 +45,7 @@ pub async fn next_signal() -> &'static str {
 }
 
 /// Says on stderr where an interrupted run stands and how to continue; returns the exit code.
-pub fn report_interrupted(outcome: &chassis_engine::RunOutcome) -> u8 {
+pub(crate) fn report_interrupted(outcome: &chassis_engine::RunOutcome) -> u8 {
     let run = &outcome.run_id;
     let how = match outcome.status {
         chassis_core::RunStatus::Waiting => format!(

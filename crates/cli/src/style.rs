@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 /// What one stream may show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Style {
+pub(crate) struct Style {
     /// ANSI colour escapes.
     pub color: bool,
     /// Non-ASCII symbols.
@@ -20,7 +20,7 @@ pub struct Style {
 
 /// A mark that opens a line of progress or of a trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mark {
+pub(crate) enum Mark {
     /// A run started or resumed.
     Start,
     /// A model step.
@@ -53,7 +53,7 @@ pub enum Mark {
 
 impl Mark {
     /// The symbol, or its ASCII stand-in.
-    pub fn glyph(self, unicode: bool) -> &'static str {
+    pub(crate) fn glyph(self, unicode: bool) -> &'static str {
         match (self, unicode) {
             (Mark::Start, true) => "▶",
             (Mark::Start, false) => ">",
@@ -99,13 +99,13 @@ impl Mark {
 
 impl Style {
     /// Plain ASCII without colour: what a pipe or a file gets.
-    pub const PLAIN: Style = Style {
+    pub(crate) const PLAIN: Style = Style {
         color: false,
         unicode: false,
     };
 
     /// The style of stdout, decided once.
-    pub fn stdout() -> Style {
+    pub(crate) fn stdout() -> Style {
         static STYLE: OnceLock<Style> = OnceLock::new();
         *STYLE.get_or_init(|| {
             Style::detect(std::io::stdout().is_terminal(), &|name| {
@@ -115,7 +115,7 @@ impl Style {
     }
 
     /// The style of stderr, decided once.
-    pub fn stderr() -> Style {
+    pub(crate) fn stderr() -> Style {
         static STYLE: OnceLock<Style> = OnceLock::new();
         *STYLE.get_or_init(|| {
             Style::detect(std::io::stderr().is_terminal(), &|name| {
@@ -125,7 +125,7 @@ impl Style {
     }
 
     /// The style of a stream that is (or is not) a terminal, under the environment `env`.
-    pub fn detect(terminal: bool, env: &dyn Fn(&str) -> Option<String>) -> Style {
+    pub(crate) fn detect(terminal: bool, env: &dyn Fn(&str) -> Option<String>) -> Style {
         if !terminal {
             return Style::PLAIN;
         }
@@ -140,7 +140,7 @@ impl Style {
     }
 
     /// `mark` as it is shown: its symbol (or stand-in), coloured where colour is on.
-    pub fn mark(self, mark: Mark) -> String {
+    pub(crate) fn mark(self, mark: Mark) -> String {
         let glyph = mark.glyph(self.unicode);
         match (self.color, mark.color()) {
             (true, Some(code)) => format!("\x1b[{code}m{glyph}\x1b[0m"),
@@ -149,27 +149,27 @@ impl Style {
     }
 
     /// An arrow between two things: `→` or `->`.
-    pub fn arrow(self) -> &'static str {
+    pub(crate) fn arrow(self) -> &'static str {
         Mark::Call.glyph(self.unicode)
     }
 
     /// What marks text cut short: `…` or `...`.
-    pub fn ellipsis(self) -> &'static str {
+    pub(crate) fn ellipsis(self) -> &'static str {
         if self.unicode { "…" } else { "..." }
     }
 
     /// A separator between items of a summary: ` · ` or `, `.
-    pub fn dot(self) -> &'static str {
+    pub(crate) fn dot(self) -> &'static str {
         if self.unicode { " · " } else { ", " }
     }
 
     /// A horizontal rule segment: `──` or `--`.
-    pub fn rule(self) -> &'static str {
+    pub(crate) fn rule(self) -> &'static str {
         if self.unicode { "──" } else { "--" }
     }
 
     /// `text` in bold, where colour is on.
-    pub fn bold(self, text: &str) -> String {
+    pub(crate) fn bold(self, text: &str) -> String {
         if self.color {
             format!("\x1b[1m{text}\x1b[0m")
         } else {

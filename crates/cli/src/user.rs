@@ -3,7 +3,7 @@
 /// The OS account name: `USER`, else `LOGNAME`, else the password database's entry for this
 /// process's user id (as in a container or a cron job with neither variable set); only when
 /// none of these answers, the numeric id (`uid 1000`).
-pub fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     ["USER", "LOGNAME"]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))

@@ -16,7 +16,7 @@ const PER_MESSAGE: u64 = 8;
 const PER_REQUEST: u64 = 16;
 
 /// An upper bound on the input tokens of the next call: never less than the real count.
-pub fn upper_bound(state: &RunState) -> u64 {
+pub(crate) fn upper_bound(state: &RunState) -> u64 {
     let tools: u64 = state
         .tools
         .iter()
@@ -53,7 +53,7 @@ fn json_len(value: &serde_json::Value) -> u64 {
 
 /// A count with the model's tokenizer when chassis has it (OpenAI model families), plus the
 /// same generous framing as the bound; `None` for models without a known tokenizer.
-pub fn precise(state: &RunState, model: &str) -> Option<u64> {
+pub(crate) fn precise(state: &RunState, model: &str) -> Option<u64> {
     let bpe = tokenizer_for(model)?;
     let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
     let tools: u64 = state

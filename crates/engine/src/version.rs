@@ -25,7 +25,7 @@ use serde_json::Value;
 const COSMETIC: [&str; 3] = ["version", "prompt", "pricing_file"];
 
 /// A short, stable hash of the agent version (12 hex digits).
-pub fn fingerprint(
+pub(crate) fn fingerprint(
     spec: &AgentSpec,
     prompt: &str,
     tools: &[ToolDef],
@@ -55,7 +55,7 @@ pub fn fingerprint(
 /// The fingerprint of chassis before it covered the whole spec (spec fields chosen by hand):
 /// runs journaled then carry it, and resuming them compares against it. Frozen: it must give
 /// what it gave then (the space before each canonical value is that version's).
-pub fn fingerprint_v1(spec: &AgentSpec, prompt: &str, tools: &[ToolDef]) -> String {
+pub(crate) fn fingerprint_v1(spec: &AgentSpec, prompt: &str, tools: &[ToolDef]) -> String {
     let mut parts: Vec<String> = vec![
         format!("name={}", spec.name),
         format!("prompt={prompt}"),

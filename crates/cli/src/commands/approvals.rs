@@ -16,7 +16,7 @@ use crate::progress::Progress;
 
 /// Arguments of `chassis approvals`.
 #[derive(clap::Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print a JSON array instead of a table
     #[arg(long)]
     json: bool,
@@ -24,7 +24,7 @@ pub struct ListArgs {
 
 /// Arguments of `chassis approve`.
 #[derive(clap::Args)]
-pub struct ApproveArgs {
+pub(crate) struct ApproveArgs {
     /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call id (see `chassis approvals`), or `limit` for an escalated limit
@@ -52,7 +52,7 @@ pub struct ApproveArgs {
 
 /// Arguments of `chassis reject`.
 #[derive(clap::Args)]
-pub struct RejectArgs {
+pub(crate) struct RejectArgs {
     /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call id, or `limit` for an escalated limit
@@ -78,7 +78,7 @@ pub struct RejectArgs {
 /// Arguments of `chassis resolve`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("outcome").required(true).args(["succeeded", "failed", "retry"])))]
-pub struct ResolveArgs {
+pub(crate) struct ResolveArgs {
     /// The run: its id, a unique prefix of it, or `last`
     run: String,
     /// The call whose outcome is unknown
@@ -114,7 +114,7 @@ pub struct ResolveArgs {
 }
 
 /// Lists what waits for a human across all runs (reading only).
-pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
+pub(crate) async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, crate::commands::open_reading_journal(db).await?);
     let inbox = engine.inbox().await?;
     if args.json {
@@ -185,7 +185,7 @@ pub async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
 }
 
 /// Approves a call (optionally with edited arguments) or raises an escalated limit.
-pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
+pub(crate) async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
@@ -219,7 +219,7 @@ pub async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
 }
 
 /// Rejects a call (the model gets the reason) or an escalated limit (the run fails).
-pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
+pub(crate) async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);
@@ -265,7 +265,7 @@ pub async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
 }
 
 /// Settles a call whose outcome is unknown.
-pub async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
+pub(crate) async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
     let by = args.by.clone().unwrap_or_else(os_user);

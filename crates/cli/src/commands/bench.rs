@@ -9,7 +9,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis bench`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Small sizes that finish in seconds: checks that every benchmark runs (CI smoke test)
     #[arg(long)]
     quick: bool,
@@ -38,7 +38,7 @@ pub struct Args {
 /// Runs the benchmarks and prints the table on stdout; progress goes to stderr.
 ///
 /// The journal given by `--db` is not touched: every benchmark uses journals of its own.
-pub async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
     let only = args
         .only
         .iter()

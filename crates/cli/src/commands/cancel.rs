@@ -9,7 +9,7 @@ use crate::commands::resume::os_user;
 
 /// Arguments of `chassis cancel`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run
     run: String,
     /// Why: journaled with the cancel
@@ -25,7 +25,7 @@ pub struct Args {
 
 /// Journals the cancel; ends the run here when nobody drives it, or leaves it to its driver,
 /// which stops at its next safe point.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     let by = args.by.clone().unwrap_or_else(os_user);
     let cancelled = engine.cancel(&args.run, &by, &args.reason).await?;

@@ -6,7 +6,7 @@ use chassis_engine::Agent;
 
 /// Arguments of `chassis check`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
     /// Also start the MCP servers and list their tools (without it, only their configuration
@@ -21,7 +21,7 @@ pub struct Args {
 
 /// Checks the spec, its prompt template, its tools and its models; exit 0 when the agent would
 /// load, 2 with the same message `chassis run` gives when it would not.
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let checked = Agent::check(&args.agent, args.connect).await?;
     if args.json {
         outln!(

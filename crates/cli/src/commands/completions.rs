@@ -2,7 +2,7 @@
 
 /// Arguments of `chassis completions`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The shell: bash, zsh or fish
     shell: Shell,
 }
@@ -16,7 +16,7 @@ enum Shell {
 }
 
 /// Prints the completion script of `command` (the whole CLI) for the shell.
-pub fn run(mut command: clap::Command, args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(mut command: clap::Command, args: Args) -> anyhow::Result<u8> {
     let shell = match args.shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,

@@ -6,7 +6,7 @@ use crate::commands::{describe_db, open_journal};
 
 /// `chassis db ...` subcommands.
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create or migrate the journal's schema (every command does this on open) and print
     /// its version; a database from a newer chassis is refused untouched
     Migrate(MigrateArgs),
@@ -14,14 +14,14 @@ pub enum Command {
 
 /// Arguments of `chassis db migrate`.
 #[derive(clap::Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// Print one JSON object {"db", "schema_version"}
     #[arg(long)]
     json: bool,
 }
 
 /// Runs a `chassis db` subcommand.
-pub async fn run(db: &Path, command: Command) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Migrate(args) => migrate(db, args).await,
     }

@@ -19,7 +19,7 @@ const NOTES: &str = include_str!("../demo/incident-2041.md");
 
 /// Arguments of `chassis demo`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to write the demo agent's files
     #[arg(long, default_value = ".chassis/demo", value_name = "DIR")]
     dir: PathBuf,
@@ -41,7 +41,7 @@ const MOCK_PORT: u16 = 48110;
 
 /// Writes the demo agent, serves the mock model in-process, runs the agent, explains next steps.
 /// `db_given`: the journal was named by `--db` or `CHASSIS_DB`, so the hints name it too.
-pub async fn run(db: &Path, db_given: bool, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, db_given: bool, args: Args) -> anyhow::Result<u8> {
     let script = Script::from_toml_str(DEMO_SCRIPT).context("built-in demo script")?;
     let config = MockConfig {
         latency: args.latency,

@@ -12,7 +12,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis eval`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The suite file (suite.toml)
     #[arg(required_unless_present = "from_runs", value_name = "SUITE")]
     suite: Option<PathBuf>,
@@ -59,7 +59,7 @@ pub struct Args {
 
 /// Runs the suite and prints its report; exit 0 when every case passed (or, with --baseline,
 /// when nothing regressed), 1 otherwise, 2 for a bad suite or bad usage.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let mode = match (args.replay, args.record) {
         (true, _) => Mode::Replay,
         (_, true) => Mode::Record,
@@ -199,7 +199,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
 
 /// `chassis run --record FILE` / `--replay FILE`: wraps the agent's models in a cassette;
 /// returns the replay, when replaying, so unused exchanges can be reported after the run.
-pub fn attach_cassette(
+pub(crate) fn attach_cassette(
     agent: &mut chassis_engine::Agent,
     record: Option<&Path>,
     replay: Option<&Path>,
@@ -217,7 +217,7 @@ pub fn attach_cassette(
 
 /// Says on stderr how many recorded exchanges a replay never served (the run took another
 /// path than the recording, or stopped earlier).
-pub fn note_unused(replay: Option<&chassis_eval::cassette::Replay>) {
+pub(crate) fn note_unused(replay: Option<&chassis_eval::cassette::Replay>) {
     if let Some(replay) = replay
         && replay.unused() > 0
     {

@@ -9,7 +9,7 @@ use crate::commands::open_reading_journal;
 
 /// Arguments of `chassis export`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
     /// Write the run's model exchanges to this cassette file (replay it with `chassis run --replay`)
@@ -25,7 +25,7 @@ pub struct Args {
 /// The journal is redacted as it is written; the cassette is redacted again with the secrets
 /// known now (the run's agent spec, when it still loads, and the API key variables), because
 /// a cassette is a file that gets shared and a journal may predate a `[redact]` entry.
-pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let journal = open_reading_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;

@@ -12,7 +12,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis init`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to write the project (created if needed)
     #[arg(default_value = ".")]
     dir: PathBuf,
@@ -32,7 +32,7 @@ const FILES: [(&str, &str); 6] = [
 ];
 
 /// Writes the project, refusing (and writing nothing) if any of its files exists.
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     let name = match args.name {
         Some(name) => check_name(&name)?,
         None => name_from(&args.dir),

@@ -9,7 +9,7 @@ use crate::exit::UsageError;
 
 /// The input options of a command that starts a run.
 #[derive(clap::Args, Debug)]
-pub struct InputArgs {
+pub(crate) struct InputArgs {
     /// The run's input (the first user message); `-` reads it from stdin
     #[arg(
         long,
@@ -30,7 +30,7 @@ pub struct InputArgs {
 
 /// What a run starts from.
 #[derive(Debug)]
-pub struct Input {
+pub(crate) struct Input {
     /// The first user message.
     pub text: String,
     /// Prompt variables, over `[vars]`.
@@ -39,7 +39,7 @@ pub struct Input {
 
 impl InputArgs {
     /// Reads the input and checks the variables; errors name the flag.
-    pub fn read(&self) -> Result<Input, UsageError> {
+    pub(crate) fn read(&self) -> Result<Input, UsageError> {
         let text = match (&self.input, &self.input_file) {
             (Some(dash), None) if dash == "-" => read_stdin()?,
             (Some(text), None) => text.clone(),
@@ -64,7 +64,7 @@ impl InputArgs {
 
 impl Input {
     /// The variables as the engine takes them.
-    pub fn json_vars(&self) -> impl Iterator<Item = (String, serde_json::Value)> + '_ {
+    pub(crate) fn json_vars(&self) -> impl Iterator<Item = (String, serde_json::Value)> + '_ {
         self.vars
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))

@@ -11,7 +11,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis mock-model`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Script of replies (TOML or JSON); the built-in demo script when absent
     #[arg(long, value_name = "FILE")]
     script: Option<PathBuf>,
@@ -60,10 +60,10 @@ fn parse_latency(text: &str) -> Result<Duration, String> {
 }
 
 /// The script `chassis demo` uses, also the default of `chassis mock-model`.
-pub const DEMO_SCRIPT: &str = include_str!("../demo/script.toml");
+pub(crate) const DEMO_SCRIPT: &str = include_str!("../demo/script.toml");
 
 /// Serves until interrupted; the first stdout line is the base URL.
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err(UsageError(format!(
             "--fault-rate: {} is not between 0.0 and 1.0",

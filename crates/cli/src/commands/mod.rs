@@ -1,27 +1,27 @@
 //! One module per command.
 
-pub mod approvals;
-pub mod bench;
-pub mod cancel;
-pub mod check;
-pub mod completions;
-pub mod db;
-pub mod demo;
-pub mod eval;
-pub mod export;
-pub mod init;
-pub mod input;
-pub mod mock;
-pub mod resume;
-pub mod run;
-pub mod runs;
-pub mod serve;
-pub mod show;
-pub mod stats;
-pub mod submit;
-pub mod tokens;
-pub mod trace;
-pub mod worker;
+pub(crate) mod approvals;
+pub(crate) mod bench;
+pub(crate) mod cancel;
+pub(crate) mod check;
+pub(crate) mod completions;
+pub(crate) mod db;
+pub(crate) mod demo;
+pub(crate) mod eval;
+pub(crate) mod export;
+pub(crate) mod init;
+pub(crate) mod input;
+pub(crate) mod mock;
+pub(crate) mod resume;
+pub(crate) mod run;
+pub(crate) mod runs;
+pub(crate) mod serve;
+pub(crate) mod show;
+pub(crate) mod stats;
+pub(crate) mod submit;
+pub(crate) mod tokens;
+pub(crate) mod trace;
+pub(crate) mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use chassis_store::{Journal, SqliteJournal, Sync};
 use crate::exit::UsageError;
 
 /// True when `db` names a PostgreSQL database rather than an SQLite file.
-pub fn is_postgres(db: &Path) -> bool {
+pub(crate) fn is_postgres(db: &Path) -> bool {
     db.to_str().is_some_and(|target| {
         let lower = target.trim_start().to_ascii_lowercase();
         lower.starts_with("postgres://") || lower.starts_with("postgresql://")
@@ -40,13 +40,13 @@ pub fn is_postgres(db: &Path) -> bool {
 }
 
 /// `db` as it may be shown: the path, or the URL with its password redacted.
-pub fn describe_db(db: &Path) -> String {
+pub(crate) fn describe_db(db: &Path) -> String {
     chassis_store::redact(&db.to_string_lossy())
 }
 
 /// Opens the journal `db` names: an SQLite file (created if needed) or a `postgres://` URL.
 /// The schema is created or migrated; one from a newer chassis is refused untouched.
-pub async fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+pub(crate) async fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     let journal = match db.to_str() {
         Some(target) => chassis_store::open(target).await,
         // Not UTF-8, so not a URL: a file path as the OS spells it.
@@ -58,7 +58,7 @@ pub async fn open_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
 /// The project a journal belongs to: the directory holding its `.chassis/`, or the file's
 /// directory; for PostgreSQL, the current directory. Runs journal their agent's path relative
 /// to it, so a project moved with its journal keeps working.
-pub fn project_of(db: &Path) -> std::path::PathBuf {
+pub(crate) fn project_of(db: &Path) -> std::path::PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     if is_postgres(db) {
         return cwd;
@@ -72,7 +72,7 @@ pub fn project_of(db: &Path) -> std::path::PathBuf {
 }
 
 /// An engine on `journal`, rooted at the project of `db` ([`project_of`]).
-pub fn engine(db: &Path, journal: Arc<dyn Journal>) -> chassis_engine::Engine {
+pub(crate) fn engine(db: &Path, journal: Arc<dyn Journal>) -> chassis_engine::Engine {
     chassis_engine::Engine::new(journal).with_project(project_of(db))
 }
 
@@ -80,7 +80,7 @@ pub fn engine(db: &Path, journal: Arc<dyn Journal>) -> chassis_engine::Engine {
 /// `approvals`, `export`): an SQLite file is opened read-only — it may sit on a read-only disk
 /// or belong to another user, and nothing can be written to it by mistake; its schema must be
 /// current. A PostgreSQL URL opens as usual (these commands write nothing there either).
-pub async fn open_reading_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+pub(crate) async fn open_reading_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     if is_postgres(db) {
         return open_existing_journal(db).await;
     }
@@ -93,7 +93,7 @@ pub async fn open_reading_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>>
 }
 
 /// Opens an existing journal for commands that only read or continue runs.
-pub async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
+pub(crate) async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>> {
     // A URL (even an unsupported one, which opening then names) is not a missing file.
     let url = db.to_str().is_some_and(|target| target.contains("://"));
     if !url && !db.exists() {
@@ -109,7 +109,7 @@ pub async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn Journal>
 /// The run `text` names: a unique prefix of its id, or `last` for the newest run. An ambiguous
 /// prefix (which lists the candidates) or `last` in an empty journal is a usage error, as is
 /// an id no run has.
-pub async fn resolve_run(journal: &dyn Journal, text: &str) -> anyhow::Result<String> {
+pub(crate) async fn resolve_run(journal: &dyn Journal, text: &str) -> anyhow::Result<String> {
     chassis_store::resolve_run(journal, text)
         .await
         .map_err(|e| match e {
@@ -119,7 +119,7 @@ pub async fn resolve_run(journal: &dyn Journal, text: &str) -> anyhow::Result<St
 }
 
 /// Prints a run outcome as the run commands do: the answer, or JSON.
-pub fn print_outcome(outcome: &chassis_engine::RunOutcome, json: bool) -> u8 {
+pub(crate) fn print_outcome(outcome: &chassis_engine::RunOutcome, json: bool) -> u8 {
     if json {
         let value = serde_json::json!({
             "run_id": outcome.run_id,

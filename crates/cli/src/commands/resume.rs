@@ -12,7 +12,7 @@ use crate::progress::Progress;
 
 /// Arguments of `chassis resume`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
     /// Print one JSON object {"run_id", "status", "output"} instead of the answer
@@ -39,7 +39,7 @@ pub struct Args {
 }
 
 /// Parses `--raise LIMIT=VALUE` options; errors name the option and the limit.
-pub fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageError> {
+pub(crate) fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageError> {
     raises
         .iter()
         .map(|raw| {
@@ -63,10 +63,10 @@ pub fn parse_raises(raises: &[String]) -> Result<Vec<(LimitName, f64)>, UsageErr
         .collect()
 }
 
-pub use crate::user::os_user;
+pub(crate) use crate::user::os_user;
 
 /// Says who drives a run another process holds; the error itself names them and until when.
-pub fn explain_held(error: &chassis_engine::Error, run: &str) {
+pub(crate) fn explain_held(error: &chassis_engine::Error, run: &str) {
     if let chassis_engine::Error::Store(chassis_store::Error::Held { .. }) = error {
         errln!(
             "hint: only one process drives a run at a time; nothing was recorded. Wait for that \
@@ -76,7 +76,7 @@ pub fn explain_held(error: &chassis_engine::Error, run: &str) {
 }
 
 /// Continues the run from its journal; a finished run just reports its outcome.
-pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let raises = parse_raises(&args.raise)?;
     let journal = open_existing_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;

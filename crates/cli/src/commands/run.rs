@@ -10,7 +10,7 @@ use crate::progress::Progress;
 
 /// Arguments of `chassis run`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
     #[command(flatten)]
@@ -38,7 +38,7 @@ pub struct Args {
 }
 
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let input = args.input.read()?;
     if args.detach {
         return crate::commands::submit::submit(

@@ -12,7 +12,7 @@ use crate::progress::usd;
 
 /// Arguments of `chassis runs`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only runs in this status: queued (submitted, not yet picked up), running, waiting,
     /// paused, completed, failed
     #[arg(long)]
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// Lists runs, newest first.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let queued = args.status.as_deref() == Some(QUEUED);
     let status = match &args.status {
         Some(_) if queued => Some(RunStatus::Running),
@@ -161,7 +161,7 @@ fn now_ms() -> i64 {
 }
 
 /// "3s ago", "5m ago", "2h ago", "4d ago".
-pub fn ago(ms: i64) -> String {
+pub(crate) fn ago(ms: i64) -> String {
     let s = (ms / 1000).max(0);
     match s {
         0..60 => format!("{s}s ago"),

@@ -12,7 +12,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis serve`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to listen
     #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
     addr: SocketAddr,
@@ -50,7 +50,7 @@ pub struct Args {
 }
 
 /// Serves until SIGTERM or Ctrl-C.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     if !args.addr.ip().is_loopback() && args.tls_cert.is_none() && !args.insecure_http {
         return Err(UsageError(format!(
             "--addr {}: a non-loopback address needs --tls-cert and --tls-key, or --insecure-http behind a TLS proxy",

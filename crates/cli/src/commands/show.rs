@@ -11,7 +11,7 @@ use crate::progress::describe;
 
 /// Arguments of `chassis show`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
     /// Print {"run_id", "status", "events": [{"seq", "kind", ...}]} as JSON
@@ -27,7 +27,7 @@ pub struct Args {
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// Prints a run's status and every journaled event.
-pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let journal = open_reading_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;

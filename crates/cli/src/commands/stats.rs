@@ -10,7 +10,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis stats`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only runs of this agent
     #[arg(long)]
     agent: Option<String>,
@@ -30,7 +30,7 @@ pub struct Args {
 
 /// Completion rate, error rate, escalation frequency, average cost and time to completion,
 /// per agent and overall.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let now = chassis_engine::now_ms();
     let since_ms = args.since.as_deref().map(|t| since(t, now)).transpose()?;
     let journal = open_reading_journal(db).await?;

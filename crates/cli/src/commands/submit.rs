@@ -11,7 +11,7 @@ use crate::commands::{open_existing_journal, open_journal, print_outcome};
 
 /// Arguments of `chassis submit`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The agent spec (agent.toml)
     agent: PathBuf,
     #[command(flatten)]
@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 /// Loads the agent (nothing is journaled if that fails), journals the run, prints its id.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let input = args.input.read()?;
     submit(db, &args.agent, &input, args.idempotency_key, args.json).await
 }
@@ -33,7 +33,7 @@ pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
 /// Journals a new run of the agent at `spec` on `input` without driving it; a worker
 /// (`chassis worker`) claims it. Prints the run id, or `{"run_id", "existing"}` with `json`.
 /// With an idempotency key used before, prints the run that key started.
-pub async fn submit(
+pub(crate) async fn submit(
     db: &Path,
     spec: &Path,
     input: &Input,
@@ -67,7 +67,7 @@ pub async fn submit(
 /// Hands an existing run to the workers: journals `raises` (with who raised them) and a
 /// request to resume in one write, which makes the run runnable, and returns at once. A
 /// finished run just reports its outcome.
-pub async fn wake(
+pub(crate) async fn wake(
     db: &Path,
     run_id: &str,
     raises: &[(LimitName, f64)],

@@ -7,7 +7,7 @@ use crate::exit::UsageError;
 
 /// `chassis tokens …`.
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Make a token; it is printed once, alone on stdout (only its hash is kept)
     Create {
         /// Who holds it: journaled as the author of their decisions
@@ -31,7 +31,7 @@ pub enum Command {
 }
 
 /// Runs a `tokens` subcommand.
-pub async fn run(db: &Path, command: Command) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Create { name, role } => {
             let journal = open_journal(db).await?;

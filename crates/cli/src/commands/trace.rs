@@ -12,7 +12,7 @@ use crate::style::{Mark, Style};
 
 /// Arguments of `chassis trace`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)
     run: String,
     /// Print the timeline as JSON: {"run_id", "trace_id", "status", ..., "nodes": [{"kind",
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 /// Prints the run's steps, model calls, tool calls, retries and waits with their durations.
-pub async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let journal = open_reading_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
     let records = journal.load(&args.run).await?;

@@ -10,7 +10,7 @@ use crate::exit::UsageError;
 
 /// Arguments of `chassis worker`.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Most runs driven at once
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
@@ -48,7 +48,7 @@ fn parse_optional(text: &str) -> Result<OrNever, String> {
 }
 
 /// Claims and drives runs until SIGTERM or Ctrl-C, then shuts down gracefully.
-pub async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     if args.concurrency == 0 {
         return Err(UsageError("--concurrency must be at least 1".to_string()).into());
     }

@@ -13,11 +13,11 @@ use chassis_mock::{MockConfig, MockHandle, Script, Stats};
 use serde_json::Value;
 
 /// The binary under test.
-pub const CHASSIS: &str = env!("CARGO_BIN_EXE_chassis");
+pub(crate) const CHASSIS: &str = env!("CARGO_BIN_EXE_chassis");
 
 /// The longest any one command may take before a test gives up on it: generous, so that a
 /// busy machine makes the suite slower rather than red.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Variables that would make a run depend on the machine: a default journal, a log filter,
 /// real provider settings, or a proxy in front of the loopback mock.
@@ -35,7 +35,7 @@ const SCRUBBED_ENV: [&str; 10] = [
 ];
 
 /// `chassis --db DB`, with a scrubbed environment and stdin closed.
-pub fn chassis(db: &Path) -> Command {
+pub(crate) fn chassis(db: &Path) -> Command {
     let mut command = Command::new(CHASSIS);
     command.arg("--db").arg(db);
     for var in SCRUBBED_ENV {
@@ -48,7 +48,7 @@ pub fn chassis(db: &Path) -> Command {
 
 /// How a finished command exited and what it printed.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     /// Exit code; `None` when a signal ended the process.
     pub code: Option<i32>,
     /// Everything printed on stdout.
@@ -59,14 +59,14 @@ pub struct Output {
 
 impl Output {
     /// Stdout parsed as one JSON value.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {self:#?}"))
     }
 
     /// Panics, showing the output, unless the exit code is `code`.
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Output {
+    pub(crate) fn expect_code(&self, code: i32) -> &Output {
         assert_eq!(self.code, Some(code), "unexpected exit code: {self:#?}");
         self
     }
@@ -75,7 +75,7 @@ impl Output {
 /// A child process in its own process group, its output going to temporary files.
 ///
 /// The group lets a test kill chassis together with the tools it is running, and reap them.
-pub struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
     stdout: File,
     stderr: File,
@@ -83,7 +83,7 @@ pub struct Spawned {
 
 impl Spawned {
     /// Starts `command` as the leader of a new process group.
-    pub fn start(command: &mut Command) -> Spawned {
+    pub(crate) fn start(command: &mut Command) -> Spawned {
         use std::os::unix::process::CommandExt;
 
         let stdout = tempfile::tempfile().expect("temporary file for stdout");
@@ -102,12 +102,12 @@ impl Spawned {
     }
 
     /// The process id (and process group id).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the process has exited (it is reaped if so).
-    pub fn exited(&mut self) -> bool {
+    pub(crate) fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
@@ -116,7 +116,7 @@ impl Spawned {
         unsafe_code,
         reason = "std cannot send SIGTERM; the process is one this test started"
     )]
-    pub fn terminate(self) -> Output {
+    pub(crate) fn terminate(self) -> Output {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
         // SAFETY: kill(2) takes no pointers.
         unsafe {
@@ -126,13 +126,13 @@ impl Spawned {
     }
 
     /// Writes `bytes` to the process's stdin (started piped) and closes it.
-    pub fn feed(&mut self, bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
         let mut stdin = self.child.stdin.take().expect("stdin is piped");
         stdin.write_all(bytes).expect("write stdin");
     }
 
     /// Waits for the process to exit (at most [`COMMAND_TIMEOUT`]) and collects its output.
-    pub fn finish(mut self) -> Output {
+    pub(crate) fn finish(mut self) -> Output {
         let deadline = Instant::now() + COMMAND_TIMEOUT;
         let status = loop {
             match self.child.try_wait().expect("wait for chassis") {
@@ -153,7 +153,7 @@ impl Spawned {
 
     /// SIGKILLs the process; with `tools_outlive_it`, the rest of its group (the tool it was
     /// running) lives on that long before it is killed too. Everything is reaped.
-    pub fn crash(mut self, tools_outlive_it: Option<Duration>) {
+    pub(crate) fn crash(mut self, tools_outlive_it: Option<Duration>) {
         let group = self.child.id();
         match tools_outlive_it {
             None => kill_group(group),
@@ -185,7 +185,7 @@ impl Spawned {
 }
 
 /// Runs `command` to its end (at most [`COMMAND_TIMEOUT`]).
-pub fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     Spawned::start(command).finish()
 }
 
@@ -233,7 +233,7 @@ fn reap_group(leader: u32) {
     unsafe_code,
     reason = "prctl has no safe wrapper in std; PR_SET_CHILD_SUBREAPER affects only this process"
 )]
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes plain integers and no pointers.
     unsafe {
         libc::prctl(
@@ -251,7 +251,7 @@ pub fn become_subreaper() {
 pub fn become_subreaper() {}
 
 /// The mock model, served on 127.0.0.1 by a runtime owned by the test.
-pub struct Mock {
+pub(crate) struct Mock {
     // Dropped first: stops the server while its runtime still exists.
     handle: MockHandle,
     _runtime: tokio::runtime::Runtime,
@@ -259,7 +259,7 @@ pub struct Mock {
 
 impl Mock {
     /// Serves `script` (TOML), answering every request after `latency`.
-    pub fn start(script: &str, latency: Duration) -> Mock {
+    pub(crate) fn start(script: &str, latency: Duration) -> Mock {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -281,17 +281,17 @@ impl Mock {
     }
 
     /// The OpenAI base URL to put in a spec.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         self.handle.base_url()
     }
 
     /// All counters.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         self.handle.stats()
     }
 
     /// Requests of the conversation whose first user message is `input`, by turn.
-    pub fn turns(&self, input: &str) -> BTreeMap<u32, u64> {
+    pub(crate) fn turns(&self, input: &str) -> BTreeMap<u32, u64> {
         self.stats()
             .by_conversation
             .remove(input)
@@ -301,14 +301,14 @@ impl Mock {
 
 /// A model server that answers with canned chat completions, in order, and keeps every
 /// request body: for asserting what chassis puts on the wire, which the mock does not show.
-pub struct Recorder {
+pub(crate) struct Recorder {
     addr: SocketAddr,
     bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Recorder {
     /// Serves `replies` (OpenAI chat-completion bodies), one per request, then stops accepting.
-    pub fn start(replies: Vec<Value>) -> Recorder {
+    pub(crate) fn start(replies: Vec<Value>) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -324,12 +324,12 @@ impl Recorder {
     }
 
     /// The OpenAI base URL to put in a spec.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
     /// Every request body received so far.
-    pub fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         self.bodies.lock().expect("recorder lock").clone()
     }
 }
@@ -366,7 +366,7 @@ fn answer(stream: TcpStream, reply: &Value) -> Value {
 /// The Python interpreter the command tools run with, as an absolute path (found once).
 ///
 /// Absolute so tool calls do not pay for a version-manager shim on every start.
-pub fn python() -> &'static str {
+pub(crate) fn python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let out = Command::new("python3")
@@ -382,19 +382,19 @@ pub fn python() -> &'static str {
 }
 
 /// `text` as a TOML basic string (JSON string escapes are valid TOML).
-pub fn toml_str(text: &str) -> String {
+pub(crate) fn toml_str(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialize")
 }
 
 /// Writes `text` to `dir/name`, returning the path.
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path
 }
 
 /// `chassis runs --json` plus `args`, parsed.
-pub fn runs_json(db: &Path, args: &[&str]) -> Vec<Value> {
+pub(crate) fn runs_json(db: &Path, args: &[&str]) -> Vec<Value> {
     let out = run(chassis(db).args(["runs", "--json"]).args(args));
     out.expect_code(0);
     match out.json() {
@@ -404,21 +404,21 @@ pub fn runs_json(db: &Path, args: &[&str]) -> Vec<Value> {
 }
 
 /// `chassis show RUN --json`, parsed.
-pub fn show_json(db: &Path, run_id: &str) -> Value {
+pub(crate) fn show_json(db: &Path, run_id: &str) -> Value {
     let out = run(chassis(db).args(["show", run_id, "--json"]));
     out.expect_code(0);
     out.json()
 }
 
 /// The events of a `show --json` document.
-pub fn events(show: &Value) -> &[Value] {
+pub(crate) fn events(show: &Value) -> &[Value] {
     show["events"]
         .as_array()
         .unwrap_or_else(|| panic!("show --json has no events array: {show}"))
 }
 
 /// The `kind` of every event, in journal order.
-pub fn kinds(events: &[Value]) -> Vec<&str> {
+pub(crate) fn kinds(events: &[Value]) -> Vec<&str> {
     events
         .iter()
         .map(|e| e["kind"].as_str().expect("every event has a kind"))
@@ -427,7 +427,7 @@ pub fn kinds(events: &[Value]) -> Vec<&str> {
 
 /// Asserts the journal opens with `run_started` at seq 1 and its seqs have no gap.
 #[track_caller]
-pub fn assert_well_formed(events: &[Value]) {
+pub(crate) fn assert_well_formed(events: &[Value]) {
     assert_eq!(
         events.first().map(|e| &e["kind"]),
         Some(&Value::from("run_started")),
@@ -444,7 +444,7 @@ pub fn assert_well_formed(events: &[Value]) {
 
 /// Asserts nothing was journaled in `db`: no file at all, or a journal without runs.
 #[track_caller]
-pub fn assert_nothing_journaled(db: &Path) {
+pub(crate) fn assert_nothing_journaled(db: &Path) {
     if db.exists() {
         assert_eq!(
             runs_json(db, &[]),
@@ -456,7 +456,7 @@ pub fn assert_nothing_journaled(db: &Path) {
 
 /// `chassis` without `--db`, run in `dir`, with a scrubbed environment and stdin closed: for
 /// what depends on where chassis is started (journal discovery, relative paths).
-pub fn chassis_in(dir: &Path) -> Command {
+pub(crate) fn chassis_in(dir: &Path) -> Command {
     let mut command = Command::new(CHASSIS);
     for var in SCRUBBED_ENV {
         command.env_remove(var);
@@ -469,7 +469,7 @@ pub fn chassis_in(dir: &Path) -> Command {
 
 /// A small agent without tools that answers `echo: INPUT`, priced at a cent per million
 /// tokens (so every run costs a fraction of a cent), with `team` in its `[vars]`.
-pub struct Echo {
+pub(crate) struct Echo {
     /// Holds the spec, the prompt and the journal.
     pub dir: tempfile::TempDir,
     /// The journal.
@@ -481,7 +481,7 @@ pub struct Echo {
 }
 
 /// What [`Echo`]'s model answers.
-pub const ECHO_SCRIPT: &str = r#"
+pub(crate) const ECHO_SCRIPT: &str = r#"
 [[scenario]]
 name = "echo"
 [[scenario.turn]]
@@ -490,7 +490,7 @@ text = "echo: {input}"
 
 impl Echo {
     /// The agent, its journal and its model; `extra` is appended to the spec.
-    pub fn new(extra: &str) -> Echo {
+    pub(crate) fn new(extra: &str) -> Echo {
         let mock = Mock::start(ECHO_SCRIPT, Duration::ZERO);
         let dir = tempfile::tempdir().expect("temporary directory");
         write(
@@ -534,12 +534,12 @@ team = "platform"
     }
 
     /// `chassis --db DB` for this agent's journal.
-    pub fn chassis(&self) -> Command {
+    pub(crate) fn chassis(&self) -> Command {
         chassis(&self.db)
     }
 
     /// Runs the agent on `input` to its end (exit code 0 asserted); returns the run id.
-    pub fn run(&self, input: &str) -> String {
+    pub(crate) fn run(&self, input: &str) -> String {
         let out = run(self
             .chassis()
             .arg("run")

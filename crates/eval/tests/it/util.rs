@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 /// Replies for every test: a judge that always fails the answer, a JSON answer, and a
 /// conversation that reads a note and repeats it.
-pub const SCRIPT: &str = r#"
+pub(crate) const SCRIPT: &str = r#"
 [[scenario]]
 name = "judge"
 when_input_contains = "Grade the answer of an AI agent"
@@ -34,10 +34,10 @@ text = "The notes say: {last_tool_result}"
 "#;
 
 /// What the notes conversation answers.
-pub const ANSWER: &str = "The notes say: the replica lagged 40 s";
+pub(crate) const ANSWER: &str = "The notes say: the replica lagged 40 s";
 
 /// Serves [`SCRIPT`] on 127.0.0.1.
-pub async fn mock() -> MockHandle {
+pub(crate) async fn mock() -> MockHandle {
     let script = Script::from_toml_str(SCRIPT).expect("test script is valid");
     chassis_mock::start(
         MockConfig::default(),
@@ -49,14 +49,14 @@ pub async fn mock() -> MockHandle {
 }
 
 /// A directory holding an agent (a file tool over `notes/`), its journal and its suites.
-pub struct Desk {
+pub(crate) struct Desk {
     /// Everything lives here.
     pub dir: TempDir,
 }
 
 impl Desk {
     /// An agent talking to the model at `base_url`.
-    pub fn new(base_url: &str) -> Desk {
+    pub(crate) fn new(base_url: &str) -> Desk {
         let dir = tempfile::tempdir().expect("temporary directory");
         let root = dir.path();
         std::fs::create_dir(root.join("notes")).expect("notes directory");
@@ -71,19 +71,19 @@ impl Desk {
     }
 
     /// The agent spec.
-    pub fn spec(&self) -> PathBuf {
+    pub(crate) fn spec(&self) -> PathBuf {
         self.dir.path().join("agent.toml")
     }
 
     /// An engine on this desk's journal.
-    pub fn engine(&self) -> Arc<Engine> {
+    pub(crate) fn engine(&self) -> Arc<Engine> {
         let journal = SqliteJournal::open(&self.dir.path().join("chassis.db"), Sync::Normal)
             .expect("journal opens");
         Arc::new(Engine::new(Arc::new(journal)))
     }
 
     /// A suite from TOML text, as if it were a file in this directory.
-    pub fn suite(&self, text: &str) -> Suite {
+    pub(crate) fn suite(&self, text: &str) -> Suite {
         let raw: RawSuite = toml::from_str(text).expect("suite parses");
         raw.validate(self.dir.path(), "test")
             .expect("suite is valid")
@@ -91,7 +91,7 @@ impl Desk {
 }
 
 /// The agent's spec text.
-pub fn agent_toml(base_url: &str) -> String {
+pub(crate) fn agent_toml(base_url: &str) -> String {
     format!(
         r#"[agent]
 name = "notes-desk"
@@ -122,7 +122,7 @@ only = ["read_file", "list_dir"]
 }
 
 /// Runs `suite` in `mode` on `engine`.
-pub async fn run(suite: Suite, engine: Arc<Engine>, mode: Mode) -> Report {
+pub(crate) async fn run(suite: Suite, engine: Arc<Engine>, mode: Mode) -> Report {
     chassis_eval::run(
         Arc::new(suite),
         engine,
@@ -136,11 +136,11 @@ pub async fn run(suite: Suite, engine: Arc<Engine>, mode: Mode) -> Report {
 }
 
 /// A base URL where nothing listens (the mock after it was shut down would do too).
-pub fn nowhere() -> &'static str {
+pub(crate) fn nowhere() -> &'static str {
     "http://127.0.0.1:9/v1"
 }
 
 /// Reads a file the test wrote.
-pub fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

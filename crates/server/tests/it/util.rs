@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 /// The approval flow: the model says why, asks to pay, then answers with what the tool (or
 /// the rejection) said. Inputs with `slow` make the model take its time.
-pub const SCRIPT: &str = r#"
+pub(crate) const SCRIPT: &str = r#"
 [[scenario]]
 name = "talk"
 when_input_contains = "talk"
@@ -39,7 +39,7 @@ print("paid %s to %s" % (args["amount"], args["to"]))
 "#;
 
 /// Tokens of each role, by role name.
-pub struct Tokens {
+pub(crate) struct Tokens {
     pub viewer: String,
     pub operator: String,
     pub approver: String,
@@ -47,7 +47,7 @@ pub struct Tokens {
 }
 
 /// A running server and what it needs.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub base: String,
     pub tokens: Tokens,
     pub journal: Arc<dyn Journal>,
@@ -61,7 +61,7 @@ pub struct TestServer {
 impl TestServer {
     /// A server with one agent (`payer`), `workers` runs at once, the mock answering after
     /// `latency`.
-    pub async fn start(workers: usize, latency: Duration) -> TestServer {
+    pub(crate) async fn start(workers: usize, latency: Duration) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let mock = chassis_mock::start(
@@ -139,7 +139,7 @@ impl TestServer {
     }
 
     /// A request with `token` (none: no Authorization header).
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -161,7 +161,7 @@ impl TestServer {
     }
 
     /// GET with the admin token, expecting 200.
-    pub async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         let (status, body) = self
             .call(Method::GET, path, Some(&self.tokens.admin), None)
             .await;
@@ -170,7 +170,7 @@ impl TestServer {
     }
 
     /// Starts a run of `payer` on `input` with the operator token; returns its id.
-    pub async fn start_run(&self, input: &str) -> String {
+    pub(crate) async fn start_run(&self, input: &str) -> String {
         let (status, body) = self
             .call(
                 Method::POST,
@@ -184,7 +184,7 @@ impl TestServer {
     }
 
     /// Waits until the run's status is one of `statuses`; returns the run.
-    pub async fn until_status(&self, run_id: &str, statuses: &[&str]) -> Value {
+    pub(crate) async fn until_status(&self, run_id: &str, statuses: &[&str]) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let run = self.get(&format!("/v1/runs/{run_id}")).await;
@@ -200,7 +200,7 @@ impl TestServer {
     }
 
     /// The payments made, one line each.
-    pub fn ledger(&self) -> Vec<String> {
+    pub(crate) fn ledger(&self) -> Vec<String> {
         std::fs::read_to_string(self.root.join("ledger.txt"))
             .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default()
@@ -226,7 +226,7 @@ fn python() -> &'static str {
 
 /// The `payer` agent: an irreversible `pay` tool that waits for approval, approvals time out
 /// after an hour.
-pub fn write_agent(dir: &Path, base_url: &str, ledger: &Path) {
+pub(crate) fn write_agent(dir: &Path, base_url: &str, ledger: &Path) {
     std::fs::create_dir_all(dir.join("tools")).unwrap();
     std::fs::write(dir.join("prompt.j2"), "Pay what is due.").unwrap();
     std::fs::write(dir.join("tools/pay.py"), PAY).unwrap();

@@ -19,10 +19,10 @@ text = "The note says: {last_tool_result}"
 "#;
 
 /// The note the agent reads.
-pub const NOTE: &str = "replica lag resolved at 04:10";
+pub(crate) const NOTE: &str = "replica lag resolved at 04:10";
 
 /// An agent directory, its journal and the mock model it talks to.
-pub struct Desk {
+pub(crate) struct Desk {
     /// Kept for its lifetime: the agent's files and journal.
     _dir: TempDir,
     pub spec: PathBuf,
@@ -33,7 +33,7 @@ pub struct Desk {
 
 impl Desk {
     /// The desk; `limits` is the body of its `[limits]` table.
-    pub async fn new(limits: &str) -> Desk {
+    pub(crate) async fn new(limits: &str) -> Desk {
         let dir = tempfile::tempdir().unwrap();
         let script = Script::from_toml_str(SCRIPT).unwrap();
         let mock = chassis_mock::start(
@@ -91,12 +91,12 @@ only = ["read_file"]
     }
 
     /// The agent, loaded.
-    pub async fn agent(&self) -> Agent {
+    pub(crate) async fn agent(&self) -> Agent {
         Agent::load(&self.spec).await.unwrap()
     }
 
     /// An engine on the desk's journal reporting to `observers`.
-    pub fn engine(&self, observers: &[Arc<dyn Observer>]) -> Engine {
+    pub(crate) fn engine(&self, observers: &[Arc<dyn Observer>]) -> Engine {
         observers
             .iter()
             .fold(Engine::new(Arc::clone(&self.journal)), |engine, o| {

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// One request as received.
 #[derive(Clone, Debug)]
-pub struct Received {
+pub(crate) struct Received {
     /// Request path.
     pub path: String,
     /// Headers, names lowercased.
@@ -18,14 +18,14 @@ pub struct Received {
 }
 
 /// The receiver; stops when dropped with its runtime.
-pub struct Receiver {
+pub(crate) struct Receiver {
     addr: std::net::SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
     /// Listens on 127.0.0.1 (a free port) on the current runtime.
-    pub async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -51,17 +51,17 @@ impl Receiver {
     }
 
     /// The base endpoint, as `OTEL_EXPORTER_OTLP_ENDPOINT` takes it.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Every request so far.
-    pub fn requests(&self) -> Vec<Received> {
+    pub(crate) fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
     /// Every span of every protobuf request so far, decoded.
-    pub fn spans(&self) -> Vec<Span> {
+    pub(crate) fn spans(&self) -> Vec<Span> {
         self.requests()
             .iter()
             .flat_map(|r| {

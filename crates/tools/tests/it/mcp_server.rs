@@ -20,10 +20,10 @@ use serde_json::json;
 
 /// Set to `serve` to run the server, `slow` to run it after 3 seconds, or `fail` to exit at
 /// once with a message on stderr.
-pub const MODE: &str = "CHASSIS_MCP_TEST_SERVER";
+pub(crate) const MODE: &str = "CHASSIS_MCP_TEST_SERVER";
 
 /// The `[mcp.NAME]` command and env that start this server.
-pub fn command(mode: &str) -> (Vec<String>, ToolEnv) {
+pub(crate) fn command(mode: &str) -> (Vec<String>, ToolEnv) {
     let exe = std::env::current_exe().unwrap();
     let command = vec![
         exe.to_str().unwrap().to_string(),
@@ -39,7 +39,7 @@ pub fn command(mode: &str) -> (Vec<String>, ToolEnv) {
 }
 
 /// The MCP service over streamable HTTP, for a test to mount behind routes of its own.
-pub fn service() -> rmcp::transport::StreamableHttpService<
+pub(crate) fn service() -> rmcp::transport::StreamableHttpService<
     TestServer,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
 > {
@@ -51,7 +51,7 @@ pub fn service() -> rmcp::transport::StreamableHttpService<
 }
 
 /// Serves `app` on 127.0.0.1, in this process; gives its base URL (`http://127.0.0.1:PORT`).
-pub async fn serve_app(app: axum::Router) -> String {
+pub(crate) async fn serve_app(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -59,7 +59,7 @@ pub async fn serve_app(app: axum::Router) -> String {
 }
 
 /// Serves MCP over streamable HTTP at `/mcp` on 127.0.0.1, in this process; gives the URL.
-pub async fn http() -> String {
+pub(crate) async fn http() -> String {
     let base = serve_app(axum::Router::new().nest_service("/mcp", service())).await;
     format!("{base}/mcp")
 }
@@ -149,7 +149,7 @@ fn tools() -> Vec<Tool> {
 
 /// The server's handler; over HTTP it runs inside the test process, so never call `crash`.
 #[derive(Clone)]
-pub struct TestServer;
+pub(crate) struct TestServer;
 
 impl rmcp::ServerHandler for TestServer {
     fn get_info(&self) -> ServerConfig {
