@@ -143,3 +143,60 @@ async fn every_endpoint_checks_the_token_and_its_role() {
     let (status, _) = s.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK, "/healthz needs no token");
 }
+
+/// With `--cors ORIGIN`, that origin (and only it) gets the CORS headers, and its preflight is
+/// answered without a token; without `--cors`, nobody gets them.
+#[tokio::test]
+async fn cors_answers_the_one_origin_it_was_given() {
+    let origin = "https://app.example";
+    let server = TestServer::start_with_cors(0, Duration::ZERO, Some(origin.into())).await;
+    let request = |method: Method, from: &str| {
+        server
+            .http
+            .request(method, format!("{}/v1/me", server.base))
+            .header("Origin", from)
+    };
+    let preflight = request(Method::OPTIONS, origin).send().await.unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], origin);
+    assert!(
+        preflight.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    let allowed = request(Method::GET, origin)
+        .bearer_auth(&server.tokens.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], origin);
+    let other = request(Method::GET, "https://evil.example")
+        .bearer_auth(&server.tokens.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let other_preflight = request(Method::OPTIONS, "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(other_preflight.status(), StatusCode::NO_CONTENT);
+
+    let closed = TestServer::start(0, Duration::ZERO).await;
+    let response = closed
+        .http
+        .get(format!("{}/v1/me", closed.base))
+        .header("Origin", origin)
+        .bearer_auth(&closed.tokens.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}

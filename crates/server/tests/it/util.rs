@@ -62,6 +62,15 @@ impl TestServer {
     /// A server with one agent (`payer`), `workers` runs at once, the mock answering after
     /// `latency`.
     pub(crate) async fn start(workers: usize, latency: Duration) -> TestServer {
+        TestServer::start_with_cors(workers, latency, None).await
+    }
+
+    /// [`TestServer::start`], answering cross-origin requests from `cors`.
+    pub(crate) async fn start_with_cors(
+        workers: usize,
+        latency: Duration,
+        cors: Option<String>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let mock = chassis_mock::start(
@@ -89,7 +98,7 @@ impl TestServer {
             workers,
             worker,
             tls: None,
-            cors: None,
+            cors,
         };
         let server = Server::new(Engine::new(Arc::clone(&journal)), config)
             .await
