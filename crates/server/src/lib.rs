@@ -355,8 +355,9 @@ pub fn router(state: AppState, cors: Option<String>) -> Router {
     }
 }
 
-/// Identifies the caller from `Authorization: Bearer TOKEN` (or `?access_token=` for the
-/// browser's `EventSource`, which cannot send headers); refuses the rest.
+/// Identifies the caller from `Authorization: Bearer TOKEN`; refuses the rest. A token in the
+/// query string is not read: URLs end up in logs, histories and proxies (the console reads its
+/// streams with `fetch`, which sends the header).
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let header = request
         .headers()
@@ -374,12 +375,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
                     .into_response();
             }
         },
-        None => request.uri().query().and_then(|query| {
-            query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("access_token="))
-                .map(str::to_string)
-        }),
+        None => None,
     };
     let Some(token) = token else {
         return Problem::unauthorized(

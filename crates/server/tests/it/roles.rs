@@ -200,3 +200,21 @@ async fn cors_answers_the_one_origin_it_was_given() {
             .is_none()
     );
 }
+
+/// A token in the query string is not a credential: URLs end up in logs and histories.
+#[tokio::test]
+async fn a_token_in_the_url_is_refused() {
+    let server = TestServer::start(0, Duration::ZERO).await;
+    let token = &server.tokens.admin;
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &format!("/v1/me?access_token={token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = server.call(Method::GET, "/v1/me", Some(token), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
