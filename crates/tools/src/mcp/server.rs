@@ -11,11 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chassis_core::spec::{McpServerSpec, McpTransport, ToolEnv};
+use futures_util::StreamExt;
+use rmcp::ClientHandler;
+use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    JsonObject, RequestMetaObject,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest, ErrorCode,
+    ErrorData, Implementation, JsonObject, ProgressNotificationParam, RequestMetaObject,
+    ServerResult,
 };
-use rmcp::service::{ClientInitializeError, RoleClient, RunningService, ServiceError, ServiceExt};
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, PeerRequestOptions, RoleClient, RunningService,
+    ServiceError, ServiceExt,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::Value;
@@ -35,7 +43,7 @@ const STDERR_TAIL_BYTES: usize = 1024;
 /// How long a failure message waits for a dead server's stderr to be drained.
 const STDERR_WAIT: Duration = Duration::from_millis(500);
 
-type Client = RunningService<RoleClient, ClientConfig>;
+type Client = RunningService<RoleClient, Handler>;
 
 /// How to reach a server.
 enum Launch {
@@ -206,10 +214,7 @@ impl Server {
     /// Spawns or connects, and initializes, by `deadline`.
     async fn connect(&self, deadline: Instant) -> Result<Connection, String> {
         let name = &self.name;
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("chassis", env!("CARGO_PKG_VERSION")),
-        );
+        let info = Handler::new();
         match &self.launch {
             Launch::Stdio {
                 program,
@@ -289,11 +294,13 @@ impl Server {
     }
 
     /// Calls `tool` within the server's timeout, restarting the server first if its last
-    /// connection failed: one deadline covers waiting for the connection, starting the server
-    /// again and the call, so no call outlives its `timeout`.
+    /// connection failed: one deadline, counted from the call's first attempt
+    /// ([`CallContext::began`]), covers waiting for the connection, starting the server again
+    /// and every attempt, so no call outlives its `timeout` however often it is retried.
     ///
     /// The idempotency key, run id and call id go in the request's `_meta` as
-    /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`.
+    /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`. The server's
+    /// `notifications/progress` for the call are logged as they come.
     pub(crate) async fn call(
         &self,
         tool: &str,
@@ -301,20 +308,29 @@ impl Server {
         ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let name = &self.name;
+        let timeout = format_duration(self.timeout);
         // Saturating: a timeout built in code may be longer than any spec allows.
-        let now = Instant::now();
-        let deadline = now
+        let deadline = ctx
+            .began
             .checked_add(self.timeout)
-            .unwrap_or_else(|| now + chassis_core::duration::MAX);
+            .unwrap_or_else(|| ctx.began + chassis_core::duration::MAX);
+        if Instant::now() >= deadline {
+            // Nothing is sent: earlier attempts used the time up.
+            return Err(ToolError::failed(format!(
+                "`{tool}` (MCP server `{name}`) timed out: its {timeout} were used up by \
+                 earlier attempts"
+            ))
+            .last());
+        }
         let connection = match tokio::time::timeout_at(deadline, self.connection()).await {
             Ok(connection) => connection?,
             // Nothing was sent: the tool did not act.
             Err(_elapsed) => {
                 return Err(ToolError::failed(format!(
-                    "`{tool}` (MCP server `{name}`) timed out after {} before the call could be \
-                     sent (the server was being started)",
-                    format_duration(self.timeout)
-                )));
+                    "`{tool}` (MCP server `{name}`) timed out after {timeout} before the call \
+                     could be sent (the server was being started)"
+                ))
+                .last());
             }
         };
         let mut meta = JsonObject::new();
@@ -327,7 +343,7 @@ impl Server {
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         params.meta = Some(RequestMetaObject::from(meta));
         let outcome =
-            tokio::time::timeout_at(deadline, connection.client.peer().call_tool(params)).await;
+            tokio::time::timeout_at(deadline, self.send(&connection, tool, params, ctx)).await;
         match outcome {
             Ok(Ok(result)) => Ok(result),
             // Refused before it was carried out: the tool did not act.
@@ -335,7 +351,8 @@ impl Server {
                 "`{tool}` (MCP server `{name}`) was refused: {}",
                 failure_in(&e).map(ToString::to_string).unwrap_or_default()
             ))),
-            Ok(Err(ServiceError::McpError(error))) => Err(ToolError::failed(format!(
+            // The server's JSON-RPC error answers the request: another attempt gets the same.
+            Ok(Err(ServiceError::McpError(error))) => Err(ToolError::answered(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 error.message
             ))),
@@ -358,12 +375,121 @@ impl Server {
             Err(_elapsed) => {
                 self.discard(&connection).await;
                 Err(ToolError::indeterminate(format!(
-                    "`{tool}` (MCP server `{name}`) timed out after {}; the server will be \
-                    restarted on the next call",
-                    format_duration(self.timeout)
-                )))
+                    "`{tool}` (MCP server `{name}`) timed out after {timeout}; the server will \
+                    be restarted on the next call"
+                ))
+                .last())
             }
         }
+    }
+
+    /// Sends `tools/call` on `connection` and waits for its result, logging the server's
+    /// progress notifications for it; the caller bounds the wait.
+    async fn send(
+        &self,
+        connection: &Connection,
+        tool: &str,
+        params: CallToolRequestParams,
+        ctx: &CallContext,
+    ) -> Result<CallToolResult, ServiceError> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let mut handle = connection
+            .client
+            .peer()
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await?;
+        let mut progress = connection
+            .client
+            .service()
+            .progress
+            .subscribe(handle.progress_token.clone())
+            .await;
+        let mut cancel = CancelOnDrop(Some((
+            connection.client.peer().clone(),
+            handle.id.clone(),
+        )));
+        let answer = loop {
+            tokio::select! {
+                answer = &mut handle.rx => break answer,
+                Some(note) = progress.next() => {
+                    let total = note.total.map(|t| format!("/{t}")).unwrap_or_default();
+                    tracing::info!(
+                        run_id = %ctx.run_id,
+                        call_id = %ctx.call_id,
+                        server = %self.name,
+                        tool,
+                        progress = %format!("{}{total}", note.progress),
+                        message = note.message.as_deref().unwrap_or_default(),
+                        "MCP tool progress"
+                    );
+                }
+            }
+        };
+        cancel.0 = None;
+        match answer.map_err(|_| ServiceError::TransportClosed)?? {
+            ServerResult::CallToolResult(result) => Ok(result),
+            ServerResult::CreateTaskResult(_) => Err(ServiceError::McpError(ErrorData::new(
+                ErrorCode::INVALID_REQUEST,
+                "the server answered with a task, which chassis does not support",
+                None,
+            ))),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+}
+
+/// Tells the server a call was abandoned (timed out, or its run interrupted) unless it was
+/// answered.
+struct CancelOnDrop(Option<(rmcp::service::Peer<RoleClient>, rmcp::model::RequestId)>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((peer, id)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let cancelled = CancelledNotification::new(CancelledNotificationParam::new(
+                Some(id),
+                Some("the call was abandoned".into()),
+            ));
+            let _ = peer.send_notification(cancelled.into()).await;
+        });
+    }
+}
+
+/// What chassis tells a server about itself, and how it hears the server's notifications.
+pub(crate) struct Handler {
+    info: ClientConfig,
+    /// Progress notifications, by the token of the call they belong to.
+    progress: ProgressDispatcher,
+}
+
+impl Handler {
+    fn new() -> Handler {
+        Handler {
+            info: ClientConfig::new(
+                ClientCapabilities::default(),
+                Implementation::new("chassis", env!("CARGO_PKG_VERSION")),
+            ),
+            progress: ProgressDispatcher::new(),
+        }
+    }
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.handle_notification(params).await;
     }
 }
 

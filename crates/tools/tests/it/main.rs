@@ -29,6 +29,7 @@ fn ctx() -> CallContext {
         run_id: "run-1".into(),
         call_id: "call-1".into(),
         idempotency_key: "run-1/call-1".into(),
+        began: tokio::time::Instant::now(),
     }
 }
 
