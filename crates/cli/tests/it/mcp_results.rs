@@ -151,7 +151,11 @@ fn an_is_error_result_goes_to_the_model_once_and_is_never_retried() {
     let (url, calls, _runtime) = serve();
     let (answer, kinds) = run_once(&url, "lookup");
     assert_eq!(answer, "The server said: error: no such key: 42");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the server was called again");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the server was called again"
+    );
     assert!(
         !kinds.iter().any(|k| k == "tool_attempt_failed"),
         "{kinds:?}"
@@ -163,10 +167,16 @@ fn a_call_timeout_covers_all_its_attempts() {
     let (url, calls, _runtime) = serve();
     let (answer, kinds) = run_once(&url, "stall");
     assert!(
-        answer.starts_with("The server said: error: `stall` (MCP server `billing`) timed out after 1s"),
+        answer.starts_with(
+            "The server said: error: `stall` (MCP server `billing`) timed out after 1s"
+        ),
         "{answer}"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a timed-out call was sent again");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a timed-out call was sent again"
+    );
     assert!(
         !kinds.iter().any(|k| k == "tool_attempt_failed"),
         "{kinds:?}"

@@ -64,8 +64,10 @@ enum Launch {
 pub(crate) struct Server {
     name: String,
     launch: Launch,
-    /// Time limit of one tool call.
+    /// Time limit of one tool call, all its attempts included.
     timeout: Duration,
+    /// How long a call may go without an answer or a progress notification.
+    idle_timeout: Option<Duration>,
     /// The connection in use; `None` after a failure, until the next call restarts it.
     live: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
@@ -163,6 +165,7 @@ impl Server {
             name: name.to_string(),
             launch,
             timeout: spec.timeout,
+            idle_timeout: spec.idle_timeout,
             live: tokio::sync::Mutex::new(None),
         })
     }
@@ -300,7 +303,8 @@ impl Server {
     ///
     /// The idempotency key, run id and call id go in the request's `_meta` as
     /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`. The server's
-    /// `notifications/progress` for the call are logged as they come.
+    /// `notifications/progress` for the call are logged as they come, and each one gives a
+    /// call under `idle_timeout` that long again (never past `timeout`).
     pub(crate) async fn call(
         &self,
         tool: &str,
@@ -368,6 +372,14 @@ impl Server {
                     stderr_note(&connection.stderr).await
                 )))
             }
+            Ok(Err(ServiceError::Timeout { timeout: idle })) => {
+                self.discard(&connection).await;
+                Err(ToolError::indeterminate(format!(
+                    "`{tool}` (MCP server `{name}`) went {} without an answer or a progress \
+                    notification; the server will be restarted on the next call",
+                    format_duration(idle)
+                )))
+            }
             Ok(Err(e)) => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 describe(&e)
@@ -384,7 +396,8 @@ impl Server {
     }
 
     /// Sends `tools/call` on `connection` and waits for its result, logging the server's
-    /// progress notifications for it; the caller bounds the wait.
+    /// progress notifications for it; without either for `idle_timeout`, it is a
+    /// [`ServiceError::Timeout`]. The caller bounds the whole wait.
     async fn send(
         &self,
         connection: &Connection,
@@ -404,14 +417,20 @@ impl Server {
             .progress
             .subscribe(handle.progress_token.clone())
             .await;
-        let mut cancel = CancelOnDrop(Some((
-            connection.client.peer().clone(),
-            handle.id.clone(),
-        )));
+        let mut cancel = CancelOnDrop(Some((connection.client.peer().clone(), handle.id.clone())));
+        let idle = self.idle_timeout.unwrap_or(Duration::MAX);
+        let quiet = tokio::time::sleep(idle.min(chassis_core::duration::MAX));
+        tokio::pin!(quiet);
         let answer = loop {
             tokio::select! {
                 answer = &mut handle.rx => break answer,
+                () = &mut quiet, if self.idle_timeout.is_some() => {
+                    return Err(ServiceError::Timeout { timeout: idle });
+                }
                 Some(note) = progress.next() => {
+                    if let Some(idle) = self.idle_timeout {
+                        quiet.as_mut().reset(Instant::now() + idle);
+                    }
                     let total = note.total.map(|t| format!("/{t}")).unwrap_or_default();
                     tracing::info!(
                         run_id = %ctx.run_id,
