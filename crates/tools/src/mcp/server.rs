@@ -24,13 +24,15 @@ use rmcp::service::{
     ClientInitializeError, NotificationContext, PeerRequestOptions, RoleClient, RunningService,
     ServiceError, ServiceExt,
 };
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-use super::auth::{Auth, AuthClient, failure_in};
+use super::auth::{Auth, AuthClient, failure_in, refusal_in};
 use crate::command::{format_duration, resolve_program};
 use crate::{CallContext, ToolError};
 
@@ -355,6 +357,20 @@ impl Server {
                 "`{tool}` (MCP server `{name}`) was refused: {}",
                 failure_in(&e).map(ToString::to_string).unwrap_or_default()
             ))),
+            // The server refused the request by its status: it was not carried out.
+            Ok(Err(e)) if refusal_in(&e).is_some() => Err(ToolError::failed(format!(
+                "`{tool}` (MCP server `{name}`) was refused: {}",
+                refusal_in(&e).unwrap_or_default()
+            ))),
+            // Nothing reached the server: it is gone (a stdio server's exit is TransportClosed).
+            Ok(Err(e)) if unreachable(&e) => {
+                self.discard(&connection).await;
+                Err(ToolError::failed(format!(
+                    "MCP server `{name}` could not be reached for the call to `{tool}` ({}); \
+                     it will be connected to again on the next call",
+                    describe(&e)
+                )))
+            }
             // The server's JSON-RPC error answers the request: another attempt gets the same.
             Ok(Err(ServiceError::McpError(error))) => Err(ToolError::answered(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
@@ -593,6 +609,22 @@ async fn keep_tail(
         tail.drain(..excess);
     }
     let _ = done.send(true);
+}
+
+/// Whether the request could not be sent because no connection to the server could be made.
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let client = match e.downcast_ref::<StreamableHttpError<reqwest013::Error>>() {
+            Some(StreamableHttpError::Client(client)) => Some(client),
+            _ => e.downcast_ref::<reqwest013::Error>(),
+        };
+        if client.is_some_and(reqwest013::Error::is_connect) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn describe(error: &ServiceError) -> String {
