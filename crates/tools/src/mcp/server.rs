@@ -70,6 +70,8 @@ pub(crate) struct Server {
     timeout: Duration,
     /// How long a call may go without an answer or a progress notification.
     idle_timeout: Option<Duration>,
+    /// The directories the agent's fs tools may use, offered to the server as its `roots`.
+    roots: Vec<PathBuf>,
     /// The connection in use; `None` after a failure, until the next call restarts it.
     live: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
@@ -168,6 +170,7 @@ impl Server {
             launch,
             timeout: spec.timeout,
             idle_timeout: spec.idle_timeout,
+            roots: Vec::new(),
             live: tokio::sync::Mutex::new(None),
         })
     }
@@ -179,6 +182,12 @@ impl Server {
             Launch::Http { client, .. } => client.auth.scrub(text),
             Launch::Stdio { .. } => text.to_string(),
         }
+    }
+
+    /// This server, offered `roots` (directories, absolute) as the roots the agent may use.
+    pub(crate) fn with_roots(mut self, roots: Vec<PathBuf>) -> Server {
+        self.roots = roots;
+        self
     }
 
     /// The server's name in the spec.
@@ -219,7 +228,7 @@ impl Server {
     /// Spawns or connects, and initializes, by `deadline`.
     async fn connect(&self, deadline: Instant) -> Result<Connection, String> {
         let name = &self.name;
-        let info = Handler::new();
+        let info = Handler::new(&self.roots);
         match &self.launch {
             Launch::Stdio {
                 program,
@@ -500,23 +509,68 @@ pub(crate) struct Handler {
     info: ClientConfig,
     /// Progress notifications, by the token of the call they belong to.
     progress: ProgressDispatcher,
+    /// What `roots/list` answers: each root's URI and name.
+    roots: Vec<(String, String)>,
 }
 
 impl Handler {
-    fn new() -> Handler {
+    fn new(roots: &[PathBuf]) -> Handler {
+        let mut capabilities = ClientCapabilities::default();
+        if !roots.is_empty() {
+            capabilities.roots = Some(rmcp::model::RootsCapabilities::default());
+        }
         Handler {
             info: ClientConfig::new(
-                ClientCapabilities::default(),
+                capabilities,
                 Implementation::new("chassis", env!("CARGO_PKG_VERSION")),
             ),
             progress: ProgressDispatcher::new(),
+            roots: roots
+                .iter()
+                .map(|dir| {
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| dir.display().to_string());
+                    (file_uri(dir), name)
+                })
+                .collect(),
         }
     }
+}
+
+/// `file://` and the path, its bytes percent-encoded where a URI needs it.
+fn file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file://");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
 }
 
 impl ClientHandler for Handler {
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+
+    // Roots are deprecated by a later protocol revision (SEP-2577), which servers of today do
+    // not speak.
+    #[expect(deprecated)]
+    async fn list_roots(
+        &self,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, ErrorData> {
+        let roots = self
+            .roots
+            .iter()
+            .map(|(uri, name)| rmcp::model::Root::new(uri.as_str()).with_name(name.as_str()))
+            .collect();
+        Ok(rmcp::model::ListRootsResult::new(roots))
     }
 
     async fn on_progress(

@@ -140,6 +140,11 @@ fn tools() -> Vec<Tool> {
         tool("meta", "The request's _meta.", None),
         tool("env", "Its environment, as a JSON object.", None),
         tool(
+            "roots",
+            "The roots the client offers, as a JSON array.",
+            None,
+        ),
+        tool(
             "progress",
             "Reports progress five times, then answers.",
             None,
@@ -190,6 +195,14 @@ impl rmcp::ServerHandler for TestServer {
                 std::process::exit(3)
             }
             "pid" => text(std::process::id().to_string()),
+            "roots" => {
+                #[expect(deprecated)]
+                let roots = context.peer.list_roots().await;
+                let listed = roots.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                #[expect(deprecated)]
+                let roots = listed.roots;
+                text(serde_json::to_string(&roots).unwrap())
+            }
             "progress" => {
                 let token = context
                     .meta

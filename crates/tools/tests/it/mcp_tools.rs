@@ -49,7 +49,7 @@ async fn tools_are_listed_and_called_over_stdio() {
         names(&toolbox),
         [
             "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta",
-            "env", "progress", "whoami"
+            "env", "roots", "progress", "whoami"
         ]
     );
     let echo = toolbox.get("echo").unwrap().def().clone();
@@ -145,7 +145,7 @@ async fn names_the_server_does_not_list_are_refused_at_load() {
     assert_eq!(
         e.message,
         "MCP server `billing` has no tool `refund`, `void`; it lists: echo, lookup, update, \
-         delete, plain, fail, hang, crash, pid, meta, env, progress, whoami"
+         delete, plain, fail, hang, crash, pid, meta, env, roots, progress, whoami"
     );
     let e = load(&[entry(None, &[("refund", RiskClass::ReadOnly)])], billing)
         .await
@@ -244,6 +244,30 @@ async fn progress_keeps_a_call_alive_past_its_idle_timeout() {
          the server will be restarted on the next call"
     );
     assert!(e.is_indeterminate() && e.may_retry(), "{e:?}");
+}
+
+#[tokio::test]
+async fn servers_are_offered_the_fs_roots_as_their_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared data");
+    std::fs::create_dir(&data).unwrap();
+    let fs = fs_spec("shared data", Some(&["read_file"]));
+    let servers = BTreeMap::from([(
+        "billing".to_string(),
+        server("serve", false, Duration::from_secs(20)),
+    )]);
+    let granted = Toolbox::from_specs(&[fs, entry(None, &[])], &servers, dir.path())
+        .await
+        .unwrap();
+    let roots: Value =
+        serde_json::from_str(&call(&granted, "roots", json!({})).await.unwrap()).unwrap();
+    let path = std::fs::canonicalize(&data).unwrap();
+    let uri = format!("file://{}", path.display()).replace(' ', "%20");
+    assert_eq!(roots, json!([{"uri": uri, "name": "shared data"}]));
+
+    // Without fs tools there is nothing to offer (and the capability is not claimed).
+    let toolbox = toolbox(false, None).await;
+    assert_eq!(call(&toolbox, "roots", json!({})).await.unwrap(), "[]");
 }
 
 #[tokio::test]
