@@ -16,9 +16,8 @@ use rmcp::ClientHandler;
 use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
-    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest, ErrorCode,
-    ErrorData, Implementation, JsonObject, ProgressNotificationParam, RequestMetaObject,
-    ServerResult,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest, ErrorData,
+    Implementation, JsonObject, ProgressNotificationParam, RequestMetaObject, ServerResult,
 };
 use rmcp::service::{
     ClientInitializeError, NotificationContext, PeerRequestOptions, RoleClient, RunningService,
@@ -360,7 +359,14 @@ impl Server {
         let outcome =
             tokio::time::timeout_at(deadline, self.send(&connection, tool, params, ctx)).await;
         match outcome {
-            Ok(Ok(result)) => Ok(result),
+            Ok(Ok(Answer::Result(result))) => Ok(result),
+            // chassis never offers the tasks extension, so a server that conforms never does
+            // this; one that does has started the work, and chassis cannot follow it.
+            Ok(Ok(Answer::Task)) => Err(ToolError::indeterminate(format!(
+                "`{tool}` (MCP server `{name}`) was answered with a task (MCP tasks), which \
+                 chassis does not support: the work may be going on at the server"
+            ))
+            .last()),
             // Refused before it was carried out: the tool did not act.
             Ok(Err(e)) if failure_in(&e).is_some() => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) was refused: {}",
@@ -429,7 +435,7 @@ impl Server {
         tool: &str,
         params: CallToolRequestParams,
         ctx: &CallContext,
-    ) -> Result<CallToolResult, ServiceError> {
+    ) -> Result<Answer, ServiceError> {
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let mut handle = connection
             .client
@@ -471,15 +477,18 @@ impl Server {
         };
         cancel.0 = None;
         match answer.map_err(|_| ServiceError::TransportClosed)?? {
-            ServerResult::CallToolResult(result) => Ok(result),
-            ServerResult::CreateTaskResult(_) => Err(ServiceError::McpError(ErrorData::new(
-                ErrorCode::INVALID_REQUEST,
-                "the server answered with a task, which chassis does not support",
-                None,
-            ))),
+            ServerResult::CallToolResult(result) => Ok(Answer::Result(result)),
+            ServerResult::CreateTaskResult(_) => Ok(Answer::Task),
             _ => Err(ServiceError::UnexpectedResponse),
         }
     }
+}
+
+/// What a server answered to `tools/call`.
+enum Answer {
+    Result(CallToolResult),
+    /// A task (the MCP tasks extension) that will carry the call out.
+    Task,
 }
 
 /// Tells the server a call was abandoned (timed out, or its run interrupted) unless it was

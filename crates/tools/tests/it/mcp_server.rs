@@ -144,6 +144,7 @@ fn tools() -> Vec<Tool> {
             "The roots the client offers, as a JSON array.",
             None,
         ),
+        tool("task", "Answers with a task, unasked.", None),
         tool(
             "progress",
             "Reports progress five times, then answers.",
@@ -195,6 +196,17 @@ impl rmcp::ServerHandler for TestServer {
                 std::process::exit(3)
             }
             "pid" => text(std::process::id().to_string()),
+            "task" => {
+                let task = rmcp::model::Task::new(
+                    "task-1",
+                    rmcp::model::TaskStatus::Working,
+                    "2026-12-07T06:40:00Z",
+                    "2026-12-07T06:40:00Z",
+                );
+                Ok(CallToolResponse::Task(rmcp::model::CreateTaskResult::new(
+                    task,
+                )))
+            }
             "roots" => {
                 #[expect(deprecated)]
                 let roots = context.peer.list_roots().await;

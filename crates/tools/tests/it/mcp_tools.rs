@@ -49,7 +49,7 @@ async fn tools_are_listed_and_called_over_stdio() {
         names(&toolbox),
         [
             "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta",
-            "env", "roots", "progress", "whoami"
+            "env", "roots", "task", "progress", "whoami"
         ]
     );
     let echo = toolbox.get("echo").unwrap().def().clone();
@@ -145,7 +145,7 @@ async fn names_the_server_does_not_list_are_refused_at_load() {
     assert_eq!(
         e.message,
         "MCP server `billing` has no tool `refund`, `void`; it lists: echo, lookup, update, \
-         delete, plain, fail, hang, crash, pid, meta, env, roots, progress, whoami"
+         delete, plain, fail, hang, crash, pid, meta, env, roots, task, progress, whoami"
     );
     let e = load(&[entry(None, &[("refund", RiskClass::ReadOnly)])], billing)
         .await
@@ -268,6 +268,20 @@ async fn servers_are_offered_the_fs_roots_as_their_roots() {
     // Without fs tools there is nothing to offer (and the capability is not claimed).
     let toolbox = toolbox(false, None).await;
     assert_eq!(call(&toolbox, "roots", json!({})).await.unwrap(), "[]");
+}
+
+#[tokio::test]
+async fn a_server_cannot_answer_with_a_task_since_chassis_offers_no_tasks() {
+    // chassis does not offer the MCP tasks extension, so the server's SDK refuses to send the
+    // task; the refusal is the server's answer, given to the model and not retried. (A server
+    // that sent one anyway would get an unknown outcome: the work may be going on there.)
+    let toolbox = toolbox(false, None).await;
+    let e = call(&toolbox, "task", json!({})).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`task` (MCP server `billing`) failed: Missing required client capability"
+    );
+    assert!(!e.is_indeterminate() && !e.may_retry(), "{e:?}");
 }
 
 #[tokio::test]
