@@ -9,6 +9,7 @@ mod custom_tools;
 mod fs_tools;
 mod http_tools;
 mod mcp_auth;
+mod mcp_everything;
 mod mcp_http;
 mod mcp_server;
 mod mcp_tools;
