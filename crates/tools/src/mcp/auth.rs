@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chassis_core::spec::{HeaderValue as SpecValue, OAuthSpec};
 use reqwest013::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -103,6 +103,15 @@ fn session_refused(error: &HttpError) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a JSON-RPC error says the server does not know the session: what the TypeScript
+/// SDK's servers answer (400, code -32000 "Bad Request: No valid session ID provided", or
+/// -32001 "Session not found"), often without the request's id, so that the request would
+/// wait for its timeout.
+fn session_unknown(error: &rmcp::model::ErrorData) -> bool {
+    matches!(error.code.0, -32001 | -32000)
+        && error.message.to_ascii_lowercase().contains("session")
 }
 
 fn fail(message: String) -> HttpError {
@@ -407,6 +416,11 @@ impl StreamableHttpClient for AuthClient {
                     return Err(StreamableHttpError::SessionExpired);
                 }
                 Err(e) => return Err(self.auth.refused(e).await),
+                Ok(StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(e), _))
+                    if session_id.is_some() && session_unknown(&e.error) =>
+                {
+                    return Err(StreamableHttpError::SessionExpired);
+                }
                 Ok(response) => return Ok(response),
             }
         }

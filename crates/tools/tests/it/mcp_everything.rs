@@ -91,3 +91,78 @@ async fn the_reference_server_over_stdio() {
     assert!(e.message().contains("requires task augmentation"), "{e}");
     assert!(!e.may_retry(), "{e:?}");
 }
+
+/// The reference server over streamable HTTP on `port`, started as a process of its own.
+async fn start_http(bin: &Path, port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(bin)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut tries = 0;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tries += 1;
+        assert!(tries < 1000, "the server did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child
+}
+
+#[tokio::test]
+async fn the_reference_server_over_http_restarted_and_killed_between_calls() {
+    let Some(bin) = everything() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = start_http(&bin, port).await;
+    let spec = McpServerSpec {
+        transport: McpTransport::Http {
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            headers: Default::default(),
+            oauth: None,
+        },
+        trusted: true,
+        // No test waits this long: failures must come from the transport.
+        timeout: Duration::from_secs(15),
+        idle_timeout: None,
+    };
+    let entry = ToolSpec::Mcp {
+        server: "everything".into(),
+        only: Some(vec!["echo".into()]),
+        risk: Default::default(),
+    };
+    let servers = BTreeMap::from([("everything".to_string(), spec)]);
+    let toolbox = Toolbox::from_specs(&[entry], &servers, &std::env::temp_dir())
+        .await
+        .unwrap();
+    let echo = |text: &'static str| call(&toolbox, "echo", json!({ "message": text }));
+    assert_eq!(echo("one").await.unwrap(), "Echo: one");
+
+    // Restarted between calls, it no longer knows the session (it answers 400): a new one
+    // is initialized and the call goes through.
+    server.kill().await.unwrap();
+    let mut server = start_http(&bin, port).await;
+    assert_eq!(echo("two").await.unwrap(), "Echo: two");
+
+    // Killed: the refused connection says so at once, and nothing was sent.
+    server.kill().await.unwrap();
+    let e = echo("three").await.unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("MCP server `everything` could not be reached for the call to `echo`"),
+        "{e}"
+    );
+    assert!(!e.is_indeterminate(), "{e:?}");
+
+    // Back: the next call connects again.
+    let _server = start_http(&bin, port).await;
+    assert_eq!(echo("four").await.unwrap(), "Echo: four");
+}
