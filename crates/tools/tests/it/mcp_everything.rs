@@ -12,10 +12,16 @@ use chassis_core::spec::{McpServerSpec, McpTransport, ToolEnv};
 
 use super::*;
 
-/// The server's program, or `None` (after saying so) when it is not installed.
+/// The reference server's program, or `None` (after saying so) when it is not installed.
 fn everything() -> Option<PathBuf> {
+    installed("mcp-server-everything")
+}
+
+/// An npm server's program under `target/mcp-servers`, or `None` (after saying so).
+fn installed(program: &str) -> Option<PathBuf> {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/mcp-servers/node_modules/.bin/mcp-server-everything");
+        .join("../../target/mcp-servers/node_modules/.bin")
+        .join(program);
     if bin.exists() {
         return Some(bin);
     }
@@ -26,8 +32,8 @@ fn everything() -> Option<PathBuf> {
         bin.display()
     );
     eprintln!(
-        "\n*** SKIPPED: @modelcontextprotocol/server-everything is not installed; run \
-         .ci/mcp-servers.sh to test against it ***\n"
+        "\n*** SKIPPED: {program} is not installed; run .ci/mcp-servers.sh to test against \
+         it ***\n"
     );
     None
 }
@@ -165,4 +171,62 @@ async fn the_reference_server_over_http_restarted_and_killed_between_calls() {
     // Back: the next call connects again.
     let _server = start_http(&bin, port).await;
     assert_eq!(echo("four").await.unwrap(), "Echo: four");
+}
+
+#[tokio::test]
+async fn the_filesystem_server_works_within_the_roots_it_is_offered() {
+    // Started without directories, it works only within the roots its client offers.
+    let Some(bin) = installed("mcp-server-filesystem") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/note.txt"), "from the root").unwrap();
+    let spec = McpServerSpec {
+        transport: McpTransport::Stdio {
+            command: vec![bin.display().to_string()],
+            env: ToolEnv::default(),
+        },
+        trusted: true,
+        timeout: Duration::from_secs(30),
+        idle_timeout: None,
+    };
+    let fs = ToolSpec::Fs {
+        root: "data".into(),
+        only: Some(vec!["read_file".into()]),
+        timeout: Duration::from_secs(20),
+    };
+    let entry = ToolSpec::Mcp {
+        server: "files".into(),
+        only: Some(vec![
+            "list_allowed_directories".into(),
+            "read_text_file".into(),
+        ]),
+        risk: Default::default(),
+    };
+    let servers = BTreeMap::from([("files".to_string(), spec)]);
+    let toolbox = Toolbox::from_specs(&[fs, entry], &servers, dir.path())
+        .await
+        .unwrap();
+    let root = std::fs::canonicalize(dir.path().join("data")).unwrap();
+    // It asks for the roots once initialized, in the background: wait until it has them.
+    let mut tries = 0;
+    loop {
+        let allowed = call(&toolbox, "list_allowed_directories", json!({}))
+            .await
+            .unwrap();
+        if allowed.contains(&root.display().to_string()) {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 200, "the roots never arrived: {allowed}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let note = root.join("note.txt").display().to_string();
+    assert_eq!(
+        call(&toolbox, "read_text_file", json!({ "path": note }))
+            .await
+            .unwrap(),
+        "from the root"
+    );
 }
