@@ -1422,13 +1422,15 @@ impl<'e> Step<'e> {
             run_id: self.run_id.to_string(),
             call_id: action.call_id.clone(),
             idempotency_key: action.idempotency_key(self.run_id),
+            began: tokio::time::Instant::now(),
         };
         let began = Instant::now();
         let mut attempt = 1;
         let called = loop {
             let called = self.execute(tool.as_ref(), args.clone(), &context).await;
             match called {
-                Called::Done(Err(error)) if attempt < action.attempts => {
+                // An answer of the tool's own, or a call out of time, would only be repeated.
+                Called::Done(Err(error)) if attempt < action.attempts && error.may_retry() => {
                     let delay = tool_backoff(attempt);
                     let shown = self.redactor.redact(error.message());
                     tracing::info!(run_id = self.run_id, call_id = %action.call_id, tool = %action.name, attempt, error = %shown, "retrying tool");

@@ -108,6 +108,17 @@ impl chassis_engine::Observer for SpecSecrets {
     }
 }
 
+/// `filter` with rmcp's own events off unless it names `rmcp`: chassis maps the MCP SDK's
+/// errors to one line naming the server, and the SDK's internal debug formatting of them
+/// would only repeat them in its own words (`--log warn,rmcp=debug` shows them).
+fn directives(filter: &str) -> String {
+    if filter.contains("rmcp") {
+        filter.to_string()
+    } else {
+        format!("{filter},rmcp=off")
+    }
+}
+
 /// Installs the process's subscriber: `filter` (an `EnvFilter` directive such as `warn` or
 /// `chassis_engine=debug`) and lines in `format` on stderr. Starts with the well-known API
 /// key variables as secrets; the returned handle adds more.
@@ -117,8 +128,8 @@ pub fn install(filter: &str, format: LogFormat) -> LogRedaction {
 
     let redaction = LogRedaction::default();
     redaction.add(&Redactor::from_env(["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]));
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(directives(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives("warn")));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let layer = LogLayer {
         format,
@@ -388,6 +399,27 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, f);
         lines.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn rmcps_own_events_are_off_unless_the_filter_names_it() {
+        let filter = tracing_subscriber::EnvFilter::new(directives("warn"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let layer = LogLayer::new(
+            LogFormat::Text,
+            LogRedaction::default(),
+            move |line: &str| sink.lock().unwrap().push(line.to_string()),
+        );
+        let subscriber = tracing_subscriber::registry().with(filter).with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "rmcp::service", "Transport(Os {{ code: 111 }})");
+            tracing::warn!(target: "chassis_tools", "MCP server `billing` could not be reached");
+        });
+        let lines = lines.lock().unwrap().clone();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("MCP server `billing`"), "{lines:?}");
+        assert_eq!(directives("warn,rmcp=debug"), "warn,rmcp=debug");
     }
 
     fn in_a_run() {

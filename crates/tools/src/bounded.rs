@@ -27,11 +27,7 @@ impl Tool for Bounded {
             Ok(result) => Ok(clip(result, self.max_bytes, "result")),
             Err(error) => {
                 let message = clip(error.message().to_string(), self.max_bytes, "error");
-                Err(if error.is_indeterminate() {
-                    ToolError::indeterminate(message)
-                } else {
-                    ToolError::failed(message)
-                })
+                Err(error.with_message(message))
             }
         }
     }

@@ -407,6 +407,7 @@ mod tests {
             run_id: "r".into(),
             call_id: "c".into(),
             idempotency_key: "k".into(),
+            began: tokio::time::Instant::now(),
         }
     }
 

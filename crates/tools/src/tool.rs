@@ -11,6 +11,9 @@ pub struct CallContext {
     pub call_id: String,
     /// Stable across retries of the same call, so a tool can refuse to act twice.
     pub idempotency_key: String,
+    /// When the call's first attempt began: a tool whose timeout covers all attempts (an MCP
+    /// call's does) counts from here.
+    pub began: tokio::time::Instant,
 }
 
 /// A tool failure the model should see (it becomes the tool message content).
@@ -25,6 +28,9 @@ pub struct CallContext {
 pub struct ToolError {
     message: String,
     indeterminate: bool,
+    /// Whether another attempt could end differently; an answer of the tool's own, or a call
+    /// whose time is used up, would not.
+    retry: bool,
 }
 
 impl ToolError {
@@ -33,6 +39,17 @@ impl ToolError {
         ToolError {
             message: message.into(),
             indeterminate: false,
+            retry: true,
+        }
+    }
+
+    /// The tool answered that the call failed (an MCP result with `isError`): that answer goes
+    /// to the model as it is, and the call is never attempted again.
+    pub fn answered(message: impl Into<String>) -> ToolError {
+        ToolError {
+            message: message.into(),
+            indeterminate: false,
+            retry: false,
         }
     }
 
@@ -41,7 +58,27 @@ impl ToolError {
         ToolError {
             message: message.into(),
             indeterminate: true,
+            retry: true,
         }
+    }
+
+    /// This error, after which the call is not attempted again (its time is used up).
+    #[must_use]
+    pub fn last(mut self) -> ToolError {
+        self.retry = false;
+        self
+    }
+
+    /// This error with another message, and otherwise the same.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<String>) -> ToolError {
+        self.message = message.into();
+        self
+    }
+
+    /// Whether another attempt may end differently (for a tool safe to repeat).
+    pub fn may_retry(&self) -> bool {
+        self.retry
     }
 
     /// What went wrong, phrased for the model.

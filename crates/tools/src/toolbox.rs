@@ -1,7 +1,7 @@
 //! [`Toolbox`]: the tools one agent is granted, each with its compiled argument validator.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chassis_core::ToolDef;
@@ -58,6 +58,14 @@ impl Toolbox {
         let mut built = Vec::new();
         let mut started: BTreeMap<&str, (Arc<mcp::Server>, Vec<rmcp::model::Tool>)> =
             BTreeMap::new();
+        // What MCP servers are offered as their roots: the directories fs tools may use.
+        let roots: Vec<PathBuf> = specs
+            .iter()
+            .filter_map(|spec| match spec {
+                ToolSpec::Fs { root, .. } => std::fs::canonicalize(base_dir.join(root)).ok(),
+                _ => None,
+            })
+            .collect();
         for (index, spec) in specs.iter().enumerate() {
             let key = format!("tools[{index}]");
             let tools: Vec<Arc<dyn Tool>> = match spec {
@@ -76,7 +84,7 @@ impl Toolbox {
                         ));
                     };
                     if !started.contains_key(server.as_str()) {
-                        let entry = start(server, server_spec, base_dir, env).await?;
+                        let entry = start(server, server_spec, base_dir, &roots, env).await?;
                         started.insert(server, entry);
                     }
                     let (handle, listed) = &started[server.as_str()];
@@ -255,13 +263,14 @@ async fn start(
     name: &str,
     spec: &McpServerSpec,
     base_dir: &Path,
+    roots: &[PathBuf],
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<(Arc<mcp::Server>, Vec<rmcp::model::Tool>), Error> {
     let key = match spec.transport {
         McpTransport::Stdio { .. } => format!("mcp.{name}.command"),
         McpTransport::Http { .. } => format!("mcp.{name}.url"),
     };
-    let server = mcp::Server::new(name, spec, base_dir, env)?;
+    let server = mcp::Server::new(name, spec, base_dir, env)?.with_roots(roots.to_vec());
     let listed = server.start().await.map_err(|m| Error::new(&key, m))?;
     Ok((Arc::new(server), listed))
 }

@@ -14,6 +14,7 @@ mod init;
 mod input;
 mod limits;
 mod mcp_credentials;
+mod mcp_results;
 mod observability;
 mod output;
 mod pipes;

@@ -995,6 +995,13 @@ mod tool_source_tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("mcp.x: set either"), "{e}");
+        let e = parse("[mcp.x]\ncommand = [\"a\"]\ntimeout = \"5s\"\nidle_timeout = \"10s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "mcp.x.idle_timeout: must not be longer than `timeout`, which bounds every call"
+        );
         let e = parse("[[tools]]\nuse = \"builtin:fs\"\nroot = \".\"\nallow_hosts = [\"a\"]\n")
             .unwrap_err()
             .to_string();

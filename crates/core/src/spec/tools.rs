@@ -176,8 +176,12 @@ pub struct McpServerSpec {
     pub transport: McpTransport,
     /// Whether its tool annotations (read-only, destructive) are believed.
     pub trusted: bool,
-    /// Timeout of one tool call.
+    /// Timeout of one tool call, all its attempts included.
     pub timeout: Duration,
+    /// How long a call may go without an answer or a progress notification (within
+    /// `timeout`); `None`: only `timeout` applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
 }
 
 impl McpServerSpec {
@@ -268,6 +272,7 @@ pub(super) struct RawMcp {
     #[serde(default)]
     trusted: bool,
     timeout: Option<String>,
+    idle_timeout: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     oauth: Option<RawOAuth>,
 }
@@ -349,14 +354,30 @@ impl RawMcp {
                 ));
             }
         };
+        let timeout = duration_or(
+            &self.timeout,
+            DEFAULT_TOOL_TIMEOUT,
+            &format!("{key}.timeout"),
+        )?;
+        let idle_timeout = match &self.idle_timeout {
+            None => None,
+            Some(text) => {
+                let idle_key = format!("{key}.idle_timeout");
+                let idle = crate::duration::parse(text).map_err(|m| invalid(&idle_key, m))?;
+                if idle > timeout {
+                    return Err(invalid(
+                        idle_key,
+                        "must not be longer than `timeout`, which bounds every call",
+                    ));
+                }
+                Some(idle)
+            }
+        };
         Ok(McpServerSpec {
             transport,
             trusted: self.trusted,
-            timeout: duration_or(
-                &self.timeout,
-                DEFAULT_TOOL_TIMEOUT,
-                &format!("{key}.timeout"),
-            )?,
+            timeout,
+            idle_timeout,
         })
     }
 }

@@ -16,6 +16,7 @@ fn ctx() -> CallContext {
         run_id: "r".into(),
         call_id: "c".into(),
         idempotency_key: "k".into(),
+        began: tokio::time::Instant::now(),
     }
 }
 

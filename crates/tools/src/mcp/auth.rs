@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chassis_core::spec::{HeaderValue as SpecValue, OAuthSpec};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -66,6 +66,52 @@ pub(crate) fn failure_in<'a>(
         current = e.source();
     }
     None
+}
+
+/// What the server answered, when it refused a request by a 4xx status (other than for its
+/// credentials, which [`failure_in`] finds): the request was not carried out.
+pub(crate) fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        match e.downcast_ref::<HttpError>() {
+            Some(StreamableHttpError::SessionExpired) => {
+                return Some("the server no longer knows the session, even a new one".into());
+            }
+            Some(StreamableHttpError::UnexpectedServerResponse(text))
+                if text.starts_with("HTTP 4") =>
+            {
+                return Some(text.to_string());
+            }
+            Some(StreamableHttpError::Client(e))
+                if e.status().is_some_and(|s| s.is_client_error()) =>
+            {
+                return Some(e.to_string());
+            }
+            _ => {}
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Whether `error` is a 400 that blames the session: what some servers (older TypeScript SDKs
+/// among them) answer for a session they do not know, where the spec says 404.
+fn session_refused(error: &HttpError) -> bool {
+    match error {
+        StreamableHttpError::UnexpectedServerResponse(text) => {
+            text.starts_with("HTTP 400") && text.to_ascii_lowercase().contains("session")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a JSON-RPC error says the server does not know the session: what the TypeScript
+/// SDK's servers answer (400, code -32000 "Bad Request: No valid session ID provided", or
+/// -32001 "Session not found"), often without the request's id, so that the request would
+/// wait for its timeout.
+fn session_unknown(error: &rmcp::model::ErrorData) -> bool {
+    matches!(error.code.0, -32001 | -32000)
+        && error.message.to_ascii_lowercase().contains("session")
 }
 
 fn fail(message: String) -> HttpError {
@@ -365,7 +411,16 @@ impl StreamableHttpClient for AuthClient {
                         None => return Err(self.auth.refused(e).await),
                     }
                 }
+                // rmcp initializes a new session and sends the request again, once.
+                Err(e) if session_id.is_some() && session_refused(&e) => {
+                    return Err(StreamableHttpError::SessionExpired);
+                }
                 Err(e) => return Err(self.auth.refused(e).await),
+                Ok(StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(e), _))
+                    if session_id.is_some() && session_unknown(&e.error) =>
+                {
+                    return Err(StreamableHttpError::SessionExpired);
+                }
                 Ok(response) => return Ok(response),
             }
         }

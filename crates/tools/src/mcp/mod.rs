@@ -172,11 +172,7 @@ impl Tool for McpTool {
         // What a server sends back may quote the token it was sent; it is not the model's.
         let scrub = |e: ToolError| {
             let message = self.server.scrub(e.message());
-            if e.is_indeterminate() {
-                ToolError::indeterminate(message)
-            } else {
-                ToolError::failed(message)
-            }
+            e.with_message(message)
         };
         let result = self
             .server
@@ -190,7 +186,8 @@ impl Tool for McpTool {
 }
 
 /// The text of a result: its text blocks (and embedded text resources) joined by newlines,
-/// with other blocks noted; a result with `isError` becomes a tool error with that text.
+/// with other blocks noted; a result with `isError` becomes the tool's answer that the call
+/// failed, given to the model as it is and never retried.
 fn render(tool: &str, server: &str, result: CallToolResult) -> Result<String, ToolError> {
     let mut parts: Vec<String> = Vec::new();
     for block in &result.content {
@@ -230,7 +227,7 @@ fn render(tool: &str, server: &str, result: CallToolResult) -> Result<String, To
         if text.is_empty() {
             text = format!("`{tool}` (MCP server `{server}`) failed without a message");
         }
-        return Err(ToolError::failed(text));
+        return Err(ToolError::answered(text));
     }
     Ok(text)
 }
@@ -297,9 +294,11 @@ mod tests {
         assert_eq!(render("t", "s", structured).unwrap(), r#"{"n":1}"#);
         let failed: CallToolResult =
             serde_json::from_value(json!({"content": [], "isError": true})).unwrap();
+        let answer = render("t", "s", failed).unwrap_err();
         assert_eq!(
-            render("t", "s", failed).unwrap_err().message().to_string(),
+            answer.message(),
             "`t` (MCP server `s`) failed without a message"
         );
+        assert!(!answer.may_retry() && !answer.is_indeterminate());
     }
 }

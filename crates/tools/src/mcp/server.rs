@@ -11,18 +11,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chassis_core::spec::{HttpVersion, McpServerSpec, McpTransport, ToolEnv};
+use futures_util::StreamExt;
+use rmcp::ClientHandler;
+use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    JsonObject, RequestMetaObject,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest, ErrorData,
+    Implementation, JsonObject, ProgressNotificationParam, RequestMetaObject, ServerResult,
 };
-use rmcp::service::{ClientInitializeError, RoleClient, RunningService, ServiceError, ServiceExt};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, PeerRequestOptions, RoleClient, RunningService,
+    ServiceError, ServiceExt,
+};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-use super::auth::{Auth, AuthClient, failure_in};
+use super::auth::{Auth, AuthClient, failure_in, refusal_in};
 use crate::command::{format_duration, resolve_program};
 use crate::{CallContext, ToolError};
 
@@ -35,7 +44,7 @@ const STDERR_TAIL_BYTES: usize = 1024;
 /// How long a failure message waits for a dead server's stderr to be drained.
 const STDERR_WAIT: Duration = Duration::from_millis(500);
 
-type Client = RunningService<RoleClient, ClientConfig>;
+type Client = RunningService<RoleClient, Handler>;
 
 /// How to reach a server.
 enum Launch {
@@ -56,8 +65,12 @@ enum Launch {
 pub(crate) struct Server {
     name: String,
     launch: Launch,
-    /// Time limit of one tool call.
+    /// Time limit of one tool call, all its attempts included.
     timeout: Duration,
+    /// How long a call may go without an answer or a progress notification.
+    idle_timeout: Option<Duration>,
+    /// The directories the agent's fs tools may use, offered to the server as its `roots`.
+    roots: Vec<PathBuf>,
     /// The connection in use; `None` after a failure, until the next call restarts it.
     live: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
@@ -155,6 +168,8 @@ impl Server {
             name: name.to_string(),
             launch,
             timeout: spec.timeout,
+            idle_timeout: spec.idle_timeout,
+            roots: Vec::new(),
             live: tokio::sync::Mutex::new(None),
         })
     }
@@ -166,6 +181,12 @@ impl Server {
             Launch::Http { client, .. } => client.auth.scrub(text),
             Launch::Stdio { .. } => text.to_string(),
         }
+    }
+
+    /// This server, offered `roots` (directories, absolute) as the roots the agent may use.
+    pub(crate) fn with_roots(mut self, roots: Vec<PathBuf>) -> Server {
+        self.roots = roots;
+        self
     }
 
     /// The server's name in the spec.
@@ -206,10 +227,7 @@ impl Server {
     /// Spawns or connects, and initializes, by `deadline`.
     async fn connect(&self, deadline: Instant) -> Result<Connection, String> {
         let name = &self.name;
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("chassis", env!("CARGO_PKG_VERSION")),
-        );
+        let info = Handler::new(&self.roots);
         match &self.launch {
             Launch::Stdio {
                 program,
@@ -289,11 +307,14 @@ impl Server {
     }
 
     /// Calls `tool` within the server's timeout, restarting the server first if its last
-    /// connection failed: one deadline covers waiting for the connection, starting the server
-    /// again and the call, so no call outlives its `timeout`.
+    /// connection failed: one deadline, counted from the call's first attempt
+    /// ([`CallContext::began`]), covers waiting for the connection, starting the server again
+    /// and every attempt, so no call outlives its `timeout` however often it is retried.
     ///
     /// The idempotency key, run id and call id go in the request's `_meta` as
-    /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`.
+    /// `chassis/idempotency_key`, `chassis/run_id` and `chassis/call_id`. The server's
+    /// `notifications/progress` for the call are logged as they come, and each one gives a
+    /// call under `idle_timeout` that long again (never past `timeout`).
     pub(crate) async fn call(
         &self,
         tool: &str,
@@ -301,20 +322,29 @@ impl Server {
         ctx: &CallContext,
     ) -> Result<CallToolResult, ToolError> {
         let name = &self.name;
+        let timeout = format_duration(self.timeout);
         // Saturating: a timeout built in code may be longer than any spec allows.
-        let now = Instant::now();
-        let deadline = now
+        let deadline = ctx
+            .began
             .checked_add(self.timeout)
-            .unwrap_or_else(|| now + chassis_core::duration::MAX);
+            .unwrap_or_else(|| ctx.began + chassis_core::duration::MAX);
+        if Instant::now() >= deadline {
+            // Nothing is sent: earlier attempts used the time up.
+            return Err(ToolError::failed(format!(
+                "`{tool}` (MCP server `{name}`) timed out: its {timeout} were used up by \
+                 earlier attempts"
+            ))
+            .last());
+        }
         let connection = match tokio::time::timeout_at(deadline, self.connection()).await {
             Ok(connection) => connection?,
             // Nothing was sent: the tool did not act.
             Err(_elapsed) => {
                 return Err(ToolError::failed(format!(
-                    "`{tool}` (MCP server `{name}`) timed out after {} before the call could be \
-                     sent (the server was being started)",
-                    format_duration(self.timeout)
-                )));
+                    "`{tool}` (MCP server `{name}`) timed out after {timeout} before the call \
+                     could be sent (the server was being started)"
+                ))
+                .last());
             }
         };
         let mut meta = JsonObject::new();
@@ -327,15 +357,37 @@ impl Server {
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         params.meta = Some(RequestMetaObject::from(meta));
         let outcome =
-            tokio::time::timeout_at(deadline, connection.client.peer().call_tool(params)).await;
+            tokio::time::timeout_at(deadline, self.send(&connection, tool, params, ctx)).await;
         match outcome {
-            Ok(Ok(result)) => Ok(result),
+            Ok(Ok(Answer::Result(result))) => Ok(result),
+            // chassis never offers the tasks extension, so a server that conforms never does
+            // this; one that does has started the work, and chassis cannot follow it.
+            Ok(Ok(Answer::Task)) => Err(ToolError::indeterminate(format!(
+                "`{tool}` (MCP server `{name}`) was answered with a task (MCP tasks), which \
+                 chassis does not support: the work may be going on at the server"
+            ))
+            .last()),
             // Refused before it was carried out: the tool did not act.
             Ok(Err(e)) if failure_in(&e).is_some() => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) was refused: {}",
                 failure_in(&e).map(ToString::to_string).unwrap_or_default()
             ))),
-            Ok(Err(ServiceError::McpError(error))) => Err(ToolError::failed(format!(
+            // The server refused the request by its status: it was not carried out.
+            Ok(Err(e)) if refusal_in(&e).is_some() => Err(ToolError::failed(format!(
+                "`{tool}` (MCP server `{name}`) was refused: {}",
+                refusal_in(&e).unwrap_or_default()
+            ))),
+            // Nothing reached the server: it is gone (a stdio server's exit is TransportClosed).
+            Ok(Err(e)) if unreachable(&e) => {
+                self.discard(&connection).await;
+                Err(ToolError::failed(format!(
+                    "MCP server `{name}` could not be reached for the call to `{tool}` ({}); \
+                     it will be connected to again on the next call",
+                    describe(&e)
+                )))
+            }
+            // The server's JSON-RPC error answers the request: another attempt gets the same.
+            Ok(Err(ServiceError::McpError(error))) => Err(ToolError::answered(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 error.message
             ))),
@@ -351,6 +403,14 @@ impl Server {
                     stderr_note(&connection.stderr).await
                 )))
             }
+            Ok(Err(ServiceError::Timeout { timeout: idle })) => {
+                self.discard(&connection).await;
+                Err(ToolError::indeterminate(format!(
+                    "`{tool}` (MCP server `{name}`) went {} without an answer or a progress \
+                    notification; the server will be restarted on the next call",
+                    format_duration(idle)
+                )))
+            }
             Ok(Err(e)) => Err(ToolError::failed(format!(
                 "`{tool}` (MCP server `{name}`) failed: {}",
                 describe(&e)
@@ -358,12 +418,176 @@ impl Server {
             Err(_elapsed) => {
                 self.discard(&connection).await;
                 Err(ToolError::indeterminate(format!(
-                    "`{tool}` (MCP server `{name}`) timed out after {}; the server will be \
-                    restarted on the next call",
-                    format_duration(self.timeout)
-                )))
+                    "`{tool}` (MCP server `{name}`) timed out after {timeout}; the server will \
+                    be restarted on the next call"
+                ))
+                .last())
             }
         }
+    }
+
+    /// Sends `tools/call` on `connection` and waits for its result, logging the server's
+    /// progress notifications for it; without either for `idle_timeout`, it is a
+    /// [`ServiceError::Timeout`]. The caller bounds the whole wait.
+    async fn send(
+        &self,
+        connection: &Connection,
+        tool: &str,
+        params: CallToolRequestParams,
+        ctx: &CallContext,
+    ) -> Result<Answer, ServiceError> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let mut handle = connection
+            .client
+            .peer()
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await?;
+        let mut progress = connection
+            .client
+            .service()
+            .progress
+            .subscribe(handle.progress_token.clone())
+            .await;
+        let mut cancel = CancelOnDrop(Some((connection.client.peer().clone(), handle.id.clone())));
+        let idle = self.idle_timeout.unwrap_or(Duration::MAX);
+        let quiet = tokio::time::sleep(idle.min(chassis_core::duration::MAX));
+        tokio::pin!(quiet);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut handle.rx => break answer,
+                () = &mut quiet, if self.idle_timeout.is_some() => {
+                    return Err(ServiceError::Timeout { timeout: idle });
+                }
+                Some(note) = progress.next() => {
+                    if let Some(idle) = self.idle_timeout {
+                        quiet.as_mut().reset(Instant::now() + idle);
+                    }
+                    let total = note.total.map(|t| format!("/{t}")).unwrap_or_default();
+                    tracing::info!(
+                        run_id = %ctx.run_id,
+                        call_id = %ctx.call_id,
+                        server = %self.name,
+                        tool,
+                        progress = %format!("{}{total}", note.progress),
+                        message = note.message.as_deref().unwrap_or_default(),
+                        "MCP tool progress"
+                    );
+                }
+            }
+        };
+        cancel.0 = None;
+        match answer.map_err(|_| ServiceError::TransportClosed)?? {
+            ServerResult::CallToolResult(result) => Ok(Answer::Result(result)),
+            ServerResult::CreateTaskResult(_) => Ok(Answer::Task),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+}
+
+/// What a server answered to `tools/call`.
+enum Answer {
+    Result(CallToolResult),
+    /// A task (the MCP tasks extension) that will carry the call out.
+    Task,
+}
+
+/// Tells the server a call was abandoned (timed out, or its run interrupted) unless it was
+/// answered.
+struct CancelOnDrop(Option<(rmcp::service::Peer<RoleClient>, rmcp::model::RequestId)>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((peer, id)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let cancelled = CancelledNotification::new(CancelledNotificationParam::new(
+                Some(id),
+                Some("the call was abandoned".into()),
+            ));
+            let _ = peer.send_notification(cancelled.into()).await;
+        });
+    }
+}
+
+/// What chassis tells a server about itself, and how it hears the server's notifications.
+pub(crate) struct Handler {
+    info: ClientConfig,
+    /// Progress notifications, by the token of the call they belong to.
+    progress: ProgressDispatcher,
+    /// What `roots/list` answers: each root's URI and name.
+    roots: Vec<(String, String)>,
+}
+
+impl Handler {
+    fn new(roots: &[PathBuf]) -> Handler {
+        let mut capabilities = ClientCapabilities::default();
+        if !roots.is_empty() {
+            capabilities.roots = Some(rmcp::model::RootsCapabilities::default());
+        }
+        Handler {
+            info: ClientConfig::new(
+                capabilities,
+                Implementation::new("chassis", env!("CARGO_PKG_VERSION")),
+            ),
+            progress: ProgressDispatcher::new(),
+            roots: roots
+                .iter()
+                .map(|dir| {
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| dir.display().to_string());
+                    (file_uri(dir), name)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `file://` and the path, its bytes percent-encoded where a URI needs it.
+fn file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file://");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    // Roots are deprecated by a later protocol revision (SEP-2577), which servers of today do
+    // not speak.
+    #[expect(deprecated)]
+    async fn list_roots(
+        &self,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, ErrorData> {
+        let roots = self
+            .roots
+            .iter()
+            .map(|(uri, name)| rmcp::model::Root::new(uri.as_str()).with_name(name.as_str()))
+            .collect();
+        Ok(rmcp::model::ListRootsResult::new(roots))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.handle_notification(params).await;
     }
 }
 
@@ -438,6 +662,22 @@ async fn keep_tail(
         tail.drain(..excess);
     }
     let _ = done.send(true);
+}
+
+/// Whether the request could not be sent because no connection to the server could be made.
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let client = match e.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            Some(StreamableHttpError::Client(client)) => Some(client),
+            _ => e.downcast_ref::<reqwest::Error>(),
+        };
+        if client.is_some_and(reqwest::Error::is_connect) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn describe(error: &ServiceError) -> String {

@@ -77,3 +77,37 @@ async fn rust_tools_join_the_spec_tools_after_them() {
         .unwrap_err();
     assert_eq!(e.key, "rust_tools[0].parameters");
 }
+
+#[tokio::test]
+async fn uri_date_time_and_email_formats_are_checked_before_a_call() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "link": {"type": "string", "format": "uri"},
+            "when": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "email"},
+            "host": {"type": "string", "format": "ipv4"},
+        },
+    });
+    let toolbox = Toolbox::new(vec![fixed("send", schema)]).unwrap();
+    let good = json!({
+        "link": "https://example.com/a?b=c",
+        "when": "2026-12-07T06:40:00Z",
+        "to": "ops@example.com",
+        "host": "not checked",
+    });
+    assert_eq!(call(&toolbox, "send", good).await.unwrap(), "fixed");
+    for (field, bad, format) in [
+        ("link", "example.com/no-scheme", "uri"),
+        ("when", "7 December 2026", "date-time"),
+        ("to", "ops at example.com", "email"),
+    ] {
+        let raw = json!({ field: bad }).to_string();
+        assert_eq!(
+            refusal(&toolbox, "send", &raw),
+            format!(
+                "arguments for `send` do not match its schema: /{field}: \"{bad}\" is not a \"{format}\""
+            )
+        );
+    }
+}

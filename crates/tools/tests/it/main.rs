@@ -9,6 +9,8 @@ mod custom_tools;
 mod fs_tools;
 mod http_tools;
 mod mcp_auth;
+mod mcp_everything;
+mod mcp_http;
 mod mcp_server;
 mod mcp_tools;
 mod tool_env;
@@ -29,6 +31,7 @@ fn ctx() -> CallContext {
         run_id: "run-1".into(),
         call_id: "call-1".into(),
         idempotency_key: "run-1/call-1".into(),
+        began: tokio::time::Instant::now(),
     }
 }
 

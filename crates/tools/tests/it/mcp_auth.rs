@@ -213,6 +213,7 @@ fn server(
         },
         trusted: true,
         timeout: Duration::from_secs(20),
+        idle_timeout: None,
     }
 }
 

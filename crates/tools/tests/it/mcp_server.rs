@@ -12,8 +12,8 @@ use chassis_core::spec::ToolEnv;
 use rmcp::ServiceExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-    ToolAnnotations,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::json;
@@ -140,6 +140,17 @@ fn tools() -> Vec<Tool> {
         tool("meta", "The request's _meta.", None),
         tool("env", "Its environment, as a JSON object.", None),
         tool(
+            "roots",
+            "The roots the client offers, as a JSON array.",
+            None,
+        ),
+        tool("task", "Answers with a task, unasked.", None),
+        tool(
+            "progress",
+            "Reports progress five times, then answers.",
+            None,
+        ),
+        tool(
             "whoami",
             "The Authorization header it was sent over HTTP.",
             None,
@@ -185,6 +196,40 @@ impl rmcp::ServerHandler for TestServer {
                 std::process::exit(3)
             }
             "pid" => text(std::process::id().to_string()),
+            "task" => {
+                let task = rmcp::model::Task::new(
+                    "task-1",
+                    rmcp::model::TaskStatus::Working,
+                    "2026-12-07T06:40:00Z",
+                    "2026-12-07T06:40:00Z",
+                );
+                Ok(CallToolResponse::Task(rmcp::model::CreateTaskResult::new(
+                    task,
+                )))
+            }
+            "roots" => {
+                #[expect(deprecated)]
+                let roots = context.peer.list_roots().await;
+                let listed = roots.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                #[expect(deprecated)]
+                let roots = listed.roots;
+                text(serde_json::to_string(&roots).unwrap())
+            }
+            "progress" => {
+                let token = context
+                    .meta
+                    .get_progress_token()
+                    .or_else(|| request.meta.as_ref().and_then(|m| m.get_progress_token()));
+                let token = token.expect("chassis sends a progress token");
+                for step in 1..=5 {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let note = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                        .with_total(5.0)
+                        .with_message(format!("step {step}"));
+                    context.peer.notify_progress(note).await.unwrap();
+                }
+                text("done in 5 steps".into())
+            }
             "meta" => {
                 // The service may move the request's `_meta` into the context.
                 let meta = request.meta.unwrap_or(context.meta);

@@ -11,6 +11,7 @@ fn server(mode: &str, trusted: bool, timeout: Duration) -> McpServerSpec {
         transport: McpTransport::Stdio { command, env },
         trusted,
         timeout,
+        idle_timeout: None,
     }
 }
 
@@ -48,7 +49,7 @@ async fn tools_are_listed_and_called_over_stdio() {
         names(&toolbox),
         [
             "echo", "lookup", "update", "delete", "plain", "fail", "hang", "crash", "pid", "meta",
-            "env", "whoami"
+            "env", "roots", "task", "progress", "whoami"
         ]
     );
     let echo = toolbox.get("echo").unwrap().def().clone();
@@ -144,7 +145,7 @@ async fn names_the_server_does_not_list_are_refused_at_load() {
     assert_eq!(
         e.message,
         "MCP server `billing` has no tool `refund`, `void`; it lists: echo, lookup, update, \
-         delete, plain, fail, hang, crash, pid, meta, env, whoami"
+         delete, plain, fail, hang, crash, pid, meta, env, roots, task, progress, whoami"
     );
     let e = load(&[entry(None, &[("refund", RiskClass::ReadOnly)])], billing)
         .await
@@ -217,6 +218,87 @@ async fn a_hung_call_times_out_and_the_server_is_restarted() {
             .unwrap(),
         "back"
     );
+}
+
+#[tokio::test]
+async fn an_error_result_is_the_tools_answer_and_not_retried() {
+    let toolbox = toolbox(false, None).await;
+    let e = call(&toolbox, "fail", json!({})).await.unwrap_err();
+    assert!(!e.may_retry() && !e.is_indeterminate(), "{e:?}");
+}
+
+#[tokio::test]
+async fn progress_keeps_a_call_alive_past_its_idle_timeout() {
+    // Five notifications 300 ms apart: 1.5 s in all, longer than the 1 s a silent call gets.
+    let mut billing = server("serve", false, Duration::from_secs(20));
+    billing.idle_timeout = Some(Duration::from_secs(1));
+    let toolbox = load(&[entry(None, &[])], billing).await.unwrap();
+    assert_eq!(
+        call(&toolbox, "progress", json!({})).await.unwrap(),
+        "done in 5 steps"
+    );
+    let e = call(&toolbox, "hang", json!({})).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`hang` (MCP server `billing`) went 1s without an answer or a progress notification; \
+         the server will be restarted on the next call"
+    );
+    assert!(e.is_indeterminate() && e.may_retry(), "{e:?}");
+}
+
+#[tokio::test]
+async fn servers_are_offered_the_fs_roots_as_their_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared data");
+    std::fs::create_dir(&data).unwrap();
+    let fs = fs_spec("shared data", Some(&["read_file"]));
+    let servers = BTreeMap::from([(
+        "billing".to_string(),
+        server("serve", false, Duration::from_secs(20)),
+    )]);
+    let granted = Toolbox::from_specs(&[fs, entry(None, &[])], &servers, dir.path())
+        .await
+        .unwrap();
+    let roots: Value =
+        serde_json::from_str(&call(&granted, "roots", json!({})).await.unwrap()).unwrap();
+    let path = std::fs::canonicalize(&data).unwrap();
+    let uri = format!("file://{}", path.display()).replace(' ', "%20");
+    assert_eq!(roots, json!([{"uri": uri, "name": "shared data"}]));
+
+    // Without fs tools there is nothing to offer (and the capability is not claimed).
+    let toolbox = toolbox(false, None).await;
+    assert_eq!(call(&toolbox, "roots", json!({})).await.unwrap(), "[]");
+}
+
+#[tokio::test]
+async fn a_server_cannot_answer_with_a_task_since_chassis_offers_no_tasks() {
+    // chassis does not offer the MCP tasks extension, so the server's SDK refuses to send the
+    // task; the refusal is the server's answer, given to the model and not retried. (A server
+    // that sent one anyway would get an unknown outcome: the work may be going on there.)
+    let toolbox = toolbox(false, None).await;
+    let e = call(&toolbox, "task", json!({})).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`task` (MCP server `billing`) failed: Missing required client capability"
+    );
+    assert!(!e.is_indeterminate() && !e.may_retry(), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_call_timeout_counts_from_the_first_attempt() {
+    let billing = server("serve", false, Duration::from_secs(1));
+    let toolbox = load(&[entry(None, &[])], billing).await.unwrap();
+    let (args, tool) = toolbox.prepare("hang", "{}").unwrap();
+    let context = ctx();
+    let e = tool.call(args.clone(), &context).await.unwrap_err();
+    assert!(e.is_indeterminate() && !e.may_retry(), "{e:?}");
+    // A second attempt of the same call finds its time used up and sends nothing.
+    let e = tool.call(args, &context).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "`hang` (MCP server `billing`) timed out: its 1s were used up by earlier attempts"
+    );
+    assert!(!e.is_indeterminate() && !e.may_retry(), "{e:?}");
 }
 
 #[tokio::test]
@@ -308,6 +390,7 @@ async fn a_server_that_fails_to_start_is_reported_at_load() {
         },
         trusted: false,
         timeout: Duration::from_secs(5),
+        idle_timeout: None,
     };
     let e = load(&[entry(None, &[])], missing).await.unwrap_err();
     assert_eq!(
@@ -327,6 +410,7 @@ async fn tools_are_listed_and_called_over_streamable_http() {
         },
         trusted: true,
         timeout: Duration::from_secs(1),
+        idle_timeout: None,
     };
     let spec = entry(Some(&["echo", "delete", "meta", "hang"]), &[]);
     let toolbox = load(&[spec], billing).await.unwrap();
@@ -372,6 +456,7 @@ async fn an_unreachable_http_server_is_reported_at_load() {
         },
         trusted: false,
         timeout: Duration::from_secs(5),
+        idle_timeout: None,
     };
     let e = load(&[entry(None, &[])], billing).await.unwrap_err();
     assert_eq!(e.key, "mcp.billing.url");

@@ -91,6 +91,7 @@ async fn inside_a_process_with_secrets() {
         },
         trusted: false,
         timeout: Duration::from_secs(20),
+        idle_timeout: None,
     };
     mcp_env.pass.push("HOSTILE_PASSED".into());
     let named_server = McpServerSpec {
@@ -100,6 +101,7 @@ async fn inside_a_process_with_secrets() {
         },
         trusted: false,
         timeout: Duration::from_secs(20),
+        idle_timeout: None,
     };
     let servers = BTreeMap::from([
         ("plain".to_string(), plain_server),
