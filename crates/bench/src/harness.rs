@@ -46,6 +46,37 @@ pub(crate) async fn complete(
     Ok(outcome)
 }
 
+/// Drives `level` tasks at once on `engine`, each running `runs_each` runs of `steps` steps back
+/// to back; returns how long that took. Any run that does not complete fails the whole.
+pub(crate) async fn drive(
+    engine: &Arc<Engine>,
+    agent: &Arc<Agent>,
+    level: usize,
+    runs_each: usize,
+    steps: u32,
+) -> Result<std::time::Duration, Error> {
+    let began = std::time::Instant::now();
+    let tasks: Vec<_> = (0..level)
+        .map(|_| {
+            let engine = Arc::clone(engine);
+            let agent = Arc::clone(agent);
+            tokio::spawn(async move {
+                for _ in 0..runs_each {
+                    complete(&engine, &agent, steps).await?;
+                }
+                Ok::<(), Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| Error::Failed {
+            bench: "run",
+            message: format!("a run task ended abnormally: {e}"),
+        })??;
+    }
+    Ok(began.elapsed())
+}
+
 /// Counts runs open (and their peak) and model calls outstanding.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {

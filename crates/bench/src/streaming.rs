@@ -60,8 +60,8 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
     bench.say(&format!(
         "streaming: {level} concurrent runs, answered whole then streamed"
     ));
-    let whole_level = runtime.block_on(measure_level(bench, &whole, level))?;
-    let streamed_level = runtime.block_on(measure_level(bench, &streamed, level))?;
+    let whole_level = runtime.block_on(measure_level(bench, &whole, "whole", level))?;
+    let streamed_level = runtime.block_on(measure_level(bench, &streamed, "streamed", level))?;
     if streamed_level.deltas == 0 {
         return Err(bench.failed("the streamed runs delivered no delta"));
     }
@@ -263,6 +263,7 @@ struct Level {
 async fn measure_level(
     bench: &Bench<'_>,
     agent: &Arc<Agent>,
+    label: &str,
     level: usize,
 ) -> Result<Level, Error> {
     let steps = bench.sizes.throughput_steps;
@@ -271,29 +272,14 @@ async fn measure_level(
         .throughput_min_steps
         .div_ceil(level * steps as usize)
         .max(1);
-    let name = format!("streaming-{}-{level}", agent.spec.name);
+    let name = format!("streaming-{label}-{level}");
     let journal = harness::journal(&bench.fixture.db(&name), Sync::Full)?;
     let deltas = Arc::new(Deltas::default());
     let engine = Arc::new(Engine::new(journal).with_observer(deltas.clone()));
     let cpu_before = measure::cpu_seconds(None);
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..level)
-        .map(|_| {
-            let engine = Arc::clone(&engine);
-            let agent = Arc::clone(agent);
-            tokio::spawn(async move {
-                for _ in 0..runs_each {
-                    complete(&engine, &agent, steps).await?;
-                }
-                Ok::<(), Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await
-            .map_err(|e| bench.failed(format!("a run task ended abnormally: {e}")))??;
-    }
-    let wall = began.elapsed().as_secs_f64();
+    let wall = harness::drive(&engine, agent, level, runs_each, steps)
+        .await?
+        .as_secs_f64();
     let total = (level * runs_each * steps as usize) as f64;
     let cpu = match (cpu_before, measure::cpu_seconds(None)) {
         (Some(before), Some(after)) => Some(after - before),

@@ -8,12 +8,11 @@
 //! shows it: runtime CPU per step is the runtime's cost whatever the mock does.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chassis_engine::{Agent, Engine};
 use chassis_store::Sync;
 
-use crate::harness::{self, InFlight, complete};
+use crate::harness::{self, InFlight};
 use crate::mock::MockProcess;
 use crate::{Bench, Error, Figure, Target, Unit, measure};
 
@@ -59,24 +58,9 @@ async fn measure_level(
 
     let cpu_before = measure::cpu_seconds(None);
     let mock_before = mock.cpu_seconds();
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..level)
-        .map(|_| {
-            let engine = Arc::clone(&engine);
-            let agent = Arc::clone(agent);
-            tokio::spawn(async move {
-                for _ in 0..runs_each {
-                    complete(&engine, &agent, steps).await?;
-                }
-                Ok::<(), Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await
-            .map_err(|e| bench.failed(format!("a run task ended abnormally: {e}")))??;
-    }
-    let wall = began.elapsed().as_secs_f64();
+    let wall = harness::drive(&engine, agent, level, runs_each, steps)
+        .await?
+        .as_secs_f64();
     let total = (level * runs_each * per_run) as f64;
     let cpu = delta(cpu_before, measure::cpu_seconds(None));
     let mock_cpu = delta(mock_before, mock.cpu_seconds());
