@@ -68,7 +68,9 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     config.poll_interval = args.poll_interval;
     config.shutdown_grace = args.shutdown_grace.0.unwrap_or(Duration::ZERO);
     let worker = Worker::new(
-        crate::telemetry().attach(crate::commands::engine(db, journal)),
+        crate::telemetry()
+            .attach(crate::commands::engine(db, journal))
+            .with_observer(std::sync::Arc::new(Finished)),
         config,
     );
     let name = worker.config().name.clone();
@@ -111,6 +113,37 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::COMPLETED)
+}
+
+/// Prints a line on stderr for each run that leaves the worker's hands (it ended, or it waits
+/// for a human or is paused): id, agent, status, steps, cost, time. `-q` silences it.
+struct Finished;
+
+impl chassis_engine::Observer for Finished {
+    fn on_event(&self, run_id: &str, state: &chassis_core::RunState, event: &chassis_core::Event) {
+        use chassis_core::Event as E;
+        if !matches!(
+            event,
+            E::RunCompleted { .. }
+                | E::RunFailed { .. }
+                | E::RunCancelled { .. }
+                | E::RunWaiting { .. }
+                | E::RunPaused { .. }
+        ) {
+            return;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let status = chassis_core::RunStatus::after(event).map_or("?", |s| s.as_str());
+        noteln!(
+            "{run_id}  {}  {status}  {} step(s)  {}  {:.1}s",
+            state.agent,
+            state.steps,
+            crate::progress::cost(state.cost_usd, state.unpriced_calls),
+            state.wall_ms(now_ms) as f64 / 1000.0,
+        );
+    }
 }
 
 /// The report as one line.

@@ -1033,15 +1033,30 @@ fn sqlite_workers_share_a_file_and_resume_detach_hands_a_parked_run_back() {
     out.expect_code(0);
     assert_eq!(out.stdout.trim(), answer("limited"));
 
-    let reports: Vec<Value> = workers
-        .into_iter()
-        .map(|w| report(&w.terminate()))
-        .collect();
+    let outputs: Vec<Output> = workers.into_iter().map(|w| w.terminate()).collect();
+    let reports: Vec<Value> = outputs.iter().map(report).collect();
     let completed: u64 = reports
         .iter()
         .map(|r| r["completed"].as_u64().unwrap())
         .sum();
     assert_eq!(completed, 31, "{reports:?}");
+    // Each worker says on stderr, a line a run, what it finished: id, agent, status, steps.
+    let finished: Vec<&str> = outputs
+        .iter()
+        .flat_map(|o| o.stderr.lines())
+        .filter(|l| l.starts_with("run_") && l.contains("  completed  "))
+        .collect();
+    assert_eq!(finished.len(), 31, "{finished:#?}");
+    for (run_id, _) in &runs {
+        assert_eq!(
+            finished
+                .iter()
+                .filter(|l| l.starts_with(run_id.as_str()))
+                .count(),
+            1,
+            "{run_id} has one line: {finished:#?}"
+        );
+    }
     let ledger = read_lines(&clerk.path("ledger.txt"));
     assert_eq!(ledger.len(), 31, "one line per run");
     for (_, input) in &runs {
