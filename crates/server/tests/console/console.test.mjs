@@ -37,6 +37,15 @@ tool_calls = [{ name = "look", arguments = { what = "the first number" } }]
 text = "counted: {last_tool_result}"
 
 [[scenario]]
+name = "ship"
+when_input_contains = "ship"
+[[scenario.turn]]
+text = "Shipping it."
+tool_calls = [{ name = "ship", arguments = { box = "b1" } }]
+[[scenario.turn]]
+text = "shipped: {last_tool_result}"
+
+[[scenario]]
 name = "pay"
 [[scenario.turn]]
 text = "Invoice 7 from acme is due today, so I will pay it."
@@ -49,6 +58,16 @@ const PAY = `
 import json, sys
 args = json.load(sys.stdin)
 print("paid %s to %s" % (args["amount"], args["to"]))
+`;
+
+// Ships, slowly: past its one-second timeout, so whether it happened is unknown.
+const SHIP = `
+import json, sys, time
+args = json.load(sys.stdin)
+with open("shipments.log", "a") as log:
+    log.write(args["box"] + "\\n")
+time.sleep(5)
+print("shipped " + args["box"])
 `;
 
 const children = [];
@@ -161,6 +180,31 @@ risk = "read_only"
 [limits]
 max_steps = 1
 on_limit = "escalate"
+`);
+
+  // An agent whose irreversible `ship` outlives its timeout: its outcome is unknown.
+  const shipperDir = join(dir, 'agents/shipper');
+  mkdirSync(join(shipperDir, 'tools'), { recursive: true });
+  writeFileSync(join(shipperDir, 'prompt.j2'), 'Ship it.');
+  writeFileSync(join(shipperDir, 'tools/ship.py'), SHIP);
+  writeFileSync(join(shipperDir, 'agent.toml'), `
+[agent]
+name = "shipper"
+prompt = "prompt.j2"
+[model]
+primary = "m:model"
+[providers.m]
+kind = "openai"
+base_url = "${mock.match[1]}"
+[[tools]]
+name = "ship"
+description = "Ship a box"
+command = ["${PYTHON}", "tools/ship.py"]
+args_schema = { type = "object", properties = { box = { type = "string" } }, required = ["box"] }
+risk = "irreversible"
+timeout = "1s"
+[approvals]
+irreversible = "auto"
 `);
 
   // The server prints its login URL: the first admin token in the fragment.
@@ -361,6 +405,25 @@ on_limit = "escalate"
     assert.equal(refusal.by, 'admin');
     assert.ok(refusedRun.reason, 'the failed run says why');
     step('an escalated limit raised from the inbox, another refused');
+
+    // A call whose outcome is unknown (it outlived its timeout): settled from the inbox.
+    const shipped = (await api(base, admin, 'POST', '/v1/runs', { agent: 'shipper', input: 'ship box 1' })).body.run_id;
+    const unknownCard = page.locator(`.card[data-run="${shipped}"]`);
+    await unknownCard.getByRole('heading', { name: 'Did ship happen?' }).waitFor({ timeout: 60000 });
+    await unknownCard.getByLabel('Result').fill('shipped b1, checked by hand');
+    await unknownCard.getByRole('button', { name: 'Mark succeeded' }).click();
+    await unknownCard.waitFor({ state: 'detached' });
+    const settled = await until('the settled run to complete', async () => {
+      const run = (await api(base, admin, 'GET', `/v1/runs/${shipped}`)).body;
+      return run.status === 'completed' && run;
+    });
+    assert.match(settled.output, /shipped: shipped b1, checked by hand/);
+    const shipEvents = (await api(base, admin, 'GET', `/v1/runs/${shipped}/events`)).body.events;
+    assert.equal(shipEvents.filter((e) => e.kind === 'tool_started').length, 1, 'the effect ran once');
+    assert.ok(shipEvents.some((e) => e.kind === 'tool_outcome_unknown'), 'its outcome was unknown');
+    const resolvedBy = shipEvents.find((e) => e.kind === 'outcome_resolved');
+    assert.equal(resolvedBy.by, 'admin');
+    step('an unknown outcome settled from the inbox as succeeded; the effect ran once');
 
     // A third run waits, for the viewer to look at.
     const third = (await api(base, admin, 'POST', '/v1/runs', { agent: 'payer', input: 'Pay invoice 9 from acme', tags: { team: 'billing' } })).body.run_id;
