@@ -28,6 +28,10 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    let mut config = config;
+    // HTTP/2 where the client speaks it: a browser then multiplexes the console's streams on one
+    // connection instead of queueing them behind its six HTTP/1.1 connections per origin.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -425,6 +425,27 @@ fn serve_speaks_https_with_a_certificate_and_refuses_open_plain_http() {
         assert!(Instant::now() < deadline, "HTTPS never answered: {out:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let version = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "--http2",
+            "--max-time",
+            "5",
+        ])
+        .arg("--cacert")
+        .arg(root.join("cert.pem"))
+        .arg(format!("https://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("curl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        "2",
+        "HTTP/2 is offered over TLS: {version:?}"
+    );
     let plain = curl("http");
     assert_ne!(
         String::from_utf8_lossy(&plain.stdout),
