@@ -47,6 +47,10 @@ const TARGET_IDLE_KB: f64 = 16.0;
 /// polls (500 ms), so whatever an idle stream allocates when it looks has been allocated.
 const IDLE: Duration = Duration::from_millis(1_500);
 
+/// HTTP/2 streams multiplexed on one connection in the HTTP/2 pass (under hyper's default limit
+/// of concurrent streams per connection).
+const STREAMS_PER_CONNECTION: usize = 100;
+
 /// The longest the benchmark waits for any one thing (a run to wait, a stream to end).
 const PATIENCE: Duration = Duration::from_secs(300);
 
@@ -92,7 +96,23 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
     {
         let server =
             ServerProcess::start(bench, &dir.join("follow.db"), &agents, sizes.server_runs)?;
-        figures.extend(runtime.block_on(follow(bench, &client, &server))?);
+        let streams = std::slice::from_ref(&client);
+        figures.extend(runtime.block_on(follow(bench, &client, streams, "", &server))?);
+    }
+    // The same over HTTP/2 (h2c here; what a browser gets over HTTPS): streams share
+    // connections, STREAMS_PER_CONNECTION to each.
+    {
+        bench.say(&format!(
+            "server: the same {followers} streams over HTTP/2, {STREAMS_PER_CONNECTION} to a connection"
+        ));
+        let server =
+            ServerProcess::start(bench, &dir.join("follow-h2.db"), &agents, sizes.server_runs)?;
+        let connections = followers.div_ceil(STREAMS_PER_CONNECTION).max(1);
+        let streams = (0..connections)
+            .map(|_| chassis_http::builder(HttpVersion::Http2).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Http)?;
+        figures.extend(runtime.block_on(follow(bench, &client, &streams, ", HTTP/2", &server))?);
     }
     drop(mock);
     Ok(figures)
@@ -265,6 +285,8 @@ async fn start_run(
 async fn follow(
     bench: &Bench<'_>,
     client: &reqwest::Client,
+    stream_clients: &[reqwest::Client],
+    protocol: &str,
     server: &ServerProcess,
 ) -> Result<Vec<Figure>, Error> {
     let sizes = bench.sizes;
@@ -315,7 +337,7 @@ async fn follow(
         .map(|i| {
             let run = i % runs.len();
             let follower = Follower {
-                client: client.clone(),
+                client: stream_clients[i % stream_clients.len()].clone(),
                 url: format!("{}/v1/runs/{}/stream?after=0", server.base, runs[run]),
                 token: server.token.clone(),
                 run,
@@ -409,46 +431,50 @@ async fn follow(
     let per_stream = (with_streams as f64 - base as f64) / streams as f64;
     Ok(vec![
         bench.figure(
-            format!("events/s delivered to {streams} concurrent stream subscribers"),
+            format!("events/s delivered to {streams} concurrent stream subscribers{protocol}"),
             live as f64 / window,
             Unit::PerSecond,
         ),
-        bench.figure("events delivered live, in all", live as f64, Unit::Count),
         bench.figure(
-            "event journaled → read by a subscriber, median",
+            format!("events delivered live, in all{protocol}"),
+            live as f64,
+            Unit::Count,
+        ),
+        bench.figure(
+            format!("event journaled → read by a subscriber, median{protocol}"),
             measure::median(&latencies),
             Unit::Millis,
         ),
         bench.figure(
-            "event journaled → read by a subscriber, p99",
+            format!("event journaled → read by a subscriber, p99{protocol}"),
             measure::quantile(&latencies, 0.99),
             Unit::Millis,
         ),
         bench.figure(
-            "server CPU per event delivered",
+            format!("server CPU per event delivered{protocol}"),
             cpu / live as f64 * 1e6,
             Unit::Micros,
         ),
         Figure {
             target: Some(Target::AtMost(TARGET_IDLE_KB)),
             ..bench.figure(
-                format!("server memory per idle subscriber ({streams} streams)"),
+                format!("server memory per idle subscriber ({streams} streams{protocol})"),
                 per_stream / 1e3,
                 Unit::KB,
             )
         },
         bench.figure(
-            "server RSS with the runs waiting",
+            format!("server RSS with the runs waiting{protocol}"),
             base as f64 / 1e6,
             Unit::MB,
         ),
         bench.figure(
-            "server RSS with the idle streams too",
+            format!("server RSS with the idle streams too{protocol}"),
             with_streams as f64 / 1e6,
             Unit::MB,
         ),
         bench.figure(
-            format!("server CPU with {streams} idle streams, % of a core"),
+            format!("server CPU with {streams} idle streams{protocol}, % of a core"),
             idle_cpu,
             Unit::Ratio,
         ),
