@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 /// Attempts per webhook delivery.
-const ATTEMPTS: u32 = 4;
+const ATTEMPTS: u32 = chassis_providers::RetryPolicy::ALERTS.max_attempts;
 
 /// Where alerts go.
 pub struct Alerts {
@@ -64,7 +64,10 @@ impl Alerts {
                         tracing::warn!(alert = %kind, run_id = %run_id, attempt, error = %e.without_url(), "alert webhook unreachable")
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                if attempt < ATTEMPTS {
+                    let policy = chassis_providers::RetryPolicy::ALERTS;
+                    tokio::time::sleep(policy.backoff(attempt, chassis_providers::jitter())).await;
+                }
             }
             tracing::error!(alert = %kind, run_id = %run_id, "alert not delivered to the webhook after {ATTEMPTS} attempts");
         };

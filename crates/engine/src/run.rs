@@ -880,12 +880,10 @@ pub(crate) async fn keep_renewed(journal: &dyn Journal, config: &DriveConfig, le
     }
 }
 
-/// Backoff before retrying a tool: 200 ms doubling, at most 5 s, with full jitter.
+/// Backoff before retrying a tool: the tools' retry policy (200 ms doubling, at most 5 s,
+/// full jitter).
 fn tool_backoff(attempt: u32) -> Duration {
-    let ceiling = Duration::from_millis(200)
-        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
-        .min(Duration::from_secs(5));
-    ceiling.mul_f64(chassis_providers::jitter())
+    chassis_providers::RetryPolicy::TOOLS.backoff(attempt, chassis_providers::jitter())
 }
 
 /// The journal's record of something a resilience layer did during step `step`.

@@ -31,18 +31,41 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How tool calls back off between attempts (their number of attempts is the spec's).
+    pub const TOOLS: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(5),
+        retry_after_cap: Duration::ZERO,
+    };
+
+    /// How alerts are posted to their webhook.
+    pub const ALERTS: RetryPolicy = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(400),
+        max_delay: Duration::from_secs(5),
+        retry_after_cap: Duration::ZERO,
+    };
+
+    /// The wait after attempt `attempt` (from 1) failed, whatever failed: `base_delay` doubling
+    /// up to `max_delay`, scaled by `jitter` in `[0, 1)` (full jitter). Every retry in chassis
+    /// (model calls, tools, alerts) waits this way, each with its own policy.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+
     /// The wait before the next attempt after attempt `attempt` (from 1) failed with `error`,
     /// or `None` to give up. `jitter` in `[0, 1)` scales the backoff (full jitter).
     pub fn delay(&self, attempt: u32, error: &Error, jitter: f64) -> Option<Duration> {
         if attempt >= self.max_attempts || !error.is_retryable() {
             return None;
         }
-        let exponent = attempt.saturating_sub(1).min(30);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_delay);
-        let jittered = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
+        let jittered = self.backoff(attempt, jitter);
         match error.retry_after() {
             Some(seconds) => {
                 let asked = Duration::from_secs(seconds);
@@ -139,6 +162,23 @@ mod tests {
         assert_eq!(policy.delay(3, &e, 0.5), Some(Duration::from_secs(1)));
         assert_eq!(policy.delay(9, &e, 0.5), Some(Duration::from_secs(10)));
         assert_eq!(policy.delay(2, &e, 0.0), Some(Duration::ZERO));
+    }
+
+    /// Tools and alerts back off the way model calls do, each with its own policy, and the
+    /// backoff never overflows however many attempts a spec allows.
+    #[test]
+    fn tools_and_alerts_back_off_by_the_same_rule() {
+        let tools = RetryPolicy::TOOLS;
+        assert_eq!(tools.backoff(1, 0.5), Duration::from_millis(100));
+        assert_eq!(tools.backoff(3, 0.5), Duration::from_millis(400));
+        assert_eq!(tools.backoff(60, 0.5), Duration::from_millis(2_500));
+        assert_eq!(tools.backoff(u32::MAX, 1.0), Duration::from_secs(5));
+        let alerts = RetryPolicy::ALERTS;
+        assert_eq!(alerts.backoff(2, 0.5), Duration::from_millis(400));
+        assert_eq!(alerts.backoff(3, 0.0), Duration::ZERO);
+        let e = status(503, None);
+        let model = RetryPolicy::default();
+        assert_eq!(model.delay(2, &e, 0.25), Some(model.backoff(2, 0.25)));
     }
 
     #[test]
