@@ -142,9 +142,19 @@ def running(root: Path, bin: str) -> Iterator[Server]:
         stderr=mock_log.open("w"),
         text=True,
     )
+    # The same replies, each after half a second: long enough for a client to be following
+    # the run when its answer streams.
+    slow_log = root / "slow-mock.log"
+    slow = subprocess.Popen(
+        [bin, "mock-model", "--script", str(root / "script.toml"), "--port", "0", "--latency", "500ms"],
+        stdout=subprocess.PIPE,
+        stderr=slow_log.open("w"),
+        text=True,
+    )
     serve = None
     try:
         model_url = first_line(mock, "chassis mock-model", mock_log)
+        slow_url = first_line(slow, "chassis mock-model --latency", slow_log)
         ledger = root / "ledger.txt"
         write_agent(root / "agents" / "payer", model_url, ledger)
         # Pays without asking, then stops at one step: a human raises the limit (or refuses).
@@ -157,6 +167,8 @@ def running(root: Path, bin: str) -> Iterator[Server]:
             root / "agents" / "pauser", model_url, ledger, "pauser", "read_only",
             'max_steps = 1\non_limit = "pause"',
         )
+        # Talks to the slow mock: its answers stream while a client follows.
+        write_agent(root / "agents" / "talker", slow_url, ledger, "talker", "read_only")
         db = root / "journal.db"
         serve_log = root / "serve.log"
         serve = subprocess.Popen(
@@ -188,7 +200,7 @@ def running(root: Path, bin: str) -> Iterator[Server]:
             viewer=make_token(bin, db, "viewer-1", "viewer"),
         )
     finally:
-        for process in (serve, mock):
+        for process in (serve, mock, slow):
             if process is not None:
                 process.terminate()
                 try:

@@ -11,6 +11,7 @@ from chassis_client import (
     Client,
     Conflict,
     ConnectionLost,
+    Delta,
     Event,
     Forbidden,
     InvalidRequest,
@@ -272,3 +273,19 @@ def test_resume_continues_a_paused_run_with_a_raise(client: Client) -> None:
     assert done.limits["max_steps"] == 2 and done.limits["max_wall_time"] == 2 * 3600 * 1000
     with pytest.raises(Conflict):
         client.resume(created.run_id)
+
+
+def test_stream_gives_the_deltas_of_an_answer_before_its_event(client: Client) -> None:
+    """With `deltas=True` the pieces of a streamed answer arrive before the answer is journaled
+    (not durable: no sequence number), and they add up to the journaled answer."""
+    created = client.start_run("talker", "talk slowly")
+    got = list(client.stream(created.run_id, deltas=True))
+    deltas = [x for x in got if isinstance(x, Delta)]
+    events = [x for x in got if isinstance(x, Event)]
+    assert deltas, got
+    assert seqs(events) == list(range(1, len(events) + 1))
+    responded = next(i for i, x in enumerate(got) if isinstance(x, Event) and x.kind == "model_responded")
+    first_delta = next(i for i, x in enumerate(got) if isinstance(x, Delta))
+    assert first_delta < responded, got
+    text = "".join(d.text or "" for d in deltas if d.kind == "text")
+    assert text == got[responded]["message"]["content"] == "Hello there, talk slowly! This answer streams in pieces."
