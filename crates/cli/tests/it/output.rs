@@ -319,3 +319,47 @@ fn who_raised_a_limit_is_the_os_account_even_without_user_or_logname() {
     assert_eq!(raised[0]["by"], account.as_str());
     assert_ne!(raised[0]["by"], "unknown");
 }
+
+/// On a terminal, `run` shows the answer on stderr as the model writes it (the pieces of the
+/// stream, on the step's line), and still prints exactly the answer on stdout; `--no-stream`
+/// shows progress lines only, and `--json` is unchanged.
+#[test]
+fn a_terminal_sees_the_answer_as_it_streams() {
+    let echo = Echo::new("");
+    let utf8 = [("LANG", "C.UTF-8"), ("TERM", "xterm"), ("NO_COLOR", "1")];
+    let streamed_line = "step 1: echo: a streamed answer";
+
+    let mut command = echo.chassis();
+    command
+        .arg("run")
+        .arg(&echo.spec)
+        .args(["--input", "a streamed answer"]);
+    env(&mut command, &utf8);
+    let out = on_terminals(&mut command);
+    out.expect_code(0);
+    assert!(out.stderr.contains(streamed_line), "{out:#?}");
+    assert_eq!(out.stdout.trim(), "echo: a streamed answer", "{out:#?}");
+
+    let mut command = echo.chassis();
+    command
+        .arg("run")
+        .arg(&echo.spec)
+        .args(["--input", "a streamed answer", "--no-stream"]);
+    env(&mut command, &utf8);
+    let out = on_terminals(&mut command);
+    out.expect_code(0);
+    assert!(!out.stderr.contains(streamed_line), "{out:#?}");
+    assert_eq!(out.stdout.trim(), "echo: a streamed answer", "{out:#?}");
+
+    let mut command = echo.chassis();
+    command
+        .arg("run")
+        .arg(&echo.spec)
+        .args(["--input", "a streamed answer", "--json"]);
+    env(&mut command, &utf8);
+    let out = on_terminals(&mut command);
+    out.expect_code(0);
+    let reply: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:#?}"));
+    assert_eq!(reply["output"], "echo: a streamed answer");
+}
