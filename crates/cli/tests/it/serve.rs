@@ -128,50 +128,7 @@ fn a_stream_survives_a_killed_server_and_sees_every_event_once() {
     let mock = Mock::start(SCRIPT, Duration::from_millis(400));
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let agents = root.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    write(&agents, "look.py", LOOK);
-    write(&agents, "record.py", RECORD);
-    write(&agents, "prompt.md.j2", "Handle {{ input }}.\n");
-    let ledger = root.join("ledger.txt");
-    write(
-        &agents,
-        "agent.toml",
-        &format!(
-            r#"[agent]
-name = "clerk"
-prompt = "prompt.md.j2"
-
-[model]
-primary = "mock:m"
-timeout = "60s"
-
-[providers.mock]
-kind = "openai"
-base_url = {url}
-
-[[tools]]
-name = "look"
-description = "Looks"
-command = [{python}, "-I", "look.py"]
-risk = "read_only"
-args_schema = {{ type = "object", properties = {{ what = {{ type = "string" }} }} }}
-
-[[tools]]
-name = "record"
-description = "Records"
-command = [{python}, "-I", "record.py", {ledger}]
-risk = "irreversible"
-args_schema = {{ type = "object", properties = {{ line = {{ type = "string" }} }} }}
-
-[approvals]
-irreversible = "auto"
-"#,
-            url = toml_str(&mock.base_url()),
-            python = toml_str(python()),
-            ledger = toml_str(&ledger.display().to_string()),
-        ),
-    );
+    let (agents, ledger) = write_clerk(root, &mock.base_url());
     let db = root.join("j.db");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -234,6 +191,56 @@ irreversible = "auto"
         answers.get("run_resumed").copied().unwrap_or(0) >= 2,
         "the run was taken over: {answers:?}"
     );
+}
+
+/// The `clerk` agent under `root/agents`: `look` (read-only) and `record` (irreversible, which
+/// appends to the returned ledger), on the mock at `base_url`.
+fn write_clerk(root: &Path, base_url: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    write(&agents, "look.py", LOOK);
+    write(&agents, "record.py", RECORD);
+    write(&agents, "prompt.md.j2", "Handle {{ input }}.\n");
+    let ledger = root.join("ledger.txt");
+    write(
+        &agents,
+        "agent.toml",
+        &format!(
+            r#"[agent]
+name = "clerk"
+prompt = "prompt.md.j2"
+
+[model]
+primary = "mock:m"
+timeout = "60s"
+
+[providers.mock]
+kind = "openai"
+base_url = {url}
+
+[[tools]]
+name = "look"
+description = "Looks"
+command = [{python}, "-I", "look.py"]
+risk = "read_only"
+args_schema = {{ type = "object", properties = {{ what = {{ type = "string" }} }} }}
+
+[[tools]]
+name = "record"
+description = "Records"
+command = [{python}, "-I", "record.py", {ledger}]
+risk = "irreversible"
+args_schema = {{ type = "object", properties = {{ line = {{ type = "string" }} }} }}
+
+[approvals]
+irreversible = "auto"
+"#,
+            url = toml_str(base_url),
+            python = toml_str(python()),
+            ledger = toml_str(&ledger.display().to_string()),
+        ),
+    );
+    (agents, ledger)
 }
 
 /// An agent that only answers.
@@ -453,4 +460,85 @@ fn serve_speaks_https_with_a_certificate_and_refuses_open_plain_http() {
         "plain HTTP is not served on the TLS port: {plain:?}"
     );
     server.terminate();
+}
+
+/// SIGTERM mid-run with next to no grace: the server stops, exits 0, and gives the run back (no driver
+/// holds it); a server started again on the journal drives it to the end at once, with the
+/// irreversible call done once.
+#[test]
+fn sigterm_gives_runs_back_and_the_next_server_finishes_them() {
+    crate::util::become_subreaper();
+    let mock = Mock::start(SCRIPT, Duration::from_millis(400));
+    let dir = tempfile::tempdir().unwrap();
+    let (agents, ledger) = write_clerk(dir.path(), &mock.base_url());
+    let db = dir.path().join("j.db");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let http = chassis_http::client().unwrap();
+
+    // Next to no grace: what is in flight at SIGTERM is given back at once.
+    let first = Spawned::start(chassis(&db).args([
+        "serve",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--agents",
+        &agents.display().to_string(),
+        "--shutdown-grace",
+        "1ms",
+    ]));
+    runtime.block_on(until_up(&http, &base));
+    let token = {
+        let out = crate::util::run(
+            chassis(&db).args(["tokens", "create", "--name", "ops", "--role", "operator"]),
+        );
+        out.expect_code(0);
+        out.stdout.trim().to_string()
+    };
+    let run_id: String = runtime.block_on(async {
+        let response = http
+            .post(format!("{base}/v1/runs"))
+            .bearer_auth(&token)
+            .json(&json!({ "agent": "clerk", "input": "entry-2" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["run_id"].as_str().unwrap().to_string()
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while mock.stats().requests < 2 {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = first.terminate();
+    stopped.expect_code(0);
+
+    let listed = crate::util::runs_json(&db, &[]);
+    let run = listed
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap_or_else(|| panic!("{listed:#?}"));
+    assert_ne!(run["status"], "completed", "stopped mid-run: {run:#}");
+    assert!(run["driver"].is_null(), "the run was given back: {run:#}");
+
+    let second = serve(&db, &agents, port);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let show = crate::util::show_json(&db, &run_id);
+        if show["status"] == "completed" {
+            let events = crate::util::events(&show);
+            crate::util::assert_well_formed(events);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never completed: {show:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    second.terminate();
+    let lines = std::fs::read_to_string(&ledger).unwrap();
+    assert_eq!(lines.lines().count(), 1, "recorded once: {lines}");
 }
