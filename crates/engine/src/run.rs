@@ -294,6 +294,15 @@ pub struct AgentPaths {
 }
 
 impl AgentPaths {
+    /// Paths rooted at the project directory `root` (made absolute).
+    pub fn in_project(root: impl Into<PathBuf>) -> AgentPaths {
+        let root = root.into();
+        AgentPaths {
+            project: Some(std::path::absolute(&root).unwrap_or(root)),
+            agent: None,
+        }
+    }
+
     /// How a run journals the agent at `path`: relative to the project when under it.
     pub fn journaled(&self, path: &Path) -> PathBuf {
         match &self.project {
@@ -340,8 +349,7 @@ impl Engine {
     /// it (when the agent lives under it), and relative paths in the journal resolve against
     /// it, so moving the project with its journal does not break `resume` or `worker`.
     pub fn with_project(mut self, root: impl Into<PathBuf>) -> Engine {
-        let root = root.into();
-        self.paths.project = Some(std::path::absolute(&root).unwrap_or(root));
+        self.paths.project = AgentPaths::in_project(root).project;
         self
     }
 

@@ -68,9 +68,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let mut suite = if args.from_runs {
         let agent = args.agent.as_deref().unwrap_or_default();
         let journal = open_existing_journal(db).await?;
-        let paths = crate::commands::engine(db, std::sync::Arc::clone(&journal))
-            .agent_paths()
-            .clone();
+        let paths = crate::commands::agent_paths(db);
         let fixtures = fixtures::from_runs_locating(journal.as_ref(), agent, args.last, &paths)
             .await
             .map_err(|e| match e {

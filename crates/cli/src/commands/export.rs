@@ -32,11 +32,8 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     let cassette = Cassette::from_events(records.iter().map(|r| &r.event))?;
     let telemetry = crate::telemetry();
     if let Some(Event::RunStarted(start)) = records.first().map(|r| &r.event)
-        && let Ok(text) = std::fs::read_to_string(
-            crate::commands::engine(db, std::sync::Arc::clone(&journal))
-                .agent_paths()
-                .locate(&start.spec_path),
-        )
+        && let Ok(text) =
+            std::fs::read_to_string(crate::commands::agent_paths(db).locate(&start.spec_path))
         && let Ok(spec) = chassis_core::spec::AgentSpec::parse(&text)
         && let Ok(redactor) = chassis_engine::Redactor::for_spec(&spec)
     {

@@ -71,6 +71,11 @@ pub(crate) fn project_of(db: &Path) -> std::path::PathBuf {
     }
 }
 
+/// Where the agents of the runs in `db` are found ([`project_of`]).
+pub(crate) fn agent_paths(db: &Path) -> chassis_engine::AgentPaths {
+    chassis_engine::AgentPaths::in_project(project_of(db))
+}
+
 /// An engine on `journal`, rooted at the project of `db` ([`project_of`]).
 pub(crate) fn engine(db: &Path, journal: Arc<dyn Journal>) -> chassis_engine::Engine {
     chassis_engine::Engine::new(journal).with_project(project_of(db))

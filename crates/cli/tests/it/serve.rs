@@ -72,6 +72,28 @@ async fn until_up(http: &reqwest::Client, base: &str) {
     }
 }
 
+/// A token of `role` made with `chassis tokens create`, as an operator would.
+fn make_token(db: &Path, name: &str, role: &str) -> String {
+    let out =
+        crate::util::run(chassis(db).args(["tokens", "create", "--name", name, "--role", role]));
+    out.expect_code(0);
+    out.stdout.trim().to_string()
+}
+
+/// Starts a run of `clerk` on `input` through the API; returns its id.
+async fn start_clerk(http: &reqwest::Client, base: &str, token: &str, input: &str) -> String {
+    let response = http
+        .post(format!("{base}/v1/runs"))
+        .bearer_auth(token)
+        .json(&json!({ "agent": "clerk", "input": input }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["run_id"].as_str().unwrap().to_string()
+}
+
 /// Follows the run's stream, reconnecting with `Last-Event-ID` whenever the connection drops,
 /// until the run's terminal event; returns every event's (id, kind) in the order received.
 async fn follow(http: reqwest::Client, url: String, token: String) -> Vec<(u64, String)> {
@@ -137,25 +159,8 @@ fn a_stream_survives_a_killed_server_and_sees_every_event_once() {
 
     let first = serve(&db, &agents, port);
     runtime.block_on(until_up(&http, &base));
-    let token = {
-        let out = crate::util::run(chassis(&db).args([
-            "tokens", "create", "--name", "follower", "--role", "operator",
-        ]));
-        out.expect_code(0);
-        out.stdout.trim().to_string()
-    };
-    let run_id: String = runtime.block_on(async {
-        let response = http
-            .post(format!("{base}/v1/runs"))
-            .bearer_auth(&token)
-            .json(&json!({ "agent": "clerk", "input": "entry-1" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        body["run_id"].as_str().unwrap().to_string()
-    });
+    let token = make_token(&db, "follower", "operator");
+    let run_id = runtime.block_on(start_clerk(&http, &base, &token, "entry-1"));
     let follower = runtime.spawn(follow(
         http.clone(),
         format!("{base}/v1/runs/{run_id}/stream"),
@@ -285,13 +290,7 @@ fn sighup_reloads_the_agents_and_a_bad_spec_stops_the_start() {
     let http = chassis_http::client().unwrap();
     let server = serve(&db, &agents, port);
     runtime.block_on(until_up(&http, &base));
-    let token = {
-        let out = crate::util::run(
-            chassis(&db).args(["tokens", "create", "--name", "watcher", "--role", "viewer"]),
-        );
-        out.expect_code(0);
-        out.stdout.trim().to_string()
-    };
+    let token = make_token(&db, "watcher", "viewer");
     let names = || -> Vec<String> {
         runtime.block_on(async {
             let listed: Value = http
@@ -488,25 +487,8 @@ fn sigterm_gives_runs_back_and_the_next_server_finishes_them() {
         "1ms",
     ]));
     runtime.block_on(until_up(&http, &base));
-    let token = {
-        let out = crate::util::run(
-            chassis(&db).args(["tokens", "create", "--name", "ops", "--role", "operator"]),
-        );
-        out.expect_code(0);
-        out.stdout.trim().to_string()
-    };
-    let run_id: String = runtime.block_on(async {
-        let response = http
-            .post(format!("{base}/v1/runs"))
-            .bearer_auth(&token)
-            .json(&json!({ "agent": "clerk", "input": "entry-2" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        body["run_id"].as_str().unwrap().to_string()
-    });
+    let token = make_token(&db, "ops", "operator");
+    let run_id = runtime.block_on(start_clerk(&http, &base, &token, "entry-2"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while mock.stats().requests < 2 {
         assert!(Instant::now() < deadline, "the run never got going");
