@@ -38,6 +38,12 @@ pub trait Observer: Send + Sync {
     /// after `seq` may still be lost (the process may die before its flush).
     fn on_durable(&self, _run_id: &str, _seq: u64) {}
 
+    /// Called when this process stops driving the run, however the drive ended (the run
+    /// stopped, waits, parked, was given back or its lease was lost): whatever the observer
+    /// keeps for the run can go, and what it observed after the last
+    /// [`Observer::on_durable`] was never journaled.
+    fn on_released(&self, _run_id: &str) {}
+
     /// Whether this observer wants the pieces of model answers as they stream
     /// ([`Observer::on_delta`]); nothing is gathered for observers that do not.
     fn wants_deltas(&self) -> bool {
@@ -820,6 +826,9 @@ impl Engine {
         if outcome.is_ok() {
             self.release(&lease, &run.state).await;
         }
+        for observer in &self.observers {
+            observer.on_released(run_id);
+        }
         outcome
     }
 
@@ -1167,8 +1176,10 @@ impl<'e> Step<'e> {
         Ok(())
     }
 
-    /// Queues an alert; it goes out once the events that raised it are durable.
-    fn alert(&mut self, kind: &'static str, details: serde_json::Value) {
+    /// Queues an alert; it goes out once the events that raised it are durable. Its details
+    /// come from the run's redacted state, and are redacted again here: a webhook is an exit.
+    fn alert(&mut self, kind: &'static str, mut details: serde_json::Value) {
+        self.redactor.redact_json(&mut details);
         self.alerts.push((kind, details));
     }
 
