@@ -17,6 +17,12 @@ pub trait Observer: Send + Sync {
     /// after `seq` may still be lost (the process may die before its flush).
     fn on_durable(&self, _run_id: &str, _seq: u64) {}
 
+    /// Called when this process stops driving the run, however the drive ended (the run
+    /// stopped, waits, parked, was given back or its lease was lost): whatever the observer
+    /// keeps for the run can go, and what it observed after the last
+    /// [`Observer::on_durable`] was never journaled.
+    fn on_released(&self, _run_id: &str) {}
+
     /// Whether this observer wants the pieces of model answers as they stream
     /// ([`Observer::on_delta`]); nothing is gathered for observers that do not.
     fn wants_deltas(&self) -> bool {

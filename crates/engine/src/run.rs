@@ -798,6 +798,9 @@ impl Engine {
         if outcome.is_ok() {
             self.release(&lease, &run.state).await;
         }
+        for observer in &self.observers {
+            observer.on_released(run_id);
+        }
         outcome
     }
 
@@ -1145,8 +1148,10 @@ impl<'e> Step<'e> {
         Ok(())
     }
 
-    /// Queues an alert; it goes out once the events that raised it are durable.
-    fn alert(&mut self, kind: &'static str, details: serde_json::Value) {
+    /// Queues an alert; it goes out once the events that raised it are durable. Its details
+    /// come from the run's redacted state, and are redacted again here: a webhook is an exit.
+    fn alert(&mut self, kind: &'static str, mut details: serde_json::Value) {
+        self.redactor.redact_json(&mut details);
         self.alerts.push((kind, details));
     }
 

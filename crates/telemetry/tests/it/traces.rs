@@ -303,6 +303,7 @@ async fn http_json_is_the_otlp_json_mapping() {
             output: "ok".into(),
         },
     );
+    tracer.on_durable(run_id, 1);
     exporter.flush().await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
