@@ -486,8 +486,22 @@ impl Tracer {
             Event::ToolAttemptFailed { call_id, .. } => {
                 self.annotate(run, Some(Target::Tool(call_id)), event, now)
             }
-            // Refusals, switches, limits, unknown outcomes, approvals and anything added later.
-            _ => self.annotate(run, None, event, now),
+            // Opened the segment above.
+            Event::RunStarted(_) | Event::RunResumed { .. } => {}
+            // Span events on the segment.
+            Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunCancelled { .. } => self.annotate(run, None, event, now),
         }
     }
 

@@ -510,7 +510,33 @@ fn count_decisions(records: &[Record], tools: &mut BTreeMap<String, ToolDecision
                     (false, _) => entry.rejected += 1,
                 }
             }
-            _ => {}
+            // An escalation is not a decision; the rest are not about approvals.
+            Event::ApprovalEscalated { .. }
+            | Event::RunStarted(_)
+            | Event::ModelRequested { .. }
+            | Event::ModelResponded { .. }
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelFailed { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCompleted { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled { .. } => {}
         }
     }
 }

@@ -215,13 +215,13 @@ env = ["OBS_SECRET", "OBS_API_KEY"]
 }
 
 /// A minimal OTLP/HTTP receiver on 127.0.0.1: keeps every request body, answers 200.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -236,7 +236,7 @@ impl Receiver {
         Receiver { addr, bodies }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -245,7 +245,7 @@ impl Receiver {
     }
 
     /// Every exported span's name and attributes (as `key=value` text).
-    fn spans(&self) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn spans(&self) -> Vec<(String, Vec<String>)> {
         self.bodies()
             .iter()
             .flat_map(|body| {

@@ -21,7 +21,7 @@ fn tracer(capture: bool) -> (Tracer, Arc<Mutex<Vec<Span>>>) {
     (tracer, spans)
 }
 
-fn started() -> Event {
+pub(crate) fn started() -> Event {
     serde_json::from_value(json!({
         "kind": "run_started",
         "agent": "desk",
