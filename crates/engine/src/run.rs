@@ -389,6 +389,13 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// The redactor of a run: the engine's secrets plus those of the run's agent (its spec is
+    /// read again, without starting anything). An edge that echoes what a person typed about a
+    /// run (a note, who decided, an error naming edited arguments) cleans it with this.
+    pub async fn run_redactor(&self, run_id: &str) -> Result<Redactor, Error> {
+        Ok(self.human_redactor(&self.load(run_id).await?))
+    }
+
     /// The redactor for what humans type into a run: the engine's, plus the secrets of the
     /// run's agent (its spec is read again, without starting anything).
     pub(crate) fn human_redactor(&self, state: &RunState) -> Redactor {
