@@ -1392,6 +1392,23 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// Where call `call_id` reports its progress: the observers, redacted (a third-party
+    /// server's message may quote anything), or nowhere when nobody observes.
+    fn progress_sink(&self, call_id: &str) -> chassis_tools::ProgressSink {
+        if self.engine.observers.is_empty() {
+            return chassis_tools::ProgressSink::default();
+        }
+        let observers = self.engine.observers.clone();
+        let redactor = self.redactor.clone();
+        let (run_id, call_id) = (self.run_id.to_string(), call_id.to_string());
+        chassis_tools::ProgressSink::new(move |mut progress| {
+            progress.message = progress.message.map(|m| redactor.redact(&m));
+            for observer in &observers {
+                observer.on_tool_progress(&run_id, &call_id, &progress);
+            }
+        })
+    }
+
     /// Executes one tool call as `action` says. Returns why, when a person interrupted it.
     async fn call_tool(
         &mut self,
@@ -1419,6 +1436,7 @@ impl<'e> Step<'e> {
             call_id: action.call_id.clone(),
             idempotency_key: action.idempotency_key(self.run_id),
             began: tokio::time::Instant::now(),
+            progress: self.progress_sink(&action.call_id),
         };
         let began = Instant::now();
         let mut attempt = 1;
