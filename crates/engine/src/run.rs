@@ -26,35 +26,7 @@ use chassis_providers::{CallEvent, ChatRequest, Reporter};
 use chassis_store::{Clock, Created, Driver, Journal, Lease, NewRun};
 use chassis_tools::CallContext;
 
-use crate::{Agent, Error, Redactor, new_run_id, tokens};
-
-/// Sees every event as it is recorded (progress output, traces, metrics).
-pub trait Observer: Send + Sync {
-    /// Called once per event, after it is applied to `state` (so `state` includes it), before
-    /// it is flushed; `event` is already redacted.
-    fn on_event(&self, run_id: &str, state: &RunState, event: &Event);
-
-    /// Called once the run's events up to `seq` are durable in the journal; what was observed
-    /// after `seq` may still be lost (the process may die before its flush).
-    fn on_durable(&self, _run_id: &str, _seq: u64) {}
-
-    /// Called when this process stops driving the run, however the drive ended (the run
-    /// stopped, waits, parked, was given back or its lease was lost): whatever the observer
-    /// keeps for the run can go, and what it observed after the last
-    /// [`Observer::on_durable`] was never journaled.
-    fn on_released(&self, _run_id: &str) {}
-
-    /// Whether this observer wants the pieces of model answers as they stream
-    /// ([`Observer::on_delta`]); nothing is gathered for observers that do not.
-    fn wants_deltas(&self) -> bool {
-        false
-    }
-
-    /// A piece of the answer to step `step` as it streams: never durable, and voided by a
-    /// [`Delta::Abandoned`](chassis_providers::Delta::Abandoned) when the attempt fails (the
-    /// journaled `model_responded` is the answer).
-    fn on_delta(&self, _run_id: &str, _step: u32, _delta: &chassis_providers::Delta) {}
-}
+use crate::{Agent, Error, Observer, Redactor, new_run_id, tokens};
 
 /// Hands a call's deltas to the observers that want them.
 struct ObserverDeltas {

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chassis_core::Observer;
 use chassis_core::{Event, RunState, RunStatus};
-use chassis_engine::Observer;
 use chassis_store::{Journal, ListFilter};
 
 use crate::registry::{Kind, LATENCY_BUCKETS, Labels, Registry};

@@ -20,8 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use chassis_core::{Event, Message, RunState};
-use chassis_engine::Observer;
+use chassis_core::{Event, Message, Observer, RunState};
 use serde_json::{Value, json};
 
 use crate::ids::{span_id, trace_id};

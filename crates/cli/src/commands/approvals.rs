@@ -293,8 +293,7 @@ pub(crate) async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<
 /// After a decision: continue the run here with `--resume`, or say how to.
 async fn finish(engine: Engine, run: &str, resume: bool, json: bool) -> anyhow::Result<u8> {
     if resume {
-        let engine = crate::telemetry()
-            .attach(engine)
+        let engine = crate::observed(engine)
             .with_observer(Arc::new(Progress::new()))
             .with_interrupt(crate::signals::interrupt_on_signals());
         let outcome = match engine.resume(run).await {

@@ -68,8 +68,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     config.poll_interval = args.poll_interval;
     config.shutdown_grace = args.shutdown_grace.0.unwrap_or(Duration::ZERO);
     let worker = Worker::new(
-        crate::telemetry()
-            .attach(crate::commands::engine(db, journal))
+        crate::observed(crate::commands::engine(db, journal))
             .with_observer(std::sync::Arc::new(Finished)),
         config,
     );

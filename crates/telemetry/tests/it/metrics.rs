@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use chassis_core::Observer;
 use chassis_core::{LimitName, RunStatus};
-use chassis_engine::Observer;
 use chassis_telemetry::{Metrics, MetricsServer};
 
 use crate::agent::Desk;

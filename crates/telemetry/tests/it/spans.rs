@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chassis_core::Observer;
 use chassis_core::{AssistantMessage, Event, Limits, RunState, ToolCall, Usage};
-use chassis_engine::Observer;
 use chassis_telemetry::Tracer;
 use chassis_telemetry::proto::{Span, Value, attribute};
 use serde_json::json;

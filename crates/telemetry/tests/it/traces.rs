@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use chassis_core::Observer;
 use chassis_core::{Event, LimitName, RunStatus};
-use chassis_engine::Observer;
 use chassis_telemetry::ids;
 use chassis_telemetry::proto::{Span, Value, attribute};
 use chassis_telemetry::{ExportConfig, Exporter, Tracer};
