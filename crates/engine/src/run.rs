@@ -907,11 +907,12 @@ fn call_event(step: u32, event: CallEvent) -> Event {
     }
 }
 
-/// What `decide` needs from outside: the clock, and an upper bound on the next context.
+/// What `decide` needs from outside: the clock, and an upper bound on the next context, never
+/// below what the provider's own count of the last call implies.
 fn inputs(state: &RunState, now_ms: u64) -> Inputs {
     Inputs {
         now_ms,
-        next_input_tokens: tokens::upper_bound(state),
+        next_input_tokens: tokens::upper_bound(state).max(tokens::provider_floor(state)),
     }
 }
 
@@ -931,7 +932,10 @@ fn decide_now(state: &RunState, now_ms: u64) -> Decision {
             .get(state.chain_offset)
             .map_or("", String::as_str);
         if let Some(precise) = tokens::precise(state, model) {
-            inputs.next_input_tokens = precise.min(inputs.next_input_tokens);
+            // The tokenizer's count may be lower than the bytes, never than the provider's.
+            inputs.next_input_tokens = precise
+                .min(inputs.next_input_tokens)
+                .max(tokens::provider_floor(state));
             return decide(state, &inputs);
         }
     }
