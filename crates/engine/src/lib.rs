@@ -8,6 +8,7 @@ mod agent;
 mod alerts;
 mod approvals;
 mod error;
+mod outbox;
 mod query;
 mod redact;
 mod run;
@@ -19,6 +20,10 @@ pub use agent::{Agent, Checked, LoadError, Sources};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use error::Error;
+pub use outbox::{
+    DELIVERY_HEADER, DeliveryView, Dispatcher, MIN_WEBHOOK_SECRET_LEN, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER, list_deliveries, sign, verify,
+};
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
 pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{
