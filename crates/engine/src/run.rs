@@ -26,29 +26,7 @@ use chassis_providers::{CallEvent, ChatRequest, Reporter};
 use chassis_store::{Clock, Created, Driver, Journal, Lease, NewRun};
 use chassis_tools::CallContext;
 
-use crate::{Agent, Error, Redactor, new_run_id, tokens};
-
-/// Sees every event as it is recorded (progress output, traces, metrics).
-pub trait Observer: Send + Sync {
-    /// Called once per event, after it is applied to `state` (so `state` includes it), before
-    /// it is flushed; `event` is already redacted.
-    fn on_event(&self, run_id: &str, state: &RunState, event: &Event);
-
-    /// Called once the run's events up to `seq` are durable in the journal; what was observed
-    /// after `seq` may still be lost (the process may die before its flush).
-    fn on_durable(&self, _run_id: &str, _seq: u64) {}
-
-    /// Whether this observer wants the pieces of model answers as they stream
-    /// ([`Observer::on_delta`]); nothing is gathered for observers that do not.
-    fn wants_deltas(&self) -> bool {
-        false
-    }
-
-    /// A piece of the answer to step `step` as it streams: never durable, and voided by a
-    /// [`Delta::Abandoned`](chassis_providers::Delta::Abandoned) when the attempt fails (the
-    /// journaled `model_responded` is the answer).
-    fn on_delta(&self, _run_id: &str, _step: u32, _delta: &chassis_providers::Delta) {}
-}
+use crate::{Agent, Error, Observer, Redactor, new_run_id, tokens};
 
 /// Hands a call's deltas to the observers that want them.
 struct ObserverDeltas {
@@ -419,6 +397,13 @@ impl Engine {
     /// Now, on this engine's clock (ms since the epoch).
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The redactor of a run: the engine's secrets plus those of the run's agent (its spec is
+    /// read again, without starting anything). An edge that echoes what a person typed about a
+    /// run (a note, who decided, an error naming edited arguments) cleans it with this.
+    pub async fn run_redactor(&self, run_id: &str) -> Result<Redactor, Error> {
+        Ok(self.human_redactor(&self.load(run_id).await?))
     }
 
     /// The redactor for what humans type into a run: the engine's, plus the secrets of the
@@ -850,6 +835,9 @@ impl Engine {
         if outcome.is_ok() {
             self.release(&lease, &run.state).await;
         }
+        for observer in &self.observers {
+            observer.on_released(run_id);
+        }
         outcome
     }
 
@@ -1198,9 +1186,10 @@ impl<'e> Step<'e> {
     }
 
     /// The webhook notifications `events`, to be appended after event `expected`, raise: written
-    /// in the same transaction as they are.
+    /// in the same transaction as they are. Their events are redacted already; the bodies are
+    /// redacted again, since a webhook is an exit.
     fn notifications(&self, expected: u64, events: &[Event]) -> Vec<chassis_store::Notification> {
-        crate::outbox::notifications(
+        let mut notes = crate::outbox::notifications(
             &self.agent.spec.alerts,
             &crate::outbox::About {
                 run_id: self.run_id,
@@ -1210,11 +1199,20 @@ impl<'e> Step<'e> {
             },
             expected + 1,
             events,
-        )
+        );
+        for note in &mut notes {
+            if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&note.body) {
+                self.redactor.redact_json(&mut body);
+                note.body = body.to_string();
+            }
+        }
+        notes
     }
 
     /// Queues an alert's log line; it is written once the events that raised it are durable.
-    fn alert(&mut self, kind: &'static str, details: serde_json::Value) {
+    /// Its details come from the run's redacted state, and are redacted again here.
+    fn alert(&mut self, kind: &'static str, mut details: serde_json::Value) {
+        self.redactor.redact_json(&mut details);
         self.alerts.push((kind, details));
     }
 

@@ -16,15 +16,14 @@ mod error;
 mod fs;
 mod http;
 mod mcp;
-mod secrets;
 mod tool;
 mod toolbox;
 mod validate;
 
 /// The attribute a [`Tool`] implementation needs (its `call` is an async trait method).
 pub use async_trait::async_trait;
+pub use chassis_redact::issued_tokens;
 pub use error::Error;
-pub use secrets::issued_tokens;
 pub use tool::{CallContext, Tool, ToolError};
 pub use toolbox::Toolbox;
 pub use validate::{Refusal, check_arguments};

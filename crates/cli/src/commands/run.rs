@@ -71,7 +71,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     )?;
     let mut engine = crate::commands::engine(db, open_journal(db).await?)
         .with_interrupt(crate::signals::interrupt_on_signals());
-    engine = crate::telemetry().attach(engine);
+    engine = crate::observed(engine);
     if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));
     }
