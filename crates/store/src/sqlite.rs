@@ -131,8 +131,11 @@ enum Op {
         attempt: crate::Attempt,
     },
     /// Any other write, run inside the writer's transaction (`sqlite/schedule.rs`).
-    Exec(Box<dyn Fn(&Connection, i64) -> rusqlite::Result<Done> + Send>),
+    Exec(Write),
 }
+
+/// A write run inside the writer's transaction, given the time.
+type Write = Box<dyn Fn(&Connection, i64) -> rusqlite::Result<Done> + Send>;
 
 impl Op {
     /// The run an append or a create writes, with what it leaves the run at.
