@@ -19,6 +19,7 @@ mod observability;
 mod output;
 mod pipes;
 mod serve;
+mod snapshots;
 mod spec_errors;
 mod util;
 mod workers;
