@@ -157,6 +157,7 @@ fn main() -> ExitCode {
         cli.log.as_str()
     };
     let redaction = chassis_telemetry::logs::install(filter, cli.log_format);
+    out::redact_stderr(redaction.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -389,6 +389,13 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// The redactor of a run: the engine's secrets plus those of the run's agent (its spec is
+    /// read again, without starting anything). An edge that echoes what a person typed about a
+    /// run (a note, who decided, an error naming edited arguments) cleans it with this.
+    pub async fn run_redactor(&self, run_id: &str) -> Result<Redactor, Error> {
+        Ok(self.human_redactor(&self.load(run_id).await?))
+    }
+
     /// The redactor for what humans type into a run: the engine's, plus the secrets of the
     /// run's agent (its spec is read again, without starting anything).
     pub(crate) fn human_redactor(&self, state: &RunState) -> Redactor {
@@ -1385,6 +1392,23 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// Where call `call_id` reports its progress: the observers, redacted (a third-party
+    /// server's message may quote anything), or nowhere when nobody observes.
+    fn progress_sink(&self, call_id: &str) -> chassis_tools::ProgressSink {
+        if self.engine.observers.is_empty() {
+            return chassis_tools::ProgressSink::default();
+        }
+        let observers = self.engine.observers.clone();
+        let redactor = self.redactor.clone();
+        let (run_id, call_id) = (self.run_id.to_string(), call_id.to_string());
+        chassis_tools::ProgressSink::new(move |mut progress| {
+            progress.message = progress.message.map(|m| redactor.redact(&m));
+            for observer in &observers {
+                observer.on_tool_progress(&run_id, &call_id, &progress);
+            }
+        })
+    }
+
     /// Executes one tool call as `action` says. Returns why, when a person interrupted it.
     async fn call_tool(
         &mut self,
@@ -1412,6 +1436,7 @@ impl<'e> Step<'e> {
             call_id: action.call_id.clone(),
             idempotency_key: action.idempotency_key(self.run_id),
             began: tokio::time::Instant::now(),
+            progress: self.progress_sink(&action.call_id),
         };
         let began = Instant::now();
         let mut attempt = 1;

@@ -533,6 +533,8 @@ pub struct Stats {
     pub by_version: Vec<StatsRow>,
     /// By day (UTC) and version: `(day, rows)`, oldest first.
     pub by_day: Vec<DayStats>,
+    /// By hour (UTC) and version over the 48 hours before the newest run matched, oldest first.
+    pub by_hour: Vec<HourStats>,
     /// Approval decisions by tool.
     pub tools: Vec<ToolDecisions>,
 }
@@ -542,6 +544,15 @@ pub struct Stats {
 pub struct DayStats {
     /// The day, `YYYY-MM-DD` (UTC).
     pub day: String,
+    /// Figures by agent and version.
+    pub rows: Vec<StatsRow>,
+}
+
+/// One hour's figures.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HourStats {
+    /// The hour, `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
     /// Figures by agent and version.
     pub rows: Vec<StatsRow>,
 }

@@ -69,6 +69,7 @@ use crate::routes;
         api::ToolDecisions,
         api::Stats,
         api::DayStats,
+        api::HourStats,
         api::NewToken,
         api::TokenCreated,
         api::TokenInfo,

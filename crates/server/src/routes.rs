@@ -798,6 +798,14 @@ pub async fn stats(
                     rows: rows.iter().map(row).collect(),
                 })
                 .collect(),
+            by_hour: report
+                .by_hour
+                .iter()
+                .map(|(hour, rows)| HourStats {
+                    hour: hour.clone(),
+                    rows: rows.iter().map(row).collect(),
+                })
+                .collect(),
             tools: report
                 .tools
                 .into_iter()

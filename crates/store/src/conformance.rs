@@ -11,6 +11,12 @@ use chassis_core::{Event, RunStatus, Wake};
 
 use crate::{Driver, Error, Journal, Lease, ListFilter, NewRun};
 
+mod outbox;
+pub use outbox::{
+    a_delivery_is_claimed_by_one_process_at_a_time, failed_deliveries_retry_until_they_expire,
+    notifications_go_with_their_events,
+};
+
 /// A lease nobody will outlive in a test.
 const LONG: Duration = Duration::from_secs(600);
 
@@ -987,6 +993,9 @@ macro_rules! journal_conformance {
             versions_and_tokens,
             wait_for_work_returns_by_the_timeout,
             work_made_here_ends_a_wait,
+            notifications_go_with_their_events,
+            a_delivery_is_claimed_by_one_process_at_a_time,
+            failed_deliveries_retry_until_they_expire,
         );
     };
     (@tests $get:expr; $($check:ident),* $(,)?) => {

@@ -13,6 +13,7 @@ pub mod clock;
 mod error;
 mod journal;
 mod lease;
+mod outbox;
 mod postgres;
 pub mod resolve;
 mod sqlite;
@@ -25,6 +26,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use journal::{
     Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
+};
+pub use outbox::{
+    Attempt, Delivery, DeliveryStatus, Notification, Outbox, OutboxFilter, delivery_id,
 };
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use resolve::resolve_run;

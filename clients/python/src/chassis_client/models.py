@@ -490,6 +490,14 @@ class DayStats(_Model):
 
 
 @dataclass
+class HourStats(_Model):
+    """One hour's figures."""
+
+    hour: str
+    rows: list[StatsRow]
+
+
+@dataclass
 class Stats(_Model):
     """`GET /v1/stats`."""
 
@@ -497,6 +505,7 @@ class Stats(_Model):
     by_version: list[StatsRow]
     by_day: list[DayStats]
     tools: list[ToolDecisions]
+    by_hour: list[HourStats] = dataclasses.field(default_factory=list)
 
 
 @dataclass

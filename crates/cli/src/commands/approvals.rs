@@ -188,6 +188,7 @@ pub(crate) async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
 pub(crate) async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         if args.raise.is_empty() {
@@ -222,6 +223,7 @@ pub(crate) async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<
 pub(crate) async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         let refused = engine.refuse_limit(&args.run, &by, &args.reason).await?;
@@ -268,6 +270,7 @@ pub(crate) async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8
 pub(crate) async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     let resolution = if args.succeeded {
         Resolution::Succeeded {

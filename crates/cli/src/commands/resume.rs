@@ -92,6 +92,7 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
         }
         engine = engine.with_agent_path(path);
     }
+    crate::commands::learn_secrets(&engine, &args.run).await;
     engine = crate::observed(engine);
     if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));

@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_ms IS NULL;
     ",
+    // The outbox: notifications queued with the events that raised them (`postgres/outbox.rs`).
+    super::outbox::MIGRATION,
 ];
 
 /// The schema version this build writes.
