@@ -568,3 +568,41 @@ fn tool_progress_is_an_event_of_the_tool_s_span() {
         );
     }
 }
+
+/// A cancelled run's segment ends with the cancel on it, in error, and the tracer lets the
+/// run go (it used to stay open until the process stopped).
+#[test]
+fn a_cancelled_run_ends_its_segment() {
+    let (tracer, spans) = tracer(false);
+    observe(
+        &tracer,
+        &[
+            started(),
+            Event::CancelRequested {
+                by: "ops".into(),
+                reason: "wrong input".into(),
+                at_ms: 1_700_000_000_100,
+            },
+            Event::RunCancelled {
+                by: "ops".into(),
+                reason: "wrong input".into(),
+                at_ms: 1_700_000_000_200,
+            },
+        ],
+    );
+    let spans = spans.lock().unwrap().clone();
+    let segment = find(&spans, "invoke_agent desk");
+    assert_eq!(string(segment, "chassis.run.status"), Some("cancelled"));
+    assert!(
+        segment
+            .events
+            .iter()
+            .any(|e| e.name == "chassis.run_cancelled"),
+        "{segment:#?}"
+    );
+    assert_eq!(
+        segment.status.as_ref().map(|s| s.message.as_str()),
+        Some("cancelled by ops: wrong input")
+    );
+    assert_eq!(tracer.runs_held(), 0);
+}
