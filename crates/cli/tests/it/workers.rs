@@ -115,11 +115,11 @@ fn python() -> String {
 use chassis_testkit::pg::{Schema, connect as admin};
 
 /// A schema of the test's own (see [`chassis_testkit::pg`]): with `CI` set, no server fails.
-fn new_schema(rt: &tokio::runtime::Runtime) -> Option<Schema> {
+pub(crate) fn new_schema(rt: &tokio::runtime::Runtime) -> Option<Schema> {
     rt.block_on(Schema::new("w", "the worker tests on PostgreSQL"))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
