@@ -20,6 +20,7 @@ mod outbox;
 mod output;
 mod pipes;
 mod serve;
+mod snapshots;
 mod spec_errors;
 mod util;
 mod workers;
