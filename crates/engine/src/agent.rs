@@ -485,6 +485,7 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
         stream: spec.stream,
         tool_choice: spec.tool_choice.clone(),
         tool_call_content: provider.tool_call_content,
+        max_reply_bytes: spec.max_reply_bytes,
     };
     let client: Arc<dyn ModelClient> = match provider.kind {
         ProviderKind::OpenAi => Arc::new(
