@@ -369,6 +369,11 @@ pub fn router(state: AppState, cors: Option<String>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}", delete(revoke_token))
         .route("/v1/outbox", get(routes::outbox))
+        .route(
+            "/v1/schedules",
+            get(routes::list_schedules).post(routes::create_schedule),
+        )
+        .route("/v1/schedules/{id}", delete(routes::remove_schedule))
         .layer(middleware::from_fn(time_limit));
     // Streams are long by design: no time limit.
     let streams = Router::new().route("/v1/runs/{id}/stream", get(stream_run));
