@@ -321,6 +321,11 @@ pub struct RunState {
     pub calls: Vec<CallState>,
     /// Tokens used so far.
     pub usage: Usage,
+    /// What the provider reported as the input of the last answered call, and how many
+    /// messages that call's context held: the next context holds those and more, so the
+    /// provider's own count bounds the next call's input from below, whatever a local
+    /// estimate says (images, system tokens of the provider's own, tool formatting).
+    pub last_call_input: Option<(u64, usize)>,
     /// The final answer, once completed.
     pub output: Option<String>,
     /// The failure, once failed; or the last model error.
@@ -560,6 +565,7 @@ impl RunState {
             .cached_input_tokens
             .saturating_add(usage.cached_input_tokens);
         self.error = None;
+        self.last_call_input = Some((usage.input_tokens, self.messages.len()));
         let mut reply = message.clone();
         unique_echo_ids(step, &mut reply.tool_calls);
         self.calls = reply

@@ -937,11 +937,12 @@ fn call_event(step: u32, event: CallEvent) -> Event {
     }
 }
 
-/// What `decide` needs from outside: the clock, and an upper bound on the next context.
+/// What `decide` needs from outside: the clock, and an upper bound on the next context, never
+/// below what the provider's own count of the last call implies.
 fn inputs(state: &RunState, now_ms: u64) -> Inputs {
     Inputs {
         now_ms,
-        next_input_tokens: tokens::upper_bound(state),
+        next_input_tokens: tokens::upper_bound(state).max(tokens::provider_floor(state)),
     }
 }
 
@@ -961,7 +962,10 @@ fn decide_now(state: &RunState, now_ms: u64) -> Decision {
             .get(state.chain_offset)
             .map_or("", String::as_str);
         if let Some(precise) = tokens::precise(state, model) {
-            inputs.next_input_tokens = precise.min(inputs.next_input_tokens);
+            // The tokenizer's count may be lower than the bytes, never than the provider's.
+            inputs.next_input_tokens = precise
+                .min(inputs.next_input_tokens)
+                .max(tokens::provider_floor(state));
             return decide(state, &inputs);
         }
     }
@@ -1463,6 +1467,23 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// Where call `call_id` reports its progress: the observers, redacted (a third-party
+    /// server's message may quote anything), or nowhere when nobody observes.
+    fn progress_sink(&self, call_id: &str) -> chassis_tools::ProgressSink {
+        if self.engine.observers.is_empty() {
+            return chassis_tools::ProgressSink::default();
+        }
+        let observers = self.engine.observers.clone();
+        let redactor = self.redactor.clone();
+        let (run_id, call_id) = (self.run_id.to_string(), call_id.to_string());
+        chassis_tools::ProgressSink::new(move |mut progress| {
+            progress.message = progress.message.map(|m| redactor.redact(&m));
+            for observer in &observers {
+                observer.on_tool_progress(&run_id, &call_id, &progress);
+            }
+        })
+    }
+
     /// Executes one tool call as `action` says. Returns why, when a person interrupted it.
     async fn call_tool(
         &mut self,
@@ -1490,6 +1511,7 @@ impl<'e> Step<'e> {
             call_id: action.call_id.clone(),
             idempotency_key: action.idempotency_key(self.run_id),
             began: tokio::time::Instant::now(),
+            progress: self.progress_sink(&action.call_id),
         };
         let began = Instant::now();
         let mut attempt = 1;

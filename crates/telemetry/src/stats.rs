@@ -436,7 +436,15 @@ pub async fn report_cached(
         let contribution = match cache.get(&summary.run_id).filter(|_| ended) {
             Some(kept) => kept,
             None => {
-                let records = journal.load(&summary.run_id).await?;
+                let records = match journal.load(&summary.run_id).await {
+                    Ok(records) => records,
+                    // One run whose journal does not decode is left out, not the report.
+                    Err(e @ chassis_store::Error::Corrupt { .. }) => {
+                        tracing::warn!(run_id = %summary.run_id, error = %e, "run left out of the statistics: its journal cannot be read");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let Some(made) = Contribution::of(summary, &records) else {
                     continue;
                 };

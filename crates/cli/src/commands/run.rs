@@ -27,10 +27,13 @@ pub(crate) struct Args {
     /// Record every model exchange into this cassette file
     #[arg(long, value_name = "FILE", conflicts_with_all = ["replay", "detach"])]
     record: Option<PathBuf>,
-    /// Answer every model call from this cassette, offline; a request it does not hold fails
-    /// the run with a diff
+    /// Answer every model call and every tool call from this cassette, offline and without
+    /// effects; a request or tool call it does not hold fails the run with a diff, never runs
     #[arg(long, value_name = "FILE", conflicts_with = "detach")]
     replay: Option<PathBuf>,
+    /// With --replay: also run these tools for real; only `read_only` (or `none`, the default)
+    #[arg(long, value_name = "RISK", requires = "replay", value_parser = chassis_eval::LiveTools::parse)]
+    live_tools: Option<chassis_eval::LiveTools>,
     /// Makes a retry safe: a run started before with this key is continued (or its outcome
     /// reported) instead of starting a second one
     #[arg(long, value_name = "KEY")]
@@ -68,6 +71,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         &mut agent,
         args.record.as_deref(),
         args.replay.as_deref(),
+        args.live_tools.unwrap_or_default(),
     )?;
     let mut engine = crate::commands::engine(db, open_journal(db).await?)
         .with_interrupt(crate::signals::interrupt_on_signals());
