@@ -54,6 +54,7 @@ fn command_spec(name: &str, command: &[&str], timeout: Duration) -> ToolSpec {
         idempotent: false,
         max_attempts: 1,
         env: Default::default(),
+        persistent: false,
     })
 }
 
