@@ -13,6 +13,7 @@ mod mcp_everything;
 mod mcp_http;
 mod mcp_server;
 mod mcp_tools;
+mod persistent_tools;
 mod tool_env;
 mod validation;
 
