@@ -16,3 +16,5 @@ cargo build --locked --bin chassis
 cd crates/server/tests/console
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 node console.test.mjs
+# The page-load benchmark, small: it must print its figures (BENCHMARKS.md has the 100,000-run one).
+node bench.mjs --runs 2000 --times 3

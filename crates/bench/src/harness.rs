@@ -115,7 +115,29 @@ impl Observer for InFlight {
             Event::ModelResponded { .. } | Event::ModelFailed { .. } => {
                 self.in_model.fetch_sub(1, Ordering::Relaxed);
             }
-            _ => {}
+            // Benchmark runs neither wait nor pause; nothing else moves a count.
+            Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCancelled { .. } => {}
         }
     }
 }

@@ -201,7 +201,31 @@ impl Observer for ModelClock {
                     state.1 += began.elapsed();
                 }
             }
-            _ => {}
+            Event::RunStarted(_)
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCompleted { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled { .. } => {}
         }
     }
 }

@@ -104,6 +104,8 @@ enum Command {
     Resolve(commands::approvals::ResolveArgs),
     /// Cancel a run: it stops at its next safe point, with who and why journaled
     Cancel(commands::cancel::Args),
+    /// List webhook deliveries: pending (retried until they expire), failed, delivered
+    Outbox(commands::outbox::Args),
     /// Serve the HTTP API, run streams and the console, and drive runs (chassis as a service)
     Serve(commands::serve::Args),
     /// Manage API tokens for `chassis serve`: create, list, revoke
@@ -124,10 +126,21 @@ enum Command {
 /// The process's telemetry: disabled until `main` starts it.
 static TELEMETRY: std::sync::OnceLock<chassis_telemetry::Telemetry> = std::sync::OnceLock::new();
 
-/// The process's telemetry: a command that drives runs attaches it to its engine,
-/// `engine = crate::telemetry().attach(engine)` (traces, metrics, secrets kept out of the log).
+/// The process's telemetry: a command that drives runs attaches it to its engine with
+/// [`observed`].
 pub fn telemetry() -> &'static chassis_telemetry::Telemetry {
     TELEMETRY.get_or_init(|| chassis_telemetry::Telemetry::disabled(Default::default()))
+}
+
+/// `engine` reporting to the process's telemetry: traces, metrics, and the secrets of every
+/// agent it drives kept out of the log.
+pub fn observed(mut engine: chassis_engine::Engine) -> chassis_engine::Engine {
+    let paths = engine.agent_paths().clone();
+    let locate: chassis_telemetry::logs::Locate = std::sync::Arc::new(move |p| paths.locate(p));
+    for observer in telemetry().observers_for(engine.journal(), locate) {
+        engine = engine.with_observer(observer);
+    }
+    engine
 }
 
 fn main() -> ExitCode {
@@ -146,6 +159,7 @@ fn main() -> ExitCode {
         cli.log.as_str()
     };
     let redaction = chassis_telemetry::logs::install(filter, cli.log_format);
+    out::redact_stderr(redaction.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,6 +200,7 @@ fn main() -> ExitCode {
             Command::Reject(args) => commands::approvals::reject(&db, args).await,
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
+            Command::Outbox(args) => commands::outbox::run(&db, args).await,
             Command::Serve(args) => commands::serve::run(&db, args).await,
             Command::Tokens(command) => commands::tokens::run(&db, command).await,
             Command::Demo(args) => commands::demo::run(&db, db_given, args).await,

@@ -11,8 +11,8 @@
 //! own code, quietly. Any other write error on stdout (a full disk) is reported at exit.
 
 use std::io::{ErrorKind, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Set once stdout cannot be written any more.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
@@ -22,6 +22,14 @@ static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
 static STDOUT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 /// `-q`: warnings, notes and progress are not printed.
 static QUIET: AtomicBool = AtomicBool::new(false);
+/// The secrets stderr is cleaned of: the log's, which learn every agent the process meets.
+static REDACTION: OnceLock<chassis_telemetry::logs::LogRedaction> = OnceLock::new();
+
+/// Cleans every later line on stderr (notes, progress, warnings, errors) of `redaction`'s
+/// secrets: a note may echo what a person typed, a secret included.
+pub(crate) fn redact_stderr(redaction: chassis_telemetry::logs::LogRedaction) {
+    let _ = REDACTION.set(redaction);
+}
 
 /// Prints to stdout (results only); dropped once stdout's reader has gone.
 macro_rules! out {
@@ -92,9 +100,13 @@ pub(crate) fn write_stderr(args: std::fmt::Arguments<'_>) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {
         return;
     }
+    let line = match REDACTION.get() {
+        Some(redaction) => redaction.redact(&args.to_string()),
+        None => args.to_string(),
+    };
     let mut stderr = std::io::stderr().lock();
     if stderr
-        .write_fmt(args)
+        .write_all(line.as_bytes())
         .and_then(|()| stderr.write_all(b"\n"))
         .is_err()
     {

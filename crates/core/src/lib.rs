@@ -5,11 +5,14 @@
 //! No IO, no async runtime, no clock: the engine feeds events in and executes decisions.
 
 pub mod approvals;
+pub mod cron;
 pub mod decide;
 pub mod duration;
 pub mod event;
 pub mod limits;
 pub mod message;
+pub mod notify;
+pub mod observe;
 pub mod spec;
 pub mod state;
 pub mod tool;
@@ -18,5 +21,7 @@ pub use decide::{Decision, Inputs, ToolAction, decide};
 pub use event::{Event, RunStart};
 pub use limits::{LimitAction, LimitName, Limits, Price};
 pub use message::{AssistantMessage, Message, ToolCall, Usage};
+pub use notify::NotifyKind;
+pub use observe::{Delta, Observer, ToolProgress};
 pub use state::{Hold, RunState, RunStatus, Wake, call_id};
 pub use tool::{RiskClass, ToolDef};

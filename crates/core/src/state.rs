@@ -321,6 +321,11 @@ pub struct RunState {
     pub calls: Vec<CallState>,
     /// Tokens used so far.
     pub usage: Usage,
+    /// What the provider reported as the input of the last answered call, and how many
+    /// messages that call's context held: the next context holds those and more, so the
+    /// provider's own count bounds the next call's input from below, whatever a local
+    /// estimate says (images, system tokens of the provider's own, tool formatting).
+    pub last_call_input: Option<(u64, usize)>,
     /// The final answer, once completed.
     pub output: Option<String>,
     /// The failure, once failed; or the last model error.
@@ -364,35 +369,84 @@ impl RunState {
             _ => {}
         }
         let at = At { seq, kind };
+        // Every event is named here, so a new one does not compile until the fold decides
+        // what it means for the run; each arm hands its fields to one concern's method.
         match event {
             Event::RunStarted(start) => self.start(start),
-            Event::ModelRequested { .. }
-            | Event::ModelResponded { .. }
-            | Event::ModelAttemptFailed { .. }
+            // Model calls and what the resilience layers did during them.
+            Event::ModelRequested { .. } => self.model_requested(),
+            Event::ModelResponded {
+                step,
+                message,
+                usage,
+                cost_usd,
+                ..
+            } => self.respond(*step, message, usage, *cost_usd),
+            Event::ModelFailed {
+                error, unavailable, ..
+            } => self.model_failed(error, *unavailable),
+            Event::ModelSwitched { index, .. } => self.model_switched(*index),
+            // Retries, open breakers and fallbacks inside one call change nothing `decide`
+            // reads: the call's answer or failure does.
+            Event::ModelAttemptFailed { .. }
             | Event::ModelCircuitOpen { .. }
-            | Event::ModelFallback { .. }
-            | Event::ModelFailed { .. }
-            | Event::ModelSwitched { .. } => self.apply_model(event),
-            Event::ToolRefused { .. }
-            | Event::ToolStarted { .. }
-            | Event::ToolFinished { .. }
-            | Event::ToolAttemptFailed { .. }
-            | Event::ToolOutcomeUnknown { .. } => self.apply_tool(event, at)?,
-            Event::ApprovalRequested { .. }
-            | Event::ApprovalDecided { .. }
-            | Event::ApprovalEscalated { .. }
-            | Event::OutcomeResolved { .. }
-            | Event::LimitRaised { .. }
-            | Event::LimitRejected { .. }
-            | Event::CancelRequested { .. }
-            | Event::ResumeRequested { .. } => self.apply_human(event, at)?,
-            Event::LimitReached { .. }
-            | Event::RunWaiting { .. }
-            | Event::RunPaused { .. }
-            | Event::RunResumed { .. }
-            | Event::RunCompleted { .. }
-            | Event::RunFailed { .. }
-            | Event::RunCancelled { .. } => self.apply_lifecycle(event),
+            | Event::ModelFallback { .. } => {}
+            // A tool call's life: refused, started, retried, finished, or cut off.
+            Event::ToolRefused { call_id, error, .. } => self.tool_refused(call_id, error, at)?,
+            Event::ToolStarted {
+                call_id,
+                name,
+                args,
+                risk,
+                ..
+            } => self.tool_started(call_id, name, args, *risk, at)?,
+            Event::ToolFinished {
+                call_id,
+                ok,
+                content,
+                ..
+            } => self.finish_call(call_id, *ok, content, at)?,
+            // A failed attempt that will be retried: the call is still in flight.
+            Event::ToolAttemptFailed { .. } => {}
+            Event::ToolOutcomeUnknown { call_id, .. } => self.outcome_unknown(call_id, at)?,
+            // What humans (and the timers that stand in for them) decide.
+            Event::ApprovalRequested {
+                call_id,
+                expires_at_ms,
+                at_ms,
+                ..
+            } => self.approval_requested(call_id, *expires_at_ms, *at_ms, at)?,
+            Event::ApprovalDecided {
+                call_id,
+                approved,
+                args,
+                by,
+                reason,
+                ..
+            } => self.approval_decided(call_id, *approved, args, by, reason.as_deref(), at)?,
+            Event::ApprovalEscalated { call_id, .. } => self.approval_escalated(call_id, at)?,
+            Event::OutcomeResolved {
+                call_id,
+                resolution,
+                content,
+                ..
+            } => self.outcome_resolved(call_id, resolution, content.as_deref(), at)?,
+            Event::LimitRaised { limit, value, .. } => self.limit_raised(*limit, *value),
+            Event::LimitRejected {
+                limit, by, reason, ..
+            } => self.limit_refused(*limit, by, reason),
+            Event::CancelRequested { by, reason, .. } => self.cancel_requested(by, reason),
+            Event::ResumeRequested { .. } => self.resume_requested(),
+            // Limits reached, stops and restarts, and the end.
+            Event::LimitReached { limit, action, .. } => self.limit_reached(*limit, *action),
+            Event::RunWaiting { reason, at_ms } => self.waiting(reason, *at_ms),
+            Event::RunPaused { reason, at_ms } => self.paused(reason, *at_ms),
+            Event::RunResumed { at_ms } => self.resumed(*at_ms),
+            Event::RunCompleted { output } => self.completed(output),
+            Event::RunFailed { error } => self.failed(error.clone()),
+            Event::RunCancelled { by, reason, .. } => {
+                self.failed(format!("cancelled by {by}: {reason}"));
+            }
         }
         if let Some(status) = RunStatus::after(event) {
             self.status = status;
@@ -450,34 +504,25 @@ impl RunState {
         ];
     }
 
-    /// Model calls and what the resilience layers did during them.
-    fn apply_model(&mut self, event: &Event) {
-        match event {
-            Event::ModelRequested { .. } => self.model_calls = self.model_calls.saturating_add(1),
-            Event::ModelResponded {
-                step,
-                message,
-                usage,
-                cost_usd,
-                ..
-            } => self.respond(*step, message, usage, *cost_usd),
-            Event::ModelFailed {
-                error, unavailable, ..
-            } => {
-                if *unavailable {
-                    // No model took the call: it does not use up the call budget, or a parked
-                    // run's retries would end it.
-                    self.model_calls = self.model_calls.saturating_sub(1);
-                }
-                self.model_failure = Some((error.clone(), *unavailable));
-            }
-            Event::ModelSwitched { index, .. } => {
-                self.chain_offset = *index;
-                self.invalid_streak = 0;
-                self.step_refused = false;
-            }
-            _ => {}
+    // Model calls.
+
+    fn model_requested(&mut self) {
+        self.model_calls = self.model_calls.saturating_add(1);
+    }
+
+    fn model_failed(&mut self, error: &str, unavailable: bool) {
+        if unavailable {
+            // No model took the call: it does not use up the call budget, or a parked run's
+            // retries would end it.
+            self.model_calls = self.model_calls.saturating_sub(1);
         }
+        self.model_failure = Some((error.to_string(), unavailable));
+    }
+
+    fn model_switched(&mut self, index: usize) {
+        self.chain_offset = index;
+        self.invalid_streak = 0;
+        self.step_refused = false;
     }
 
     fn respond(
@@ -520,6 +565,7 @@ impl RunState {
             .cached_input_tokens
             .saturating_add(usage.cached_input_tokens);
         self.error = None;
+        self.last_call_input = Some((usage.input_tokens, self.messages.len()));
         let mut reply = message.clone();
         unique_echo_ids(step, &mut reply.tool_calls);
         self.calls = reply
@@ -540,43 +586,33 @@ impl RunState {
         self.messages.push(Message::Assistant(reply));
     }
 
-    /// A tool call's life: refused, started, retried, finished, or cut off.
-    fn apply_tool(&mut self, event: &Event, at: At) -> Result<(), FoldError> {
-        match event {
-            Event::ToolRefused { call_id, error, .. } => {
-                let call = self.call_mut(call_id, at)?;
-                call.resolved = true;
-                let echo = call.call.id.clone();
-                self.step_refused = true;
-                self.push_tool_result(echo, format!("{REFUSED_PREFIX}{error}"));
-            }
-            Event::ToolStarted {
-                call_id,
-                name,
-                args,
-                risk,
-                ..
-            } => {
-                let call = self.call_mut(call_id, at)?;
-                let first_start = !call.counted;
-                call.started = Some(*risk);
-                call.counted = true;
-                if first_start {
-                    self.tool_calls = self.tool_calls.saturating_add(1);
-                    let count = self.call_counts.entry(call_key(name, args)).or_default();
-                    *count = count.saturating_add(1);
-                }
-            }
-            Event::ToolFinished {
-                call_id,
-                ok,
-                content,
-                ..
-            } => self.finish_call(call_id, *ok, content, at)?,
-            Event::ToolOutcomeUnknown { call_id, .. } => {
-                self.call_mut(call_id, at)?.outcome_unknown = true;
-            }
-            _ => {}
+    // A tool call's life.
+
+    fn tool_refused(&mut self, call_id: &str, error: &str, at: At) -> Result<(), FoldError> {
+        let call = self.call_mut(call_id, at)?;
+        call.resolved = true;
+        let echo = call.call.id.clone();
+        self.step_refused = true;
+        self.push_tool_result(echo, format!("{REFUSED_PREFIX}{error}"));
+        Ok(())
+    }
+
+    fn tool_started(
+        &mut self,
+        call_id: &str,
+        name: &str,
+        args: &serde_json::Value,
+        risk: RiskClass,
+        at: At,
+    ) -> Result<(), FoldError> {
+        let call = self.call_mut(call_id, at)?;
+        let first_start = !call.counted;
+        call.started = Some(risk);
+        call.counted = true;
+        if first_start {
+            self.tool_calls = self.tool_calls.saturating_add(1);
+            let count = self.call_counts.entry(call_key(name, args)).or_default();
+            *count = count.saturating_add(1);
         }
         Ok(())
     }
@@ -611,172 +647,182 @@ impl RunState {
         Ok(())
     }
 
-    /// What humans (and the timers that stand in for them) decide.
-    fn apply_human(&mut self, event: &Event, at: At) -> Result<(), FoldError> {
-        match event {
-            Event::ApprovalRequested {
-                call_id,
-                expires_at_ms,
-                at_ms,
-                ..
-            } => {
-                let call = self.call_mut(call_id, at)?;
-                call.approval = Approval::Pending {
-                    expires_at_ms: *expires_at_ms,
-                    escalated: false,
-                };
-                call.requested_at_ms = Some(*at_ms);
-            }
-            Event::ApprovalDecided {
-                call_id,
-                approved,
-                args,
-                by,
-                reason,
-                ..
-            } => {
-                let call = self.call_mut(call_id, at)?;
-                if *approved {
-                    call.approval = Approval::Approved { args: args.clone() };
-                } else {
-                    call.approval = Approval::Rejected;
-                    call.resolved = true;
-                    let echo = call.call.id.clone();
-                    let why = reason.as_deref().unwrap_or("no reason given");
-                    self.push_tool_result(
-                        echo,
-                        format!("{REJECTED_PREFIX}{by} rejected this call: {why}"),
-                    );
-                }
-            }
-            Event::ApprovalEscalated { call_id, .. } => {
-                if let Approval::Pending { escalated, .. } =
-                    &mut self.call_mut(call_id, at)?.approval
-                {
-                    *escalated = true;
-                }
-            }
-            Event::OutcomeResolved {
-                call_id,
-                resolution,
-                content,
-                ..
-            } => {
-                let call = self.call_mut(call_id, at)?;
-                match (resolution.as_str(), content) {
-                    ("retry", _) => {
-                        // Run it again, with the same idempotency key; it was approved already.
-                        call.outcome_unknown = false;
-                        call.started = None;
-                    }
-                    (outcome, Some(content)) => {
-                        let ok = outcome == "succeeded";
-                        self.finish_call(call_id, ok, content, at)?;
-                    }
-                    // Older journals follow the resolution with a `tool_finished`.
-                    (_, None) => {}
-                }
-            }
-            Event::LimitRaised { limit, value, .. } => {
-                if self.limit_request == Some(*limit) {
-                    self.limit_request = None;
-                }
-                if self.hold == Hold::Limit(*limit) {
-                    self.hold = Hold::None;
-                }
-                self.limits.values.insert(*limit, *value);
-                if *limit == LimitName::MaxRepeats {
-                    // A human looked at the loop and let it go on: count afresh.
-                    self.call_counts.clear();
-                    self.stale_streak = 0;
-                }
-                if *limit == LimitName::MaxPark {
-                    // A human gave the outage more time: measure it afresh.
-                    self.parked_since_ms = None;
-                }
-            }
-            Event::LimitRejected {
-                limit, by, reason, ..
-            } => {
-                self.limit_request = None;
-                if matches!(self.hold, Hold::Limit(_)) {
-                    self.hold = Hold::None;
-                }
-                self.limit_rejected = Some(format!(
-                    "limit request for {limit} rejected by {by}: {reason}"
-                ));
-            }
-            Event::CancelRequested { by, reason, .. } => {
-                self.cancel = Some(CancelRequest {
-                    by: by.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            Event::ResumeRequested { .. } => {
-                // A person's stop, or a park, ends here; a limit still needs raising.
-                if matches!(self.hold, Hold::Interrupted | Hold::Park { .. }) {
-                    self.hold = Hold::None;
-                }
-            }
-            _ => {}
+    fn outcome_unknown(&mut self, call_id: &str, at: At) -> Result<(), FoldError> {
+        self.call_mut(call_id, at)?.outcome_unknown = true;
+        Ok(())
+    }
+
+    // What humans (and the timers that stand in for them) decide.
+
+    fn approval_requested(
+        &mut self,
+        call_id: &str,
+        expires_at_ms: Option<u64>,
+        at_ms: u64,
+        at: At,
+    ) -> Result<(), FoldError> {
+        let call = self.call_mut(call_id, at)?;
+        call.approval = Approval::Pending {
+            expires_at_ms,
+            escalated: false,
+        };
+        call.requested_at_ms = Some(at_ms);
+        Ok(())
+    }
+
+    fn approval_decided(
+        &mut self,
+        call_id: &str,
+        approved: bool,
+        args: &Option<serde_json::Value>,
+        by: &str,
+        reason: Option<&str>,
+        at: At,
+    ) -> Result<(), FoldError> {
+        let call = self.call_mut(call_id, at)?;
+        if approved {
+            call.approval = Approval::Approved { args: args.clone() };
+        } else {
+            call.approval = Approval::Rejected;
+            call.resolved = true;
+            let echo = call.call.id.clone();
+            let why = reason.unwrap_or("no reason given");
+            self.push_tool_result(
+                echo,
+                format!("{REJECTED_PREFIX}{by} rejected this call: {why}"),
+            );
         }
         Ok(())
     }
 
-    /// Limits reached, stops and restarts, and the end.
-    fn apply_lifecycle(&mut self, event: &Event) {
-        match event {
-            Event::LimitReached { limit, action, .. } => match action {
-                crate::limits::LimitAction::Escalate => {
-                    self.limit_request = Some(*limit);
-                    self.hold = Hold::Limit(*limit);
-                }
-                crate::limits::LimitAction::Pause => self.limit_pausing = Some(*limit),
-                crate::limits::LimitAction::Fail => {}
-            },
-            Event::RunWaiting { reason, at_ms } => {
-                self.waiting_reason = Some(reason.clone());
-                self.stop_clock(*at_ms);
-            }
-            Event::RunPaused { reason, at_ms } => {
-                self.waiting_reason = Some(reason.clone());
-                self.hold = if let Some(limit) = self.limit_pausing.take() {
-                    Hold::Limit(limit)
-                } else if self.model_failure.as_ref().is_some_and(|(_, u)| *u) {
-                    self.parks = self.parks.saturating_add(1);
-                    self.parked_since_ms.get_or_insert(*at_ms);
-                    Hold::Park { at_ms: *at_ms }
-                } else {
-                    Hold::Interrupted
-                };
-                self.stop_clock(*at_ms);
-            }
-            Event::RunResumed { at_ms } => {
-                self.waiting_reason = None;
-                self.model_failure = None;
-                self.hold = Hold::None;
-                // A resume after a crash (still "active") counts the gap: conservative.
-                self.active_ms = self.active_ms.saturating_add(
-                    self.active_since
-                        .take()
-                        .map_or(0, |since| at_ms.saturating_sub(since)),
-                );
-                self.active_since = Some(*at_ms);
-            }
-            Event::RunCompleted { output } => {
-                self.output = Some(output.clone());
-                self.limit_request = None;
-            }
-            Event::RunFailed { error } => {
-                self.error = Some(error.clone());
-                self.limit_request = None;
-            }
-            Event::RunCancelled { by, reason, .. } => {
-                self.error = Some(format!("cancelled by {by}: {reason}"));
-                self.limit_request = None;
-            }
-            _ => {}
+    fn approval_escalated(&mut self, call_id: &str, at: At) -> Result<(), FoldError> {
+        if let Approval::Pending { escalated, .. } = &mut self.call_mut(call_id, at)?.approval {
+            *escalated = true;
         }
+        Ok(())
+    }
+
+    fn outcome_resolved(
+        &mut self,
+        call_id: &str,
+        resolution: &str,
+        content: Option<&str>,
+        at: At,
+    ) -> Result<(), FoldError> {
+        let call = self.call_mut(call_id, at)?;
+        match (resolution, content) {
+            ("retry", _) => {
+                // Run it again, with the same idempotency key; it was approved already.
+                call.outcome_unknown = false;
+                call.started = None;
+            }
+            (outcome, Some(content)) => {
+                let ok = outcome == "succeeded";
+                self.finish_call(call_id, ok, content, at)?;
+            }
+            // Older journals follow the resolution with a `tool_finished`.
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    fn limit_raised(&mut self, limit: LimitName, value: f64) {
+        if self.limit_request == Some(limit) {
+            self.limit_request = None;
+        }
+        if self.hold == Hold::Limit(limit) {
+            self.hold = Hold::None;
+        }
+        self.limits.values.insert(limit, value);
+        if limit == LimitName::MaxRepeats {
+            // A human looked at the loop and let it go on: count afresh.
+            self.call_counts.clear();
+            self.stale_streak = 0;
+        }
+        if limit == LimitName::MaxPark {
+            // A human gave the outage more time: measure it afresh.
+            self.parked_since_ms = None;
+        }
+    }
+
+    fn limit_refused(&mut self, limit: LimitName, by: &str, reason: &str) {
+        self.limit_request = None;
+        if matches!(self.hold, Hold::Limit(_)) {
+            self.hold = Hold::None;
+        }
+        self.limit_rejected = Some(format!(
+            "limit request for {limit} rejected by {by}: {reason}"
+        ));
+    }
+
+    fn cancel_requested(&mut self, by: &str, reason: &str) {
+        self.cancel = Some(CancelRequest {
+            by: by.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    fn resume_requested(&mut self) {
+        // A person's stop, or a park, ends here; a limit still needs raising.
+        if matches!(self.hold, Hold::Interrupted | Hold::Park { .. }) {
+            self.hold = Hold::None;
+        }
+    }
+
+    // Limits reached, stops and restarts, and the end.
+
+    fn limit_reached(&mut self, limit: LimitName, action: crate::limits::LimitAction) {
+        match action {
+            crate::limits::LimitAction::Escalate => {
+                self.limit_request = Some(limit);
+                self.hold = Hold::Limit(limit);
+            }
+            crate::limits::LimitAction::Pause => self.limit_pausing = Some(limit),
+            crate::limits::LimitAction::Fail => {}
+        }
+    }
+
+    fn waiting(&mut self, reason: &str, at_ms: u64) {
+        self.waiting_reason = Some(reason.to_string());
+        self.stop_clock(at_ms);
+    }
+
+    fn paused(&mut self, reason: &str, at_ms: u64) {
+        self.waiting_reason = Some(reason.to_string());
+        self.hold = if let Some(limit) = self.limit_pausing.take() {
+            Hold::Limit(limit)
+        } else if self.model_failure.as_ref().is_some_and(|(_, u)| *u) {
+            self.parks = self.parks.saturating_add(1);
+            self.parked_since_ms.get_or_insert(at_ms);
+            Hold::Park { at_ms }
+        } else {
+            Hold::Interrupted
+        };
+        self.stop_clock(at_ms);
+    }
+
+    fn resumed(&mut self, at_ms: u64) {
+        self.waiting_reason = None;
+        self.model_failure = None;
+        self.hold = Hold::None;
+        // A resume after a crash (still "active") counts the gap: conservative.
+        self.active_ms = self.active_ms.saturating_add(
+            self.active_since
+                .take()
+                .map_or(0, |since| at_ms.saturating_sub(since)),
+        );
+        self.active_since = Some(at_ms);
+    }
+
+    fn completed(&mut self, output: &str) {
+        self.output = Some(output.to_string());
+        self.limit_request = None;
+    }
+
+    /// Failed or cancelled: `error` says why.
+    fn failed(&mut self, error: String) {
+        self.error = Some(error);
+        self.limit_request = None;
     }
 
     fn stop_clock(&mut self, at_ms: u64) {

@@ -8,8 +8,8 @@ mod agent;
 mod alerts;
 mod approvals;
 mod error;
+mod outbox;
 mod query;
-mod redact;
 mod run;
 mod tokens;
 mod version;
@@ -18,12 +18,16 @@ mod worker;
 pub use agent::{Agent, Checked, LoadError, Sources};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
+pub use chassis_core::observe::Observer;
+pub use chassis_redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use error::Error;
+pub use outbox::{
+    DELIVERY_HEADER, DeliveryView, Dispatcher, MIN_WEBHOOK_SECRET_LEN, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER, list_deliveries, sign, verify,
+};
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
-pub use redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use run::{
-    AgentPaths, DriveConfig, Engine, Interrupt, Observer, RunOutcome, StartOptions, Submitted,
-    default_owner,
+    AgentPaths, DriveConfig, Engine, Interrupt, RunOutcome, StartOptions, Submitted, default_owner,
 };
 pub use worker::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 

@@ -117,9 +117,42 @@ pub struct RunView {
     pub updated_ms: i64,
     /// Who drives it now, if anyone.
     pub driver: Option<String>,
+    /// Why its journal cannot be read (an event that does not decode or fold), when it cannot:
+    /// the rest of the view then comes from the store's summary alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl RunView {
+    /// The view of a run whose journal cannot be read: what the store's summary says, and why.
+    pub fn unreadable(summary: &RunSummary, now_ms: u64, why: String) -> RunView {
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        RunView {
+            run_id: summary.run_id.clone(),
+            agent: summary.agent.clone(),
+            status: summary.status,
+            queued: false,
+            version: summary.version.clone(),
+            version_label: None,
+            input: String::new(),
+            tags: BTreeMap::new(),
+            usage: Usage::default(),
+            limits: BTreeMap::new(),
+            output: None,
+            reason: Some(format!("the journal cannot be read: {why}")),
+            waiting: None,
+            events: summary.last_seq,
+            created_ms: summary.created_ms,
+            updated_ms: summary.updated_ms,
+            driver: summary
+                .lease
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .map(|(owner, _)| owner.clone()),
+            unreadable: Some(why),
+        }
+    }
+
     /// The view of a run from its summary and its folded state, at `now_ms`.
     pub fn of(summary: &RunSummary, state: &RunState, now_ms: u64, whole_input: bool) -> RunView {
         let input = if whole_input || state.input.chars().count() <= INPUT_PREVIEW_CHARS {
@@ -173,6 +206,7 @@ impl RunView {
             created_ms: summary.created_ms,
             updated_ms: summary.updated_ms,
             driver,
+            unreadable: None,
         }
     }
 }
@@ -292,8 +326,15 @@ impl Engine {
         found.truncate(limit);
         let mut runs = Vec::with_capacity(found.len());
         for summary in &found {
-            let state = self.load(&summary.run_id).await?;
-            runs.push(RunView::of(summary, &state, now, false));
+            // A run whose journal does not decode or fold is listed as unreadable, with the
+            // reason: one bad row must not hide every other run.
+            match self.load(&summary.run_id).await {
+                Ok(state) => runs.push(RunView::of(summary, &state, now, false)),
+                Err(
+                    e @ (Error::Replay { .. } | Error::Store(chassis_store::Error::Corrupt { .. })),
+                ) => runs.push(RunView::unreadable(summary, now, e.to_string())),
+                Err(e) => return Err(e),
+            }
         }
         Ok(RunPage { runs, next })
     }

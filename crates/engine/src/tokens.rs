@@ -15,6 +15,23 @@ const PER_MESSAGE: u64 = 8;
 /// Tokens of the reply priming and request framing, generously.
 const PER_REQUEST: u64 = 16;
 
+/// The input tokens the next call sends at least, by the provider's own count: what it
+/// reported for the last call, whose context the next one repeats, plus a bound on what was
+/// added since (the reply and the tool results); 0 before any call was answered.
+pub(crate) fn provider_floor(state: &RunState) -> u64 {
+    let Some((reported, sent)) = state.last_call_input else {
+        return 0;
+    };
+    let added: u64 = state
+        .messages
+        .get(sent..)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| content_len(m) as u64 + PER_MESSAGE)
+        .sum();
+    reported.saturating_add(added)
+}
+
 /// An upper bound on the input tokens of the next call: never less than the real count.
 pub(crate) fn upper_bound(state: &RunState) -> u64 {
     let tools: u64 = state

@@ -14,6 +14,7 @@ pub mod judge;
 pub mod report;
 pub mod runner;
 pub mod suite;
+pub mod tools;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,20 +27,28 @@ pub use expect::{Expectations, Failure, RunFacts};
 pub use report::{CaseReport, Metrics, Mode, Report};
 pub use runner::{OnCase, Options, run};
 pub use suite::{Case, Gate, Suite};
+pub use tools::LiveTools;
 
-/// Records every model exchange of `agent` into a new cassette at `path`, redacted by the
-/// agent's redactor (request and answer).
+/// Records every model exchange and every tool call's result of `agent` into a new cassette at
+/// `path`, redacted by the agent's redactor (request, answer, arguments and result).
 pub fn record_into(agent: &mut Agent, path: &Path) -> Result<Arc<Recorder>, cassette::Error> {
     let recorder = Arc::new(Recorder::create(path)?.scrubbing(scrub_of(agent)));
     cassette::record(&mut agent.models, &recorder);
+    tools::record_tools(agent, &recorder);
     Ok(recorder)
 }
 
-/// Makes every model call of `agent` answer from the cassette at `path`, offline; requests are
-/// redacted as a recording redacts them before they are matched.
-pub fn replay_from(agent: &mut Agent, path: &Path) -> Result<Arc<Replay>, cassette::Error> {
+/// Makes every model call and every tool call of `agent` answer from the cassette at `path`,
+/// offline and without effects (read-only tools run for real with [`LiveTools::ReadOnly`]);
+/// requests and arguments are redacted as a recording redacts them before they are matched.
+pub fn replay_from(
+    agent: &mut Agent,
+    path: &Path,
+    live: LiveTools,
+) -> Result<Arc<Replay>, cassette::Error> {
     let replay = Arc::new(Replay::load(path)?.scrubbing(scrub_of(agent)));
     cassette::replay(&mut agent.models, &replay);
+    tools::replay_tools(agent, &replay, live);
     Ok(replay)
 }
 

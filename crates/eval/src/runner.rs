@@ -19,6 +19,8 @@ pub struct Options {
     pub mode: Mode,
     /// Cases at once; the suite's own setting when `None`.
     pub concurrency: Option<usize>,
+    /// In replay, which tools run for real (none by default: a replay has no effects).
+    pub live_tools: crate::LiveTools,
 }
 
 /// Called with each case's result as soon as it is known (progress output).
@@ -44,10 +46,10 @@ pub async fn run(
             permits.clone(),
             on_case.clone(),
         );
-        let mode = options.mode;
+        let (mode, live) = (options.mode, options.live_tools);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let report = run_case(&suite, &suite.cases[index], &engine, mode).await;
+            let report = run_case(&suite, &suite.cases[index], &engine, mode, live).await;
             if let Some(on_case) = on_case {
                 on_case(&report);
             }
@@ -75,7 +77,13 @@ pub async fn run(
 }
 
 /// Runs one case: load its agent, attach its cassette, start the run, check the journal.
-async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> CaseReport {
+async fn run_case(
+    suite: &Suite,
+    case: &Case,
+    engine: &Engine,
+    mode: Mode,
+    live: crate::LiveTools,
+) -> CaseReport {
     let mut report = CaseReport {
         name: case.name.clone(),
         ..CaseReport::default()
@@ -96,6 +104,7 @@ async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> Ca
             Ok(served) => {
                 let served = Arc::new(served.scrubbing(crate::scrub_of(&agent)));
                 cassette::replay(&mut agent.models, &served);
+                crate::tools::replay_tools(&mut agent, &served, live);
                 replay = Some(served);
             }
             Err(e) => return error(report, e),
@@ -111,6 +120,7 @@ async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> Ca
                 Ok(created) => {
                     let created = Arc::new(created.scrubbing(crate::scrub_of(&agent)));
                     cassette::record(&mut agent.models, &created);
+                    crate::tools::record_tools(&mut agent, &created);
                     recorder = Some(created);
                 }
                 Err(e) => return error(report, e.to_string()),
@@ -152,6 +162,10 @@ async fn run_case(suite: &Suite, case: &Case, engine: &Engine, mode: Mode) -> Ca
     report.tools = facts.calls.iter().map(|(name, _)| name.clone()).collect();
     report.escalated = facts.escalated;
     report.output = facts.output.clone();
+    if let Some(divergence) = replay.as_ref().and_then(|r| r.tool_divergence()) {
+        // A tool call the cassette lacks was refused, not run: the case fails on it, first.
+        return error(report, format!("replay: {divergence}"));
+    }
     if let Some(reason) = &facts.reason
         && mode == Mode::Replay
         && reason.contains(cassette::DIVERGED)

@@ -18,6 +18,12 @@
 //!
 //! A recording keeps the assembled exchange, however the answer travelled (streamed or whole);
 //! a replay gives a streamed run its recorded reply, shown to the request's deltas in one piece.
+//!
+//! A cassette keeps each tool call's result too ([`ToolResult`]), so a replay performs no
+//! effect: the tools of a replayed run answer from the cassette (matched by tool and arguments),
+//! and a call the cassette lacks is refused with the closest recorded calls, never executed.
+//! Format 1 files predate that; their results are read from the recorded requests, where each
+//! one follows the call that asked for it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -29,8 +35,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ChatRequest, ChatResponse, Fallback, ModelClient};
 
-/// Version of the cassette file format, stored in every file as `"cassette"`.
-pub const FORMAT: u32 = 1;
+/// Version of the cassette file format, stored in every file as `"cassette"`: 2 since tool
+/// results are recorded; 1 is still read.
+pub const FORMAT: u32 = 2;
+
+/// How a divergence of a tool call begins, so callers can recognise one in a run's journal.
+pub const TOOL_DIVERGED: &str = "the tool call diverges from the recording";
 
 /// How every divergence error begins, so callers can recognise one in a run's failure reason.
 pub const DIVERGED: &str = "the request diverges from the recording";
@@ -310,11 +320,50 @@ impl Exchange {
     }
 }
 
-/// Recorded exchanges, in the order they happened.
+/// One tool call as recorded: the tool, its arguments, and what came back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The tool's name.
+    pub tool: String,
+    /// The arguments it was called with.
+    pub args: serde_json::Value,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The call was cut off while it may have been acting (a timeout): replayed as such.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub indeterminate: bool,
+    /// Its output, or the error the model saw.
+    pub content: String,
+}
+
+impl ToolResult {
+    /// This result with `scrub` applied to every string, object keys of the arguments too.
+    pub fn scrubbed(&self, scrub: &dyn Fn(&str) -> String) -> ToolResult {
+        ToolResult {
+            tool: scrub(&self.tool),
+            args: scrub_json(&self.args, scrub),
+            ok: self.ok,
+            indeterminate: self.indeterminate,
+            content: scrub(&self.content),
+        }
+    }
+
+    /// The call as a divergence shows it: `tool {canonical arguments}`.
+    fn call(tool: &str, args: &serde_json::Value) -> String {
+        format!(
+            "{tool} {}",
+            chassis_core::state::call_key("", args).trim_start()
+        )
+    }
+}
+
+/// Recorded exchanges and tool results, in the order they happened.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cassette {
     /// The exchanges.
     pub exchanges: Vec<Exchange>,
+    /// The results of the tool calls.
+    pub tool_results: Vec<ToolResult>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -322,6 +371,8 @@ pub struct Cassette {
 struct CassetteFile {
     cassette: u32,
     exchanges: Vec<Exchange>,
+    #[serde(default)]
+    tool_results: Vec<ToolResult>,
 }
 
 impl Cassette {
@@ -341,15 +392,34 @@ impl Cassette {
     pub fn from_json(text: &str) -> Result<Cassette, String> {
         let file: CassetteFile =
             serde_json::from_str(text).map_err(|e| format!("not a cassette: {e}"))?;
-        if file.cassette != FORMAT {
-            return Err(format!(
-                "format {} is not supported (this chassis reads format {FORMAT})",
-                file.cassette
-            ));
+        match file.cassette {
+            FORMAT => Ok(Cassette {
+                exchanges: file.exchanges,
+                tool_results: file.tool_results,
+            }),
+            1 if file.tool_results.is_empty() => {
+                let tool_results = results_in_requests(&file.exchanges);
+                Ok(Cassette {
+                    exchanges: file.exchanges,
+                    tool_results,
+                })
+            }
+            other => Err(format!(
+                "format {other} is not supported (this chassis reads formats 1 and {FORMAT})"
+            )),
         }
-        Ok(Cassette {
-            exchanges: file.exchanges,
-        })
+    }
+
+    /// This cassette with `scrub` applied to every string of every exchange and tool result.
+    pub fn scrubbed(&self, scrub: &dyn Fn(&str) -> String) -> Cassette {
+        Cassette {
+            exchanges: self.exchanges.iter().map(|e| e.scrubbed(scrub)).collect(),
+            tool_results: self
+                .tool_results
+                .iter()
+                .map(|r| r.scrubbed(scrub))
+                .collect(),
+        }
     }
 
     /// The cassette as pretty JSON, one field per line, so a changed exchange diffs well.
@@ -357,6 +427,7 @@ impl Cassette {
         let file = CassetteFile {
             cassette: FORMAT,
             exchanges: self.exchanges.clone(),
+            tool_results: self.tool_results.clone(),
         };
         let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
         text.push('\n');
@@ -381,11 +452,40 @@ impl Cassette {
     }
 
     /// The exchanges of a journaled run: for each answered step, the context the model saw
-    /// (the fold just before its `model_responded`) and the answer it gave.
+    /// (the fold just before its `model_responded`) and the answer it gave; and each tool
+    /// call's result, as its `tool_finished` (or a person's settlement) journaled it.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Cassette, Error> {
         let mut state = RunState::default();
         let mut exchanges = Vec::new();
+        let mut tool_results = Vec::new();
         for event in events {
+            let settled = match event {
+                Event::ToolFinished {
+                    call_id,
+                    ok,
+                    content,
+                    ..
+                } => Some((call_id, *ok, content)),
+                Event::OutcomeResolved {
+                    call_id,
+                    resolution,
+                    content: Some(content),
+                    ..
+                } if resolution != "retry" => Some((call_id, resolution == "succeeded", content)),
+                _ => None,
+            };
+            if let Some((call_id, ok, content)) = settled
+                && let Some(call) = state.call(call_id)
+            {
+                tool_results.push(ToolResult {
+                    tool: call.call.name.clone(),
+                    args: serde_json::from_str(&call.call.arguments)
+                        .unwrap_or_else(|_| serde_json::Value::String(call.call.arguments.clone())),
+                    ok,
+                    indeterminate: false,
+                    content: content.clone(),
+                });
+            }
             if let Event::ModelResponded {
                 model,
                 message,
@@ -416,8 +516,50 @@ impl Cassette {
             }
             state.apply(event)?;
         }
-        Ok(Cassette { exchanges })
+        Ok(Cassette {
+            exchanges,
+            tool_results,
+        })
     }
+}
+
+/// The tool results a format 1 cassette holds only inside its requests: each tool message
+/// after the assistant message whose call it answers, once however many later requests repeat
+/// it.
+fn results_in_requests(exchanges: &[Exchange]) -> Vec<ToolResult> {
+    let mut results: Vec<ToolResult> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for exchange in exchanges {
+        let mut calls = std::collections::HashMap::new();
+        for message in &exchange.request.messages {
+            match message {
+                Message::Assistant(reply) => {
+                    for call in &reply.tool_calls {
+                        calls.insert(call.id.as_str(), call);
+                    }
+                }
+                Message::Tool { call_id, content } => {
+                    let Some(call) = calls.get(call_id.as_str()) else {
+                        continue;
+                    };
+                    let Ok(args) = serde_json::from_str(&call.arguments) else {
+                        continue;
+                    };
+                    if seen.insert((call_id.clone(), call.arguments.clone(), content.clone())) {
+                        results.push(ToolResult {
+                            tool: call.name.clone(),
+                            args,
+                            ok: true,
+                            indeterminate: false,
+                            content: content.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    results
 }
 
 /// Collects the exchanges of a recording and keeps its file current.
@@ -457,6 +599,17 @@ impl Recorder {
         }
         let mut cassette = self.cassette.lock().unwrap_or_else(|e| e.into_inner());
         cassette.exchanges.push(exchange);
+        cassette.save(&self.path)
+    }
+
+    /// Adds one tool call's result (scrubbed) and rewrites the file.
+    pub fn record_tool(&self, result: ToolResult) -> Result<(), Error> {
+        let result = match &self.scrub {
+            Some(scrub) => result.scrubbed(scrub.as_ref()),
+            None => result,
+        };
+        let mut cassette = self.cassette.lock().unwrap_or_else(|e| e.into_inner());
+        cassette.tool_results.push(result);
         cassette.save(&self.path)
     }
 
@@ -513,6 +666,11 @@ pub struct Replay {
     keys: Vec<String>,
     exchanges: Vec<Exchange>,
     served: Mutex<Vec<u32>>,
+    tool_keys: Vec<String>,
+    tool_results: Vec<ToolResult>,
+    tools_served: Mutex<Vec<u32>>,
+    /// Tool calls the cassette had no result for, explained, in the order they came.
+    tool_divergences: Mutex<Vec<String>>,
     scrub: Option<Scrub>,
 }
 
@@ -521,11 +679,20 @@ impl Replay {
     pub fn new(name: impl Into<String>, cassette: Cassette) -> Replay {
         let keys = cassette.exchanges.iter().map(|e| e.request.key()).collect();
         let served = Mutex::new(vec![0; cassette.exchanges.len()]);
+        let tool_keys = cassette
+            .tool_results
+            .iter()
+            .map(|r| ToolResult::call(&r.tool, &r.args))
+            .collect();
         Replay {
             name: name.into(),
             keys,
             exchanges: cassette.exchanges,
             served,
+            tool_keys,
+            tools_served: Mutex::new(vec![0; cassette.tool_results.len()]),
+            tool_results: cassette.tool_results,
+            tool_divergences: Mutex::new(Vec::new()),
             scrub: None,
         }
     }
@@ -539,8 +706,89 @@ impl Replay {
             .iter()
             .map(|e| e.request.scrubbed(scrub.as_ref()).key())
             .collect();
+        self.tool_keys = self
+            .tool_results
+            .iter()
+            .map(|r| ToolResult::call(&r.tool, &scrub_json(&r.args, scrub.as_ref())))
+            .collect();
         self.scrub = Some(scrub);
         self
+    }
+
+    /// The recorded result of calling `tool` with `args` (scrubbed first, like a request): the
+    /// first unused recording of the same call, or, when each was used, the last of them
+    /// again. A call nothing matches is refused with the closest recorded calls of the tool, and
+    /// remembered ([`Replay::tool_divergence`]); nothing runs either way.
+    pub fn tool_result(&self, tool: &str, args: &serde_json::Value) -> Result<ToolResult, String> {
+        let args = match &self.scrub {
+            Some(scrub) => scrub_json(args, scrub.as_ref()),
+            None => args.clone(),
+        };
+        let key = ToolResult::call(tool, &args);
+        let mut served = self.tools_served.lock().unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<usize> = (0..self.tool_keys.len())
+            .filter(|&i| self.tool_keys[i] == key)
+            .collect();
+        if let Some(&i) = matching
+            .iter()
+            .find(|&&i| served[i] == 0)
+            .or(matching.last())
+        {
+            served[i] += 1;
+            return Ok(self.tool_results[i].clone());
+        }
+        drop(served);
+        let explained = self.tool_divergence_of(tool, &args);
+        self.tool_divergences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(explained.clone());
+        Err(explained)
+    }
+
+    /// The first tool call this replay had no result for, explained with a diff.
+    pub fn tool_divergence(&self) -> Option<String> {
+        self.tool_divergences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned()
+    }
+
+    fn tool_divergence_of(&self, tool: &str, args: &serde_json::Value) -> String {
+        let render = |tool: &str, args: &serde_json::Value| -> Vec<String> {
+            let pretty = serde_json::to_string_pretty(args).unwrap_or_default();
+            std::iter::once(format!("tool: {tool}"))
+                .chain(pretty.lines().map(str::to_string))
+                .collect()
+        };
+        let actual = render(tool, args);
+        let closest = self
+            .tool_results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let recorded = render(&r.tool, &r.args);
+                let ops = diff(&recorded, &actual);
+                let distance = ops.iter().filter(|op| !matches!(op, Op::Same(_))).count();
+                (distance, i, render_diff(&ops))
+            })
+            .min_by_key(|(distance, i, _)| (*distance, *i));
+        match closest {
+            None => format!(
+                "{TOOL_DIVERGED}: cassette {} holds no tool results, so `{tool}` cannot be \
+                 answered offline; it was not run (record the case again with --record)",
+                self.name
+            ),
+            Some((_, i, diff)) => format!(
+                "{TOOL_DIVERGED}: cassette {} has no result for this call of `{tool}`, which was \
+                 not run; none of its {} recorded call(s) matches; closest is call {} \
+                 (- recorded, + actual):\n{diff}",
+                self.name,
+                self.tool_results.len(),
+                i + 1
+            ),
+        }
     }
 
     /// Reads the cassette at `path` and serves it.
@@ -823,6 +1071,7 @@ mod tests {
                     response: Response::from(&response(text)),
                 })
                 .collect(),
+            tool_results: Vec::new(),
         }
     }
 
@@ -830,7 +1079,7 @@ mod tests {
     fn the_file_round_trips() {
         let cassette = cassette(&[("a", "A"), ("b", "B")]);
         let text = cassette.to_json();
-        assert!(text.starts_with("{\n  \"cassette\": 1,"), "{text}");
+        assert!(text.starts_with("{\n  \"cassette\": 2,"), "{text}");
         assert_eq!(Cassette::from_json(&text), Ok(cassette));
         let err = Cassette::from_json("{\"cassette\": 9, \"exchanges\": []}").unwrap_err();
         assert!(err.contains("format 9 is not supported"), "{err}");

@@ -92,28 +92,8 @@ impl Deltas {
     }
 }
 
-/// One delta, as a [`DeltaLog`] keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delta {
-    /// [`DeltaSink::text`].
-    Text(String),
-    /// [`DeltaSink::tool_call_started`].
-    ToolCallStarted {
-        /// Position of the call in the reply.
-        index: usize,
-        /// Tool called.
-        name: String,
-    },
-    /// [`DeltaSink::tool_args`].
-    ToolArgs {
-        /// Position of the call in the reply.
-        index: usize,
-        /// A piece of its arguments.
-        arguments: String,
-    },
-    /// [`DeltaSink::abandoned`].
-    Abandoned,
-}
+/// One delta, as a [`DeltaLog`] keeps it and observers receive it.
+pub use chassis_core::observe::Delta;
 
 /// A sink that keeps every delta in order: for tests, and for callers that read them after
 /// the call.

@@ -42,6 +42,7 @@ use crate::routes;
         routes::create_token,
         routes::list_tokens,
         routes::revoke_token,
+        routes::outbox,
     ),
     components(schemas(
         Problem,
@@ -69,9 +70,12 @@ use crate::routes;
         api::ToolDecisions,
         api::Stats,
         api::DayStats,
+        api::HourStats,
         api::NewToken,
         api::TokenCreated,
         api::TokenInfo,
+        api::DeliveryState,
+        api::Delivery,
         api::Me,
         api::Health,
         api::StreamEvent,
@@ -85,6 +89,7 @@ use crate::routes;
         (name = "agents", description = "The agents on offer"),
         (name = "stats", description = "Figures per agent version"),
         (name = "tokens", description = "API tokens and their roles"),
+        (name = "outbox", description = "Webhook notifications and their delivery"),
         (name = "system", description = "Health, readiness, metrics"),
     )
 )]

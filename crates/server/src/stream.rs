@@ -257,8 +257,8 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
             if chassis_core::RunStatus::after(&record.event).is_some_and(|s| s.is_terminal()) {
                 cursor.ended = true;
             }
-            if let Event::ModelResponded { step, .. } = &record.event {
-                cursor.answered = cursor.answered.max(*step);
+            if let Some(step) = answers_step(&record.event) {
+                cursor.answered = cursor.answered.max(step);
             }
             let data = serde_json::to_string(&record.to_json()).unwrap_or_default();
             return Some(
@@ -309,5 +309,41 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
             _ = cursor.woken.changed() => {}
             () = tokio::time::sleep(POLL) => {}
         }
+    }
+}
+
+/// The step whose streamed deltas `event` makes stale: its journaled answer. Every event is
+/// named, so a new one is weighed here before the stream compiles.
+fn answers_step(event: &Event) -> Option<u32> {
+    match event {
+        Event::ModelResponded { step, .. } => Some(*step),
+        // A failed call's deltas were voided by `abandoned` as they streamed.
+        Event::ModelFailed { .. }
+        | Event::RunStarted(_)
+        | Event::ModelRequested { .. }
+        | Event::ModelAttemptFailed { .. }
+        | Event::ModelCircuitOpen { .. }
+        | Event::ModelFallback { .. }
+        | Event::ModelSwitched { .. }
+        | Event::ToolRefused { .. }
+        | Event::ToolStarted { .. }
+        | Event::ToolFinished { .. }
+        | Event::ToolAttemptFailed { .. }
+        | Event::ApprovalRequested { .. }
+        | Event::ApprovalDecided { .. }
+        | Event::ApprovalEscalated { .. }
+        | Event::OutcomeResolved { .. }
+        | Event::ToolOutcomeUnknown { .. }
+        | Event::LimitReached { .. }
+        | Event::LimitRaised { .. }
+        | Event::LimitRejected { .. }
+        | Event::CancelRequested { .. }
+        | Event::ResumeRequested { .. }
+        | Event::RunWaiting { .. }
+        | Event::RunPaused { .. }
+        | Event::RunResumed { .. }
+        | Event::RunCompleted { .. }
+        | Event::RunFailed { .. }
+        | Event::RunCancelled { .. } => None,
     }
 }

@@ -152,8 +152,11 @@ pub struct Lease {
 /// ([`chassis_core::RunState::wake`]: now while the run executes or once a human has acted,
 /// an approval's expiry, a parked run's retry, or never until a human acts), in the same
 /// transaction, so no crash can leave a decision without its wake-up.
+///
+/// **Notifications go with their events.** [`Journal::append_with`] writes a run's events and
+/// the notifications they raise ([`crate::Outbox`]) in one transaction.
 #[async_trait]
-pub trait Journal: Send + Sync {
+pub trait Journal: crate::Outbox + crate::Schedules + Send + Sync {
     /// Creates a run whose journal starts with `events` (at least `run_started`), leased to
     /// `driver` if given; [`Error::RunExists`] for a taken id, [`Error::KeyUsed`] for a taken
     /// idempotency key.
@@ -175,6 +178,19 @@ pub trait Journal: Send + Sync {
         expected: u64,
         events: &[Event],
         wake: Wake,
+    ) -> Result<u64, Error> {
+        self.append_with(lease, expected, events, wake, &[]).await
+    }
+
+    /// [`Journal::append`], queueing `notifications` in the outbox in the same transaction:
+    /// both are written, or neither.
+    async fn append_with(
+        &self,
+        lease: &Lease,
+        expected: u64,
+        events: &[Event],
+        wake: Wake,
+        notifications: &[crate::Notification],
     ) -> Result<u64, Error>;
 
     /// Appends human decisions (and nothing else: [`Error::NotADecision`]) if the journal

@@ -13,8 +13,10 @@ pub mod clock;
 mod error;
 mod journal;
 mod lease;
+mod outbox;
 mod postgres;
 pub mod resolve;
+mod schedule;
 mod sqlite;
 
 #[cfg(feature = "test-support")]
@@ -26,8 +28,12 @@ pub use error::Error;
 pub use journal::{
     Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
 };
+pub use outbox::{
+    Attempt, Delivery, DeliveryStatus, Notification, Outbox, OutboxFilter, delivery_id,
+};
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use resolve::resolve_run;
+pub use schedule::{Fired, Schedule, Schedules};
 pub use sqlite::{SqliteJournal, Sync};
 
 use std::path::PathBuf;

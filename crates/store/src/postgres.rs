@@ -12,7 +12,9 @@
 
 mod listen;
 mod migrate;
+mod outbox;
 mod pool;
+mod schedule;
 mod target;
 mod tls;
 
@@ -58,6 +60,7 @@ fn notify(rel: &str, cond: &str) -> String {
 pub(crate) struct Statements {
     create: Statement,
     append: Statement,
+    append_notes: Statement,
     state: Statement,
     holder: Statement,
     by_key: Statement,
@@ -119,9 +122,12 @@ impl Statements {
                   ELSE $7 END"
         );
         // $1 run_id, $2 expected, $3 status or NULL, $4 lease token or NULL (a human
-        // decision), $5 events, $6 wake now, $7 wake at.
-        let append = format!(
-            "WITH u AS (
+        // decision), $5 events, $6 wake now, $7 wake at; with notifications, $8 to $14 their
+        // ids, seqs, kinds, URLs, secret variables, bodies and lifetimes (ms), queued in the
+        // same statement (`postgres/outbox.rs`).
+        let append_sql = |notes: &str| {
+            format!(
+                "WITH u AS (
                  UPDATE runs SET
                      last_seq = $2 + cardinality($5::text[]),
                      updated_ms = {now},
@@ -134,15 +140,18 @@ impl Statements {
                  INSERT INTO events (run_id, seq, at_ms, data)
                  SELECT u.run_id, $2 + t.n, {now}, t.d
                  FROM u, unnest($5::text[]) WITH ORDINALITY AS t(d, n)
-             )
+             ){notes}
              SELECT u.last_seq, {notify} FROM u",
-            notify = notify(
-                "u",
-                &format!(
-                    "u.wake_at_ms <= {now} AND (u.lease_until_ms IS NULL OR u.lease_until_ms <= {now})"
-                )
-            ),
-        );
+                notify = notify(
+                    "u",
+                    &format!(
+                        "u.wake_at_ms <= {now} AND (u.lease_until_ms IS NULL OR u.lease_until_ms <= {now})"
+                    )
+                ),
+            )
+        };
+        let append = append_sql("");
+        let append_notes = append_sql(&outbox::queue_cte(now));
         // $1 worker, $2 ttl ms, $3 limit, $4 token base (each lease gets base XOR its number).
         // Runs whose driver died (an expired lease) come before younger queued work.
         let claim = format!(
@@ -194,7 +203,7 @@ impl Statements {
         );
         let holder =
             format!("SELECT lease_owner, lease_until_ms, {now} FROM runs WHERE run_id = $1");
-        let (create, append, state, holder, by_key, load, list) =
+        let (create, append, append_notes, state, holder, by_key, load, list) =
             tokio::try_join!(
             client.prepare_typed(
                 &create,
@@ -218,6 +227,25 @@ impl Statements {
             client.prepare_typed(
                 &append,
                 &[T::TEXT, T::INT8, T::TEXT, T::INT8, T::TEXT_ARRAY, T::BOOL, T::INT8]
+            ),
+            client.prepare_typed(
+                &append_notes,
+                &[
+                    T::TEXT,
+                    T::INT8,
+                    T::TEXT,
+                    T::INT8,
+                    T::TEXT_ARRAY,
+                    T::BOOL,
+                    T::INT8,
+                    T::TEXT_ARRAY,
+                    T::INT8_ARRAY,
+                    T::TEXT_ARRAY,
+                    T::TEXT_ARRAY,
+                    T::TEXT_ARRAY,
+                    T::TEXT_ARRAY,
+                    T::INT8_ARRAY
+                ]
             ),
             client.prepare_typed(
                 "SELECT last_seq, lease_token FROM runs WHERE run_id = $1",
@@ -269,6 +297,7 @@ impl Statements {
         Ok(Statements {
             create,
             append,
+            append_notes,
             state,
             holder,
             by_key,
@@ -337,6 +366,7 @@ impl PostgresJournal {
         events: &[Event],
         wake: Wake,
         token: Option<u64>,
+        notes: &[crate::Notification],
     ) -> Result<u64, Error> {
         let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let status = events
@@ -348,22 +378,46 @@ impl PostgresJournal {
         let token_sql = token.map(token_to_sql);
         let (wake_now, wake_at) = wake_params(wake);
         let conn = self.pool.get().await?;
-        let row = conn
-            .client
-            .query_opt(
-                &conn.stmts.append,
-                &[
-                    &run_id,
-                    &expected_sql,
-                    &status,
-                    &token_sql,
-                    &encoded,
-                    &wake_now,
-                    &wake_at,
-                ],
-            )
-            .await
-            .map_err(|e| self.db_err(e))?;
+        let row = if notes.is_empty() {
+            conn.client
+                .query_opt(
+                    &conn.stmts.append,
+                    &[
+                        &run_id,
+                        &expected_sql,
+                        &status,
+                        &token_sql,
+                        &encoded,
+                        &wake_now,
+                        &wake_at,
+                    ],
+                )
+                .await
+        } else {
+            let n = outbox::Columns::of(notes);
+            conn.client
+                .query_opt(
+                    &conn.stmts.append_notes,
+                    &[
+                        &run_id,
+                        &expected_sql,
+                        &status,
+                        &token_sql,
+                        &encoded,
+                        &wake_now,
+                        &wake_at,
+                        &n.ids,
+                        &n.seqs,
+                        &n.kinds,
+                        &n.urls,
+                        &n.envs,
+                        &n.bodies,
+                        &n.lifetimes,
+                    ],
+                )
+                .await
+        }
+        .map_err(|e| self.db_err(e))?;
         if let Some(row) = row {
             return Ok(seq_from_sql(row.get(0)));
         }
@@ -549,15 +603,23 @@ impl Journal for PostgresJournal {
         Err(Error::RunExists(run.run_id.clone()))
     }
 
-    async fn append(
+    async fn append_with(
         &self,
         lease: &Lease,
         expected: u64,
         events: &[Event],
         wake: Wake,
+        notes: &[crate::Notification],
     ) -> Result<u64, Error> {
-        self.append_op(&lease.run_id, expected, events, wake, Some(lease.token))
-            .await
+        self.append_op(
+            &lease.run_id,
+            expected,
+            events,
+            wake,
+            Some(lease.token),
+            notes,
+        )
+        .await
     }
 
     async fn decide(
@@ -568,7 +630,8 @@ impl Journal for PostgresJournal {
         wake: Wake,
     ) -> Result<u64, Error> {
         crate::check_decisions(run_id, events)?;
-        self.append_op(run_id, expected, events, wake, None).await
+        self.append_op(run_id, expected, events, wake, None, &[])
+            .await
     }
 
     async fn load_after(&self, run_id: &str, after: u64) -> Result<Vec<Record>, Error> {

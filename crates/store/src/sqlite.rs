@@ -10,6 +10,8 @@
 //! process or another.
 
 mod migrate;
+mod outbox;
+mod schedule;
 
 pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 
@@ -86,6 +88,8 @@ enum Op {
         status: Option<RunStatus>,
         wake: Wake,
         writer: Writer,
+        /// Notifications queued in the same transaction.
+        notes: Vec<crate::Notification>,
     },
     Claim {
         worker: String,
@@ -115,7 +119,23 @@ enum Op {
     },
     PutToken(TokenRecord),
     RevokeToken(String),
+    /// Leases due deliveries.
+    ClaimDeliveries {
+        owner: String,
+        ttl_ms: i64,
+        limit: usize,
+    },
+    /// Books a delivery attempt.
+    RecordAttempt {
+        delivery: Box<crate::Delivery>,
+        attempt: crate::Attempt,
+    },
+    /// Any other write, run inside the writer's transaction (`sqlite/schedule.rs`).
+    Exec(Write),
 }
+
+/// A write run inside the writer's transaction, given the time.
+type Write = Box<dyn Fn(&Connection, i64) -> rusqlite::Result<Done> + Send>;
 
 impl Op {
     /// The run an append or a create writes, with what it leaves the run at.
@@ -130,7 +150,10 @@ impl Op {
             | Op::Release { .. }
             | Op::PutVersion { .. }
             | Op::PutToken(_)
-            | Op::RevokeToken(_) => None,
+            | Op::RevokeToken(_)
+            | Op::ClaimDeliveries { .. }
+            | Op::RecordAttempt { .. }
+            | Op::Exec(_) => None,
         }
     }
 }
@@ -143,6 +166,8 @@ enum Done {
     Lease(Lease),
     Nothing,
     Changed(bool),
+    Deliveries(Vec<crate::Delivery>),
+    Schedules(Vec<crate::Schedule>),
 }
 
 /// A write and where its answer goes once it is durable.
@@ -299,6 +324,7 @@ impl SqliteJournal {
         events: &[Event],
         wake: Wake,
         writer: Writer,
+        notes: &[crate::Notification],
     ) -> Result<u64, Error> {
         let op = Op::Append {
             run_id: run_id.to_string(),
@@ -307,6 +333,7 @@ impl SqliteJournal {
             status: events.iter().rev().find_map(RunStatus::after),
             wake,
             writer,
+            notes: notes.to_vec(),
         };
         match self.submit(op).await? {
             Done::Seq(seq) => Ok(seq),
@@ -454,7 +481,12 @@ impl Known {
     fn note(&mut self, op: &Op, done: &Done) {
         let seq = match done {
             Done::Seq(seq) | Done::Created(seq, _) => *seq,
-            Done::Leases(_) | Done::Lease(_) | Done::Nothing | Done::Changed(_) => return,
+            Done::Leases(_)
+            | Done::Lease(_)
+            | Done::Nothing
+            | Done::Changed(_)
+            | Done::Deliveries(_)
+            | Done::Schedules(_) => return,
         };
         if let Some((run_id, status)) = op.appended() {
             if status.is_some_and(|s| s != RunStatus::Running) {
@@ -686,20 +718,35 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             status,
             wake,
             writer,
-        } => append(
-            conn,
-            AppendArgs {
-                run_id,
-                expected: *expected,
-                encoded,
-                status: *status,
-                wake: *wake,
-                writer: *writer,
-                known_seq: known.last_seq.get(run_id.as_str()).copied(),
-            },
-            now,
-        )
-        .map(Done::Seq),
+            notes,
+        } => {
+            let seq = append(
+                conn,
+                AppendArgs {
+                    run_id,
+                    expected: *expected,
+                    encoded,
+                    status: *status,
+                    wake: *wake,
+                    writer: *writer,
+                    known_seq: known.last_seq.get(run_id.as_str()).copied(),
+                },
+                now,
+            )?;
+            outbox::queue(conn, notes, now)?;
+            Ok(Done::Seq(seq))
+        }
+        Op::ClaimDeliveries {
+            owner,
+            ttl_ms,
+            limit,
+        } => outbox::claim(conn, owner, *ttl_ms, *limit, now)
+            .map(Done::Deliveries)
+            .map_err(ApplyError::Sql),
+        Op::RecordAttempt { delivery, attempt } => outbox::record(conn, delivery, attempt, now)
+            .map(Done::Changed)
+            .map_err(ApplyError::Sql),
+        Op::Exec(write) => write(conn, now).map_err(ApplyError::Sql),
         Op::Claim {
             worker,
             ttl_ms,
@@ -1062,12 +1109,13 @@ impl Journal for SqliteJournal {
         }
     }
 
-    async fn append(
+    async fn append_with(
         &self,
         lease: &Lease,
         expected: u64,
         events: &[Event],
         wake: Wake,
+        notes: &[crate::Notification],
     ) -> Result<u64, Error> {
         self.append_op(
             &lease.run_id,
@@ -1075,6 +1123,7 @@ impl Journal for SqliteJournal {
             events,
             wake,
             Writer::Lease(lease.token),
+            notes,
         )
         .await
     }
@@ -1088,7 +1137,7 @@ impl Journal for SqliteJournal {
     ) -> Result<u64, Error> {
         crate::check_decisions(run_id, events)?;
         let seq = self
-            .append_op(run_id, expected, events, wake, Writer::Human)
+            .append_op(run_id, expected, events, wake, Writer::Human, &[])
             .await?;
         self.work_for_now(wake);
         Ok(seq)
@@ -1370,6 +1419,7 @@ mod tests {
                 status,
                 wake: Wake::Now,
                 writer: Writer::Human,
+                notes: Vec::new(),
             },
         }
     }

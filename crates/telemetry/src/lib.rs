@@ -2,7 +2,7 @@
 //! metrics at `/metrics`, redacted logs (text or JSON), and, from the journal alone, a run's
 //! timeline (`chassis trace`) and aggregates over runs (`chassis stats`).
 //!
-//! Traces and metrics are [`chassis_engine::Observer`]s: they see every event as the engine
+//! Traces and metrics are [`chassis_core::Observer`]s: they see every event as the engine
 //! records it, already redacted, and never slow or fail a run. A run's trace id is derived from
 //! its run id ([`ids`]), so a resumed run continues the same trace with nothing new journaled.
 
@@ -20,7 +20,9 @@ pub mod timeline;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chassis_engine::{Engine, Observer, Redactor};
+use chassis_core::Observer;
+use chassis_redact::Redactor;
+use chassis_store::Journal;
 
 pub use logs::{LogFormat, LogRedaction};
 pub use metrics::{Metrics, MetricsServer};
@@ -107,20 +109,24 @@ impl Telemetry {
         out
     }
 
-    /// `engine` reporting to this telemetry; `/metrics` also reads its journal's run gauges,
-    /// and the secrets of every agent it drives are kept out of the log.
-    pub fn attach(&self, mut engine: Engine) -> Engine {
+    /// The observers for an engine that writes to `journal` and finds its runs' agents with
+    /// `locate` (its `AgentPaths::locate`): traces and metrics, and the secrets of every agent
+    /// it drives kept out of the log. `/metrics` also reads `journal`'s run gauges.
+    pub fn observers_for(
+        &self,
+        journal: &Arc<dyn Journal>,
+        locate: logs::Locate,
+    ) -> Vec<Arc<dyn Observer>> {
         if let Some((metrics, _)) = &self.metrics {
-            metrics.watch_journal(Arc::clone(engine.journal()));
+            metrics.watch_journal(Arc::clone(journal));
         }
         let spec_secrets = Arc::new(logs::SpecSecrets::finding_agents(
             self.redaction.clone(),
-            engine.agent_paths().clone(),
+            locate,
         )) as Arc<dyn Observer>;
-        for observer in std::iter::once(spec_secrets).chain(self.observers()) {
-            engine = engine.with_observer(observer);
-        }
-        engine
+        std::iter::once(spec_secrets)
+            .chain(self.observers())
+            .collect()
     }
 
     /// Where `/metrics` is served, if it is.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::sync::{Arc, RwLock};
 
-use chassis_engine::Redactor;
+use chassis_redact::Redactor;
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -57,35 +57,36 @@ impl LogRedaction {
     }
 }
 
+/// Where the spec file of a run that journaled `spec_path` is now (an engine's
+/// `AgentPaths::locate`).
+pub type Locate = Arc<dyn Fn(&str) -> std::path::PathBuf + Send + Sync>;
+
 /// An observer that, when a run starts or resumes, adds the secrets of its agent spec (API key
 /// variables, `[redact] env` and `patterns`) to the log redaction, once per spec file: so a
 /// process driving runs of any agent (a worker) keeps each agent's secrets out of its log.
 pub struct SpecSecrets {
     redaction: LogRedaction,
     seen: std::sync::Mutex<std::collections::HashSet<String>>,
-    paths: chassis_engine::AgentPaths,
+    locate: Locate,
 }
 
 impl SpecSecrets {
-    /// Adds to `redaction`.
+    /// Adds to `redaction`, reading each spec at the path its run journaled.
     pub fn new(redaction: LogRedaction) -> SpecSecrets {
-        SpecSecrets::finding_agents(redaction, chassis_engine::AgentPaths::default())
+        SpecSecrets::finding_agents(redaction, Arc::new(|path: &str| path.into()))
     }
 
-    /// Adds to `redaction`, finding a run's spec where `paths` says (an engine's).
-    pub fn finding_agents(
-        redaction: LogRedaction,
-        paths: chassis_engine::AgentPaths,
-    ) -> SpecSecrets {
+    /// Adds to `redaction`, finding a run's spec where `locate` says (an engine's agent paths).
+    pub fn finding_agents(redaction: LogRedaction, locate: Locate) -> SpecSecrets {
         SpecSecrets {
             redaction,
             seen: Default::default(),
-            paths,
+            locate,
         }
     }
 }
 
-impl chassis_engine::Observer for SpecSecrets {
+impl chassis_core::Observer for SpecSecrets {
     fn on_event(&self, _run_id: &str, state: &chassis_core::RunState, event: &chassis_core::Event) {
         use chassis_core::Event as E;
         if !matches!(event, E::RunStarted(_) | E::RunResumed { .. }) {
@@ -99,7 +100,7 @@ impl chassis_engine::Observer for SpecSecrets {
             return;
         }
         // The engine loaded this spec a moment ago; one that no longer parses is its concern.
-        let spec = std::fs::read_to_string(self.paths.locate(&state.spec_path))
+        let spec = std::fs::read_to_string((self.locate)(&state.spec_path))
             .ok()
             .and_then(|text| chassis_core::spec::AgentSpec::parse(&text).ok());
         if let Some(redactor) = spec.and_then(|spec| Redactor::for_spec(&spec).ok()) {
@@ -296,7 +297,7 @@ where
         };
         let fields = Fields(fields.0.iter().map(|(n, v)| (*n, redact(v))).collect());
         let meta = event.metadata();
-        let timestamp = crate::time::rfc3339_millis(chassis_engine::now_ms());
+        let timestamp = crate::time::rfc3339_millis(crate::time::now_ms());
         let line = match self.format {
             LogFormat::Text => self.text_line(&timestamp, *meta.level(), &fields),
             LogFormat::Json => json_line(&timestamp, *meta.level(), meta.target(), &fields),

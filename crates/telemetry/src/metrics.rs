@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chassis_core::Observer;
 use chassis_core::{Event, RunState, RunStatus};
-use chassis_engine::Observer;
 use chassis_store::{Journal, ListFilter};
 
 use crate::registry::{Kind, LATENCY_BUCKETS, Labels, Registry};
@@ -40,6 +40,11 @@ const FAMILIES: &[(&str, &str, Kind)] = &[
     (
         "chassis_runs_failed_total",
         "Runs failed, by agent and version.",
+        Kind::Counter,
+    ),
+    (
+        "chassis_runs_cancelled_total",
+        "Runs cancelled, by agent and version.",
         Kind::Counter,
     ),
     (
@@ -283,6 +288,7 @@ impl Metrics {
             }
             Event::RunCompleted { .. } => stop(clock, "chassis_runs_completed_total"),
             Event::RunFailed { .. } => stop(clock, "chassis_runs_failed_total"),
+            Event::RunCancelled { .. } => stop(clock, "chassis_runs_cancelled_total"),
             Event::RunWaiting { .. } => stop(clock, "chassis_runs_waiting_total"),
             Event::RunPaused { .. } => stop(clock, "chassis_runs_paused_total"),
             Event::ModelRequested { .. } => {
@@ -398,10 +404,20 @@ impl Metrics {
                     ("action", action.as_str().to_string()),
                 ],
             ),
-            other if other.kind() == "approval_requested" => {
+            Event::ApprovalRequested { .. } => {
                 r.inc("chassis_approvals_requested_total", vec![agent()])
             }
-            _ => {}
+            // Counted elsewhere (`chassis_tool_calls_total` by outcome, the pending approvals
+            // gauge from the journal) or not a figure anyone charts.
+            Event::ModelAttemptFailed { delay_ms: None, .. }
+            | Event::ToolStarted { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. } => {}
         }
     }
 }
@@ -444,20 +460,38 @@ fn tool_labels(state: &RunState, name: &str, outcome: &str) -> Labels {
 
 /// Approvals requested in a journal and not decided since.
 fn pending_approvals<'a>(events: impl Iterator<Item = &'a Event>) -> u64 {
-    let mut open: Vec<String> = Vec::new();
+    let mut open: Vec<&str> = Vec::new();
     for event in events {
-        let kind = event.kind();
-        if !kind.starts_with("approval_") {
-            continue;
-        }
-        let call_id = serde_json::to_value(event)
-            .ok()
-            .and_then(|v| v.get("call_id").and_then(|c| c.as_str()).map(String::from))
-            .unwrap_or_default();
-        match kind {
-            "approval_requested" => open.push(call_id),
-            "approval_decided" => open.retain(|c| *c != call_id),
-            _ => {}
+        match event {
+            Event::ApprovalRequested { call_id, .. } => open.push(call_id),
+            Event::ApprovalDecided { call_id, .. } => open.retain(|c| c != call_id),
+            // An escalated approval still waits for its decision.
+            Event::ApprovalEscalated { .. }
+            | Event::RunStarted(_)
+            | Event::ModelRequested { .. }
+            | Event::ModelResponded { .. }
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelFailed { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCompleted { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled { .. } => {}
         }
     }
     open.len() as u64

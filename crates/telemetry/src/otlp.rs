@@ -1,9 +1,12 @@
-//! Exporting spans over OTLP/HTTP, configured by the standard `OTEL_*` variables.
+//! Exporting spans over OTLP, configured by the standard `OTEL_*` variables.
 //!
 //! Spans are queued without blocking the run and sent in batches by a background task:
 //! `POST {endpoint}/v1/traces` with an `ExportTraceServiceRequest` as protobuf (or JSON with
-//! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`). An export that fails is retried a few times, then
-//! logged and dropped: telemetry never fails or slows a run.
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`), or the same message as a unary gRPC call of
+//! `TraceService/Export` over HTTP/2 with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (h2c on `http://`,
+//! ALPN `h2` on `https://`). `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` compresses either.
+//! An export that fails is retried a few times, then logged and dropped: telemetry never fails
+//! or slows a run.
 
 use std::time::Duration;
 
@@ -39,17 +42,34 @@ pub enum Protocol {
     HttpProtobuf,
     /// `http/json`: `application/json`.
     HttpJson,
+    /// `grpc`: the `TraceService/Export` unary call over HTTP/2.
+    Grpc,
+}
+
+/// The gRPC method an OTLP/gRPC export calls, appended to the endpoint.
+pub const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Compression of the export body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Sent as is.
+    None,
+    /// gzip: `Content-Encoding: gzip` over HTTP, `grpc-encoding: gzip` over gRPC.
+    Gzip,
 }
 
 /// Where and how spans are exported.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportConfig {
-    /// The full traces URL, e.g. `http://localhost:4318/v1/traces`.
+    /// The full URL posted to: `http://localhost:4318/v1/traces` over HTTP,
+    /// `http://localhost:4317` + [`GRPC_EXPORT_PATH`] over gRPC.
     pub endpoint: String,
-    /// Extra request headers (authentication, tenant).
+    /// Extra request headers (authentication, tenant); gRPC metadata over gRPC.
     pub headers: Vec<(String, String)>,
     /// Encoding.
     pub protocol: Protocol,
+    /// Compression of the body.
+    pub compression: Compression,
     /// Timeout of one export request.
     pub timeout: Duration,
     /// Longest a finished span waits before it is sent.
@@ -86,40 +106,66 @@ impl ExportConfig {
         {
             return Ok(None);
         }
-        let endpoint = match (
+        let protocol_var = if get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+        } else {
+            "OTEL_EXPORTER_OTLP_PROTOCOL"
+        };
+        let protocol = match get(protocol_var).as_deref() {
+            None | Some("http/protobuf") => Protocol::HttpProtobuf,
+            Some("http/json") => Protocol::HttpJson,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => {
+                return Err(Error::Invalid {
+                    var: protocol_var,
+                    message: format!(
+                        "`{other}` is not an OTLP protocol: use grpc, http/protobuf or http/json"
+                    ),
+                });
+            }
+        };
+        let (endpoint_var, endpoint) = match (
             get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         ) {
-            (Some(url), _) => url,
-            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            // The signal's own endpoint is the whole URL over HTTP; over gRPC the method's
+            // path follows whatever was given, as the specification has it.
+            (Some(url), _) if protocol == Protocol::Grpc => (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                format!("{}{GRPC_EXPORT_PATH}", url.trim_end_matches('/')),
+            ),
+            (Some(url), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
+            (None, Some(base)) if protocol == Protocol::Grpc => (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("{}{GRPC_EXPORT_PATH}", base.trim_end_matches('/')),
+            ),
+            (None, Some(base)) => (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("{}/v1/traces", base.trim_end_matches('/')),
+            ),
             (None, None) => return Ok(None),
         };
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(Error::Invalid {
-                var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                var: endpoint_var,
                 message: "must be an http:// or https:// URL".into(),
             });
         }
-        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .as_deref()
-        {
-            None | Some("http/protobuf") => Protocol::HttpProtobuf,
-            Some("http/json") => Protocol::HttpJson,
+        let compression_var = if get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION").is_some() {
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"
+        } else {
+            "OTEL_EXPORTER_OTLP_COMPRESSION"
+        };
+        let compression = match get(compression_var).as_deref() {
+            None | Some("none") => Compression::None,
+            Some("gzip") => Compression::Gzip,
             Some(other) => {
-                tracing::warn!(
-                    protocol = other,
-                    "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf and http/json are supported; using http/protobuf"
-                );
-                Protocol::HttpProtobuf
+                return Err(Error::Invalid {
+                    var: compression_var,
+                    message: format!("`{other}` is not a compression: use gzip or none"),
+                });
             }
         };
-        if let Some(compression) = get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
-            .or_else(|| get("OTEL_EXPORTER_OTLP_COMPRESSION"))
-            .filter(|c| c != "none")
-        {
-            tracing::warn!(%compression, "OTLP compression is not supported; sending uncompressed");
-        }
         let mut headers = parse_pairs(get("OTEL_EXPORTER_OTLP_HEADERS").as_deref().unwrap_or(""));
         for (key, value) in parse_pairs(
             get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
@@ -183,6 +229,7 @@ impl ExportConfig {
             endpoint,
             headers,
             protocol,
+            compression,
             timeout,
             schedule_delay: millis("OTEL_BSP_SCHEDULE_DELAY", 5_000)?,
             max_batch: count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?,
@@ -244,16 +291,22 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the background task (on the current tokio runtime).
     pub fn start(config: ExportConfig) -> Result<Exporter, Error> {
-        let client = chassis_http::builder(HttpVersion::Auto)
+        // gRPC is HTTP/2 only: h2c from the first byte on http://, ALPN h2 on https://.
+        let version = match config.protocol {
+            Protocol::Grpc => HttpVersion::Http2,
+            Protocol::HttpProtobuf | Protocol::HttpJson => HttpVersion::Auto,
+        };
+        let client = chassis_http::builder(version)
             .timeout(config.timeout)
             .build()
             .map_err(|e| Error::Client(e.to_string()))?;
         let (queue, commands) = mpsc::channel(config.max_queue);
         let timeout = config.timeout;
-        tokio::spawn(export_loop(client, config, commands));
+        let dropped = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+        tokio::spawn(export_loop(client, config, commands, dropped.clone()));
         Ok(Exporter {
             queue,
-            dropped: Default::default(),
+            dropped,
             timeout,
         })
     }
@@ -270,6 +323,12 @@ impl Exporter {
         }
     }
 
+    /// Spans dropped so far: queued when the queue was full, or refused or undeliverable
+    /// after the retries.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Sends everything queued so far; waits at most the export timeout, so a collector that
     /// is down delays the end of a command by no more than that.
     pub async fn flush(&self) {
@@ -284,7 +343,12 @@ async fn export_loop(
     client: reqwest::Client,
     config: ExportConfig,
     mut commands: mpsc::Receiver<Command>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let export = async |client: &reqwest::Client, config: &ExportConfig, spans: Vec<Span>| {
+        let lost = export(client, config, spans).await;
+        dropped.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+    };
     let mut batch: Vec<Span> = Vec::new();
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -347,60 +411,175 @@ pub fn request(config: &ExportConfig, spans: Vec<Span>) -> ExportTraceServiceReq
     }
 }
 
-async fn export(client: &reqwest::Client, config: &ExportConfig, spans: Vec<Span>) {
+/// Exports `spans` in batches; how many were dropped.
+async fn export(client: &reqwest::Client, config: &ExportConfig, spans: Vec<Span>) -> u64 {
+    let mut dropped = 0;
     for chunk in spans.chunks(config.max_batch) {
         let request = request(config, chunk.to_vec());
-        let (body, content_type) = match config.protocol {
-            Protocol::HttpProtobuf => (request.encode_to_vec(), "application/x-protobuf"),
-            Protocol::HttpJson => (
-                crate::proto::to_json(&request).to_string().into_bytes(),
-                "application/json",
-            ),
-        };
-        send(client, config, body, content_type, chunk.len()).await;
+        let body = encode(config, &request);
+        if !send(client, config, body, chunk.len()).await {
+            dropped += chunk.len() as u64;
+        }
+    }
+    dropped
+}
+
+/// The body of one export request carrying `request`, encoded and compressed as configured;
+/// over gRPC, one length-prefixed message.
+pub fn encode(config: &ExportConfig, request: &ExportTraceServiceRequest) -> Vec<u8> {
+    let message = match config.protocol {
+        Protocol::HttpProtobuf | Protocol::Grpc => request.encode_to_vec(),
+        Protocol::HttpJson => crate::proto::to_json(request).to_string().into_bytes(),
+    };
+    let message = match config.compression {
+        Compression::None => message,
+        Compression::Gzip => gzip(&message),
+    };
+    match config.protocol {
+        Protocol::Grpc => {
+            // gRPC's framing: a compressed flag, a big-endian length, the message. A batch is
+            // far below 4 GiB (a span is kilobytes, a batch at most 512 of them by default).
+            let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
+            let mut framed = Vec::with_capacity(message.len() + 5);
+            framed.push(u8::from(config.compression == Compression::Gzip));
+            framed.extend_from_slice(&length.to_be_bytes());
+            framed.extend_from_slice(&message);
+            framed
+        }
+        Protocol::HttpProtobuf | Protocol::HttpJson => message,
     }
 }
 
-/// Posts one body, retrying what OTLP says is retryable (429, 502, 503, 504, no connection).
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// What one attempt came to.
+enum Outcome {
+    Sent,
+    Retry(String),
+    Refused(String),
+}
+
+/// Posts one body, retrying what OTLP says is retryable (HTTP 429, 502, 503, 504; gRPC
+/// CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE, UNAVAILABLE,
+/// DATA_LOSS; no connection). Whether it was delivered.
 async fn send(
     client: &reqwest::Client,
     config: &ExportConfig,
     body: Vec<u8>,
-    content_type: &str,
     spans: usize,
-) {
+) -> bool {
     const ATTEMPTS: u32 = 3;
     for attempt in 1..=ATTEMPTS {
-        let mut post = client
-            .post(&config.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body.clone());
+        let mut post = client.post(&config.endpoint).body(body.clone());
+        post = match config.protocol {
+            Protocol::Grpc => {
+                let post = post
+                    .header(reqwest::header::CONTENT_TYPE, "application/grpc")
+                    .header(reqwest::header::TE, "trailers")
+                    .header(
+                        reqwest::header::USER_AGENT,
+                        concat!("chassis/", env!("CARGO_PKG_VERSION")),
+                    );
+                match config.compression {
+                    Compression::Gzip => post.header("grpc-encoding", "gzip"),
+                    Compression::None => post,
+                }
+            }
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let content_type = match config.protocol {
+                    Protocol::HttpJson => "application/json",
+                    _ => "application/x-protobuf",
+                };
+                let post = post.header(reqwest::header::CONTENT_TYPE, content_type);
+                match config.compression {
+                    Compression::Gzip => post.header(reqwest::header::CONTENT_ENCODING, "gzip"),
+                    Compression::None => post,
+                }
+            }
+        };
         for (key, value) in &config.headers {
             post = post.header(key.as_str(), value.as_str());
         }
-        let retryable = match post.send().await {
-            Ok(response) if response.status().is_success() => return,
+        let outcome = match post.send().await {
+            Ok(response) if config.protocol == Protocol::Grpc => grpc_outcome(response).await,
+            Ok(response) if response.status().is_success() => Outcome::Sent,
             Ok(response) => {
                 let status = response.status().as_u16();
-                let retryable = matches!(status, 429 | 502 | 503 | 504);
-                if !retryable || attempt == ATTEMPTS {
-                    tracing::warn!(status, spans, "otlp export refused; spans dropped");
-                    return;
+                if matches!(status, 429 | 502 | 503 | 504) {
+                    Outcome::Retry(format!("HTTP {status}"))
+                } else {
+                    Outcome::Refused(format!("HTTP {status}"))
                 }
-                retryable
             }
-            Err(error) => {
-                if attempt == ATTEMPTS {
-                    // Without the URL: it may carry credentials.
-                    tracing::warn!(error = %error.without_url(), spans, "otlp export failed; spans dropped");
-                    return;
-                }
-                true
-            }
+            // Without the URL: it may carry credentials.
+            Err(error) => Outcome::Retry(error.without_url().to_string()),
         };
-        if retryable {
-            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+        match outcome {
+            Outcome::Sent => return true,
+            Outcome::Refused(why) => {
+                tracing::warn!(status = %why, spans, "otlp export refused; spans dropped");
+                return false;
+            }
+            Outcome::Retry(why) if attempt == ATTEMPTS => {
+                tracing::warn!(error = %why, spans, "otlp export failed; spans dropped");
+                return false;
+            }
+            Outcome::Retry(_) => tokio::time::sleep(Duration::from_millis(250 << attempt)).await,
         }
+    }
+    false
+}
+
+/// A gRPC answer: HTTP 200 and `grpc-status` 0, in the headers of a trailers-only answer or in
+/// the trailers after the (empty) response message.
+async fn grpc_outcome(response: reqwest::Response) -> Outcome {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    if !status.is_success() {
+        // An HTTP error before gRPC: a proxy or a server that does not speak gRPC.
+        return match status.as_u16() {
+            429 | 502 | 503 | 504 => Outcome::Retry(format!("HTTP {status}")),
+            _ => Outcome::Refused(format!("HTTP {status} (is the endpoint an OTLP/gRPC one?)")),
+        };
+    }
+    let grpc_status = |headers: &reqwest::header::HeaderMap| {
+        headers.get("grpc-status").map(|v| {
+            let code = v.to_str().ok().and_then(|v| v.parse::<u32>().ok());
+            let message = headers
+                .get("grpc-message")
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (code, message)
+        })
+    };
+    let mut found = grpc_status(response.headers());
+    if found.is_none() {
+        let response: axum::http::Response<reqwest::Body> = response.into();
+        match response.into_body().collect().await {
+            Ok(collected) => found = collected.trailers().and_then(grpc_status),
+            Err(e) => return Outcome::Retry(format!("reading the answer: {e}")),
+        }
+    }
+    match found {
+        Some((Some(0), _)) => Outcome::Sent,
+        Some((Some(code @ (1 | 4 | 8 | 10 | 11 | 14 | 15)), message)) => {
+            Outcome::Retry(format!("gRPC status {code} {message}"))
+        }
+        Some((code, message)) => Outcome::Refused(format!(
+            "gRPC status {} {message}",
+            code.map_or_else(|| "unreadable".to_string(), |c| c.to_string())
+        )),
+        None => Outcome::Refused("an answer without grpc-status".into()),
     }
 }
 
@@ -487,5 +666,89 @@ mod tests {
             e.to_string().starts_with("OTEL_EXPORTER_OTLP_TIMEOUT:"),
             "{e}"
         );
+        let e = ExportConfig::from_vars(|name| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://h:4317".into()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc/protobuf".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL: `grpc/protobuf` is not"),
+            "{e}"
+        );
+        let e = ExportConfig::from_vars(|name| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://h:4317".into()),
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION" => Some("zstd".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: `zstd`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn grpc_calls_the_export_method_at_the_endpoint() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ])
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert_eq!(c.compression, Compression::Gzip);
+        assert_eq!(
+            c.endpoint,
+            "http://collector:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://c:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ])
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert_eq!(c.compression, Compression::None);
+        assert_eq!(
+            c.endpoint,
+            "https://c:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+    }
+
+    #[test]
+    fn a_grpc_body_is_one_length_prefixed_message_compressed_when_asked() {
+        use std::io::Read;
+        let span = Span {
+            name: "chat mock".into(),
+            ..Span::default()
+        };
+        for compression in [Compression::None, Compression::Gzip] {
+            let mut c = config(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ])
+            .unwrap();
+            c.compression = compression;
+            let request = request(&c, vec![span.clone(), span.clone()]);
+            let body = encode(&c, &request);
+            assert_eq!(body[0], u8::from(compression == Compression::Gzip));
+            let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+            assert_eq!(length, body.len() - 5);
+            let mut message = body[5..].to_vec();
+            if compression == Compression::Gzip {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&body[5..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+                message = plain;
+            }
+            assert_eq!(
+                ExportTraceServiceRequest::decode(&message[..]).unwrap(),
+                request
+            );
+        }
     }
 }

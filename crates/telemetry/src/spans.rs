@@ -11,12 +11,16 @@
 //! the run id ([`crate::ids`]), so a resumed run, in whatever process, continues the same
 //! trace: its segment is a child of the first one. Message content (prompts, replies, tool
 //! arguments and results) is recorded only when capture is enabled; it is already redacted.
+//!
+//! A span goes out only once the event that ended it is durable ([`Observer::on_durable`]):
+//! a driver that dies or loses its lease before its flush announces nothing the journal does
+//! not have. When the process lets go of a run ([`Observer::on_released`]) or the run stops
+//! here, what is kept for it is dropped, so a long-lived worker holds only the runs it drives.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use chassis_core::{Event, Message, RunState};
-use chassis_engine::Observer;
+use chassis_core::{Event, Message, Observer, RunState, ToolProgress};
 use serde_json::{Value, json};
 
 use crate::ids::{span_id, trace_id};
@@ -47,14 +51,47 @@ pub struct Tracer {
     runs: Mutex<HashMap<String, RunSpans>>,
 }
 
-/// The open spans of one run.
+/// The open spans of one run, and the finished ones waiting for their events to be durable.
 struct RunSpans {
     trace_id: [u8; 16],
     root: [u8; 8],
     status: &'static str,
     segment: Option<Span>,
+    /// The seq of the event that opened the segment.
+    segment_seq: u64,
     chat: Option<Span>,
-    tools: Vec<(String, Span)>,
+    /// The seq of the event that opened the chat span.
+    chat_seq: u64,
+    /// Open tool spans: call id, the seq of the event that opened it, the span.
+    tools: Vec<(String, u64, Span)>,
+    /// The last seq known to be durable.
+    durable: u64,
+    /// Finished spans, each with the seq of the event that ended it, until that is durable.
+    ready: Vec<(u64, Span)>,
+    /// The run stopped here (waits, parked or ended): once that is durable, nothing is left.
+    stopped: bool,
+}
+
+impl RunSpans {
+    fn new(run_id: &str) -> RunSpans {
+        RunSpans {
+            trace_id: trace_id(run_id),
+            root: span_id(run_id, 1),
+            status: "running",
+            segment: None,
+            segment_seq: 0,
+            chat: None,
+            chat_seq: 0,
+            tools: Vec::new(),
+            durable: 0,
+            ready: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.segment.is_none() && self.chat.is_none() && self.tools.is_empty()
+    }
 }
 
 impl Tracer {
@@ -77,13 +114,37 @@ impl Tracer {
     /// Ends every span still open, marked `chassis.interrupted` (the process is stopping
     /// while a run it drove has not stopped, e.g. after `submit` or an error).
     pub fn end_all(&self) {
-        let now = (self.clock)();
         let runs: Vec<RunSpans> = match self.runs.lock() {
             Ok(mut runs) => runs.drain().map(|(_, run)| run).collect(),
             Err(_) => return,
         };
-        for mut run in runs {
-            self.close_segment(&mut run, now, None, true);
+        for run in runs {
+            self.let_go(run);
+        }
+    }
+
+    /// How many runs the tracer keeps anything for (open spans, or spans waiting for their
+    /// events to be durable).
+    pub fn runs_held(&self) -> usize {
+        self.runs.lock().map_or(0, |runs| runs.len())
+    }
+
+    /// Ends what is still open of a run the process lets go of: spans opened by durable events
+    /// end as interrupted and go out; what came of events never journaled is dropped.
+    fn let_go(&self, mut run: RunSpans) {
+        let now = (self.clock)();
+        self.close_segment(&mut run, now, None, None);
+        self.send_durable(&mut run);
+    }
+
+    /// Sends the finished spans whose ending events are durable.
+    fn send_durable(&self, run: &mut RunSpans) {
+        let durable = run.durable;
+        let (out, kept): (Vec<_>, Vec<_>) =
+            run.ready.drain(..).partition(|(seq, _)| *seq <= durable);
+        run.ready = kept;
+        for (_, span) in out {
+            (self.sink)(span);
         }
     }
 
@@ -104,15 +165,16 @@ impl Tracer {
         }
     }
 
-    fn end(&self, mut span: Span, now: u64, status: Option<Status>) {
+    /// Ends `span`; it goes out once the event with seq `at` is durable.
+    fn end(&self, run: &mut RunSpans, mut span: Span, now: u64, status: Option<Status>, at: u64) {
         span.end_time_unix_nano = now.max(span.start_time_unix_nano);
         span.status = status;
-        (self.sink)(span);
+        run.ready.push((at, span));
     }
 
     /// Opens a segment: the run's root span, or a resume's child of it.
     fn open_segment(&self, run: &mut RunSpans, run_id: &str, state: &RunState, now: u64) {
-        self.close_segment(run, now, None, true);
+        self.close_segment(run, now, None, Some(state.seq));
         let resumed = state.seq > 1;
         let id = span_id(run_id, state.seq);
         let mut span = self.open(
@@ -148,27 +210,45 @@ impl Tracer {
             ));
         }
         run.segment = Some(span);
+        run.segment_seq = state.seq;
+        run.stopped = false;
     }
 
-    /// Ends the open segment (and anything still open inside it).
-    fn close_segment(&self, run: &mut RunSpans, now: u64, state: Option<&RunState>, early: bool) {
+    /// Ends the open segment (and anything still open inside it). `state` is the run as it
+    /// stopped; without it the segment was cut short. `at` is the seq of the event that ends
+    /// the spans; without it (the process lets go of the run) each goes out only if the event
+    /// that opened it is durable.
+    fn close_segment(
+        &self,
+        run: &mut RunSpans,
+        now: u64,
+        state: Option<&RunState>,
+        at: Option<u64>,
+    ) {
+        let early = state.is_none();
         let interrupted = Status {
             code: StatusCode::Error as i32,
             message: "interrupted before it finished".into(),
         };
+        // A span cut short by the process letting go is kept only if it began durably.
+        let durable = run.durable;
+        let ending = |opened: u64| at.unwrap_or(if opened <= durable { opened } else { u64::MAX });
         if let Some(mut chat) = run.chat.take() {
             chat.attributes
                 .push(KeyValue::str("error.type", "interrupted"));
-            self.end(chat, now, Some(interrupted.clone()));
+            let at = ending(run.chat_seq);
+            self.end(run, chat, now, Some(interrupted.clone()), at);
         }
-        for (_, mut tool) in run.tools.drain(..) {
+        for (_, opened, mut tool) in std::mem::take(&mut run.tools) {
             tool.attributes
                 .push(KeyValue::str("error.type", "interrupted"));
-            self.end(tool, now, Some(interrupted.clone()));
+            let at = ending(opened);
+            self.end(run, tool, now, Some(interrupted.clone()), at);
         }
         let Some(mut segment) = run.segment.take() else {
             return;
         };
+        let segment_at = ending(run.segment_seq);
         let mut status = None;
         if let Some(state) = state {
             run.status = state.status.as_str();
@@ -205,7 +285,7 @@ impl Tracer {
                 .attributes
                 .push(KeyValue::bool("chassis.interrupted", true));
         }
-        self.end(segment, now, status);
+        self.end(run, segment, now, status, segment_at);
     }
 
     fn handle(&self, run_id: &str, state: &RunState, event: &Event) {
@@ -213,14 +293,10 @@ impl Tracer {
         let Ok(mut runs) = self.runs.lock() else {
             return;
         };
-        let run = runs.entry(run_id.to_string()).or_insert_with(|| RunSpans {
-            trace_id: trace_id(run_id),
-            root: span_id(run_id, 1),
-            status: "running",
-            segment: None,
-            chat: None,
-            tools: Vec::new(),
-        });
+        let run = runs
+            .entry(run_id.to_string())
+            .or_insert_with(|| RunSpans::new(run_id));
+        let seq = state.seq;
         run.status = state.status.as_str();
         if matches!(event, Event::RunStarted(_) | Event::RunResumed { .. }) || run.segment.is_none()
         {
@@ -233,7 +309,7 @@ impl Tracer {
         match event {
             Event::ModelRequested { step, model, .. } => {
                 if let Some(chat) = run.chat.take() {
-                    self.end(chat, now, None);
+                    self.end(run, chat, now, None, seq);
                 }
                 let (provider, name) = split_model(model);
                 let mut span = self.open(
@@ -258,6 +334,7 @@ impl Tracer {
                     ));
                 }
                 run.chat = Some(span);
+                run.chat_seq = seq;
             }
             Event::ModelResponded {
                 model,
@@ -303,7 +380,7 @@ impl Tracer {
                         json!([out]).to_string(),
                     ));
                 }
-                self.end(span, now, None);
+                self.end(run, span, now, None, seq);
             }
             Event::ModelFailed {
                 error, unavailable, ..
@@ -321,7 +398,7 @@ impl Tracer {
                     code: StatusCode::Error as i32,
                     message: error.clone(),
                 };
-                self.end(span, now, Some(status));
+                self.end(run, span, now, Some(status), seq);
             }
             Event::ToolStarted {
                 call_id,
@@ -362,8 +439,8 @@ impl Tracer {
                         args.to_string(),
                     ));
                 }
-                run.tools.retain(|(id, _)| id != call_id);
-                run.tools.push((call_id.clone(), span));
+                run.tools.retain(|(id, _, _)| id != call_id);
+                run.tools.push((call_id.clone(), seq, span));
             }
             Event::ToolFinished {
                 call_id,
@@ -371,10 +448,10 @@ impl Tracer {
                 content,
                 ..
             } => {
-                let Some(index) = run.tools.iter().position(|(id, _)| id == call_id) else {
+                let Some(index) = run.tools.iter().position(|(id, _, _)| id == call_id) else {
                     return;
                 };
-                let (_, mut span) = run.tools.remove(index);
+                let (_, _, mut span) = run.tools.remove(index);
                 if self.capture_content {
                     span.attributes
                         .push(KeyValue::str("gen_ai.tool.call.result", content));
@@ -391,15 +468,16 @@ impl Tracer {
                         },
                     }
                 });
-                self.end(span, now, status);
+                self.end(run, span, now, status, seq);
             }
             Event::RunWaiting { .. } | Event::RunPaused { .. } => {
                 self.annotate(run, None, event, now);
-                self.close_segment(run, now, Some(state), false);
+                self.close_segment(run, now, Some(state), Some(seq));
+                run.stopped = true;
             }
             Event::RunCompleted { .. } | Event::RunFailed { .. } => {
-                self.close_segment(run, now, Some(state), false);
-                runs.remove(run_id);
+                self.close_segment(run, now, Some(state), Some(seq));
+                run.stopped = true;
             }
             Event::ModelAttemptFailed { .. }
             | Event::ModelCircuitOpen { .. }
@@ -407,8 +485,22 @@ impl Tracer {
             Event::ToolAttemptFailed { call_id, .. } => {
                 self.annotate(run, Some(Target::Tool(call_id)), event, now)
             }
-            // Refusals, switches, limits, unknown outcomes, approvals and anything added later.
-            _ => self.annotate(run, None, event, now),
+            // Opened the segment above.
+            Event::RunStarted(_) | Event::RunResumed { .. } => {}
+            // Span events on the segment.
+            Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunCancelled { .. } => self.annotate(run, None, event, now),
         }
     }
 
@@ -419,8 +511,8 @@ impl Tracer {
             Some(Target::Tool(call_id)) => run
                 .tools
                 .iter_mut()
-                .find(|(id, _)| id == call_id)
-                .map(|(_, span)| span),
+                .find(|(id, _, _)| id == call_id)
+                .map(|(_, _, span)| span),
             None => None,
         };
         let Some(span) = span.or(run.segment.as_mut()) else {
@@ -443,6 +535,63 @@ enum Target<'a> {
 impl Observer for Tracer {
     fn on_event(&self, run_id: &str, state: &RunState, event: &Event) {
         self.handle(run_id, state, event);
+    }
+
+    fn on_durable(&self, run_id: &str, seq: u64) {
+        let Ok(mut runs) = self.runs.lock() else {
+            return;
+        };
+        let Some(run) = runs.get_mut(run_id) else {
+            return;
+        };
+        run.durable = run.durable.max(seq);
+        self.send_durable(run);
+        if run.stopped && run.is_idle() && run.ready.is_empty() {
+            runs.remove(run_id);
+        }
+    }
+
+    /// A tool's progress becomes an event of its open `execute_tool` span: `progress`,
+    /// `total`, and the tool's message only with content capture (it may quote anything).
+    fn on_tool_progress(&self, run_id: &str, call_id: &str, progress: &ToolProgress) {
+        let now = (self.clock)();
+        let Ok(mut runs) = self.runs.lock() else {
+            return;
+        };
+        let Some(span) = runs.get_mut(run_id).and_then(|run| {
+            run.tools
+                .iter_mut()
+                .find(|(id, _, _)| id == call_id)
+                .map(|(_, _, span)| span)
+        }) else {
+            return;
+        };
+        let mut attributes = vec![
+            KeyValue::str("gen_ai.tool.name", &progress.tool),
+            KeyValue::double("progress", progress.progress),
+        ];
+        if let Some(total) = progress.total {
+            attributes.push(KeyValue::double("total", total));
+        }
+        if let (true, Some(message)) = (self.capture_content, &progress.message) {
+            attributes.push(KeyValue::str("message", message));
+        }
+        span.events.push(SpanEvent {
+            time_unix_nano: now,
+            name: "chassis.tool_progress".into(),
+            attributes,
+            dropped_attributes_count: 0,
+        });
+    }
+
+    fn on_released(&self, run_id: &str) {
+        let run = match self.runs.lock() {
+            Ok(mut runs) => runs.remove(run_id),
+            Err(_) => return,
+        };
+        if let Some(run) = run {
+            self.let_go(run);
+        }
     }
 }
 

@@ -300,9 +300,17 @@ pub struct Report {
     pub by_version: Vec<Figures>,
     /// By UTC day (`YYYY-MM-DD`) and version, oldest first.
     pub by_day: Vec<(String, Vec<Figures>)>,
+    /// By UTC hour (`YYYY-MM-DDTHH`) and version, oldest first, over the [`RECENT_HOURS`]
+    /// before the newest run: what changes within a day, and a plot on a project's first day.
+    pub by_hour: Vec<(String, Vec<Figures>)>,
     /// Approval decisions by tool.
     pub tools: Vec<ToolDecisions>,
 }
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// How many hours [`Report::by_hour`] covers, counting back from the newest run's hour.
+pub const RECENT_HOURS: i64 = 48;
 
 /// What one run brings to a report.
 #[derive(Clone, Debug)]
@@ -312,6 +320,7 @@ struct ReportRun {
     version_label: Option<String>,
     unpriced_calls: u32,
     updated_ms: i64,
+    created_ms: i64,
     day: String,
     status: RunStatus,
     escalated: bool,
@@ -348,6 +357,7 @@ impl Contribution {
                 version_label: state.version_label.clone(),
                 unpriced_calls: state.unpriced_calls,
                 updated_ms: summary.updated_ms,
+                created_ms: summary.created_ms,
                 day: crate::time::utc_day(summary.created_ms),
                 status: state.status,
                 escalated: records
@@ -418,13 +428,23 @@ pub async fn report_cached(
     let mut facts = Vec::new();
     let mut by_version: BTreeMap<(String, String), Figures> = BTreeMap::new();
     let mut by_day: BTreeMap<String, BTreeMap<(String, String), Figures>> = BTreeMap::new();
+    // By hour since the epoch; trimmed to the recent ones at the end.
+    let mut by_hour: BTreeMap<i64, BTreeMap<(String, String), Figures>> = BTreeMap::new();
     let mut tools: BTreeMap<String, ToolDecisions> = BTreeMap::new();
     for summary in runs.iter().rev() {
         let ended = summary.status.is_terminal();
         let contribution = match cache.get(&summary.run_id).filter(|_| ended) {
             Some(kept) => kept,
             None => {
-                let records = journal.load(&summary.run_id).await?;
+                let records = match journal.load(&summary.run_id).await {
+                    Ok(records) => records,
+                    // One run whose journal does not decode is left out, not the report.
+                    Err(e @ chassis_store::Error::Corrupt { .. }) => {
+                        tracing::warn!(run_id = %summary.run_id, error = %e, "run left out of the statistics: its journal cannot be read");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let Some(made) = Contribution::of(summary, &records) else {
                     continue;
                 };
@@ -454,6 +474,12 @@ pub async fn report_cached(
         by_day
             .entry(run.day.clone())
             .or_default()
+            .entry(key.clone())
+            .or_insert_with(|| group(&run.agent, &run.version))
+            .add(run);
+        by_hour
+            .entry(run.created_ms.div_euclid(HOUR_MS))
+            .or_default()
             .entry(key)
             .or_insert_with(|| group(&run.agent, &run.version))
             .add(run);
@@ -472,6 +498,18 @@ pub async fn report_cached(
     report.by_day = by_day
         .into_iter()
         .map(|(day, rows)| (day, rows.into_values().collect()))
+        .collect();
+    let oldest = by_hour
+        .last_key_value()
+        .map_or(0, |(newest, _)| newest.saturating_sub(RECENT_HOURS - 1));
+    report.by_hour = by_hour
+        .into_iter()
+        .filter(|(hour, _)| *hour >= oldest)
+        .map(|(hour, rows)| {
+            let start = u64::try_from(hour.saturating_mul(HOUR_MS)).unwrap_or(0);
+            let label = crate::time::rfc3339_millis(start);
+            (label[..13].to_string(), rows.into_values().collect())
+        })
         .collect();
     report.tools = tools.into_values().collect();
     // Oldest first above; the per-agent figures are the same whatever the order.
@@ -510,7 +548,33 @@ fn count_decisions(records: &[Record], tools: &mut BTreeMap<String, ToolDecision
                     (false, _) => entry.rejected += 1,
                 }
             }
-            _ => {}
+            // An escalation is not a decision; the rest are not about approvals.
+            Event::ApprovalEscalated { .. }
+            | Event::RunStarted(_)
+            | Event::ModelRequested { .. }
+            | Event::ModelResponded { .. }
+            | Event::ModelAttemptFailed { .. }
+            | Event::ModelCircuitOpen { .. }
+            | Event::ModelFallback { .. }
+            | Event::ModelFailed { .. }
+            | Event::ModelSwitched { .. }
+            | Event::ToolRefused { .. }
+            | Event::ToolStarted { .. }
+            | Event::ToolFinished { .. }
+            | Event::ToolAttemptFailed { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::ToolOutcomeUnknown { .. }
+            | Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunWaiting { .. }
+            | Event::RunPaused { .. }
+            | Event::RunResumed { .. }
+            | Event::RunCompleted { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled { .. } => {}
         }
     }
 }

@@ -1,5 +1,12 @@
 //! UTC calendar dates without a date library: RFC 3339 timestamps for logs and `--since`.
 
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `ms` since the epoch as `2025-03-01T12:34:56.789Z`.
 pub fn rfc3339_millis(ms: u64) -> String {
     let secs = ms / 1000;

@@ -415,36 +415,45 @@ impl Builder {
                 self.nodes.push(node);
                 self.step = None;
             }
-            other => {
-                // Limits, raises, switches, approvals and whatever is added later.
-                let fields = serde_json::to_value(other).unwrap_or(Value::Null);
-                let at = fields
-                    .get("at_ms")
-                    .and_then(Value::as_u64)
-                    .map_or(at, |t| t.max(self.start));
-                let mut node =
-                    self.node(NodeKind::Note, record, at, other.kind().replace('_', " "));
-                if let Value::Object(map) = fields {
-                    for (key, value) in map {
-                        if key != "kind"
-                            && key != "at_ms"
-                            && !value.is_object()
-                            && !value.is_array()
-                        {
-                            node.attrs.insert(key, value);
-                        }
-                    }
-                }
-                let top_level = matches!(
-                    other,
-                    Event::LimitReached { .. } | Event::LimitRaised { .. }
-                ) || other.kind().starts_with("approval_");
-                if top_level {
-                    self.nodes.push(node);
-                } else {
-                    self.push_in_step(node);
+            // Limits and human decisions about the run stand at the top level.
+            Event::LimitReached { .. }
+            | Event::LimitRaised { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ApprovalEscalated { .. } => {
+                let node = self.note(record, at);
+                self.nodes.push(node);
+            }
+            // The rest belong to the step they happened in.
+            Event::ModelSwitched { .. }
+            | Event::OutcomeResolved { .. }
+            | Event::LimitRejected { .. }
+            | Event::CancelRequested { .. }
+            | Event::ResumeRequested { .. }
+            | Event::RunCancelled { .. } => {
+                let node = self.note(record, at);
+                self.push_in_step(node);
+            }
+        }
+    }
+
+    /// A note of an event: its kind as the title, its scalar fields as facts, placed at its
+    /// own `at_ms` when it has one.
+    fn note(&self, record: &Record, at: u64) -> Node {
+        let event = &record.event;
+        let fields = serde_json::to_value(event).unwrap_or(Value::Null);
+        let at = fields
+            .get("at_ms")
+            .and_then(Value::as_u64)
+            .map_or(at, |t| t.max(self.start));
+        let mut node = self.node(NodeKind::Note, record, at, event.kind().replace('_', " "));
+        if let Value::Object(map) = fields {
+            for (key, value) in map {
+                if key != "kind" && key != "at_ms" && !value.is_object() && !value.is_array() {
+                    node.attrs.insert(key, value);
                 }
             }
         }
+        node
     }
 }

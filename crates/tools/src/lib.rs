@@ -18,7 +18,6 @@ mod fs;
 mod http;
 mod mcp;
 mod persistent;
-mod secrets;
 mod simple_schema;
 mod tool;
 mod toolbox;
@@ -26,8 +25,8 @@ mod validate;
 
 /// The attribute a [`Tool`] implementation needs (its `call` is an async trait method).
 pub use async_trait::async_trait;
+pub use chassis_redact::issued_tokens;
 pub use error::Error;
-pub use secrets::issued_tokens;
-pub use tool::{CallContext, Tool, ToolError};
+pub use tool::{CallContext, ProgressSink, Tool, ToolError};
 pub use toolbox::Toolbox;
 pub use validate::{Refusal, check_arguments};

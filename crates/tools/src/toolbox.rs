@@ -200,6 +200,14 @@ impl Toolbox {
         })
     }
 
+    /// Puts `wrap` around every tool (a cassette's recorder or replay), keeping each one's
+    /// compiled validator: the wrapper must offer the same definition.
+    pub fn map_tools(&mut self, mut wrap: impl FnMut(Arc<dyn Tool>) -> Arc<dyn Tool>) {
+        for entry in &mut self.entries {
+            entry.tool = wrap(entry.tool.clone());
+        }
+    }
+
     /// The definitions sent to the model, in declaration order.
     pub fn defs(&self) -> Vec<ToolDef> {
         self.entries.iter().map(|e| e.tool.def().clone()).collect()

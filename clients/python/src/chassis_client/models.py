@@ -22,6 +22,8 @@ __all__ = [
     "Cancelled",
     "DayStats",
     "Decided",
+    "Delivery",
+    "DeliveryState",
     "Delta",
     "Event",
     "EventPage",
@@ -490,6 +492,14 @@ class DayStats(_Model):
 
 
 @dataclass
+class HourStats(_Model):
+    """One hour's figures."""
+
+    hour: str
+    rows: list[StatsRow]
+
+
+@dataclass
 class Stats(_Model):
     """`GET /v1/stats`."""
 
@@ -497,6 +507,7 @@ class Stats(_Model):
     by_version: list[StatsRow]
     by_day: list[DayStats]
     tools: list[ToolDecisions]
+    by_hour: list[HourStats] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -534,6 +545,34 @@ class Health(_Model):
 
 
 #: Every schema of `/openapi.json` and what stands for it here (checked by the drift test).
+class DeliveryState(enum.StrEnum):
+    """Where a webhook delivery stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass
+class Delivery(_Model):
+    """A webhook notification in the outbox, and its delivery so far (`GET /v1/outbox`)."""
+
+    delivery_id: str
+    run_id: str
+    seq: int
+    kind: str
+    status: DeliveryState
+    url: str
+    secret_env: str
+    attempts: int
+    created_ms: int
+    expires_ms: int
+    body: Any
+    next_attempt_ms: int | None = None
+    done_ms: int | None = None
+    last_error: str | None = None
+
+
 SCHEMAS: dict[str, type] = {
     "AgentInfo": AgentInfo,
     "Approve": Approve,
@@ -541,6 +580,8 @@ SCHEMAS: dict[str, type] = {
     "Cancelled": Cancelled,
     "DayStats": DayStats,
     "Decided": Decided,
+    "Delivery": Delivery,
+    "DeliveryState": DeliveryState,
     "EventPage": EventPage,
     "EventRecord": Event,
     "Health": Health,

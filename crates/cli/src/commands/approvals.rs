@@ -188,6 +188,7 @@ pub(crate) async fn list(db: &Path, args: ListArgs) -> anyhow::Result<u8> {
 pub(crate) async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         if args.raise.is_empty() {
@@ -222,6 +223,7 @@ pub(crate) async fn approve(db: &Path, mut args: ApproveArgs) -> anyhow::Result<
 pub(crate) async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     if args.call == "limit" {
         let refused = engine.refuse_limit(&args.run, &by, &args.reason).await?;
@@ -268,6 +270,7 @@ pub(crate) async fn reject(db: &Path, mut args: RejectArgs) -> anyhow::Result<u8
 pub(crate) async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     args.run = crate::commands::resolve_run(engine.journal().as_ref(), &args.run).await?;
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     let resolution = if args.succeeded {
         Resolution::Succeeded {
@@ -290,8 +293,7 @@ pub(crate) async fn resolve(db: &Path, mut args: ResolveArgs) -> anyhow::Result<
 /// After a decision: continue the run here with `--resume`, or say how to.
 async fn finish(engine: Engine, run: &str, resume: bool, json: bool) -> anyhow::Result<u8> {
     if resume {
-        let engine = crate::telemetry()
-            .attach(engine)
+        let engine = crate::observed(engine)
             .with_observer(Arc::new(Progress::new()))
             .with_interrupt(crate::signals::interrupt_on_signals());
         let outcome = match engine.resume(run).await {
@@ -301,6 +303,7 @@ async fn finish(engine: Engine, run: &str, resume: bool, json: bool) -> anyhow::
                 return Err(e.into());
             }
         };
+        crate::commands::run::deliver_before_exit(&engine, &outcome.run_id).await;
         let code = print_outcome(&outcome, json);
         if outcome.interrupted {
             return Ok(crate::signals::report_interrupted(&outcome));

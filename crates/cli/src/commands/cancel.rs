@@ -27,6 +27,7 @@ pub(crate) struct Args {
 /// which stops at its next safe point.
 pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
+    crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
     let cancelled = engine.cancel(&args.run, &by, &args.reason).await?;
     let (status, driver) = match &cancelled {

@@ -65,7 +65,7 @@ pub(crate) async fn run(db: &Path, db_given: bool, args: Args) -> anyhow::Result
     );
     noteln!("journal: {}\n", db.display());
     let agent = Agent::load(&spec_path).await?;
-    let engine = crate::telemetry().attach(
+    let engine = crate::observed(
         crate::commands::engine(db, open_journal(db).await?)
             .with_observer(Arc::new(Progress::streaming(true))),
     );

@@ -16,9 +16,13 @@ pub(crate) struct Args {
     /// The suite file (suite.toml)
     #[arg(required_unless_present = "from_runs", value_name = "SUITE")]
     suite: Option<PathBuf>,
-    /// Answer every model call from the cases' cassettes: offline and deterministic
+    /// Answer every model call and every tool call from the cases' cassettes: offline,
+    /// deterministic and without effects (a call a cassette lacks fails its case, never runs)
     #[arg(long, conflicts_with = "record")]
     replay: bool,
+    /// With --replay: also run these tools for real; only `read_only` (or `none`, the default)
+    #[arg(long, value_name = "RISK", requires = "replay", value_parser = chassis_eval::LiveTools::parse)]
+    live_tools: Option<chassis_eval::LiveTools>,
     /// Call the models and record each case's exchanges into its cassette
     #[arg(long)]
     record: bool,
@@ -155,6 +159,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let options = Options {
         mode,
         concurrency: args.concurrency,
+        live_tools: args.live_tools.unwrap_or_default(),
     };
     let report = chassis_eval::run(Arc::new(suite), engine, &options, on_case).await;
 
@@ -195,19 +200,21 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     })
 }
 
-/// `chassis run --record FILE` / `--replay FILE`: wraps the agent's models in a cassette;
-/// returns the replay, when replaying, so unused exchanges can be reported after the run.
+/// `chassis run --record FILE` / `--replay FILE`: wraps the agent's models and tools in a
+/// cassette; returns the replay, when replaying, so unused exchanges and tool calls it lacked
+/// can be reported after the run.
 pub(crate) fn attach_cassette(
     agent: &mut chassis_engine::Agent,
     record: Option<&Path>,
     replay: Option<&Path>,
+    live: chassis_eval::LiveTools,
 ) -> anyhow::Result<Option<Arc<chassis_eval::cassette::Replay>>> {
     if let Some(path) = record {
         chassis_eval::record_into(agent, path)?;
     }
     match replay {
         Some(path) => Ok(Some(
-            chassis_eval::replay_from(agent, path).map_err(|e| UsageError(e.to_string()))?,
+            chassis_eval::replay_from(agent, path, live).map_err(|e| UsageError(e.to_string()))?,
         )),
         None => Ok(None),
     }
@@ -216,6 +223,9 @@ pub(crate) fn attach_cassette(
 /// Says on stderr how many recorded exchanges a replay never served (the run took another
 /// path than the recording, or stopped earlier).
 pub(crate) fn note_unused(replay: Option<&chassis_eval::cassette::Replay>) {
+    if let Some(divergence) = replay.and_then(|r| r.tool_divergence()) {
+        errln!("replay: {divergence}");
+    }
     if let Some(replay) = replay
         && replay.unused() > 0
     {

@@ -40,13 +40,7 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
         telemetry.redact_logs(&redactor);
     }
     let scrub = |text: &str| telemetry.redact(text);
-    let cassette = Cassette {
-        exchanges: cassette
-            .exchanges
-            .iter()
-            .map(|e| e.scrubbed(&scrub))
-            .collect(),
-    };
+    let cassette = cassette.scrubbed(&scrub);
     cassette.save(&args.cassette)?;
     if args.json {
         outln!(

@@ -12,6 +12,7 @@ pub(crate) mod export;
 pub(crate) mod init;
 pub(crate) mod input;
 pub(crate) mod mock;
+pub(crate) mod outbox;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod runs;
@@ -109,6 +110,14 @@ pub(crate) async fn open_existing_journal(db: &Path) -> anyhow::Result<Arc<dyn J
         .into());
     }
     open_journal(db).await
+}
+
+/// Teaches the log and stderr redaction the secrets of `run`'s agent before a command echoes
+/// what a person typed about it; a run whose spec cannot be read keeps the secrets known.
+pub(crate) async fn learn_secrets(engine: &chassis_engine::Engine, run: &str) {
+    if let Ok(redactor) = engine.run_redactor(run).await {
+        crate::telemetry().redact_logs(&redactor);
+    }
 }
 
 /// The run `text` names: a unique prefix of its id, or `last` for the newest run. An ambiguous

@@ -92,7 +92,8 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
         }
         engine = engine.with_agent_path(path);
     }
-    engine = crate::telemetry().attach(engine);
+    crate::commands::learn_secrets(&engine, &args.run).await;
+    engine = crate::observed(engine);
     if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));
     }
@@ -104,6 +105,7 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
             return Err(e.into());
         }
     };
+    crate::commands::run::deliver_before_exit(&engine, &outcome.run_id).await;
     let code = print_outcome(&outcome, args.json);
     if outcome.interrupted {
         return Ok(crate::signals::report_interrupted(&outcome));

@@ -86,7 +86,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         let rows: Vec<serde_json::Value> = runs
             .iter()
             .map(|r| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "run_id": r.run_id,
                     "agent": r.agent,
                     "status": r.status.as_str(),
@@ -102,7 +102,11 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                     "version": r.version,
                     "version_label": r.version_label,
                     "tags": r.tags,
-                })
+                });
+                if let Some(why) = &r.unreadable {
+                    row["unreadable"] = why.as_str().into();
+                }
+                row
             })
             .collect();
         outln!("{}", serde_json::Value::Array(rows));
@@ -130,15 +134,31 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
             r.run_id,
             r.agent,
             version_of(&r.version),
-            if r.queued { QUEUED } else { r.status.as_str() },
+            if r.unreadable.is_some() {
+                UNREADABLE
+            } else if r.queued {
+                QUEUED
+            } else {
+                r.status.as_str()
+            },
             u.steps,
             u.input_tokens + u.output_tokens,
             cost(u.cost_usd, u64::from(u.unpriced_calls)),
             ago(now - r.updated_ms)
         );
     }
+    for r in runs.iter().filter(|r| r.unreadable.is_some()) {
+        errln!(
+            "run {} is unreadable: {}",
+            r.run_id,
+            r.unreadable.as_deref().unwrap_or_default()
+        );
+    }
     Ok(crate::exit::COMPLETED)
 }
+
+/// How a run whose journal cannot be read is shown.
+const UNREADABLE: &str = "unreadable";
 
 /// How a run that was submitted and not yet picked up by a worker is shown.
 const QUEUED: &str = "queued";

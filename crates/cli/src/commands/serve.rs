@@ -64,7 +64,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     worker.renew_every = args.lease_ttl / 3;
     worker.poll_interval = args.poll_interval;
     worker.shutdown_grace = args.shutdown_grace;
-    let engine = crate::telemetry().attach(crate::commands::engine(db, journal));
+    let engine = crate::observed(crate::commands::engine(db, journal));
     let config = Config {
         addr: args.addr,
         agents: args.agents.clone(),

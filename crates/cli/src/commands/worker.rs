@@ -68,8 +68,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     config.poll_interval = args.poll_interval;
     config.shutdown_grace = args.shutdown_grace.0.unwrap_or(Duration::ZERO);
     let worker = Worker::new(
-        crate::telemetry()
-            .attach(crate::commands::engine(db, journal))
+        crate::observed(crate::commands::engine(db, journal))
             .with_observer(std::sync::Arc::new(Finished)),
         config,
     );
@@ -121,21 +120,15 @@ struct Finished;
 
 impl chassis_engine::Observer for Finished {
     fn on_event(&self, run_id: &str, state: &chassis_core::RunState, event: &chassis_core::Event) {
-        use chassis_core::Event as E;
-        if !matches!(
-            event,
-            E::RunCompleted { .. }
-                | E::RunFailed { .. }
-                | E::RunCancelled { .. }
-                | E::RunWaiting { .. }
-                | E::RunPaused { .. }
-        ) {
-            return;
-        }
+        // `RunStatus::after` names every event: a run leaves the worker's hands exactly when
+        // an event moves it to a status other than running.
+        let status = match chassis_core::RunStatus::after(event) {
+            None | Some(chassis_core::RunStatus::Running) => return,
+            Some(status) => status.as_str(),
+        };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let status = chassis_core::RunStatus::after(event).map_or("?", |s| s.as_str());
         noteln!(
             "{run_id}  {}  {status}  {} step(s)  {}  {:.1}s",
             state.agent,

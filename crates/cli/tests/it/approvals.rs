@@ -651,3 +651,36 @@ fn trace_shows_a_call_resumed_in_another_process_with_its_outcome() {
     text.expect_code(0);
     assert!(!text.stdout.contains("append_line  ?"), "{text:#?}");
 }
+
+#[test]
+fn a_decision_that_resumes_the_run_exports_its_spans() {
+    // `approve --resume` and `reject --resume` drive the run in their own process: its spans
+    // are exported from there like those of `run` and `resume`.
+    let office = Office::new("");
+    let receiver = crate::observability::Receiver::start();
+    let decide = |args: &[&str]| {
+        let out = run(chassis(&office.db)
+            .args(args)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+            .env("OTEL_BSP_SCHEDULE_DELAY", "10"));
+        out.expect_code(0);
+    };
+    let (approved, call) = office.waiting_run("pay 100 to alice");
+    decide(&["approve", &approved, &call, "--by", "ann", "--resume"]);
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(
+        names.contains(&"execute_tool append_line"),
+        "the approved call's span: {names:?}"
+    );
+    assert!(names.contains(&"invoke_agent ledger-keeper"), "{names:?}");
+
+    let (rejected, call) = office.waiting_run("pay 500 to mallory");
+    decide(&["reject", &rejected, &call, "--reason", "no", "--resume"]);
+    let after = receiver.spans();
+    assert!(
+        after.len() > spans.len(),
+        "the rejected run's resume exported spans too: {after:?}"
+    );
+    assert_eq!(office.ledger().as_deref(), Some("pay 100 to alice\n"));
+}

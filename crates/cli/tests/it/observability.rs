@@ -28,6 +28,18 @@ tool_calls = [{ name = "leak", arguments = {} }]
 text = "The tool said: {last_tool_result} {\"seen\":\"tok\\u005flive\\u005fABCDEFGHIJABCDEFGHIJ1234\"}"
 
 [[scenario]]
+name = "human"
+when_input_contains = "ask"
+[[scenario.turn]]
+tool_calls = [{ name = "send", arguments = { text = "{input}" } }]
+[[scenario.turn]]
+tool_calls = [{ name = "send", arguments = { text = "once more" } }]
+[[scenario.turn]]
+tool_calls = [{ name = "slow", arguments = {} }]
+[[scenario.turn]]
+text = "Settled: {last_tool_result}"
+
+[[scenario]]
 name = "notes"
 [[scenario.turn]]
 tool_calls = [{ name = "read_file", arguments = { path = "note.txt" } }]
@@ -51,6 +63,19 @@ if sys.argv[1:] == ["fail"]:
 print(line)
 "#;
 
+/// An irreversible tool that keeps the arguments it got and the environment it saw.
+const SEND_PY: &str = r#"
+import json, os, sys
+args = json.load(sys.stdin)
+with open(sys.argv[1], "a") as f:
+    f.write(json.dumps({"args": args, "env": dict(os.environ)}) + "\n")
+print("sent")
+"#;
+
+/// A key in chassis's environment that the spec never names: only a tool process that
+/// inherited chassis's environment could write it anywhere.
+const UNNAMED_KEY: &str = "sk-unnamed-provider-key-7e6d5c4b3a";
+
 /// The value of a variable named under `[redact] env`.
 const ENV_SECRET: &str = "zz-env-secret-4f9a1c77e2";
 /// The provider's API key: sent to the model as a header.
@@ -63,6 +88,10 @@ struct Desk {
     dir: TempDir,
     db: PathBuf,
     spec: PathBuf,
+    /// Where the `send` tool writes what it got and saw.
+    sent: PathBuf,
+    /// Receives the agent's alert webhooks.
+    alerts: Receiver,
     _mock: Mock,
 }
 
@@ -74,6 +103,9 @@ impl Desk {
         std::fs::create_dir(root.join("notes")).expect("notes directory");
         write(&root.join("notes"), "note.txt", "replica lag resolved");
         write(root, "leak.py", LEAK_PY);
+        write(root, "send.py", SEND_PY);
+        let sent = root.join("sent.jsonl");
+        let alerts = Receiver::start();
         write(
             root,
             "prompt.md.j2",
@@ -104,6 +136,26 @@ patterns = ["tok_live_[A-Za-z0-9]{{20,}}"]
 [limits]
 {limits}
 
+[alerts]
+webhook = {webhook}
+secret_env = "OBS_HOOK_SECRET"
+
+[approvals.tools]
+slow = "auto"
+
+[[tools]]
+name = "send"
+description = "Sends a message; cannot be undone"
+command = [{python}, "-I", "send.py", {sent}]
+args_schema = {{ type = "object", properties = {{ text = {{ type = "string" }} }} }}
+timeout = "60s"
+
+[[tools]]
+name = "slow"
+description = "Takes longer than it may"
+command = [{python}, "-I", "-c", "import time; time.sleep(60)"]
+timeout = "1s"
+
 [[tools]]
 use = "builtin:fs"
 root = "notes"
@@ -126,12 +178,16 @@ timeout = "60s"
 env = ["OBS_SECRET", "OBS_API_KEY"]
 "#,
                 base_url = toml_str(&mock.base_url()),
+                webhook = toml_str(&alerts.endpoint()),
+                sent = toml_str(&sent.display().to_string()),
             ),
         );
         Desk {
             db: root.join("j.db"),
             dir,
             spec,
+            sent,
+            alerts,
             _mock: mock,
         }
     }
@@ -141,7 +197,9 @@ env = ["OBS_SECRET", "OBS_API_KEY"]
         let mut command = chassis(&self.db);
         command
             .env("OBS_SECRET", ENV_SECRET)
+            .env("OBS_HOOK_SECRET", "obs-webhook-signing-secret-0123456789")
             .env("OBS_API_KEY", API_KEY)
+            .env("OPENAI_API_KEY", UNNAMED_KEY)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
         command
@@ -159,13 +217,13 @@ env = ["OBS_SECRET", "OBS_API_KEY"]
 }
 
 /// A minimal OTLP/HTTP receiver on 127.0.0.1: keeps every request body, answers 200.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -180,7 +238,7 @@ impl Receiver {
         Receiver { addr, bodies }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -189,7 +247,7 @@ impl Receiver {
     }
 
     /// Every exported span's name and attributes (as `key=value` text).
-    fn spans(&self) -> Vec<(String, Vec<String>)> {
+    pub(crate) fn spans(&self) -> Vec<(String, Vec<String>)> {
         self.bodies()
             .iter()
             .flat_map(|body| {
@@ -330,6 +388,106 @@ fn planted_secrets_appear_in_no_artifact() {
         artifacts.push((format!("{args:?} stderr"), out.stderr.into_bytes()));
     }
 
+    // Secrets typed by people: in a run's input, edited arguments (JSON-escaped, as a client
+    // may send them), a note, who decided, a rejection's reason and a settled call's result.
+    let escaped_secret = ENV_SECRET.replace('-', "\\u002d");
+    let human = run(desk
+        .run(&format!("ask about {ENV_SECRET}"), &[])
+        .arg("--json")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50"));
+    human.expect_code(3);
+    let human_run = human.json()["run_id"].as_str().expect("run id").to_string();
+    artifacts.push(("human run stdout".into(), human.stdout.clone().into_bytes()));
+    artifacts.push(("human run stderr".into(), human.stderr.clone().into_bytes()));
+    let edited = format!(r#"{{"text": "edited {escaped_secret}"}}"#);
+    let note = format!("ok, key is {API_KEY}");
+    let reason = format!("no: {}", TOKEN.replace('_', "\\u005f"));
+    let result = format!("done with {ENV_SECRET}");
+    for (args, code) in [
+        (
+            vec![
+                "approve", &human_run, "1.0", "--args", &edited, "--note", &note,
+            ]
+            .into_iter()
+            .chain(["--by", TOKEN, "--resume"])
+            .collect::<Vec<&str>>(),
+            3,
+        ),
+        (
+            vec!["reject", &human_run, "2.0", "--reason", &reason, "--resume"],
+            3,
+        ),
+        (
+            vec![
+                "resolve",
+                &human_run,
+                "3.0",
+                "--succeeded",
+                "--result",
+                &result,
+                "--resume",
+            ],
+            0,
+        ),
+    ] {
+        let out = run(desk
+            .chassis()
+            .args(["--log", "debug"])
+            .args(&args)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+            .env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50"));
+        out.expect_code(code);
+        artifacts.push((format!("{args:?} stdout"), out.stdout.into_bytes()));
+        artifacts.push((format!("{args:?} stderr"), out.stderr.into_bytes()));
+    }
+    let shown = run(desk.chassis().args(["show", &human_run, "--json"]));
+    shown.expect_code(0);
+    for kind in ["approval_decided", "outcome_resolved"] {
+        assert!(
+            shown.stdout.contains(kind),
+            "{kind} journaled: {}",
+            shown.stdout
+        );
+    }
+    assert!(
+        shown.stdout.contains("Settled: done with [REDACTED]"),
+        "the model saw the settled result redacted: {}",
+        shown.stdout
+    );
+    artifacts.push(("human run show".into(), shown.stdout.into_bytes()));
+
+    // What the irreversible tool got and saw: the edited arguments as journaled (redacted),
+    // and an environment without the variables no entry names.
+    let sent = std::fs::read_to_string(&desk.sent).expect("the send tool ran");
+    let seen: Vec<Value> = sent
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(seen.len(), 1, "approved once, rejected once: {sent}");
+    let env = seen[0]["env"].as_object().expect("the tool's environment");
+    assert!(env.contains_key("PATH"), "{env:?}");
+    for name in ["OBS_SECRET", "OBS_API_KEY", "OPENAI_API_KEY"] {
+        assert!(
+            !env.contains_key(name),
+            "the tool inherited {name}: {env:?}"
+        );
+    }
+    assert_eq!(seen[0]["args"]["text"], "edited [REDACTED]");
+
+    let alert_bodies = desk.alerts.bodies();
+    assert!(
+        alert_bodies
+            .iter()
+            .any(|b| contains(b, "approval_requested")),
+        "the approval was announced to the webhook"
+    );
+    for (i, body) in alert_bodies.into_iter().enumerate() {
+        artifacts.push((format!("alert {i}"), body));
+    }
+
     let bodies = receiver.bodies();
     assert!(!bodies.is_empty(), "spans were exported");
     let spans = receiver.spans();
@@ -347,7 +505,7 @@ fn planted_secrets_appear_in_no_artifact() {
     for (path, bytes) in files(desk.dir.path()) {
         artifacts.push((path.display().to_string(), bytes));
     }
-    for file in ["j.db", "recorded.json", "exported.json"] {
+    for file in ["j.db", "recorded.json", "exported.json", "sent.jsonl"] {
         assert!(
             artifacts.iter().any(|(name, _)| name.ends_with(file)),
             "{file} is among the artifacts"
@@ -372,7 +530,7 @@ fn planted_secrets_appear_in_no_artifact() {
     };
     let mut hits = Vec::new();
     for (name, bytes) in &artifacts {
-        for secret in [ENV_SECRET, API_KEY, TOKEN] {
+        for secret in [ENV_SECRET, API_KEY, TOKEN, UNNAMED_KEY] {
             let needles = [
                 secret.to_string(),
                 escaped(secret, "\\"),
@@ -380,7 +538,12 @@ fn planted_secrets_appear_in_no_artifact() {
             ];
             for needle in needles {
                 if contains(bytes, &needle) {
-                    hits.push(format!("{needle} in {name}"));
+                    let text = String::from_utf8_lossy(bytes);
+                    let line = text
+                        .lines()
+                        .find(|l| l.contains(&needle))
+                        .unwrap_or_default();
+                    hits.push(format!("{needle} in {name}: {line}"));
                 }
             }
         }

@@ -363,3 +363,60 @@ fn a_terminal_sees_the_answer_as_it_streams() {
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:#?}"));
     assert_eq!(reply["output"], "echo: a streamed answer");
 }
+
+/// One event row that cannot be decoded (a bad disk, a hand edit) spoils its run only:
+/// `chassis runs` lists that run as unreadable with the reason, and every other run as usual.
+#[test]
+fn an_undecodable_event_makes_its_run_unreadable_not_the_list() {
+    let echo = Echo::new("");
+    let spoiled = echo.run("first");
+    let fine = echo.run("second");
+    // Through Python's sqlite3: the journal's own schema, one row's JSON cut short.
+    let edit = std::process::Command::new(crate::util::python())
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1])\n\
+             n = db.execute(\"UPDATE events SET data = '{\\\"kind\\\": \\\"model_resp' \
+             WHERE run_id = ? AND seq = 2\", (sys.argv[2],)).rowcount\n\
+             db.commit()\n\
+             assert n == 1, n",
+        ])
+        .arg(&echo.db)
+        .arg(&spoiled)
+        .status()
+        .expect("python3 runs");
+    assert!(edit.success(), "the row was edited");
+
+    let out = run(echo.chassis().arg("runs"));
+    out.expect_code(0);
+    let line = |id: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} is listed: {out:#?}"))
+            .to_string()
+    };
+    assert!(line(&spoiled).contains("unreadable"), "{out:#?}");
+    assert!(line(&fine).contains("completed"), "{out:#?}");
+    assert!(
+        out.stderr.contains(&format!("run {spoiled}")) && out.stderr.contains("event 2"),
+        "the reason names the run and the event: {out:#?}"
+    );
+
+    let rows = runs_json(&echo.db, &[]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let row = |id: &str| rows.iter().find(|r| r["run_id"] == id).expect("listed");
+    let reason = row(&spoiled)["unreadable"].as_str().unwrap_or_default();
+    assert!(reason.contains("event 2 cannot be read"), "{rows:#?}");
+    assert_eq!(row(&fine)["status"], "completed");
+    assert!(
+        row(&fine).get("unreadable").is_none_or(Value::is_null),
+        "{rows:#?}"
+    );
+
+    // The figures over the journal leave the run out rather than fail.
+    for args in [&["stats", "--json"][..], &["runs", "--by-version"]] {
+        run(echo.chassis().args(args)).expect_code(0);
+    }
+}

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Error, invalid};
 use crate::duration;
 use crate::limits::{LimitAction, LimitName, Limits, Price, UnknownPrice};
+use crate::notify::NotifyKind;
 
 /// Largest tool arguments accepted unless `[limits] max_tool_args_bytes` says otherwise.
 pub const DEFAULT_MAX_TOOL_ARGS_BYTES: u64 = 1024 * 1024;
@@ -36,11 +37,62 @@ impl Default for ToolBounds {
     }
 }
 
-/// Where alerts (limits reached, escalations, approval requests) are sent besides the log.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// Where alerts (runs ended, humans needed, limits reached, escalations) are sent besides the
+/// log: a signed JSON POST per notification, queued in the journal's outbox in the same write
+/// as the event that raised it.
+///
+/// Settings left at their defaults are not serialized, so an agent that does not use them
+/// keeps the version fingerprint it had before they existed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertsSpec {
-    /// URL that receives a JSON POST per alert.
+    /// URL that receives a JSON POST per notification.
     pub webhook: Option<String>,
+    /// The variable holding the secret that signs each request (HMAC-SHA256).
+    #[serde(skip_serializing_if = "is_default_secret_env")]
+    pub secret_env: String,
+    /// The kinds of notification sent; every kind by default.
+    #[serde(skip_serializing_if = "is_every_kind")]
+    pub events: Vec<NotifyKind>,
+    /// How long a notification is retried before it is given up as failed (ms).
+    #[serde(skip_serializing_if = "is_default_expiry")]
+    pub expire_after_ms: u64,
+}
+
+/// The variable a webhook's signing secret is read from unless `[alerts] secret_env` names
+/// another.
+pub const DEFAULT_SECRET_ENV: &str = "CHASSIS_WEBHOOK_SECRET";
+
+/// How long a notification is retried unless `[alerts] expire_after` says otherwise: a day.
+pub const DEFAULT_EXPIRE_AFTER_MS: u64 = 24 * 3600 * 1000;
+
+fn is_default_secret_env(name: &str) -> bool {
+    name == DEFAULT_SECRET_ENV
+}
+
+fn is_every_kind(kinds: &[NotifyKind]) -> bool {
+    kinds == NotifyKind::ALL
+}
+
+fn is_default_expiry(ms: &u64) -> bool {
+    *ms == DEFAULT_EXPIRE_AFTER_MS
+}
+
+impl Default for AlertsSpec {
+    fn default() -> Self {
+        AlertsSpec {
+            webhook: None,
+            secret_env: DEFAULT_SECRET_ENV.to_string(),
+            events: NotifyKind::ALL.to_vec(),
+            expire_after_ms: DEFAULT_EXPIRE_AFTER_MS,
+        }
+    }
+}
+
+impl AlertsSpec {
+    /// Whether notifications of `kind` go to the webhook.
+    pub fn sends(&self, kind: NotifyKind) -> bool {
+        self.webhook.is_some() && self.events.contains(&kind)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +128,9 @@ pub(super) struct RawPrice {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAlerts {
     webhook: Option<String>,
+    secret_env: Option<String>,
+    events: Option<Vec<String>>,
+    expire_after: Option<String>,
 }
 
 impl RawLimits {
@@ -252,8 +307,55 @@ impl RawAlerts {
                 format!("`{url}` is not an http:// or https:// URL"),
             ));
         }
+        let secret_env = match self.secret_env {
+            None => DEFAULT_SECRET_ENV.to_string(),
+            Some(name) => {
+                let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(invalid(
+                        "alerts.secret_env",
+                        format!(
+                            "`{name}` is not the name of an environment variable (the secret \
+                             itself never goes in the file)"
+                        ),
+                    ));
+                }
+                name
+            }
+        };
+        let events = match self.events {
+            None => NotifyKind::ALL.to_vec(),
+            Some(names) => {
+                let mut kinds = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let kind = NotifyKind::parse(name).ok_or_else(|| {
+                        invalid(
+                            format!("alerts.events[{i}]"),
+                            format!(
+                                "unknown notification `{name}` (one of {})",
+                                NotifyKind::ALL.map(NotifyKind::as_str).join(", ")
+                            ),
+                        )
+                    })?;
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
+                kinds.sort();
+                kinds
+            }
+        };
+        let expire_after = crate::spec::duration_or(
+            &self.expire_after,
+            std::time::Duration::from_millis(DEFAULT_EXPIRE_AFTER_MS),
+            "alerts.expire_after",
+        )?;
         Ok(AlertsSpec {
             webhook: self.webhook,
+            secret_env,
+            events,
+            expire_after_ms: u64::try_from(expire_after.as_millis()).unwrap_or(u64::MAX),
         })
     }
 }

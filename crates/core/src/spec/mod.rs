@@ -18,8 +18,8 @@ mod tools;
 
 pub use credentials::{CredentialVar, HeaderValue, OAuthSpec, carries_credentials};
 pub use limits::{
-    AlertsSpec, DEFAULT_MAX_TOOL_ARGS_BYTES, DEFAULT_MAX_TOOL_RESULT_BYTES, ToolBounds,
-    parse_pricing_file,
+    AlertsSpec, DEFAULT_EXPIRE_AFTER_MS, DEFAULT_MAX_TOOL_ARGS_BYTES,
+    DEFAULT_MAX_TOOL_RESULT_BYTES, DEFAULT_SECRET_ENV, ToolBounds, parse_pricing_file,
 };
 use limits::{RawAlerts, RawLimits, RawPrice};
 

@@ -182,3 +182,56 @@ async fn unknown_price_is_refused_when_a_cost_limit_is_set() {
     let agent = Agent::load(&dir.path().join("agent.toml")).await.unwrap();
     assert_eq!(agent.prices["m:house-model"].output, 2.0);
 }
+
+/// A provider that bills far more input than the context's text suggests (images, system
+/// tokens of its own, tool formatting): 5,000 tokens more on every call.
+struct Overbilling(Arc<dyn chassis_providers::ModelClient>);
+
+#[chassis_tools::async_trait]
+impl chassis_providers::ModelClient for Overbilling {
+    async fn complete(
+        &self,
+        request: &chassis_providers::ChatRequest<'_>,
+    ) -> Result<chassis_providers::ChatResponse, chassis_providers::Error> {
+        let mut response = self.0.complete(request).await?;
+        response.usage.input_tokens += 5_000;
+        Ok(response)
+    }
+}
+
+/// Limits hold against the provider's own count: once a call reported more input than any
+/// local estimate, the next call is projected from that report, so the run stops below the
+/// limit instead of crossing it by a whole call.
+#[tokio::test]
+async fn limits_hold_against_what_the_provider_reports() {
+    for (limits, limit) in [
+        ("max_input_tokens = 8000", LimitName::MaxInputTokens),
+        (
+            "max_cost_usd = 0.0012\n[pricing.\"m:gpt-4o-mini\"]\ninput = 0.15\noutput = 0.6",
+            LimitName::MaxCostUsd,
+        ),
+    ] {
+        let (_dir, _mock, engine, mut agent) = setup(limits).await;
+        agent
+            .models
+            .wrap_clients(|link| Arc::new(Overbilling(link.client.clone())));
+        let outcome = engine.start(&agent, "go").await.unwrap();
+        let state = engine.load(&outcome.run_id).await.unwrap();
+        assert_eq!(outcome.status, RunStatus::Failed, "{limit}: {outcome:?}");
+        let reason = outcome.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("limit {limit} reached")),
+            "{reason}"
+        );
+        assert_eq!(
+            state.steps, 1,
+            "{limit}: the second call would cross it: {reason}"
+        );
+        let value = state.limits.get(limit).unwrap();
+        let used = match limit {
+            LimitName::MaxCostUsd => state.cost_usd,
+            _ => state.usage.input_tokens as f64,
+        };
+        assert!(used <= value, "{limit}: used {used}, the limit is {value}");
+    }
+}

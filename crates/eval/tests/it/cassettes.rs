@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chassis_engine::Agent;
-use chassis_eval::cassette::{Cassette, DIVERGED};
+use chassis_eval::cassette::{Cassette, DIVERGED, TOOL_DIVERGED};
 use chassis_eval::suite::Cassettes;
 use chassis_eval::{Mode, record_into, replay_from};
 
@@ -64,7 +64,7 @@ async fn a_diverging_request_fails_the_run_with_a_diff() {
     mock.shutdown().await;
 
     let mut agent = Agent::load(&desk.spec()).await.unwrap();
-    let replay = replay_from(&mut agent, &cassette).unwrap();
+    let replay = replay_from(&mut agent, &cassette, chassis_eval::LiveTools::None).unwrap();
     let outcome = engine
         .start(&agent, "what do the notes say now?")
         .await
@@ -148,5 +148,118 @@ async fn a_stale_cassette_is_an_error_with_the_diff() {
     assert_ne!(
         case.version, recorded.cases[0].version,
         "a new agent version"
+    );
+}
+
+/// An agent with an irreversible tool that leaves a mark on disk each time it runs.
+fn marking_agent(desk: &Desk, base_url: &str) -> std::path::PathBuf {
+    let marker = desk.dir.path().join("marker.txt");
+    let spec = format!(
+        r#"[agent]
+name = "marker"
+prompt = "prompt.md.j2"
+
+[model]
+primary = "mock:desk-model"
+
+[providers.mock]
+kind = "openai"
+base_url = "{base_url}"
+max_attempts = 1
+
+[approvals.tools]
+mark = "auto"
+
+[[tools]]
+name = "mark"
+description = "Leaves a mark; cannot be undone"
+command = ["python3", "-c", "import sys; open(sys.argv[1], 'a').write('x'); print('marked')", {marker:?}]
+args_schema = {{ type = "object", properties = {{ note = {{ type = "string" }} }} }}
+risk = "irreversible"
+"#,
+        marker = marker.display().to_string(),
+    );
+    let path = desk.dir.path().join("marker.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+/// A replay is offline and has no effects: the irreversible tool's result comes from the
+/// cassette, also from an old cassette that kept results only inside its requests and with
+/// read-only tools live; a call the cassette lacks is refused with a diff and never runs.
+#[tokio::test]
+async fn a_replay_never_runs_an_irreversible_tool() {
+    let mock = mock().await;
+    let desk = Desk::new(&mock.base_url());
+    let spec = marking_agent(&desk, &mock.base_url());
+    let marker = desk.dir.path().join("marker.txt");
+    let cassette = desk.dir.path().join("marked.json");
+    let engine = desk.engine();
+
+    let mut agent = Agent::load(&spec).await.unwrap();
+    let recorder = record_into(&mut agent, &cassette).unwrap();
+    let recorded = engine.start(&agent, "mark it").await.unwrap();
+    assert_eq!(recorded.output.as_deref(), Some("Marked: marked"));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "x",
+        "the recording ran it"
+    );
+    assert_eq!(recorder.len(), 2);
+    drop(agent);
+    mock.shutdown().await;
+    std::fs::remove_file(&marker).unwrap();
+
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cassette).unwrap()).unwrap();
+    assert_eq!(saved["cassette"], 2);
+    assert_eq!(saved["tool_results"][0]["tool"], "mark");
+    assert_eq!(saved["tool_results"][0]["content"], "marked");
+    // The same recording as format 1 wrote it: results only inside the requests.
+    let mut old = saved.clone();
+    old["cassette"] = 1.into();
+    old.as_object_mut().unwrap().remove("tool_results");
+    let old_cassette = desk.dir.path().join("old.json");
+    std::fs::write(&old_cassette, old.to_string()).unwrap();
+
+    for (path, live) in [
+        (&cassette, chassis_eval::LiveTools::None),
+        (&cassette, chassis_eval::LiveTools::ReadOnly),
+        (&old_cassette, chassis_eval::LiveTools::None),
+    ] {
+        let mut agent = Agent::load(&spec).await.unwrap();
+        let replay = replay_from(&mut agent, path, live).unwrap();
+        let replayed = engine.start(&agent, "mark it").await.unwrap();
+        assert_eq!(
+            replayed.output.as_deref(),
+            Some("Marked: marked"),
+            "{path:?} {live:?}: {replayed:?}"
+        );
+        assert!(
+            !marker.exists(),
+            "{path:?} {live:?}: the replay ran the tool"
+        );
+        assert_eq!(replay.tool_divergence(), None);
+    }
+
+    // A call the cassette has no result for: refused, the run fails, nothing ran.
+    let mut other = saved.clone();
+    other["tool_results"][0]["args"]["note"] = "mark something else".into();
+    std::fs::write(&cassette, other.to_string()).unwrap();
+    let mut agent = Agent::load(&spec).await.unwrap();
+    let replay = replay_from(&mut agent, &cassette, chassis_eval::LiveTools::ReadOnly).unwrap();
+    let outcome = engine.start(&agent, "mark it").await.unwrap();
+    assert!(!marker.exists(), "a call missing from the cassette ran");
+    assert_eq!(
+        outcome.status,
+        chassis_core::RunStatus::Failed,
+        "{outcome:?}"
+    );
+    let divergence = replay.tool_divergence().expect("the call diverged");
+    assert!(divergence.starts_with(TOOL_DIVERGED), "{divergence}");
+    assert!(
+        divergence.contains("-   \"note\": \"mark something else\"")
+            && divergence.contains("+   \"note\": \"mark it\""),
+        "shows the recorded and the actual arguments: {divergence}"
     );
 }

@@ -26,6 +26,14 @@ when_input_contains = "json"
 text = '{"severity": "high"}'
 
 [[scenario]]
+name = "marker"
+when_input_contains = "mark"
+[[scenario.turn]]
+tool_calls = [{ name = "mark", arguments = { note = "{input}" } }]
+[[scenario.turn]]
+text = "Marked: {last_tool_result}"
+
+[[scenario]]
 name = "notes"
 [[scenario.turn]]
 tool_calls = [{ name = "read_file", arguments = { path = "note.txt" } }]
@@ -129,6 +137,7 @@ pub(crate) async fn run(suite: Suite, engine: Arc<Engine>, mode: Mode) -> Report
         &Options {
             mode,
             concurrency: None,
+            live_tools: chassis_eval::LiveTools::None,
         },
         None,
     )

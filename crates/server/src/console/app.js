@@ -1217,12 +1217,7 @@ function drawStats(stats) {
       chartPanel('Completion, error and escalation rates by version', rateChart(rows, name)),
       chartPanel('Average cost per run', barChart(rows.map((r) => ({ label: name(r), value: r.avg_cost_usd })), money)),
       chartPanel('Average time per run', barChart(rows.map((r) => ({ label: name(r), value: r.avg_wall_ms })), duration)),
-      stats.by_day.length > 1
-        ? chartPanel('Completion rate per day (UTC)', dayChart(stats.by_day, name, (r) => r.completion_rate, percent))
-        : null,
-      stats.by_day.length > 1
-        ? chartPanel('Cost per run per day (UTC)', dayChart(stats.by_day, name, (r) => r.avg_cost_usd, money))
-        : null),
+      ...overTime(stats, name)),
     h('h2', {}, 'By version'),
     h('div', { class: 'table-wrap' }, h('table', { class: 'stats-table' },
       h('thead', {}, h('tr', {}, ['Agent', 'Version', 'Runs', 'Completed', 'Failed', 'Escalated', 'Avg cost', 'Avg time', 'Avg steps'].map((c) => h('th', { scope: 'col' }, c)))),
@@ -1296,6 +1291,19 @@ function rateChart(rows, name) {
       svg('text', { x: labelW + j * 90 + 14, y: height - 5, class: 'val small' }, label))));
 }
 
+// Plots over time: per day once there are several days, else per hour over the last 48 hours
+// (a project's first day), else none.
+function overTime(stats, name) {
+  const hours = (stats.by_hour || []).map((b) => ({ label: `${b.hour.slice(11)}h`, rows: b.rows }));
+  const days = stats.by_day.map((b) => ({ label: b.day.slice(5), rows: b.rows }));
+  const [buckets, per] = days.length > 1 ? [days, 'day'] : hours.length > 1 ? [hours, 'hour'] : [[], ''];
+  if (!buckets.length) return [];
+  return [
+    chartPanel(`Completion rate per ${per} (UTC)`, dayChart(buckets, name, (r) => r.completion_rate, percent)),
+    chartPanel(`Cost per run per ${per} (UTC)`, dayChart(buckets, name, (r) => r.avg_cost_usd, money)),
+  ];
+}
+
 function dayChart(days, name, pick, format) {
   const keys = [...new Set(days.flatMap((d) => d.rows.map(name)))];
   const values = days.flatMap((d) => d.rows.map(pick));
@@ -1309,7 +1317,10 @@ function dayChart(days, name, pick, format) {
     svg('line', { x1: pad.l, y1: height - pad.b, x2: width - pad.r, y2: height - pad.b, class: 'axis' }),
     svg('text', { x: pad.l - 4, y: y(max) + 4, 'text-anchor': 'end', class: 'val small' }, format(max)),
     svg('text', { x: pad.l - 4, y: height - pad.b, 'text-anchor': 'end', class: 'val small' }, format(0)),
-    days.map((d, i) => svg('text', { x: x(i), y: height - pad.b + 14, 'text-anchor': 'middle', class: 'val small' }, d.day.slice(5))),
+    // At most about a dozen labels, so they do not overlap.
+    days.map((d, i) => (i % Math.ceil(days.length / 12) === 0
+      ? svg('text', { x: x(i), y: height - pad.b + 14, 'text-anchor': 'middle', class: 'val small' }, d.label)
+      : null)),
     keys.map((key, k) => {
       const points = days.map((d, i) => {
         const row = d.rows.find((r) => name(r) === key);

@@ -46,6 +46,12 @@ tool_calls = [{ name = "ship", arguments = { box = "b1" } }]
 text = "shipped: {last_tool_result}"
 
 [[scenario]]
+name = "talk"
+when_input_contains = "talk"
+[[scenario.turn]]
+text = "Hello there, {input}! This answer streams in pieces, word by word, to whoever watches."
+
+[[scenario]]
 name = "pay"
 [[scenario.turn]]
 text = "Invoice 7 from acme is due today, so I will pay it."
@@ -205,6 +211,27 @@ risk = "irreversible"
 timeout = "1s"
 [approvals]
 irreversible = "auto"
+`);
+
+  // An agent that only talks, to a mock that stalls every streamed answer midway for three
+  // seconds: long enough for a person (and this test) to see the answer arrive in pieces.
+  const stalling = await start(
+    ['mock-model', '--script', join(dir, 'script.toml'), '--faults', 'stream_stall', '--fault-rate', '1', '--hang', '3s'],
+    /^(http:\/\/\S+\/v1)$/,
+  );
+  const talkerDir = join(dir, 'agents/talker');
+  mkdirSync(talkerDir, { recursive: true });
+  writeFileSync(join(talkerDir, 'prompt.j2'), 'Talk.');
+  writeFileSync(join(talkerDir, 'agent.toml'), `
+[agent]
+name = "talker"
+prompt = "prompt.j2"
+[model]
+primary = "m:model"
+idle_timeout = "30s"
+[providers.m]
+kind = "openai"
+base_url = "${stalling.match[1]}"
 `);
 
   // The server prints its login URL: the first admin token in the fragment.
@@ -517,6 +544,23 @@ irreversible = "auto"
     await page.getByText('the invoice was paid by hand').first().waitFor();
     assert.equal(await page.getByRole('button', { name: 'Cancel run' }).count(), 0, 'an ended run offers no cancel');
     step('cancelled from the run page');
+
+    // Token deltas: a streamed answer shows on the run page piece by piece, before the answer
+    // is journaled, and the journaled answer then takes its place.
+    const talk = (await api(base, admin, 'POST', '/v1/runs', { agent: 'talker', input: 'talk to me' })).body.run_id;
+    await page.evaluate((id) => { location.hash = `#/runs/${encodeURIComponent(id)}`; }, talk);
+    const live = page.locator('li.live:not([hidden]) .text');
+    await live.waitFor({ timeout: 20000 });
+    const partial = await until('streamed text on the page', async () => (await live.innerText()).trim());
+    const answer = 'Hello there, talk to me! This answer streams in pieces, word by word, to whoever watches.';
+    assert.ok(answer.startsWith(partial) && partial.length < answer.length, `a piece of the answer: "${partial}"`);
+    await page.locator('#run-status .badge', { hasText: 'running' }).waitFor();
+    assert.equal(await page.locator('[data-kind="model_responded"]').count(), 0, 'shown before it is journaled');
+    await page.screenshot({ path: join(SHOTS, 'run-streaming-1280x800.png'), fullPage: true });
+    await page.locator('#run-status .badge', { hasText: 'completed' }).waitFor({ timeout: 30000 });
+    await page.locator('[data-kind="model_responded"]', { hasText: answer }).waitFor();
+    assert.equal(await page.locator('li.live:not([hidden])').count(), 0, 'the live piece gives way to the answer');
+    step(`token deltas shown live ("${partial}"), then the journaled answer`);
 
     // The token is never in what the server wrote, past the login URL itself.
     const logged = serve.child.said.out.split('\n').slice(1).join('\n') + serve.child.said.err;

@@ -88,6 +88,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_ms IS NULL;
     ",
+    // The outbox: notifications queued with the events that raised them (`sqlite/outbox.rs`).
+    super::outbox::MIGRATION,
+    // Schedules and the slots they fired (`sqlite/schedule.rs`).
+    super::schedule::MIGRATION,
 ];
 
 /// The schema version this build writes.

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chassis_engine::{Agent, Engine, Observer};
+use chassis_core::Observer;
+use chassis_engine::{Agent, Engine};
 use chassis_mock::{MockConfig, MockHandle, Script};
 use chassis_store::{Journal, SqliteJournal, Sync};
 use tempfile::TempDir;

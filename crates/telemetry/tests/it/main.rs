@@ -3,6 +3,7 @@
 //! OTLP/HTTP receiver running inside the test.
 
 mod agent;
+mod grpc;
 mod metrics;
 mod parsers;
 mod receiver;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use chassis_core::Observer;
 use chassis_core::{LimitName, RunStatus};
-use chassis_engine::Observer;
 use chassis_telemetry::{Metrics, MetricsServer};
 
 use crate::agent::Desk;
@@ -93,4 +93,45 @@ async fn runs_calls_tokens_limits_and_latencies_are_served_at_metrics() {
             "{family} is described"
         );
     }
+}
+
+/// A run cancelled while it is driven is no longer active, and is counted as cancelled.
+#[test]
+fn a_cancelled_run_leaves_the_active_gauge() {
+    use chassis_core::{Event, RunState};
+
+    let metrics = Metrics::new();
+    let mut state = RunState::default();
+    let events = [
+        crate::spans::started(),
+        Event::CancelRequested {
+            by: "ops".into(),
+            reason: "wrong input".into(),
+            at_ms: 1_700_000_000_100,
+        },
+        Event::RunCancelled {
+            by: "ops".into(),
+            reason: "wrong input".into(),
+            at_ms: 1_700_000_000_200,
+        },
+    ];
+    for event in &events {
+        state.apply(event).expect("the script folds");
+        metrics.on_event("run_1", &state, event);
+    }
+    let run = [("agent", "desk"), ("version", "")];
+    assert_eq!(
+        metrics.registry().value("chassis_runs_started_total", &run),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics
+            .registry()
+            .value("chassis_runs_cancelled_total", &run),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics.registry().value("chassis_runs_active", &run),
+        Some(0.0)
+    );
 }

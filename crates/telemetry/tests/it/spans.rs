@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chassis_core::Observer;
 use chassis_core::{AssistantMessage, Event, Limits, RunState, ToolCall, Usage};
-use chassis_engine::Observer;
 use chassis_telemetry::Tracer;
 use chassis_telemetry::proto::{Span, Value, attribute};
 use serde_json::json;
@@ -21,7 +21,7 @@ fn tracer(capture: bool) -> (Tracer, Arc<Mutex<Vec<Span>>>) {
     (tracer, spans)
 }
 
-fn started() -> Event {
+pub(crate) fn started() -> Event {
     serde_json::from_value(json!({
         "kind": "run_started",
         "agent": "desk",
@@ -41,13 +41,23 @@ fn started() -> Event {
     .expect("a run_started event")
 }
 
-/// Folds and observes `events` in order.
+/// Folds and observes `events` in order, each durable at once.
 fn observe(tracer: &Tracer, events: &[Event]) {
     let mut state = RunState::default();
     for event in events {
         state.apply(event).expect("the script folds");
         tracer.on_event(RUN, &state, event);
+        tracer.on_durable(RUN, state.seq);
     }
+}
+
+/// Folds and observes `events` in order without saying any is durable; returns the last seq.
+fn observe_undurable(tracer: &Tracer, state: &mut RunState, events: &[Event]) -> u64 {
+    for event in events {
+        state.apply(event).expect("the script folds");
+        tracer.on_event(RUN, state, event);
+    }
+    state.seq
 }
 
 fn reply_with_call() -> Event {
@@ -243,4 +253,164 @@ fn spans_left_open_are_ended_as_interrupted() {
         attribute(&root.attributes, "chassis.interrupted"),
         Some(&Value::BoolValue(true))
     );
+}
+
+/// A step observed but not yet journaled (a driver that dies or loses its lease before its
+/// flush) is announced by no span: spans go out only once the events that end them are durable,
+/// and what the run never journaled is dropped when the process lets go of the run.
+#[test]
+fn only_durable_events_become_spans() {
+    let (tracer, spans) = tracer(true);
+    let mut state = RunState::default();
+    let started_at = observe_undurable(&tracer, &mut state, &[started()]);
+    tracer.on_durable(RUN, started_at);
+    let step = [
+        Event::ModelRequested {
+            step: 1,
+            model: "openai:gpt-4o-mini".into(),
+            messages: 2,
+        },
+        reply_with_call(),
+    ];
+    let replied = observe_undurable(&tracer, &mut state, &step);
+    assert!(
+        spans.lock().unwrap().is_empty(),
+        "a chat span whose reply is not journaled went out: {:#?}",
+        spans.lock().unwrap()
+    );
+    tracer.on_durable(RUN, replied);
+    assert_eq!(
+        spans.lock().unwrap().len(),
+        1,
+        "the chat span goes out once its reply is durable"
+    );
+
+    // The next step is observed, then the driver loses the run before its flush.
+    let tool = [
+        Event::ToolStarted {
+            call_id: "1.0".into(),
+            name: "lookup".into(),
+            args: json!({ "q": "x" }),
+            risk: chassis_core::RiskClass::ReadOnly,
+            idempotency_key: "k".into(),
+        },
+        Event::ToolFinished {
+            call_id: "1.0".into(),
+            ok: true,
+            content: "never journaled".into(),
+            latency_ms: 3,
+        },
+    ];
+    observe_undurable(&tracer, &mut state, &tool);
+    tracer.on_released(RUN);
+    tracer.end_all();
+    let spans = spans.lock().unwrap().clone();
+    assert!(
+        !format!("{spans:?}").contains("never journaled")
+            && spans.iter().all(|s| s.name != "execute_tool lookup"),
+        "a tool span of events never journaled went out: {spans:#?}"
+    );
+    assert_eq!(
+        tracer.runs_held(),
+        0,
+        "nothing of the run is kept once released"
+    );
+}
+
+/// Per-run state is dropped when a run stops here (waits, parks or ends) and its stop is
+/// durable, so a long-lived worker's tracer holds only the runs it is driving.
+#[test]
+fn a_waiting_run_leaves_nothing_behind() {
+    let (tracer, spans) = tracer(false);
+    observe(
+        &tracer,
+        &[
+            started(),
+            Event::RunWaiting {
+                reason: "approval of 1.0".into(),
+                at_ms: 1_700_000_000_001,
+            },
+        ],
+    );
+    assert_eq!(tracer.runs_held(), 0);
+    let spans = spans.lock().unwrap().clone();
+    assert_eq!(find(&spans, "invoke_agent desk").status, None, "{spans:#?}");
+}
+
+/// A tool's progress is an event of its open `execute_tool` span; its words only with content
+/// capture.
+#[test]
+fn tool_progress_is_an_event_of_the_tool_s_span() {
+    use chassis_core::ToolProgress;
+    for capture in [false, true] {
+        let (tracer, spans) = tracer(capture);
+        let started_call = Event::ToolStarted {
+            call_id: "call_1".into(),
+            name: "lookup".into(),
+            args: json!({ "q": "x" }),
+            risk: chassis_core::RiskClass::ReadOnly,
+            idempotency_key: "k".into(),
+        };
+        let mut state = RunState::default();
+        for event in [
+            started(),
+            Event::ModelRequested {
+                step: 1,
+                model: "openai:gpt-4o-mini".into(),
+                messages: 2,
+            },
+            reply_with_call(),
+            started_call,
+        ] {
+            state.apply(&event).unwrap();
+            tracer.on_event(RUN, &state, &event);
+        }
+        tracer.on_tool_progress(
+            RUN,
+            "call_1",
+            &ToolProgress {
+                tool: "lookup".into(),
+                progress: 3.0,
+                total: Some(10.0),
+                message: Some("page 3".into()),
+            },
+        );
+        // A report for a call that is not open (late, or another run's) goes nowhere.
+        tracer.on_tool_progress(
+            RUN,
+            "call_9",
+            &ToolProgress {
+                tool: "lookup".into(),
+                progress: 1.0,
+                total: None,
+                message: None,
+            },
+        );
+        let finished = Event::ToolFinished {
+            call_id: "call_1".into(),
+            ok: true,
+            content: "found".into(),
+            latency_ms: 3,
+        };
+        state.apply(&finished).unwrap();
+        tracer.on_event(RUN, &state, &finished);
+        tracer.on_durable(RUN, state.seq);
+        let spans = spans.lock().unwrap().clone();
+        let tool = find(&spans, "execute_tool lookup");
+        let progress: Vec<_> = tool
+            .events
+            .iter()
+            .filter(|e| e.name == "chassis.tool_progress")
+            .collect();
+        assert_eq!(progress.len(), 1, "{:#?}", tool.events);
+        let attrs = &progress[0].attributes;
+        assert_eq!(attribute(attrs, "progress"), Some(&Value::DoubleValue(3.0)));
+        assert_eq!(attribute(attrs, "total"), Some(&Value::DoubleValue(10.0)));
+        assert_eq!(
+            attribute(attrs, "message"),
+            capture
+                .then(|| Value::StringValue("page 3".into()))
+                .as_ref()
+        );
+    }
 }

@@ -69,3 +69,48 @@ async fn a_cached_report_equals_a_fresh_one_and_keeps_only_ended_runs() {
     );
     assert_eq!(cache.len(), 2);
 }
+
+/// Runs by hour cover the 48 hours before the newest run, oldest first, labelled by their UTC
+/// hour: a project's first day gets a plot over time too.
+#[tokio::test]
+async fn runs_by_hour_cover_the_last_two_days_before_the_newest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journal = SqliteJournal::open(&path, Sync::Normal).unwrap();
+    for id in ["old", "morning", "noon", "noon-too"] {
+        journal
+            .create(
+                &new_run(id),
+                &[started("agent"), completed()],
+                Wake::Never,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    // 2026-03-01T12:xx UTC for the newest; the morning one 3 h before; the old one 60 h before.
+    let noon: i64 = 1_772_366_400_000 + 5 * 60_000;
+    let db = rusqlite::Connection::open(&path).unwrap();
+    for (id, at) in [
+        ("old", noon - 60 * 3_600_000),
+        ("morning", noon - 3 * 3_600_000),
+        ("noon", noon),
+        ("noon-too", noon + 60_000),
+    ] {
+        db.execute(
+            "UPDATE runs SET created_ms = ?1 WHERE run_id = ?2",
+            rusqlite::params![at, id],
+        )
+        .unwrap();
+    }
+    drop(db);
+    let report = report(&journal, &ReportFilter::default()).await.unwrap();
+    let hours: Vec<(&str, u64)> = report
+        .by_hour
+        .iter()
+        .map(|(hour, rows)| (hour.as_str(), rows.iter().map(|r| r.runs).sum()))
+        .collect();
+    assert_eq!(hours, [("2026-03-01T09", 1), ("2026-03-01T12", 2)]);
+    assert_eq!(report.by_day.len(), 2, "{:?}", report.by_day);
+    assert_eq!(report.total.runs, 4);
+}

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use chassis_core::Observer;
 use chassis_core::{Event, LimitName, RunStatus};
-use chassis_engine::Observer;
 use chassis_telemetry::ids;
 use chassis_telemetry::proto::{Span, Value, attribute};
 use chassis_telemetry::{ExportConfig, Exporter, Tracer};
@@ -303,6 +303,7 @@ async fn http_json_is_the_otlp_json_mapping() {
             output: "ok".into(),
         },
     );
+    tracer.on_durable(run_id, 1);
     exporter.flush().await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);

@@ -273,7 +273,7 @@ impl OAuth {
                 .unwrap_or(now + chassis_core::duration::MAX)
         });
         let token = token.to_string();
-        crate::secrets::remember(&token);
+        chassis_redact::remember(&token);
         if !state.issued.contains(&token) {
             state.issued.push(token.clone());
         }

@@ -80,15 +80,39 @@ async fn the_reference_server_over_stdio() {
         r#"arguments for `get-sum` do not match its schema: /a: "x" is not of type "number""#
     );
 
-    // Two seconds in four steps: alive only through its progress notifications.
-    let done = call(
-        &toolbox,
-        "trigger-long-running-operation",
-        json!({"duration": 2, "steps": 4}),
-    )
-    .await
-    .unwrap();
+    // Two seconds in four steps: alive only through its progress notifications, each of
+    // which reaches the call's progress sink (the engine's observers: progress lines, spans).
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let context = CallContext {
+        progress: chassis_tools::ProgressSink::new(move |p| sink.lock().unwrap().push(p)),
+        ..ctx()
+    };
+    let (args, tool) = toolbox
+        .prepare(
+            "trigger-long-running-operation",
+            &json!({"duration": 2, "steps": 4}).to_string(),
+        )
+        .unwrap();
+    let done = tool.call(args, &context).await.unwrap();
     assert!(done.contains("completed"), "{done}");
+    let heard = heard.lock().unwrap().clone();
+    let steps: Vec<(f64, Option<f64>)> = heard.iter().map(|p| (p.progress, p.total)).collect();
+    assert_eq!(
+        steps,
+        [
+            (1.0, Some(4.0)),
+            (2.0, Some(4.0)),
+            (3.0, Some(4.0)),
+            (4.0, Some(4.0))
+        ],
+        "{heard:?}"
+    );
+    assert!(
+        heard
+            .iter()
+            .all(|p| p.tool == "trigger-long-running-operation")
+    );
 
     // A tool that needs MCP tasks answers that it does, once.
     let e = call(&toolbox, "simulate-research-query", json!({"topic": "x"}))
@@ -229,4 +253,77 @@ async fn the_filesystem_server_works_within_the_roots_it_is_offered() {
             .unwrap(),
         "from the root"
     );
+}
+
+/// A Python server from PyPI, `mcp-server-time` (the official SDK's other half), over stdio:
+/// its tools, a call in a zone it knows, and its error answer for one it does not.
+/// `.ci/python-tools.sh` installs it under `target/py-tools`.
+#[tokio::test]
+async fn the_time_server_from_pypi_over_stdio() {
+    let bin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py-tools/bin/mcp-server-time");
+    if !bin.exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{} is missing: .ci/run installs it with .ci/python-tools.sh",
+            bin.display()
+        );
+        eprintln!("\n*** SKIPPED: mcp-server-time is not installed; run .ci/python-tools.sh ***\n");
+        return;
+    }
+    let spec = McpServerSpec {
+        transport: McpTransport::Stdio {
+            command: vec![
+                bin.display().to_string(),
+                "--local-timezone".into(),
+                "UTC".into(),
+            ],
+            env: ToolEnv::default(),
+        },
+        trusted: false,
+        timeout: Duration::from_secs(30),
+        idle_timeout: None,
+    };
+    let entry = ToolSpec::Mcp {
+        server: "time".into(),
+        only: None,
+        risk: Default::default(),
+    };
+    let servers = BTreeMap::from([("time".to_string(), spec)]);
+    let toolbox = Toolbox::from_specs(&[entry], &servers, &std::env::temp_dir())
+        .await
+        .unwrap();
+    let mut tools = names(&toolbox);
+    tools.sort();
+    assert_eq!(tools, ["convert_time", "get_current_time"]);
+
+    let now = call(
+        &toolbox,
+        "get_current_time",
+        json!({"timezone": "Europe/Berlin"}),
+    )
+    .await
+    .unwrap();
+    let now: Value = serde_json::from_str(&now).unwrap_or_else(|e| panic!("{e}: {now}"));
+    assert_eq!(now["timezone"], "Europe/Berlin", "{now}");
+    let converted = call(
+        &toolbox,
+        "convert_time",
+        json!({"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}),
+    )
+    .await
+    .unwrap();
+    assert!(converted.contains("21:00"), "{converted}");
+
+    // A zone it does not know: the server's error is the tool's answer, named, not retried.
+    let e = call(
+        &toolbox,
+        "get_current_time",
+        json!({"timezone": "Mars/Olympus"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.message().contains("Mars/Olympus"), "{e}");
+    assert!(!e.may_retry() && !e.is_indeterminate(), "{e:?}");
 }

@@ -18,8 +18,8 @@ pub fn issued_tokens() -> Option<Arc<[String]>> {
     ISSUED.read().ok().and_then(|issued| issued.clone())
 }
 
-/// Remembers `token` as a secret.
-pub(crate) fn remember(token: &str) {
+/// Remembers `token` as a secret: every [`Redactor`](crate::Redactor) removes it from then on.
+pub fn remember(token: &str) {
     let Ok(mut issued) = ISSUED.write() else {
         return;
     };

@@ -6,6 +6,10 @@
 //! key, the value of a variable named in `[redact] env` or read by an MCP server's
 //! credentials, an OAuth access token this process was given) or a match of a
 //! `[redact] patterns` regular expression.
+//!
+//! A crate of its own so that every part of chassis that writes something down (the engine's
+//! journal, telemetry's logs and spans, the tools' OAuth clients) shares one redactor without
+//! depending on the engine.
 
 use std::ops::Range;
 
@@ -14,6 +18,9 @@ use chassis_core::spec::AgentSpec;
 use serde_json::Value;
 
 mod escapes;
+mod issued;
+
+pub use issued::{issued_tokens, remember};
 
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -27,10 +34,10 @@ pub const MIN_SECRET_LEN: usize = 8;
 /// The API key variables every agent's redactor covers, whatever its providers.
 const WELL_KNOWN_KEYS: [&str; 2] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
 
-/// The access tokens this process's MCP clients were given (`chassis_tools::issued_tokens`):
-/// secrets of every redactor, though no spec names them.
+/// The access tokens this process's MCP clients were given ([`issued_tokens`]): secrets of
+/// every redactor, though no spec names them.
 fn issued() -> Option<std::sync::Arc<[String]>> {
-    chassis_tools::issued_tokens().filter(|tokens| !tokens.is_empty())
+    issued_tokens().filter(|tokens| !tokens.is_empty())
 }
 
 /// A `[redact]` setting that cannot be used.
@@ -117,7 +124,13 @@ impl Redactor {
                     .iter()
                     .filter(|var| var.secret)
                     .map(|var| (var.key.clone(), var.name.as_str())),
-            );
+            )
+            .chain(spec.alerts.webhook.as_ref().map(|_| {
+                (
+                    "alerts.secret_env".to_string(),
+                    spec.alerts.secret_env.as_str(),
+                )
+            }));
         for (key, name) in secrets {
             let Some(value) = std::env::var_os(name) else {
                 continue;
@@ -141,7 +154,13 @@ impl Redactor {
                     .filter_map(|p| p.api_key_env.as_deref()),
             )
             .chain(spec.redact.env.iter().map(String::as_str))
-            .chain(credentials.iter().map(|var| var.name.as_str()));
+            .chain(credentials.iter().map(|var| var.name.as_str()))
+            .chain(
+                spec.alerts
+                    .webhook
+                    .as_ref()
+                    .map(|_| spec.alerts.secret_env.as_str()),
+            );
         Redactor::from_env(names).with_patterns(&spec.redact.patterns)
     }
 
