@@ -61,14 +61,20 @@ pub(crate) fn drive(
             },
         },
     }]);
+    // Runs go on from the last one in the file: the warm-up and the measured runs share it.
+    let first: i64 = conn
+        .query_row("SELECT COALESCE(MAX(run) + 1, 0) FROM steps", [], |row| {
+            row.get(0)
+        })
+        .map_err(sql)?;
     let mut done = 0;
-    for run in 0..runs {
+    for run in (0..runs).map(|n| first + n as i64) {
         let input = Fixture::input(steps);
         let mut messages = vec![
             json!({"role": "system", "content": crate::fixture::PROMPT}),
             json!({"role": "user", "content": input}),
         ];
-        insert.execute(params![run as i64, 0, input]).map_err(sql)?;
+        insert.execute(params![run, 0, input]).map_err(sql)?;
         for step in 1.. {
             let body = json!({
                 "model": "bench-model",
@@ -100,9 +106,7 @@ pub(crate) fn drive(
                 results.push(content);
             }
             let row = json!({"reply": message, "results": results}).to_string();
-            insert
-                .execute(params![run as i64, step, row])
-                .map_err(sql)?;
+            insert.execute(params![run, step, row]).map_err(sql)?;
             done += 1;
             if calls.is_empty() {
                 break;

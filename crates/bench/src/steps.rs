@@ -108,16 +108,16 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
             let plain = spec(long, "plain").spawn(bench, Wrap::Plain)?;
             let fsyncs = if strace {
                 bench.say(&format!("steps: {} under strace", kind.name()));
-                let a = spec(short, "strace").spawn(bench, Wrap::Strace)?;
-                let b = spec(long, "strace").spawn(bench, Wrap::Strace)?;
+                let a = spec(short, "strace-a").spawn(bench, Wrap::Strace)?;
+                let b = spec(long, "strace-b").spawn(bench, Wrap::Strace)?;
                 Some(per_step(&a, &b))
             } else {
                 None
             };
             let instructions = if valgrind {
                 bench.say(&format!("steps: {} under callgrind", kind.name()));
-                let a = spec(short, "callgrind").spawn(bench, Wrap::Callgrind)?;
-                let b = spec(long, "callgrind").spawn(bench, Wrap::Callgrind)?;
+                let a = spec(short, "callgrind-a").spawn(bench, Wrap::Callgrind)?;
+                let b = spec(long, "callgrind-b").spawn(bench, Wrap::Callgrind)?;
                 Some(per_step(&a, &b))
             } else {
                 None
@@ -326,7 +326,7 @@ impl ChildSpec {
             }
             Wrap::Callgrind => {
                 let mut c = Command::new("valgrind");
-                c.args(["--tool=callgrind", "--quiet=yes"])
+                c.args(["--tool=callgrind", "-q"])
                     .arg(format!("--callgrind-out-file={}", out.display()))
                     .arg(bench.chassis);
                 c
@@ -432,7 +432,7 @@ fn cold_run_instructions(bench: &Bench, base_url: &str, steps: u32) -> Result<f6
         let mut command = match wrap {
             Some(out) => {
                 let mut c = Command::new("valgrind");
-                c.args(["--tool=callgrind", "--quiet=yes"])
+                c.args(["--tool=callgrind", "-q"])
                     .arg(format!("--callgrind-out-file={}", out.display()))
                     .arg(bench.chassis);
                 c
