@@ -18,7 +18,7 @@ mod tools;
 
 pub use credentials::{CredentialVar, HeaderValue, OAuthSpec, carries_credentials};
 pub use limits::{
-    AlertsSpec, DEFAULT_EXPIRE_AFTER_MS, DEFAULT_MAX_TOOL_ARGS_BYTES,
+    AlertsSpec, DEFAULT_EXPIRE_AFTER_MS, DEFAULT_MAX_REPLY_BYTES, DEFAULT_MAX_TOOL_ARGS_BYTES,
     DEFAULT_MAX_TOOL_RESULT_BYTES, DEFAULT_SECRET_ENV, ToolBounds, parse_pricing_file,
 };
 use limits::{RawAlerts, RawLimits, RawPrice};
@@ -111,6 +111,11 @@ pub struct AgentSpec {
     pub limits: crate::limits::Limits,
     /// Size bounds of one tool call's arguments and result.
     pub tool_bounds: ToolBounds,
+    /// Largest model reply read, `[limits] max_reply_bytes`: a bigger one fails the attempt,
+    /// its size named, without being held. Left out of the version when it is the default, so
+    /// adding the setting changed no agent's version.
+    #[serde(skip_serializing_if = "limits::is_default_reply_bytes")]
+    pub max_reply_bytes: u64,
     /// Price overrides from `[pricing]` (model or `provider:model` → price).
     pub pricing: BTreeMap<String, crate::limits::Price>,
     /// A pricing file to merge over the defaults, relative to the spec's directory.
@@ -390,7 +395,7 @@ impl RawSpec {
             tool_choice,
         } = self.model.validate(&providers)?;
 
-        let (limits, pricing_file, tool_bounds) = self.limits.validate()?;
+        let (limits, pricing_file, tool_bounds, max_reply_bytes) = self.limits.validate()?;
         let pricing = limits::validate_pricing(self.pricing, "pricing")?;
         let alerts = self.alerts.validate()?;
         let approvals = self.approvals.validate()?;
@@ -426,6 +431,7 @@ impl RawSpec {
             mcp,
             limits,
             tool_bounds,
+            max_reply_bytes,
             pricing,
             pricing_file,
             alerts,
