@@ -240,6 +240,10 @@ pub struct CancelRequest {
 }
 
 /// Everything known about a run, rebuilt by folding its journal.
+///
+/// The bookkeeping that only the fold keeps consistent (active time, loop and repair
+/// counters, parking) is private to core: read it through [`RunState::wall_ms`],
+/// [`RunState::executions_of`], [`RunState::park_delay_ms`] and [`decide`](crate::decide()).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunState {
     /// Number of events folded; the expected sequence for the next append.
@@ -262,12 +266,12 @@ pub struct RunState {
     /// Invalid tool calls sent back before the model is given up on.
     pub max_repairs: u32,
     /// Consecutive completed steps whose reply held a refused call.
-    pub invalid_streak: u32,
+    pub(crate) invalid_streak: u32,
     /// Whether the current step's reply held a refused call.
-    pub step_refused: bool,
+    pub(crate) step_refused: bool,
     /// The last model failure not yet followed by a reply: message, and whether the models
     /// were only unavailable.
-    pub model_failure: Option<(String, bool)>,
+    pub(crate) model_failure: Option<(String, bool)>,
     /// Tools offered to the model (shared with the `run_started` event it came from).
     pub tools: std::sync::Arc<[ToolDef]>,
     /// Fingerprint of the agent version the run started with.
@@ -300,19 +304,19 @@ pub struct RunState {
     /// When the run started, ms since the epoch.
     pub started_at_ms: u64,
     /// Active time accumulated before `active_since`, in ms.
-    pub active_ms: u64,
+    pub(crate) active_ms: u64,
     /// Start of the current active stretch, while running.
-    pub active_since: Option<u64>,
+    pub(crate) active_since: Option<u64>,
     /// Executions per tool call (name and canonical arguments).
-    pub call_counts: BTreeMap<String, u32>,
+    pub(crate) call_counts: BTreeMap<String, u32>,
     /// Fingerprints of every (call, result) seen, to spot steps that bring nothing new.
-    pub seen_results: BTreeSet<u64>,
+    pub(crate) seen_results: BTreeSet<u64>,
     /// Whether the current step brought a result not seen before.
-    pub step_new: bool,
+    pub(crate) step_new: bool,
     /// Whether the current step finished any tool call.
-    pub step_had_results: bool,
+    pub(crate) step_had_results: bool,
     /// Consecutive completed steps whose tool results were all seen before.
-    pub stale_streak: u32,
+    pub(crate) stale_streak: u32,
     /// The context the next model call will see.
     pub messages: Vec<Message>,
     /// Model calls answered so far.
@@ -335,11 +339,11 @@ pub struct RunState {
     /// Why the run stopped, beyond its calls, while it is not executing.
     pub hold: Hold,
     /// A limit reached with the `pause` action, until the pause that follows it.
-    pub limit_pausing: Option<LimitName>,
+    pub(crate) limit_pausing: Option<LimitName>,
     /// When the current outage's first park happened (cleared by the next reply).
-    pub parked_since_ms: Option<u64>,
+    pub(crate) parked_since_ms: Option<u64>,
     /// Parks in the current outage.
-    pub parks: u32,
+    pub(crate) parks: u32,
     /// A parked run's first retry, in ms (doubling after each further park).
     pub park_retry_ms: u64,
     /// A human asked the run to stop.

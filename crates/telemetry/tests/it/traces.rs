@@ -289,12 +289,10 @@ async fn http_json_is_the_otlp_json_mapping() {
         false,
         &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
     );
-    let state = chassis_core::RunState {
-        seq: 1,
-        agent: "desk".into(),
-        model: "mock:m".into(),
-        ..Default::default()
-    };
+    let started = chassis_testkit::start::RunStartBuilder::new()
+        .models("mock:m", &[])
+        .event();
+    let state = chassis_core::RunState::fold([&started]).expect("a run_started folds");
     let run_id = "run_01jq0000000000000000000000";
     tracer.on_event(
         run_id,
