@@ -104,6 +104,8 @@ enum Command {
     Resolve(commands::approvals::ResolveArgs),
     /// Cancel a run: it stops at its next safe point, with who and why journaled
     Cancel(commands::cancel::Args),
+    /// List webhook deliveries: pending (retried until they expire), failed, delivered
+    Outbox(commands::outbox::Args),
     /// Serve the HTTP API, run streams and the console, and drive runs (chassis as a service)
     Serve(commands::serve::Args),
     /// Manage API tokens for `chassis serve`: create, list, revoke
@@ -198,6 +200,7 @@ fn main() -> ExitCode {
             Command::Reject(args) => commands::approvals::reject(&db, args).await,
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
+            Command::Outbox(args) => commands::outbox::run(&db, args).await,
             Command::Serve(args) => commands::serve::run(&db, args).await,
             Command::Tokens(command) => commands::tokens::run(&db, command).await,
             Command::Demo(args) => commands::demo::run(&db, db_given, args).await,

@@ -1,6 +1,6 @@
 //! Live, one-line-per-event progress on stderr, and the same lines for `chassis show`.
 
-use chassis_core::Event;
+use chassis_core::{Event, ToolProgress};
 use chassis_engine::Observer;
 
 use crate::style::{Mark, Style};
@@ -69,6 +69,12 @@ impl Observer for Progress {
         if let Some(line) = describe(run_id, event, Style::stderr()) {
             noteln!("{}", line.render(Style::stderr()));
         }
+    }
+
+    fn on_tool_progress(&self, _run_id: &str, _call_id: &str, progress: &ToolProgress) {
+        self.close();
+        let line = progress_line(progress, Style::stderr());
+        noteln!("{}", line.render(Style::stderr()));
     }
 
     fn wants_deltas(&self) -> bool {
@@ -156,6 +162,31 @@ pub(crate) fn clip(text: &str, max: usize, style: Style) -> String {
         .take(max.saturating_sub(ellipsis.chars().count()))
         .collect();
     format!("{cut}{ellipsis}")
+}
+
+/// A tool's progress report as a line under its call: `search: 3/10 fetching page 3`.
+pub(crate) fn progress_line(progress: &ToolProgress, style: Style) -> Line {
+    let number = |n: f64| {
+        if n.fract() == 0.0 && n.abs() < 1e15 {
+            format!("{n:.0}")
+        } else {
+            format!("{n:.2}")
+        }
+    };
+    let done = match progress.total {
+        Some(total) => format!("{}/{}", number(progress.progress), number(total)),
+        None => number(progress.progress),
+    };
+    let message = progress
+        .message
+        .as_deref()
+        .map(|m| format!(" {}", clip(m, 80, style)))
+        .unwrap_or_default();
+    Line::new(
+        "      ",
+        None,
+        format!("{}: {done}{message}", progress.tool),
+    )
 }
 
 /// One human line for an event, as `style` can show it; `None` for events not worth a line.
@@ -390,6 +421,26 @@ pub(crate) fn describe(run_id: &str, event: &Event, style: Style) -> Option<Line
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_shows_done_of_total_and_the_tool_s_words() {
+        let report = |progress, total, message: Option<&str>| ToolProgress {
+            tool: "fetch".into(),
+            progress,
+            total,
+            message: message.map(str::to_string),
+        };
+        let line = |p| progress_line(&p, Style::PLAIN).render(Style::PLAIN);
+        assert_eq!(
+            line(report(3.0, Some(10.0), Some("page 3"))),
+            "      fetch: 3/10 page 3"
+        );
+        assert_eq!(line(report(0.25, None, None)), "      fetch: 0.25");
+        assert_eq!(
+            line(report(1.0, Some(2.0), Some("two\nlines"))),
+            "      fetch: 1/2 two lines"
+        );
+    }
 
     #[test]
     fn small_costs_keep_two_significant_digits() {

@@ -5,6 +5,7 @@
 //! No IO, no async runtime, no clock: the engine feeds events in and executes decisions.
 
 pub mod approvals;
+pub mod cron;
 pub mod decide;
 pub mod duration;
 pub mod event;
@@ -21,6 +22,6 @@ pub use event::{Event, RunStart};
 pub use limits::{LimitAction, LimitName, Limits, Price};
 pub use message::{AssistantMessage, Message, ToolCall, Usage};
 pub use notify::NotifyKind;
-pub use observe::{Delta, Observer};
+pub use observe::{Delta, Observer, ToolProgress};
 pub use state::{Hold, RunState, RunStatus, Wake, call_id};
 pub use tool::{RiskClass, ToolDef};

@@ -33,6 +33,23 @@ pub trait Observer: Send + Sync {
     /// [`Delta::Abandoned`] when the attempt fails (the journaled `model_responded` is the
     /// answer).
     fn on_delta(&self, _run_id: &str, _step: u32, _delta: &Delta) {}
+
+    /// Progress a tool reported during call `call_id` (an MCP server's
+    /// `notifications/progress`, or a Rust tool's own): never durable, already redacted.
+    fn on_tool_progress(&self, _run_id: &str, _call_id: &str, _progress: &ToolProgress) {}
+}
+
+/// How far a tool call has come, as the tool reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolProgress {
+    /// The tool called.
+    pub tool: String,
+    /// Work done so far, in the tool's own unit; grows with each report.
+    pub progress: f64,
+    /// The work in all, when the tool knows it.
+    pub total: Option<f64>,
+    /// What the tool is doing, in its words.
+    pub message: Option<String>,
 }
 
 /// One piece of a model's answer as it streams.

@@ -115,3 +115,33 @@ fn the_duration_that_used_to_panic_names_its_key() {
     .unwrap_err();
     assert!(e.to_string().contains("too long"), "{e}");
 }
+
+/// Text that looks like a cron expression often enough to reach every branch.
+fn cron_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "([0-9*/,?-]{1,8}|MON|jan|SUN-SAT) ([0-9*/,-]{1,8}) ([0-9*/,?-]{1,6}) ([0-9A-Za-z*/,-]{1,7}) ([0-9A-Za-z*/,?-]{1,7})",
+        "@[a-z]{0,9}",
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    /// A cron expression parses or says which field is wrong; it never panics.
+    #[test]
+    fn cron_expressions_never_panic(text in cron_like()) {
+        if let Err(message) = chassis_core::cron::Cron::parse(&text) {
+            prop_assert!(message.contains("field") || message.contains("five"), "{message}");
+        }
+    }
+
+    /// A range with a step allows exactly the values a naive count gives, in every field.
+    #[test]
+    fn cron_steps_allow_what_counting_gives(a in 0u8..60, len in 0u8..60, step in 1u8..20) {
+        let b = a.saturating_add(len).min(59);
+        let cron = chassis_core::cron::Cron::parse(&format!("{a}-{b}/{step} * * * *")).unwrap();
+        for m in 0u8..60 {
+            let expected = m >= a && m <= b && (m - a) % step == 0;
+            prop_assert_eq!(cron.minute(m), expected, "minute {}", m);
+        }
+    }
+}

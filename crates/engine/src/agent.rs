@@ -253,7 +253,8 @@ impl Agent {
         if !offline {
             check_approval_names(&spec, &toolbox).map_err(error)?;
         }
-        let alerts = crate::Alerts::new(spec.alerts.webhook.clone());
+        check_webhook_secret(&spec).map_err(error)?;
+        let alerts = crate::Alerts::new();
         let tool_defs: std::sync::Arc<[chassis_core::ToolDef]> = toolbox.defs().into();
         if let chassis_core::spec::ToolChoice::Tool(name) = &spec.tool_choice
             && !tool_defs.iter().any(|def| def.name == *name)
@@ -520,4 +521,27 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
         model: model.model.clone(),
         client: Arc::new(Retry::new(guarded, policy, label)),
     })
+}
+
+/// With a webhook, the signing secret must be in the environment, and long enough to sign with.
+fn check_webhook_secret(spec: &AgentSpec) -> Result<(), String> {
+    if spec.alerts.webhook.is_none() {
+        return Ok(());
+    }
+    let name = &spec.alerts.secret_env;
+    let len = std::env::var_os(name).map_or(0, |v| v.len());
+    if len == 0 {
+        return Err(format!(
+            "alerts.secret_env: webhooks are signed with the secret in {name}, which is not set \
+             (set it, or name another variable in [alerts] secret_env)"
+        ));
+    }
+    if len < crate::outbox::MIN_WEBHOOK_SECRET_LEN {
+        return Err(format!(
+            "alerts.secret_env: the value of {name} is {len} bytes long; a signing secret must \
+             be at least {} bytes",
+            crate::outbox::MIN_WEBHOOK_SECRET_LEN
+        ));
+    }
+    Ok(())
 }

@@ -559,9 +559,24 @@ impl Engine {
         // nobody driving it).
         // (A run another driver ended before the lease was taken has nothing to write.)
         if probe.status.is_terminal() && !events.is_empty() {
+            let alerts = self.alerts_for(&state).await;
+            let notes = crate::outbox::notifications(
+                &alerts,
+                &crate::outbox::About {
+                    run_id,
+                    agent: &state.agent,
+                    version: &state.version,
+                    at_ms: self.now_ms(),
+                },
+                state.seq + 1,
+                &events,
+            );
             self.journal()
-                .append(lease, state.seq, &events, probe.wake())
+                .append_with(lease, state.seq, &events, probe.wake(), &notes)
                 .await?;
+            if !notes.is_empty() {
+                self.outbox_signal().notify_one();
+            }
             state = probe;
         }
         self.journal()

@@ -8,6 +8,7 @@ mod agent;
 mod alerts;
 mod approvals;
 mod error;
+mod outbox;
 mod query;
 mod run;
 mod tokens;
@@ -20,6 +21,10 @@ pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
 pub use chassis_core::observe::Observer;
 pub use chassis_redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use error::Error;
+pub use outbox::{
+    DELIVERY_HEADER, DeliveryView, Dispatcher, MIN_WEBHOOK_SECRET_LEN, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER, list_deliveries, sign, verify,
+};
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
 pub use run::{
     AgentPaths, DriveConfig, Engine, Interrupt, RunOutcome, StartOptions, Submitted, default_owner,

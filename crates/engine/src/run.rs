@@ -260,6 +260,9 @@ pub struct Engine {
     pinned: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Where runs' agents are: the project root and the `--agent` override.
     paths: AgentPaths,
+    /// Told when this engine queued webhook notifications, so a dispatcher of this process
+    /// posts them at once.
+    outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 /// Where the agents of runs are found. A run journals its agent's path relative to the
@@ -320,7 +323,14 @@ impl Engine {
             agents: Default::default(),
             pinned: Default::default(),
             paths: AgentPaths::default(),
+            outbox_signal: Default::default(),
         }
+    }
+
+    /// Told whenever this engine queues webhook notifications (what a [`crate::Dispatcher`]
+    /// of this process waits on besides its poll).
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.outbox_signal)
     }
 
     /// Roots this engine at a project directory: a run journals its agent's path relative to
@@ -518,12 +528,35 @@ impl Engine {
             .insert(agent.version.clone(), agent);
     }
 
-    /// Waits up to `deadline` for the alerts of every agent this engine loaded to be delivered
-    /// (a worker, at shutdown).
-    pub async fn drain_alerts(&self, deadline: Duration) {
-        let agents: Vec<Arc<Agent>> = self.agents.lock().await.values().cloned().collect();
-        for agent in agents {
-            agent.alerts.drain(deadline).await;
+    /// Where a run's notifications go: its version's `[alerts]`, from an agent this engine
+    /// has loaded, else the version kept in the store (only its spec is read: nothing
+    /// starts), else the spec file it started from. With none of them readable, nothing is
+    /// sent (and that is logged).
+    pub(crate) async fn alerts_for(&self, state: &RunState) -> chassis_core::spec::AlertsSpec {
+        if let Some(agent) = self.agents.lock().await.get(&state.version) {
+            return agent.spec.alerts.clone();
+        }
+        let kept = match state.version.is_empty() {
+            true => None,
+            false => self
+                .journal
+                .get_version(&state.version)
+                .await
+                .ok()
+                .flatten(),
+        };
+        let spec = match kept {
+            Some(definition) => serde_json::from_str::<crate::agent::Sources>(&definition)
+                .ok()
+                .map(|sources| sources.spec),
+            None => std::fs::read_to_string(self.paths.locate(&state.spec_path)).ok(),
+        };
+        match spec.map(|text| chassis_core::spec::AgentSpec::parse(&text)) {
+            Some(Ok(spec)) => spec.alerts,
+            _ => {
+                tracing::warn!(agent = %state.agent, version = %state.version, "cannot read the run's agent spec: its notifications are not sent");
+                chassis_core::spec::AlertsSpec::default()
+            }
         }
     }
 
@@ -652,10 +685,7 @@ impl Engine {
                 return Err(with_run(e, run_id));
             }
         };
-        let outcome = self.resume_leased(&agent, run_id, lease).await;
-        // Alerts of this run are delivered (bounded) before the agent they belong to goes.
-        agent.alerts.drain(Duration::from_secs(5)).await;
-        outcome
+        self.resume_leased(&agent, run_id, lease).await
     }
 
     /// Continues a run with an already loaded agent (one loaded with Rust tools, say), under
@@ -1159,8 +1189,32 @@ impl<'e> Step<'e> {
         Ok(())
     }
 
-    /// Queues an alert; it goes out once the events that raised it are durable. Its details
-    /// come from the run's redacted state, and are redacted again here: a webhook is an exit.
+    /// The webhook notifications `events`, to be appended after event `expected`, raise: written
+    /// in the same transaction as they are. Their events are redacted already; the bodies are
+    /// redacted again, since a webhook is an exit.
+    fn notifications(&self, expected: u64, events: &[Event]) -> Vec<chassis_store::Notification> {
+        let mut notes = crate::outbox::notifications(
+            &self.agent.spec.alerts,
+            &crate::outbox::About {
+                run_id: self.run_id,
+                agent: &self.state.agent,
+                version: &self.state.version,
+                at_ms: self.now_ms(),
+            },
+            expected + 1,
+            events,
+        );
+        for note in &mut notes {
+            if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&note.body) {
+                self.redactor.redact_json(&mut body);
+                note.body = body.to_string();
+            }
+        }
+        notes
+    }
+
+    /// Queues an alert's log line; it is written once the events that raised it are durable.
+    /// Its details come from the run's redacted state, and are redacted again here.
     fn alert(&mut self, kind: &'static str, mut details: serde_json::Value) {
         self.redactor.redact_json(&mut details);
         self.alerts.push((kind, details));
@@ -1185,15 +1239,25 @@ impl<'e> Step<'e> {
                 return Ok(());
             }
             let expected = self.state.seq - self.unflushed.len() as u64;
+            let notes = self.notifications(expected, &self.unflushed);
             match self
                 .engine
                 .journal
-                .append(&self.lease, expected, &self.unflushed, self.state.wake())
+                .append_with(
+                    &self.lease,
+                    expected,
+                    &self.unflushed,
+                    self.state.wake(),
+                    &notes,
+                )
                 .await
             {
                 Ok(seq) => {
                     self.unflushed.clear();
                     self.durable(seq);
+                    if !notes.is_empty() {
+                        self.engine.outbox_signal().notify_one();
+                    }
                     return Ok(());
                 }
                 Err(chassis_store::Error::SequenceConflict { .. }) => self.rebase(expected).await?,
@@ -1250,12 +1314,19 @@ impl<'e> Step<'e> {
         let wake = self.state.wake();
         let journal = Arc::clone(&self.engine.journal);
         let lease = self.lease.clone();
+        let notes = self.notifications(expected, &pending);
+        let signal = self.engine.outbox_signal();
         let append = async move {
             let result = if pending.is_empty() {
                 Ok(0)
             } else {
-                journal.append(&lease, expected, &pending, wake).await
+                journal
+                    .append_with(&lease, expected, &pending, wake, &notes)
+                    .await
             };
+            if result.is_ok() && !notes.is_empty() {
+                signal.notify_one();
+            }
             (result, pending)
         };
         let interrupt = self.engine.interrupt.clone();
@@ -1396,6 +1467,23 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// Where call `call_id` reports its progress: the observers, redacted (a third-party
+    /// server's message may quote anything), or nowhere when nobody observes.
+    fn progress_sink(&self, call_id: &str) -> chassis_tools::ProgressSink {
+        if self.engine.observers.is_empty() {
+            return chassis_tools::ProgressSink::default();
+        }
+        let observers = self.engine.observers.clone();
+        let redactor = self.redactor.clone();
+        let (run_id, call_id) = (self.run_id.to_string(), call_id.to_string());
+        chassis_tools::ProgressSink::new(move |mut progress| {
+            progress.message = progress.message.map(|m| redactor.redact(&m));
+            for observer in &observers {
+                observer.on_tool_progress(&run_id, &call_id, &progress);
+            }
+        })
+    }
+
     /// Executes one tool call as `action` says. Returns why, when a person interrupted it.
     async fn call_tool(
         &mut self,
@@ -1423,6 +1511,7 @@ impl<'e> Step<'e> {
             call_id: action.call_id.clone(),
             idempotency_key: action.idempotency_key(self.run_id),
             began: tokio::time::Instant::now(),
+            progress: self.progress_sink(&action.call_id),
         };
         let began = Instant::now();
         let mut attempt = 1;

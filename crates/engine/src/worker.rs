@@ -155,8 +155,30 @@ impl Worker {
     }
 
     /// Works until `shutdown` resolves, then stops claiming, lets the runs in flight go on for
-    /// the grace period, and gives back the leases of those still unfinished.
+    /// the grace period, and gives back the leases of those still unfinished. Meanwhile it
+    /// delivers the outbox's webhook notifications too (a [`crate::Dispatcher`]).
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> WorkerReport {
+        let dispatcher = crate::Dispatcher::for_engine(&self.engine, self.config.name.clone())
+            .inspect_err(
+                |e| tracing::error!(error = %e, "webhooks are not delivered by this worker"),
+            )
+            .ok();
+        let done = tokio::sync::Notify::new();
+        let deliver = async {
+            if let Some(dispatcher) = &dispatcher {
+                dispatcher.run(done.notified()).await;
+            }
+        };
+        let work = async {
+            let report = self.work(shutdown).await;
+            done.notify_one();
+            report
+        };
+        let (report, ()) = tokio::join!(work, deliver);
+        report
+    }
+
+    async fn work(&self, shutdown: impl Future<Output = ()>) -> WorkerReport {
         let config = &self.config;
         let journal = Arc::clone(self.engine.journal());
         let mut report = WorkerReport::default();
@@ -201,7 +223,6 @@ impl Worker {
             }
         }
         self.shut_down(tasks, held, &mut report).await;
-        self.engine.drain_alerts(Duration::from_secs(5)).await;
         report
     }
 

@@ -39,12 +39,14 @@ impl RetryPolicy {
         retry_after_cap: Duration::ZERO,
     };
 
-    /// How alerts are posted to their webhook.
-    pub const ALERTS: RetryPolicy = RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(400),
-        max_delay: Duration::from_secs(5),
-        retry_after_cap: Duration::ZERO,
+    /// How webhook notifications are retried from the outbox: until they expire (their
+    /// `[alerts] expire_after`, not a count), a second doubling to ten minutes, and a
+    /// receiver's `Retry-After` honoured up to an hour.
+    pub const WEBHOOKS: RetryPolicy = RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(600),
+        retry_after_cap: Duration::from_secs(3600),
     };
 
     /// The wait after attempt `attempt` (from 1) failed, whatever failed: `base_delay` doubling
@@ -164,18 +166,19 @@ mod tests {
         assert_eq!(policy.delay(2, &e, 0.0), Some(Duration::ZERO));
     }
 
-    /// Tools and alerts back off the way model calls do, each with its own policy, and the
+    /// Tools and webhooks back off the way model calls do, each with its own policy, and the
     /// backoff never overflows however many attempts a spec allows.
     #[test]
-    fn tools_and_alerts_back_off_by_the_same_rule() {
+    fn tools_and_webhooks_back_off_by_the_same_rule() {
         let tools = RetryPolicy::TOOLS;
         assert_eq!(tools.backoff(1, 0.5), Duration::from_millis(100));
         assert_eq!(tools.backoff(3, 0.5), Duration::from_millis(400));
         assert_eq!(tools.backoff(60, 0.5), Duration::from_millis(2_500));
         assert_eq!(tools.backoff(u32::MAX, 1.0), Duration::from_secs(5));
-        let alerts = RetryPolicy::ALERTS;
-        assert_eq!(alerts.backoff(2, 0.5), Duration::from_millis(400));
-        assert_eq!(alerts.backoff(3, 0.0), Duration::ZERO);
+        let hooks = RetryPolicy::WEBHOOKS;
+        assert_eq!(hooks.backoff(2, 0.5), Duration::from_secs(1));
+        assert_eq!(hooks.backoff(3, 0.0), Duration::ZERO);
+        assert_eq!(hooks.backoff(u32::MAX, 1.0), Duration::from_secs(600));
         let e = status(503, None);
         let model = RetryPolicy::default();
         assert_eq!(model.delay(2, &e, 0.25), Some(model.backoff(2, 0.25)));

@@ -124,7 +124,13 @@ impl Redactor {
                     .iter()
                     .filter(|var| var.secret)
                     .map(|var| (var.key.clone(), var.name.as_str())),
-            );
+            )
+            .chain(spec.alerts.webhook.as_ref().map(|_| {
+                (
+                    "alerts.secret_env".to_string(),
+                    spec.alerts.secret_env.as_str(),
+                )
+            }));
         for (key, name) in secrets {
             let Some(value) = std::env::var_os(name) else {
                 continue;
@@ -148,7 +154,13 @@ impl Redactor {
                     .filter_map(|p| p.api_key_env.as_deref()),
             )
             .chain(spec.redact.env.iter().map(String::as_str))
-            .chain(credentials.iter().map(|var| var.name.as_str()));
+            .chain(credentials.iter().map(|var| var.name.as_str()))
+            .chain(
+                spec.alerts
+                    .webhook
+                    .as_ref()
+                    .map(|_| spec.alerts.secret_env.as_str()),
+            );
         Redactor::from_env(names).with_patterns(&spec.redact.patterns)
     }
 

@@ -608,3 +608,63 @@ pub struct Health {
     /// `ok`.
     pub status: String,
 }
+
+/// `GET /v1/outbox` parameters.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutboxQuery {
+    /// Only deliveries in this state.
+    pub status: Option<DeliveryState>,
+    /// Only the notifications of this run.
+    pub run: Option<String>,
+    /// At most this many, newest first (default 100, at most 1,000).
+    #[param(format = Int64)]
+    pub limit: Option<usize>,
+}
+
+/// Where a webhook delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not yet acknowledged; retried with backoff until it expires.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Given up: it expired unacknowledged.
+    Failed,
+}
+
+/// A webhook notification in the outbox, and its delivery so far.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// Its stable id (`RUN.SEQ`), sent as the `Chassis-Delivery` header.
+    pub delivery_id: String,
+    /// The run it is about.
+    pub run_id: String,
+    /// The sequence number of the event that raised it.
+    #[schema(format = Int64, minimum = 0)]
+    pub seq: u64,
+    /// Its kind: `run_completed`, `run_failed`, `run_cancelled`, `waiting_for_human`,
+    /// `limit_reached`, `approval_requested` or `approval_escalated`.
+    pub kind: String,
+    /// Where it stands.
+    pub status: DeliveryState,
+    /// Where it is posted.
+    pub url: String,
+    /// The variable its signing secret is read from (never the secret).
+    pub secret_env: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was queued (ms since the epoch).
+    pub created_ms: i64,
+    /// When it is given up if not acknowledged (ms since the epoch).
+    pub expires_ms: i64,
+    /// When it is next tried, while pending (ms since the epoch).
+    pub next_attempt_ms: Option<i64>,
+    /// When it was delivered or given up (ms since the epoch).
+    pub done_ms: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The body, as posted.
+    pub body: Value,
+}

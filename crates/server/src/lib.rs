@@ -219,6 +219,28 @@ impl Server {
                     .await
             })
         });
+        // Without a worker (which delivers them), the server delivers webhooks itself.
+        let dispatcher = (self.config.workers == 0).then(|| {
+            let dispatcher = chassis_engine::Dispatcher::for_engine(
+                self.state.engine(),
+                self.config.worker.name.clone(),
+            );
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                match dispatcher {
+                    Ok(dispatcher) => {
+                        dispatcher
+                            .run(async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            })
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "webhooks are not delivered by this server")
+                    }
+                }
+            })
+        });
         let hup = reload_on_hangup(self.state.clone());
         let warm = warm_stats(self.state.clone());
         ready(addr);
@@ -246,6 +268,9 @@ impl Server {
         hup.abort();
         warm.abort();
         trigger.abort();
+        if let Some(dispatcher) = dispatcher {
+            let _ = dispatcher.await;
+        }
         if let Some(worker) = worker {
             match worker.await {
                 Ok(report) => tracing::info!(?report, "the server's worker stopped"),
@@ -332,6 +357,7 @@ pub fn router(state: AppState, cors: Option<String>) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}", delete(revoke_token))
+        .route("/v1/outbox", get(routes::outbox))
         .layer(middleware::from_fn(time_limit));
     // Streams are long by design: no time limit.
     let streams = Router::new().route("/v1/runs/{id}/stream", get(stream_run));

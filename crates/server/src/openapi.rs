@@ -42,6 +42,7 @@ use crate::routes;
         routes::create_token,
         routes::list_tokens,
         routes::revoke_token,
+        routes::outbox,
     ),
     components(schemas(
         Problem,
@@ -73,6 +74,8 @@ use crate::routes;
         api::NewToken,
         api::TokenCreated,
         api::TokenInfo,
+        api::DeliveryState,
+        api::Delivery,
         api::Me,
         api::Health,
         api::StreamEvent,
@@ -86,6 +89,7 @@ use crate::routes;
         (name = "agents", description = "The agents on offer"),
         (name = "stats", description = "Figures per agent version"),
         (name = "tokens", description = "API tokens and their roles"),
+        (name = "outbox", description = "Webhook notifications and their delivery"),
         (name = "system", description = "Health, readiness, metrics"),
     )
 )]

@@ -902,3 +902,55 @@ pub async fn revoke_token(
         Err(Problem::not_found(format!("no live token named `{name}`")))
     }
 }
+
+/// The webhook outbox: notifications queued with the events that raised them, and how their
+/// delivery stands.
+#[utoipa::path(get, path = "/v1/outbox", tag = "outbox", security(("bearer" = [])),
+    params(OutboxQuery),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = Vec<Delivery>),
+        (status = 400, description = "A bad filter", body = Problem),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Not an admin token", body = Problem)))]
+pub async fn outbox(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Params(query): Params<OutboxQuery>,
+) -> Result<Response, Problem> {
+    who.require(Role::Admin)?;
+    let filter = chassis_store::OutboxFilter {
+        status: query.status.map(|s| match s {
+            DeliveryState::Pending => chassis_store::DeliveryStatus::Pending,
+            DeliveryState::Delivered => chassis_store::DeliveryStatus::Delivered,
+            DeliveryState::Failed => chassis_store::DeliveryStatus::Failed,
+        }),
+        run_id: query.run,
+        limit: Some(query.limit.unwrap_or(100).clamp(1, 1000)),
+    };
+    let deliveries: Vec<Delivery> =
+        chassis_engine::list_deliveries(state.journal().as_ref(), &filter)
+            .await?
+            .into_iter()
+            .map(|d| Delivery {
+                status: match d.status.as_str() {
+                    "delivered" => DeliveryState::Delivered,
+                    "failed" => DeliveryState::Failed,
+                    _ => DeliveryState::Pending,
+                },
+                delivery_id: d.delivery_id,
+                run_id: d.run_id,
+                seq: d.seq,
+                kind: d.kind,
+                url: d.url,
+                secret_env: d.secret_env,
+                attempts: d.attempts,
+                created_ms: d.created_ms,
+                expires_ms: d.expires_ms,
+                next_attempt_ms: d.next_attempt_ms,
+                done_ms: d.done_ms,
+                last_error: d.last_error,
+                body: d.body,
+            })
+            .collect();
+    Ok(json(StatusCode::OK, &deliveries))
+}

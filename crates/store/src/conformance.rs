@@ -12,10 +12,12 @@ use chassis_core::{Event, RunStatus, Wake};
 use crate::{Driver, Error, Journal, Lease, ListFilter, NewRun};
 
 mod outbox;
+mod schedule;
 pub use outbox::{
     a_delivery_is_claimed_by_one_process_at_a_time, failed_deliveries_retry_until_they_expire,
     notifications_go_with_their_events,
 };
+pub use schedule::a_due_schedule_fires_under_one_claim;
 
 /// A lease nobody will outlive in a test.
 const LONG: Duration = Duration::from_secs(600);
@@ -996,6 +998,7 @@ macro_rules! journal_conformance {
             notifications_go_with_their_events,
             a_delivery_is_claimed_by_one_process_at_a_time,
             failed_deliveries_retry_until_they_expire,
+            a_due_schedule_fires_under_one_claim,
         );
     };
     (@tests $get:expr; $($check:ident),* $(,)?) => {

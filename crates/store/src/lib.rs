@@ -16,6 +16,7 @@ mod lease;
 mod outbox;
 mod postgres;
 pub mod resolve;
+mod schedule;
 mod sqlite;
 
 #[cfg(feature = "test-support")]
@@ -32,6 +33,7 @@ pub use outbox::{
 };
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use resolve::resolve_run;
+pub use schedule::{Fired, Schedule, Schedules};
 pub use sqlite::{SqliteJournal, Sync};
 
 use std::path::PathBuf;

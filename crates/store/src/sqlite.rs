@@ -11,6 +11,7 @@
 
 mod migrate;
 mod outbox;
+mod schedule;
 
 pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 
@@ -129,7 +130,12 @@ enum Op {
         delivery: Box<crate::Delivery>,
         attempt: crate::Attempt,
     },
+    /// Any other write, run inside the writer's transaction (`sqlite/schedule.rs`).
+    Exec(Write),
 }
+
+/// A write run inside the writer's transaction, given the time.
+type Write = Box<dyn Fn(&Connection, i64) -> rusqlite::Result<Done> + Send>;
 
 impl Op {
     /// The run an append or a create writes, with what it leaves the run at.
@@ -146,7 +152,8 @@ impl Op {
             | Op::PutToken(_)
             | Op::RevokeToken(_)
             | Op::ClaimDeliveries { .. }
-            | Op::RecordAttempt { .. } => None,
+            | Op::RecordAttempt { .. }
+            | Op::Exec(_) => None,
         }
     }
 }
@@ -160,6 +167,7 @@ enum Done {
     Nothing,
     Changed(bool),
     Deliveries(Vec<crate::Delivery>),
+    Schedules(Vec<crate::Schedule>),
 }
 
 /// A write and where its answer goes once it is durable.
@@ -461,7 +469,8 @@ impl Known {
             | Done::Lease(_)
             | Done::Nothing
             | Done::Changed(_)
-            | Done::Deliveries(_) => return,
+            | Done::Deliveries(_)
+            | Done::Schedules(_) => return,
         };
         if let Some((run_id, status)) = op.appended() {
             if status.is_some_and(|s| s != RunStatus::Running) {
@@ -781,6 +790,7 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
         Op::RecordAttempt { delivery, attempt } => outbox::record(conn, delivery, attempt, now)
             .map(Done::Changed)
             .map_err(ApplyError::Sql),
+        Op::Exec(write) => write(conn, now).map_err(ApplyError::Sql),
         Op::Claim {
             worker,
             ttl_ms,

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use chassis_core::{Event, Message, Observer, RunState};
+use chassis_core::{Event, Message, Observer, RunState, ToolProgress};
 use serde_json::{Value, json};
 
 use crate::ids::{span_id, trace_id};
@@ -549,6 +549,39 @@ impl Observer for Tracer {
         if run.stopped && run.is_idle() && run.ready.is_empty() {
             runs.remove(run_id);
         }
+    }
+
+    /// A tool's progress becomes an event of its open `execute_tool` span: `progress`,
+    /// `total`, and the tool's message only with content capture (it may quote anything).
+    fn on_tool_progress(&self, run_id: &str, call_id: &str, progress: &ToolProgress) {
+        let now = (self.clock)();
+        let Ok(mut runs) = self.runs.lock() else {
+            return;
+        };
+        let Some(span) = runs.get_mut(run_id).and_then(|run| {
+            run.tools
+                .iter_mut()
+                .find(|(id, _, _)| id == call_id)
+                .map(|(_, _, span)| span)
+        }) else {
+            return;
+        };
+        let mut attributes = vec![
+            KeyValue::str("gen_ai.tool.name", &progress.tool),
+            KeyValue::double("progress", progress.progress),
+        ];
+        if let Some(total) = progress.total {
+            attributes.push(KeyValue::double("total", total));
+        }
+        if let (true, Some(message)) = (self.capture_content, &progress.message) {
+            attributes.push(KeyValue::str("message", message));
+        }
+        span.events.push(SpanEvent {
+            time_unix_nano: now,
+            name: "chassis.tool_progress".into(),
+            attributes,
+            dropped_attributes_count: 0,
+        });
     }
 
     fn on_released(&self, run_id: &str) {

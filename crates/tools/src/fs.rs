@@ -408,6 +408,7 @@ mod tests {
             call_id: "c".into(),
             idempotency_key: "k".into(),
             began: tokio::time::Instant::now(),
+            progress: Default::default(),
         }
     }
 

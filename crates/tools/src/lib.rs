@@ -24,6 +24,6 @@ mod validate;
 pub use async_trait::async_trait;
 pub use chassis_redact::issued_tokens;
 pub use error::Error;
-pub use tool::{CallContext, Tool, ToolError};
+pub use tool::{CallContext, ProgressSink, Tool, ToolError};
 pub use toolbox::Toolbox;
 pub use validate::{Refusal, check_arguments};

@@ -1,6 +1,36 @@
 //! The [`Tool`] trait: one callable capability, and what a call knows about its surroundings.
 
-use chassis_core::ToolDef;
+use std::sync::Arc;
+
+use chassis_core::{ToolDef, ToolProgress};
+
+/// Where a call's progress reports go (the engine hands them to its observers).
+#[derive(Clone, Default)]
+pub struct ProgressSink(Option<Arc<dyn Fn(ToolProgress) + Send + Sync>>);
+
+impl ProgressSink {
+    /// A sink that hands each report to `report`.
+    pub fn new(report: impl Fn(ToolProgress) + Send + Sync + 'static) -> ProgressSink {
+        ProgressSink(Some(Arc::new(report)))
+    }
+
+    /// Reports progress; nothing happens when nobody listens.
+    pub fn report(&self, progress: ToolProgress) {
+        if let Some(report) = &self.0 {
+            report(progress);
+        }
+    }
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ProgressSink(listened)"
+        } else {
+            "ProgressSink(none)"
+        })
+    }
+}
 
 /// What a tool call knows about its surroundings.
 #[derive(Clone, Debug)]
@@ -14,6 +44,8 @@ pub struct CallContext {
     /// When the call's first attempt began: a tool whose timeout covers all attempts (an MCP
     /// call's does) counts from here.
     pub began: tokio::time::Instant,
+    /// Where the call reports how far it has come (MCP `notifications/progress`).
+    pub progress: ProgressSink,
 }
 
 /// A tool failure the model should see (it becomes the tool message content).

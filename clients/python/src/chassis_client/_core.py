@@ -235,6 +235,10 @@ def revoke_token(name: str) -> Call:
     return Call("DELETE", f"/v1/tokens/{seg(name)}")
 
 
+def outbox(**filters: Any) -> Call:
+    return Call("GET", "/v1/outbox", params=_params(filters), decode=_many(m.Delivery))
+
+
 # --- Streams -----------------------------------------------------------------------------------
 
 

@@ -317,6 +317,18 @@ class AsyncClient:
         """Every token, revoked ones too (admin)."""
         return await self._do(core.tokens())
 
+    async def outbox(
+        self,
+        *,
+        status: m.DeliveryState | str | None = None,
+        run: str | None = None,
+        limit: int | None = None,
+    ) -> list[m.Delivery]:
+        """Webhook deliveries, newest first (admin): pending, delivered or failed."""
+        return await self._do(
+            core.outbox(status=None if status is None else str(status), run=run, limit=limit)
+        )
+
     async def revoke_token(self, name: str) -> None:
         """Revokes a token (admin)."""
         await self._do(core.revoke_token(name))

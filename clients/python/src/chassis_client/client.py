@@ -314,6 +314,18 @@ class Client:
         """Every token, revoked ones too (admin)."""
         return self._do(core.tokens())
 
+    def outbox(
+        self,
+        *,
+        status: m.DeliveryState | str | None = None,
+        run: str | None = None,
+        limit: int | None = None,
+    ) -> list[m.Delivery]:
+        """Webhook deliveries, newest first (admin): pending, delivered or failed."""
+        return self._do(
+            core.outbox(status=None if status is None else str(status), run=run, limit=limit)
+        )
+
     def revoke_token(self, name: str) -> None:
         """Revokes a token (admin)."""
         self._do(core.revoke_token(name))

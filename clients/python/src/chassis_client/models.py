@@ -22,6 +22,8 @@ __all__ = [
     "Cancelled",
     "DayStats",
     "Decided",
+    "Delivery",
+    "DeliveryState",
     "Delta",
     "Event",
     "EventPage",
@@ -543,6 +545,34 @@ class Health(_Model):
 
 
 #: Every schema of `/openapi.json` and what stands for it here (checked by the drift test).
+class DeliveryState(enum.StrEnum):
+    """Where a webhook delivery stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass
+class Delivery(_Model):
+    """A webhook notification in the outbox, and its delivery so far (`GET /v1/outbox`)."""
+
+    delivery_id: str
+    run_id: str
+    seq: int
+    kind: str
+    status: DeliveryState
+    url: str
+    secret_env: str
+    attempts: int
+    created_ms: int
+    expires_ms: int
+    body: Any
+    next_attempt_ms: int | None = None
+    done_ms: int | None = None
+    last_error: str | None = None
+
+
 SCHEMAS: dict[str, type] = {
     "AgentInfo": AgentInfo,
     "Approve": Approve,
@@ -550,6 +580,8 @@ SCHEMAS: dict[str, type] = {
     "Cancelled": Cancelled,
     "DayStats": DayStats,
     "Decided": Decided,
+    "Delivery": Delivery,
+    "DeliveryState": DeliveryState,
     "EventPage": EventPage,
     "EventRecord": Event,
     "Health": Health,

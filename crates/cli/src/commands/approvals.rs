@@ -303,6 +303,7 @@ async fn finish(engine: Engine, run: &str, resume: bool, json: bool) -> anyhow::
                 return Err(e.into());
             }
         };
+        crate::commands::run::deliver_before_exit(&engine, &outcome.run_id).await;
         let code = print_outcome(&outcome, json);
         if outcome.interrupted {
             return Ok(crate::signals::report_interrupted(&outcome));

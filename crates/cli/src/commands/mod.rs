@@ -12,6 +12,7 @@ pub(crate) mod export;
 pub(crate) mod init;
 pub(crate) mod input;
 pub(crate) mod mock;
+pub(crate) mod outbox;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod runs;

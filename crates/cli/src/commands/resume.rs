@@ -105,6 +105,7 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
             return Err(e.into());
         }
     };
+    crate::commands::run::deliver_before_exit(&engine, &outcome.run_id).await;
     let code = print_outcome(&outcome, args.json);
     if outcome.interrupted {
         return Ok(crate::signals::report_interrupted(&outcome));

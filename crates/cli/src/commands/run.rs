@@ -40,6 +40,19 @@ pub(crate) struct Args {
     idempotency_key: Option<String>,
 }
 
+/// Posts the webhook notifications of `run_id` (and whatever else is due) for up to a few
+/// seconds before the command exits; what is left is delivered by the next worker or server.
+pub(crate) async fn deliver_before_exit(engine: &chassis_engine::Engine, run_id: &str) {
+    match chassis_engine::Dispatcher::for_engine(engine, chassis_engine::default_owner()) {
+        Ok(dispatcher) => {
+            dispatcher
+                .flush_run(run_id, std::time::Duration::from_secs(5))
+                .await
+        }
+        Err(e) => tracing::warn!(error = %e, "webhooks are left for a worker to deliver"),
+    }
+}
+
 /// Loads the agent (nothing is journaled if that fails) and drives a new run.
 pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     let input = args.input.read()?;
@@ -72,7 +85,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     };
     let outcome = engine.start_with(&agent, &input.text, options).await?;
     crate::commands::eval::note_unused(replay.as_deref());
-    agent.alerts.drain(std::time::Duration::from_secs(5)).await;
+    deliver_before_exit(&engine, &outcome.run_id).await;
     let code = print_outcome(&outcome, args.json);
     if outcome.interrupted {
         return Ok(crate::signals::report_interrupted(&outcome));

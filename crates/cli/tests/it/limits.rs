@@ -99,6 +99,7 @@ args_schema = {{ type = "object", required = ["text"], properties = {{ text = {{
     /// `chassis run agent.toml --input INPUT` plus `args`.
     fn run(&self, input: &str, args: &[&str]) -> Output {
         run(chassis(&self.db)
+            .env("BUDGET_HOOK_SECRET", "a-secret-of-sixteen-bytes-or-more")
             .arg("run")
             .arg(&self.spec)
             .args(["--input", input])
@@ -476,7 +477,10 @@ fn a_limit_reached_is_posted_to_the_webhook_and_retried_after_a_500() {
     let webhook = Webhook::start();
     let budget = Budget::new(
         "max_steps = 1\non_limit = \"pause\"",
-        &format!("\n[alerts]\nwebhook = {}\n", toml_str(&webhook.url())),
+        &format!(
+            "\n[alerts]\nwebhook = {}\nsecret_env = \"BUDGET_HOOK_SECRET\"\n",
+            toml_str(&webhook.url())
+        ),
     );
     // The run completes (here: pauses) and exits; delivery is bounded, never blocking.
     let run_id = budget.stopped_run("alert me", "paused");

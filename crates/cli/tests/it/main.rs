@@ -16,6 +16,7 @@ mod limits;
 mod mcp_credentials;
 mod mcp_results;
 mod observability;
+mod outbox;
 mod output;
 mod pipes;
 mod serve;

@@ -138,6 +138,7 @@ patterns = ["tok_live_[A-Za-z0-9]{{20,}}"]
 
 [alerts]
 webhook = {webhook}
+secret_env = "OBS_HOOK_SECRET"
 
 [approvals.tools]
 slow = "auto"
@@ -196,6 +197,7 @@ env = ["OBS_SECRET", "OBS_API_KEY"]
         let mut command = chassis(&self.db);
         command
             .env("OBS_SECRET", ENV_SECRET)
+            .env("OBS_HOOK_SECRET", "obs-webhook-signing-secret-0123456789")
             .env("OBS_API_KEY", API_KEY)
             .env("OPENAI_API_KEY", UNNAMED_KEY)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -126,14 +126,14 @@ fn required() -> bool {
 }
 
 /// A schema of the test's own, dropped with everything in it when the test ends.
-struct Schema {
+pub(crate) struct Schema {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Schema {
     /// Creates the schema, or `None` (after a loud message) when there is no server.
-    fn new(rt: &tokio::runtime::Runtime) -> Option<Schema> {
+    pub(crate) fn new(rt: &tokio::runtime::Runtime) -> Option<Schema> {
         let base = base_url();
         let client = match rt.block_on(admin(&base)) {
             Ok(client) => client,
@@ -202,7 +202,7 @@ async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Erro
     Ok(client)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

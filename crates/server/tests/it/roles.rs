@@ -74,6 +74,7 @@ fn matrix() -> Vec<(Method, &'static str, &'static str, Option<Value>)> {
             Some(json!({ "reason": "r" })),
         ),
         (Method::GET, "/v1/tokens", "admin", None),
+        (Method::GET, "/v1/outbox", "admin", None),
         (
             Method::POST,
             "/v1/tokens",

@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     ",
     // The outbox: notifications queued with the events that raised them (`postgres/outbox.rs`).
     super::outbox::MIGRATION,
+    // Schedules and the slots they fired (`postgres/schedule.rs`).
+    super::schedule::MIGRATION,
 ];
 
 /// The schema version this build writes.

@@ -90,6 +90,8 @@ const MIGRATIONS: &[&str] = &[
     ",
     // The outbox: notifications queued with the events that raised them (`sqlite/outbox.rs`).
     super::outbox::MIGRATION,
+    // Schedules and the slots they fired (`sqlite/schedule.rs`).
+    super::schedule::MIGRATION,
 ];
 
 /// The schema version this build writes.

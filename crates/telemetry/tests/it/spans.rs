@@ -336,3 +336,81 @@ fn a_waiting_run_leaves_nothing_behind() {
     let spans = spans.lock().unwrap().clone();
     assert_eq!(find(&spans, "invoke_agent desk").status, None, "{spans:#?}");
 }
+
+/// A tool's progress is an event of its open `execute_tool` span; its words only with content
+/// capture.
+#[test]
+fn tool_progress_is_an_event_of_the_tool_s_span() {
+    use chassis_core::ToolProgress;
+    for capture in [false, true] {
+        let (tracer, spans) = tracer(capture);
+        let started_call = Event::ToolStarted {
+            call_id: "call_1".into(),
+            name: "lookup".into(),
+            args: json!({ "q": "x" }),
+            risk: chassis_core::RiskClass::ReadOnly,
+            idempotency_key: "k".into(),
+        };
+        let mut state = RunState::default();
+        for event in [
+            started(),
+            Event::ModelRequested {
+                step: 1,
+                model: "openai:gpt-4o-mini".into(),
+                messages: 2,
+            },
+            reply_with_call(),
+            started_call,
+        ] {
+            state.apply(&event).unwrap();
+            tracer.on_event(RUN, &state, &event);
+        }
+        tracer.on_tool_progress(
+            RUN,
+            "call_1",
+            &ToolProgress {
+                tool: "lookup".into(),
+                progress: 3.0,
+                total: Some(10.0),
+                message: Some("page 3".into()),
+            },
+        );
+        // A report for a call that is not open (late, or another run's) goes nowhere.
+        tracer.on_tool_progress(
+            RUN,
+            "call_9",
+            &ToolProgress {
+                tool: "lookup".into(),
+                progress: 1.0,
+                total: None,
+                message: None,
+            },
+        );
+        let finished = Event::ToolFinished {
+            call_id: "call_1".into(),
+            ok: true,
+            content: "found".into(),
+            latency_ms: 3,
+        };
+        state.apply(&finished).unwrap();
+        tracer.on_event(RUN, &state, &finished);
+        tracer.on_durable(RUN, state.seq);
+        let spans = spans.lock().unwrap().clone();
+        let tool = find(&spans, "execute_tool lookup");
+        let progress: Vec<_> = tool
+            .events
+            .iter()
+            .filter(|e| e.name == "chassis.tool_progress")
+            .collect();
+        assert_eq!(progress.len(), 1, "{:#?}", tool.events);
+        let attrs = &progress[0].attributes;
+        assert_eq!(attribute(attrs, "progress"), Some(&Value::DoubleValue(3.0)));
+        assert_eq!(attribute(attrs, "total"), Some(&Value::DoubleValue(10.0)));
+        assert_eq!(
+            attribute(attrs, "message"),
+            capture
+                .then(|| Value::StringValue("page 3".into()))
+                .as_ref()
+        );
+    }
+}

@@ -17,6 +17,7 @@ fn ctx() -> CallContext {
         call_id: "c".into(),
         idempotency_key: "k".into(),
         began: tokio::time::Instant::now(),
+        progress: Default::default(),
     }
 }
 

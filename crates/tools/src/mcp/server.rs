@@ -462,6 +462,12 @@ impl Server {
                     if let Some(idle) = self.idle_timeout {
                         quiet.as_mut().reset(Instant::now() + idle);
                     }
+                    ctx.progress.report(chassis_core::ToolProgress {
+                        tool: tool.to_string(),
+                        progress: note.progress,
+                        total: note.total,
+                        message: note.message.clone(),
+                    });
                     let total = note.total.map(|t| format!("/{t}")).unwrap_or_default();
                     tracing::info!(
                         run_id = %ctx.run_id,

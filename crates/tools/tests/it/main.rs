@@ -32,6 +32,7 @@ fn ctx() -> CallContext {
         call_id: "call-1".into(),
         idempotency_key: "run-1/call-1".into(),
         began: tokio::time::Instant::now(),
+        progress: Default::default(),
     }
 }
 

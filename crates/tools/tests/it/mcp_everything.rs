@@ -80,15 +80,39 @@ async fn the_reference_server_over_stdio() {
         r#"arguments for `get-sum` do not match its schema: /a: "x" is not of type "number""#
     );
 
-    // Two seconds in four steps: alive only through its progress notifications.
-    let done = call(
-        &toolbox,
-        "trigger-long-running-operation",
-        json!({"duration": 2, "steps": 4}),
-    )
-    .await
-    .unwrap();
+    // Two seconds in four steps: alive only through its progress notifications, each of
+    // which reaches the call's progress sink (the engine's observers: progress lines, spans).
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let context = CallContext {
+        progress: chassis_tools::ProgressSink::new(move |p| sink.lock().unwrap().push(p)),
+        ..ctx()
+    };
+    let (args, tool) = toolbox
+        .prepare(
+            "trigger-long-running-operation",
+            &json!({"duration": 2, "steps": 4}).to_string(),
+        )
+        .unwrap();
+    let done = tool.call(args, &context).await.unwrap();
     assert!(done.contains("completed"), "{done}");
+    let heard = heard.lock().unwrap().clone();
+    let steps: Vec<(f64, Option<f64>)> = heard.iter().map(|p| (p.progress, p.total)).collect();
+    assert_eq!(
+        steps,
+        [
+            (1.0, Some(4.0)),
+            (2.0, Some(4.0)),
+            (3.0, Some(4.0)),
+            (4.0, Some(4.0))
+        ],
+        "{heard:?}"
+    );
+    assert!(
+        heard
+            .iter()
+            .all(|p| p.tool == "trigger-long-running-operation")
+    );
 
     // A tool that needs MCP tasks answers that it does, once.
     let e = call(&toolbox, "simulate-research-query", json!({"topic": "x"}))
