@@ -17,12 +17,14 @@ mod harness;
 mod journal_size;
 mod measure;
 mod memory;
+mod minimal_loop;
 mod mock;
 mod overhead;
 mod pin;
 mod report;
 mod resume;
 mod server;
+mod steps;
 mod streaming;
 mod throughput;
 
@@ -56,12 +58,17 @@ pub enum Group {
     Server,
     /// Streamed answers: time to first token, cost per chunk, throughput against whole answers.
     Streaming,
+    /// Per durable step, one run at a time: wall time, instructions, journal bytes, bytes
+    /// written to disk and fsyncs, beside a minimal hand-written loop; instructions of a whole
+    /// `chassis run` against a warm engine.
+    Steps,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Overhead,
+        Group::Steps,
         Group::Throughput,
         Group::Streaming,
         Group::Memory,
@@ -72,9 +79,10 @@ impl Group {
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 8] = [
+    const RUN_ORDER: [Group; 9] = [
         Group::Memory,
         Group::Overhead,
+        Group::Steps,
         Group::Throughput,
         Group::Streaming,
         Group::Journal,
@@ -94,6 +102,7 @@ impl Group {
             Group::ColdStart => "cold-start",
             Group::Server => "server",
             Group::Streaming => "streaming",
+            Group::Steps => "steps",
         }
     }
 
@@ -312,7 +321,12 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     let needs_mock = groups.iter().any(|g| {
         matches!(
             g,
-            Group::Overhead | Group::Throughput | Group::Journal | Group::Resume | Group::Streaming
+            Group::Overhead
+                | Group::Throughput
+                | Group::Journal
+                | Group::Resume
+                | Group::Streaming
+                | Group::Steps
         )
     });
     let mock = if needs_mock {
@@ -347,6 +361,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::ColdStart => cold_start::run(&bench)?,
             Group::Server => server::run(&bench)?,
             Group::Streaming => streaming::run(&bench)?,
+            Group::Steps => steps::run(&bench)?,
         };
         report.extend(figures);
     }
@@ -354,6 +369,13 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     report.figures.sort_by_key(|f| f.group);
     report.finish();
     Ok(report)
+}
+
+/// The work of one child process of the `steps` group (`chassis bench --child SPEC`, which
+/// the group starts itself, plain or under `strace` or `valgrind`): drives the runs `spec`
+/// describes and returns one line of JSON saying what it did.
+pub fn child(spec: &str) -> Result<String, Error> {
+    steps::child(spec)
 }
 
 /// What every benchmark group gets.

@@ -106,6 +106,9 @@ enum Command {
     Cancel(commands::cancel::Args),
     /// List webhook deliveries: pending (retried until they expire), failed, delivered
     Outbox(commands::outbox::Args),
+    /// Start agents on a cron schedule, fired once per slot by workers and servers
+    #[command(subcommand)]
+    Schedule(commands::schedule::Command),
     /// Serve the HTTP API, run streams and the console, and drive runs (chassis as a service)
     Serve(commands::serve::Args),
     /// Manage API tokens for `chassis serve`: create, list, revoke
@@ -201,6 +204,7 @@ fn main() -> ExitCode {
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
             Command::Outbox(args) => commands::outbox::run(&db, args).await,
+            Command::Schedule(command) => commands::schedule::run(&db, command).await,
             Command::Serve(args) => commands::serve::run(&db, args).await,
             Command::Tokens(command) => commands::tokens::run(&db, command).await,
             Command::Demo(args) => commands::demo::run(&db, db_given, args).await,

@@ -11,6 +11,7 @@ mod error;
 mod outbox;
 mod query;
 mod run;
+mod schedule;
 mod tokens;
 mod version;
 mod worker;
@@ -28,6 +29,9 @@ pub use outbox::{
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
 pub use run::{
     AgentPaths, DriveConfig, Engine, Interrupt, RunOutcome, StartOptions, Submitted, default_owner,
+};
+pub use schedule::{
+    CatchUp, GRACE, NewSchedule, Overlap, ScheduleView, Scheduler, next_slot, time_zone,
 };
 pub use worker::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 

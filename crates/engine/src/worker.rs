@@ -156,25 +156,30 @@ impl Worker {
 
     /// Works until `shutdown` resolves, then stops claiming, lets the runs in flight go on for
     /// the grace period, and gives back the leases of those still unfinished. Meanwhile it
-    /// delivers the outbox's webhook notifications too (a [`crate::Dispatcher`]).
+    /// delivers the outbox's webhook notifications (a [`crate::Dispatcher`]) and fires due
+    /// schedules (a [`crate::Scheduler`]).
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> WorkerReport {
         let dispatcher = crate::Dispatcher::for_engine(&self.engine, self.config.name.clone())
             .inspect_err(
                 |e| tracing::error!(error = %e, "webhooks are not delivered by this worker"),
             )
             .ok();
+        let scheduler = crate::Scheduler::new(Arc::clone(&self.engine), self.config.name.clone());
         let done = tokio::sync::Notify::new();
+        let stopped = tokio::sync::Notify::new();
         let deliver = async {
             if let Some(dispatcher) = &dispatcher {
                 dispatcher.run(done.notified()).await;
             }
         };
+        let schedule = scheduler.run(stopped.notified());
         let work = async {
             let report = self.work(shutdown).await;
             done.notify_one();
+            stopped.notify_one();
             report
         };
-        let (report, ()) = tokio::join!(work, deliver);
+        let (report, (), ()) = tokio::join!(work, deliver, schedule);
         report
     }
 

@@ -668,3 +668,63 @@ pub struct Delivery {
     /// The body, as posted.
     pub body: Value,
 }
+
+/// `POST /v1/schedules`: start an agent on a cron schedule.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    /// The agent's name (see `GET /v1/agents`).
+    pub agent: String,
+    /// Minute hour day-of-month month day-of-week, e.g. `0 6 * * MON-FRI`.
+    pub cron: String,
+    /// Each run's input.
+    pub input: String,
+    /// The IANA time zone the cron is read in (default `UTC`).
+    pub timezone: Option<String>,
+    /// While the previous run goes on: `skip` (the default), `queue` or `allow`.
+    pub overlap: Option<String>,
+    /// Slots missed while nothing ran: `none`, `last` (the default) or `all`.
+    pub catch_up: Option<String>,
+}
+
+/// A schedule: an agent started by cron, fired once per slot by any worker or server.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleInfo {
+    /// `sch_…`.
+    pub schedule_id: String,
+    /// The agent's name.
+    pub agent: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub timezone: String,
+    /// Each run's input.
+    pub input: String,
+    /// `skip`, `queue` or `allow`.
+    pub overlap: String,
+    /// `none`, `last` or `all`.
+    pub catch_up: String,
+    /// When it was added (ms since the epoch).
+    pub created_ms: i64,
+    /// The next slot to fire (ms since the epoch).
+    pub next_slot_ms: i64,
+    /// The last run it started; each run is tagged `schedule` and `slot`.
+    pub last_run_id: Option<String>,
+}
+
+impl From<chassis_engine::ScheduleView> for ScheduleInfo {
+    fn from(s: chassis_engine::ScheduleView) -> ScheduleInfo {
+        ScheduleInfo {
+            schedule_id: s.schedule_id,
+            agent: s.agent,
+            cron: s.cron,
+            timezone: s.timezone,
+            input: s.input,
+            overlap: s.overlap,
+            catch_up: s.catch_up,
+            created_ms: s.created_ms,
+            next_slot_ms: s.next_slot_ms,
+            last_run_id: s.last_run_id,
+        }
+    }
+}

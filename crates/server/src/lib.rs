@@ -219,26 +219,37 @@ impl Server {
                     .await
             })
         });
-        // Without a worker (which delivers them), the server delivers webhooks itself.
+        // Without a worker (which does both), the server delivers webhooks and fires schedules
+        // itself.
         let dispatcher = (self.config.workers == 0).then(|| {
             let dispatcher = chassis_engine::Dispatcher::for_engine(
                 self.state.engine(),
                 self.config.worker.name.clone(),
             );
-            let mut stop = stop_rx.clone();
+            let scheduler = chassis_engine::Scheduler::new(
+                Arc::clone(self.state.engine()),
+                self.config.worker.name.clone(),
+            );
+            let (mut stop, mut stop_too) = (stop_rx.clone(), stop_rx.clone());
             tokio::spawn(async move {
-                match dispatcher {
-                    Ok(dispatcher) => {
-                        dispatcher
-                            .run(async move {
-                                let _ = stop.wait_for(|s| *s).await;
-                            })
-                            .await
+                let deliver = async {
+                    match dispatcher {
+                        Ok(dispatcher) => {
+                            dispatcher
+                                .run(async move {
+                                    let _ = stop.wait_for(|s| *s).await;
+                                })
+                                .await
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "webhooks are not delivered by this server")
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "webhooks are not delivered by this server")
-                    }
-                }
+                };
+                let fire = scheduler.run(async move {
+                    let _ = stop_too.wait_for(|s| *s).await;
+                });
+                tokio::join!(deliver, fire);
             })
         });
         let hup = reload_on_hangup(self.state.clone());
@@ -358,6 +369,11 @@ pub fn router(state: AppState, cors: Option<String>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}", delete(revoke_token))
         .route("/v1/outbox", get(routes::outbox))
+        .route(
+            "/v1/schedules",
+            get(routes::list_schedules).post(routes::create_schedule),
+        )
+        .route("/v1/schedules/{id}", delete(routes::remove_schedule))
         .layer(middleware::from_fn(time_limit));
     // Streams are long by design: no time limit.
     let streams = Router::new().route("/v1/runs/{id}/stream", get(stream_run));

@@ -43,6 +43,9 @@ use crate::routes;
         routes::list_tokens,
         routes::revoke_token,
         routes::outbox,
+        routes::list_schedules,
+        routes::create_schedule,
+        routes::remove_schedule,
     ),
     components(schemas(
         Problem,
@@ -76,6 +79,8 @@ use crate::routes;
         api::TokenInfo,
         api::DeliveryState,
         api::Delivery,
+        api::NewSchedule,
+        api::ScheduleInfo,
         api::Me,
         api::Health,
         api::StreamEvent,
@@ -90,6 +95,7 @@ use crate::routes;
         (name = "stats", description = "Figures per agent version"),
         (name = "tokens", description = "API tokens and their roles"),
         (name = "outbox", description = "Webhook notifications and their delivery"),
+        (name = "schedules", description = "Agents started by cron"),
         (name = "system", description = "Health, readiness, metrics"),
     )
 )]

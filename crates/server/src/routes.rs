@@ -954,3 +954,96 @@ pub async fn outbox(
             .collect();
     Ok(json(StatusCode::OK, &deliveries))
 }
+
+/// Every schedule, oldest first.
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The schedules", body = Vec<ScheduleInfo>),
+        (status = 401, description = "No or bad token", body = Problem)))]
+pub async fn list_schedules(State(state): State<AppState>) -> Result<Response, Problem> {
+    let schedules: Vec<ScheduleInfo> = state
+        .engine()
+        .schedules()
+        .await?
+        .into_iter()
+        .map(ScheduleInfo::from)
+        .collect();
+    Ok(json(StatusCode::OK, &schedules))
+}
+
+/// Starts an agent on a cron schedule.
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", security(("bearer" = [])),
+    request_body = NewSchedule,
+    responses(
+        (status = 201, description = "The schedule", body = ScheduleInfo),
+        (status = 400, description = "Malformed body, a bad cron, zone, overlap or catch-up", body = Problem),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Below operator", body = Problem),
+        (status = 404, description = "No such agent", body = Problem)))]
+pub async fn create_schedule(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Body(request): Body<NewSchedule>,
+) -> Result<Response, Problem> {
+    who.require(Role::Operator)?;
+    let overlap = match request.overlap.as_deref() {
+        None => chassis_engine::Overlap::Skip,
+        Some(text) => chassis_engine::Overlap::parse(text).ok_or_else(|| {
+            Problem::bad_request(format!("`{text}` is not skip, queue or allow")).at("/overlap")
+        })?,
+    };
+    let catch_up = match request.catch_up.as_deref() {
+        None => chassis_engine::CatchUp::Last,
+        Some(text) => chassis_engine::CatchUp::parse(text).ok_or_else(|| {
+            Problem::bad_request(format!("`{text}` is not none, last or all")).at("/catch_up")
+        })?,
+    };
+    chassis_core::cron::Cron::parse(&request.cron)
+        .map_err(|e| Problem::bad_request(e).at("/cron"))?;
+    let timezone = request.timezone.unwrap_or_else(|| "UTC".to_string());
+    chassis_engine::time_zone(&timezone).map_err(|e| Problem::bad_request(e).at("/timezone"))?;
+    let agent = state.registry().get(&request.agent).ok_or_else(|| {
+        Problem::not_found(format!("no agent `{}` (see GET /v1/agents)", request.agent))
+            .at("/agent")
+    })?;
+    let schedule = state
+        .engine()
+        .add_schedule(
+            &agent,
+            chassis_engine::NewSchedule {
+                cron: request.cron,
+                timezone,
+                input: request.input,
+                overlap,
+                catch_up,
+                since_ms: None,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            chassis_engine::Error::Refused(detail) => Problem::bad_request(detail).at("/cron"),
+            other => Problem::from(other),
+        })?;
+    Ok(json(StatusCode::CREATED, &ScheduleInfo::from(schedule)))
+}
+
+/// Removes a schedule; the runs it started stay.
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The schedule's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Below operator", body = Problem),
+        (status = 404, description = "No such schedule", body = Problem)))]
+pub async fn remove_schedule(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    who.require(Role::Operator)?;
+    if state.engine().remove_schedule(&id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Problem::not_found(format!("no schedule `{id}`")))
+    }
+}

@@ -182,7 +182,11 @@ pub struct SqliteJournal {
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     /// One connection for reads, taken in turn before a blocking thread is: a thousand
     /// concurrent readers (stream polls) wait here, not as a thousand blocked threads.
-    reader: Arc<tokio::sync::Mutex<Connection>>,
+    /// Opened at the first read: a process that only writes (`chassis run` of a new run) never
+    /// pays for a second connection and its reading of the schema.
+    reader: Arc<tokio::sync::Mutex<Option<Connection>>>,
+    /// How the reader connection is opened.
+    sync: Sync,
     clock: Arc<dyn Clock>,
     /// Told when this process makes a run runnable now (a queued run, a decision, a run given
     /// back), so a worker on this journal claims it at once instead of at its next poll.
@@ -221,7 +225,6 @@ impl SqliteJournal {
         migrate::check(&writer)?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
         migrate::migrate(&mut writer)?;
-        let reader = connect(path, sync).map_err(|e| db_err(&e))?;
 
         let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();
@@ -233,7 +236,8 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
-            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(None)),
+            sync,
             clock,
             work: Notify::new(),
             read_only: false,
@@ -268,7 +272,8 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(None),
-            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(Some(reader))),
+            sync: Sync::Full,
             clock: crate::clock::system(),
             work: Notify::new(),
             read_only: true,
@@ -370,10 +375,21 @@ impl SqliteJournal {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let conn = Arc::clone(&self.reader).lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&conn))
-            .await
-            .map_err(|_| Error::Closed)?
+        let mut conn = Arc::clone(&self.reader).lock_owned().await;
+        let path = self.path.clone();
+        let sync = self.sync;
+        tokio::task::spawn_blocking(move || {
+            let conn = match &mut *conn {
+                Some(conn) => conn,
+                empty => empty.insert(connect(&path, sync).map_err(|e| Error::Database {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?),
+            };
+            f(conn)
+        })
+        .await
+        .map_err(|_| Error::Closed)?
     }
 }
 

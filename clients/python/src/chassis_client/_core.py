@@ -235,6 +235,20 @@ def revoke_token(name: str) -> Call:
     return Call("DELETE", f"/v1/tokens/{seg(name)}")
 
 
+def schedules() -> Call:
+    return Call("GET", "/v1/schedules", decode=_many(m.ScheduleInfo))
+
+
+def create_schedule(schedule: m.NewSchedule) -> Call:
+    return Call(
+        "POST", "/v1/schedules", body=schedule.to_json(), decode=m.ScheduleInfo.from_json
+    )
+
+
+def remove_schedule(schedule_id: str) -> Call:
+    return Call("DELETE", f"/v1/schedules/{seg(schedule_id)}")
+
+
 def outbox(**filters: Any) -> Call:
     return Call("GET", "/v1/outbox", params=_params(filters), decode=_many(m.Delivery))
 

@@ -317,6 +317,35 @@ class AsyncClient:
         """Every token, revoked ones too (admin)."""
         return await self._do(core.tokens())
 
+    async def schedules(self) -> list[m.ScheduleInfo]:
+        """Every schedule, oldest first."""
+        return await self._do(core.schedules())
+
+    async def create_schedule(
+        self,
+        agent: str,
+        cron: str,
+        input: str,
+        *,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catch_up: str | None = None,
+    ) -> m.ScheduleInfo:
+        """Starts `agent` on `cron` (operator); each slot fires once, on any worker or server."""
+        schedule = m.NewSchedule(
+            agent=agent,
+            cron=cron,
+            input=input,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+        )
+        return await self._do(core.create_schedule(schedule))
+
+    async def remove_schedule(self, schedule_id: str) -> None:
+        """Removes a schedule (operator); the runs it started stay."""
+        await self._do(core.remove_schedule(schedule_id))
+
     async def outbox(
         self,
         *,

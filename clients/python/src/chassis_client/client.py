@@ -314,6 +314,35 @@ class Client:
         """Every token, revoked ones too (admin)."""
         return self._do(core.tokens())
 
+    def schedules(self) -> list[m.ScheduleInfo]:
+        """Every schedule, oldest first."""
+        return self._do(core.schedules())
+
+    def create_schedule(
+        self,
+        agent: str,
+        cron: str,
+        input: str,
+        *,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catch_up: str | None = None,
+    ) -> m.ScheduleInfo:
+        """Starts `agent` on `cron` (operator); each slot fires once, on any worker or server."""
+        schedule = m.NewSchedule(
+            agent=agent,
+            cron=cron,
+            input=input,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+        )
+        return self._do(core.create_schedule(schedule))
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        """Removes a schedule (operator); the runs it started stay."""
+        self._do(core.remove_schedule(schedule_id))
+
     def outbox(
         self,
         *,

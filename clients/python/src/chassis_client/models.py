@@ -31,6 +31,7 @@ __all__ = [
     "InboxItem",
     "LimitApprove",
     "Me",
+    "NewSchedule",
     "NewToken",
     "Outcome",
     "Problem",
@@ -42,6 +43,7 @@ __all__ = [
     "RunCreated",
     "RunList",
     "SCHEMAS",
+    "ScheduleInfo",
     "StartRun",
     "Stats",
     "StatsRow",
@@ -573,6 +575,34 @@ class Delivery(_Model):
     last_error: str | None = None
 
 
+@dataclass
+class NewSchedule(_Model):
+    """`POST /v1/schedules`: start an agent on a cron schedule."""
+
+    agent: str
+    cron: str
+    input: str
+    timezone: str | None = None
+    overlap: str | None = None
+    catch_up: str | None = None
+
+
+@dataclass
+class ScheduleInfo(_Model):
+    """A schedule: an agent started by cron, fired once per slot by any worker or server."""
+
+    schedule_id: str
+    agent: str
+    cron: str
+    timezone: str
+    input: str
+    overlap: str
+    catch_up: str
+    created_ms: int
+    next_slot_ms: int
+    last_run_id: str | None = None
+
+
 SCHEMAS: dict[str, type] = {
     "AgentInfo": AgentInfo,
     "Approve": Approve,
@@ -588,6 +618,7 @@ SCHEMAS: dict[str, type] = {
     "InboxItem": InboxItem,
     "LimitApprove": LimitApprove,
     "Me": Me,
+    "NewSchedule": NewSchedule,
     "NewToken": NewToken,
     "Outcome": Outcome,
     "Problem": Problem,
@@ -596,6 +627,7 @@ SCHEMAS: dict[str, type] = {
     "Resume": Resume,
     "Role": Role,
     "Run": Run,
+    "ScheduleInfo": ScheduleInfo,
     "RunCreated": RunCreated,
     "RunList": RunList,
     "StartRun": StartRun,

@@ -16,6 +16,7 @@ pub(crate) mod outbox;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod runs;
+pub(crate) mod schedule;
 pub(crate) mod serve;
 pub(crate) mod show;
 pub(crate) mod stats;

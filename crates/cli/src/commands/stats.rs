@@ -100,7 +100,7 @@ fn row(s: &Stats) -> String {
 }
 
 /// `--since`: a duration before `now`, or a date; in ms since the epoch.
-fn since(text: &str, now: u64) -> Result<u64, UsageError> {
+pub(crate) fn since(text: &str, now: u64) -> Result<u64, UsageError> {
     if let Ok(ago) = chassis_core::duration::parse(text) {
         return Ok(now.saturating_sub(ago.as_millis() as u64));
     }

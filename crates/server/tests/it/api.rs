@@ -490,3 +490,76 @@ async fn tokens_are_made_listed_and_revoked() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Schedules through the API: added for an agent the server offers (a bad cron refused naming
+/// the field, an unknown agent 404), listed, removed; webhook deliveries listed for admins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_added_listed_and_removed() {
+    let s = TestServer::start(0, Duration::ZERO).await;
+    let agent = s.get("/v1/agents").await[0]["name"]
+        .as_str()
+        .expect("an agent")
+        .to_string();
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            "/v1/schedules",
+            Some(&s.tokens.operator),
+            Some(json!({ "agent": agent, "cron": "61 * * * *", "input": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["field"], "/cron");
+    let (status, created) = s
+        .call(
+            Method::POST,
+            "/v1/schedules",
+            Some(&s.tokens.operator),
+            Some(json!({
+                "agent": agent,
+                "cron": "0 6 * * MON-FRI",
+                "input": "morning report",
+                "timezone": "Europe/Berlin",
+                "overlap": "queue",
+                "catch_up": "none",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["schedule_id"].as_str().expect("an id").to_string();
+    assert_eq!(created["timezone"], "Europe/Berlin");
+    assert_eq!(created["overlap"], "queue");
+    assert!(created["next_slot_ms"].as_i64().is_some_and(|ms| ms > 0));
+    let listed = s.get("/v1/schedules").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["schedule_id"], id.as_str());
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/schedules/{id}"),
+            Some(&s.tokens.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(s.get("/v1/schedules").await, json!([]));
+    let (status, outbox) = s
+        .call(
+            Method::GET,
+            "/v1/outbox?status=pending",
+            Some(&s.tokens.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outbox}");
+    assert_eq!(outbox, json!([]));
+    let (status, problem) = s
+        .call(
+            Method::GET,
+            "/v1/outbox?status=lost",
+            Some(&s.tokens.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+}

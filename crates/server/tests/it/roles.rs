@@ -75,6 +75,14 @@ fn matrix() -> Vec<(Method, &'static str, &'static str, Option<Value>)> {
         ),
         (Method::GET, "/v1/tokens", "admin", None),
         (Method::GET, "/v1/outbox", "admin", None),
+        (Method::GET, "/v1/schedules", "viewer", None),
+        (
+            Method::POST,
+            "/v1/schedules",
+            "operator",
+            Some(json!({ "agent": "nobody", "cron": "0 6 * * *", "input": "x" })),
+        ),
+        (Method::DELETE, "/v1/schedules/sch_nope", "operator", None),
         (
             Method::POST,
             "/v1/tokens",
