@@ -368,3 +368,29 @@ impl Engine {
         Ok((view, state))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A page cursor arrives in a URL: a position or an error naming it, never a panic.
+        #[test]
+        fn any_cursor_decodes_or_is_refused(text in any::<String>(), ms in any::<i64>(), id in "[a-z0-9_]{1,12}") {
+            let _ = decode_cursor(&text);
+            let summary = RunSummary {
+                run_id: id.clone(),
+                agent: String::new(),
+                status: RunStatus::Running,
+                last_seq: 0,
+                created_ms: ms,
+                updated_ms: ms,
+                wake_at_ms: None,
+                lease: None,
+                version: String::new(),
+            };
+            prop_assert_eq!(decode_cursor(&encode_cursor(&summary)).unwrap(), (ms, id));
+        }
+    }
+}

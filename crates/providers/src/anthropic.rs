@@ -1009,4 +1009,38 @@ mod tests {
             crate::error::MAX_ERROR_TEXT + 1
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn answer_like() -> impl Strategy<Value = String> {
+            let value = prop_oneof![
+                Just("null".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                "[a-z_{}\"]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                Just("18446744073709551615".to_string()),
+                Just("[]".to_string()),
+                Just("{}".to_string()),
+            ];
+            proptest::collection::vec(value, 5).prop_map(|v| {
+                format!(
+                    r#"{{"content": [{{"type": "text", "text": {}}}, {{"type": "tool_use", "id": {}, "name": {}, "input": {}}}], "stop_reason": "end_turn", "usage": {{"input_tokens": {}}}}}"#,
+                    v[0], v[1], v[2], v[3], v[4]
+                )
+            })
+        }
+
+        proptest! {
+            /// Whatever body a server answers with is a response or an error, never a panic.
+            #[test]
+            fn any_body_is_an_answer_or_an_error(
+                body in prop_oneof![answer_like(), any::<String>()],
+            ) {
+                let client =
+                    AnthropicClient::new("a", "http://h", None, Duration::from_secs(1)).unwrap();
+                let _ = client.whole(&request(Vec::new()), body.as_bytes());
+            }
+        }
+    }
 }

@@ -1228,4 +1228,20 @@ mod tests {
         );
         assert_eq!(exchange.response.served_by, "q:n");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A cassette file is text someone committed: a cassette or an error, never a panic.
+            #[test]
+            fn any_text_is_a_cassette_or_an_error(text in any::<String>(), format in 0u32..4) {
+                let _ = Cassette::from_json(&text);
+                let _ = Cassette::from_json(&format!(
+                    r#"{{"cassette": {format}, "exchanges": [], "tool_results": [{{"tool": {text:?}, "args": null, "ok": true, "content": ""}}]}}"#
+                ));
+            }
+        }
+    }
 }

@@ -230,4 +230,18 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A `Retry-After` header is any text a server chose: a delay or nothing.
+            #[test]
+            fn retry_after_never_panics(value in any::<String>(), secs in any::<u64>()) {
+                let now = UNIX_EPOCH + Duration::from_secs(secs % 10_000_000_000);
+                let _ = parse_retry_after(&value, now);
+            }
+        }
+    }
 }

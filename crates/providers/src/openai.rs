@@ -778,4 +778,50 @@ mod tests {
         );
         assert!(garbage.is_transient());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON shaped like an answer, with odd values where the fields are.
+        fn answer_like() -> impl Strategy<Value = String> {
+            let value = prop_oneof![
+                Just("null".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| n.to_string()),
+                "[a-z{}\\[\\]\"]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                Just("18446744073709551615".to_string()),
+                Just("[]".to_string()),
+                Just("{}".to_string()),
+            ];
+            proptest::collection::vec(value, 6).prop_map(|v| {
+                format!(
+                    r#"{{"choices": [{{"message": {{"content": {}, "tool_calls": [{{"id": {}, "function": {{"name": {}, "arguments": {}}}}}]}}, "finish_reason": {}}}], "usage": {{"prompt_tokens": {}}}}}"#,
+                    v[0], v[1], v[2], v[3], v[4], v[5]
+                )
+            })
+        }
+
+        proptest! {
+            /// Whatever body a server answers with is a response or an error naming what is
+            /// wrong, never a panic.
+            #[test]
+            fn any_body_is_an_answer_or_an_error(
+                body in prop_oneof![answer_like(), any::<String>()],
+            ) {
+                let client =
+                    OpenAiClient::new("p", "http://h/v1", None, Duration::from_secs(1)).unwrap();
+                let request = ChatRequest {
+                    model: "m".into(),
+                    messages: Vec::new().into(),
+                    tools: Vec::new().into(),
+                    max_tokens: None,
+                    temperature: None,
+                    report: crate::Reporter::default(),
+                    deltas: crate::Deltas::default(),
+                };
+                let _ = client.whole(&request, body.as_bytes());
+            }
+        }
+    }
 }

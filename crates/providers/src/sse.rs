@@ -131,4 +131,49 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("UTF-8"), "{err}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Feeds `bytes` cut at `cuts`; the events, or the first error.
+        fn feed_cut(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Event>, String> {
+            let mut parser = Parser::default();
+            let mut out = Vec::new();
+            let mut at = 0;
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                parser.feed(&bytes[at..cut.max(at)], &mut out)?;
+                at = cut.max(at);
+            }
+            Ok(out)
+        }
+
+        proptest! {
+            /// Whatever a server sends, cut wherever the network cuts it: events or an error,
+            /// never a panic.
+            #[test]
+            fn any_bytes_in_any_pieces_never_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let _ = feed_cut(&bytes, &cuts);
+            }
+
+            /// The events of a stream do not depend on where its body was cut.
+            #[test]
+            fn events_do_not_depend_on_the_cuts(
+                datas in proptest::collection::vec("[ -~\\u{e9}\\u{1f600}]{0,40}", 1..6),
+                cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let body: String = datas
+                    .iter()
+                    .map(|d| format!("event: e\r\ndata: {d}\n\n"))
+                    .collect();
+                let whole = feed_cut(body.as_bytes(), &[]).unwrap();
+                prop_assert_eq!(feed_cut(body.as_bytes(), &cuts).unwrap(), whole);
+            }
+        }
+    }
 }

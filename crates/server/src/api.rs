@@ -174,8 +174,9 @@ impl From<chassis_engine::RunView> for Run {
                 steps: v.usage.steps,
                 model_calls: v.usage.model_calls,
                 tool_calls: v.usage.tool_calls,
-                input_tokens: v.usage.input_tokens,
-                output_tokens: v.usage.output_tokens,
+                // The document promises int64; a provider's count past it shows as its largest.
+                input_tokens: v.usage.input_tokens.min(i64::MAX as u64),
+                output_tokens: v.usage.output_tokens.min(i64::MAX as u64),
                 cost_usd: v.usage.cost_usd,
                 unpriced_calls: v.usage.unpriced_calls,
                 wall_ms: v.usage.wall_ms,

@@ -253,10 +253,13 @@ impl Tracer {
         if let Some(state) = state {
             run.status = state.status.as_str();
             segment.attributes.extend([
-                KeyValue::int("gen_ai.usage.input_tokens", state.usage.input_tokens as i64),
+                KeyValue::int(
+                    "gen_ai.usage.input_tokens",
+                    saturating_i64(state.usage.input_tokens),
+                ),
                 KeyValue::int(
                     "gen_ai.usage.output_tokens",
-                    state.usage.output_tokens as i64,
+                    saturating_i64(state.usage.output_tokens),
                 ),
                 KeyValue::double("chassis.run.cost_usd", state.cost_usd),
                 KeyValue::int("chassis.run.steps", i64::from(state.steps)),
@@ -441,13 +444,19 @@ impl Tracer {
         span.attributes.extend([
             KeyValue::str("gen_ai.response.model", name),
             KeyValue::strs("gen_ai.response.finish_reasons", [finish.clone()]),
-            KeyValue::int("gen_ai.usage.input_tokens", usage.input_tokens as i64),
-            KeyValue::int("gen_ai.usage.output_tokens", usage.output_tokens as i64),
+            KeyValue::int(
+                "gen_ai.usage.input_tokens",
+                saturating_i64(usage.input_tokens),
+            ),
+            KeyValue::int(
+                "gen_ai.usage.output_tokens",
+                saturating_i64(usage.output_tokens),
+            ),
         ]);
         if usage.cached_input_tokens > 0 {
             span.attributes.push(KeyValue::int(
                 "gen_ai.usage.cache_read.input_tokens",
-                usage.cached_input_tokens as i64,
+                saturating_i64(usage.cached_input_tokens),
             ));
         }
         if let Some(cost) = cost_usd {
@@ -668,6 +677,11 @@ impl Observer for Tracer {
             self.let_go(run);
         }
     }
+}
+
+/// A count as an OTLP integer: the largest one past `i64::MAX`, never a wrapped negative.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Replaces attribute `kv.key` (or adds it).

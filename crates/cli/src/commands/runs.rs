@@ -142,7 +142,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 r.status.as_str()
             },
             u.steps,
-            u.input_tokens + u.output_tokens,
+            u.input_tokens.saturating_add(u.output_tokens),
             cost(u.cost_usd, u64::from(u.unpriced_calls)),
             ago(now - r.updated_ms)
         );

@@ -511,3 +511,39 @@ fn resume_of_a_completed_run_prints_the_answer_and_appends_nothing() {
         "resume called the model"
     );
 }
+
+/// A provider reporting the largest token counts there are (2^64-1) wraps nothing: the run's
+/// usage saturates, and every reader of the journal shows it without overflowing.
+#[test]
+fn the_largest_token_counts_overflow_nothing() {
+    let mut huge = completion(json!({ "role": "assistant", "content": "counted" }));
+    huge["usage"] = json!({
+        "prompt_tokens": u64::MAX,
+        "completion_tokens": u64::MAX,
+        "total_tokens": u64::MAX,
+    });
+    let recorder = Recorder::start(vec![huge]);
+    let desk = Desk::against(Some(recorder.base_url()));
+    let out = desk.run("count", &["--json"]);
+    out.expect_code(0);
+    let run_id = out.json()["run_id"].as_str().expect("run_id").to_string();
+    let show = show_json(&desk.db, &run_id);
+    assert_eq!(show["usage"]["input_tokens"], u64::MAX, "{show:#}");
+    assert_eq!(show["usage"]["output_tokens"], u64::MAX, "{show:#}");
+    for args in [
+        vec!["runs"],
+        vec!["runs", "--json"],
+        vec!["runs", "--by-version"],
+        vec!["show", &run_id],
+        vec!["trace", &run_id],
+        vec!["trace", &run_id, "--json"],
+        vec!["stats"],
+        vec!["stats", "--json"],
+    ] {
+        let out = run(chassis(&desk.db).args(&args));
+        out.expect_code(0);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out:#?}");
+    }
+    let rows = runs_json(&desk.db, &[]);
+    assert_eq!(rows[0]["input_tokens"], u64::MAX, "{rows:#?}");
+}
