@@ -243,6 +243,14 @@ pub struct ProviderSpec {
     /// OpenAI dialect: `content` of an assistant message that only calls tools; `None` means
     /// by host (`null` for api.openai.com, `""` elsewhere).
     pub tool_call_content: Option<ToolCallContent>,
+    /// Requests per minute allowed to this provider, shared by every worker and server on the
+    /// journal's store: a call over it waits for capacity instead of meeting a 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (each call counted at its worst case: its context's bound plus
+    /// `max_tokens`), shared likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u32>,
 }
 
 /// Which HTTP protocol a provider is spoken to with.
@@ -272,6 +280,8 @@ impl ProviderSpec {
             http: HttpVersion::Auto,
             http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
             tool_call_content: None,
+            rpm: None,
+            tpm: None,
         }
     }
 }
@@ -346,6 +356,8 @@ struct RawProvider {
     http: Option<String>,
     http2_max_streams: Option<i64>,
     tool_call_content: Option<String>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
 }
 
 impl AgentSpec {
@@ -473,6 +485,14 @@ impl RawSpec {
                     ));
                 }
             };
+            let rpm = raw
+                .rpm
+                .map(|n| positive(Some(n), 1, &at("rpm")))
+                .transpose()?;
+            let tpm = raw
+                .tpm
+                .map(|n| positive(Some(n), 1, &at("tpm")))
+                .transpose()?;
             providers.insert(
                 key,
                 ProviderSpec {
@@ -484,6 +504,8 @@ impl RawSpec {
                     http,
                     http2_max_streams,
                     tool_call_content,
+                    rpm,
+                    tpm,
                 },
             );
         }
