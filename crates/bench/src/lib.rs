@@ -20,6 +20,7 @@ mod memory;
 mod mock;
 mod overhead;
 mod pin;
+mod rate_limit;
 mod report;
 mod resume;
 mod server;
@@ -56,11 +57,14 @@ pub enum Group {
     Server,
     /// Streamed answers: time to first token, cost per chunk, throughput against whole answers.
     Streaming,
+    /// Shared provider rate limits: worker processes on one journal against a mock that
+    /// answers 429 above its requests per minute; the 429s received.
+    RateLimit,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Overhead,
         Group::Throughput,
         Group::Streaming,
@@ -69,10 +73,11 @@ impl Group {
         Group::Resume,
         Group::ColdStart,
         Group::Server,
+        Group::RateLimit,
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 8] = [
+    const RUN_ORDER: [Group; 9] = [
         Group::Memory,
         Group::Overhead,
         Group::Throughput,
@@ -81,6 +86,7 @@ impl Group {
         Group::Resume,
         Group::ColdStart,
         Group::Server,
+        Group::RateLimit,
     ];
 
     /// The group's name on the command line.
@@ -94,6 +100,7 @@ impl Group {
             Group::ColdStart => "cold-start",
             Group::Server => "server",
             Group::Streaming => "streaming",
+            Group::RateLimit => "rate-limit",
         }
     }
 
@@ -191,6 +198,9 @@ struct Sizes {
     streaming_ttft_runs: usize,
     /// Concurrent runs of the streamed-against-whole throughput comparison.
     streaming_level: usize,
+    /// Runs submitted for the rate-limit figure, and the limit (requests per minute).
+    rate_runs: usize,
+    rate_rpm: u32,
 }
 
 impl Sizes {
@@ -216,6 +226,8 @@ impl Sizes {
                 server_steps: 5,
                 streaming_ttft_runs: 5,
                 streaming_level: 10,
+                rate_runs: 40,
+                rate_rpm: 600,
             }
         } else {
             Sizes {
@@ -238,6 +250,8 @@ impl Sizes {
                 server_steps: 20,
                 streaming_ttft_runs: 200,
                 streaming_level: 1_000,
+                rate_runs: 2_000,
+                rate_rpm: 600,
             }
         }
     }
@@ -347,6 +361,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::ColdStart => cold_start::run(&bench)?,
             Group::Server => server::run(&bench)?,
             Group::Streaming => streaming::run(&bench)?,
+            Group::RateLimit => rate_limit::run(&bench)?,
         };
         report.extend(figures);
     }
