@@ -22,12 +22,14 @@ use crate::Error;
 /// The one file the tool reads; small, so the tool result does not dominate the journal.
 const NOTE: &str = "Replica lag alert fired at 02:14; failover not needed.\n";
 
-const PROMPT: &str = "You are a benchmark agent. Read the note, then answer in one line.\n";
+pub(crate) const PROMPT: &str =
+    "You are a benchmark agent. Read the note, then answer in one line.\n";
 
 /// The benchmark's working directory and the files in it.
 pub(crate) struct Fixture {
-    /// Removed on drop, with everything in it.
-    _temp: tempfile::TempDir,
+    /// Removed on drop, with everything in it; `None` for a directory another process made
+    /// ([`Fixture::at`]).
+    _temp: Option<tempfile::TempDir>,
     root: PathBuf,
     script: PathBuf,
     http: HttpVersion,
@@ -71,12 +73,24 @@ impl Fixture {
                 .map_err(|e| Error::io("encoding the mock script")(std::io::Error::other(e)))?,
         )?;
         Ok(Fixture {
-            _temp: temp,
+            _temp: Some(temp),
             root,
             script,
             http,
             tool,
         })
+    }
+
+    /// The fixture [`Fixture::new`] wrote at `root` (by the parent of a benchmark child process),
+    /// left in place when dropped.
+    pub(crate) fn at(root: &Path, http: HttpVersion, tool: BenchTool) -> Fixture {
+        Fixture {
+            _temp: None,
+            root: root.to_path_buf(),
+            script: root.join("script.json"),
+            http,
+            tool,
+        }
     }
 
     /// The working directory.

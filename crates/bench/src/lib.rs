@@ -17,6 +17,7 @@ mod harness;
 mod journal_size;
 mod measure;
 mod memory;
+mod minimal_loop;
 mod mock;
 mod overhead;
 mod pin;
@@ -24,6 +25,7 @@ mod rate_limit;
 mod report;
 mod resume;
 mod server;
+mod steps;
 mod streaming;
 mod throughput;
 
@@ -60,12 +62,17 @@ pub enum Group {
     /// Shared provider rate limits: worker processes on one journal against a mock that
     /// answers 429 above its requests per minute; the 429s received.
     RateLimit,
+    /// Per durable step, one run at a time: wall time, instructions, journal bytes, bytes
+    /// written to disk and fsyncs, beside a minimal hand-written loop; instructions of a whole
+    /// `chassis run` against a warm engine.
+    Steps,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Overhead,
+        Group::Steps,
         Group::Throughput,
         Group::Streaming,
         Group::Memory,
@@ -77,9 +84,10 @@ impl Group {
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 9] = [
+    const RUN_ORDER: [Group; 10] = [
         Group::Memory,
         Group::Overhead,
+        Group::Steps,
         Group::Throughput,
         Group::Streaming,
         Group::Journal,
@@ -101,6 +109,7 @@ impl Group {
             Group::Server => "server",
             Group::Streaming => "streaming",
             Group::RateLimit => "rate-limit",
+            Group::Steps => "steps",
         }
     }
 
@@ -326,7 +335,12 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     let needs_mock = groups.iter().any(|g| {
         matches!(
             g,
-            Group::Overhead | Group::Throughput | Group::Journal | Group::Resume | Group::Streaming
+            Group::Overhead
+                | Group::Throughput
+                | Group::Journal
+                | Group::Resume
+                | Group::Streaming
+                | Group::Steps
         )
     });
     let mock = if needs_mock {
@@ -362,6 +376,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::Server => server::run(&bench)?,
             Group::Streaming => streaming::run(&bench)?,
             Group::RateLimit => rate_limit::run(&bench)?,
+            Group::Steps => steps::run(&bench)?,
         };
         report.extend(figures);
     }
@@ -369,6 +384,13 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     report.figures.sort_by_key(|f| f.group);
     report.finish();
     Ok(report)
+}
+
+/// The work of one child process of the `steps` group (`chassis bench --child SPEC`, which
+/// the group starts itself, plain or under `strace` or `valgrind`): drives the runs `spec`
+/// describes and returns one line of JSON saying what it did.
+pub fn child(spec: &str) -> Result<String, Error> {
+    steps::child(spec)
 }
 
 /// What every benchmark group gets.

@@ -65,8 +65,9 @@ pub struct Agent {
     /// Fingerprint of this agent version: the whole spec in canonical form, the prompt
     /// template, the tools offered and the resolved prices.
     pub version: String,
-    /// The fingerprint before it covered the whole spec, for runs journaled then.
-    version_v1: String,
+    /// The fingerprint before it covered the whole spec, for runs journaled then: computed the
+    /// first time a run's version is not [`Agent::version`], which a new run never needs.
+    version_v1: std::sync::OnceLock<String>,
     /// The toolbox's definitions, built once: every run of this agent shares them.
     pub tool_defs: std::sync::Arc<[chassis_core::ToolDef]>,
     redactor: crate::Redactor,
@@ -264,7 +265,6 @@ impl Agent {
             )));
         }
         let version = crate::version::fingerprint(&spec, &prompt, &tool_defs, &prices);
-        let version_v1 = crate::version::fingerprint_v1(&spec, &prompt, &tool_defs);
         Ok(Agent {
             tool_defs,
             spec,
@@ -275,7 +275,7 @@ impl Agent {
             prices,
             alerts,
             version,
-            version_v1,
+            version_v1: std::sync::OnceLock::new(),
             redactor,
             vars: serde_json::Map::new(),
             sources,
@@ -297,7 +297,15 @@ impl Agent {
     /// this agent's, or the one chassis computed before the fingerprint covered the whole spec
     /// (for runs started then; they were checked as weakly when they began).
     pub fn accepts_version(&self, version: &str) -> bool {
-        version == self.version || version == self.version_v1
+        version == self.version
+            || version
+                == self.version_v1.get_or_init(|| {
+                    crate::version::fingerprint_v1(
+                        &self.spec,
+                        &self.sources.prompt,
+                        &self.tool_defs,
+                    )
+                })
     }
 
     /// A redactor for this agent's secrets: the values of every API key variable its
@@ -485,6 +493,7 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
         stream: spec.stream,
         tool_choice: spec.tool_choice.clone(),
         tool_call_content: provider.tool_call_content,
+        max_reply_bytes: spec.max_reply_bytes,
     };
     let client: Arc<dyn ModelClient> = match provider.kind {
         ProviderKind::OpenAi => Arc::new(

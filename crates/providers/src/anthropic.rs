@@ -563,7 +563,8 @@ impl ModelClient for AnthropicClient {
             .call(prepare, |answer| async move {
                 let provider = answer.provider().to_string();
                 if !answer.is_event_stream() {
-                    return self.whole(request, answer.bytes().await?.as_ref());
+                    let limit = self.options.max_reply_bytes;
+                    return self.whole(request, &answer.bytes(limit).await?);
                 }
                 let events = MessageEvents {
                     provider: &provider,
@@ -571,7 +572,8 @@ impl ModelClient for AnthropicClient {
                     usage: WireUsage::default(),
                 };
                 let draft = Draft::new(request.deltas.clone());
-                let draft = crate::assemble::read_stream(answer, events, draft).await?;
+                let limit = self.options.max_reply_bytes;
+                let draft = crate::assemble::read_stream(answer, events, draft, limit).await?;
                 draft.finish(&provider, request)
             })
             .await

@@ -46,6 +46,7 @@ pub(crate) async fn read_stream(
     mut answer: Answer,
     mut events: impl Events,
     mut draft: Draft,
+    limit: u64,
 ) -> Result<Draft, Error> {
     let mut parser = sse::Parser::default();
     let mut batch = Vec::new();
@@ -70,7 +71,12 @@ pub(crate) async fn read_stream(
                 message,
             })?;
         for event in batch.drain(..) {
-            if events.apply(&event, &mut draft)? {
+            let whole = events.apply(&event, &mut draft)?;
+            let size = draft.size();
+            if size > limit {
+                return Err(crate::exchange::too_large(answer.provider(), size, limit));
+            }
+            if whole {
                 // The reply is whole; what may follow (the end of the body) is read only so
                 // the connection can serve another call, and only for a moment.
                 let deadline = std::time::Instant::now() + TRAILER_WAIT;
@@ -112,6 +118,16 @@ struct DraftCall {
 }
 
 impl Draft {
+    /// Bytes of the reply so far: its text and every call's name and arguments.
+    fn size(&self) -> u64 {
+        let calls: usize = self
+            .calls
+            .iter()
+            .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+            .sum();
+        (self.text.len() + calls) as u64
+    }
+
     /// An empty draft showing its pieces to `deltas`.
     pub(crate) fn new(deltas: Deltas) -> Draft {
         Draft {

@@ -78,10 +78,17 @@ impl Endpoint {
                     .headers()
                     .get(RETRY_AFTER)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| transport_error(&self.provider, total, e))?;
+                // Only the message matters: a huge error body is read no further than that.
+                let mut response = response;
+                let mut body = Vec::new();
+                while body.len() < MAX_ERROR_BODY {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => break,
+                        Err(e) => return Err(transport_error(&self.provider, total, e)),
+                    }
+                }
+                body.truncate(MAX_ERROR_BODY);
                 return Err(status_error(
                     &self.provider,
                     status.as_u16(),
@@ -138,12 +145,29 @@ impl Answer {
         &self.provider
     }
 
-    /// The whole body.
-    pub(crate) async fn bytes(self) -> Result<impl AsRef<[u8]> + use<>, Error> {
-        self.response
-            .bytes()
+    /// The whole body, when it is at most `limit` bytes; past that, reading stops and the
+    /// attempt fails naming the size, so a hostile or broken server cannot fill the memory.
+    pub(crate) async fn bytes(mut self, limit: u64) -> Result<Vec<u8>, Error> {
+        let too_large = |seen: u64| too_large(&self.provider, seen, limit);
+        if let Some(length) = self.response.content_length()
+            && length > limit
+        {
+            return Err(too_large(length));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = self
+            .response
+            .chunk()
             .await
-            .map_err(|e| transport_error(&self.provider, self.total, e))
+            .map_err(|e| transport_error(&self.provider, self.total, e))?
+        {
+            let seen = body.len() as u64 + chunk.len() as u64;
+            if seen > limit {
+                return Err(too_large(seen));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// The next piece of the body, `None` at its end, within `silence` (at most the idle
@@ -169,6 +193,21 @@ impl Answer {
     /// The next piece of the body, `None` at its end, within the idle timeout.
     pub(crate) async fn chunk(&mut self) -> Result<Option<impl AsRef<[u8]> + use<>>, Error> {
         self.chunk_within(self.idle).await
+    }
+}
+
+/// How much of an error answer's body is read: enough for any provider's message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A reply past `[limits] max_reply_bytes`: an invalid answer (another attempt, or the next
+/// model, may answer within it), named by its size.
+pub(crate) fn too_large(provider: &str, seen: u64, limit: u64) -> Error {
+    Error::InvalidResponse {
+        provider: provider.to_string(),
+        message: format!(
+            "the reply is larger than {limit} bytes (at least {seen} bytes; \
+             [limits] max_reply_bytes); it was not read further"
+        ),
     }
 }
 

@@ -73,6 +73,10 @@ pub struct CallOptions {
     /// decides by host: `null` for `api.openai.com`, which documents it, and `""` elsewhere,
     /// since several compatible servers refuse `null`.
     pub tool_call_content: Option<ToolCallContent>,
+    /// Largest reply read (`[limits] max_reply_bytes`): a whole answer's body, or a streamed
+    /// answer's text and tool arguments together. Past it reading stops and the attempt
+    /// fails, the size named.
+    pub max_reply_bytes: u64,
 }
 
 impl Default for CallOptions {
@@ -81,6 +85,7 @@ impl Default for CallOptions {
             stream: true,
             tool_choice: ToolChoice::Auto,
             tool_call_content: None,
+            max_reply_bytes: chassis_core::spec::DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }

@@ -556,14 +556,18 @@ impl ModelClient for OpenAiClient {
                 let provider = answer.provider().to_string();
                 if !answer.is_event_stream() {
                     // Not streamed (asked not to, or a server that ignores `stream`).
-                    return self.whole(request, answer.bytes().await?.as_ref());
+                    let limit = options.max_reply_bytes;
+                    return self.whole(request, &answer.bytes(limit).await?);
                 }
                 let mut events = ChunkEvents {
                     provider: &provider,
                     choices: false,
                 };
                 let draft = Draft::new(request.deltas.clone());
-                let draft = match crate::assemble::read_stream(answer, &mut events, draft).await {
+                let limit = options.max_reply_bytes;
+                let draft = match crate::assemble::read_stream(answer, &mut events, draft, limit)
+                    .await
+                {
                     Ok(draft) => draft,
                     Err(error) if tools && crate::assemble::is_empty_stream(&error) => {
                         // Still a failed attempt (the retry layer makes the call again), but
@@ -684,6 +688,7 @@ mod tests {
                 stream,
                 tool_choice: choice,
                 tool_call_content: None,
+                ..CallOptions::default()
             };
             serde_json::to_value(WireRequest::of(request, &options, ToolCallContent::Null)).unwrap()
         };

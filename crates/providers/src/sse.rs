@@ -40,6 +40,9 @@ impl Parser {
         if self.line.len() > MAX_LINE {
             return Err(format!("a stream line is longer than {MAX_LINE} bytes"));
         }
+        if self.event.data.len() > MAX_LINE {
+            return Err(format!("a stream event is longer than {MAX_LINE} bytes"));
+        }
         Ok(())
     }
 

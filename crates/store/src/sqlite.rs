@@ -185,7 +185,11 @@ pub struct SqliteJournal {
     writer: Mutex<Option<mpsc::Sender<Request>>>,
     /// One connection for reads, taken in turn before a blocking thread is: a thousand
     /// concurrent readers (stream polls) wait here, not as a thousand blocked threads.
-    reader: Arc<tokio::sync::Mutex<Connection>>,
+    /// Opened at the first read: a process that only writes (`chassis run` of a new run) never
+    /// pays for a second connection and its reading of the schema.
+    reader: Arc<tokio::sync::Mutex<Option<Connection>>>,
+    /// How the reader connection is opened.
+    sync: Sync,
     clock: Arc<dyn Clock>,
     /// Told when this process makes a run runnable now (a queued run, a decision, a run given
     /// back), so a worker on this journal claims it at once instead of at its next poll.
@@ -224,19 +228,19 @@ impl SqliteJournal {
         migrate::check(&writer)?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
         migrate::migrate(&mut writer)?;
-        let reader = connect(path, sync).map_err(|e| db_err(&e))?;
 
         let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();
         let thread_clock = Arc::clone(&clock);
         std::thread::Builder::new()
             .name("chassis-journal".into())
-            .spawn(move || write_loop(writer, rx, &thread_path, thread_clock.as_ref()))
+            .spawn(move || write_loop(writer, rx, &thread_path, sync, thread_clock.as_ref()))
             .map_err(|e| db_err(&e))?;
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
-            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(None)),
+            sync,
             clock,
             work: Notify::new(),
             read_only: false,
@@ -271,7 +275,8 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(None),
-            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            reader: Arc::new(tokio::sync::Mutex::new(Some(reader))),
+            sync: Sync::Full,
             clock: crate::clock::system(),
             work: Notify::new(),
             read_only: true,
@@ -373,10 +378,21 @@ impl SqliteJournal {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let conn = Arc::clone(&self.reader).lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&conn))
-            .await
-            .map_err(|_| Error::Closed)?
+        let mut conn = Arc::clone(&self.reader).lock_owned().await;
+        let path = self.path.clone();
+        let sync = self.sync;
+        tokio::task::spawn_blocking(move || {
+            let conn = match &mut *conn {
+                Some(conn) => conn,
+                empty => empty.insert(connect(&path, sync).map_err(|e| Error::Database {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?),
+            };
+            f(conn)
+        })
+        .await
+        .map_err(|_| Error::Closed)?
     }
 }
 
@@ -495,7 +511,13 @@ impl Known {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str, clock: &dyn Clock) {
+fn write_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Request>,
+    path: &str,
+    sync: Sync,
+    clock: &dyn Clock,
+) {
     let mut last_batch = 0;
     let mut known = Known::default();
     while let Ok(first) = rx.recv() {
@@ -515,6 +537,31 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, path: &str, clo
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away (cancelled); its write is still durable.
             let _ = reply.send(result);
+        }
+        reset_if_wedged(&mut conn, path, sync, &mut known);
+    }
+}
+
+/// Opens the writer's connection anew when a failed `ROLLBACK` left it inside a transaction:
+/// every later `BEGIN` would fail on it, wedging the journal. Closing the old connection
+/// rolls back whatever it still held.
+fn reset_if_wedged(conn: &mut Connection, path: &str, sync: Sync, known: &mut Known) {
+    if conn.is_autocommit() {
+        return;
+    }
+    known.forget();
+    match connect(Path::new(path), sync) {
+        Ok(fresh) => {
+            tracing::warn!(
+                path,
+                "the journal's writer connection was left inside a transaction; it was opened anew"
+            );
+            *conn = fresh;
+        }
+        Err(e) => {
+            // Keep the old one: the next BEGIN reports the state, and the next batch tries again.
+            let _ = control(conn, "ROLLBACK");
+            tracing::error!(path, error = %e, "the journal's writer connection is stuck in a transaction and cannot be opened anew");
         }
     }
 }
@@ -546,6 +593,13 @@ fn drain(rx: &mpsc::Receiver<Request>, requests: &mut Vec<Request>) {
 /// Runs one of the transaction-control statements, prepared once per connection (rusqlite's
 /// `Transaction` and `Savepoint` parse theirs again on every use).
 fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    #[cfg(test)]
+    if tests::FAIL_CONTROL.with(|fail| fail.borrow().contains(&sql)) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            Some(format!("{sql} failed (injected)")),
+        ));
+    }
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
@@ -578,26 +632,48 @@ fn commit(
             }
         }
     } else {
-        ops.iter()
-            .map(|op| {
-                // Each write in its own savepoint: a refused one leaves its neighbours be.
-                control(conn, "SAVEPOINT op").map_err(db_err)?;
-                let refused = match apply(conn, op, now, known) {
-                    Ok(done) => match control(conn, "RELEASE op") {
-                        Ok(()) => {
-                            known.note(op, &done);
-                            return Ok(done);
-                        }
-                        Err(e) => db_err(e),
-                    },
-                    Err(e) => e.into_error(path),
-                };
-                control(conn, "ROLLBACK TO op")
-                    .and_then(|()| control(conn, "RELEASE op"))
-                    .map_err(db_err)?;
-                Err(refused)
-            })
-            .collect()
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            // Each write in its own savepoint: a refused one leaves its neighbours be.
+            if let Err(e) = control(conn, "SAVEPOINT op") {
+                results.push(Err(db_err(e)));
+                continue;
+            }
+            let refused = match apply(conn, op, now, known) {
+                Ok(done) => match control(conn, "RELEASE op") {
+                    Ok(()) => {
+                        known.note(op, &done);
+                        results.push(Ok(done));
+                        continue;
+                    }
+                    Err(e) => db_err(e),
+                },
+                Err(e) => e.into_error(path),
+            };
+            if let Err(e) =
+                control(conn, "ROLLBACK TO op").and_then(|()| control(conn, "RELEASE op"))
+            {
+                // The refused write may be half in the transaction: committing would keep its
+                // rows. The whole batch goes, and every write in it is told so.
+                let _ = control(conn, "ROLLBACK");
+                known.forget();
+                let message = format!(
+                    "a refused write could not be undone ({e}), so no write of its batch was \
+                     committed; try again"
+                );
+                return ops
+                    .iter()
+                    .map(|_| {
+                        Err(Error::Database {
+                            path: path.to_string(),
+                            message: message.clone(),
+                        })
+                    })
+                    .collect();
+            }
+            results.push(Err(refused));
+        }
+        results
     };
     if let Err(e) = control(conn, "COMMIT") {
         let _ = control(conn, "ROLLBACK");
@@ -1376,6 +1452,70 @@ impl Journal for SqliteJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Transaction-control statements that fail on this thread (`control`), so the
+        /// writer's failure paths can be driven.
+        pub(super) static FAIL_CONTROL: std::cell::RefCell<Vec<&'static str>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn failing<T>(statements: &[&'static str], f: impl FnOnce() -> T) -> T {
+        FAIL_CONTROL.with(|fail| *fail.borrow_mut() = statements.to_vec());
+        let out = f();
+        FAIL_CONTROL.with(|fail| fail.borrow_mut().clear());
+        out
+    }
+
+    /// A refused write whose savepoint cannot be rolled back may be half in the transaction:
+    /// the whole batch is rolled back and every write in it fails, rather than committing
+    /// partial rows. A writer connection left inside a transaction by a failed `ROLLBACK` is
+    /// opened anew, rather than refusing every later write.
+    #[test]
+    fn a_failed_rollback_commits_nothing_and_wedges_nothing() {
+        let (dir, mut conn, p) = writer();
+        let mut known = Known::default();
+        commit(&mut conn, 0, &[append("r1", None, 1)], &p, &mut known);
+        let batch = [
+            append("r1", Some(1), 2),
+            append("r1", Some(1), 5),
+            append("r2", None, 1),
+        ];
+        let results = failing(&["ROLLBACK TO op"], || {
+            commit(&mut conn, 0, &batch, &p, &mut known)
+        });
+        assert_eq!(results.len(), 3);
+        for result in &results {
+            let message = result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(message.contains("could not be undone"), "{message}");
+        }
+        assert_eq!(
+            events_of(&conn, "r1"),
+            1,
+            "nothing of the batch was committed"
+        );
+        assert_eq!(events_of(&conn, "r2"), 0);
+
+        // Now the ROLLBACK fails too: the connection is left inside the transaction.
+        let results = failing(&["ROLLBACK TO op", "ROLLBACK"], || {
+            commit(&mut conn, 0, &batch, &p, &mut known)
+        });
+        assert!(results.iter().all(Result::is_err));
+        assert!(
+            !conn.is_autocommit(),
+            "the injected failure left a transaction open"
+        );
+        reset_if_wedged(&mut conn, &p, Sync::Normal, &mut known);
+        assert!(conn.is_autocommit());
+        let next = commit(&mut conn, 0, &[append("r1", Some(1), 1)], &p, &mut known);
+        assert_eq!(seq(&next[0]), Some(2), "{:?}", next[0].as_ref().err());
+        assert_eq!(events_of(&conn, "r2"), 0);
+        drop(dir);
+    }
 
     fn append(run_id: &str, expected: Option<u64>, events: usize) -> Op {
         append_then(run_id, expected, events, None)

@@ -5,7 +5,6 @@
 //! When the server cannot be reached the tests say so loudly and pass, unless `CI` or
 //! `CHASSIS_TEST_PG_REQUIRED` is set: then they fail.
 
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,92 +15,16 @@ use tokio_postgres::NoTls;
 #[path = "postgres/tls.rs"]
 mod tls;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub(crate) use chassis_testkit::pg::{Schema, base_url, required};
 
-fn base_url() -> String {
-    std::env::var("CHASSIS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-fn required() -> bool {
-    let set = |name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    set("CI") || set("CHASSIS_TEST_PG_REQUIRED")
-}
-
-/// A schema of the test's own; dropped (with everything in it) when the test ends.
-struct Schema {
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    /// Creates the schema, or `None` (after a loud message) when there is no server.
-    async fn new() -> Option<Schema> {
-        let base = base_url();
-        let client = match tokio_postgres::connect(&base, NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                client
-            }
-            Err(e) => {
-                let banner = "!".repeat(78);
-                let message = format!(
-                    "{banner}\n!! PostgreSQL at {} is unreachable ({e}: {}): SKIPPING the \
-                     PostgreSQL journal tests.\n!! Start it, or set CHASSIS_TEST_PG_URL.\n{banner}",
-                    chassis_store::redact(&base),
-                    std::error::Error::source(&e).map_or(String::new(), |s| s.to_string()),
-                );
-                if required() {
-                    panic!("{message}");
-                }
-                eprintln!("{message}");
-                return None;
-            }
-        };
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        let name = format!("t_{:016x}", hasher.finish());
-        client
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap();
-        let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options=-csearch_path%3D{name}");
-        Some(Schema { name, url })
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        // Drop runs outside any async context of its own: use a small runtime on a thread.
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok((client, connection)) = tokio_postgres::connect(&base_url(), NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+/// A schema of the test's own (see [`chassis_testkit::pg`]).
+async fn new_schema() -> Option<Schema> {
+    Schema::new("t", "the PostgreSQL journal tests").await
 }
 
 async fn postgres() -> Option<(Arc<dyn Journal>, Schema)> {
-    let schema = Schema::new().await?;
-    let journal = PostgresJournal::connect(&schema.url, 8).await.unwrap();
+    let schema = new_schema().await?;
+    let journal = PostgresJournal::connect(schema.url(), 8).await.unwrap();
     Some((Arc::new(journal), schema))
 }
 
@@ -117,17 +40,17 @@ fn new_run(id: &str) -> NewRun {
 
 /// A client on the test's schema, for looking behind the journal's back.
 async fn client(schema: &Schema) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(schema.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
     client
 }
 
 #[tokio::test]
 async fn open_picks_postgres_for_urls() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = new_schema().await else {
         return;
     };
-    let journal = chassis_store::open(&schema.url).await.unwrap();
+    let journal = chassis_store::open(schema.url()).await.unwrap();
     journal
         .create(&new_run("r"), &[started("agent")], Wake::Now, None)
         .await
@@ -139,7 +62,7 @@ async fn open_picks_postgres_for_urls() {
         .unwrap()
         .get(0);
     assert_eq!(count, 1);
-    let url = schema.url.replacen("postgres://", "postgresql://", 1);
+    let url = schema.url().replacen("postgres://", "postgresql://", 1);
     assert!(chassis_store::open(&url).await.is_ok());
 }
 
@@ -181,7 +104,7 @@ async fn bad_urls_are_refused_without_the_password() {
 
 #[tokio::test]
 async fn unknown_database_and_role_are_named() {
-    if Schema::new().await.is_none() {
+    if new_schema().await.is_none() {
         return;
     }
     let base = base_url();
@@ -216,19 +139,19 @@ async fn unknown_database_and_role_are_named() {
 
 #[tokio::test]
 async fn a_database_from_a_newer_chassis_is_refused_untouched() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = new_schema().await else {
         return;
     };
-    drop(PostgresJournal::connect(&schema.url, 1).await.unwrap());
+    drop(PostgresJournal::connect(schema.url(), 1).await.unwrap());
     let client = client(&schema).await;
     client
         .batch_execute(
-            "UPDATE chassis_meta SET value = '7' WHERE key = 'schema_version';
+            "UPDATE chassis_meta SET value = '1000' WHERE key = 'schema_version';
              CREATE TABLE future (x int);",
         )
         .await
         .unwrap();
-    let err = PostgresJournal::connect(&schema.url, 1)
+    let err = PostgresJournal::connect(schema.url(), 1)
         .await
         .err()
         .unwrap();
@@ -236,7 +159,7 @@ async fn a_database_from_a_newer_chassis_is_refused_untouched() {
         matches!(
             err,
             Error::SchemaTooNew {
-                found: 7,
+                found: 1000,
                 supported,
             } if supported == chassis_store::schema_version("postgres://")
         ),
@@ -245,7 +168,7 @@ async fn a_database_from_a_newer_chassis_is_refused_untouched() {
     assert_eq!(
         err.to_string(),
         format!(
-            "journal schema version 7 is newer than this chassis supports ({}); upgrade chassis",
+            "journal schema version 1000 is newer than this chassis supports ({}); upgrade chassis",
             chassis_store::schema_version("postgres://")
         )
     );
@@ -257,7 +180,7 @@ async fn a_database_from_a_newer_chassis_is_refused_untouched() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, "7");
+    assert_eq!(version, "1000");
     assert!(
         client
             .query_one("SELECT count(*) FROM future", &[])
@@ -268,12 +191,12 @@ async fn a_database_from_a_newer_chassis_is_refused_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starters_migrate_once() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = new_schema().await else {
         return;
     };
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let url = schema.url.clone();
+        let url = schema.url().to_string();
         tasks.push(tokio::spawn(async move {
             PostgresJournal::connect(&url, 1).await.map(|_| ())
         }));
@@ -295,11 +218,11 @@ async fn concurrent_starters_migrate_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_wakes_when_a_run_becomes_runnable() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = new_schema().await else {
         return;
     };
-    let worker = Arc::new(PostgresJournal::connect(&schema.url, 2).await.unwrap());
-    let other = PostgresJournal::connect(&schema.url, 2).await.unwrap();
+    let worker = Arc::new(PostgresJournal::connect(schema.url(), 2).await.unwrap());
+    let other = PostgresJournal::connect(schema.url(), 2).await.unwrap();
     // The first wait starts listening and returns once it listens (it may have missed
     // something); a claim then takes what there is (nothing), so the next wait really waits.
     let started_at = Instant::now();
@@ -340,10 +263,10 @@ async fn an_idle_worker_wakes_when_a_run_becomes_runnable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_wakes_when_a_lease_expires() {
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = new_schema().await else {
         return;
     };
-    let journal = PostgresJournal::connect(&schema.url, 2).await.unwrap();
+    let journal = PostgresJournal::connect(schema.url(), 2).await.unwrap();
     journal
         .create(&new_run("r"), &[started("agent")], Wake::Now, None)
         .await

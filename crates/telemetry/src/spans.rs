@@ -297,6 +297,12 @@ impl Tracer {
             .entry(run_id.to_string())
             .or_insert_with(|| RunSpans::new(run_id));
         let seq = state.seq;
+        let at = At {
+            run_id,
+            state,
+            now,
+            seq,
+        };
         run.status = state.status.as_str();
         if matches!(event, Event::RunStarted(_) | Event::RunResumed { .. }) || run.segment.is_none()
         {
@@ -307,35 +313,7 @@ impl Tracer {
             }
         }
         match event {
-            Event::ModelRequested { step, model, .. } => {
-                if let Some(chat) = run.chat.take() {
-                    self.end(run, chat, now, None, seq);
-                }
-                let (provider, name) = split_model(model);
-                let mut span = self.open(
-                    run,
-                    format!("chat {name}"),
-                    SpanKind::Client,
-                    span_id(run_id, state.seq),
-                    now,
-                );
-                span.attributes = vec![
-                    KeyValue::str("gen_ai.operation.name", "chat"),
-                    KeyValue::str("gen_ai.provider.name", provider),
-                    KeyValue::str("gen_ai.request.model", name),
-                    KeyValue::int("gen_ai.request.max_tokens", i64::from(state.max_tokens)),
-                    KeyValue::str("gen_ai.conversation.id", run_id),
-                    KeyValue::int("chassis.step", i64::from(*step)),
-                ];
-                if self.capture_content {
-                    span.attributes.push(KeyValue::str(
-                        "gen_ai.input.messages",
-                        input_messages(&state.messages).to_string(),
-                    ));
-                }
-                run.chat = Some(span);
-                run.chat_seq = seq;
-            }
+            Event::ModelRequested { step, model, .. } => self.chat_requested(run, &at, step, model),
             Event::ModelResponded {
                 model,
                 message,
@@ -343,134 +321,25 @@ impl Tracer {
                 finish_reason,
                 cost_usd,
                 ..
-            } => {
-                let Some(mut span) = run.chat.take() else {
-                    return;
-                };
-                let (provider, name) = split_model(model);
-                let finish = finish_reason.clone().unwrap_or_else(|| {
-                    if message.tool_calls.is_empty() {
-                        "stop".into()
-                    } else {
-                        "tool_calls".into()
-                    }
-                });
-                set(&mut span, KeyValue::str("gen_ai.provider.name", provider));
-                span.attributes.extend([
-                    KeyValue::str("gen_ai.response.model", name),
-                    KeyValue::strs("gen_ai.response.finish_reasons", [finish.clone()]),
-                    KeyValue::int("gen_ai.usage.input_tokens", usage.input_tokens as i64),
-                    KeyValue::int("gen_ai.usage.output_tokens", usage.output_tokens as i64),
-                ]);
-                if usage.cached_input_tokens > 0 {
-                    span.attributes.push(KeyValue::int(
-                        "gen_ai.usage.cache_read.input_tokens",
-                        usage.cached_input_tokens as i64,
-                    ));
-                }
-                if let Some(cost) = cost_usd {
-                    span.attributes
-                        .push(KeyValue::double("chassis.cost_usd", *cost));
-                }
-                if self.capture_content {
-                    let mut out = assistant_message(message);
-                    out["finish_reason"] = finish.into();
-                    span.attributes.push(KeyValue::str(
-                        "gen_ai.output.messages",
-                        json!([out]).to_string(),
-                    ));
-                }
-                self.end(run, span, now, None, seq);
-            }
+            } => self.chat_answered(run, &at, model, message, usage, finish_reason, cost_usd),
             Event::ModelFailed {
                 error, unavailable, ..
-            } => {
-                let Some(mut span) = run.chat.take() else {
-                    return;
-                };
-                let kind = if *unavailable {
-                    "unavailable"
-                } else {
-                    "model_error"
-                };
-                span.attributes.push(KeyValue::str("error.type", kind));
-                let status = Status {
-                    code: StatusCode::Error as i32,
-                    message: error.clone(),
-                };
-                self.end(run, span, now, Some(status), seq);
-            }
+            } => self.chat_failed(run, &at, error, unavailable),
             Event::ToolStarted {
                 call_id,
                 name,
                 args,
                 risk,
                 ..
-            } => {
-                let mut span = self.open(
-                    run,
-                    format!("execute_tool {name}"),
-                    SpanKind::Internal,
-                    span_id(run_id, state.seq),
-                    now,
-                );
-                span.attributes = vec![
-                    KeyValue::str("gen_ai.operation.name", "execute_tool"),
-                    KeyValue::str("gen_ai.tool.name", name),
-                    // The provider's id for the call; the journal's is `chassis.call.id`.
-                    KeyValue::str(
-                        "gen_ai.tool.call.id",
-                        state
-                            .call(call_id)
-                            .map_or(call_id.as_str(), |c| c.call.id.as_str()),
-                    ),
-                    KeyValue::str("chassis.call.id", call_id),
-                    KeyValue::str("gen_ai.tool.type", "function"),
-                    KeyValue::str("chassis.tool.risk", risk.to_string()),
-                    KeyValue::int("chassis.step", i64::from(state.steps)),
-                ];
-                if let Some(def) = state.tool(name) {
-                    span.attributes
-                        .push(KeyValue::str("gen_ai.tool.description", &def.description));
-                }
-                if self.capture_content {
-                    span.attributes.push(KeyValue::str(
-                        "gen_ai.tool.call.arguments",
-                        args.to_string(),
-                    ));
-                }
-                run.tools.retain(|(id, _, _)| id != call_id);
-                run.tools.push((call_id.clone(), seq, span));
-            }
+            } => self.tool_started(run, &at, call_id, name, args, risk),
             Event::ToolFinished {
                 call_id,
                 ok,
                 content,
                 ..
-            } => {
-                let Some(index) = run.tools.iter().position(|(id, _, _)| id == call_id) else {
-                    return;
-                };
-                let (_, _, mut span) = run.tools.remove(index);
-                if self.capture_content {
-                    span.attributes
-                        .push(KeyValue::str("gen_ai.tool.call.result", content));
-                }
-                let status = (!ok).then(|| {
-                    span.attributes
-                        .push(KeyValue::str("error.type", "tool_error"));
-                    Status {
-                        code: StatusCode::Error as i32,
-                        message: if self.capture_content {
-                            content.clone()
-                        } else {
-                            "the tool failed".into()
-                        },
-                    }
-                });
-                self.end(run, span, now, status, seq);
-            }
-            Event::RunWaiting { .. } | Event::RunPaused { .. } => {
+            } => self.tool_finished(run, &at, call_id, ok, content),
+            // Stops whose reason is worth an event on the segment they end.
+            Event::RunWaiting { .. } | Event::RunPaused { .. } | Event::RunCancelled { .. } => {
                 self.annotate(run, None, event, now);
                 self.close_segment(run, now, Some(state), Some(seq));
                 run.stopped = true;
@@ -499,9 +368,206 @@ impl Tracer {
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
-            | Event::ResumeRequested { .. }
-            | Event::RunCancelled { .. } => self.annotate(run, None, event, now),
+            | Event::ResumeRequested { .. } => self.annotate(run, None, event, now),
         }
+    }
+
+    /// A model call begins: a `chat` span (ending one a crash left open).
+    fn chat_requested(&self, run: &mut RunSpans, at: &At<'_>, step: &u32, model: &str) {
+        let At {
+            run_id,
+            state,
+            now,
+            seq,
+            ..
+        } = *at;
+        if let Some(chat) = run.chat.take() {
+            self.end(run, chat, now, None, seq);
+        }
+        let (provider, name) = split_model(model);
+        let mut span = self.open(
+            run,
+            format!("chat {name}"),
+            SpanKind::Client,
+            span_id(run_id, state.seq),
+            now,
+        );
+        span.attributes = vec![
+            KeyValue::str("gen_ai.operation.name", "chat"),
+            KeyValue::str("gen_ai.provider.name", provider),
+            KeyValue::str("gen_ai.request.model", name),
+            KeyValue::int("gen_ai.request.max_tokens", i64::from(state.max_tokens)),
+            KeyValue::str("gen_ai.conversation.id", run_id),
+            KeyValue::int("chassis.step", i64::from(*step)),
+        ];
+        if self.capture_content {
+            span.attributes.push(KeyValue::str(
+                "gen_ai.input.messages",
+                input_messages(&state.messages).to_string(),
+            ));
+        }
+        run.chat = Some(span);
+        run.chat_seq = seq;
+    }
+
+    /// A model call answered: its `chat` span ends with the reply's model, usage and cost.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of `model_responded`, as the event carries them"
+    )]
+    fn chat_answered(
+        &self,
+        run: &mut RunSpans,
+        at: &At<'_>,
+        model: &str,
+        message: &chassis_core::AssistantMessage,
+        usage: &chassis_core::Usage,
+        finish_reason: &Option<String>,
+        cost_usd: &Option<f64>,
+    ) {
+        let At { now, seq, .. } = *at;
+        let Some(mut span) = run.chat.take() else {
+            return;
+        };
+        let (provider, name) = split_model(model);
+        let finish = finish_reason.clone().unwrap_or_else(|| {
+            if message.tool_calls.is_empty() {
+                "stop".into()
+            } else {
+                "tool_calls".into()
+            }
+        });
+        set(&mut span, KeyValue::str("gen_ai.provider.name", provider));
+        span.attributes.extend([
+            KeyValue::str("gen_ai.response.model", name),
+            KeyValue::strs("gen_ai.response.finish_reasons", [finish.clone()]),
+            KeyValue::int("gen_ai.usage.input_tokens", usage.input_tokens as i64),
+            KeyValue::int("gen_ai.usage.output_tokens", usage.output_tokens as i64),
+        ]);
+        if usage.cached_input_tokens > 0 {
+            span.attributes.push(KeyValue::int(
+                "gen_ai.usage.cache_read.input_tokens",
+                usage.cached_input_tokens as i64,
+            ));
+        }
+        if let Some(cost) = cost_usd {
+            span.attributes
+                .push(KeyValue::double("chassis.cost_usd", *cost));
+        }
+        if self.capture_content {
+            let mut out = assistant_message(message);
+            out["finish_reason"] = finish.into();
+            span.attributes.push(KeyValue::str(
+                "gen_ai.output.messages",
+                json!([out]).to_string(),
+            ));
+        }
+        self.end(run, span, now, None, seq);
+    }
+
+    /// A model call failed after every attempt and fallback: its `chat` span ends in error.
+    fn chat_failed(&self, run: &mut RunSpans, at: &At<'_>, error: &str, unavailable: &bool) {
+        let At { now, seq, .. } = *at;
+        let Some(mut span) = run.chat.take() else {
+            return;
+        };
+        let kind = if *unavailable {
+            "unavailable"
+        } else {
+            "model_error"
+        };
+        span.attributes.push(KeyValue::str("error.type", kind));
+        let status = Status {
+            code: StatusCode::Error as i32,
+            message: error.to_string(),
+        };
+        self.end(run, span, now, Some(status), seq);
+    }
+
+    /// A tool call's intent: an `execute_tool` span.
+    fn tool_started(
+        &self,
+        run: &mut RunSpans,
+        at: &At<'_>,
+        call_id: &String,
+        name: &str,
+        args: &Value,
+        risk: &chassis_core::RiskClass,
+    ) {
+        let At {
+            run_id,
+            state,
+            now,
+            seq,
+            ..
+        } = *at;
+        let mut span = self.open(
+            run,
+            format!("execute_tool {name}"),
+            SpanKind::Internal,
+            span_id(run_id, state.seq),
+            now,
+        );
+        span.attributes = vec![
+            KeyValue::str("gen_ai.operation.name", "execute_tool"),
+            KeyValue::str("gen_ai.tool.name", name),
+            // The provider's id for the call; the journal's is `chassis.call.id`.
+            KeyValue::str(
+                "gen_ai.tool.call.id",
+                state
+                    .call(call_id)
+                    .map_or(call_id.as_str(), |c| c.call.id.as_str()),
+            ),
+            KeyValue::str("chassis.call.id", call_id),
+            KeyValue::str("gen_ai.tool.type", "function"),
+            KeyValue::str("chassis.tool.risk", risk.to_string()),
+            KeyValue::int("chassis.step", i64::from(state.steps)),
+        ];
+        if let Some(def) = state.tool(name) {
+            span.attributes
+                .push(KeyValue::str("gen_ai.tool.description", &def.description));
+        }
+        if self.capture_content {
+            span.attributes.push(KeyValue::str(
+                "gen_ai.tool.call.arguments",
+                args.to_string(),
+            ));
+        }
+        run.tools.retain(|(id, _, _)| id != call_id);
+        run.tools.push((call_id.clone(), seq, span));
+    }
+
+    /// A tool call's result: its `execute_tool` span ends, in error if the tool failed.
+    fn tool_finished(
+        &self,
+        run: &mut RunSpans,
+        at: &At<'_>,
+        call_id: &str,
+        ok: &bool,
+        content: &String,
+    ) {
+        let At { now, seq, .. } = *at;
+        let Some(index) = run.tools.iter().position(|(id, _, _)| id == call_id) else {
+            return;
+        };
+        let (_, _, mut span) = run.tools.remove(index);
+        if self.capture_content {
+            span.attributes
+                .push(KeyValue::str("gen_ai.tool.call.result", content));
+        }
+        let status = (!ok).then(|| {
+            span.attributes
+                .push(KeyValue::str("error.type", "tool_error"));
+            Status {
+                code: StatusCode::Error as i32,
+                message: if self.capture_content {
+                    content.clone()
+                } else {
+                    "the tool failed".into()
+                },
+            }
+        });
+        self.end(run, span, now, status, seq);
     }
 
     /// Adds `event` as a span event on its target span (or on the segment).
@@ -525,6 +591,15 @@ impl Tracer {
             dropped_attributes_count: 0,
         });
     }
+}
+
+/// Where an event is handled: its run, the state it leads to, the observer's clock, its seq.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    run_id: &'a str,
+    state: &'a RunState,
+    now: u64,
+    seq: u64,
 }
 
 enum Target<'a> {

@@ -205,34 +205,9 @@ impl Builder {
     fn add(&mut self, record: &Record) {
         let at = self.cursor;
         match &record.event {
-            Event::RunStarted(start) => {
-                let mut node = self.node(NodeKind::Started, record, at, "started".into());
-                node.attrs
-                    .insert("agent".into(), start.agent.clone().into());
-                node.attrs
-                    .insert("model".into(), start.model.clone().into());
-                self.nodes.push(node);
-            }
-            Event::RunResumed { at_ms } => {
-                self.cursor = self.cursor.max(*at_ms);
-                if let Some(wait) = self.wait.take().and_then(|i| self.nodes.get_mut(i)) {
-                    let waited = at_ms.saturating_sub(self.start + wait.start_ms);
-                    wait.duration_ms = Some(waited);
-                    self.waiting_ms += waited;
-                }
-                // What follows a resume, until the next model call, finishes the last step
-                // (its calls, run now, perhaps by another process).
-                self.step = self.nodes.iter().rposition(|n| n.kind == NodeKind::Step);
-                let node = self.node(NodeKind::Resumed, record, self.cursor, "resumed".into());
-                self.nodes.push(node);
-            }
-            Event::ModelRequested { step, model, .. } => {
-                let mut node = self.node(NodeKind::Step, record, at, format!("step {step}"));
-                node.attrs.insert("step".into(), (*step).into());
-                node.attrs.insert("model".into(), model.clone().into());
-                self.nodes.push(node);
-                self.step = Some(self.nodes.len() - 1);
-            }
+            Event::RunStarted(start) => self.started(record, at, start),
+            Event::RunResumed { at_ms } => self.resumed(record, at_ms),
+            Event::ModelRequested { step, model, .. } => self.step_started(record, at, step, model),
             Event::ModelResponded {
                 model,
                 message,
@@ -241,180 +216,45 @@ impl Builder {
                 latency_ms,
                 cost_usd,
                 ..
-            } => {
-                let Some(step) = self.current_step() else {
-                    return;
-                };
-                let start = step.start_ms;
-                step.duration_ms = Some(*latency_ms);
-                step.ok = Some(true);
-                step.attrs.insert("served_by".into(), model.clone().into());
-                step.attrs
-                    .insert("input_tokens".into(), usage.input_tokens.into());
-                step.attrs
-                    .insert("output_tokens".into(), usage.output_tokens.into());
-                if let Some(cost) = cost_usd {
-                    step.attrs.insert("cost_usd".into(), (*cost).into());
-                }
-                if let Some(reason) = finish_reason {
-                    step.attrs
-                        .insert("finish_reason".into(), reason.clone().into());
-                }
-                let answer = if message.tool_calls.is_empty() {
-                    "answer".to_string()
-                } else {
-                    let names: Vec<&str> =
-                        message.tool_calls.iter().map(|c| c.name.as_str()).collect();
-                    format!("calls {}", names.join(", "))
-                };
-                step.attrs.insert("reply".into(), answer.into());
-                self.cursor = self.start + start + latency_ms;
-            }
-            Event::ModelFailed { error, .. } => {
-                let base = self.start;
-                let Some(step) = self.current_step() else {
-                    return;
-                };
-                let start = step.start_ms;
-                // No latency is journaled for a failed call; the record's time bounds it.
-                let end = (record.at_ms.max(0) as u64).max(base + start);
-                step.duration_ms = Some(end - base - start);
-                step.ok = Some(false);
-                step.attrs.insert("error".into(), error.clone().into());
-                self.cursor = end;
-            }
+            } => self.step_answered(model, message, usage, finish_reason, latency_ms, cost_usd),
+            Event::ModelFailed { error, .. } => self.step_failed(record, error),
             Event::ModelAttemptFailed {
                 model,
                 attempt,
                 error,
                 delay_ms,
                 ..
-            } => {
-                let mut node = self.node(
-                    NodeKind::Retry,
-                    record,
-                    at,
-                    format!("{model} attempt {attempt} failed"),
-                );
-                node.ok = Some(false);
-                node.attrs.insert("error".into(), error.clone().into());
-                if let Some(delay) = delay_ms {
-                    node.attrs.insert("retry_in_ms".into(), (*delay).into());
-                }
-                self.push_in_step(node);
-            }
-            Event::ModelCircuitOpen { model, .. } => {
-                let node = self.node(
-                    NodeKind::Retry,
-                    record,
-                    at,
-                    format!("{model} skipped: circuit breaker open"),
-                );
-                self.push_in_step(node);
-            }
+            } => self.attempt_failed(record, at, model, attempt, error, delay_ms),
+            Event::ModelCircuitOpen { model, .. } => self.model_skipped(record, at, model),
             Event::ModelFallback {
                 from, to, reason, ..
-            } => {
-                let mut node = self.node(
-                    NodeKind::Retry,
-                    record,
-                    at,
-                    format!("fallback {from} → {to}"),
-                );
-                node.attrs.insert("reason".into(), reason.clone().into());
-                self.push_in_step(node);
-            }
+            } => self.fallback(record, at, from, to, reason),
             Event::ToolStarted {
                 call_id,
                 name,
                 risk,
                 ..
-            } => {
-                let mut node = self.node(NodeKind::Tool, record, at, name.clone());
-                node.attrs.insert("call_id".into(), call_id.clone().into());
-                node.attrs.insert("risk".into(), risk.to_string().into());
-                self.push_in_step(node);
-            }
+            } => self.tool_started(record, at, call_id, name, risk),
             Event::ToolAttemptFailed {
                 call_id,
                 attempt,
                 error,
                 delay_ms,
-            } => {
-                let mut node = self.node(
-                    NodeKind::Retry,
-                    record,
-                    at,
-                    format!("attempt {attempt} failed"),
-                );
-                node.ok = Some(false);
-                node.attrs.insert("error".into(), error.clone().into());
-                node.attrs.insert("retry_in_ms".into(), (*delay_ms).into());
-                match self.tool_mut(call_id) {
-                    Some(tool) => tool.children.push(node),
-                    None => self.push_in_step(node),
-                }
-            }
+            } => self.tool_attempt_failed(record, at, call_id, attempt, error, delay_ms),
             Event::ToolFinished {
                 call_id,
                 ok,
                 content,
                 latency_ms,
-            } => {
-                let start = self.start;
-                let Some(tool) = self.tool_mut(call_id) else {
-                    return;
-                };
-                tool.duration_ms = Some(*latency_ms);
-                tool.ok = Some(*ok);
-                if !ok {
-                    tool.attrs.insert("error".into(), content.clone().into());
-                }
-                self.cursor = start + tool.start_ms + latency_ms;
-            }
-            Event::ToolRefused { name, error, .. } => {
-                let mut node = self.node(NodeKind::Note, record, at, format!("{name} refused"));
-                node.ok = Some(false);
-                node.attrs.insert("error".into(), error.clone().into());
-                self.push_in_step(node);
-            }
+            } => self.tool_finished(call_id, ok, content, latency_ms),
+            Event::ToolRefused { name, error, .. } => self.tool_refused(record, at, name, error),
             Event::ToolOutcomeUnknown { call_id, name } => {
-                let mut node = self.node(
-                    NodeKind::Note,
-                    record,
-                    at,
-                    format!("{name} outcome unknown"),
-                );
-                node.ok = Some(false);
-                node.attrs.insert("call_id".into(), call_id.clone().into());
-                self.push_in_step(node);
+                self.outcome_unknown(record, at, call_id, name)
             }
             Event::RunWaiting { reason, at_ms } | Event::RunPaused { reason, at_ms } => {
-                self.cursor = self.cursor.max(*at_ms);
-                let title = if matches!(record.event, Event::RunWaiting { .. }) {
-                    "waiting for a human"
-                } else {
-                    "paused"
-                };
-                let mut node = self.node(NodeKind::Wait, record, self.cursor, title.into());
-                node.attrs.insert("reason".into(), reason.clone().into());
-                self.nodes.push(node);
-                self.wait = Some(self.nodes.len() - 1);
-                self.step = None;
+                self.stopped(record, reason, at_ms)
             }
-            Event::RunCompleted { .. } | Event::RunFailed { .. } => {
-                // Final events are flushed at once: the record's time is when it happened.
-                self.cursor = self.cursor.max(record.at_ms.max(0) as u64);
-                let ok = matches!(record.event, Event::RunCompleted { .. });
-                let title = if ok { "completed" } else { "failed" };
-                let mut node = self.node(NodeKind::End, record, self.cursor, title.into());
-                node.ok = Some(ok);
-                if let Event::RunFailed { error } = &record.event {
-                    node.attrs.insert("error".into(), error.clone().into());
-                }
-                self.nodes.push(node);
-                self.step = None;
-            }
+            Event::RunCompleted { .. } | Event::RunFailed { .. } => self.ended(record),
             // Limits and human decisions about the run stand at the top level.
             Event::LimitReached { .. }
             | Event::LimitRaised { .. }
@@ -435,6 +275,251 @@ impl Builder {
                 self.push_in_step(node);
             }
         }
+    }
+
+    /// The run started.
+    fn started(&mut self, record: &Record, at: u64, start: &chassis_core::RunStart) {
+        let mut node = self.node(NodeKind::Started, record, at, "started".into());
+        node.attrs
+            .insert("agent".into(), start.agent.clone().into());
+        node.attrs
+            .insert("model".into(), start.model.to_string().into());
+        self.nodes.push(node);
+    }
+
+    /// A resume: ends the wait it follows; what comes next finishes the last step.
+    fn resumed(&mut self, record: &Record, at_ms: &u64) {
+        self.cursor = self.cursor.max(*at_ms);
+        if let Some(wait) = self.wait.take().and_then(|i| self.nodes.get_mut(i)) {
+            let waited = at_ms.saturating_sub(self.start + wait.start_ms);
+            wait.duration_ms = Some(waited);
+            self.waiting_ms += waited;
+        }
+        // What follows a resume, until the next model call, finishes the last step
+        // (its calls, run now, perhaps by another process).
+        self.step = self.nodes.iter().rposition(|n| n.kind == NodeKind::Step);
+        let node = self.node(NodeKind::Resumed, record, self.cursor, "resumed".into());
+        self.nodes.push(node);
+    }
+
+    /// A model call opens a step.
+    fn step_started(&mut self, record: &Record, at: u64, step: &u32, model: &str) {
+        let mut node = self.node(NodeKind::Step, record, at, format!("step {step}"));
+        node.attrs.insert("step".into(), (*step).into());
+        node.attrs.insert("model".into(), model.to_string().into());
+        self.nodes.push(node);
+        self.step = Some(self.nodes.len() - 1);
+    }
+
+    /// The answer ends the step: its latency moves the cursor.
+    fn step_answered(
+        &mut self,
+        model: &str,
+        message: &chassis_core::AssistantMessage,
+        usage: &chassis_core::Usage,
+        finish_reason: &Option<String>,
+        latency_ms: &u64,
+        cost_usd: &Option<f64>,
+    ) {
+        let Some(step) = self.current_step() else {
+            return;
+        };
+        let start = step.start_ms;
+        step.duration_ms = Some(*latency_ms);
+        step.ok = Some(true);
+        step.attrs
+            .insert("served_by".into(), model.to_string().into());
+        step.attrs
+            .insert("input_tokens".into(), usage.input_tokens.into());
+        step.attrs
+            .insert("output_tokens".into(), usage.output_tokens.into());
+        if let Some(cost) = cost_usd {
+            step.attrs.insert("cost_usd".into(), (*cost).into());
+        }
+        if let Some(reason) = finish_reason {
+            step.attrs
+                .insert("finish_reason".into(), reason.to_string().into());
+        }
+        let answer = if message.tool_calls.is_empty() {
+            "answer".to_string()
+        } else {
+            let names: Vec<&str> = message.tool_calls.iter().map(|c| c.name.as_str()).collect();
+            format!("calls {}", names.join(", "))
+        };
+        step.attrs.insert("reply".into(), answer.into());
+        self.cursor = self.start + start + latency_ms;
+    }
+
+    /// A step whose every attempt failed; the record's time bounds it.
+    fn step_failed(&mut self, record: &Record, error: &str) {
+        let base = self.start;
+        let Some(step) = self.current_step() else {
+            return;
+        };
+        let start = step.start_ms;
+        // No latency is journaled for a failed call; the record's time bounds it.
+        let end = (record.at_ms.max(0) as u64).max(base + start);
+        step.duration_ms = Some(end - base - start);
+        step.ok = Some(false);
+        step.attrs.insert("error".into(), error.to_string().into());
+        self.cursor = end;
+    }
+
+    /// A failed attempt of the step's model call.
+    fn attempt_failed(
+        &mut self,
+        record: &Record,
+        at: u64,
+        model: &str,
+        attempt: &u32,
+        error: &str,
+        delay_ms: &Option<u64>,
+    ) {
+        let mut node = self.node(
+            NodeKind::Retry,
+            record,
+            at,
+            format!("{model} attempt {attempt} failed"),
+        );
+        node.ok = Some(false);
+        node.attrs.insert("error".into(), error.to_string().into());
+        if let Some(delay) = delay_ms {
+            node.attrs.insert("retry_in_ms".into(), (*delay).into());
+        }
+        self.push_in_step(node);
+    }
+
+    /// A model skipped because its breaker is open.
+    fn model_skipped(&mut self, record: &Record, at: u64, model: &str) {
+        let node = self.node(
+            NodeKind::Retry,
+            record,
+            at,
+            format!("{model} skipped: circuit breaker open"),
+        );
+        self.push_in_step(node);
+    }
+
+    /// The step moves to the next model of the chain.
+    fn fallback(&mut self, record: &Record, at: u64, from: &str, to: &str, reason: &str) {
+        let mut node = self.node(
+            NodeKind::Retry,
+            record,
+            at,
+            format!("fallback {from} → {to}"),
+        );
+        node.attrs
+            .insert("reason".into(), reason.to_string().into());
+        self.push_in_step(node);
+    }
+
+    /// A tool call's node, in its step.
+    fn tool_started(
+        &mut self,
+        record: &Record,
+        at: u64,
+        call_id: &str,
+        name: &str,
+        risk: &chassis_core::RiskClass,
+    ) {
+        let mut node = self.node(NodeKind::Tool, record, at, name.to_string());
+        node.attrs
+            .insert("call_id".into(), call_id.to_string().into());
+        node.attrs.insert("risk".into(), risk.to_string().into());
+        self.push_in_step(node);
+    }
+
+    /// A failed attempt of a tool call that will be retried, under the call.
+    fn tool_attempt_failed(
+        &mut self,
+        record: &Record,
+        at: u64,
+        call_id: &str,
+        attempt: &u32,
+        error: &str,
+        delay_ms: &u64,
+    ) {
+        let mut node = self.node(
+            NodeKind::Retry,
+            record,
+            at,
+            format!("attempt {attempt} failed"),
+        );
+        node.ok = Some(false);
+        node.attrs.insert("error".into(), error.to_string().into());
+        node.attrs.insert("retry_in_ms".into(), (*delay_ms).into());
+        match self.tool_mut(call_id) {
+            Some(tool) => tool.children.push(node),
+            None => self.push_in_step(node),
+        }
+    }
+
+    /// A tool call's result: its latency moves the cursor.
+    fn tool_finished(&mut self, call_id: &str, ok: &bool, content: &str, latency_ms: &u64) {
+        let start = self.start;
+        let Some(tool) = self.tool_mut(call_id) else {
+            return;
+        };
+        tool.duration_ms = Some(*latency_ms);
+        tool.ok = Some(*ok);
+        if !ok {
+            tool.attrs
+                .insert("error".into(), content.to_string().into());
+        }
+        self.cursor = start + tool.start_ms + latency_ms;
+    }
+
+    /// A call refused before it ran.
+    fn tool_refused(&mut self, record: &Record, at: u64, name: &str, error: &str) {
+        let mut node = self.node(NodeKind::Note, record, at, format!("{name} refused"));
+        node.ok = Some(false);
+        node.attrs.insert("error".into(), error.to_string().into());
+        self.push_in_step(node);
+    }
+
+    /// A call cut off with its outcome unknown.
+    fn outcome_unknown(&mut self, record: &Record, at: u64, call_id: &str, name: &str) {
+        let mut node = self.node(
+            NodeKind::Note,
+            record,
+            at,
+            format!("{name} outcome unknown"),
+        );
+        node.ok = Some(false);
+        node.attrs
+            .insert("call_id".into(), call_id.to_string().into());
+        self.push_in_step(node);
+    }
+
+    /// The run stops to wait for a human, or parks.
+    fn stopped(&mut self, record: &Record, reason: &str, at_ms: &u64) {
+        self.cursor = self.cursor.max(*at_ms);
+        let title = if matches!(record.event, Event::RunWaiting { .. }) {
+            "waiting for a human"
+        } else {
+            "paused"
+        };
+        let mut node = self.node(NodeKind::Wait, record, self.cursor, title.into());
+        node.attrs
+            .insert("reason".into(), reason.to_string().into());
+        self.nodes.push(node);
+        self.wait = Some(self.nodes.len() - 1);
+        self.step = None;
+    }
+
+    /// The run's end.
+    fn ended(&mut self, record: &Record) {
+        // Final events are flushed at once: the record's time is when it happened.
+        self.cursor = self.cursor.max(record.at_ms.max(0) as u64);
+        let ok = matches!(record.event, Event::RunCompleted { .. });
+        let title = if ok { "completed" } else { "failed" };
+        let mut node = self.node(NodeKind::End, record, self.cursor, title.into());
+        node.ok = Some(ok);
+        if let Event::RunFailed { error } = &record.event {
+            node.attrs.insert("error".into(), error.to_string().into());
+        }
+        self.nodes.push(node);
+        self.step = None;
     }
 
     /// A note of an event: its kind as the title, its scalar fields as facts, placed at its

@@ -1,4 +1,5 @@
-//! Command tools: a program run without a shell, JSON arguments on stdin, the result on stdout.
+//! Command tools: a program run without a shell, JSON arguments on stdin, the result on stdout;
+//! a process per call, or one long-lived process for every call (`persistent.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -30,6 +31,8 @@ pub(crate) struct CommandTool {
     timeout: Duration,
     /// What the process finds in its environment besides the default set.
     env: ToolEnv,
+    /// With `persistent = true`: the one process that answers every call.
+    persistent: Option<crate::persistent::Persistent>,
 }
 
 impl CommandTool {
@@ -41,20 +44,32 @@ impl CommandTool {
             .split_first()
             .ok_or_else(|| "must list the program and its arguments".to_string())?;
         let (program, working_dir) = resolve_program(written, base_dir)?;
+        let def = ToolDef {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            parameters: spec.args_schema.clone(),
+            risk: spec.risk,
+            idempotent: spec.idempotent,
+            max_attempts: spec.max_attempts,
+        };
+        let persistent = spec.persistent.then(|| {
+            crate::persistent::Persistent::new(
+                &def,
+                program.clone(),
+                args.to_vec(),
+                working_dir.clone(),
+                spec.env.clone(),
+                spec.timeout,
+            )
+        });
         Ok(CommandTool {
-            def: ToolDef {
-                name: spec.name.clone(),
-                description: spec.description.clone(),
-                parameters: spec.args_schema.clone(),
-                risk: spec.risk,
-                idempotent: spec.idempotent,
-                max_attempts: spec.max_attempts,
-            },
+            def,
             program,
             args: args.to_vec(),
             working_dir,
             timeout: spec.timeout,
             env: spec.env.clone(),
+            persistent,
         })
     }
 
@@ -144,6 +159,9 @@ impl Tool for CommandTool {
     }
 
     async fn call(&self, args: Value, ctx: &CallContext) -> Result<String, ToolError> {
+        if let Some(persistent) = &self.persistent {
+            return persistent.call(args, ctx).await;
+        }
         let name = self.name();
         let input = serde_json::to_vec(&args).map_err(|e| {
             ToolError::failed(format!("cannot serialize arguments for `{name}`: {e}"))
@@ -386,6 +404,7 @@ mod tests {
             idempotent: false,
             max_attempts: 1,
             env: ToolEnv::default(),
+            persistent: false,
         };
         let e = CommandTool::new(&spec("no-such-program-xyz"), dir.path())
             .err()

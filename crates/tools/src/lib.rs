@@ -3,7 +3,8 @@
 //! A [`Toolbox`] holds the tools one agent is granted, built from its spec entries: the
 //! `builtin:fs` file tools, confined to a root directory; the `builtin:http` tools, limited to
 //! an allowlist of hosts and to public addresses; command tools, programs run without a shell
-//! that read JSON arguments on stdin and answer on stdout; and the tools of MCP servers, over
+//! that read JSON arguments on stdin and answer on stdout (a process per call, or one process
+//! for every call with `persistent = true`); and the tools of MCP servers, over
 //! stdio or streamable HTTP, through one restartable connection per server.
 //! [`Toolbox::prepare`] validates a model's raw call against the tool's JSON Schema before
 //! anything runs; a [`Refusal`] is phrased for the model so it can correct itself.
@@ -16,6 +17,8 @@ mod error;
 mod fs;
 mod http;
 mod mcp;
+mod persistent;
+mod simple_schema;
 mod tool;
 mod toolbox;
 mod validate;

@@ -22,7 +22,7 @@ pub struct Toolbox {
 
 struct Entry {
     tool: Arc<dyn Tool>,
-    validator: jsonschema::Validator,
+    validator: validate::Validator,
 }
 
 impl Toolbox {
@@ -150,7 +150,7 @@ impl Toolbox {
     /// a name already in the toolbox is refused.
     pub fn with_tools(self, tools: Vec<Arc<dyn Tool>>) -> Result<Toolbox, Error> {
         let bounds = self.bounds;
-        let mut built: Vec<(String, Arc<dyn Tool>, jsonschema::Validator)> = self
+        let mut built: Vec<(String, Arc<dyn Tool>, validate::Validator)> = self
             .entries
             .into_iter()
             .map(|entry| {
@@ -175,7 +175,7 @@ impl Toolbox {
     }
 
     fn assemble(
-        built: Vec<(String, Arc<dyn Tool>, jsonschema::Validator)>,
+        built: Vec<(String, Arc<dyn Tool>, validate::Validator)>,
     ) -> Result<Toolbox, Error> {
         let mut entries = Vec::with_capacity(built.len());
         let mut by_name = HashMap::new();

@@ -62,7 +62,7 @@ fn available_list(available: &[String]) -> String {
 /// The validator's formats other than `uri`, `date-time` and `email`, each compiled as
 /// accepting anything: they stay annotations, left to the tool, since the validator's checks
 /// of them (hostnames, regexes, IRIs, …) differ too often from what tools accept.
-const UNCHECKED_FORMATS: [&str; 16] = [
+pub(crate) const UNCHECKED_FORMATS: [&str; 16] = [
     "date",
     "duration",
     "hostname",
@@ -81,10 +81,57 @@ const UNCHECKED_FORMATS: [&str; 16] = [
     "uuid",
 ];
 
+/// A tool's compiled parameter schema.
+///
+/// A schema of the common subset (`simple_schema.rs`) is checked by that fast path, and
+/// `jsonschema` compiles it only when an argument the fast path cannot vouch for arrives
+/// (which also words the violations); any other schema is compiled by `jsonschema` at once.
+/// So an agent whose tools all have plain schemas never builds the meta-schema's validator.
+pub(crate) struct Validator {
+    schema: Value,
+    fast: Option<crate::simple_schema::Node>,
+    full: std::sync::OnceLock<Result<jsonschema::Validator, String>>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("schema", &self.schema)
+            .field("fast", &self.fast.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    /// The full validator, compiled now if it was not yet.
+    fn full(&self) -> Result<&jsonschema::Validator, &str> {
+        self.full
+            .get_or_init(|| compile_full(&self.schema))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
 /// Compiles a tool's parameter schema; the error says what is wrong and where in the schema.
 ///
 /// Of the `format` keywords, `uri`, `date-time` and `email` are checked.
-pub(crate) fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+pub(crate) fn compile(schema: &Value) -> Result<Validator, String> {
+    let full = std::sync::OnceLock::new();
+    let fast = crate::simple_schema::Node::parse(schema);
+    if fast.is_none() {
+        // Outside the subset: checked against the meta-schema now, so a bad schema fails the
+        // agent's load rather than a call.
+        let _ = full.set(Ok(compile_full(schema)?));
+    }
+    Ok(Validator {
+        schema: schema.clone(),
+        fast,
+        full,
+    })
+}
+
+/// Compiles `schema` with `jsonschema` (checking it against the meta-schema first).
+pub(crate) fn compile_full(schema: &Value) -> Result<jsonschema::Validator, String> {
     let mut options = jsonschema::options().should_validate_formats(true);
     for format in UNCHECKED_FORMATS {
         options = options.with_format(format, |_: &str| true);
@@ -105,7 +152,7 @@ pub(crate) fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 /// a tool without parameters.
 pub(crate) fn check(
     tool: &str,
-    validator: &jsonschema::Validator,
+    validator: &Validator,
     raw_arguments: &str,
 ) -> Result<Value, Refusal> {
     let args: Value = if raw_arguments.trim().is_empty() {
@@ -125,7 +172,18 @@ pub(crate) fn check(
             )],
         });
     }
-    let violations: Vec<String> = validator
+    if validator
+        .fast
+        .as_ref()
+        .is_some_and(|fast| fast.surely_valid(&args))
+    {
+        return Ok(args);
+    }
+    let full = validator.full().map_err(|e| Refusal::InvalidArguments {
+        tool: tool.to_string(),
+        violations: vec![format!("the tool's schema {e}")],
+    })?;
+    let violations: Vec<String> = full
         .iter_errors(&args)
         .map(|e| {
             let path = e.instance_path().to_string();
@@ -182,7 +240,7 @@ mod tests {
 
     use super::*;
 
-    fn validator() -> jsonschema::Validator {
+    fn validator() -> Validator {
         compile(&json!({
             "type": "object",
             "properties": {

@@ -13,7 +13,8 @@ pub(crate) struct Args {
     /// Small sizes that finish in seconds: checks that every benchmark runs (CI smoke test)
     #[arg(long)]
     quick: bool,
-    /// Only these groups (comma-separated): overhead, throughput, memory, journal, resume, cold-start
+    /// Only these groups (comma-separated): overhead, steps, throughput, streaming, memory,
+    /// journal, resume, cold-start, server
     #[arg(long, value_delimiter = ',', value_name = "GROUP")]
     only: Vec<String>,
     /// Do not pin this process to CPU 0 and the mock model to CPU 1
@@ -33,12 +34,23 @@ pub(crate) struct Args {
     /// fs (builtin:fs read_file on a file, through tokio's blocking pool)
     #[arg(long, value_name = "TOOL", default_value = "memory", value_parser = ["memory", "fs"])]
     tool: String,
+    /// Internal: the work of one child process of the `steps` group, as JSON
+    #[arg(long, value_name = "SPEC", hide = true)]
+    child: Option<String>,
 }
 
 /// Runs the benchmarks and prints the table on stdout; progress goes to stderr.
 ///
 /// The journal given by `--db` is not touched: every benchmark uses journals of its own.
 pub(crate) async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
+    if let Some(spec) = args.child {
+        // The child builds runtimes of its own too.
+        let line = tokio::task::spawn_blocking(move || chassis_bench::child(&spec))
+            .await
+            .context("the benchmark child panicked")??;
+        outln!("{line}");
+        return Ok(crate::exit::COMPLETED);
+    }
     let only = args
         .only
         .iter()

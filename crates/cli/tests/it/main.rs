@@ -22,6 +22,7 @@ mod pipes;
 mod rate_limits;
 mod schedules;
 mod serve;
+mod snapshots;
 mod spec_errors;
 mod util;
 mod workers;

@@ -279,10 +279,10 @@ fn on_sqlite_a_webhook_survives_kill_9_and_is_delivered_once_signed() {
 #[test]
 fn on_postgres_a_webhook_survives_kill_9_and_is_delivered_once_signed() {
     let rt = crate::workers::runtime();
-    let Some(schema) = crate::workers::Schema::new(&rt) else {
+    let Some(schema) = crate::workers::new_schema(&rt) else {
         return;
     };
-    a_delivery_survives_a_kill_and_arrives_once_signed(Path::new(&schema.url));
+    a_delivery_survives_a_kill_and_arrives_once_signed(Path::new(schema.url()));
 }
 
 /// An agent with a webhook does not load without its signing secret, and says which variable.

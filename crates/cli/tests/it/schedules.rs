@@ -194,10 +194,10 @@ fn on_sqlite_two_workers_fire_each_slot_once_by_the_catch_up_rule() {
 #[test]
 fn on_postgres_two_workers_fire_each_slot_once_by_the_catch_up_rule() {
     let rt = crate::workers::runtime();
-    let Some(schema) = crate::workers::Schema::new(&rt) else {
+    let Some(schema) = crate::workers::new_schema(&rt) else {
         return;
     };
-    two_workers_fire_each_slot_once_by_the_catch_up_rule(Path::new(&schema.url));
+    two_workers_fire_each_slot_once_by_the_catch_up_rule(Path::new(schema.url()));
 }
 
 /// Bad schedules are refused before anything is kept, naming the flag.

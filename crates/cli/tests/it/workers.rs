@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,11 +32,8 @@ use chassis_engine::{Agent, Engine};
 use chassis_store::{Journal, ListFilter};
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio_postgres::NoTls;
 
 use crate::util::{Mock, Output, become_subreaper, chassis, run, toml_str, write};
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// Runs of the proof.
 const RUNS: usize = 500;
@@ -116,90 +112,11 @@ fn python() -> String {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL: a schema per test.
 
-fn base_url() -> String {
-    std::env::var("CHASSIS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
-}
+use chassis_testkit::pg::{Schema, connect as admin};
 
-fn required() -> bool {
-    let set = |name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    set("CI") || set("CHASSIS_TEST_PG_REQUIRED")
-}
-
-/// A schema of the test's own, dropped with everything in it when the test ends.
-pub(crate) struct Schema {
-    name: String,
-    pub(crate) url: String,
-}
-
-impl Schema {
-    /// Creates the schema, or `None` (after a loud message) when there is no server.
-    pub(crate) fn new(rt: &tokio::runtime::Runtime) -> Option<Schema> {
-        let base = base_url();
-        let client = match rt.block_on(admin(&base)) {
-            Ok(client) => client,
-            Err(e) => {
-                let banner = "!".repeat(78);
-                let message = format!(
-                    "{banner}\n!! PostgreSQL at {} is unreachable ({e}): SKIPPING the worker \
-                     tests on PostgreSQL.\n!! Start it, or set CHASSIS_TEST_PG_URL.\n{banner}",
-                    chassis_store::redact(&base),
-                );
-                assert!(!required(), "{message}");
-                eprintln!("{message}");
-                return None;
-            }
-        };
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        let name = format!("w_{:016x}", hasher.finish());
-        rt.block_on(client.batch_execute(&format!("CREATE SCHEMA {name}")))
-            .expect("create the test's schema");
-        let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options=-csearch_path%3D{name}");
-        Some(Schema { name, url })
-    }
-
-    /// Runs `sql` in the schema, behind the journal's back.
-    fn execute(&self, rt: &tokio::runtime::Runtime, sql: &str) {
-        rt.block_on(async {
-            let client = admin(&self.url)
-                .await
-                .expect("connect to the test's schema");
-            client.batch_execute(sql).await.expect("test SQL runs");
-        });
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = admin(&base_url()).await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
+/// A schema of the test's own (see [`chassis_testkit::pg`]): with `CI` set, no server fails.
+pub(crate) fn new_schema(rt: &tokio::runtime::Runtime) -> Option<Schema> {
+    rt.block_on(Schema::new("w", "the worker tests on PostgreSQL"))
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
@@ -485,14 +402,14 @@ struct Tally {
 fn workers_drain_500_runs_through_a_kill_9_without_repeating_a_journaled_call() {
     become_subreaper();
     let rt = runtime();
-    let Some(schema) = Schema::new(&rt) else {
+    let Some(schema) = new_schema(&rt) else {
         return;
     };
     let began = Instant::now();
     let clerk = Clerk::new();
-    let db = PathBuf::from(&schema.url);
+    let db = PathBuf::from(schema.url());
     let journal = rt
-        .block_on(chassis_store::open(&schema.url))
+        .block_on(chassis_store::open(schema.url()))
         .expect("open the test's journal");
 
     // A few runs through the CLI, the rest in-process.
@@ -930,10 +847,10 @@ fn workers_throughput_with_one_two_and_three_workers() {
         lines.push(format!("SQLite     {}", measure(&rt, &db, workers)));
     }
     for workers in 1..=3 {
-        let Some(schema) = Schema::new(&rt) else {
+        let Some(schema) = new_schema(&rt) else {
             break;
         };
-        let db = PathBuf::from(&schema.url);
+        let db = PathBuf::from(schema.url());
         lines.push(format!("PostgreSQL {}", measure(&rt, &db, workers)));
     }
     eprintln!(
@@ -1119,16 +1036,16 @@ fn bad_postgres_targets_fail_clearly_and_write_nothing() {
     );
 
     let rt = runtime();
-    let Some(schema) = Schema::new(&rt) else {
+    let Some(schema) = new_schema(&rt) else {
         return;
     };
     // A role that does not exist (trust authentication still needs one).
-    let url = schema.url.replacen(
+    let url = schema.url().replacen(
         "postgres://postgres@",
         "postgres://no_such_chassis_role:hunter2@",
         1,
     );
-    if url != schema.url {
+    if url != schema.url() {
         let out = submit(&url);
         out.expect_code(1);
         assert!(
@@ -1138,26 +1055,25 @@ fn bad_postgres_targets_fail_clearly_and_write_nothing() {
     }
 
     // A schema written by a newer chassis is refused untouched, and no run is written.
-    let out = run(chassis(Path::new(&schema.url)).args(["db", "migrate", "--json"]));
+    let out = run(chassis(Path::new(schema.url())).args(["db", "migrate", "--json"]));
     out.expect_code(0);
     assert_eq!(
         out.json()["schema_version"],
         chassis_store::schema_version("postgres://"),
         "{out:#?}"
     );
-    schema.execute(
-        &rt,
-        "UPDATE chassis_meta SET value = '99' WHERE key = 'schema_version'",
+    rt.block_on(
+        schema.execute("UPDATE chassis_meta SET value = '99' WHERE key = 'schema_version'"),
     );
-    let out = submit(&schema.url);
+    let out = submit(schema.url());
     out.expect_code(1);
     assert!(
         out.stderr.contains("schema version 99 is newer")
-            && out.stderr.contains(&chassis_store::redact(&schema.url)),
+            && out.stderr.contains(&chassis_store::redact(schema.url())),
         "{out:#?}"
     );
     let runs: i64 = rt.block_on(async {
-        admin(&schema.url)
+        admin(schema.url())
             .await
             .unwrap()
             .query_one("SELECT count(*) FROM runs", &[])

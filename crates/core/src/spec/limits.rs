@@ -15,6 +15,11 @@ pub const DEFAULT_MAX_TOOL_ARGS_BYTES: u64 = 1024 * 1024;
 /// Largest tool result kept unless `[limits] max_tool_result_bytes` says otherwise.
 pub const DEFAULT_MAX_TOOL_RESULT_BYTES: u64 = 1024 * 1024;
 
+/// Largest model reply read unless `[limits] max_reply_bytes` says otherwise: a whole answer's
+/// body, or a streamed answer's text and tool arguments together. Far above what a model's
+/// `max_tokens` lets it write, far below what would hurt the process.
+pub const DEFAULT_MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Size bounds on what goes into and comes out of one tool call, `[limits]
 /// max_tool_args_bytes` and `max_tool_result_bytes`.
 ///
@@ -114,6 +119,7 @@ pub(super) struct RawLimits {
     pricing_file: Option<String>,
     max_tool_args_bytes: Option<i64>,
     max_tool_result_bytes: Option<i64>,
+    max_reply_bytes: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -135,7 +141,7 @@ pub(super) struct RawAlerts {
 
 impl RawLimits {
     /// Validated limits, the pricing file named, if any, and the tool size bounds.
-    pub(super) fn validate(self) -> Result<(Limits, Option<String>, ToolBounds), Error> {
+    pub(super) fn validate(self) -> Result<(Limits, Option<String>, ToolBounds, u64), Error> {
         let mut limits = Limits::default();
         let raw = [
             (LimitName::MaxSteps, self.max_steps),
@@ -236,8 +242,18 @@ impl RawLimits {
                 "limits.max_tool_result_bytes",
             )?,
         };
-        Ok((limits, self.pricing_file, bounds))
+        let max_reply_bytes = bytes(
+            self.max_reply_bytes,
+            DEFAULT_MAX_REPLY_BYTES,
+            "limits.max_reply_bytes",
+        )?;
+        Ok((limits, self.pricing_file, bounds, max_reply_bytes))
     }
+}
+
+/// Whether `bytes` is [`DEFAULT_MAX_REPLY_BYTES`] (left out of the serialized spec).
+pub(super) fn is_default_reply_bytes(bytes: &u64) -> bool {
+    *bytes == DEFAULT_MAX_REPLY_BYTES
 }
 
 fn action(text: &str, key: &str) -> Result<LimitAction, Error> {

@@ -18,7 +18,7 @@ mod tools;
 
 pub use credentials::{CredentialVar, HeaderValue, OAuthSpec, carries_credentials};
 pub use limits::{
-    AlertsSpec, DEFAULT_EXPIRE_AFTER_MS, DEFAULT_MAX_TOOL_ARGS_BYTES,
+    AlertsSpec, DEFAULT_EXPIRE_AFTER_MS, DEFAULT_MAX_REPLY_BYTES, DEFAULT_MAX_TOOL_ARGS_BYTES,
     DEFAULT_MAX_TOOL_RESULT_BYTES, DEFAULT_SECRET_ENV, ToolBounds, parse_pricing_file,
 };
 use limits::{RawAlerts, RawLimits, RawPrice};
@@ -111,6 +111,11 @@ pub struct AgentSpec {
     pub limits: crate::limits::Limits,
     /// Size bounds of one tool call's arguments and result.
     pub tool_bounds: ToolBounds,
+    /// Largest model reply read, `[limits] max_reply_bytes`: a bigger one fails the attempt,
+    /// its size named, without being held. Left out of the version when it is the default, so
+    /// adding the setting changed no agent's version.
+    #[serde(skip_serializing_if = "limits::is_default_reply_bytes")]
+    pub max_reply_bytes: u64,
     /// Price overrides from `[pricing]` (model or `provider:model` → price).
     pub pricing: BTreeMap<String, crate::limits::Price>,
     /// A pricing file to merge over the defaults, relative to the spec's directory.
@@ -369,6 +374,7 @@ impl AgentSpec {
 }
 
 impl RawSpec {
+    /// The whole spec, section by section: each section validates itself, naming its keys.
     fn validate(self) -> Result<AgentSpec, Error> {
         let name = self.agent.name.trim().to_string();
         if name.is_empty() {
@@ -378,136 +384,10 @@ impl RawSpec {
             return Err(invalid("agent.prompt", "must name a prompt template file"));
         }
 
-        let mut providers = BTreeMap::new();
+        let mut providers: BTreeMap<String, ProviderSpec> = BTreeMap::new();
         for (key, raw) in self.providers {
-            let kind = match raw.kind.as_str() {
-                "openai" => ProviderKind::OpenAi,
-                "anthropic" => ProviderKind::Anthropic,
-                other => {
-                    return Err(invalid(
-                        format!("providers.{key}.kind"),
-                        format!("unknown provider kind `{other}` (supported: openai, anthropic)"),
-                    ));
-                }
-            };
-            let at = |field: &str| format!("providers.{key}.{field}");
-            let defaults = RetrySpec::default();
-            let retry = RetrySpec {
-                max_attempts: positive(
-                    raw.max_attempts,
-                    defaults.max_attempts,
-                    &at("max_attempts"),
-                )?,
-                base_delay: duration_or(
-                    &raw.retry_base_delay,
-                    defaults.base_delay,
-                    &at("retry_base_delay"),
-                )?,
-                max_delay: duration_or(
-                    &raw.retry_max_delay,
-                    defaults.max_delay,
-                    &at("retry_max_delay"),
-                )?,
-                retry_after_cap: duration_or(
-                    &raw.retry_after_cap,
-                    defaults.retry_after_cap,
-                    &at("retry_after_cap"),
-                )?,
-            };
-            let defaults = BreakerSpec::default();
-            let failure_rate = raw.breaker_failure_rate.unwrap_or(defaults.failure_rate);
-            if !(failure_rate > 0.0 && failure_rate <= 1.0) {
-                return Err(invalid(
-                    at("breaker_failure_rate"),
-                    format!("must be above 0 and at most 1, got {failure_rate}"),
-                ));
-            }
-            let breaker = BreakerSpec {
-                threshold: positive(
-                    raw.breaker_threshold,
-                    defaults.threshold,
-                    &at("breaker_threshold"),
-                )?,
-                failure_rate,
-                window: positive(raw.breaker_window, defaults.window, &at("breaker_window"))?,
-                cooldown: duration_or(
-                    &raw.breaker_cooldown,
-                    defaults.cooldown,
-                    &at("breaker_cooldown"),
-                )?,
-            };
-            if let Some(url) = &raw.base_url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(invalid(
-                    format!("providers.{key}.base_url"),
-                    format!("`{url}` is not an http:// or https:// URL"),
-                ));
-            }
-            if let Some(env) = &raw.api_key_env
-                && (env.is_empty() || env.contains('='))
-            {
-                return Err(invalid(
-                    format!("providers.{key}.api_key_env"),
-                    "must be the name of an environment variable",
-                ));
-            }
-            let http = match raw.http.as_deref() {
-                None | Some("auto") => HttpVersion::Auto,
-                Some("http1") => HttpVersion::Http1,
-                Some("http2") => HttpVersion::Http2,
-                Some(other) => {
-                    return Err(invalid(
-                        at("http"),
-                        format!("unknown HTTP version `{other}` (supported: auto, http1, http2)"),
-                    ));
-                }
-            };
-            let http2_max_streams = positive(
-                raw.http2_max_streams,
-                DEFAULT_HTTP2_MAX_STREAMS,
-                &at("http2_max_streams"),
-            )?;
-            let tool_call_content = match raw.tool_call_content.as_deref() {
-                None => None,
-                Some(_) if kind != ProviderKind::OpenAi => {
-                    return Err(invalid(
-                        at("tool_call_content"),
-                        "applies only to kind = \"openai\"",
-                    ));
-                }
-                Some("null") => Some(ToolCallContent::Null),
-                Some("empty") => Some(ToolCallContent::Empty),
-                Some(other) => {
-                    return Err(invalid(
-                        at("tool_call_content"),
-                        format!("unknown value `{other}` (supported: null, empty)"),
-                    ));
-                }
-            };
-            let rpm = raw
-                .rpm
-                .map(|n| positive(Some(n), 1, &at("rpm")))
-                .transpose()?;
-            let tpm = raw
-                .tpm
-                .map(|n| positive(Some(n), 1, &at("tpm")))
-                .transpose()?;
-            providers.insert(
-                key,
-                ProviderSpec {
-                    kind,
-                    base_url: raw.base_url,
-                    api_key_env: raw.api_key_env,
-                    retry,
-                    breaker,
-                    http,
-                    http2_max_streams,
-                    tool_call_content,
-                    rpm,
-                    tpm,
-                },
-            );
+            let spec = raw.validate(&key)?;
+            providers.insert(key, spec);
         }
         providers
             .entry("openai".to_string())
@@ -516,53 +396,18 @@ impl RawSpec {
             .entry("anthropic".to_string())
             .or_insert(ProviderSpec::implicit(ProviderKind::Anthropic));
 
-        let model = parse_model_ref(&self.model.primary, &providers, "model.primary")?;
-        let fallbacks = self
-            .model
-            .fallbacks
-            .iter()
-            .enumerate()
-            .map(|(i, text)| parse_model_ref(text, &providers, &format!("model.fallbacks[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let model_timeout =
-            duration_or(&self.model.timeout, DEFAULT_MODEL_TIMEOUT, "model.timeout")?;
-        let connect_timeout = duration_or(
-            &self.model.connect_timeout,
-            DEFAULT_CONNECT_TIMEOUT.min(model_timeout),
-            "model.connect_timeout",
-        )?;
-        let idle_timeout = duration_or(
-            &self.model.idle_timeout,
-            DEFAULT_IDLE_TIMEOUT.min(model_timeout),
-            "model.idle_timeout",
-        )?;
-        let max_repairs = match self.model.max_repairs {
-            None => crate::event::DEFAULT_MAX_REPAIRS,
-            Some(n) if (0..=100).contains(&n) => n as u32,
-            Some(n) => {
-                return Err(invalid(
-                    "model.max_repairs",
-                    format!("must be between 0 and 100, got {n}"),
-                ));
-            }
-        };
-        let park_retry = duration_or(
-            &self.model.park_retry,
-            Duration::from_millis(crate::event::DEFAULT_PARK_RETRY_MS),
-            "model.park_retry",
-        )?;
-        if park_retry.is_zero() {
-            return Err(invalid("model.park_retry", "must be greater than zero"));
-        }
-        if self.model.max_tokens == Some(0) {
-            return Err(invalid("model.max_tokens", "must be greater than zero"));
-        }
-        let tool_choice = match &self.model.tool_choice {
-            None => ToolChoice::Auto,
-            Some(value) => parse_tool_choice(value)?,
-        };
+        let ModelSection {
+            model,
+            fallbacks,
+            model_timeout,
+            connect_timeout,
+            idle_timeout,
+            max_repairs,
+            park_retry_ms,
+            tool_choice,
+        } = self.model.validate(&providers)?;
 
-        let (limits, pricing_file, tool_bounds) = self.limits.validate()?;
+        let (limits, pricing_file, tool_bounds, max_reply_bytes) = self.limits.validate()?;
         let pricing = limits::validate_pricing(self.pricing, "pricing")?;
         let alerts = self.alerts.validate()?;
         let approvals = self.approvals.validate()?;
@@ -572,32 +417,7 @@ impl RawSpec {
             let server = raw.validate(&format!("mcp.{name}"))?;
             mcp.insert(name, server);
         }
-        let mut tools = Vec::new();
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
-        for (index, raw) in self.tools.into_iter().enumerate() {
-            let key = format!("tools[{index}]");
-            let tool = raw.validate(&key, &mcp)?;
-            let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            // MCP tool names are known only once the server lists them; the toolbox checks those.
-            let tool_names: Vec<String> = match &tool {
-                ToolSpec::Fs { only, .. } => only.clone().unwrap_or_else(|| all(&BUILTIN_FS_TOOLS)),
-                ToolSpec::Http(http) => http
-                    .only
-                    .clone()
-                    .unwrap_or_else(|| all(&BUILTIN_HTTP_TOOLS)),
-                ToolSpec::Mcp { .. } => Vec::new(),
-                ToolSpec::Command(c) => vec![c.name.clone()],
-            };
-            for name in tool_names {
-                if let Some(first) = names.insert(name.clone(), key.clone()) {
-                    return Err(invalid(
-                        key,
-                        format!("tool name `{name}` is already defined by {first}"),
-                    ));
-                }
-            }
-            tools.push(tool);
-        }
+        let tools = validate_tools(self.tools, &mcp)?;
 
         let vars = serde_json::to_value(&self.vars)
             .map_err(|e| invalid("vars", format!("cannot be used as template data: {e}")))?;
@@ -609,7 +429,7 @@ impl RawSpec {
             model,
             fallbacks,
             max_repairs,
-            park_retry_ms: u64::try_from(park_retry.as_millis()).unwrap_or(u64::MAX),
+            park_retry_ms,
             connect_timeout,
             idle_timeout,
             max_tokens: self.model.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -623,6 +443,7 @@ impl RawSpec {
             mcp,
             limits,
             tool_bounds,
+            max_reply_bytes,
             pricing,
             pricing_file,
             alerts,
@@ -633,6 +454,241 @@ impl RawSpec {
 }
 
 /// `[model] tool_choice`: `"auto"`, `"required"`, `"none"` or `{ name = "TOOL" }`.
+impl RawProvider {
+    /// `[providers.KEY]`: its kind, retries, breaker, HTTP version and dialect settings.
+    fn validate(self, key: &str) -> Result<ProviderSpec, Error> {
+        let raw = self;
+        let kind = match raw.kind.as_str() {
+            "openai" => ProviderKind::OpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            other => {
+                return Err(invalid(
+                    format!("providers.{key}.kind"),
+                    format!("unknown provider kind `{other}` (supported: openai, anthropic)"),
+                ));
+            }
+        };
+        let at = |field: &str| format!("providers.{key}.{field}");
+        let defaults = RetrySpec::default();
+        let retry = RetrySpec {
+            max_attempts: positive(raw.max_attempts, defaults.max_attempts, &at("max_attempts"))?,
+            base_delay: duration_or(
+                &raw.retry_base_delay,
+                defaults.base_delay,
+                &at("retry_base_delay"),
+            )?,
+            max_delay: duration_or(
+                &raw.retry_max_delay,
+                defaults.max_delay,
+                &at("retry_max_delay"),
+            )?,
+            retry_after_cap: duration_or(
+                &raw.retry_after_cap,
+                defaults.retry_after_cap,
+                &at("retry_after_cap"),
+            )?,
+        };
+        let defaults = BreakerSpec::default();
+        let failure_rate = raw.breaker_failure_rate.unwrap_or(defaults.failure_rate);
+        if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+            return Err(invalid(
+                at("breaker_failure_rate"),
+                format!("must be above 0 and at most 1, got {failure_rate}"),
+            ));
+        }
+        let breaker = BreakerSpec {
+            threshold: positive(
+                raw.breaker_threshold,
+                defaults.threshold,
+                &at("breaker_threshold"),
+            )?,
+            failure_rate,
+            window: positive(raw.breaker_window, defaults.window, &at("breaker_window"))?,
+            cooldown: duration_or(
+                &raw.breaker_cooldown,
+                defaults.cooldown,
+                &at("breaker_cooldown"),
+            )?,
+        };
+        if let Some(url) = &raw.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                format!("providers.{key}.base_url"),
+                format!("`{url}` is not an http:// or https:// URL"),
+            ));
+        }
+        if let Some(env) = &raw.api_key_env
+            && (env.is_empty() || env.contains('='))
+        {
+            return Err(invalid(
+                format!("providers.{key}.api_key_env"),
+                "must be the name of an environment variable",
+            ));
+        }
+        let http = match raw.http.as_deref() {
+            None | Some("auto") => HttpVersion::Auto,
+            Some("http1") => HttpVersion::Http1,
+            Some("http2") => HttpVersion::Http2,
+            Some(other) => {
+                return Err(invalid(
+                    at("http"),
+                    format!("unknown HTTP version `{other}` (supported: auto, http1, http2)"),
+                ));
+            }
+        };
+        let http2_max_streams = positive(
+            raw.http2_max_streams,
+            DEFAULT_HTTP2_MAX_STREAMS,
+            &at("http2_max_streams"),
+        )?;
+        let tool_call_content = match raw.tool_call_content.as_deref() {
+            None => None,
+            Some(_) if kind != ProviderKind::OpenAi => {
+                return Err(invalid(
+                    at("tool_call_content"),
+                    "applies only to kind = \"openai\"",
+                ));
+            }
+            Some("null") => Some(ToolCallContent::Null),
+            Some("empty") => Some(ToolCallContent::Empty),
+            Some(other) => {
+                return Err(invalid(
+                    at("tool_call_content"),
+                    format!("unknown value `{other}` (supported: null, empty)"),
+                ));
+            }
+        };
+        Ok(ProviderSpec {
+            kind,
+            base_url: raw.base_url,
+            api_key_env: raw.api_key_env,
+            retry,
+            breaker,
+            http,
+            http2_max_streams,
+            tool_call_content,
+            rpm: raw
+                .rpm
+                .map(|n| positive(Some(n), 1, &at("rpm")))
+                .transpose()?,
+            tpm: raw
+                .tpm
+                .map(|n| positive(Some(n), 1, &at("tpm")))
+                .transpose()?,
+        })
+    }
+}
+
+/// The `[model]` section, validated against the providers it names.
+struct ModelSection {
+    model: ModelRef,
+    fallbacks: Vec<ModelRef>,
+    model_timeout: Duration,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_repairs: u32,
+    park_retry_ms: u64,
+    tool_choice: ToolChoice,
+}
+
+impl RawModel {
+    /// `[model]`: the chain, its timeouts, repairs, parking and tool choice.
+    fn validate(&self, providers: &BTreeMap<String, ProviderSpec>) -> Result<ModelSection, Error> {
+        let raw = self;
+        let model = parse_model_ref(&raw.primary, providers, "model.primary")?;
+        let fallbacks = raw
+            .fallbacks
+            .iter()
+            .enumerate()
+            .map(|(i, text)| parse_model_ref(text, providers, &format!("model.fallbacks[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let model_timeout = duration_or(&raw.timeout, DEFAULT_MODEL_TIMEOUT, "model.timeout")?;
+        let connect_timeout = duration_or(
+            &raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT.min(model_timeout),
+            "model.connect_timeout",
+        )?;
+        let idle_timeout = duration_or(
+            &raw.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT.min(model_timeout),
+            "model.idle_timeout",
+        )?;
+        let max_repairs = match raw.max_repairs {
+            None => crate::event::DEFAULT_MAX_REPAIRS,
+            Some(n) if (0..=100).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    "model.max_repairs",
+                    format!("must be between 0 and 100, got {n}"),
+                ));
+            }
+        };
+        let park_retry = duration_or(
+            &raw.park_retry,
+            Duration::from_millis(crate::event::DEFAULT_PARK_RETRY_MS),
+            "model.park_retry",
+        )?;
+        if park_retry.is_zero() {
+            return Err(invalid("model.park_retry", "must be greater than zero"));
+        }
+        if raw.max_tokens == Some(0) {
+            return Err(invalid("model.max_tokens", "must be greater than zero"));
+        }
+        let tool_choice = match &raw.tool_choice {
+            None => ToolChoice::Auto,
+            Some(value) => parse_tool_choice(value)?,
+        };
+
+        Ok(ModelSection {
+            model,
+            fallbacks,
+            model_timeout,
+            connect_timeout,
+            idle_timeout,
+            max_repairs,
+            park_retry_ms: u64::try_from(park_retry.as_millis()).unwrap_or(u64::MAX),
+            tool_choice,
+        })
+    }
+}
+
+/// `[[tools]]`: each entry validated, and no tool name defined twice (MCP tools are named
+/// only once their server lists them; the toolbox checks those).
+fn validate_tools(
+    raw: Vec<RawTool>,
+    mcp: &BTreeMap<String, McpServerSpec>,
+) -> Result<Vec<ToolSpec>, Error> {
+    let mut tools = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (index, raw) in raw.into_iter().enumerate() {
+        let key = format!("tools[{index}]");
+        let tool = raw.validate(&key, mcp)?;
+        let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // MCP tool names are known only once the server lists them; the toolbox checks those.
+        let tool_names: Vec<String> = match &tool {
+            ToolSpec::Fs { only, .. } => only.clone().unwrap_or_else(|| all(&BUILTIN_FS_TOOLS)),
+            ToolSpec::Http(http) => http
+                .only
+                .clone()
+                .unwrap_or_else(|| all(&BUILTIN_HTTP_TOOLS)),
+            ToolSpec::Mcp { .. } => Vec::new(),
+            ToolSpec::Command(c) => vec![c.name.clone()],
+        };
+        for name in tool_names {
+            if let Some(first) = names.insert(name.clone(), key.clone()) {
+                return Err(invalid(
+                    key,
+                    format!("tool name `{name}` is already defined by {first}"),
+                ));
+            }
+        }
+        tools.push(tool);
+    }
+
+    Ok(tools)
+}
+
 fn parse_tool_choice(value: &toml::Value) -> Result<ToolChoice, Error> {
     const KEY: &str = "model.tool_choice";
     const EXPECTED: &str = "expected \"auto\", \"required\", \"none\" or { name = \"TOOL\" }";

@@ -239,6 +239,11 @@ pub struct CommandToolSpec {
     /// What the process finds in its environment besides the default set and the call's
     /// `CHASSIS_*` variables.
     pub env: ToolEnv,
+    /// One long-lived process answers every call, a JSON request and a JSON answer per line,
+    /// instead of a process per call. Left out of the serialized spec when false, so the
+    /// version of an agent that does not set it stays what it was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +266,7 @@ pub(super) struct RawTool {
     max_bytes: Option<i64>,
     post_risk: Option<String>,
     env: Option<toml::Value>,
+    persistent: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -510,6 +516,7 @@ impl RawTool {
             idempotent: self.idempotent.unwrap_or(false),
             max_attempts,
             env,
+            persistent: self.persistent.unwrap_or(false),
         }))
     }
 
@@ -527,6 +534,7 @@ impl RawTool {
             ("idempotent", self.idempotent.is_some()),
             ("max_attempts", self.max_attempts.is_some()),
             ("env", self.env.is_some()),
+            ("persistent", self.persistent.is_some()),
         ];
         if let Some((field, _)) = command_only.iter().find(|(_, set)| *set) {
             return Err(invalid(

@@ -191,3 +191,75 @@ async fn a_tool_s_progress_reaches_the_observers_redacted() {
             .all(|(call, p)| !call.is_empty() && p.tool == "export")
     );
 }
+
+/// Never answers: a Rust tool stuck on a lock or a socket of its own.
+struct Stuck {
+    def: ToolDef,
+}
+
+#[chassis_tools::async_trait]
+impl Tool for Stuck {
+    fn def(&self) -> &ToolDef {
+        &self.def
+    }
+
+    async fn call(&self, _args: Value, _ctx: &CallContext) -> Result<String, ToolError> {
+        std::future::pending().await
+    }
+}
+
+/// A Rust tool has no spec entry and no timeout of its own: the engine's deadline cuts it off,
+/// and since it may have acted, its outcome is unknown and the run waits for a human instead
+/// of hanging forever.
+#[tokio::test]
+async fn a_rust_tool_that_never_answers_is_cut_off_by_the_engines_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mock = chassis_mock::start(
+        MockConfig::default(),
+        Script::from_toml_str(&SCRIPT.replace("ticket_status", "stuck")).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    write(&root.join("prompt.j2"), "Check the ticket.");
+    let spec = root.join("agent.toml");
+    write(
+        &spec,
+        &format!(
+            "[agent]\nname = \"desk\"\nprompt = \"prompt.j2\"\n[model]\nprimary = \"m:x\"\n\
+             [providers.m]\nkind = \"openai\"\nbase_url = \"{}\"\n",
+            mock.base_url()
+        ),
+    );
+    let tool = Arc::new(Stuck {
+        def: ToolDef {
+            name: "stuck".into(),
+            description: "Never answers".into(),
+            parameters: json!({ "type": "object" }),
+            risk: RiskClass::Reversible,
+            idempotent: false,
+            max_attempts: 1,
+        },
+    });
+    let agent = Agent::load_with_tools(&spec, vec![tool]).await.unwrap();
+    let journal = Arc::new(SqliteJournal::open(&root.join("j.db"), Sync::Normal).unwrap());
+    let mut config = chassis_engine::DriveConfig::new("test");
+    config.tool_deadline = std::time::Duration::from_millis(200);
+    let engine = Engine::new(journal).with_drive_config(config);
+    // A guard, not a measurement: without the deadline the run would never end.
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        engine.start(&agent, "T-7?"),
+    )
+    .await
+    .expect("the run ended: the deadline cut the tool off")
+    .unwrap();
+    assert_eq!(outcome.status, RunStatus::Waiting, "{outcome:?}");
+    let state = engine.load(&outcome.run_id).await.unwrap();
+    assert!(
+        state.calls.iter().any(|c| c.outcome_unknown),
+        "the cut-off call is an unknown outcome: {:?}",
+        state.calls
+    );
+}

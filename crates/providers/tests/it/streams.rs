@@ -71,6 +71,31 @@ fn shown(deltas: &[Delta]) -> (String, Vec<(String, String)>) {
     (text, calls)
 }
 
+/// A reply past `max_reply_bytes`, whole or streamed, fails the attempt naming the size and the
+/// setting; reading stops there. One within it is read as usual.
+async fn a_reply_past_its_size_limit_is_refused(api: Api) {
+    let mock = serve(MockConfig::default()).await;
+    for stream in [true, false] {
+        let options = CallOptions {
+            stream,
+            max_reply_bytes: 64 * 1024,
+            ..CallOptions::default()
+        };
+        let client = client_with(api, &mock, timeouts(), options);
+        let (small, _) = call(&*client, "hi there").await;
+        assert!(small.is_ok(), "stream {stream}: {small:?}");
+        // The mock repeats the input: a reply of 200 kB.
+        let (large, _) = call(&*client, &"x".repeat(200 * 1024)).await;
+        let error = large.expect_err("the reply is too large").to_string();
+        assert!(
+            error.contains("larger than 65536 bytes") && error.contains("max_reply_bytes"),
+            "stream {stream}: {error}"
+        );
+    }
+    mock.shutdown().await;
+}
+for_both_apis!(a_reply_past_its_size_limit_is_refused);
+
 async fn streamed_text_is_the_whole_reply(api: Api) {
     let mock = serve(MockConfig::default()).await;
     let streamed = client_with(api, &mock, timeouts(), streaming(true));

@@ -224,14 +224,7 @@ impl Drop for TestServer {
     }
 }
 
-/// The Python interpreter for the tool: the system one when present.
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
+use chassis_testkit::fixture::python;
 
 /// The `payer` agent: an irreversible `pay` tool that waits for approval, approvals time out
 /// after an hour.

@@ -109,6 +109,13 @@ pub(crate) async fn migrate(client: &mut Client, target: &str) -> Result<(), Err
         }
     }
     let tx = client.transaction().await.map_err(db_err)?;
+    // A migration of a large journal may take longer than any one journal operation may, and
+    // waiting for another process's migration is waiting for the lock.
+    tx.batch_execute(
+        "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+    )
+    .await
+    .map_err(db_err)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
         &[&LOCK_CLASS],

@@ -21,6 +21,54 @@ pub(crate) struct Target {
 /// How long a connection attempt may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Server settings every session gets unless the URL's `options` sets them: no journal
+/// operation is a statement that runs a minute, or a transaction left idle that long (a
+/// process that stopped mid-transaction must not hold its locks and rows).
+const SESSION_SETTINGS: [(&str, &str); 2] = [
+    ("statement_timeout", "60s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+];
+
+/// TCP keepalives, unless the URL says otherwise: a connection whose peer vanished silently (a
+/// failover, a dropped NAT entry) is noticed within about a minute instead of the system's two
+/// hours, so it cannot hold an append or a lease renewal that long.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may go unacknowledged before the connection is given up
+/// (`tcp_user_timeout`), unless the URL says.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// tokio-postgres' keepalive idle time when nothing sets it.
+const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// Sets chassis' session settings, keepalives and TCP user timeout where the URL is silent.
+fn bound_sessions(config: &mut Config) {
+    let given = config.get_options().unwrap_or_default().to_string();
+    let mut options = given.clone();
+    for (name, value) in SESSION_SETTINGS {
+        if !given.contains(name) {
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!("-c {name}={value}"));
+        }
+    }
+    config.options(options);
+    if config.get_keepalives_idle() == DEFAULT_KEEPALIVE_IDLE {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVE_RETRIES);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+}
+
 /// True when `target` is a PostgreSQL URL rather than a file path.
 pub(crate) fn is_url(target: &str) -> bool {
     let lower = target.trim_start().to_ascii_lowercase();
@@ -98,6 +146,7 @@ pub(crate) fn parse_with(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
     if config.get_application_name().is_none() {
         config.application_name("chassis");
     }
+    bound_sessions(&mut config);
     Ok(Target { config, tls })
 }
 
@@ -249,6 +298,35 @@ mod tests {
         assert!(text.contains("postgres://bob:***@db:notaport/x"), "{text}");
         let err = parse("postgres://db/x?frobnicate=1").unwrap_err();
         assert!(err.to_string().contains("frobnicate"), "{err}");
+    }
+
+    /// Sessions are bounded where the URL is silent (statement and idle-transaction timeouts,
+    /// keepalives, TCP user timeout), and what the URL sets is kept.
+    #[test]
+    fn sessions_are_bounded_unless_the_url_says_otherwise() {
+        let target = parse("postgres://db/x").unwrap();
+        let c = &target.config;
+        assert_eq!(
+            c.get_options(),
+            Some("-c statement_timeout=60s -c idle_in_transaction_session_timeout=60s")
+        );
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(c.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+
+        let target = parse(
+            "postgres://db/x?options=-c%20statement_timeout%3D5s&keepalives_idle=7&tcp_user_timeout=9",
+        )
+        .unwrap();
+        let c = &target.config;
+        assert_eq!(
+            c.get_options(),
+            Some("-c statement_timeout=5s -c idle_in_transaction_session_timeout=60s")
+        );
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(7));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(9)));
     }
 
     #[test]

@@ -330,7 +330,7 @@ fn app_name(test: &str) -> String {
 
 /// The schema's URL (on 127.0.0.1, as the server certificate names it) with `params`.
 fn url(schema: &Schema, params: &str) -> String {
-    format!("{}&{params}", schema.url)
+    format!("{}&{params}", schema.url())
 }
 
 /// Whether the sessions named `app` use TLS, and the client certificate's DN they showed.
@@ -352,7 +352,7 @@ async fn seen(app: &str) -> (bool, Option<String>) {
 #[tokio::test]
 async fn require_encrypts_disable_does_not_and_prefer_takes_tls_when_offered() {
     let Some(_tls) = tls().await else { return };
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = super::new_schema().await else {
         return;
     };
     for (mode, encrypted) in [("require", true), ("disable", false), ("prefer", true)] {
@@ -371,7 +371,7 @@ async fn require_encrypts_disable_does_not_and_prefer_takes_tls_when_offered() {
 #[tokio::test]
 async fn verify_full_with_the_right_ca_connects() {
     let Some(tls) = tls().await else { return };
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = super::new_schema().await else {
         return;
     };
     let app = app_name("verify_full");
@@ -390,7 +390,7 @@ async fn verify_full_with_the_right_ca_connects() {
 #[tokio::test]
 async fn verify_full_with_a_wrong_ca_names_the_target_and_the_setting() {
     let Some(_tls) = tls().await else { return };
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = super::new_schema().await else {
         return;
     };
     let other = tempfile::tempdir().unwrap();
@@ -434,13 +434,13 @@ fn host_port() -> String {
 #[tokio::test]
 async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let Some(tls) = tls().await else { return };
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = super::new_schema().await else {
         return;
     };
     // The server's address under a name its certificate does not hold.
     let config: tokio_postgres::Config = base_url().parse().unwrap();
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let (_, query) = schema.url.split_once('?').unwrap();
+    let (_, query) = schema.url().split_once('?').unwrap();
     let named = |mode: &str| {
         format!(
             "postgres://postgres@chassis-test.invalid:{port}/test?{query}&hostaddr=127.0.0.1\
@@ -472,7 +472,7 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
 #[tokio::test]
 async fn a_client_certificate_is_presented() {
     let Some(tls) = tls().await else { return };
-    let Some(schema) = Schema::new().await else {
+    let Some(schema) = super::new_schema().await else {
         return;
     };
     let app = app_name("client_cert");
@@ -528,14 +528,14 @@ fn the_pgssl_variables_are_read_when_the_url_is_silent() {
         .unwrap();
     let Some((tls, schema)) = runtime.block_on(async {
         let tls = tls().await?;
-        Some((tls, Schema::new().await?))
+        Some((tls, super::new_schema().await?))
     }) else {
         return;
     };
     let app = app_name("env");
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "tls::pgssl_child", "--nocapture"])
-        .env(CHILD, format!("{}&application_name={app}", schema.url))
+        .env(CHILD, format!("{}&application_name={app}", schema.url()))
         .env("PGSSLMODE", "verify-full")
         .env("PGSSLROOTCERT", tls.ca())
         .env("PGSSLCERT", tls.client_cert())
@@ -558,7 +558,7 @@ fn the_pgssl_variables_are_read_when_the_url_is_silent() {
     make_ca(other.path(), "some other CA").unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "tls::pgssl_child", "--nocapture"])
-        .env(CHILD, &schema.url)
+        .env(CHILD, schema.url())
         .env("PGSSLMODE", "verify-full")
         .env("PGSSLROOTCERT", other.path().join("ca.crt"))
         .output()

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chassis_core::Observer;
-use chassis_core::{AssistantMessage, Event, Limits, RunState, ToolCall, Usage};
+use chassis_core::{AssistantMessage, Event, RunState, ToolCall, Usage};
 use chassis_telemetry::Tracer;
 use chassis_telemetry::proto::{Span, Value, attribute};
 use serde_json::json;
@@ -21,24 +21,9 @@ fn tracer(capture: bool) -> (Tracer, Arc<Mutex<Vec<Span>>>) {
     (tracer, spans)
 }
 
+/// The scripted run's start: agent `desk` on `openai:gpt-4o-mini` with one read-only tool.
 pub(crate) fn started() -> Event {
-    serde_json::from_value(json!({
-        "kind": "run_started",
-        "agent": "desk",
-        "spec_path": "/agent.toml",
-        "input": "hello",
-        "system": "be brief",
-        "model": "openai:gpt-4o-mini",
-        "fallbacks": ["anthropic:claude-haiku-4-5"],
-        "tools": [{
-            "name": "lookup", "description": "Looks things up",
-            "parameters": { "type": "object" }, "risk": "read_only"
-        }],
-        "limits": serde_json::to_value(Limits::default()).unwrap(),
-        "max_tokens": 512,
-        "at_ms": 1_700_000_000_000u64,
-    }))
-    .expect("a run_started event")
+    chassis_testkit::start::RunStartBuilder::new().event()
 }
 
 /// Folds and observes `events` in order, each durable at once.
@@ -337,6 +322,175 @@ fn a_waiting_run_leaves_nothing_behind() {
     assert_eq!(find(&spans, "invoke_agent desk").status, None, "{spans:#?}");
 }
 
+/// A span as a person reads it: name, kind, parent, times relative to the trace's first
+/// start, status, attributes (sorted) and events.
+fn render(spans: &[Span]) -> String {
+    use std::fmt::Write as _;
+
+    let origin = spans
+        .iter()
+        .map(|s| s.start_time_unix_nano)
+        .min()
+        .unwrap_or(0);
+    let name_of = |id: &[u8]| {
+        spans
+            .iter()
+            .find(|s| s.span_id == id)
+            .map_or("(outside)".to_string(), |s| s.name.clone())
+    };
+    let ms = |ns: u64| (ns - origin) / 1_000_000;
+    let mut sorted: Vec<&Span> = spans.iter().collect();
+    sorted.sort_by_key(|s| (s.start_time_unix_nano, s.end_time_unix_nano));
+    let mut out = String::new();
+    for span in sorted {
+        let parent = if span.parent_span_id.is_empty() {
+            "(root)".to_string()
+        } else {
+            name_of(&span.parent_span_id)
+        };
+        let status = span.status.as_ref().map_or("unset".to_string(), |s| {
+            format!("code {} {:?}", s.code, s.message)
+        });
+        let _ = writeln!(
+            out,
+            "{} [kind {}] parent: {parent}; from {} to {} (ms); status {status}",
+            span.name,
+            span.kind,
+            ms(span.start_time_unix_nano),
+            ms(span.end_time_unix_nano),
+        );
+        let mut attributes: Vec<String> = span
+            .attributes
+            .iter()
+            .map(|kv| {
+                format!(
+                    "{} = {:?}",
+                    kv.key,
+                    kv.value.as_ref().and_then(|v| v.value.as_ref())
+                )
+            })
+            .collect();
+        attributes.sort();
+        for attribute in attributes {
+            let _ = writeln!(out, "    {attribute}");
+        }
+        for event in &span.events {
+            let mut fields: Vec<String> = event
+                .attributes
+                .iter()
+                .map(|kv| {
+                    format!(
+                        "{}={:?}",
+                        kv.key,
+                        kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    )
+                })
+                .collect();
+            fields.sort();
+            let _ = writeln!(
+                out,
+                "    event {} at {} (ms): {}",
+                event.name,
+                ms(event.time_unix_nano),
+                fields.join(", ")
+            );
+        }
+    }
+    out
+}
+
+/// The spans of a run whose tool call waits for a human's approval, then runs: the first
+/// segment ends waiting with the request on it, the resume is a child of it. The decision is
+/// journaled by whoever approved, without the lease: the driver that resumes folds it but
+/// never observes it.
+#[test]
+fn spans_snapshot_of_a_run_with_an_approved_tool_call() {
+    let (tracer, spans) = tracer(false);
+    let at = chassis_testkit::start::STARTED_AT_MS;
+    let decided = |event: &Event| matches!(event, Event::ApprovalDecided { .. });
+    let mut state = RunState::default();
+    for event in [
+        started(),
+        Event::ModelRequested {
+            step: 1,
+            model: "openai:gpt-4o-mini".into(),
+            messages: 2,
+        },
+        reply_with_call(),
+        Event::ApprovalRequested {
+            call_id: "1.0".into(),
+            tool: "lookup".into(),
+            args: json!({ "q": "x" }),
+            risk: chassis_core::RiskClass::ReadOnly,
+            reason: None,
+            context: Vec::new(),
+            at_ms: at + 10,
+            expires_at_ms: None,
+        },
+        Event::RunWaiting {
+            reason: "call 1.0 waits for approval".into(),
+            at_ms: at + 11,
+        },
+        Event::ApprovalDecided {
+            call_id: "1.0".into(),
+            approved: true,
+            args: None,
+            by: "ana".into(),
+            note: Some("fine".into()),
+            reason: None,
+            at_ms: at + 20,
+        },
+        Event::RunResumed { at_ms: at + 21 },
+        Event::ToolStarted {
+            call_id: "1.0".into(),
+            name: "lookup".into(),
+            args: json!({ "q": "x" }),
+            risk: chassis_core::RiskClass::ReadOnly,
+            idempotency_key: format!("{RUN}/1.0"),
+        },
+        Event::ToolFinished {
+            call_id: "1.0".into(),
+            ok: true,
+            content: "found x".into(),
+            latency_ms: 3,
+        },
+        Event::ModelRequested {
+            step: 2,
+            model: "openai:gpt-4o-mini".into(),
+            messages: 4,
+        },
+        Event::ModelResponded {
+            step: 2,
+            model: "openai:gpt-4o-mini".into(),
+            message: AssistantMessage {
+                content: Some("x is found".into()),
+                tool_calls: Vec::new(),
+            },
+            usage: Usage {
+                input_tokens: 20,
+                output_tokens: 4,
+                cached_input_tokens: 0,
+            },
+            finish_reason: None,
+            latency_ms: 7,
+            cost_usd: None,
+        },
+        Event::RunCompleted {
+            output: "x is found".into(),
+        },
+    ] {
+        state.apply(&event).expect("the script folds");
+        if !decided(&event) {
+            tracer.on_event(RUN, &state, &event);
+            tracer.on_durable(RUN, state.seq);
+        }
+    }
+    let spans = spans.lock().unwrap();
+    chassis_testkit::snapshot::settings().bind(|| {
+        chassis_testkit::insta::assert_snapshot!("spans_approved_tool_call", render(&spans));
+    });
+}
+
 /// A tool's progress is an event of its open `execute_tool` span; its words only with content
 /// capture.
 #[test]
@@ -413,4 +567,42 @@ fn tool_progress_is_an_event_of_the_tool_s_span() {
                 .as_ref()
         );
     }
+}
+
+/// A cancelled run's segment ends with the cancel on it, in error, and the tracer lets the
+/// run go (it used to stay open until the process stopped).
+#[test]
+fn a_cancelled_run_ends_its_segment() {
+    let (tracer, spans) = tracer(false);
+    observe(
+        &tracer,
+        &[
+            started(),
+            Event::CancelRequested {
+                by: "ops".into(),
+                reason: "wrong input".into(),
+                at_ms: 1_700_000_000_100,
+            },
+            Event::RunCancelled {
+                by: "ops".into(),
+                reason: "wrong input".into(),
+                at_ms: 1_700_000_000_200,
+            },
+        ],
+    );
+    let spans = spans.lock().unwrap().clone();
+    let segment = find(&spans, "invoke_agent desk");
+    assert_eq!(string(segment, "chassis.run.status"), Some("cancelled"));
+    assert!(
+        segment
+            .events
+            .iter()
+            .any(|e| e.name == "chassis.run_cancelled"),
+        "{segment:#?}"
+    );
+    assert_eq!(
+        segment.status.as_ref().map(|s| s.message.as_str()),
+        Some("cancelled by ops: wrong input")
+    );
+    assert_eq!(tracer.runs_held(), 0);
 }

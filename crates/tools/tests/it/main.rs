@@ -13,6 +13,7 @@ mod mcp_everything;
 mod mcp_http;
 mod mcp_server;
 mod mcp_tools;
+mod persistent_tools;
 mod tool_env;
 mod validation;
 
@@ -55,6 +56,7 @@ fn command_spec(name: &str, command: &[&str], timeout: Duration) -> ToolSpec {
         idempotent: false,
         max_attempts: 1,
         env: Default::default(),
+        persistent: false,
     })
 }
 
