@@ -21,6 +21,7 @@ mod minimal_loop;
 mod mock;
 mod overhead;
 mod pin;
+mod rate_limit;
 mod report;
 mod resume;
 mod server;
@@ -58,6 +59,9 @@ pub enum Group {
     Server,
     /// Streamed answers: time to first token, cost per chunk, throughput against whole answers.
     Streaming,
+    /// Shared provider rate limits: worker processes on one journal against a mock that
+    /// answers 429 above its requests per minute; the 429s received.
+    RateLimit,
     /// Per durable step, one run at a time: wall time, instructions, journal bytes, bytes
     /// written to disk and fsyncs, beside a minimal hand-written loop; instructions of a whole
     /// `chassis run` against a warm engine.
@@ -66,7 +70,7 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Overhead,
         Group::Steps,
         Group::Throughput,
@@ -76,10 +80,11 @@ impl Group {
         Group::Resume,
         Group::ColdStart,
         Group::Server,
+        Group::RateLimit,
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 9] = [
+    const RUN_ORDER: [Group; 10] = [
         Group::Memory,
         Group::Overhead,
         Group::Steps,
@@ -89,6 +94,7 @@ impl Group {
         Group::Resume,
         Group::ColdStart,
         Group::Server,
+        Group::RateLimit,
     ];
 
     /// The group's name on the command line.
@@ -102,6 +108,7 @@ impl Group {
             Group::ColdStart => "cold-start",
             Group::Server => "server",
             Group::Streaming => "streaming",
+            Group::RateLimit => "rate-limit",
             Group::Steps => "steps",
         }
     }
@@ -200,6 +207,9 @@ struct Sizes {
     streaming_ttft_runs: usize,
     /// Concurrent runs of the streamed-against-whole throughput comparison.
     streaming_level: usize,
+    /// Runs submitted for the rate-limit figure, and the limit (requests per minute).
+    rate_runs: usize,
+    rate_rpm: u32,
 }
 
 impl Sizes {
@@ -225,6 +235,8 @@ impl Sizes {
                 server_steps: 5,
                 streaming_ttft_runs: 5,
                 streaming_level: 10,
+                rate_runs: 40,
+                rate_rpm: 600,
             }
         } else {
             Sizes {
@@ -247,6 +259,8 @@ impl Sizes {
                 server_steps: 20,
                 streaming_ttft_runs: 200,
                 streaming_level: 1_000,
+                rate_runs: 2_000,
+                rate_rpm: 600,
             }
         }
     }
@@ -361,6 +375,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::ColdStart => cold_start::run(&bench)?,
             Group::Server => server::run(&bench)?,
             Group::Streaming => streaming::run(&bench)?,
+            Group::RateLimit => rate_limit::run(&bench)?,
             Group::Steps => steps::run(&bench)?,
         };
         report.extend(figures);

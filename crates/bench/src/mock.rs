@@ -27,6 +27,17 @@ impl MockProcess {
         latency: Duration,
         cpu: Option<usize>,
     ) -> Result<MockProcess, Error> {
+        MockProcess::start_with(chassis, script, latency, cpu, &[])
+    }
+
+    /// [`MockProcess::start`] with more arguments for `chassis mock-model` (`--rpm-limit N`).
+    pub(crate) fn start_with(
+        chassis: &Path,
+        script: &Path,
+        latency: Duration,
+        cpu: Option<usize>,
+        extra: &[String],
+    ) -> Result<MockProcess, Error> {
         let mut command = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -42,6 +53,7 @@ impl MockProcess {
             .args(["--host", "127.0.0.1", "--port", "0"])
             .arg("--latency")
             .arg(format!("{}ms", latency.as_millis()))
+            .args(extra)
             .env_remove("CHASSIS_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());

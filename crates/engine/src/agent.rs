@@ -523,6 +523,17 @@ fn link(spec: &AgentSpec, model: &ModelRef) -> Result<Link, String> {
         max_delay: provider.retry.max_delay,
         retry_after_cap: provider.retry.retry_after_cap,
     };
+    // Innermost, so every attempt (retries too) takes its share of the provider's limits.
+    let client: Arc<dyn ModelClient> = if provider.rpm.is_some() || provider.tpm.is_some() {
+        Arc::new(chassis_providers::RateLimited::new(
+            client,
+            name.clone(),
+            provider.rpm,
+            provider.tpm,
+        ))
+    } else {
+        client
+    };
     let guarded = CircuitBreaker::new(client, breaker, name, &label);
     Ok(Link {
         label: label.clone(),

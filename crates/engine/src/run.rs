@@ -309,10 +309,31 @@ impl AgentPaths {
     }
 }
 
+/// Provider rate limits kept in the journal's store, shared by every process on it.
+struct StoreGate(Arc<dyn Journal>);
+
+#[async_trait::async_trait]
+impl chassis_providers::Gate for StoreGate {
+    async fn acquire(
+        &self,
+        key: &str,
+        rpm: Option<u32>,
+        tpm: Option<u32>,
+        tokens: u64,
+    ) -> Result<Option<Duration>, String> {
+        self.0
+            .acquire(key, chassis_store::Capacity { rpm, tpm, tokens })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl Engine {
     /// An engine writing to `journal`, reading time from the journal's clock, holding leases as
     /// `chassis@HOST:PID`.
     pub fn new(journal: Arc<dyn Journal>) -> Engine {
+        // Providers with `rpm` or `tpm` take their capacity from this journal's store.
+        chassis_providers::rate::set_gate(Arc::new(StoreGate(Arc::clone(&journal))));
         Engine {
             clock: journal.clock(),
             journal,

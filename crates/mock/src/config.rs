@@ -51,6 +51,10 @@ pub struct MockConfig {
     /// single event (status 200), as llama-cpp-python does: it cannot stream an automatic tool
     /// choice.
     pub unstreamable_auto_tools: bool,
+    /// Answer HTTP 429 (with `Retry-After`) to a model request when this many were accepted in
+    /// the 60 seconds before it, as a provider's requests-per-minute limit does; the refusals
+    /// count in the stats as the `rpm_limit` fault.
+    pub rpm_limit: Option<u32>,
 }
 
 impl Default for MockConfig {
@@ -68,6 +72,7 @@ impl Default for MockConfig {
             reject_null_tool_call_content: false,
             require_user_agent: false,
             unstreamable_auto_tools: false,
+            rpm_limit: None,
         }
     }
 }

@@ -50,9 +50,37 @@ pub(crate) struct Shared {
     reject_null_tool_call_content: bool,
     require_user_agent: bool,
     unstreamable_auto_tools: bool,
+    /// The requests-per-minute limit and the times of the requests accepted in the last minute.
+    rpm_limit: Option<(
+        u32,
+        std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+    )>,
 }
 
 impl Shared {
+    /// Whether a request now goes over the requests-per-minute limit (a sliding minute: the
+    /// requests accepted in the 60 s before now); an accepted one is counted.
+    fn over_rpm_limit(&self) -> bool {
+        let Some((limit, accepted)) = &self.rpm_limit else {
+            return false;
+        };
+        let Ok(mut accepted) = accepted.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        while accepted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            accepted.pop_front();
+        }
+        if accepted.len() >= *limit as usize {
+            return true;
+        }
+        accepted.push_back(now);
+        false
+    }
+
     /// Sleeps for `duration`, or less if the server is shutting down.
     pub(crate) async fn pause(&self, duration: Duration) {
         if duration.is_zero() {
@@ -93,6 +121,7 @@ pub async fn start(
         reject_null_tool_call_content: config.reject_null_tool_call_content,
         require_user_agent: config.require_user_agent,
         unstreamable_auto_tools: config.unstreamable_auto_tools,
+        rpm_limit: config.rpm_limit.map(|n| (n, Default::default())),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -259,6 +288,14 @@ async fn answer<D: Dialect>(
     });
     let conv = D::conversation(&request);
     shared.stats.record(conv.turn, &conv.input);
+    if shared.over_rpm_limit() {
+        shared.stats.record_fault("rpm_limit");
+        let mut response = error_response::<D>(Failure::RateLimited, RATE_LIMITED);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, shared.retry_after.clone());
+        return response;
+    }
     if shared.unstreamable_auto_tools && streaming.is_some() && D::unstreamable(&request) {
         // What llama-cpp-python sends when its handler raises inside the stream.
         return (

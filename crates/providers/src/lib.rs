@@ -16,6 +16,7 @@ mod exchange;
 mod fallback;
 mod http;
 mod openai;
+pub mod rate;
 mod report;
 mod retry;
 mod sse;
@@ -33,6 +34,7 @@ pub use error::{Error, parse_retry_after};
 pub use fallback::{Fallback, Link};
 pub use http::{DEFAULT_MAX_STREAMS, HttpOptions, HttpVersion, USER_AGENT};
 pub use openai::OpenAiClient;
+pub use rate::{Gate, RateLimited};
 pub use report::{CallEvent, Reporter};
 pub use retry::{Retry, RetryPolicy, jitter};
 

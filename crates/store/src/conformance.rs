@@ -12,11 +12,13 @@ use chassis_core::{Event, RunStatus, Wake};
 use crate::{Driver, Error, Journal, Lease, ListFilter, NewRun};
 
 mod outbox;
+mod rate;
 mod schedule;
 pub use outbox::{
     a_delivery_is_claimed_by_one_process_at_a_time, failed_deliveries_retry_until_they_expire,
     notifications_go_with_their_events,
 };
+pub use rate::rate_limits_are_shared_by_every_caller;
 pub use schedule::a_due_schedule_fires_under_one_claim;
 
 /// A lease nobody will outlive in a test.
@@ -999,6 +1001,7 @@ macro_rules! journal_conformance {
             a_delivery_is_claimed_by_one_process_at_a_time,
             failed_deliveries_retry_until_they_expire,
             a_due_schedule_fires_under_one_claim,
+            rate_limits_are_shared_by_every_caller,
         );
     };
     (@tests $get:expr; $($check:ident),* $(,)?) => {

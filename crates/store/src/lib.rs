@@ -15,6 +15,7 @@ mod journal;
 mod lease;
 mod outbox;
 mod postgres;
+mod rate;
 pub mod resolve;
 mod schedule;
 mod sqlite;
@@ -32,6 +33,7 @@ pub use outbox::{
     Attempt, Delivery, DeliveryStatus, Notification, Outbox, OutboxFilter, delivery_id,
 };
 pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
+pub use rate::{Capacity, RateLimits};
 pub use resolve::resolve_run;
 pub use schedule::{Fired, Schedule, Schedules};
 pub use sqlite::{SqliteJournal, Sync};

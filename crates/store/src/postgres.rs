@@ -14,6 +14,7 @@ mod listen;
 mod migrate;
 mod outbox;
 mod pool;
+mod rate;
 mod schedule;
 mod target;
 mod tls;

@@ -11,6 +11,7 @@
 
 mod migrate;
 mod outbox;
+mod rate;
 mod schedule;
 
 pub(crate) use migrate::VERSION as SCHEMA_VERSION;
@@ -168,6 +169,8 @@ enum Done {
     Changed(bool),
     Deliveries(Vec<crate::Delivery>),
     Schedules(Vec<crate::Schedule>),
+    /// Microseconds to wait (0: go).
+    Waits(i64),
 }
 
 /// A write and where its answer goes once it is durable.
@@ -486,7 +489,8 @@ impl Known {
             | Done::Nothing
             | Done::Changed(_)
             | Done::Deliveries(_)
-            | Done::Schedules(_) => return,
+            | Done::Schedules(_)
+            | Done::Waits(_) => return,
         };
         if let Some((run_id, status)) = op.appended() {
             if status.is_some_and(|s| s != RunStatus::Running) {

@@ -45,6 +45,10 @@ pub(crate) struct Args {
     /// that calls tools with `content: null` gets HTTP 500
     #[arg(long)]
     llama_cpp: bool,
+    /// Answer 429 (with Retry-After) to a request when N were accepted in the minute before
+    /// it, as a provider's requests-per-minute limit does (counted as the `rpm_limit` fault)
+    #[arg(long, value_name = "N")]
+    rpm_limit: Option<u32>,
 }
 
 fn parse_latency(text: &str) -> Result<Duration, String> {
@@ -87,6 +91,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
         faults: args.faults,
         retry_after_secs: args.retry_after,
         hang: args.hang,
+        rpm_limit: args.rpm_limit,
         ..rules
     };
     let mock = chassis_mock::start(config, script, SocketAddr::new(args.host, args.port))

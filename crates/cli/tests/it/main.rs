@@ -19,6 +19,7 @@ mod observability;
 mod outbox;
 mod output;
 mod pipes;
+mod rate_limits;
 mod schedules;
 mod serve;
 mod snapshots;

@@ -248,6 +248,14 @@ pub struct ProviderSpec {
     /// OpenAI dialect: `content` of an assistant message that only calls tools; `None` means
     /// by host (`null` for api.openai.com, `""` elsewhere).
     pub tool_call_content: Option<ToolCallContent>,
+    /// Requests per minute allowed to this provider, shared by every worker and server on the
+    /// journal's store: a call over it waits for capacity instead of meeting a 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (each call counted at its worst case: its context's bound plus
+    /// `max_tokens`), shared likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u32>,
 }
 
 /// Which HTTP protocol a provider is spoken to with.
@@ -277,6 +285,8 @@ impl ProviderSpec {
             http: HttpVersion::Auto,
             http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
             tool_call_content: None,
+            rpm: None,
+            tpm: None,
         }
     }
 }
@@ -351,6 +361,8 @@ struct RawProvider {
     http: Option<String>,
     http2_max_streams: Option<i64>,
     tool_call_content: Option<String>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
 }
 
 impl AgentSpec {
@@ -556,6 +568,14 @@ impl RawProvider {
             http,
             http2_max_streams,
             tool_call_content,
+            rpm: raw
+                .rpm
+                .map(|n| positive(Some(n), 1, &at("rpm")))
+                .transpose()?,
+            tpm: raw
+                .tpm
+                .map(|n| positive(Some(n), 1, &at("tpm")))
+                .transpose()?,
         })
     }
 }

@@ -103,8 +103,8 @@ pub async fn a_delivery_is_claimed_by_one_process_at_a_time(journal: Arc<dyn Jou
         .await
         .unwrap();
     let (a, b) = tokio::join!(
-        journal.claim_deliveries("a", Duration::from_millis(300), 10),
-        journal.claim_deliveries("b", Duration::from_millis(300), 10),
+        journal.claim_deliveries("a", Duration::from_secs(2), 10),
+        journal.claim_deliveries("b", Duration::from_secs(2), 10),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 1, "both claimers got the delivery");
@@ -116,7 +116,7 @@ pub async fn a_delivery_is_claimed_by_one_process_at_a_time(journal: Arc<dyn Jou
             .unwrap()
             .is_empty()
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let second = journal
         .claim_deliveries("c", Duration::from_secs(60), 10)
         .await

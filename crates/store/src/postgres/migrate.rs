@@ -85,6 +85,8 @@ const MIGRATIONS: &[&str] = &[
     super::outbox::MIGRATION,
     // Schedules and the slots they fired (`postgres/schedule.rs`).
     super::schedule::MIGRATION,
+    // Provider rate limits shared by every process (`postgres/rate.rs`).
+    super::rate::MIGRATION,
 ];
 
 /// The schema version this build writes.

@@ -92,6 +92,8 @@ const MIGRATIONS: &[&str] = &[
     super::outbox::MIGRATION,
     // Schedules and the slots they fired (`sqlite/schedule.rs`).
     super::schedule::MIGRATION,
+    // Provider rate limits shared by every process (`sqlite/rate.rs`).
+    super::rate::MIGRATION,
 ];
 
 /// The schema version this build writes.

@@ -157,7 +157,7 @@ fn record(
 }
 
 impl SqliteJournal {
-    async fn exec(
+    pub(super) async fn exec(
         &self,
         write: impl Fn(&Connection, i64) -> rusqlite::Result<Done> + Send + 'static,
     ) -> Result<Done, Error> {
