@@ -103,8 +103,8 @@ fn on_sqlite_workers_share_a_provider_rate_limit_and_meet_no_429() {
 #[test]
 fn on_postgres_workers_share_a_provider_rate_limit_and_meet_no_429() {
     let rt = crate::workers::runtime();
-    let Some(schema) = crate::workers::Schema::new(&rt) else {
+    let Some(schema) = crate::workers::new_schema(&rt) else {
         return;
     };
-    two_workers_stay_under_a_shared_limit(Path::new(&schema.url));
+    two_workers_stay_under_a_shared_limit(Path::new(schema.url()));
 }
