@@ -221,6 +221,11 @@ fn one_of_each() -> Vec<Event> {
             by: "alice".into(),
             at_ms: 1,
         },
+        Event::UserMessage {
+            text: "and the invoice?".into(),
+            by: "alice".into(),
+            at_ms: 1,
+        },
         Event::RunCancelled {
             by: "alice".into(),
             reason: "wrong order".into(),
@@ -263,6 +268,7 @@ fn covered(event: &Event) {
         | Event::LimitRejected { .. }
         | Event::CancelRequested { .. }
         | Event::ResumeRequested { .. }
+        | Event::UserMessage { .. }
         | Event::RunCancelled { .. } => {}
     }
 }
