@@ -250,6 +250,7 @@ impl MessagesRequest {
             prompt_chars += text.chars().count();
             match message.role.as_str() {
                 "user" if input.is_none() => input = Some(text),
+                "user" => turns.user(&text),
                 "assistant" => turns.assistant(),
                 _ => {}
             }

@@ -153,6 +153,7 @@ impl ChatRequest {
             prompt_chars += text.chars().count();
             match message.role.as_str() {
                 "user" if input.is_none() => input = Some(text),
+                "user" => turns.user(&text),
                 "assistant" => turns.assistant(),
                 "tool" => {
                     turns.tool_result(&text);
