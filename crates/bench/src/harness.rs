@@ -134,6 +134,7 @@ impl Observer for InFlight {
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
             | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }

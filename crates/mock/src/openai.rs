@@ -146,13 +146,22 @@ impl ChatRequest {
     fn conversation(&self) -> Conversation<'_> {
         let mut input = None;
         let mut last_tool_result = Cow::Borrowed("");
+        let mut last_user = Cow::Borrowed("");
         let mut turns = crate::reply::TurnCounter::default();
         let mut prompt_chars = 0;
         for message in &self.messages {
             let text = message.text();
             prompt_chars += text.chars().count();
             match message.role.as_str() {
-                "user" if input.is_none() => input = Some(text),
+                "user" => {
+                    if input.is_none() {
+                        input = Some(text.clone());
+                    }
+                    // A user message that only carries tool results has no text of its own.
+                    if !text.is_empty() {
+                        last_user = text;
+                    }
+                }
                 "assistant" => turns.assistant(),
                 "tool" => {
                     turns.tool_result(&text);
@@ -167,6 +176,7 @@ impl ChatRequest {
         Conversation {
             input: input.unwrap_or(Cow::Borrowed("")),
             last_tool_result,
+            last_user,
             turn: turns.finish(),
             prompt_chars,
         }

@@ -569,6 +569,7 @@ fn count_decisions(records: &[Record], tools: &mut BTreeMap<String, ToolDecision
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
             | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }
