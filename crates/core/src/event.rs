@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::approvals::ApprovalPolicy;
+use crate::context::ContextPolicy;
 use crate::limits::{LimitAction, LimitName, Limits, Price};
 use crate::message::{AssistantMessage, Usage};
 use crate::tool::{RiskClass, ToolDef};
@@ -374,6 +375,10 @@ pub struct RunStart {
     /// (in ms); each further retry waits twice as long, up to [`PARK_RETRY_CEILING_MS`].
     #[serde(default = "default_park_retry_ms")]
     pub park_retry_ms: u64,
+    /// How every call's context is kept inside the model's window (`[context]`); unbounded
+    /// in runs journaled before context management.
+    #[serde(default, skip_serializing_if = "ContextPolicy::is_unbounded")]
+    pub context: ContextPolicy,
 }
 
 /// A parked run's first retry, unless the spec says (`[model] park_retry`).

@@ -714,6 +714,7 @@ impl Engine {
             at_ms: self.now_ms(),
             max_repairs: agent.spec.max_repairs,
             park_retry_ms: agent.spec.park_retry_ms,
+            context: agent.spec.context_policy(),
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),
             approvals: agent.spec.approvals.clone(),
@@ -1029,9 +1030,21 @@ fn call_event(step: u32, event: CallEvent) -> Event {
 /// What `decide` needs from outside: the clock, and an upper bound on the next context, never
 /// below what the provider's own count of the last call implies.
 fn inputs(state: &RunState, now_ms: u64) -> Inputs {
+    let context = tokens::context(state);
     Inputs {
         now_ms,
-        next_input_tokens: tokens::upper_bound(state).max(tokens::provider_floor(state)),
+        next_input_tokens: tokens::upper_bound(state, &context.messages)
+            .max(floor(state, &context)),
+    }
+}
+
+/// The provider's floor, for a context that is the whole conversation (a shortened one need
+/// not repeat the last call's).
+fn floor(state: &RunState, context: &chassis_core::context::Context<'_>) -> u64 {
+    if context.trimmed {
+        0
+    } else {
+        tokens::provider_floor(state)
     }
 }
 
@@ -1050,11 +1063,12 @@ fn decide_now(state: &RunState, now_ms: u64) -> Decision {
             .models
             .get(state.chain_offset)
             .map_or("", String::as_str);
-        if let Some(precise) = tokens::precise(state, model) {
+        let context = tokens::context(state);
+        if let Some(precise) = tokens::precise(state, &context.messages, model) {
             // The tokenizer's count may be lower than the bytes, never than the provider's.
             inputs.next_input_tokens = precise
                 .min(inputs.next_input_tokens)
-                .max(tokens::provider_floor(state));
+                .max(floor(state, &context));
             return decide(state, &inputs);
         }
     }
@@ -1507,10 +1521,20 @@ impl<'e> Step<'e> {
             model: model.clone(),
             messages: self.state.messages.len(),
         })?;
+        let context = tokens::context(&self.state);
+        if context.trimmed {
+            tracing::debug!(
+                run_id = self.run_id,
+                step,
+                sent = context.messages.len(),
+                conversation = self.state.messages.len(),
+                "context shortened to fit the model's window"
+            );
+        }
         let sink = self.engine.deltas(self.run_id, step, &self.redactor);
         let request = ChatRequest {
             model: agent.spec.model.model.as_str().into(),
-            messages: self.state.messages.as_slice().into(),
+            messages: context.messages.as_ref().into(),
             tools: self.state.tools.as_ref().into(),
             max_tokens: Some(self.state.max_tokens),
             temperature: agent.spec.temperature,

@@ -40,6 +40,7 @@ pub fn started(agent: &str) -> Event {
         at_ms: 0,
         max_repairs: 2,
         park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+        context: Default::default(),
         version: String::new(),
         version_label: None,
         approvals: Default::default(),

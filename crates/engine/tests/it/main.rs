@@ -4,6 +4,7 @@ mod anthropic;
 mod appends;
 mod approvals;
 mod compat;
+mod context;
 mod degrade;
 mod drivers;
 mod limits;
