@@ -144,6 +144,27 @@ def test_cancel_ends_a_waiting_run_and_a_second_cancel_conflicts(server: Server)
         assert error.value.status == 409 and error.value.type == "/problems/conflict"
 
 
+def test_send_message_continues_a_completed_run(server: Server) -> None:
+    with server.client(server.operator) as operator:
+        created = operator.start_run("payer", "chat with me")
+        assert operator.wait(created.run_id).output == "hi, chat with me"
+
+        decided = operator.send_message(created.run_id, "and then?")
+        assert decided.woken and decided.run.run_id == created.run_id
+        run = operator.wait(created.run_id)
+        assert run.status == Status.COMPLETED and run.output == "turn 1: you said and then?"
+        messages = [e for e in operator.events(created.run_id).events if e.kind == "user_message"]
+        assert [(e["text"], e["by"]) for e in messages] == [("and then?", "operator-1")]
+
+        with pytest.raises(InvalidRequest):
+            operator.send_message(created.run_id, "  ")
+        waiting = operator.start_run("payer", "invoice to message")
+        until_waiting(operator, waiting.run_id)
+        with pytest.raises(Conflict) as error:
+            operator.send_message(waiting.run_id, "hurry")
+        assert "waiting" in (error.value.detail or "")
+
+
 def test_errors_raise_the_problem_they_are(server: Server, client: Client) -> None:
     with pytest.raises(NotFound) as missing:
         client.get_run("run_00000000000000000000000000")

@@ -324,6 +324,14 @@ pub struct Cancel {
     pub reason: String,
 }
 
+/// `POST /v1/runs/{id}/messages`: a thread's next user turn.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// The message; journaled with the token's name as its author.
+    pub text: String,
+}
+
 /// What a cancel did.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Cancelled {

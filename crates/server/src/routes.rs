@@ -506,6 +506,33 @@ pub async fn resume(
     decided(&state, &id).await
 }
 
+/// Continues a completed run with a new user message (a thread's next turn): one write, which
+/// wakes it for the workers; its next model call sees the whole conversation.
+#[utoipa::path(post, path = "/v1/runs/{id}/messages", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run")),
+    request_body = SendMessage,
+    responses(
+        (status = 200, description = "The run after the message: running again", body = Decided),
+        (status = 400, description = "Malformed body", body = Problem),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Not an operator token", body = Problem),
+        (status = 404, description = "No such run", body = Problem),
+        (status = 409, description = "The run has no answer to continue from (running, waiting, paused, failed or cancelled)", body = Problem),
+        (status = 422, description = "An empty message", body = Problem)))]
+pub async fn send_message(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Body(request): Body<SendMessage>,
+) -> Result<Response, Problem> {
+    who.require(Role::Operator)?;
+    state
+        .engine()
+        .send_message(&id, &request.text, &who.name)
+        .await?;
+    decided(&state, &id).await
+}
+
 /// Cancels a run: it stops at its next safe point (never inside a call that may not be
 /// repeated), with who and why journaled.
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", security(("bearer" = [])),

@@ -249,6 +249,13 @@ class Client:
         journaled. A run that has ended raises `Conflict`."""
         return self._do(core.cancel(run_id, reason))
 
+    def send_message(self, run_id: str, text: str) -> m.Decided:
+        """Continues a completed run with a new user message (a thread's next turn), journaled
+        with the token's name; a worker answers it with the whole conversation as context. A run
+        without an answer to continue (running, waiting, paused, failed, cancelled) raises
+        `Conflict`; an empty message `InvalidRequest`."""
+        return self._do(core.send_message(run_id, text))
+
     # --- Approvals -----------------------------------------------------------------------------
 
     def approvals(self) -> list[m.InboxItem]:

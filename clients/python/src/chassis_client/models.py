@@ -38,6 +38,7 @@ __all__ = [
     "Problem",
     "Reject",
     "Resolve",
+    "SendMessage",
     "Resume",
     "Role",
     "Run",
@@ -191,6 +192,13 @@ class Cancel(_Model):
     """`POST /v1/runs/{id}/cancel`."""
 
     reason: str
+
+
+@dataclass
+class SendMessage(_Model):
+    """`POST /v1/runs/{id}/messages`: a thread's next user turn."""
+
+    text: str
 
 
 @dataclass
@@ -609,6 +617,7 @@ SCHEMAS: dict[str, type] = {
     "Approve": Approve,
     "Cancel": Cancel,
     "Cancelled": Cancelled,
+    "SendMessage": SendMessage,
     "DayStats": DayStats,
     "HourStats": HourStats,
     "Decided": Decided,

@@ -45,6 +45,12 @@ fn matrix() -> Vec<(Method, &'static str, &'static str, Option<Value>)> {
         ),
         (
             Method::POST,
+            leak(format!("{run}/messages")),
+            "operator",
+            Some(json!({ "text": "and then?" })),
+        ),
+        (
+            Method::POST,
             leak(format!("{run}/calls/1.0/approve")),
             "approver",
             Some(json!({})),
