@@ -364,6 +364,8 @@ pub struct RunState {
     pub park_retry_ms: u64,
     /// A human asked the run to stop.
     pub cancel: Option<CancelRequest>,
+    /// The run this one was forked from, and at which event.
+    pub forked_from: Option<crate::event::ForkedFrom>,
 }
 
 impl RunState {
@@ -497,7 +499,9 @@ impl RunState {
             approvals,
             tags,
             park_retry_ms,
+            forked_from,
         } = start;
+        self.forked_from = forked_from.clone();
         self.tags = tags.clone();
         self.approvals = approvals.clone();
         self.version = version.clone();

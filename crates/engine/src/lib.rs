@@ -8,6 +8,7 @@ mod agent;
 mod alerts;
 mod approvals;
 mod error;
+mod fork;
 mod outbox;
 mod query;
 mod run;

@@ -649,6 +649,7 @@ impl Engine {
             at_ms: self.now_ms(),
             max_repairs: agent.spec.max_repairs,
             park_retry_ms: agent.spec.park_retry_ms,
+            forked_from: None,
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),
             approvals: agent.spec.approvals.clone(),

@@ -168,6 +168,7 @@ mod tests {
                 at_ms: 0,
                 max_repairs: 2,
                 park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+                forked_from: None,
                 version: String::new(),
                 version_label: None,
                 approvals: Default::default(),

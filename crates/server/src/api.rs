@@ -227,6 +227,8 @@ pub struct RunFilter {
     pub until_ms: Option<i64>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
+    /// Only runs forked from this run (its full id).
+    pub forked_from: Option<String>,
     /// Runs per page (default 50, at most 1,000).
     #[param(format = Int64)]
     pub limit: Option<usize>,

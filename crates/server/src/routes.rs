@@ -354,6 +354,7 @@ pub async fn list_runs(
             since_ms: filter.since_ms,
             until_ms: filter.until_ms,
             cursor: filter.cursor,
+            forked_from: filter.forked_from,
             limit: int64(filter.limit.map(|l| l as u64), "limit")?.map_or(50, |l| l as usize),
         })
         .await

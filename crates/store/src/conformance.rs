@@ -40,6 +40,7 @@ pub fn started(agent: &str) -> Event {
         at_ms: 0,
         max_repairs: 2,
         park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+        forked_from: None,
         version: String::new(),
         version_label: None,
         approvals: Default::default(),
@@ -798,6 +799,10 @@ pub async fn list_filters_and_pages(journal: Arc<dyn Journal>) {
         start
             .tags
             .insert("suite".into(), if i < 3 { "smoke" } else { "full" }.into());
+        start.forked_from = (i % 3 == 1).then(|| chassis_core::ForkedFrom {
+            run: "run-0".into(),
+            seq: 1,
+        });
         journal
             .create(
                 &new_run(&format!("run-{i}")),
@@ -869,6 +874,28 @@ pub async fn list_filters_and_pages(journal: Arc<dyn Journal>) {
         paged.extend(ids(page));
     }
     assert_eq!(paged, ids(all));
+    // Forks by their original, combined with the other filters.
+    let forks = list(ListFilter {
+        forked_from: Some("run-0".into()),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(ids(forks), vec!["run-4", "run-1"]);
+    let smoke_forks = list(ListFilter {
+        forked_from: Some("run-0".into()),
+        tag: Some(("suite".into(), "smoke".into())),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(ids(smoke_forks), vec!["run-1"]);
+    assert!(
+        list(ListFilter {
+            forked_from: Some("run-1".into()),
+            ..ListFilter::default()
+        })
+        .await
+        .is_empty()
+    );
 }
 
 /// Agent versions are kept once; tokens are kept by hash, found only while live, and a name

@@ -121,6 +121,8 @@ pub struct ListFilter {
     pub after: Option<(i64, String)>,
     /// Only the run with this id.
     pub run_id: Option<String>,
+    /// Only runs forked from this run.
+    pub forked_from: Option<String>,
 }
 
 /// A worker's time-limited claim on a run: while it holds, no other worker is given the run.

@@ -272,6 +272,8 @@ impl Statements {
                    AND ($8::bigint IS NULL OR created_ms < $8)
                    AND ($9::bigint IS NULL OR (created_ms, run_id) < ($9, $10))
                    AND ($11::text IS NULL OR run_id = $11)
+                   AND ($12::text IS NULL OR run_id IN
+                        (SELECT t.run_id FROM run_tags t WHERE t.key = $13 AND t.value = $12))
                  ORDER BY created_ms DESC, run_id DESC LIMIT $3",
                 &[
                     T::TEXT,
@@ -283,6 +285,8 @@ impl Statements {
                     T::INT8,
                     T::INT8,
                     T::INT8,
+                    T::TEXT,
+                    T::TEXT,
                     T::TEXT,
                     T::TEXT
                 ]
@@ -694,6 +698,8 @@ impl Journal for PostgresJournal {
                     &after_ms,
                     &after_id,
                     &filter.run_id,
+                    &filter.forked_from,
+                    &crate::FORKED_FROM_KEY,
                 ],
             )
             .await

@@ -1276,6 +1276,8 @@ impl Journal for SqliteJournal {
                        AND (?9 IS NULL OR created_ms < ?9
                             OR (created_ms = ?9 AND runs.run_id < ?10))
                        AND (?11 IS NULL OR runs.run_id = ?11)
+                       AND (?12 IS NULL OR runs.run_id IN
+                            (SELECT run_id FROM run_tags WHERE key = ?13 AND value = ?12))
                      ORDER BY created_ms DESC, runs.run_id DESC LIMIT ?3",
                 )
                 .map_err(db_err)?;
@@ -1298,7 +1300,9 @@ impl Journal for SqliteJournal {
                         filter.until_ms,
                         after_ms,
                         after_id,
-                        filter.run_id
+                        filter.run_id,
+                        filter.forked_from,
+                        crate::FORKED_FROM_KEY
                     ],
                     |row| {
                         let status: String = row.get(2)?;

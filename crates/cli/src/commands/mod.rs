@@ -9,6 +9,7 @@ pub(crate) mod db;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod export;
+pub(crate) mod fork;
 pub(crate) mod init;
 pub(crate) mod input;
 pub(crate) mod mock;

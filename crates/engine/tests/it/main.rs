@@ -5,6 +5,7 @@ mod approvals;
 mod compat;
 mod degrade;
 mod drivers;
+mod forks;
 mod limits;
 mod redaction;
 mod resilience;
