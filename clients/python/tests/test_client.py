@@ -165,6 +165,23 @@ def test_send_message_continues_a_completed_run(server: Server) -> None:
         assert "waiting" in (error.value.detail or "")
 
 
+def test_fork_continues_from_a_prefix_and_is_listed(server: Server) -> None:
+    with server.client(server.operator) as operator:
+        created = operator.start_run("payer", "chat to fork")
+        operator.wait(created.run_id)
+        length = operator.events(created.run_id).last_seq
+
+        forked = operator.fork(created.run_id, at=length, input="once more")
+        assert forked.forked_from == created.run_id and forked.at == length
+        assert forked.status == Status.RUNNING
+        run = operator.wait(forked.run_id)
+        assert run.output == "turn 1: you said once more"
+        listed = operator.list_runs(forked_from=created.run_id)
+        assert [r.run_id for r in listed.runs] == [forked.run_id]
+        with pytest.raises(InvalidRequest):
+            operator.fork(created.run_id, at=length + 1)
+
+
 def test_errors_raise_the_problem_they_are(server: Server, client: Client) -> None:
     with pytest.raises(NotFound) as missing:
         client.get_run("run_00000000000000000000000000")

@@ -334,6 +334,32 @@ pub struct SendMessage {
     pub text: String,
 }
 
+/// `POST /v1/runs/{id}/fork`: a new run from the first `at` events of this one.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRun {
+    /// How many of the run's events the fork starts with (from 1).
+    #[schema(format = Int64, minimum = 1)]
+    pub at: u64,
+    /// A user message after the copied events (required where the copy ends completed).
+    #[serde(default)]
+    pub input: Option<String>,
+}
+
+/// A fork just made: runnable at once, for the workers.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Forked {
+    /// The new run.
+    pub run_id: String,
+    /// The run it was forked from.
+    pub forked_from: String,
+    /// How many of its events the fork starts with.
+    #[schema(format = Int64)]
+    pub at: u64,
+    /// The fork's status after the copy.
+    pub status: Status,
+}
+
 /// What a cancel did.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Cancelled {

@@ -534,6 +534,42 @@ pub async fn send_message(
     decided(&state, &id).await
 }
 
+/// Forks a run: a new run whose history is the run's first `at` events (nothing of them runs
+/// again), optionally followed by a user message; the workers drive it from there.
+#[utoipa::path(post, path = "/v1/runs/{id}/fork", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run to fork")),
+    request_body = ForkRun,
+    responses(
+        (status = 201, description = "The fork", body = Forked),
+        (status = 400, description = "Malformed body", body = Problem),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Not an operator token", body = Problem),
+        (status = 404, description = "No such run", body = Problem),
+        (status = 409, description = "The copy would end failed or cancelled, or completed without a message, or a message would follow a call without its result", body = Problem),
+        (status = 422, description = "`at` outside the run's events, or an empty message", body = Problem)))]
+pub async fn fork_run(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Body(request): Body<ForkRun>,
+) -> Result<Response, Problem> {
+    who.require(Role::Operator)?;
+    let fork = state
+        .engine()
+        .fork(&id, request.at, request.input.as_deref(), &who.name)
+        .await?;
+    let run = state.engine().load(&fork).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &Forked {
+            run_id: fork,
+            forked_from: id,
+            at: request.at,
+            status: run.status.into(),
+        },
+    ))
+}
+
 /// Cancels a run: it stops at its next safe point (never inside a call that may not be
 /// repeated), with who and why journaled.
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", security(("bearer" = [])),

@@ -39,6 +39,8 @@ __all__ = [
     "Reject",
     "Resolve",
     "SendMessage",
+    "ForkRun",
+    "Forked",
     "Resume",
     "Role",
     "Run",
@@ -264,6 +266,24 @@ class RunCreated(_Model):
     status: Status
     version: str
     existing: bool
+
+
+@dataclass
+class ForkRun(_Model):
+    """`POST /v1/runs/{id}/fork`: the first `at` events, then an optional user message."""
+
+    at: int
+    input: str | None = None
+
+
+@dataclass
+class Forked(_Model):
+    """A fork just made: runnable at once, for the workers."""
+
+    run_id: str
+    forked_from: str
+    at: int
+    status: Status
 
 
 @dataclass
@@ -618,6 +638,8 @@ SCHEMAS: dict[str, type] = {
     "Cancel": Cancel,
     "Cancelled": Cancelled,
     "SendMessage": SendMessage,
+    "ForkRun": ForkRun,
+    "Forked": Forked,
     "DayStats": DayStats,
     "HourStats": HourStats,
     "Decided": Decided,

@@ -633,3 +633,53 @@ async fn a_message_continues_a_completed_run_and_a_worker_answers_it() {
         seq
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_is_driven_by_the_workers_and_listed_by_its_original() {
+    let s = TestServer::start(4, Duration::ZERO).await;
+    let run = s.start_run("chat with me").await;
+    s.until_status(&run, &["completed"]).await;
+    let len = events_of(&s.get(&format!("/v1/runs/{run}/events")).await).len();
+
+    let (status, forked) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/fork"),
+            Some(&s.tokens.operator),
+            Some(json!({ "at": len, "input": "again?" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{forked}");
+    assert_eq!(forked["forked_from"], run.as_str());
+    let fork = forked["run_id"].as_str().unwrap().to_string();
+    let done = s.until_status(&fork, &["completed"]).await;
+    assert_eq!(done["output"], "turn 1: you said again?", "{done}");
+    let listed = s.get(&format!("/v1/runs?forked_from={run}")).await;
+    let ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["run_id"].as_str())
+        .collect();
+    assert_eq!(ids, [fork.as_str()]);
+
+    // A completed copy without a message has nothing to do; `at` past the end is invalid.
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/fork"),
+            Some(&s.tokens.operator),
+            Some(json!({ "at": len })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/fork"),
+            Some(&s.tokens.operator),
+            Some(json!({ "at": len + 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+}

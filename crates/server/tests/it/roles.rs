@@ -51,6 +51,12 @@ fn matrix() -> Vec<(Method, &'static str, &'static str, Option<Value>)> {
         ),
         (
             Method::POST,
+            leak(format!("{run}/fork")),
+            "operator",
+            Some(json!({ "at": 1 })),
+        ),
+        (
+            Method::POST,
             leak(format!("{run}/calls/1.0/approve")),
             "approver",
             Some(json!({})),
