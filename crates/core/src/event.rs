@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::approvals::ApprovalPolicy;
+use crate::context::ContextPolicy;
 use crate::limits::{LimitAction, LimitName, Limits, Price};
 use crate::message::{AssistantMessage, Usage};
 use crate::tool::{RiskClass, ToolDef};
@@ -377,6 +378,10 @@ pub struct RunStart {
     /// The run this one was forked from, and how many of its events were copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<ForkedFrom>,
+    /// How every call's context is kept inside the model's window (`[context]`); unbounded
+    /// in runs journaled before context management.
+    #[serde(default, skip_serializing_if = "ContextPolicy::is_unbounded")]
+    pub context: ContextPolicy,
 }
 
 /// Where a forked run's history came from: the first `seq` events of `run`.

@@ -5,6 +5,7 @@
 //! No IO, no async runtime, no clock: the engine feeds events in and executes decisions.
 
 pub mod approvals;
+pub mod context;
 pub mod cron;
 pub mod decide;
 pub mod duration;

@@ -362,6 +362,8 @@ pub struct RunState {
     pub(crate) parks: u32,
     /// A parked run's first retry, in ms (doubling after each further park).
     pub park_retry_ms: u64,
+    /// How every call's context is kept inside the model's window.
+    pub context: crate::context::ContextPolicy,
     /// A human asked the run to stop.
     pub cancel: Option<CancelRequest>,
     /// The run this one was forked from, and at which event.
@@ -500,8 +502,10 @@ impl RunState {
             tags,
             park_retry_ms,
             forked_from,
+            context,
         } = start;
         self.forked_from = forked_from.clone();
+        self.context = *context;
         self.tags = tags.clone();
         self.approvals = approvals.clone();
         self.version = version.clone();

@@ -12,7 +12,7 @@ use chassis_core::spec::AgentSpec;
 const DOC: &str = include_str!("../../../docs/agent-spec.md");
 
 /// A table of the spec, as the reference writes its keys, and TOML that opens it.
-const TABLES: [(&str, &str); 13] = [
+const TABLES: [(&str, &str); 14] = [
     ("", ""),
     ("agent", "[agent]"),
     ("model", "[model]"),
@@ -26,6 +26,7 @@ const TABLES: [(&str, &str); 13] = [
     ("approvals", "[approvals]"),
     ("approvals.rules[]", "[[approvals.rules]]"),
     ("redact", "[redact]"),
+    ("context", "[context]"),
 ];
 
 /// Keys whose children are names chosen by the user: documented as `parent.PLACEHOLDER`.
@@ -105,6 +106,7 @@ fn example_keys(value: &toml::Value, path: &str, keys: &mut BTreeSet<String>) {
         "approvals.rules",
         "approvals.rules[]",
         "redact",
+        "context",
     ];
     if !path.is_empty() {
         keys.insert(path.trim_end_matches("[]").to_string());

@@ -215,7 +215,14 @@ impl Engine {
                 )));
             }
             let redactor = self.human_redactor(&state);
-            let events: Vec<Event> = build(&state)?
+            // A refusal may quote what the human typed (a schema error names the value):
+            // it is redacted like the decision itself would have been.
+            let events: Vec<Event> = build(&state)
+                .map_err(|e| match e {
+                    Error::Invalid(m) => Error::Invalid(redactor.redact(&m)),
+                    Error::Refused(m) => Error::Refused(redactor.redact(&m)),
+                    other => other,
+                })?
                 .into_iter()
                 .map(|e| redactor.redact_event(e))
                 .collect();

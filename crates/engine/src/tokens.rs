@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use chassis_core::context::{self, Context};
 use chassis_core::{Message, RunState};
 use tiktoken_rs::CoreBPE;
 
@@ -15,9 +16,26 @@ const PER_MESSAGE: u64 = 8;
 /// Tokens of the reply priming and request framing, generously.
 const PER_REQUEST: u64 = 16;
 
+/// The context the next call sends: the conversation, kept inside the run's
+/// `max_context_tokens` (less the tools and framing) as its `[context]` says, by this module's
+/// byte bound.
+pub(crate) fn context(state: &RunState) -> Context<'_> {
+    let policy = &state.context;
+    let budget = policy
+        .max_context_tokens
+        .saturating_sub(tools_bound(state) + PER_REQUEST);
+    context::build(
+        &state.messages,
+        budget,
+        policy.keep_last_turns,
+        &message_bound,
+    )
+}
+
 /// The input tokens the next call sends at least, by the provider's own count: what it
 /// reported for the last call, whose context the next one repeats, plus a bound on what was
-/// added since (the reply and the tool results); 0 before any call was answered.
+/// added since (the reply and the tool results); 0 before any call was answered. Only for a
+/// context that is the whole conversation: a shortened one need not repeat the last.
 pub(crate) fn provider_floor(state: &RunState) -> u64 {
     let Some((reported, sent)) = state.last_call_input else {
         return 0;
@@ -32,21 +50,25 @@ pub(crate) fn provider_floor(state: &RunState) -> u64 {
     reported.saturating_add(added)
 }
 
-/// An upper bound on the input tokens of the next call: never less than the real count.
-pub(crate) fn upper_bound(state: &RunState) -> u64 {
-    let tools: u64 = state
+/// An upper bound on the input tokens of a call sending `messages`: never less than the real
+/// count.
+pub(crate) fn upper_bound(state: &RunState, messages: &[Message]) -> u64 {
+    let messages: u64 = messages.iter().map(message_bound).sum();
+    messages + tools_bound(state) + PER_REQUEST
+}
+
+fn message_bound(message: &Message) -> u64 {
+    content_len(message) as u64 + PER_MESSAGE
+}
+
+fn tools_bound(state: &RunState) -> u64 {
+    state
         .tools
         .iter()
         .map(|t| {
             (t.name.len() + t.description.len()) as u64 + json_len(&t.parameters) + PER_MESSAGE
         })
-        .sum();
-    let messages: u64 = state
-        .messages
-        .iter()
-        .map(|m| content_len(m) as u64 + PER_MESSAGE)
-        .sum();
-    messages + tools + PER_REQUEST
+        .sum()
 }
 
 /// The length of `value` as compact JSON, counted without building the text (this runs
@@ -70,7 +92,7 @@ fn json_len(value: &serde_json::Value) -> u64 {
 
 /// A count with the model's tokenizer when chassis has it (OpenAI model families), plus the
 /// same generous framing as the bound; `None` for models without a known tokenizer.
-pub(crate) fn precise(state: &RunState, model: &str) -> Option<u64> {
+pub(crate) fn precise(state: &RunState, messages: &[Message], model: &str) -> Option<u64> {
     let bpe = tokenizer_for(model)?;
     let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
     let tools: u64 = state
@@ -80,8 +102,7 @@ pub(crate) fn precise(state: &RunState, model: &str) -> Option<u64> {
             count(&t.name) + count(&t.description) + count(&t.parameters.to_string()) + PER_MESSAGE
         })
         .sum();
-    let messages: u64 = state
-        .messages
+    let messages: u64 = messages
         .iter()
         .map(|m| {
             PER_MESSAGE
@@ -169,6 +190,7 @@ mod tests {
                 max_repairs: 2,
                 park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
                 forked_from: None,
+                context: Default::default(),
                 version: String::new(),
                 version_label: None,
                 approvals: Default::default(),
@@ -186,15 +208,16 @@ mod tests {
             &"lorem ipsum dolor ".repeat(200),
         ] {
             let s = state(text);
-            let exact = precise(&s, "openai:gpt-4o-mini").unwrap();
-            let bound = upper_bound(&s);
+            let exact = precise(&s, &s.messages, "openai:gpt-4o-mini").unwrap();
+            let bound = upper_bound(&s, &s.messages);
             assert!(bound >= exact, "{bound} < {exact} for {text:?}");
             // The tokenizer counts English at several characters per token.
             if text.len() > 1000 {
                 assert!(exact * 2 < bound, "{exact} vs {bound}");
             }
         }
-        assert!(precise(&state("x"), "anthropic:claude-haiku-4-5").is_none());
+        let x = state("x");
+        assert!(precise(&x, &x.messages, "anthropic:claude-haiku-4-5").is_none());
     }
 
     #[test]

@@ -253,9 +253,12 @@ impl MessagesRequest {
                 "user" => {
                     if input.is_none() {
                         input = Some(text.clone());
+                    } else {
+                        turns.user(&text);
                     }
-                    // A user message that only carries tool results has no text of its own.
-                    if !text.is_empty() {
+                    // A user message that only carries tool results has no text of its own, and a
+                    // note about left-out steps is chassis's, not the user's.
+                    if !text.is_empty() && !text.starts_with(crate::reply::STEPS_NOTE_PREFIX) {
                         last_user = text;
                     }
                 }

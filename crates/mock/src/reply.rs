@@ -14,7 +14,12 @@ use crate::Script;
 /// unknown tool). Kept in step with `chassis_core::state::REFUSED_PREFIX`.
 pub(crate) const REFUSED_PREFIX: &str = "error: call refused, not executed: ";
 
-/// Counts the turn to answer: one per assistant message, except a reply whose every tool
+/// How chassis tells a model that earlier steps were left out of its context or summarized:
+/// the count follows. Kept in step with `chassis_core::context::STEPS_NOTE_PREFIX`.
+pub(crate) const STEPS_NOTE_PREFIX: &str = "[context: ";
+
+/// Counts the turn to answer: one per assistant message (and per step a note says was left
+/// out or summarized), except a reply whose every tool
 /// result came back refused. The scripted model then "repairs" by making that turn again,
 /// as a real model corrects a call it got wrong.
 #[derive(Default)]
@@ -29,6 +34,21 @@ impl TurnCounter {
     pub(crate) fn assistant(&mut self) {
         self.settle();
         self.turn = self.turn.saturating_add(1);
+    }
+
+    /// A user message: a note about left-out steps counts them.
+    pub(crate) fn user(&mut self, text: &str) {
+        let Some(rest) = text.strip_prefix(STEPS_NOTE_PREFIX) else {
+            return;
+        };
+        let digits = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap_or("");
+        if let Ok(steps) = digits.parse::<u32>() {
+            self.settle();
+            self.turn = self.turn.saturating_add(steps);
+        }
     }
 
     /// A tool result answering the latest assistant message.
@@ -399,5 +419,21 @@ mod turn_tests {
         let mut t = TurnCounter::default();
         t.assistant();
         assert_eq!(t.finish(), 1, "a text reply counts");
+    }
+}
+
+#[cfg(test)]
+mod steps_note_tests {
+    use super::*;
+
+    #[test]
+    fn a_note_of_left_out_steps_counts_them_as_turns() {
+        let mut turns = TurnCounter::default();
+        turns.user("[context: 37 earlier steps were left out to fit the context window]");
+        turns.user("an ordinary message");
+        turns.user("[context: nonsense]");
+        turns.assistant();
+        turns.tool_result("ok");
+        assert_eq!(turns.finish(), 38);
     }
 }

@@ -287,7 +287,9 @@ async fn answer<D: Dialect>(
         ..streaming
     });
     let conv = D::conversation(&request);
-    shared.stats.record(conv.turn, &conv.input);
+    shared
+        .stats
+        .record(conv.turn, &conv.input, conv.prompt_chars);
     if shared.over_rpm_limit() {
         shared.stats.record_fault("rpm_limit");
         let mut response = error_response::<D>(Failure::RateLimited, RATE_LIMITED);

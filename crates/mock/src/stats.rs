@@ -33,6 +33,10 @@ pub struct Stats {
     /// TCP connections accepted.
     #[serde(default)]
     pub connections: u64,
+    /// The largest prompt of a valid request, in characters of its messages' text (what a
+    /// client keeping its context inside a window is checked against).
+    #[serde(default)]
+    pub largest_prompt_chars: u64,
 }
 
 /// Shared, lock-briefly counters behind the server.
@@ -84,10 +88,11 @@ impl StatsRecorder {
     }
 
     /// Counts a request for `turn` of the conversation opened by `input`.
-    pub(crate) fn record(&self, turn: u32, input: &str) {
+    pub(crate) fn record(&self, turn: u32, input: &str, prompt_chars: usize) {
         let key = truncate_chars(input, CONVERSATION_KEY_CHARS);
         let mut stats = self.lock();
         stats.requests += 1;
+        stats.largest_prompt_chars = stats.largest_prompt_chars.max(prompt_chars as u64);
         *stats.by_turn.entry(turn).or_default() += 1;
         // Look up before inserting so the common case does not allocate a key.
         let turns = match stats.by_conversation.get_mut(key) {
@@ -136,9 +141,9 @@ mod tests {
     #[test]
     fn counts_and_resets() {
         let recorder = StatsRecorder::default();
-        recorder.record(0, "hello");
-        recorder.record(1, "hello");
-        recorder.record(0, "other");
+        recorder.record(0, "hello", 0);
+        recorder.record(1, "hello", 0);
+        recorder.record(0, "other", 0);
         recorder.record_invalid();
         recorder.record_fault("429");
         recorder.record_fault("429");
@@ -158,7 +163,7 @@ mod tests {
     fn long_conversation_keys_are_truncated_on_char_boundaries() {
         let recorder = StatsRecorder::default();
         let input = "é".repeat(300);
-        recorder.record(0, &input);
+        recorder.record(0, &input, 0);
         let stats = recorder.snapshot();
         let key = stats.by_conversation.keys().next().unwrap();
         assert_eq!(key.chars().count(), 200);

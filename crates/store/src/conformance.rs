@@ -41,6 +41,7 @@ pub fn started(agent: &str) -> Event {
         max_repairs: 2,
         park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
         forked_from: None,
+        context: Default::default(),
         version: String::new(),
         version_label: None,
         approvals: Default::default(),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 
 mod approvals;
+pub mod context;
 mod credentials;
 mod limits;
 pub mod redact;
@@ -126,6 +127,22 @@ pub struct AgentSpec {
     pub approvals: crate::approvals::ApprovalPolicy,
     /// Secrets to remove from everything a run records, `[redact]`.
     pub redact: redact::RedactSpec,
+    /// `[context]` and `[model] context_window`. Left out of the version when it is the
+    /// default, so adding the section changed no agent's version.
+    #[serde(skip_serializing_if = "context::ContextSpec::is_default")]
+    pub context: context::ContextSpec,
+}
+
+impl AgentSpec {
+    /// The context policy a run of this agent journals.
+    pub fn context_policy(&self) -> crate::context::ContextPolicy {
+        let models: Vec<String> = std::iter::once(&self.model)
+            .chain(&self.fallbacks)
+            .map(|m| format!("{}:{}", m.provider, m.model))
+            .collect();
+        self.context
+            .policy(models.iter().map(String::as_str), self.max_tokens)
+    }
 }
 
 /// `provider:model`.
@@ -314,6 +331,8 @@ struct RawSpec {
     approvals: approvals::RawApprovals,
     #[serde(default)]
     redact: redact::RawRedact,
+    #[serde(default)]
+    context: context::RawContext,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +361,7 @@ struct RawModel {
     park_retry: Option<String>,
     stream: Option<bool>,
     tool_choice: Option<toml::Value>,
+    context_window: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -449,6 +469,7 @@ impl RawSpec {
             alerts,
             approvals,
             redact: self.redact.validate()?,
+            context: self.context.validate(self.model.context_window)?,
         })
     }
 }

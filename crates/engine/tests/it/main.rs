@@ -3,6 +3,7 @@
 mod anthropic;
 mod approvals;
 mod compat;
+mod context;
 mod degrade;
 mod drivers;
 mod forks;

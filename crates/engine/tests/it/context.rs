@@ -1,0 +1,131 @@
+//! Context management through the real engine: a long tool loop under a small window sends
+//! every call a context inside its budget, and completes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chassis_core::{Event, RunStatus};
+use chassis_engine::{Agent, Engine};
+use chassis_mock::{MockConfig, Script};
+use chassis_store::{Journal, SqliteJournal, Sync};
+
+use crate::write;
+
+/// A model that reads `steps` files, one per turn, then answers.
+fn reading(steps: usize) -> String {
+    let mut script = String::from("[[scenario]]\n");
+    for i in 0..steps {
+        script.push_str(&format!(
+            "[[scenario.turn]]\ntool_calls = [{{ name = \"read_file\", arguments = {{ path = \"f{i}.txt\" }} }}]\n"
+        ));
+    }
+    script.push_str("[[scenario.turn]]\ntext = \"done\"\n");
+    script
+}
+
+/// An agent over `steps` files of `bytes` each, a mock that reads them all, and an engine.
+pub(crate) async fn setup(
+    steps: usize,
+    bytes: usize,
+    context: &str,
+) -> (tempfile::TempDir, chassis_mock::MockHandle, Engine, Agent) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(&root.join("prompt.j2"), "Read every file.");
+    for i in 0..steps {
+        let line = format!("file {i} says: lorem ipsum dolor sit amet.\n");
+        write(
+            &root.join(format!("data/f{i}.txt")),
+            &line.repeat(bytes / line.len() + 1)[..bytes],
+        );
+    }
+    let mock = chassis_mock::start(
+        MockConfig::default(),
+        Script::from_toml_str(&reading(steps)).unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let limit = steps + 5;
+    write(
+        &root.join("agent.toml"),
+        &format!(
+            r#"
+[agent]
+name = "reader"
+prompt = "prompt.j2"
+[model]
+primary = "m:model"
+max_tokens = 100
+context_window = 8192
+[providers.m]
+kind = "openai"
+base_url = "{}"
+[[tools]]
+use = "builtin:fs"
+root = "data"
+only = ["read_file"]
+[limits]
+max_steps = {limit}
+max_model_calls = {limit}
+max_tool_calls = {limit}
+max_input_tokens = 100000000
+max_total_tokens = 100000000
+[context]
+{context}
+"#,
+            mock.base_url()
+        ),
+    );
+    let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
+    let journal: Arc<dyn Journal> =
+        Arc::new(SqliteJournal::open(&root.join("j.db"), Sync::Normal).unwrap());
+    (dir, mock, Engine::new(journal), agent)
+}
+
+#[tokio::test]
+async fn a_long_tool_loop_under_a_small_window_stays_inside_it_and_completes() {
+    let steps = 40;
+    let (_dir, mock, engine, agent) = setup(steps, 1500, "keep_last_turns = 3").await;
+    let budget = agent.spec.context_policy().max_context_tokens;
+    assert_eq!(budget, 8192 - 100 - 409);
+    let outcome = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.output.as_deref(), Some("done"));
+
+    let stats = mock.stats();
+    // The whole conversation would be many times the window; no call got past the budget
+    // (the mock counts characters, never more than the bound's bytes).
+    assert!(steps * 1500 > 4 * budget as usize);
+    assert!(
+        stats.largest_prompt_chars <= budget,
+        "{} > {budget}",
+        stats.largest_prompt_chars
+    );
+    assert!(
+        stats.largest_prompt_chars > budget / 2,
+        "the window was used"
+    );
+    // Every turn asked once: the notes of left-out steps kept the model's count right.
+    assert_eq!(stats.requests, steps as u64 + 1);
+    assert!(
+        stats.by_turn.values().all(|&n| n == 1),
+        "{:?}",
+        stats.by_turn
+    );
+
+    // Nothing left the journal: every result is there in full.
+    let events: Vec<Event> = engine
+        .journal()
+        .load(&outcome.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    let results = events
+        .iter()
+        .filter(|e| matches!(e, Event::ToolFinished { content, .. } if content.len() == 1500))
+        .count();
+    assert_eq!(results, steps);
+}
