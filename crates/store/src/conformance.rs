@@ -899,6 +899,72 @@ pub async fn list_filters_and_pages(journal: Arc<dyn Journal>) {
     );
 }
 
+/// A purge deletes ended runs (events and tags too) and reports the bytes they held; a run
+/// that has not ended, or is unknown, is left alone.
+pub async fn purge_deletes_ended_runs_only(journal: Arc<dyn Journal>) {
+    let mut tagged = match started("agent") {
+        Event::RunStarted(start) => start,
+        _ => unreachable!("started() is run_started"),
+    };
+    tagged.tags.insert("suite".into(), "purge".into());
+    let ends = [
+        (
+            "p-completed",
+            Some(Event::RunCompleted { output: "o".into() }),
+        ),
+        ("p-failed", Some(Event::RunFailed { error: "e".into() })),
+        ("p-running", None),
+        ("p-waiting", Some(waiting())),
+        ("p-paused", Some(paused())),
+    ];
+    for (id, end) in &ends {
+        let mut events = vec![Event::RunStarted(tagged.clone())];
+        events.extend(end.clone());
+        journal
+            .create(&new_run(id), &events, Wake::Never, None)
+            .await
+            .unwrap();
+    }
+    let mut ended_bytes = 0;
+    for id in ["p-completed", "p-failed"] {
+        for record in journal.load(id).await.unwrap() {
+            ended_bytes += crate::encode(&record.event).unwrap().len() as u64;
+        }
+    }
+    let all: Vec<String> = ends
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .chain(["p-unknown".to_string()])
+        .collect();
+    let purged = journal.purge(&all).await.unwrap();
+    assert_eq!(
+        purged,
+        crate::Purged {
+            runs: 2,
+            bytes: ended_bytes
+        }
+    );
+    for gone in ["p-completed", "p-failed"] {
+        assert!(matches!(
+            journal.load(gone).await,
+            Err(Error::RunNotFound(_))
+        ));
+    }
+    for kept in ["p-running", "p-waiting", "p-paused"] {
+        assert!(!journal.load(kept).await.unwrap().is_empty(), "{kept}");
+    }
+    let tagged_runs = journal
+        .list(&ListFilter {
+            tag: Some(("suite".into(), "purge".into())),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tagged_runs.len(), 3, "the purged runs' tags went with them");
+    // Purging again frees nothing.
+    assert_eq!(journal.purge(&all).await.unwrap(), crate::Purged::default());
+}
+
 /// Agent versions are kept once; tokens are kept by hash, found only while live, and a name
 /// is free again once its token is revoked.
 pub async fn versions_and_tokens(journal: Arc<dyn Journal>) {
@@ -1023,6 +1089,7 @@ macro_rules! journal_conformance {
             expired_leases_are_claimed_before_queued_work,
             list_filters_and_pages,
             versions_and_tokens,
+            purge_deletes_ended_runs_only,
             wait_for_work_returns_by_the_timeout,
             work_made_here_ends_a_wait,
             notifications_go_with_their_events,

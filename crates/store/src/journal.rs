@@ -84,6 +84,15 @@ pub struct RunSummary {
     pub version: String,
 }
 
+/// What [`Journal::purge`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Runs deleted.
+    pub runs: u64,
+    /// Bytes of journaled events they held.
+    pub bytes: u64,
+}
+
 /// An API token as the store keeps it: never the token itself, only its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -275,6 +284,11 @@ pub trait Journal: crate::Outbox + crate::Schedules + crate::RateLimits + Send +
 
     /// The live token whose hash is `hash`.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error>;
+
+    /// Deletes the runs of `run_ids` that have ended (completed, failed or cancelled), with
+    /// their events and tags, in one transaction; a run that has not ended (running, waiting,
+    /// paused) or does not exist is left alone, whatever the caller believed.
+    async fn purge(&self, run_ids: &[String]) -> Result<Purged, Error>;
 
     /// The clock this journal stamps events and leases with; drivers read time from it too.
     fn clock(&self) -> std::sync::Arc<dyn crate::Clock> {

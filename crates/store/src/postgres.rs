@@ -869,6 +869,37 @@ impl Journal for PostgresJournal {
         Ok(self.read_tokens(Some(hash)).await?.pop())
     }
 
+    async fn purge(&self, run_ids: &[String]) -> Result<crate::Purged, Error> {
+        let conn = self.pool.get().await?;
+        // One statement: the runs that have ended, then their events and tags.
+        let row = conn
+            .client
+            .query_one(
+                "WITH gone AS (
+                     DELETE FROM runs WHERE run_id = ANY($1)
+                        AND status IN ('completed', 'failed', 'cancelled')
+                     RETURNING run_id),
+                 ev AS (
+                     DELETE FROM events WHERE run_id IN (SELECT run_id FROM gone)
+                     RETURNING octet_length(data) AS n),
+                 tags AS (
+                     DELETE FROM run_tags WHERE run_id IN (SELECT run_id FROM gone)
+                     RETURNING 1)
+                 SELECT (SELECT count(*) FROM gone),
+                        (SELECT coalesce(sum(n), 0)::bigint FROM ev),
+                        (SELECT count(*) FROM tags)",
+                &[&run_ids],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let runs: i64 = row.get(0);
+        let bytes: i64 = row.get(1);
+        Ok(crate::Purged {
+            runs: u64::try_from(runs).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         // A run whose wake time or lease expiry falls inside the wait is announced by nobody:
         // wait only until then.

@@ -1444,6 +1444,51 @@ impl Journal for SqliteJournal {
         Ok(self.read_tokens(Some(hash.to_string())).await?.pop())
     }
 
+    async fn purge(&self, run_ids: &[String]) -> Result<crate::Purged, Error> {
+        let ids = run_ids.to_vec();
+        // Written by the transaction, read once it committed (set, never added to, so a batch
+        // tried again reports what finally committed).
+        let freed = Arc::new(std::sync::Mutex::new(crate::Purged::default()));
+        let report = Arc::clone(&freed);
+        self.submit(Op::Exec(Box::new(move |conn, _now| {
+            let mut purged = crate::Purged::default();
+            for run_id in &ids {
+                let ended: bool = conn
+                    .prepare_cached(
+                        "SELECT count(*) > 0 FROM runs WHERE run_id = ?1
+                         AND status IN ('completed', 'failed', 'cancelled')",
+                    )?
+                    .query_row(params![run_id], |row| row.get(0))?;
+                if !ended {
+                    continue;
+                }
+                let bytes: i64 = conn
+                    .prepare_cached(
+                        "SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM events
+                         WHERE run_id = ?1",
+                    )?
+                    .query_row(params![run_id], |row| row.get(0))?;
+                conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                conn.prepare_cached("DELETE FROM run_tags WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                conn.prepare_cached("DELETE FROM runs WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                purged.runs += 1;
+                purged.bytes += u64::try_from(bytes).unwrap_or(0);
+            }
+            *report
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = purged;
+            Ok(Done::Nothing)
+        })))
+        .await?;
+        let purged = *freed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(purged)
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         // Work this process makes is announced; work another process makes is found by polling.
         tokio::select! {
