@@ -936,6 +936,28 @@ pub async fn purge_deletes_ended_runs_only(journal: Arc<dyn Journal>) {
         .map(|(id, _)| id.to_string())
         .chain(["p-unknown".to_string()])
         .collect();
+    // What an archive keeps of the ended runs, to restore after the purge.
+    let mut archived = Vec::new();
+    for id in ["p-completed", "p-failed"] {
+        let summary = journal
+            .list(&ListFilter {
+                run_id: Some(id.into()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        archived.push((
+            summary.clone(),
+            crate::Restored {
+                run_id: summary.run_id,
+                agent: summary.agent,
+                status: summary.status,
+                created_ms: summary.created_ms,
+                events: journal.load(id).await.unwrap(),
+            },
+        ));
+    }
     let purged = journal.purge(&all).await.unwrap();
     assert_eq!(
         purged,
@@ -963,6 +985,52 @@ pub async fn purge_deletes_ended_runs_only(journal: Arc<dyn Journal>) {
     assert_eq!(tagged_runs.len(), 3, "the purged runs' tags went with them");
     // Purging again frees nothing.
     assert_eq!(journal.purge(&all).await.unwrap(), crate::Purged::default());
+
+    // An import restores each exactly: events, sequences, times, status, creation, tags.
+    for (summary, run) in &archived {
+        journal.import(run).await.unwrap();
+        assert_eq!(journal.load(&run.run_id).await.unwrap(), run.events);
+        let listed = journal
+            .list(&ListFilter {
+                run_id: Some(run.run_id.clone()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (
+                listed.status,
+                listed.created_ms,
+                listed.last_seq,
+                listed.updated_ms,
+                listed.wake_at_ms
+            ),
+            (
+                summary.status,
+                summary.created_ms,
+                summary.last_seq,
+                summary.updated_ms,
+                None
+            )
+        );
+        assert!(matches!(
+            journal.import(run).await,
+            Err(Error::RunExists(id)) if id == run.run_id
+        ));
+    }
+    let tagged_runs = journal
+        .list(&ListFilter {
+            tag: Some(("suite".into(), "purge".into())),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        tagged_runs.len(),
+        5,
+        "imported runs are found by their tags"
+    );
 }
 
 /// Agent versions are kept once; tokens are kept by hash, found only while live, and a name

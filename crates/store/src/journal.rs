@@ -93,6 +93,21 @@ pub struct Purged {
     pub bytes: u64,
 }
 
+/// A run as an archive holds it, for [`Journal::import`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restored {
+    /// Its id.
+    pub run_id: String,
+    /// Its agent.
+    pub agent: String,
+    /// Its status.
+    pub status: RunStatus,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// Every event, with its sequence and time, in order from 1.
+    pub events: Vec<Record>,
+}
+
 /// An API token as the store keeps it: never the token itself, only its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -289,6 +304,11 @@ pub trait Journal: crate::Outbox + crate::Schedules + crate::RateLimits + Send +
     /// their events and tags, in one transaction; a run that has not ended (running, waiting,
     /// paused) or does not exist is left alone, whatever the caller believed.
     async fn purge(&self, run_ids: &[String]) -> Result<Purged, Error>;
+
+    /// Restores a run exactly as archived: its id, status, creation time, and every event with
+    /// its sequence and time; nobody holds it and it wakes never (an archived run has ended).
+    /// [`Error::RunExists`] if the id is taken; nothing is written then.
+    async fn import(&self, run: &Restored) -> Result<(), Error>;
 
     /// The clock this journal stamps events and leases with; drivers read time from it too.
     fn clock(&self) -> std::sync::Arc<dyn crate::Clock> {

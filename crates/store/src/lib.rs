@@ -27,7 +27,8 @@ pub use chassis_core::Wake;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use journal::{
-    Created, Driver, Journal, Lease, ListFilter, NewRun, Purged, Record, RunSummary, TokenRecord,
+    Created, Driver, Journal, Lease, ListFilter, NewRun, Purged, Record, Restored, RunSummary,
+    TokenRecord,
 };
 pub use outbox::{
     Attempt, Delivery, DeliveryStatus, Notification, Outbox, OutboxFilter, delivery_id,

@@ -869,6 +869,67 @@ impl Journal for PostgresJournal {
         Ok(self.read_tokens(Some(hash)).await?.pop())
     }
 
+    async fn import(&self, run: &crate::Restored) -> Result<(), Error> {
+        let events: Vec<Event> = run.events.iter().map(|r| r.event.clone()).collect();
+        let facts = crate::StartFacts::of(&events);
+        let seqs: Vec<i64> = run
+            .events
+            .iter()
+            .map(|r| i64::try_from(r.seq).unwrap_or(i64::MAX))
+            .collect();
+        let times: Vec<i64> = run.events.iter().map(|r| r.at_ms).collect();
+        let data: Vec<String> = run
+            .events
+            .iter()
+            .map(|r| crate::encode(&r.event))
+            .collect::<Result<_, _>>()?;
+        let (keys, values): (Vec<String>, Vec<String>) = facts.tags.iter().cloned().unzip();
+        let last_seq = seqs.last().copied().unwrap_or(0);
+        let updated_ms = times.last().copied().unwrap_or(run.created_ms);
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .client
+            .query(
+                "WITH r AS (
+                     INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
+                                       wake_at_ms, version, version_label)
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)
+                     ON CONFLICT DO NOTHING
+                     RETURNING run_id
+                 ), ins AS (
+                     INSERT INTO events (run_id, seq, at_ms, data)
+                     SELECT r.run_id, e.s, e.a, e.d
+                     FROM r, unnest($9::bigint[], $10::bigint[], $11::text[]) AS e(s, a, d)
+                 ), tags AS (
+                     INSERT INTO run_tags (run_id, key, value)
+                     SELECT r.run_id, t.k, t.v FROM r, unnest($12::text[], $13::text[]) AS t(k, v)
+                     ON CONFLICT DO NOTHING
+                 )
+                 SELECT run_id FROM r",
+                &[
+                    &run.run_id,
+                    &run.agent,
+                    &run.status.as_str(),
+                    &last_seq,
+                    &run.created_ms,
+                    &updated_ms,
+                    &facts.version,
+                    &facts.label,
+                    &seqs,
+                    &times,
+                    &data,
+                    &keys,
+                    &values,
+                ],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if rows.is_empty() {
+            return Err(Error::RunExists(run.run_id.clone()));
+        }
+        Ok(())
+    }
+
     async fn purge(&self, run_ids: &[String]) -> Result<crate::Purged, Error> {
         let conn = self.pool.get().await?;
         // One statement: the runs that have ended, then their events and tags.

@@ -1489,6 +1489,63 @@ impl Journal for SqliteJournal {
         Ok(purged)
     }
 
+    async fn import(&self, run: &crate::Restored) -> Result<(), Error> {
+        let events: Vec<Event> = run.events.iter().map(|r| r.event.clone()).collect();
+        let facts = crate::StartFacts::of(&events);
+        let rows: Vec<(u64, i64, String)> = run
+            .events
+            .iter()
+            .map(|r| Ok((r.seq, r.at_ms, encode(&r.event)?)))
+            .collect::<Result<_, Error>>()?;
+        let run = run.clone();
+        let exists = Arc::new(std::sync::Mutex::new(false));
+        let found = Arc::clone(&exists);
+        let run_id = run.run_id.clone();
+        self.submit(Op::Exec(Box::new(move |conn, _now| {
+            let taken = run_exists(conn, &run.run_id)?;
+            *found
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = taken;
+            if taken {
+                return Ok(Done::Nothing);
+            }
+            conn.prepare_cached(
+                "INSERT INTO runs (run_id, agent, status, created_ms, wake_at_ms, version,
+                                   version_label)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)",
+            )?
+            .execute(params![
+                run.run_id,
+                run.agent,
+                run.status.as_str(),
+                run.created_ms,
+                facts.version,
+                facts.label
+            ])?;
+            for (key, value) in &facts.tags {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![run.run_id, key, value])?;
+            }
+            for (seq, at_ms, data) in &rows {
+                conn.prepare_cached(
+                    "INSERT INTO events (run_id, seq, at_ms, data) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![run.run_id, seq, at_ms, data])?;
+            }
+            Ok(Done::Nothing)
+        })))
+        .await?;
+        if *exists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Err(Error::RunExists(run_id));
+        }
+        Ok(())
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         // Work this process makes is announced; work another process makes is found by polling.
         tokio::select! {
