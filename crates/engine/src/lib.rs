@@ -11,6 +11,7 @@ mod error;
 mod fork;
 mod outbox;
 mod query;
+mod retention;
 mod run;
 mod schedule;
 mod tokens;
@@ -28,6 +29,7 @@ pub use outbox::{
     TIMESTAMP_HEADER, list_deliveries, sign, verify,
 };
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
+pub use retention::PurgeFilter;
 pub use run::{
     AgentPaths, DriveConfig, Engine, Interrupt, RunOutcome, StartOptions, Submitted, default_owner,
 };
