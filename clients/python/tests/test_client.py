@@ -150,7 +150,9 @@ def test_send_message_continues_a_completed_run(server: Server) -> None:
         assert operator.wait(created.run_id).output == "hi, chat with me"
 
         decided = operator.send_message(created.run_id, "and then?")
-        assert decided.woken and decided.run.run_id == created.run_id
+        # Woken, unless a worker was quicker still and has answered already.
+        assert decided.run.run_id == created.run_id
+        assert decided.woken or decided.run.status == Status.COMPLETED
         run = operator.wait(created.run_id)
         assert run.status == Status.COMPLETED and run.output == "turn 1: you said and then?"
         messages = [e for e in operator.events(created.run_id).events if e.kind == "user_message"]

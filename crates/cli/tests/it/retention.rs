@@ -50,11 +50,7 @@ fn purge_archives_and_deletes_ended_runs_and_import_restores_them_exactly() {
         .iter()
         .map(|r| r["run_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        left,
-        [queued],
-        "only the run that has not ended stays"
-    );
+    assert_eq!(left, [queued], "only the run that has not ended stays");
 
     let out = run(echo
         .chassis()

@@ -589,7 +589,11 @@ async fn a_message_continues_a_completed_run_and_a_worker_answers_it() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["woken"], true, "{body}");
+    // Woken, unless a worker was quicker still and has answered already.
+    assert!(
+        body["woken"] == true || body["run"]["status"] == "completed",
+        "{body}"
+    );
     let done = s.until_status(&run, &["completed"]).await;
     assert_eq!(done["output"], "turn 1: you said and then?", "{done}");
     let events = events_of(&s.get(&format!("/v1/runs/{run}/events")).await);
