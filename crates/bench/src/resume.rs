@@ -37,10 +37,10 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         let outcome = complete(&engine, &agent, RESUME_STEPS).await?;
         let run_id = outcome.run_id;
         let state = engine.load(&run_id).await?;
-        if state.seq != EVENTS {
+        if state.seq() != EVENTS {
             return Err(bench.failed(format!(
                 "run {run_id} has {} events, expected {EVENTS}",
-                state.seq
+                state.seq()
             )));
         }
         let mut load = Vec::with_capacity(iters);
