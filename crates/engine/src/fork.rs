@@ -59,11 +59,11 @@ impl Engine {
             source,
         };
         let mut state = RunState::fold(events.iter()).map_err(replay)?;
-        match (state.status, input) {
+        match (state.status(), input) {
             (RunStatus::Failed | RunStatus::Cancelled, _) => {
                 return Err(Error::Refused(format!(
                     "run {run_id} has ended ({}) by event {at}; fork at an earlier event",
-                    state.status
+                    state.status()
                 )));
             }
             (RunStatus::Completed, None) => {

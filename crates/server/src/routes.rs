@@ -565,7 +565,7 @@ pub async fn fork_run(
             run_id: fork,
             forked_from: id,
             at: request.at,
-            status: run.status.into(),
+            status: run.status().into(),
         },
     ))
 }
