@@ -19,9 +19,18 @@ from chassis_client import Client
 
 ROOT = Path(__file__).resolve().parents[3]
 
-#: The mock model's replies: inputs with "talk" get an answer at once; every other input asks
-#: to pay, then answers with what the tool (or the rejection) said.
+#: The mock model's replies: inputs with "talk" get an answer at once; inputs with "chat" too,
+#: and each later turn of the thread echoes its message; every other input asks to pay, then
+#: answers with what the tool (or the rejection) said.
 SCRIPT = """
+[[scenario]]
+name = "chat"
+when_input_contains = "chat"
+[[scenario.turn]]
+text = "hi, {input}"
+[[scenario.turn]]
+text = "turn {turn}: you said {last_user}"
+
 [[scenario]]
 name = "talk"
 when_input_contains = "talk"

@@ -35,6 +35,9 @@ async def approve_while_streaming(server: Server) -> tuple[list[Event], int]:
             assert run.status == Status.COMPLETED and run.output == "result: paid 150 to acme"
             with pytest.raises(Conflict):
                 await client.cancel(created.run_id, reason="too late")
+            # The answered run continues as a thread.
+            decided = await client.send_message(created.run_id, "and the receipt?")
+            assert decided.woken or decided.run.status == Status.COMPLETED
             with pytest.raises(NotFound):
                 await client.get_run("run_00000000000000000000000000")
             runs = [r.run_id async for r in client.iter_runs(agent="payer", limit=1)]

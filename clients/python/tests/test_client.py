@@ -144,6 +144,46 @@ def test_cancel_ends_a_waiting_run_and_a_second_cancel_conflicts(server: Server)
         assert error.value.status == 409 and error.value.type == "/problems/conflict"
 
 
+def test_send_message_continues_a_completed_run(server: Server) -> None:
+    with server.client(server.operator) as operator:
+        created = operator.start_run("payer", "chat with me")
+        assert operator.wait(created.run_id).output == "hi, chat with me"
+
+        decided = operator.send_message(created.run_id, "and then?")
+        # Woken, unless a worker was quicker still and has answered already.
+        assert decided.run.run_id == created.run_id
+        assert decided.woken or decided.run.status == Status.COMPLETED
+        run = operator.wait(created.run_id)
+        assert run.status == Status.COMPLETED and run.output == "turn 1: you said and then?"
+        messages = [e for e in operator.events(created.run_id).events if e.kind == "user_message"]
+        assert [(e["text"], e["by"]) for e in messages] == [("and then?", "operator-1")]
+
+        with pytest.raises(InvalidRequest):
+            operator.send_message(created.run_id, "  ")
+        waiting = operator.start_run("payer", "invoice to message")
+        until_waiting(operator, waiting.run_id)
+        with pytest.raises(Conflict) as error:
+            operator.send_message(waiting.run_id, "hurry")
+        assert "waiting" in (error.value.detail or "")
+
+
+def test_fork_continues_from_a_prefix_and_is_listed(server: Server) -> None:
+    with server.client(server.operator) as operator:
+        created = operator.start_run("payer", "chat to fork")
+        operator.wait(created.run_id)
+        length = operator.events(created.run_id).last_seq
+
+        forked = operator.fork(created.run_id, at=length, input="once more")
+        assert forked.forked_from == created.run_id and forked.at == length
+        assert forked.status == Status.RUNNING
+        run = operator.wait(forked.run_id)
+        assert run.output == "turn 1: you said once more"
+        listed = operator.list_runs(forked_from=created.run_id)
+        assert [r.run_id for r in listed.runs] == [forked.run_id]
+        with pytest.raises(InvalidRequest):
+            operator.fork(created.run_id, at=length + 1)
+
+
 def test_errors_raise_the_problem_they_are(server: Server, client: Client) -> None:
     with pytest.raises(NotFound) as missing:
         client.get_run("run_00000000000000000000000000")

@@ -77,6 +77,12 @@ enum Command {
     Submit(commands::submit::Args),
     /// Continue a completed run with a new user message (a thread); --resume drives it here
     Send(commands::send::Args),
+    /// Start a new run from the first SEQ events of another (time travel); nothing copied runs again
+    Fork(commands::fork::Args),
+    /// Delete ended runs older than a duration, optionally archived first (gzip JSONL)
+    Purge(commands::purge::Args),
+    /// Restore the runs of a `purge --archive` file, exactly as they were
+    Import(commands::import::Args),
     /// Drive submitted and woken runs: claim them under a lease, until SIGTERM or Ctrl-C
     Worker(commands::worker::Args),
     /// Manage the journal database (`chassis db migrate`)
@@ -206,6 +212,9 @@ fn main() -> ExitCode {
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
             Command::Send(args) => commands::send::run(&db, args).await,
+            Command::Fork(args) => commands::fork::run(&db, args).await,
+            Command::Purge(args) => commands::purge::run(&db, args).await,
+            Command::Import(args) => commands::import::run(&db, args).await,
             Command::Outbox(args) => commands::outbox::run(&db, args).await,
             Command::Schedule(command) => commands::schedule::run(&db, command).await,
             Command::Serve(args) => commands::serve::run(&db, args).await,

@@ -375,10 +375,22 @@ pub struct RunStart {
     /// (in ms); each further retry waits twice as long, up to [`PARK_RETRY_CEILING_MS`].
     #[serde(default = "default_park_retry_ms")]
     pub park_retry_ms: u64,
+    /// The run this one was forked from, and how many of its events were copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<ForkedFrom>,
     /// How every call's context is kept inside the model's window (`[context]`); unbounded
     /// in runs journaled before context management.
     #[serde(default, skip_serializing_if = "ContextPolicy::is_unbounded")]
     pub context: ContextPolicy,
+}
+
+/// Where a forked run's history came from: the first `seq` events of `run`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkedFrom {
+    /// The original run.
+    pub run: String,
+    /// How many of its events the fork starts with.
+    pub seq: u64,
 }
 
 /// A parked run's first retry, unless the spec says (`[model] park_retry`).

@@ -19,7 +19,7 @@ pub mod state;
 pub mod tool;
 
 pub use decide::{Decision, Inputs, ToolAction, decide};
-pub use event::{Event, RunStart};
+pub use event::{Event, ForkedFrom, RunStart};
 pub use limits::{LimitAction, LimitName, Limits, Price};
 pub use message::{AssistantMessage, Message, ToolCall, Usage};
 pub use notify::NotifyKind;

@@ -366,6 +366,8 @@ pub struct RunState {
     pub context: crate::context::ContextPolicy,
     /// A human asked the run to stop.
     pub cancel: Option<CancelRequest>,
+    /// The run this one was forked from, and at which event.
+    pub forked_from: Option<crate::event::ForkedFrom>,
 }
 
 /// What the fold alone keeps consistent with the journal, read-only outside core: the
@@ -551,8 +553,10 @@ impl RunState {
             approvals,
             tags,
             park_retry_ms,
+            forked_from,
             context,
         } = start;
+        self.forked_from = forked_from.clone();
         self.context = *context;
         self.tags = tags.clone();
         self.approvals = approvals.clone();

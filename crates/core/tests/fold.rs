@@ -67,6 +67,7 @@ fn started_policy(
             .collect(),
         max_repairs,
         park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+        forked_from: None,
         context: Default::default(),
         version: String::new(),
         version_label: None,

@@ -40,6 +40,7 @@ fn start() -> RunStart {
         at_ms: STARTED_AT_MS,
         max_repairs: 2,
         park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+        forked_from: None,
         context: Default::default(),
         version: String::new(),
         version_label: None,

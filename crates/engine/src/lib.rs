@@ -8,8 +8,10 @@ mod agent;
 mod alerts;
 mod approvals;
 mod error;
+mod fork;
 mod outbox;
 mod query;
+mod retention;
 mod run;
 mod schedule;
 mod tokens;
@@ -27,6 +29,7 @@ pub use outbox::{
     TIMESTAMP_HEADER, list_deliveries, sign, verify,
 };
 pub use query::{Decided, MAX_PAGE, RunPage, RunQuery, RunView, Usage, Waiting, waiting};
+pub use retention::PurgeFilter;
 pub use run::{
     AgentPaths, DriveConfig, Engine, Interrupt, RunOutcome, StartOptions, Submitted, default_owner,
 };

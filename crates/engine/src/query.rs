@@ -34,6 +34,8 @@ pub struct RunQuery {
     pub cursor: Option<String>,
     /// Runs per page (at most 1,000).
     pub limit: usize,
+    /// Only runs forked from this run.
+    pub forked_from: Option<String>,
 }
 
 /// One page of runs, newest first.
@@ -307,6 +309,7 @@ impl Engine {
                     until_ms: query.until_ms,
                     after: after.clone(),
                     run_id: None,
+                    forked_from: query.forked_from.clone(),
                 })
                 .await?;
             let exhausted = summaries.len() < fetch;

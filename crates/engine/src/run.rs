@@ -714,6 +714,7 @@ impl Engine {
             at_ms: self.now_ms(),
             max_repairs: agent.spec.max_repairs,
             park_retry_ms: agent.spec.park_retry_ms,
+            forked_from: None,
             context: agent.spec.context_policy(),
             version: agent.version.clone(),
             version_label: agent.spec.version.clone(),

@@ -189,6 +189,7 @@ mod tests {
                 at_ms: 0,
                 max_repairs: 2,
                 park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+                forked_from: None,
                 context: Default::default(),
                 version: String::new(),
                 version_label: None,

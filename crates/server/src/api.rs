@@ -227,6 +227,8 @@ pub struct RunFilter {
     pub until_ms: Option<i64>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
+    /// Only runs forked from this run (its full id).
+    pub forked_from: Option<String>,
     /// Runs per page (default 50, at most 1,000).
     #[param(format = Int64)]
     pub limit: Option<usize>,
@@ -322,6 +324,40 @@ pub struct Resume {
 pub struct Cancel {
     /// Why: journaled with the cancel.
     pub reason: String,
+}
+
+/// `POST /v1/runs/{id}/messages`: a thread's next user turn.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// The message; journaled with the token's name as its author.
+    pub text: String,
+}
+
+/// `POST /v1/runs/{id}/fork`: a new run from the first `at` events of this one.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRun {
+    /// How many of the run's events the fork starts with (from 1).
+    #[schema(format = Int64, minimum = 1)]
+    pub at: u64,
+    /// A user message after the copied events (required where the copy ends completed).
+    #[serde(default)]
+    pub input: Option<String>,
+}
+
+/// A fork just made: runnable at once, for the workers.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Forked {
+    /// The new run.
+    pub run_id: String,
+    /// The run it was forked from.
+    pub forked_from: String,
+    /// How many of its events the fork starts with.
+    #[schema(format = Int64)]
+    pub at: u64,
+    /// The fork's status after the copy.
+    pub status: Status,
 }
 
 /// What a cancel did.

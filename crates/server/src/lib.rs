@@ -359,6 +359,8 @@ pub fn router(state: AppState, cors: Option<String>) -> Router {
         .route("/v1/runs/{id}/trace", get(trace))
         .route("/v1/runs/{id}/resume", post(resume))
         .route("/v1/runs/{id}/cancel", post(cancel))
+        .route("/v1/runs/{id}/messages", post(send_message))
+        .route("/v1/runs/{id}/fork", post(fork_run))
         .route("/v1/runs/{id}/calls/{call}/approve", post(approve))
         .route("/v1/runs/{id}/calls/{call}/reject", post(reject))
         .route("/v1/runs/{id}/calls/{call}/resolve", post(resolve))

@@ -354,6 +354,7 @@ pub async fn list_runs(
             since_ms: filter.since_ms,
             until_ms: filter.until_ms,
             cursor: filter.cursor,
+            forked_from: filter.forked_from,
             limit: int64(filter.limit.map(|l| l as u64), "limit")?.map_or(50, |l| l as usize),
         })
         .await
@@ -504,6 +505,69 @@ pub async fn resume(
         .request_resume(&id, &raises, &who.name)
         .await?;
     decided(&state, &id).await
+}
+
+/// Continues a completed run with a new user message (a thread's next turn): one write, which
+/// wakes it for the workers; its next model call sees the whole conversation.
+#[utoipa::path(post, path = "/v1/runs/{id}/messages", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run")),
+    request_body = SendMessage,
+    responses(
+        (status = 200, description = "The run after the message: running again", body = Decided),
+        (status = 400, description = "Malformed body", body = Problem),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Not an operator token", body = Problem),
+        (status = 404, description = "No such run", body = Problem),
+        (status = 409, description = "The run has no answer to continue from (running, waiting, paused, failed or cancelled)", body = Problem),
+        (status = 422, description = "An empty message", body = Problem)))]
+pub async fn send_message(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Body(request): Body<SendMessage>,
+) -> Result<Response, Problem> {
+    who.require(Role::Operator)?;
+    state
+        .engine()
+        .send_message(&id, &request.text, &who.name)
+        .await?;
+    decided(&state, &id).await
+}
+
+/// Forks a run: a new run whose history is the run's first `at` events (nothing of them runs
+/// again), optionally followed by a user message; the workers drive it from there.
+#[utoipa::path(post, path = "/v1/runs/{id}/fork", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run to fork")),
+    request_body = ForkRun,
+    responses(
+        (status = 201, description = "The fork", body = Forked),
+        (status = 400, description = "Malformed body", body = Problem),
+        (status = 401, description = "No or bad token", body = Problem),
+        (status = 403, description = "Not an operator token", body = Problem),
+        (status = 404, description = "No such run", body = Problem),
+        (status = 409, description = "The copy would end failed or cancelled, or completed without a message, or a message would follow a call without its result", body = Problem),
+        (status = 422, description = "`at` outside the run's events, or an empty message", body = Problem)))]
+pub async fn fork_run(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Body(request): Body<ForkRun>,
+) -> Result<Response, Problem> {
+    who.require(Role::Operator)?;
+    let fork = state
+        .engine()
+        .fork(&id, request.at, request.input.as_deref(), &who.name)
+        .await?;
+    let run = state.engine().load(&fork).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &Forked {
+            run_id: fork,
+            forked_from: id,
+            at: request.at,
+            status: run.status().into(),
+        },
+    ))
 }
 
 /// Cancels a run: it stops at its next safe point (never inside a call that may not be

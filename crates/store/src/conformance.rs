@@ -40,6 +40,7 @@ pub fn started(agent: &str) -> Event {
         at_ms: 0,
         max_repairs: 2,
         park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+        forked_from: None,
         context: Default::default(),
         version: String::new(),
         version_label: None,
@@ -799,6 +800,10 @@ pub async fn list_filters_and_pages(journal: Arc<dyn Journal>) {
         start
             .tags
             .insert("suite".into(), if i < 3 { "smoke" } else { "full" }.into());
+        start.forked_from = (i % 3 == 1).then(|| chassis_core::ForkedFrom {
+            run: "run-0".into(),
+            seq: 1,
+        });
         journal
             .create(
                 &new_run(&format!("run-{i}")),
@@ -870,6 +875,162 @@ pub async fn list_filters_and_pages(journal: Arc<dyn Journal>) {
         paged.extend(ids(page));
     }
     assert_eq!(paged, ids(all));
+    // Forks by their original, combined with the other filters.
+    let forks = list(ListFilter {
+        forked_from: Some("run-0".into()),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(ids(forks), vec!["run-4", "run-1"]);
+    let smoke_forks = list(ListFilter {
+        forked_from: Some("run-0".into()),
+        tag: Some(("suite".into(), "smoke".into())),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(ids(smoke_forks), vec!["run-1"]);
+    assert!(
+        list(ListFilter {
+            forked_from: Some("run-1".into()),
+            ..ListFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+/// A purge deletes ended runs (events and tags too) and reports the bytes they held; a run
+/// that has not ended, or is unknown, is left alone.
+pub async fn purge_deletes_ended_runs_only(journal: Arc<dyn Journal>) {
+    let mut tagged = match started("agent") {
+        Event::RunStarted(start) => start,
+        _ => unreachable!("started() is run_started"),
+    };
+    tagged.tags.insert("suite".into(), "purge".into());
+    let ends = [
+        (
+            "p-completed",
+            Some(Event::RunCompleted { output: "o".into() }),
+        ),
+        ("p-failed", Some(Event::RunFailed { error: "e".into() })),
+        ("p-running", None),
+        ("p-waiting", Some(waiting())),
+        ("p-paused", Some(paused())),
+    ];
+    for (id, end) in &ends {
+        let mut events = vec![Event::RunStarted(tagged.clone())];
+        events.extend(end.clone());
+        journal
+            .create(&new_run(id), &events, Wake::Never, None)
+            .await
+            .unwrap();
+    }
+    let mut ended_bytes = 0;
+    for id in ["p-completed", "p-failed"] {
+        for record in journal.load(id).await.unwrap() {
+            ended_bytes += crate::encode(&record.event).unwrap().len() as u64;
+        }
+    }
+    let all: Vec<String> = ends
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .chain(["p-unknown".to_string()])
+        .collect();
+    // What an archive keeps of the ended runs, to restore after the purge.
+    let mut archived = Vec::new();
+    for id in ["p-completed", "p-failed"] {
+        let summary = journal
+            .list(&ListFilter {
+                run_id: Some(id.into()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        archived.push((
+            summary.clone(),
+            crate::Restored {
+                run_id: summary.run_id,
+                agent: summary.agent,
+                status: summary.status,
+                created_ms: summary.created_ms,
+                events: journal.load(id).await.unwrap(),
+            },
+        ));
+    }
+    let purged = journal.purge(&all).await.unwrap();
+    assert_eq!(
+        purged,
+        crate::Purged {
+            runs: 2,
+            bytes: ended_bytes
+        }
+    );
+    for gone in ["p-completed", "p-failed"] {
+        assert!(matches!(
+            journal.load(gone).await,
+            Err(Error::RunNotFound(_))
+        ));
+    }
+    for kept in ["p-running", "p-waiting", "p-paused"] {
+        assert!(!journal.load(kept).await.unwrap().is_empty(), "{kept}");
+    }
+    let tagged_runs = journal
+        .list(&ListFilter {
+            tag: Some(("suite".into(), "purge".into())),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tagged_runs.len(), 3, "the purged runs' tags went with them");
+    // Purging again frees nothing.
+    assert_eq!(journal.purge(&all).await.unwrap(), crate::Purged::default());
+
+    // An import restores each exactly: events, sequences, times, status, creation, tags.
+    for (summary, run) in &archived {
+        journal.import(run).await.unwrap();
+        assert_eq!(journal.load(&run.run_id).await.unwrap(), run.events);
+        let listed = journal
+            .list(&ListFilter {
+                run_id: Some(run.run_id.clone()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (
+                listed.status,
+                listed.created_ms,
+                listed.last_seq,
+                listed.updated_ms,
+                listed.wake_at_ms
+            ),
+            (
+                summary.status,
+                summary.created_ms,
+                summary.last_seq,
+                summary.updated_ms,
+                None
+            )
+        );
+        assert!(matches!(
+            journal.import(run).await,
+            Err(Error::RunExists(id)) if id == run.run_id
+        ));
+    }
+    let tagged_runs = journal
+        .list(&ListFilter {
+            tag: Some(("suite".into(), "purge".into())),
+            ..ListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        tagged_runs.len(),
+        5,
+        "imported runs are found by their tags"
+    );
 }
 
 /// Agent versions are kept once; tokens are kept by hash, found only while live, and a name
@@ -990,6 +1151,7 @@ macro_rules! journal_conformance {
             expired_leases_are_claimed_before_queued_work,
             list_filters_and_pages,
             versions_and_tokens,
+            purge_deletes_ended_runs_only,
             wait_for_work_returns_by_the_timeout,
             work_made_here_ends_a_wait,
             notifications_go_with_their_events,

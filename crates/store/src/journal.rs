@@ -84,6 +84,30 @@ pub struct RunSummary {
     pub version: String,
 }
 
+/// What [`Journal::purge`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Runs deleted.
+    pub runs: u64,
+    /// Bytes of journaled events they held.
+    pub bytes: u64,
+}
+
+/// A run as an archive holds it, for [`Journal::import`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restored {
+    /// Its id.
+    pub run_id: String,
+    /// Its agent.
+    pub agent: String,
+    /// Its status.
+    pub status: RunStatus,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// Every event, with its sequence and time, in order from 1.
+    pub events: Vec<Record>,
+}
+
 /// An API token as the store keeps it: never the token itself, only its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -121,6 +145,8 @@ pub struct ListFilter {
     pub after: Option<(i64, String)>,
     /// Only the run with this id.
     pub run_id: Option<String>,
+    /// Only runs forked from this run.
+    pub forked_from: Option<String>,
 }
 
 /// A worker's time-limited claim on a run: while it holds, no other worker is given the run.
@@ -273,6 +299,16 @@ pub trait Journal: crate::Outbox + crate::Schedules + crate::RateLimits + Send +
 
     /// The live token whose hash is `hash`.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error>;
+
+    /// Deletes the runs of `run_ids` that have ended (completed, failed or cancelled), with
+    /// their events and tags, in one transaction; a run that has not ended (running, waiting,
+    /// paused) or does not exist is left alone, whatever the caller believed.
+    async fn purge(&self, run_ids: &[String]) -> Result<Purged, Error>;
+
+    /// Restores a run exactly as archived: its id, status, creation time, and every event with
+    /// its sequence and time; nobody holds it and it wakes never (an archived run has ended).
+    /// [`Error::RunExists`] if the id is taken; nothing is written then.
+    async fn import(&self, run: &Restored) -> Result<(), Error>;
 
     /// The clock this journal stamps events and leases with; drivers read time from it too.
     fn clock(&self) -> std::sync::Arc<dyn crate::Clock> {

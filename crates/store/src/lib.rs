@@ -27,7 +27,8 @@ pub use chassis_core::Wake;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use journal::{
-    Created, Driver, Journal, Lease, ListFilter, NewRun, Record, RunSummary, TokenRecord,
+    Created, Driver, Journal, Lease, ListFilter, NewRun, Purged, Record, Restored, RunSummary,
+    TokenRecord,
 };
 pub use outbox::{
     Attempt, Delivery, DeliveryStatus, Notification, Outbox, OutboxFilter, delivery_id,
@@ -100,6 +101,11 @@ pub(crate) fn check_decisions(run_id: &str, events: &[Event]) -> Result<(), Erro
     }
 }
 
+/// The `run_tags` key under which a fork's original run is kept, for
+/// [`ListFilter::forked_from`](crate::ListFilter::forked_from); tags people give are read from
+/// `run_started`, never from this table, so it shows nowhere.
+pub(crate) const FORKED_FROM_KEY: &str = "chassis.forked_from";
+
 /// What listing and filtering need from a run's first event: its version, label and tags.
 pub(crate) struct StartFacts {
     pub(crate) version: Option<String>,
@@ -117,6 +123,12 @@ impl StartFacts {
                     .tags
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
+                    .chain(
+                        start
+                            .forked_from
+                            .as_ref()
+                            .map(|f| (FORKED_FROM_KEY.to_string(), f.run.clone())),
+                    )
                     .collect(),
             },
             _ => StartFacts {

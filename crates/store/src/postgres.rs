@@ -272,6 +272,8 @@ impl Statements {
                    AND ($8::bigint IS NULL OR created_ms < $8)
                    AND ($9::bigint IS NULL OR (created_ms, run_id) < ($9, $10))
                    AND ($11::text IS NULL OR run_id = $11)
+                   AND ($12::text IS NULL OR run_id IN
+                        (SELECT t.run_id FROM run_tags t WHERE t.key = $13 AND t.value = $12))
                  ORDER BY created_ms DESC, run_id DESC LIMIT $3",
                 &[
                     T::TEXT,
@@ -283,6 +285,8 @@ impl Statements {
                     T::INT8,
                     T::INT8,
                     T::INT8,
+                    T::TEXT,
+                    T::TEXT,
                     T::TEXT,
                     T::TEXT
                 ]
@@ -694,6 +698,8 @@ impl Journal for PostgresJournal {
                     &after_ms,
                     &after_id,
                     &filter.run_id,
+                    &filter.forked_from,
+                    &crate::FORKED_FROM_KEY,
                 ],
             )
             .await
@@ -861,6 +867,98 @@ impl Journal for PostgresJournal {
 
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error> {
         Ok(self.read_tokens(Some(hash)).await?.pop())
+    }
+
+    async fn import(&self, run: &crate::Restored) -> Result<(), Error> {
+        let events: Vec<Event> = run.events.iter().map(|r| r.event.clone()).collect();
+        let facts = crate::StartFacts::of(&events);
+        let seqs: Vec<i64> = run
+            .events
+            .iter()
+            .map(|r| i64::try_from(r.seq).unwrap_or(i64::MAX))
+            .collect();
+        let times: Vec<i64> = run.events.iter().map(|r| r.at_ms).collect();
+        let data: Vec<String> = run
+            .events
+            .iter()
+            .map(|r| crate::encode(&r.event))
+            .collect::<Result<_, _>>()?;
+        let (keys, values): (Vec<String>, Vec<String>) = facts.tags.iter().cloned().unzip();
+        let last_seq = seqs.last().copied().unwrap_or(0);
+        let updated_ms = times.last().copied().unwrap_or(run.created_ms);
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .client
+            .query(
+                "WITH r AS (
+                     INSERT INTO runs (run_id, agent, status, last_seq, created_ms, updated_ms,
+                                       wake_at_ms, version, version_label)
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)
+                     ON CONFLICT DO NOTHING
+                     RETURNING run_id
+                 ), ins AS (
+                     INSERT INTO events (run_id, seq, at_ms, data)
+                     SELECT r.run_id, e.s, e.a, e.d
+                     FROM r, unnest($9::bigint[], $10::bigint[], $11::text[]) AS e(s, a, d)
+                 ), tags AS (
+                     INSERT INTO run_tags (run_id, key, value)
+                     SELECT r.run_id, t.k, t.v FROM r, unnest($12::text[], $13::text[]) AS t(k, v)
+                     ON CONFLICT DO NOTHING
+                 )
+                 SELECT run_id FROM r",
+                &[
+                    &run.run_id,
+                    &run.agent,
+                    &run.status.as_str(),
+                    &last_seq,
+                    &run.created_ms,
+                    &updated_ms,
+                    &facts.version,
+                    &facts.label,
+                    &seqs,
+                    &times,
+                    &data,
+                    &keys,
+                    &values,
+                ],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        if rows.is_empty() {
+            return Err(Error::RunExists(run.run_id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, run_ids: &[String]) -> Result<crate::Purged, Error> {
+        let conn = self.pool.get().await?;
+        // One statement: the runs that have ended, then their events and tags.
+        let row = conn
+            .client
+            .query_one(
+                "WITH gone AS (
+                     DELETE FROM runs WHERE run_id = ANY($1)
+                        AND status IN ('completed', 'failed', 'cancelled')
+                     RETURNING run_id),
+                 ev AS (
+                     DELETE FROM events WHERE run_id IN (SELECT run_id FROM gone)
+                     RETURNING octet_length(data) AS n),
+                 tags AS (
+                     DELETE FROM run_tags WHERE run_id IN (SELECT run_id FROM gone)
+                     RETURNING 1)
+                 SELECT (SELECT count(*) FROM gone),
+                        (SELECT coalesce(sum(n), 0)::bigint FROM ev),
+                        (SELECT count(*) FROM tags)",
+                &[&run_ids],
+            )
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let runs: i64 = row.get(0);
+        let bytes: i64 = row.get(1);
+        Ok(crate::Purged {
+            runs: u64::try_from(runs).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

@@ -1280,6 +1280,8 @@ impl Journal for SqliteJournal {
                        AND (?9 IS NULL OR created_ms < ?9
                             OR (created_ms = ?9 AND runs.run_id < ?10))
                        AND (?11 IS NULL OR runs.run_id = ?11)
+                       AND (?12 IS NULL OR runs.run_id IN
+                            (SELECT run_id FROM run_tags WHERE key = ?13 AND value = ?12))
                      ORDER BY created_ms DESC, runs.run_id DESC LIMIT ?3",
                 )
                 .map_err(db_err)?;
@@ -1302,7 +1304,9 @@ impl Journal for SqliteJournal {
                         filter.until_ms,
                         after_ms,
                         after_id,
-                        filter.run_id
+                        filter.run_id,
+                        filter.forked_from,
+                        crate::FORKED_FROM_KEY
                     ],
                     |row| {
                         let status: String = row.get(2)?;
@@ -1438,6 +1442,108 @@ impl Journal for SqliteJournal {
 
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, Error> {
         Ok(self.read_tokens(Some(hash.to_string())).await?.pop())
+    }
+
+    async fn purge(&self, run_ids: &[String]) -> Result<crate::Purged, Error> {
+        let ids = run_ids.to_vec();
+        // Written by the transaction, read once it committed (set, never added to, so a batch
+        // tried again reports what finally committed).
+        let freed = Arc::new(std::sync::Mutex::new(crate::Purged::default()));
+        let report = Arc::clone(&freed);
+        self.submit(Op::Exec(Box::new(move |conn, _now| {
+            let mut purged = crate::Purged::default();
+            for run_id in &ids {
+                let ended: bool = conn
+                    .prepare_cached(
+                        "SELECT count(*) > 0 FROM runs WHERE run_id = ?1
+                         AND status IN ('completed', 'failed', 'cancelled')",
+                    )?
+                    .query_row(params![run_id], |row| row.get(0))?;
+                if !ended {
+                    continue;
+                }
+                let bytes: i64 = conn
+                    .prepare_cached(
+                        "SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM events
+                         WHERE run_id = ?1",
+                    )?
+                    .query_row(params![run_id], |row| row.get(0))?;
+                conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                conn.prepare_cached("DELETE FROM run_tags WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                conn.prepare_cached("DELETE FROM runs WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                purged.runs += 1;
+                purged.bytes += u64::try_from(bytes).unwrap_or(0);
+            }
+            *report
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = purged;
+            Ok(Done::Nothing)
+        })))
+        .await?;
+        let purged = *freed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(purged)
+    }
+
+    async fn import(&self, run: &crate::Restored) -> Result<(), Error> {
+        let events: Vec<Event> = run.events.iter().map(|r| r.event.clone()).collect();
+        let facts = crate::StartFacts::of(&events);
+        let rows: Vec<(u64, i64, String)> = run
+            .events
+            .iter()
+            .map(|r| Ok((r.seq, r.at_ms, encode(&r.event)?)))
+            .collect::<Result<_, Error>>()?;
+        let run = run.clone();
+        let exists = Arc::new(std::sync::Mutex::new(false));
+        let found = Arc::clone(&exists);
+        let run_id = run.run_id.clone();
+        self.submit(Op::Exec(Box::new(move |conn, _now| {
+            let taken = run_exists(conn, &run.run_id)?;
+            *found
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = taken;
+            if taken {
+                return Ok(Done::Nothing);
+            }
+            conn.prepare_cached(
+                "INSERT INTO runs (run_id, agent, status, created_ms, wake_at_ms, version,
+                                   version_label)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)",
+            )?
+            .execute(params![
+                run.run_id,
+                run.agent,
+                run.status.as_str(),
+                run.created_ms,
+                facts.version,
+                facts.label
+            ])?;
+            for (key, value) in &facts.tags {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![run.run_id, key, value])?;
+            }
+            for (seq, at_ms, data) in &rows {
+                conn.prepare_cached(
+                    "INSERT INTO events (run_id, seq, at_ms, data) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![run.run_id, seq, at_ms, data])?;
+            }
+            Ok(Done::Nothing)
+        })))
+        .await?;
+        if *exists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Err(Error::RunExists(run_id));
+        }
+        Ok(())
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

@@ -42,6 +42,7 @@ impl RunStartBuilder {
                 tags: BTreeMap::new(),
                 max_repairs: chassis_core::event::DEFAULT_MAX_REPAIRS,
                 park_retry_ms: chassis_core::event::DEFAULT_PARK_RETRY_MS,
+                forked_from: None,
                 context: Default::default(),
             },
         }

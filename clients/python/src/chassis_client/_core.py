@@ -160,6 +160,24 @@ def cancel(run_id: str, reason: str) -> Call:
     )
 
 
+def send_message(run_id: str, text: str) -> Call:
+    return Call(
+        "POST",
+        f"/v1/runs/{seg(run_id)}/messages",
+        body=m.SendMessage(text=text).to_json(),
+        decode=m.Decided.from_json,
+    )
+
+
+def fork(run_id: str, at: int, input: str | None) -> Call:
+    return Call(
+        "POST",
+        f"/v1/runs/{seg(run_id)}/fork",
+        body=m.ForkRun(at=at, input=input).to_json(),
+        decode=m.Forked.from_json,
+    )
+
+
 def approvals() -> Call:
     return Call("GET", "/v1/approvals", decode=_many(m.InboxItem))
 

@@ -122,9 +122,11 @@ class Client:
         until_ms: int | None = None,
         cursor: str | None = None,
         limit: int | None = None,
+        forked_from: str | None = None,
     ) -> m.RunList:
         """One page of runs, newest first; pass its `next` as `cursor` for the next page (or use
-        `iter_runs`). `status` may also be `queued`; `tag` is `KEY=VALUE`."""
+        `iter_runs`). `status` may also be `queued`; `tag` is `KEY=VALUE`; `forked_from` lists the
+        forks of a run."""
         return self._do(
             core.list_runs(
                 status=status,
@@ -135,6 +137,7 @@ class Client:
                 until_ms=until_ms,
                 cursor=cursor,
                 limit=limit,
+                forked_from=forked_from,
             )
         )
 
@@ -248,6 +251,18 @@ class Client:
         """Cancels a run: it stops at its next safe point, with who (the token's name) and why
         journaled. A run that has ended raises `Conflict`."""
         return self._do(core.cancel(run_id, reason))
+
+    def send_message(self, run_id: str, text: str) -> m.Decided:
+        """Continues a completed run with a new user message (a thread's next turn), journaled
+        with the token's name; a worker answers it with the whole conversation as context. A run
+        without an answer to continue (running, waiting, paused, failed, cancelled) raises
+        `Conflict`; an empty message `InvalidRequest`."""
+        return self._do(core.send_message(run_id, text))
+
+    def fork(self, run_id: str, at: int, input: str | None = None) -> m.Forked:
+        """A new run whose history is the first `at` events of `run_id` (nothing of them runs
+        again), then `input` as a user message if given; the workers drive it from there."""
+        return self._do(core.fork(run_id, at, input))
 
     # --- Approvals -----------------------------------------------------------------------------
 

@@ -38,6 +38,9 @@ __all__ = [
     "Problem",
     "Reject",
     "Resolve",
+    "SendMessage",
+    "ForkRun",
+    "Forked",
     "Resume",
     "Role",
     "Run",
@@ -194,6 +197,13 @@ class Cancel(_Model):
 
 
 @dataclass
+class SendMessage(_Model):
+    """`POST /v1/runs/{id}/messages`: a thread's next user turn."""
+
+    text: str
+
+
+@dataclass
 class Approve(_Model):
     """`POST /v1/runs/{id}/calls/{call}/approve`: edited arguments and a note, both optional."""
 
@@ -256,6 +266,24 @@ class RunCreated(_Model):
     status: Status
     version: str
     existing: bool
+
+
+@dataclass
+class ForkRun(_Model):
+    """`POST /v1/runs/{id}/fork`: the first `at` events, then an optional user message."""
+
+    at: int
+    input: str | None = None
+
+
+@dataclass
+class Forked(_Model):
+    """A fork just made: runnable at once, for the workers."""
+
+    run_id: str
+    forked_from: str
+    at: int
+    status: Status
 
 
 @dataclass
@@ -609,6 +637,9 @@ SCHEMAS: dict[str, type] = {
     "Approve": Approve,
     "Cancel": Cancel,
     "Cancelled": Cancelled,
+    "SendMessage": SendMessage,
+    "ForkRun": ForkRun,
+    "Forked": Forked,
     "DayStats": DayStats,
     "HourStats": HourStats,
     "Decided": Decided,

@@ -32,6 +32,9 @@ pub(crate) struct Args {
     /// One row per agent version of the listed runs: counts by status, average steps and cost
     #[arg(long)]
     by_version: bool,
+    /// Only runs forked from this run (`chassis fork`): its id or a unique prefix
+    #[arg(long, value_name = "RUN")]
+    forked_from: Option<String>,
 }
 
 /// Lists runs, newest first.
@@ -46,7 +49,17 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         })?),
         None => None,
     };
-    let engine = crate::commands::engine(db, open_reading_journal(db).await?);
+    let journal = open_reading_journal(db).await?;
+    // The original may have been purged since: then its id is taken as written.
+    let forked_from = match &args.forked_from {
+        Some(text) => Some(
+            crate::commands::resolve_run(journal.as_ref(), text)
+                .await
+                .unwrap_or_else(|_| text.clone()),
+        ),
+        None => None,
+    };
+    let engine = crate::commands::engine(db, journal);
     if args.by_version {
         // The same figures as `GET /v1/stats`: every matching run, not a page of them.
         let report = chassis_telemetry::stats::report(
@@ -70,6 +83,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
         agent: args.agent.clone(),
         version: args.agent_version.clone(),
         limit: args.limit.min(MAX_PAGE),
+        forked_from,
         ..RunQuery::default()
     };
     let mut runs: Vec<RunView> = Vec::new();

@@ -627,3 +627,63 @@ fn send_continues_a_completed_run_with_the_whole_conversation() {
     assert!(out.stderr.contains("is running"), "{out:#?}");
     assert_eq!(events(&show_json(&desk.db, &queued)).len(), 1);
 }
+
+/// `chassis fork` starts a run from a prefix of another: nothing copied is asked again, the
+/// fork continues from there (with a new message here), and `runs --forked-from` lists it.
+#[test]
+fn fork_continues_from_a_prefix_and_is_listed_by_its_original() {
+    let recorder = Recorder::start(vec![
+        completion(json!({ "role": "assistant", "content": "first answer" })),
+        completion(json!({ "role": "assistant", "content": "answer in the fork" })),
+    ]);
+    let desk = Desk::against(Some(recorder.base_url()));
+    let out = desk.run("hello", &["--json"]);
+    out.expect_code(0);
+    let run_id = out.json()["run_id"].as_str().expect("run_id").to_string();
+    let original = show_json(&desk.db, &run_id);
+    let len = events(&original).len();
+
+    let out = run(chassis(&desk.db).args([
+        "fork",
+        &run_id,
+        "--at",
+        &len.to_string(),
+        "--input",
+        "try again",
+        "--resume",
+        "--json",
+    ]));
+    out.expect_code(0);
+    let fork = out.json()["run_id"].as_str().expect("run_id").to_string();
+    assert_ne!(fork, run_id);
+    assert_eq!(out.json()["output"], "answer in the fork");
+    let requests = recorder.requests();
+    assert_eq!(requests.len(), 2, "the copied answer was not asked again");
+    let contents: Vec<&str> = requests[1]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| m["content"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(contents, ["hello", "first answer", "try again"]);
+    let shown = show_json(&desk.db, &fork);
+    assert_eq!(events(&shown)[0]["forked_from"]["run"], run_id.as_str());
+    assert_eq!(events(&shown)[0]["forked_from"]["seq"], len);
+    assert_well_formed(events(&shown));
+    // The original is unchanged.
+    assert_eq!(events(&show_json(&desk.db, &run_id)).len(), len);
+
+    let rows = runs_json(&desk.db, &["--forked-from", &run_id]);
+    let listed: Vec<&str> = rows.iter().filter_map(|r| r["run_id"].as_str()).collect();
+    assert_eq!(listed, [fork.as_str()]);
+
+    // Past the journal's end: a usage error naming the range; nothing is created.
+    let out = run(chassis(&desk.db).args(["fork", &run_id, "--at", "99"]));
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains(&format!("has events 1 to {len}")),
+        "{out:#?}"
+    );
+    assert_eq!(runs_json(&desk.db, &[]).len(), 2);
+}

@@ -20,6 +20,7 @@ mod outbox;
 mod output;
 mod pipes;
 mod rate_limits;
+mod retention;
 mod schedules;
 mod serve;
 mod snapshots;

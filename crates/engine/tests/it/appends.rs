@@ -239,6 +239,14 @@ impl Journal for Counting {
         self.inner.find_token(hash).await
     }
 
+    async fn purge(&self, run_ids: &[String]) -> Result<chassis_store::Purged, Error> {
+        self.inner.purge(run_ids).await
+    }
+
+    async fn import(&self, run: &chassis_store::Restored) -> Result<(), Error> {
+        self.inner.import(run).await
+    }
+
     fn clock(&self) -> Arc<dyn Clock> {
         self.inner.clock()
     }

@@ -7,6 +7,7 @@ mod compat;
 mod context;
 mod degrade;
 mod drivers;
+mod forks;
 mod limits;
 mod redaction;
 mod resilience;

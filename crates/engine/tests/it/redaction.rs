@@ -53,6 +53,7 @@ fn one_of_each() -> Vec<Event> {
         )]),
         at_ms: 1,
         park_retry_ms: 30_000,
+        forked_from: None,
         context: Default::default(),
         version: "0123456789ab".into(),
         version_label: Some("v1".into()),

@@ -571,3 +571,119 @@ async fn schedules_are_added_listed_and_removed() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_continues_a_completed_run_and_a_worker_answers_it() {
+    let s = TestServer::start(4, Duration::ZERO).await;
+    let run = s.start_run("chat with me").await;
+    let first = s.until_status(&run, &["completed"]).await;
+    assert_eq!(first["output"], "hi, chat with me");
+
+    let path = format!("/v1/runs/{run}/messages");
+    let (status, body) = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&s.tokens.operator),
+            Some(json!({ "text": "and then?" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Woken, unless a worker was quicker still and has answered already.
+    assert!(
+        body["woken"] == true || body["run"]["status"] == "completed",
+        "{body}"
+    );
+    let done = s.until_status(&run, &["completed"]).await;
+    assert_eq!(done["output"], "turn 1: you said and then?", "{done}");
+    let events = events_of(&s.get(&format!("/v1/runs/{run}/events")).await);
+    let message = events
+        .iter()
+        .find(|e| e["kind"] == "user_message")
+        .expect("the message is journaled");
+    assert_eq!(
+        (message["text"].as_str(), message["by"].as_str()),
+        (Some("and then?"), Some("operator-1"))
+    );
+
+    // An empty message is invalid; a run waiting for an approval has no answer to continue.
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&s.tokens.operator),
+            Some(json!({ "text": " " })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let waiting = s.start_run("invoice 10").await;
+    s.until_status(&waiting, &["waiting"]).await;
+    let seq = events_of(&s.get(&format!("/v1/runs/{waiting}/events")).await).len();
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{waiting}/messages"),
+            Some(&s.tokens.operator),
+            Some(json!({ "text": "hurry" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("waiting"),
+        "{problem}"
+    );
+    assert_eq!(
+        events_of(&s.get(&format!("/v1/runs/{waiting}/events")).await).len(),
+        seq
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_is_driven_by_the_workers_and_listed_by_its_original() {
+    let s = TestServer::start(4, Duration::ZERO).await;
+    let run = s.start_run("chat with me").await;
+    s.until_status(&run, &["completed"]).await;
+    let len = events_of(&s.get(&format!("/v1/runs/{run}/events")).await).len();
+
+    let (status, forked) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/fork"),
+            Some(&s.tokens.operator),
+            Some(json!({ "at": len, "input": "again?" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{forked}");
+    assert_eq!(forked["forked_from"], run.as_str());
+    let fork = forked["run_id"].as_str().unwrap().to_string();
+    let done = s.until_status(&fork, &["completed"]).await;
+    assert_eq!(done["output"], "turn 1: you said again?", "{done}");
+    let listed = s.get(&format!("/v1/runs?forked_from={run}")).await;
+    let ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["run_id"].as_str())
+        .collect();
+    assert_eq!(ids, [fork.as_str()]);
+
+    // A completed copy without a message has nothing to do; `at` past the end is invalid.
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/fork"),
+            Some(&s.tokens.operator),
+            Some(json!({ "at": len })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let (status, problem) = s
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/fork"),
+            Some(&s.tokens.operator),
+            Some(json!({ "at": len + 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+}

@@ -45,6 +45,18 @@ fn matrix() -> Vec<(Method, &'static str, &'static str, Option<Value>)> {
         ),
         (
             Method::POST,
+            leak(format!("{run}/messages")),
+            "operator",
+            Some(json!({ "text": "and then?" })),
+        ),
+        (
+            Method::POST,
+            leak(format!("{run}/fork")),
+            "operator",
+            Some(json!({ "at": 1 })),
+        ),
+        (
+            Method::POST,
             leak(format!("{run}/calls/1.0/approve")),
             "approver",
             Some(json!({})),

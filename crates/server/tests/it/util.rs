@@ -22,6 +22,14 @@ when_input_contains = "talk"
 text = "Hello there, {input}! This answer streams in pieces."
 
 [[scenario]]
+name = "chat"
+when_input_contains = "chat"
+[[scenario.turn]]
+text = "hi, {input}"
+[[scenario.turn]]
+text = "turn {turn}: you said {last_user}"
+
+[[scenario]]
 name = "pay"
 [[scenario.turn]]
 text = "The invoice is due, so I will pay it."
