@@ -7,6 +7,7 @@
 mod agent;
 mod alerts;
 mod approvals;
+mod compact;
 mod error;
 mod outbox;
 mod query;

@@ -1047,6 +1047,8 @@ struct Step<'e> {
     alerts: Vec<(&'static str, serde_json::Value)>,
     lease: Lease,
     redactor: Redactor,
+    /// The step whose summarization failed: its call goes out truncated instead.
+    summary_failed: Option<u32>,
 }
 
 impl<'e> Step<'e> {
@@ -1066,6 +1068,7 @@ impl<'e> Step<'e> {
             alerts: Vec::new(),
             lease,
             redactor: engine.redactor.merged(&agent.redactor()),
+            summary_failed: None,
         }
     }
 
@@ -1113,6 +1116,13 @@ impl<'e> Step<'e> {
             }
             match decide_now(&self.state, self.now_ms()) {
                 Decision::CallModel => {
+                    if self.summary_failed != Some(self.state.steps)
+                        && let Some(range) = crate::compact::due(&self.state)
+                    {
+                        // Decide again: the summary changes the context, and its cost counts.
+                        self.compact(agent, range).await?;
+                        continue;
+                    }
                     if self.call_model_overlapping_flush(agent).await? {
                         let why = self.interrupted().unwrap_or_default();
                         return self.stop_interrupted(&why).await;
@@ -1436,6 +1446,83 @@ impl<'e> Step<'e> {
             serde_json::json!({ "call_id": action.call_id, "tool": action.name, "arguments": action.arguments }),
         );
         self.record(event)
+    }
+
+    /// Summarizes the messages in `range` with the run's model chain and journals the summary
+    /// (`context_compacted`), durable before the context uses it, so a resumed run reads it
+    /// and never makes it again. A failed summarization leaves this step's call to truncation.
+    async fn compact(&mut self, agent: &Agent, range: std::ops::Range<usize>) -> Result<(), Error> {
+        let step = self.state.steps;
+        let (Some(from_seq), Some(to_seq)) = (
+            self.state.message_seq(range.start),
+            self.state.message_seq(range.end - 1),
+        ) else {
+            self.summary_failed = Some(step);
+            return Ok(());
+        };
+        let request = ChatRequest {
+            model: agent.spec.model.model.as_str().into(),
+            messages: crate::compact::request(&self.state, range).into(),
+            tools: Vec::new().into(),
+            max_tokens: Some(crate::compact::max_tokens(&self.state)),
+            temperature: agent.spec.temperature,
+            report: Reporter::default(),
+            deltas: chassis_providers::Deltas::default(),
+        };
+        let result = agent
+            .models
+            .complete_from(self.state.chain_offset, &request)
+            .await;
+        let response = match result {
+            Ok(response)
+                if response
+                    .message
+                    .content
+                    .as_deref()
+                    .is_some_and(|s| !s.trim().is_empty()) =>
+            {
+                response
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    run_id = self.run_id,
+                    step,
+                    "the summarization answered no text; truncating this step's context instead"
+                );
+                self.summary_failed = Some(step);
+                return Ok(());
+            }
+            Err(error) => {
+                let shown = self.redactor.redact(&error.to_string());
+                tracing::warn!(run_id = self.run_id, step, error = %shown, "summarization failed; truncating this step's context instead");
+                self.summary_failed = Some(step);
+                return Ok(());
+            }
+        };
+        let usage = response.usage;
+        let cost_usd = self.state.prices.get(&response.served_by).map(|p| {
+            p.cost(
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.output_tokens,
+            )
+        });
+        tracing::info!(
+            run_id = self.run_id,
+            step,
+            from_seq,
+            to_seq,
+            "context compacted"
+        );
+        self.record(Event::ContextCompacted {
+            from_seq,
+            to_seq,
+            summary: response.message.content.unwrap_or_default(),
+            model: response.served_by,
+            usage,
+            cost_usd,
+        })?;
+        self.flush().await
     }
 
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
