@@ -135,6 +135,7 @@ impl Observer for InFlight {
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
             | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }

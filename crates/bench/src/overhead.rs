@@ -221,6 +221,7 @@ impl Observer for ModelClock {
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
             | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }

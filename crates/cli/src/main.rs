@@ -75,6 +75,8 @@ enum Command {
     Resume(commands::resume::Args),
     /// Journal a new run for a worker to drive; prints its id at once
     Submit(commands::submit::Args),
+    /// Continue a completed run with a new user message (a thread); --resume drives it here
+    Send(commands::send::Args),
     /// Drive submitted and woken runs: claim them under a lease, until SIGTERM or Ctrl-C
     Worker(commands::worker::Args),
     /// Manage the journal database (`chassis db migrate`)
@@ -203,6 +205,7 @@ fn main() -> ExitCode {
             Command::Reject(args) => commands::approvals::reject(&db, args).await,
             Command::Resolve(args) => commands::approvals::resolve(&db, args).await,
             Command::Cancel(args) => commands::cancel::run(&db, args).await,
+            Command::Send(args) => commands::send::run(&db, args).await,
             Command::Outbox(args) => commands::outbox::run(&db, args).await,
             Command::Schedule(command) => commands::schedule::run(&db, command).await,
             Command::Serve(args) => commands::serve::run(&db, args).await,

@@ -417,6 +417,11 @@ pub(crate) fn describe(run_id: &str, event: &Event, style: Style) -> Option<Line
         Event::ResumeRequested { by, .. } => {
             Line::new(step, Some(Mark::Human), format!("resume requested by {by}"))
         }
+        Event::UserMessage { text, by, .. } => Line::new(
+            top,
+            Some(Mark::Human),
+            format!("message from {by}: {}", clip(text, 120)),
+        ),
         Event::RunCompleted { .. } => Line::new(top, Some(Mark::End), "completed".to_string()),
         Event::RunFailed { error } => Line::new(top, Some(Mark::End), format!("failed: {error}")),
         Event::RunCancelled { by, reason, .. } => {

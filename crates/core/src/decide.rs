@@ -273,8 +273,10 @@ pub fn decide(state: &RunState, inputs: &Inputs) -> Decision {
         };
     }
     let streak = state.invalid_streak + u32::from(state.step_refused);
+    // A user turn after the last reply (a conversation continued) waits for the model's answer.
+    let turn_open = matches!(state.messages.last(), Some(crate::Message::User { .. }));
     match state.last_reply() {
-        Some(reply) if reply.tool_calls.is_empty() => Decision::Finish {
+        Some(reply) if reply.tool_calls.is_empty() && !turn_open => Decision::Finish {
             output: reply.content.clone().unwrap_or_default(),
         },
         _ if streak > state.max_repairs => {

@@ -309,6 +309,17 @@ pub enum Event {
         /// When (ms since the epoch).
         at_ms: u64,
     },
+    /// A person continued the conversation: a new user turn after the run's answer (or while
+    /// it waits with nothing in flight). The run runs again, and its next model call sees the
+    /// whole conversation with this message last.
+    UserMessage {
+        /// What they said.
+        text: String,
+        /// Who said it.
+        by: String,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
     /// The run was picked up again after a stop or a crash.
     RunResumed {
         /// When (ms since the epoch).
@@ -439,13 +450,15 @@ impl Event {
             Event::LimitRejected { .. } => "limit_rejected",
             Event::CancelRequested { .. } => "cancel_requested",
             Event::ResumeRequested { .. } => "resume_requested",
+            Event::UserMessage { .. } => "user_message",
             Event::RunCancelled { .. } => "run_cancelled",
         }
     }
 
     /// Whether this is one of the decisions a human may journal without holding the run's
     /// lease (the store refuses every other event from anyone but the run's driver): an
-    /// approval decided, an unknown outcome settled, a limit raised or refused, a cancel.
+    /// approval decided, an unknown outcome settled, a limit raised or refused, a cancel, a
+    /// resume, a new user message.
     pub fn is_human_decision(&self) -> bool {
         match self {
             Event::ApprovalDecided { .. }
@@ -453,7 +466,8 @@ impl Event {
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
-            | Event::ResumeRequested { .. } => true,
+            | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. } => true,
             Event::RunStarted(_)
             | Event::ModelRequested { .. }
             | Event::ModelResponded { .. }

@@ -135,6 +135,7 @@ pub fn of(event: &Event) -> Option<(NotifyKind, Value)> {
         | Event::LimitRejected { .. }
         | Event::CancelRequested { .. }
         | Event::ResumeRequested { .. }
+        | Event::UserMessage { .. }
         | Event::RunPaused { .. }
         | Event::RunResumed { .. } => None,
     }

@@ -78,7 +78,9 @@ impl RunStatus {
     /// The status an event moves a run to, if it changes it.
     pub fn after(event: &Event) -> Option<RunStatus> {
         match event {
-            Event::RunStarted(_) | Event::RunResumed { .. } => Some(RunStatus::Running),
+            Event::RunStarted(_) | Event::RunResumed { .. } | Event::UserMessage { .. } => {
+                Some(RunStatus::Running)
+            }
             Event::RunWaiting { .. } => Some(RunStatus::Waiting),
             Event::RunPaused { .. } => Some(RunStatus::Paused),
             Event::RunCompleted { .. } => Some(RunStatus::Completed),
@@ -144,6 +146,15 @@ pub enum FoldError {
         seq: u64,
         /// The offending event's kind.
         kind: &'static str,
+    },
+    /// A user message arrived while a call of the last reply still waited for its result
+    /// (the conversation would hold a tool call without its result).
+    #[error("event {seq} (user_message): call `{call_id}` has no result yet")]
+    MessageMidCall {
+        /// Position in the journal, from 1.
+        seq: u64,
+        /// The call without a result.
+        call_id: String,
     },
 }
 
@@ -327,6 +338,11 @@ pub struct RunState {
     pub compacted_steps: u32,
     /// Model calls answered so far.
     pub steps: u32,
+    /// User turns so far: the input, then each `user_message`.
+    pub turns: u32,
+    /// When the current turn began (ms since the epoch): the start, or the latest
+    /// `user_message`. Wall time counts from here.
+    pub turn_started_at_ms: u64,
     /// Calls of the latest model reply, in order.
     pub calls: Vec<CallState>,
     /// Tokens used so far.
@@ -377,6 +393,8 @@ impl RunState {
             (0, _) | (_, Event::RunStarted(_)) => {
                 return Err(FoldError::BadStart { seq, kind });
             }
+            // A completed run is a conversation a person may continue.
+            (_, Event::UserMessage { .. }) if self.status == RunStatus::Completed => {}
             _ if self.status.is_terminal() => return Err(FoldError::AfterEnd { seq, kind }),
             _ => {}
         }
@@ -457,6 +475,7 @@ impl RunState {
             } => self.limit_refused(*limit, by, reason),
             Event::CancelRequested { by, reason, .. } => self.cancel_requested(by, reason),
             Event::ResumeRequested { .. } => self.resume_requested(),
+            Event::UserMessage { text, at_ms, .. } => self.user_message(text, *at_ms, seq)?,
             // Limits reached, stops and restarts, and the end.
             Event::LimitReached { limit, action, .. } => self.limit_reached(*limit, *action),
             Event::RunWaiting { reason, at_ms } => self.waiting(reason, *at_ms),
@@ -508,6 +527,8 @@ impl RunState {
         self.max_tokens = *max_tokens;
         self.prices = prices.clone();
         self.started_at_ms = *at_ms;
+        self.turn_started_at_ms = *at_ms;
+        self.turns = 1;
         self.active_since = Some(*at_ms);
         self.agent = agent.clone();
         self.spec_path = spec_path.clone();
@@ -840,6 +861,30 @@ impl RunState {
         }
     }
 
+    /// A new user turn: the run runs again, its clock restarting at the message (wall time is
+    /// measured per turn, since a conversation may go on for days), and the model answers it.
+    fn user_message(&mut self, text: &str, at_ms: u64, seq: u64) -> Result<(), FoldError> {
+        if let Some(call) = self.calls.iter().find(|c| !c.resolved) {
+            return Err(FoldError::MessageMidCall {
+                seq,
+                call_id: call.id.clone(),
+            });
+        }
+        self.messages.push(Message::User {
+            content: text.to_string(),
+        });
+        self.turns = self.turns.saturating_add(1);
+        self.output = None;
+        self.error = None;
+        self.waiting_reason = None;
+        self.hold = Hold::None;
+        self.limit_pausing = None;
+        self.active_ms = 0;
+        self.active_since = Some(at_ms);
+        self.turn_started_at_ms = at_ms;
+        Ok(())
+    }
+
     // Limits reached, stops and restarts, and the end.
 
     fn limit_reached(&mut self, limit: LimitName, action: crate::limits::LimitAction) {
@@ -905,10 +950,11 @@ impl RunState {
         }
     }
 
-    /// Active time in ms at `now_ms` (all time since the start when waiting counts).
+    /// Active time of the current turn in ms at `now_ms` (all time since the turn began when
+    /// waiting counts).
     pub fn wall_ms(&self, now_ms: u64) -> u64 {
         if self.limits.count_waiting {
-            return now_ms.saturating_sub(self.started_at_ms);
+            return now_ms.saturating_sub(self.turn_started_at_ms);
         }
         self.active_ms.saturating_add(
             self.active_since

@@ -448,7 +448,7 @@ proptest! {
     }
 
     #[test]
-    fn folding_arbitrary_events_never_panics(kinds in prop::collection::vec(0u8..14, 0..30)) {
+    fn folding_arbitrary_events_never_panics(kinds in prop::collection::vec(0u8..15, 0..30)) {
         let events: Vec<Event> = kinds.iter().enumerate().map(|(i, k)| arbitrary_event(*k, i)).collect();
         let _ = RunState::fold(events.iter());
         let mut state = RunState::default();
@@ -533,6 +533,78 @@ fn arbitrary_event(kind: u8, i: usize) -> Event {
             model: "m2".into(),
             reason: "r".into(),
         },
+        13 => Event::UserMessage {
+            text: "and then?".into(),
+            by: "alice".into(),
+            at_ms: i as u64,
+        },
         _ => Event::RunFailed { error: "e".into() },
     }
+}
+
+fn answer(text: &str) -> Event {
+    Event::ModelResponded {
+        step: 1,
+        model: "m".into(),
+        message: AssistantMessage {
+            content: Some(text.into()),
+            tool_calls: Vec::new(),
+        },
+        usage: Usage::default(),
+        finish_reason: None,
+        latency_ms: 0,
+        cost_usd: None,
+    }
+}
+
+fn message(text: &str, at_ms: u64) -> Event {
+    Event::UserMessage {
+        text: text.into(),
+        by: "alice".into(),
+        at_ms,
+    }
+}
+
+/// A completed run continued by a user message runs again and calls the model with the
+/// message after its answer; only a completed run reopens, and never mid-call.
+#[test]
+fn a_user_message_reopens_a_completed_run_for_the_next_turn() {
+    let mut journal = vec![
+        started(10),
+        answer("hi"),
+        Event::RunCompleted {
+            output: "hi".into(),
+        },
+    ];
+    journal.push(message("more", 5));
+    let state = RunState::fold(journal.iter()).unwrap();
+    assert_eq!(state.status, RunStatus::Running);
+    assert_eq!(state.wake(), Wake::Now);
+    assert_eq!(state.output, None);
+    assert_eq!(state.turns, 2);
+    assert_eq!(decide(&state, &INPUTS), Decision::CallModel);
+    assert!(matches!(
+        state.messages.last(),
+        Some(chassis_core::Message::User { content }) if content == "more"
+    ));
+    journal.push(answer("more hi"));
+    let state = RunState::fold(journal.iter()).unwrap();
+    assert_eq!(
+        decide(&state, &INPUTS),
+        Decision::Finish {
+            output: "more hi".into()
+        }
+    );
+
+    // A failed run stays ended.
+    let failed = [
+        started(10),
+        Event::RunFailed { error: "x".into() },
+        message("more", 5),
+    ];
+    assert!(RunState::fold(failed.iter()).is_err());
+    // A message while a call waits for its result would separate the call from its result.
+    let mid_call = [started(10), arbitrary_event(2, 1), message("wait", 5)];
+    let err = RunState::fold(mid_call.iter()).unwrap_err();
+    assert!(err.to_string().contains("has no result yet"), "{err}");
 }

@@ -194,17 +194,35 @@ impl Engine {
         run_id: &str,
         build: impl Fn(&RunState) -> Result<Vec<Event>, Error>,
     ) -> Result<RunState, Error> {
+        self.decide_on(run_id, false, build).await
+    }
+
+    /// [`Engine::decide_with`]; with `reopens`, an ended run is offered to `build` too, which
+    /// decides (a new user message continues a completed run).
+    async fn decide_on(
+        &self,
+        run_id: &str,
+        reopens: bool,
+        build: impl Fn(&RunState) -> Result<Vec<Event>, Error>,
+    ) -> Result<RunState, Error> {
         let mut last = None;
         for _ in 0..DECIDE_ATTEMPTS {
             let state = self.load(run_id).await?;
-            if state.status.is_terminal() {
+            if state.status.is_terminal() && !reopens {
                 return Err(Error::Refused(format!(
                     "run {run_id} has ended ({}); nothing was recorded",
                     state.status
                 )));
             }
             let redactor = self.human_redactor(&state);
-            let events: Vec<Event> = build(&state)?
+            // A refusal may quote what the human typed (a schema error names the value):
+            // it is redacted like the decision itself would have been.
+            let events: Vec<Event> = build(&state)
+                .map_err(|e| match e {
+                    Error::Invalid(m) => Error::Invalid(redactor.redact(&m)),
+                    Error::Refused(m) => Error::Refused(redactor.redact(&m)),
+                    other => other,
+                })?
                 .into_iter()
                 .map(|e| redactor.redact_event(e))
                 .collect();
@@ -229,6 +247,51 @@ impl Engine {
             || Error::Refused(format!("run {run_id}: the decision could not be recorded")),
             Error::from,
         ))
+    }
+
+    /// Continues a conversation: journals `text` as a new user turn of a completed run, with
+    /// the wake time that makes it runnable at once, in one write. Whoever drives it next (a
+    /// worker, `chassis resume`, [`Engine::resume`]) makes the next model call, whose context
+    /// is the whole conversation with this message last. A run that has not answered yet
+    /// (running, waiting, paused) or that ended without an answer (failed, cancelled) is
+    /// refused, naming its status, and nothing is recorded.
+    pub async fn send_message(&self, run_id: &str, text: &str, by: &str) -> Result<(), Error> {
+        if text.trim().is_empty() {
+            return Err(Error::Invalid(
+                "the message is empty; nothing was recorded".to_string(),
+            ));
+        }
+        let now = self.now_ms();
+        self.decide_on(run_id, true, |state| {
+            match state.status {
+                RunStatus::Completed => {}
+                RunStatus::Running => {
+                    return Err(Error::Refused(format!(
+                        "run {run_id} is running; send the message once it has answered"
+                    )));
+                }
+                RunStatus::Waiting | RunStatus::Paused => {
+                    return Err(Error::Refused(format!(
+                        "run {run_id} is {} ({}); settle that and let it answer first",
+                        state.status,
+                        state.waiting_reason.as_deref().unwrap_or("stopped")
+                    )));
+                }
+                RunStatus::Failed | RunStatus::Cancelled => {
+                    return Err(Error::Refused(format!(
+                        "run {run_id} has ended ({}) without an answer; fork it to continue from an earlier point",
+                        state.status
+                    )));
+                }
+            }
+            Ok(vec![Event::UserMessage {
+                text: text.to_string(),
+                by: by.to_string(),
+                at_ms: now,
+            }])
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Approves or rejects a pending call. Edited arguments are checked against the tool's

@@ -28,11 +28,22 @@ use chassis_tools::CallContext;
 
 use crate::{Agent, Error, Observer, Redactor, new_run_id, tokens};
 
-/// Hands a call's deltas to the observers that want them.
+/// Hands a call's deltas to the observers that want them, redacted: each stream (the text,
+/// each tool call's arguments) holds back what could still be the beginning of a secret until
+/// the next piece shows it is not, or the call ends ([`ObserverDeltas::finish`]).
 struct ObserverDeltas {
     observers: Vec<Arc<dyn Observer>>,
     run_id: String,
     step: u32,
+    redactor: Redactor,
+    streams: std::sync::Mutex<Streams>,
+}
+
+/// The redaction state of one call's streams.
+#[derive(Default)]
+struct Streams {
+    text: Option<chassis_redact::Stream>,
+    args: BTreeMap<usize, chassis_redact::Stream>,
 }
 
 impl ObserverDeltas {
@@ -41,28 +52,82 @@ impl ObserverDeltas {
             observer.on_delta(&self.run_id, self.step, &delta);
         }
     }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the text stream held back, shown: the text is over.
+    fn finish_text(&self, streams: &mut Streams) {
+        if let Some(rest) = streams.text.take().map(|mut s| s.finish())
+            && !rest.is_empty()
+        {
+            self.send(chassis_providers::Delta::Text(rest));
+        }
+    }
+
+    /// The call answered: everything held back, shown.
+    fn finish(&self) {
+        let mut streams = self.streams();
+        self.finish_text(&mut streams);
+        for (index, mut stream) in std::mem::take(&mut streams.args) {
+            let rest = stream.finish();
+            if !rest.is_empty() {
+                self.send(chassis_providers::Delta::ToolArgs {
+                    index,
+                    arguments: rest,
+                });
+            }
+        }
+    }
 }
 
 impl chassis_providers::DeltaSink for ObserverDeltas {
     fn text(&self, text: &str) {
-        self.send(chassis_providers::Delta::Text(text.to_string()));
+        let shown = {
+            let mut streams = self.streams();
+            let redactor = &self.redactor;
+            streams
+                .text
+                .get_or_insert_with(|| redactor.stream())
+                .push(text)
+        };
+        if !shown.is_empty() {
+            self.send(chassis_providers::Delta::Text(shown));
+        }
     }
 
     fn tool_call_started(&self, index: usize, name: &str) {
+        // The text comes before the calls: show what it held back first.
+        self.finish_text(&mut self.streams());
         self.send(chassis_providers::Delta::ToolCallStarted {
             index,
-            name: name.to_string(),
+            name: self.redactor.redact(name),
         });
     }
 
     fn tool_args(&self, index: usize, arguments: &str) {
-        self.send(chassis_providers::Delta::ToolArgs {
-            index,
-            arguments: arguments.to_string(),
-        });
+        let shown = {
+            let mut streams = self.streams();
+            let redactor = &self.redactor;
+            streams
+                .args
+                .entry(index)
+                .or_insert_with(|| redactor.stream())
+                .push(arguments)
+        };
+        if !shown.is_empty() {
+            self.send(chassis_providers::Delta::ToolArgs {
+                index,
+                arguments: shown,
+            });
+        }
     }
 
     fn abandoned(&self) {
+        *self.streams() = Streams::default();
         self.send(chassis_providers::Delta::Abandoned);
     }
 }
@@ -869,8 +934,9 @@ impl Engine {
         }
     }
 
-    /// The delta sink of one model call: the observers that want deltas, or none.
-    fn deltas(&self, run_id: &str, step: u32) -> chassis_providers::Deltas {
+    /// The delta sink of one model call, redacted by `redactor`: the observers that want
+    /// deltas, or none.
+    fn deltas(&self, run_id: &str, step: u32, redactor: &Redactor) -> Option<Arc<ObserverDeltas>> {
         let observers: Vec<Arc<dyn Observer>> = self
             .observers
             .iter()
@@ -878,12 +944,14 @@ impl Engine {
             .cloned()
             .collect();
         if observers.is_empty() {
-            return chassis_providers::Deltas::default();
+            return None;
         }
-        chassis_providers::Deltas::new(Arc::new(ObserverDeltas {
+        Some(Arc::new(ObserverDeltas {
             observers,
             run_id: run_id.to_string(),
             step,
+            redactor: redactor.clone(),
+            streams: std::sync::Mutex::default(),
         }))
     }
 
@@ -1550,6 +1618,7 @@ impl<'e> Step<'e> {
                 "context shortened to fit the model's window"
             );
         }
+        let sink = self.engine.deltas(self.run_id, step, &self.redactor);
         let request = ChatRequest {
             model: agent.spec.model.model.as_str().into(),
             messages: context.messages.as_ref().into(),
@@ -1557,10 +1626,17 @@ impl<'e> Step<'e> {
             max_tokens: Some(self.state.max_tokens),
             temperature: agent.spec.temperature,
             report: Reporter::default(),
-            deltas: self.engine.deltas(self.run_id, step),
+            deltas: sink
+                .clone()
+                .map_or_else(chassis_providers::Deltas::default, |sink| {
+                    chassis_providers::Deltas::new(sink)
+                }),
         };
         let began = Instant::now();
         let result = agent.models.complete_from(offset, &request).await;
+        if let (Some(sink), Ok(_)) = (&sink, &result) {
+            sink.finish();
+        }
         let latency_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         for event in request.report.drain() {
             self.record(call_event(step, event))?;

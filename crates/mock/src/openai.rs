@@ -146,14 +146,25 @@ impl ChatRequest {
     fn conversation(&self) -> Conversation<'_> {
         let mut input = None;
         let mut last_tool_result = Cow::Borrowed("");
+        let mut last_user = Cow::Borrowed("");
         let mut turns = crate::reply::TurnCounter::default();
         let mut prompt_chars = 0;
         for message in &self.messages {
             let text = message.text();
             prompt_chars += text.chars().count();
             match message.role.as_str() {
-                "user" if input.is_none() => input = Some(text),
-                "user" => turns.user(&text),
+                "user" => {
+                    if input.is_none() {
+                        input = Some(text.clone());
+                    } else {
+                        turns.user(&text);
+                    }
+                    // A user message that only carries tool results has no text of its own, and a
+                    // note about left-out steps is chassis's, not the user's.
+                    if !text.is_empty() && !text.starts_with(crate::reply::STEPS_NOTE_PREFIX) {
+                        last_user = text;
+                    }
+                }
                 "assistant" => turns.assistant(),
                 "tool" => {
                     turns.tool_result(&text);
@@ -168,6 +179,7 @@ impl ChatRequest {
         Conversation {
             input: input.unwrap_or(Cow::Borrowed("")),
             last_tool_result,
+            last_user,
             turn: turns.finish(),
             prompt_chars,
         }

@@ -87,6 +87,8 @@ pub(crate) struct Conversation<'a> {
     pub(crate) input: Cow<'a, str>,
     /// Text of the last tool result, empty if none.
     pub(crate) last_tool_result: Cow<'a, str>,
+    /// Text of the last user message (the input, or a later turn of a conversation).
+    pub(crate) last_user: Cow<'a, str>,
     /// Number of assistant messages: the index of the turn to answer.
     pub(crate) turn: u32,
     /// Characters of all message texts, for the estimated input tokens.
@@ -234,7 +236,7 @@ fn substitute_strings(value: &mut Value, conv: &Conversation<'_>) {
     }
 }
 
-/// Replaces `{input}`, `{last_tool_result}` and `{turn}` in one pass, so substituted text is
+/// Replaces `{input}`, `{last_tool_result}`, `{last_user}` and `{turn}` in one pass, so substituted text is
 /// never itself scanned for placeholders.
 fn substitute(template: &str, conv: &Conversation<'_>) -> String {
     let mut out = String::with_capacity(template.len());
@@ -247,6 +249,9 @@ fn substitute(template: &str, conv: &Conversation<'_>) -> String {
             rest = after;
         } else if let Some(after) = tail.strip_prefix("{last_tool_result}") {
             out.push_str(&conv.last_tool_result);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{last_user}") {
+            out.push_str(&conv.last_user);
             rest = after;
         } else if let Some(after) = tail.strip_prefix("{turn}") {
             let _ = write!(out, "{}", conv.turn);
@@ -268,6 +273,7 @@ mod tests {
         Conversation {
             input: Cow::Borrowed(input),
             last_tool_result: Cow::Borrowed(tool),
+            last_user: Cow::Borrowed(input),
             turn,
             prompt_chars: 0,
         }

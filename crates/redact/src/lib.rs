@@ -19,8 +19,10 @@ use serde_json::Value;
 
 mod escapes;
 mod issued;
+mod stream;
 
 pub use issued::{issued_tokens, remember};
+pub use stream::{PATTERN_WINDOW, Stream};
 
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -204,6 +206,40 @@ impl Redactor {
             }
         }
         merged
+    }
+
+    /// A [`Stream`] for text that arrives in pieces, redacted by this redactor.
+    pub fn stream(&self) -> Stream {
+        Stream::new(self.clone())
+    }
+
+    /// Every literal secret, this process's issued tokens included.
+    fn literal_secrets(&self) -> impl Iterator<Item = String> + '_ {
+        let issued = issued();
+        self.secrets.iter().cloned().chain(
+            issued
+                .into_iter()
+                .flat_map(|t| t.to_vec())
+                .filter(|t| t.len() >= MIN_SECRET_LEN),
+        )
+    }
+
+    /// Whether there are patterns.
+    fn has_patterns(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    /// Bytes of `text` that redacting it would replace: matches as written and as decoded
+    /// from JSON escapes, in `text`'s own offsets.
+    fn source_matches(&self, text: &str) -> Vec<Range<usize>> {
+        let mut found = self.matches(text);
+        let layers = escapes::layers(text);
+        for (depth, layer) in layers.iter().enumerate() {
+            for range in self.matches(&layer.text) {
+                found.push(escapes::to_source(&layers, depth, range));
+            }
+        }
+        found
     }
 
     /// Whether there is nothing to redact.

@@ -340,6 +340,7 @@ fn answers_step(event: &Event) -> Option<u32> {
         | Event::LimitRejected { .. }
         | Event::CancelRequested { .. }
         | Event::ResumeRequested { .. }
+        | Event::UserMessage { .. }
         | Event::RunWaiting { .. }
         | Event::RunPaused { .. }
         | Event::RunResumed { .. }

@@ -571,6 +571,8 @@ fn reset_if_wedged(conn: &mut Connection, path: &str, sync: Sync, known: &mut Kn
 fn gather(rx: &mpsc::Receiver<Request>, requests: &mut Vec<Request>) {
     let began = Instant::now();
     while requests.len() < MAX_BATCH && began.elapsed() + GATHER_SLICE <= GATHER {
+        #[cfg(test)]
+        tests::CONTROL_LOG.with(|log| log.borrow_mut().push("(gather)".into()));
         std::thread::sleep(GATHER_SLICE);
         let before = requests.len();
         drain(rx, requests);
@@ -593,6 +595,8 @@ fn drain(rx: &mpsc::Receiver<Request>, requests: &mut Vec<Request>) {
 /// Runs one of the transaction-control statements, prepared once per connection (rusqlite's
 /// `Transaction` and `Savepoint` parse theirs again on every use).
 fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    #[cfg(test)]
+    tests::CONTROL_LOG.with(|log| log.borrow_mut().push(sql.to_string()));
     #[cfg(test)]
     if tests::FAIL_CONTROL.with(|fail| fail.borrow().contains(&sql)) {
         return Err(rusqlite::Error::SqliteFailure(
@@ -1460,6 +1464,20 @@ mod tests {
             const { std::cell::RefCell::new(Vec::new()) };
     }
 
+    thread_local! {
+        /// The transaction-control statements run on this thread (`control`), and
+        /// `(gather)` for each slice the writer waited for more writes (`gather`).
+        pub(super) static CONTROL_LOG: std::cell::RefCell<Vec<String>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// What `f` ran through `control` and `gather` on this thread.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        CONTROL_LOG.with(|log| log.borrow_mut().clear());
+        f();
+        CONTROL_LOG.with(|log| log.borrow_mut().drain(..).collect())
+    }
+
     fn failing<T>(statements: &[&'static str], f: impl FnOnce() -> T) -> T {
         FAIL_CONTROL.with(|fail| *fail.borrow_mut() = statements.to_vec());
         let out = f();
@@ -1656,5 +1674,61 @@ mod tests {
         }
         assert_eq!(known.last_seq.len(), 10);
         assert_eq!(known.last_seq.get(&format!("r{}", KNOWN_MAX + 9)), Some(&1));
+    }
+
+    /// Writes ready at the same moment share one transaction, so one `COMMIT` and one fsync,
+    /// each in its own savepoint; a lone writer, one write after another, never waits for
+    /// company (no `gather`).
+    #[test]
+    fn writes_ready_together_share_one_commit_and_a_lone_writer_never_waits() {
+        let (dir, conn, p) = writer();
+        let path = dir.path().join("j.db");
+        let clock = crate::clock::system();
+
+        // Four runs' writes already waiting when the writer looks.
+        let (tx, rx) = mpsc::channel();
+        let mut answers = Vec::new();
+        for run in ["r1", "r2", "r3", "r4"] {
+            let (reply, answer) = oneshot::channel();
+            tx.send(Request {
+                op: append(run, None, 2),
+                reply,
+            })
+            .unwrap();
+            answers.push(answer);
+        }
+        drop(tx);
+        let log = logged(|| write_loop(conn, rx, &p, Sync::Normal, clock.as_ref()));
+        let mut expected = vec!["(gather)", "BEGIN IMMEDIATE"];
+        expected.extend(["SAVEPOINT op", "RELEASE op"].repeat(4));
+        expected.push("COMMIT");
+        assert_eq!(log, expected);
+        for mut answer in answers {
+            assert_eq!(seq(&answer.try_recv().unwrap()), Some(2));
+        }
+        let reader = connect(&path, Sync::Normal).unwrap();
+        for run in ["r1", "r2", "r3", "r4"] {
+            assert_eq!(events_of(&reader, run), 2);
+        }
+
+        // One write at a time, each sent once the last is answered: each goes at once, alone.
+        let (tx, rx) = mpsc::channel::<Request>();
+        let sender = std::thread::spawn(move || {
+            let mut seqs = Vec::new();
+            for expected in 2..5 {
+                let (reply, answer) = oneshot::channel();
+                tx.send(Request {
+                    op: append("r1", Some(expected), 1),
+                    reply,
+                })
+                .unwrap();
+                seqs.push(seq(&answer.blocking_recv().unwrap()));
+            }
+            seqs
+        });
+        let conn = connect(&path, Sync::Normal).unwrap();
+        let log = logged(|| write_loop(conn, rx, &p, Sync::Normal, clock.as_ref()));
+        assert_eq!(sender.join().unwrap(), [Some(3), Some(4), Some(5)]);
+        assert_eq!(log, ["BEGIN IMMEDIATE", "COMMIT"].repeat(3));
     }
 }

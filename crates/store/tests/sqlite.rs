@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_store::conformance::{raised, requested, resumed, started};
-use chassis_store::{Error, Journal, NewRun, SqliteJournal, Sync, Wake};
+use chassis_store::conformance::{completed, raised, requested, resumed, started};
+use chassis_store::{Error, Journal, ListFilter, NewRun, SqliteJournal, Sync, Wake};
 
 async fn sqlite() -> (Arc<dyn Journal>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -262,4 +262,62 @@ async fn a_read_only_handle_reads_and_refuses_writes() {
         "the reader sees new commits"
     );
     assert!(matches!(reader.load("s").await, Err(Error::RunNotFound(_))));
+}
+
+/// A step of an executing run (no new status, its wake time still "now") writes event rows
+/// only: a trigger on `runs` sees no write, so the step costs the WAL no page of that table.
+/// The run's length and last write are read from its last event; a status change does write
+/// the row.
+#[tokio::test]
+async fn a_step_that_changes_no_status_or_wake_writes_only_event_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chassis.db");
+    let clock = chassis_store::ManualClock::new(1_000_000);
+    let journal = SqliteJournal::open_with_clock(&path, Sync::Normal, clock.clone()).unwrap();
+    let lease = journal
+        .create(
+            &new_run("r"),
+            &[started("agent")],
+            Wake::Now,
+            Some(&driver()),
+        )
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    let watch = rusqlite::Connection::open(&path).unwrap();
+    watch
+        .execute_batch(
+            "CREATE TABLE runs_written (run_id TEXT);
+             CREATE TRIGGER runs_written AFTER UPDATE ON runs
+             BEGIN INSERT INTO runs_written VALUES (old.run_id); END;",
+        )
+        .unwrap();
+    let written = || -> i64 {
+        watch
+            .query_row("SELECT count(*) FROM runs_written", [], |row| row.get(0))
+            .unwrap()
+    };
+
+    let mut seq = 1;
+    for step in 1..=3 {
+        clock.advance(1_000);
+        seq = journal
+            .append(&lease, seq, &[requested(step)], Wake::Now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(seq, 4);
+    assert_eq!(written(), 0, "a step wrote the runs row");
+    let listed = journal.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_seq, 4);
+    assert_eq!(listed[0].updated_ms, 1_003_000, "the last event's time");
+
+    // The trigger does see writes: a status change is one.
+    journal
+        .append(&lease, seq, &[completed()], Wake::Never)
+        .await
+        .unwrap();
+    assert_eq!(written(), 1);
 }

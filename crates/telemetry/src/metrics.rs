@@ -438,7 +438,8 @@ impl Metrics {
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
-            | Event::ResumeRequested { .. } => {}
+            | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. } => {}
         }
     }
 }
@@ -508,6 +509,7 @@ fn pending_approvals<'a>(events: impl Iterator<Item = &'a Event>) -> u64 {
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
             | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }

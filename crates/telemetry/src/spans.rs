@@ -372,7 +372,8 @@ impl Tracer {
             | Event::LimitRaised { .. }
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
-            | Event::ResumeRequested { .. } => self.annotate(run, None, event, now),
+            | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. } => self.annotate(run, None, event, now),
         }
     }
 

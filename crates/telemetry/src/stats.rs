@@ -570,6 +570,7 @@ fn count_decisions(records: &[Record], tools: &mut BTreeMap<String, ToolDecision
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }
             | Event::ResumeRequested { .. }
+            | Event::UserMessage { .. }
             | Event::RunWaiting { .. }
             | Event::RunPaused { .. }
             | Event::RunResumed { .. }

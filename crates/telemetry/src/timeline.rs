@@ -260,7 +260,8 @@ impl Builder {
             | Event::LimitRaised { .. }
             | Event::ApprovalRequested { .. }
             | Event::ApprovalDecided { .. }
-            | Event::ApprovalEscalated { .. } => {
+            | Event::ApprovalEscalated { .. }
+            | Event::UserMessage { .. } => {
                 let node = self.note(record, at);
                 self.nodes.push(node);
             }

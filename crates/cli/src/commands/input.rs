@@ -72,7 +72,7 @@ impl Input {
 }
 
 /// All of stdin, as text; an empty stdin is refused (it is almost always a mistake).
-fn read_stdin() -> Result<String, UsageError> {
+pub(crate) fn read_stdin() -> Result<String, UsageError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         noteln!("reading the input from the terminal; end it with Ctrl-D");

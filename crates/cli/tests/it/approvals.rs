@@ -565,7 +565,12 @@ fn a_moved_project_resumes_its_runs_and_resume_agent_points_at_a_moved_spec() {
     // The journal alone, elsewhere: the agent is where --agent says.
     let elsewhere = tempfile::tempdir().expect("temporary directory");
     let lone = elsewhere.path().join("j.db");
+    // The journal is in WAL mode: what was last committed may still be in its `-wal` file.
     std::fs::copy(&db, &lone).expect("copy the journal");
+    let wal = moved.join("j.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, elsewhere.path().join("j.db-wal")).expect("copy the journal's WAL");
+    }
     let at = |args: &[&str]| run(chassis(&lone).args(args));
     at(&["approve", &second, &second_call]).expect_code(3);
     let missing = at(&["resume", &second, "--agent", "/no/such/agent.toml"]);

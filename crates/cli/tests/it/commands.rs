@@ -547,3 +547,83 @@ fn the_largest_token_counts_overflow_nothing() {
     let rows = runs_json(&desk.db, &[]);
     assert_eq!(rows[0]["input_tokens"], u64::MAX, "{rows:#?}");
 }
+
+/// `chassis send` continues a completed run: without `--resume` it only journals the message
+/// (the run is running again, for a worker); `resume` (or `send --resume`) drives it, and each
+/// request carries the whole conversation. A run without an answer is refused, naming why.
+#[test]
+fn send_continues_a_completed_run_with_the_whole_conversation() {
+    let recorder = Recorder::start(vec![
+        completion(json!({ "role": "assistant", "content": "first answer" })),
+        completion(json!({ "role": "assistant", "content": "second answer" })),
+        completion(json!({ "role": "assistant", "content": "third answer" })),
+    ]);
+    let desk = Desk::against(Some(recorder.base_url()));
+    let out = desk.run("hello", &["--json"]);
+    out.expect_code(0);
+    let run_id = out.json()["run_id"].as_str().expect("run_id").to_string();
+
+    let out = run(chassis(&desk.db).args([
+        "send",
+        &run_id,
+        "--input",
+        "and the invoice?",
+        "--by",
+        "alice",
+        "--json",
+    ]));
+    out.expect_code(0);
+    assert_eq!(out.json()["status"], "running", "{out:#?}");
+    assert_eq!(show_json(&desk.db, &run_id)["status"], "running");
+    let out = run(chassis(&desk.db).args(["resume", &run_id, "--json"]));
+    out.expect_code(0);
+    assert_eq!(out.json()["output"], "second answer");
+
+    let out = run(chassis(&desk.db).args(["send", "last", "--input", "thanks", "--resume"]));
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), "third answer");
+
+    let requests = recorder.requests();
+    assert_eq!(requests.len(), 3);
+    let turns: Vec<(String, String)> = requests[2]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or("").to_string(),
+                m["content"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("user", "hello"),
+        ("assistant", "first answer"),
+        ("user", "and the invoice?"),
+        ("assistant", "second answer"),
+        ("user", "thanks"),
+    ];
+    assert_eq!(
+        turns,
+        expected.map(|(r, c)| (r.to_string(), c.to_string())),
+        "{requests:#?}"
+    );
+    let show = show_json(&desk.db, &run_id);
+    let messages = of_kind(events(&show), "user_message");
+    assert_eq!(messages.len(), 2, "{show:#}");
+    assert_eq!(messages[0]["by"], "alice");
+    assert_well_formed(events(&show));
+
+    // A run that has not answered yet is refused, naming its status; nothing is recorded.
+    let out = run(chassis(&desk.db)
+        .arg("submit")
+        .arg(&desk.spec)
+        .args(["--input", "queued"]));
+    out.expect_code(0);
+    let queued = out.stdout.trim().to_string();
+    let out = run(chassis(&desk.db).args(["send", &queued, "--input", "more"]));
+    out.expect_code(2);
+    assert!(out.stderr.contains("is running"), "{out:#?}");
+    assert_eq!(events(&show_json(&desk.db, &queued)).len(), 1);
+}

@@ -140,6 +140,28 @@ async fn irreversible_call_waits_then_runs_with_edited_arguments_once() {
     assert!(err.to_string().contains("/amount"), "{err}");
     assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq, seq);
 
+    // A secret typed into refused arguments is not echoed by the refusal.
+    let secret = "sk-live-typed-by-a-human";
+    let guarded = Engine::new(Arc::clone(&s.journal)).with_redactor(Arc::new(
+        chassis_engine::Redactor::new([secret.to_string()]),
+    ));
+    let err = guarded
+        .decide_approval(
+            &outcome.run_id,
+            &item.call_id,
+            true,
+            Some(&format!(r#"{{"amount": "{secret}", "to": "acme"}}"#)),
+            "alice",
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("/amount"), "{err}");
+    assert!(!err.to_string().contains(secret), "{err}");
+    assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq, seq);
+
     s.engine
         .decide_approval(
             &outcome.run_id,

@@ -10,6 +10,7 @@ mod limits;
 mod redaction;
 mod resilience;
 mod rust_tools;
+mod threads;
 mod workers;
 
 /// Files and tool scripts, shared with every crate's tests.

@@ -230,6 +230,11 @@ fn one_of_each() -> Vec<Event> {
             by: "alice".into(),
             at_ms: 1,
         },
+        Event::UserMessage {
+            text: "and the invoice?".into(),
+            by: "alice".into(),
+            at_ms: 1,
+        },
         Event::RunCancelled {
             by: "alice".into(),
             reason: "wrong order".into(),
@@ -273,6 +278,7 @@ fn covered(event: &Event) {
         | Event::LimitRejected { .. }
         | Event::CancelRequested { .. }
         | Event::ResumeRequested { .. }
+        | Event::UserMessage { .. }
         | Event::RunCancelled { .. } => {}
     }
 }
@@ -500,4 +506,114 @@ proptest::proptest! {
         proptest::prop_assume!(!text.contains("sk-live") && !text.contains("tok_"));
         proptest::prop_assert_eq!(redactor().redact(&text), text);
     }
+}
+
+/// Keeps the deltas a run streams to its observers.
+#[derive(Default)]
+struct Watcher {
+    deltas: std::sync::Mutex<Vec<chassis_core::observe::Delta>>,
+}
+
+impl chassis_core::Observer for Watcher {
+    fn on_event(&self, _: &str, _: &chassis_core::RunState, _: &Event) {}
+    fn wants_deltas(&self) -> bool {
+        true
+    }
+    fn on_delta(&self, _: &str, _: u32, delta: &chassis_core::observe::Delta) {
+        self.deltas.lock().unwrap().push(delta.clone());
+    }
+}
+
+/// Text long enough that a stream shows some of it before it ends, whatever a pattern holds
+/// back.
+const FILLER: &str = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor \
+    incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud \
+    exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. Duis aute irure dolor \
+    in reprehenderit in voluptate velit esse cillum dolore eu fugiat nulla pariatur. Excepteur \
+    sint occaecat cupidatat non proident, sunt in culpa qui officia deserunt mollit anim id est \
+    laborum. ";
+
+/// An answer streamed in eight-character pieces, a secret and a pattern's match cut across
+/// them in its text and in a tool call's arguments: what observers (a terminal, the server's
+/// stream, the console) see holds neither, yet adds up to the journaled answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_deltas_are_redacted_and_add_up_to_the_answer() {
+    use chassis_core::observe::Delta;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let script = format!(
+        r#"
+[[scenario]]
+[[scenario.turn]]
+text = "Looking {SECRET} up"
+tool_calls = [{{ name = "read_file", arguments = {{ path = "{SECRET}/{PATTERN_HIT}.txt" }} }}]
+[[scenario.turn]]
+text = "{FILLER}the key is {SECRET}, the token {PATTERN_HIT}; {FILLER}nothing else"
+"#
+    );
+    let mock =
+        chassis_testkit::fixture::start_mock(&script, chassis_mock::MockConfig::default()).await;
+    crate::write(&root.join("prompt.j2"), "Look it up.");
+    crate::write(&root.join("data/note.txt"), "hello");
+    let spec = chassis_testkit::fixture::agent_toml(
+        "streamer",
+        &mock.base_url(),
+        "[redact]\npatterns = [\"tok_[A-Z]{20}\"]\n[[tools]]\nuse = \"builtin:fs\"\nroot = \"data\"\nonly = [\"read_file\"]\n",
+    );
+    crate::write(&root.join("agent.toml"), &spec);
+    let agent = chassis_engine::Agent::load(&root.join("agent.toml"))
+        .await
+        .unwrap();
+    let journal: Arc<dyn chassis_store::Journal> = Arc::new(
+        chassis_store::SqliteJournal::open(&root.join("j.db"), chassis_store::Sync::Normal)
+            .unwrap(),
+    );
+    let watcher = Arc::new(Watcher::default());
+    let engine = chassis_engine::Engine::new(journal)
+        .with_redactor(Arc::new(Redactor::new([SECRET.to_string()])))
+        .with_observer(watcher.clone());
+    let outcome = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(
+        outcome.output.as_deref(),
+        Some(
+            format!("{FILLER}the key is [REDACTED], the token [REDACTED]; {FILLER}nothing else")
+                .as_str()
+        ),
+        "{outcome:?}"
+    );
+
+    let deltas = watcher.deltas.lock().unwrap().clone();
+    assert!(
+        deltas.len() > 10,
+        "the answers streamed in pieces: {deltas:?}"
+    );
+    for delta in &deltas {
+        let shown = format!("{delta:?}");
+        assert!(!shown.contains("sk-live"), "{shown}");
+        assert!(!shown.contains("tok_ABC"), "{shown}");
+    }
+    let text: String = deltas
+        .iter()
+        .filter_map(|d| match d {
+            Delta::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        text,
+        format!(
+            "Looking [REDACTED] up{FILLER}the key is [REDACTED], the token [REDACTED]; {FILLER}nothing else"
+        )
+    );
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| match d {
+            Delta::ToolArgs { arguments, .. } => Some(arguments.as_str()),
+            _ => None,
+        })
+        .collect();
+    let args: Value = serde_json::from_str(&args).unwrap();
+    assert_eq!(args, json!({"path": "[REDACTED]/[REDACTED].txt"}));
+    mock.shutdown().await;
 }

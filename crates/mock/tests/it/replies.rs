@@ -1,6 +1,6 @@
 //! Scripted replies: text, tool calls, turn selection, scenario matching, request errors.
 
-use chassis_mock::MockConfig;
+use chassis_mock::{MockConfig, MockHandle};
 use serde_json::{Value, json};
 
 use crate::{SCRIPT, chat, client, message, serve, user};
@@ -197,5 +197,69 @@ async fn models_lists_the_mock() {
     assert_eq!(body["data"][0]["id"], "mock");
     assert_eq!(body["data"][0]["object"], "model");
     assert!(mock.base_url().starts_with("http://127.0.0.1:"));
+    mock.shutdown().await;
+}
+
+/// Posts `body` to the OpenAI (`anthropic` false) or Anthropic endpoint; the status and the
+/// body's text, byte for byte.
+async fn post_raw(mock: &MockHandle, anthropic: bool, body: &Value) -> (u16, String) {
+    let request = if anthropic {
+        client()
+            .post(format!("{}/v1/messages", mock.anthropic_base_url()))
+            .header("x-api-key", "test-key")
+            .header("anthropic-version", "2023-06-01")
+    } else {
+        client().post(format!("{}/chat/completions", mock.base_url()))
+    };
+    let response = request.json(body).send().await.expect("an HTTP response");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("a body"))
+}
+
+/// A request without `stream`, or with `stream: false`, gets one whole JSON body, byte for
+/// byte what the mock answered before it could stream: text and tool calls, in both dialects.
+/// The text bodies are those `text_reply_is_a_chat_completion` and `text_reply_is_a_message`
+/// asserted before streaming existed; the tool-call bodies are what `completion_body` and
+/// `message_body`, untouched by streaming, wrote then.
+#[tokio::test]
+async fn a_request_without_stream_gets_the_whole_bodies_it_always_had() {
+    let mock = serve(MockConfig::default(), SCRIPT).await;
+    let cases = [
+        (false, "hi there"),
+        (false, "I want a refund"),
+        (true, "hi there"),
+        (true, "I want a refund"),
+    ];
+    let mut n = 0;
+    for (anthropic, input) in cases {
+        for stream in [None, Some(false)] {
+            let mut body = if anthropic {
+                json!({ "model": "test-claude", "max_tokens": 256, "messages": [user(input)] })
+            } else {
+                json!({ "model": "test-model", "messages": [user(input)] })
+            };
+            if let Some(stream) = stream {
+                body["stream"] = json!(stream);
+            }
+            n += 1;
+            let (status, text) = post_raw(&mock, anthropic, &body).await;
+            assert_eq!(status, 200, "{text}");
+            let expected = match (anthropic, input) {
+                (false, "hi there") => format!(
+                    r#"{{"id":"chatcmpl-mock-{n}","object":"chat.completion","created":0,"model":"test-model","choices":[{{"index":0,"message":{{"role":"assistant","content":"hello, you said hi there (turn 0)"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":2,"completion_tokens":9,"total_tokens":11}}}}"#
+                ),
+                (false, _) => format!(
+                    r#"{{"id":"chatcmpl-mock-{n}","object":"chat.completion","created":0,"model":"test-model","choices":[{{"index":0,"message":{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_0_0","type":"function","function":{{"name":"read_file","arguments":"{{\"path\":\"notes.txt\"}}"}}}}]}},"finish_reason":"tool_calls"}}],"usage":{{"prompt_tokens":4,"completion_tokens":5,"total_tokens":9}}}}"#
+                ),
+                (true, "hi there") => format!(
+                    r#"{{"id":"msg_mock_{n}","type":"message","role":"assistant","model":"test-claude","content":[{{"type":"text","text":"hello, you said hi there (turn 0)"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":2,"output_tokens":9}}}}"#
+                ),
+                (true, _) => format!(
+                    r#"{{"id":"msg_mock_{n}","type":"message","role":"assistant","model":"test-claude","content":[{{"type":"tool_use","id":"toolu_0_0","name":"read_file","input":{{"path":"notes.txt"}}}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{{"input_tokens":4,"output_tokens":5}}}}"#
+                ),
+            };
+            assert_eq!(text, expected, "{anthropic} {input} {stream:?}");
+        }
+    }
     mock.shutdown().await;
 }

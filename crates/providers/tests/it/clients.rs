@@ -133,6 +133,27 @@ async fn server_errors_are_transient(api: Api) {
 }
 for_both_apis!(server_errors_are_transient);
 
+/// A client makes one attempt: a failure the Retry layer would retry (429, 5xx, a cut
+/// connection, a body that does not parse) reaches the server once.
+async fn a_client_makes_exactly_one_attempt(api: Api) {
+    for kind in [
+        FaultKind::RateLimited,
+        FaultKind::ServerError,
+        FaultKind::Unavailable,
+        FaultKind::Cut,
+        FaultKind::Malformed,
+    ] {
+        let mock = serve_faulty(kind).await;
+        let err = fail(&*client(api, &mock), vec![user("hi")]).await;
+        assert!(err.is_transient(), "{kind:?}: {err:?}");
+        let stats = mock.stats();
+        assert_eq!(stats.requests, 1, "{kind:?}: {stats:?}");
+        assert_eq!(stats.faults.values().sum::<u64>(), 1, "{kind:?}: {stats:?}");
+        mock.shutdown().await;
+    }
+}
+for_both_apis!(a_client_makes_exactly_one_attempt);
+
 async fn hang_times_out(api: Api) {
     let mock = serve_faulty(FaultKind::Hang).await;
     let client = client_with_timeout(api, &mock, Duration::from_millis(300));

@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chassis_store::{Error, PostgresJournal};
 use tokio_postgres::NoTls;
@@ -276,8 +276,9 @@ async fn tls() -> Option<Tls> {
             .batch_execute("SELECT pg_reload_conf()")
             .await
             .unwrap();
-        // The postmaster reloads asynchronously; new sessions show when it has.
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // The postmaster reloads asynchronously; new sessions show when it has. However long
+        // that takes: a server that never reloads hangs the test (`.config/nextest.toml` ends
+        // it), rather than a slow one failing it.
         loop {
             let (fresh, connection) = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
             tokio::spawn(connection);
@@ -289,10 +290,6 @@ async fn tls() -> Option<Tls> {
             if cert == path("server.crt") {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not reload its configuration"
-            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -169,3 +169,34 @@ async fn invalid_schema_names_the_key() {
     assert_eq!(e.key, "tools[0].args_schema");
     assert!(e.message.starts_with("is not a valid JSON Schema"), "{e}");
 }
+
+/// The command runs as its argv, never through a shell: shell syntax in the spec's arguments
+/// or in the model's arrives verbatim and does nothing.
+#[tokio::test]
+async fn command_tools_run_without_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = [
+        "$(touch pwned)",
+        "; touch pwned",
+        "`touch pwned`",
+        "&& touch pwned",
+        "| touch pwned",
+        "> pwned",
+    ];
+    let mut command = vec![
+        "python3",
+        "-c",
+        "import sys, json; print(json.dumps({'argv': sys.argv[1:], 'stdin': json.load(sys.stdin)}))",
+    ];
+    command.extend(hostile);
+    let spec = command_spec("show", &command, Duration::from_secs(20));
+    let toolbox = build(&[spec], dir.path()).await.unwrap();
+    let args = json!({"text": "$(touch pwned); touch pwned `touch pwned` && touch pwned"});
+    let out = call(&toolbox, "show", args.clone()).await.unwrap();
+    let seen: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(seen["argv"], json!(hostile));
+    assert_eq!(seen["stdin"], args);
+    // The tool ran in `dir`: a shell would have made the file there.
+    assert!(!dir.path().join("pwned").exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -27,6 +27,9 @@ struct Seen {
     revoked_below: usize,
     /// Refuse every request, whatever its token.
     refuse_all: bool,
+    /// Answer requests with an accepted token 403, as a server does for a token without the
+    /// scope a tool needs.
+    forbidden: bool,
     /// `Authorization` and `X-Tenant` of each request to the MCP endpoint.
     requests: Vec<(Option<String>, Option<String>)>,
     /// `Authorization` and body of each request to the token endpoint.
@@ -110,6 +113,15 @@ async fn guard(State(fx): State<Fixture>, request: Request, next: Next) -> Respo
                     .as_ref()
                     .is_some_and(|a| seen.accepted.contains(a)))
     });
+    if accepted && fx.seen(|seen| seen.forbidden) {
+        let challenge = "Bearer error=\"insufficient_scope\", scope=\"billing:write\"";
+        return (
+            StatusCode::FORBIDDEN,
+            [("www-authenticate", challenge)],
+            "not with that token",
+        )
+            .into_response();
+    }
     if accepted {
         return next.run(request).await;
     }
@@ -362,6 +374,36 @@ async fn a_token_revoked_after_load_is_a_tool_error_naming_the_server() {
         call(&toolbox, "echo", json!({"text": "ok"})).await.unwrap(),
         "ok"
     );
+}
+
+#[tokio::test]
+async fn a_403_at_a_call_is_a_tool_error_naming_the_server_and_the_variable() {
+    let fx = Fixture::start().await;
+    fx.seen(|s| s.accepted.push(format!("Bearer {TOKEN}")));
+    let spec = server(
+        fx.url(),
+        headers(&[("Authorization", "Bearer ${env:BILLING_TOKEN}")]),
+        None,
+    );
+    let toolbox = load("billing", spec, &[("BILLING_TOKEN", TOKEN)])
+        .await
+        .unwrap();
+    fx.seen(|s| s.forbidden = true);
+    let e = call(&toolbox, "echo", json!({"text": "paid"}))
+        .await
+        .unwrap_err();
+    let message = e.message();
+    assert!(
+        message.starts_with("`echo` (MCP server `billing`) was refused: 403 Forbidden"),
+        "{e}"
+    );
+    assert!(
+        message.ends_with("check the Authorization header's variable BILLING_TOKEN"),
+        "{e}"
+    );
+    assert!(!message.contains(TOKEN), "{e}");
+    // Refused before it ran: the tool did not act.
+    assert!(!e.is_indeterminate());
 }
 
 #[tokio::test]
