@@ -159,7 +159,7 @@ pub enum FoldError {
 }
 
 /// Where a call stands with its approval.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Approval {
     /// None asked for (yet).
     #[default]
@@ -189,7 +189,7 @@ pub fn call_id(step: u32, index: usize) -> String {
 }
 
 /// What the runtime knows of one tool call the model made.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallState {
     /// The journal's name for the call, `STEP.INDEX` ([`call_id`]).
     pub id: String,
@@ -214,7 +214,7 @@ pub struct CallState {
 }
 
 /// Why a run that is not executing stopped, beyond what its calls say.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Hold {
     /// Nothing beyond its calls: it waits for their decisions, or for nothing at all.
     #[default]
@@ -243,7 +243,7 @@ pub enum Wake {
 }
 
 /// A human's request to stop the run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CancelRequest {
     /// Who asked.
     pub by: String,
@@ -256,7 +256,8 @@ pub struct CancelRequest {
 /// The bookkeeping that only the fold keeps consistent (active time, loop and repair
 /// counters, parking) is private to core: read it through [`RunState::wall_ms`],
 /// [`RunState::executions_of`], [`RunState::park_delay_ms`] and [`decide`](crate::decide()).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunState {
     /// Number of events folded; the expected sequence for the next append.
     pub seq: u64,
