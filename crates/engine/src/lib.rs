@@ -13,6 +13,7 @@ mod outbox;
 mod query;
 mod run;
 mod schedule;
+mod snapshot;
 mod tokens;
 mod version;
 mod worker;

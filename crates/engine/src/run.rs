@@ -181,6 +181,8 @@ pub struct DriveConfig {
     /// The longest any single tool call may take, whatever the tool's own timeout says (a
     /// backstop for tools without one); a call cut off here may have acted.
     pub tool_deadline: Duration,
+    /// Events between two state snapshots of a run (bounded resume); at least 1.
+    pub snapshot_every: u64,
 }
 
 impl DriveConfig {
@@ -193,6 +195,7 @@ impl DriveConfig {
             renew_every: Duration::from_secs(10),
             tool_grace: Duration::from_secs(5),
             tool_deadline: Duration::from_secs(600),
+            snapshot_every: crate::snapshot::EVERY,
         }
     }
 }
@@ -747,13 +750,11 @@ impl Engine {
         Ok((run_id, state, lease))
     }
 
-    /// Loads a run's journal and folds it.
+    /// Loads a run: its latest state snapshot plus the events after it (or the whole journal
+    /// folded, when it has no usable snapshot), so loading costs the same whatever the run's
+    /// length.
     pub async fn load(&self, run_id: &str) -> Result<RunState, Error> {
-        let records = self.journal.load(run_id).await?;
-        RunState::fold(records.iter().map(|r| &r.event)).map_err(|source| Error::Replay {
-            run_id: run_id.to_string(),
-            source,
-        })
+        crate::snapshot::load(self.journal.as_ref(), run_id).await
     }
 
     /// Continues a run from its last journaled event, reloading its agent from the spec file
@@ -1117,6 +1118,8 @@ struct Step<'e> {
     redactor: Redactor,
     /// The step whose summarization failed: its call goes out truncated instead.
     summary_failed: Option<u32>,
+    /// The event after which the run's state was last snapshot (or loaded).
+    snapshot_at: u64,
 }
 
 impl<'e> Step<'e> {
@@ -1127,6 +1130,8 @@ impl<'e> Step<'e> {
         state: Box<RunState>,
         lease: Lease,
     ) -> Step<'e> {
+        let every = engine.drive.snapshot_every.max(1);
+        let snapshot_at = state.seq / every * every;
         Step {
             engine,
             agent,
@@ -1137,6 +1142,7 @@ impl<'e> Step<'e> {
             lease,
             redactor: engine.redactor.merged(&agent.redactor()),
             summary_failed: None,
+            snapshot_at,
         }
     }
 
@@ -1344,6 +1350,32 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// The state encoded with its seq, when a snapshot is due (`snapshot_every` events since
+    /// the last); taken only where the state is what the journal holds (or will
+    /// once the pending append succeeds).
+    fn snapshot_due(&self) -> Option<(u64, String)> {
+        let seq = self.state.seq;
+        if seq < self.snapshot_at + self.engine.drive.snapshot_every.max(1) {
+            return None;
+        }
+        crate::snapshot::encode(&self.state).map(|text| (seq, text))
+    }
+
+    /// Keeps a snapshot; a failure only costs the next load a longer fold.
+    async fn put_snapshot(&mut self, (seq, text): (u64, String)) {
+        match self
+            .engine
+            .journal
+            .put_snapshot(self.run_id, seq, &text)
+            .await
+        {
+            Ok(()) => self.snapshot_at = seq,
+            Err(e) => {
+                tracing::warn!(run_id = self.run_id, seq, error = %e, "could not keep a state snapshot");
+            }
+        }
+    }
+
     /// Appends what is unflushed under the lease. If the journal moved, only a human's decision
     /// can have moved it (nobody else holds the lease): it is taken in, and the append retried.
     async fn flush(&mut self) -> Result<(), Error> {
@@ -1368,6 +1400,9 @@ impl<'e> Step<'e> {
                 Ok(seq) => {
                     self.unflushed.clear();
                     self.durable(seq);
+                    if let Some(encoded) = self.snapshot_due() {
+                        self.put_snapshot(encoded).await;
+                    }
                     if !notes.is_empty() {
                         self.engine.outbox_signal().notify_one();
                     }
@@ -1399,13 +1434,7 @@ impl<'e> Step<'e> {
                 other.event.kind()
             )));
         }
-        let records = self.engine.journal.load(self.run_id).await?;
-        let mut state = Box::new(RunState::fold(records.iter().map(|r| &r.event)).map_err(
-            |source| Error::Replay {
-                run_id: self.run_id.to_string(),
-                source,
-            },
-        )?);
+        let mut state = Box::new(self.engine.load(self.run_id).await?);
         for event in &self.unflushed {
             apply(self.run_id, &mut state, event)?;
         }
@@ -1422,6 +1451,8 @@ impl<'e> Step<'e> {
     /// and nothing acts on its answer before both are done. Returns true when a person
     /// interrupted the call.
     async fn call_model_overlapping_flush(&mut self, agent: &Agent) -> Result<bool, Error> {
+        // The state now is what the journal holds once the pending events are appended.
+        let snapshot = self.snapshot_due();
         let pending = std::mem::take(&mut self.unflushed);
         let expected = self.state.seq - pending.len() as u64;
         let wake = self.state.wake();
@@ -1456,7 +1487,12 @@ impl<'e> Step<'e> {
         let ((appended, pending), called) = tokio::join!(append, call);
         match appended {
             // What the model call recorded meanwhile stays unflushed.
-            Ok(seq) if !pending.is_empty() => self.durable(seq),
+            Ok(seq) if !pending.is_empty() => {
+                self.durable(seq);
+                if let Some(encoded) = snapshot {
+                    self.put_snapshot(encoded).await;
+                }
+            }
             Ok(_) => {}
             Err(chassis_store::Error::SequenceConflict { .. }) => {
                 let mut unflushed = pending;

@@ -16,6 +16,7 @@ mod outbox;
 mod pool;
 mod rate;
 mod schedule;
+mod snapshot;
 mod target;
 mod tls;
 

@@ -13,6 +13,7 @@ mod migrate;
 mod outbox;
 mod rate;
 mod schedule;
+mod snapshot;
 
 pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 

@@ -191,3 +191,30 @@ async fn summarize_journals_each_summary_once_counts_it_and_stays_inside_the_win
     assert_eq!(state.usage.input_tokens, reported);
     assert!(state.compacted_steps > 0);
 }
+
+#[tokio::test]
+async fn a_long_run_keeps_snapshots_and_loads_from_one_as_from_the_whole_journal() {
+    let steps = 40;
+    let (_dir, _mock, engine, agent) = setup(steps, 200, "").await;
+    let engine = engine.with_drive_config(chassis_engine::DriveConfig {
+        snapshot_every: 25,
+        ..chassis_engine::DriveConfig::new("test")
+    });
+    let outcome = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+
+    let records = engine.journal().load(&outcome.run_id).await.unwrap();
+    let (seq, _) = engine
+        .journal()
+        .latest_snapshot(&outcome.run_id)
+        .await
+        .unwrap()
+        .expect("a run of this length keeps snapshots");
+    let length = records.len() as u64;
+    assert!(
+        seq + 25 > length && seq <= length,
+        "snapshot at {seq} of {length}"
+    );
+    let full = chassis_core::RunState::fold(records.iter().map(|r| &r.event)).unwrap();
+    assert_eq!(engine.load(&outcome.run_id).await.unwrap(), full);
+}
