@@ -218,3 +218,37 @@ async fn a_long_run_keeps_snapshots_and_loads_from_one_as_from_the_whole_journal
     let full = chassis_core::RunState::fold(records.iter().map(|r| &r.event)).unwrap();
     assert_eq!(engine.load(&outcome.run_id).await.unwrap(), full);
 }
+
+/// A conversation of `steps` steps under an 8k window completes under both strategies, every
+/// call inside the budget, every turn asked once.
+async fn long_conversation(steps: usize) {
+    for strategy in ["truncate", "summarize"] {
+        let (_dir, mock, engine, agent) =
+            setup(steps, 1000, &format!("strategy = \"{strategy}\"")).await;
+        let budget = agent.spec.context_policy().max_context_tokens;
+        let outcome = engine.start(&agent, "go").await.unwrap();
+        assert_eq!(
+            outcome.status,
+            RunStatus::Completed,
+            "{strategy}: {outcome:?}"
+        );
+        assert_eq!(outcome.output.as_deref(), Some("done"));
+        let stats = mock.stats();
+        assert!(stats.largest_prompt_chars <= budget, "{strategy}");
+        let turns = &stats.by_conversation["go"];
+        assert_eq!(turns.len(), steps + 1, "{strategy}");
+        assert!(turns.values().all(|&n| n == 1), "{strategy}: {turns:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_100_step_conversation_under_an_8k_window_completes_under_both_strategies() {
+    long_conversation(100).await;
+}
+
+/// The figure: `cargo nextest run -p chassis-engine --run-ignored only 1000_step`.
+#[tokio::test]
+#[ignore = "about 20 s in a debug build; the 100-step version runs by default"]
+async fn a_1000_step_conversation_under_an_8k_window_completes_under_both_strategies() {
+    long_conversation(1000).await;
+}
