@@ -14,6 +14,10 @@ mod query;
 mod run;
 mod schedule;
 mod snapshot;
+
+/// The stored form of a run's state snapshot, as the driver keeps it (benchmarks and tools
+/// that build journals write theirs with it).
+pub use snapshot::encode as encode_snapshot;
 mod tokens;
 mod version;
 mod worker;

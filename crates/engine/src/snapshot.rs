@@ -31,7 +31,7 @@ struct Loaded {
 }
 
 /// The stored text of `state`.
-pub(crate) fn encode(state: &RunState) -> Option<String> {
+pub fn encode(state: &RunState) -> Option<String> {
     serde_json::to_string(&Stored {
         format: FORMAT,
         state,
