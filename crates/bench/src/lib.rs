@@ -28,6 +28,7 @@ mod server;
 mod steps;
 mod streaming;
 mod throughput;
+mod worker_memory;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,7 +47,7 @@ pub enum Group {
     Overhead,
     /// Durable steps per second at 1 to 10,000 concurrent runs.
     Throughput,
-    /// Resident memory with many runs in flight.
+    /// Resident memory with many runs in flight: in one engine, and in a `chassis worker` process.
     Memory,
     /// Journal bytes per step for short and long runs.
     Journal,
@@ -369,7 +370,11 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
         let figures = match group {
             Group::Overhead => overhead::run(&bench)?,
             Group::Throughput => throughput::run(&bench)?,
-            Group::Memory => memory::run(&bench)?,
+            Group::Memory => {
+                let mut figures = memory::run(&bench)?;
+                figures.extend(worker_memory::run(&bench)?);
+                figures
+            }
             Group::Journal => journal_size::run(&bench)?,
             Group::Resume => resume::run(&bench)?,
             Group::ColdStart => cold_start::run(&bench)?,

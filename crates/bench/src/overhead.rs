@@ -251,9 +251,9 @@ fn request_bodies(
             })
         })
         .collect();
-    let wire: Vec<Value> = state.messages.iter().map(wire_message).collect();
+    let wire: Vec<Value> = state.messages().iter().map(wire_message).collect();
     state
-        .messages
+        .messages()
         .iter()
         .enumerate()
         .filter(|(_, m)| matches!(m, Message::Assistant(_)))

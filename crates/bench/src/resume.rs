@@ -37,10 +37,10 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         let outcome = complete(&engine, &agent, RESUME_STEPS).await?;
         let run_id = outcome.run_id;
         let state = engine.load(&run_id).await?;
-        if state.seq != EVENTS {
+        if state.seq() != EVENTS {
             return Err(bench.failed(format!(
                 "run {run_id} has {} events, expected {EVENTS}",
-                state.seq
+                state.seq()
             )));
         }
         let mut load = Vec::with_capacity(iters);
@@ -181,16 +181,16 @@ async fn long_run(
     let snapshot_at = LONG_EVENTS - 999;
     let mut batch = Vec::new();
     let mut n = 1;
-    while state.seq < LONG_EVENTS {
+    while state.seq() < LONG_EVENTS {
         for event in step {
-            if state.seq + batch.len() as u64 >= LONG_EVENTS {
+            if state.seq() + batch.len() as u64 >= LONG_EVENTS {
                 break;
             }
             batch.push(renumber(event, n));
         }
         n += 1;
-        if batch.len() >= 4_000 || state.seq + batch.len() as u64 >= LONG_EVENTS {
-            let expected = state.seq;
+        if batch.len() >= 4_000 || state.seq() + batch.len() as u64 >= LONG_EVENTS {
+            let expected = state.seq();
             for event in &batch {
                 state
                     .apply(event)
@@ -221,10 +221,10 @@ async fn long_run(
         text.len() / 1024
     ));
     let full = engine.load(&run_id).await?;
-    if full.seq != LONG_EVENTS || full != state {
+    if full.seq() != LONG_EVENTS || full != state {
         return Err(bench.failed(format!(
             "the long run loads to {} events, not the {LONG_EVENTS} folded",
-            full.seq
+            full.seq()
         )));
     }
     let mut times = Vec::with_capacity(iters);

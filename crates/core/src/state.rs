@@ -260,9 +260,9 @@ pub struct CancelRequest {
 #[serde(default)]
 pub struct RunState {
     /// Number of events folded; the expected sequence for the next append.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Lifecycle status.
-    pub status: RunStatus,
+    pub(crate) status: RunStatus,
     /// Agent name.
     pub agent: String,
     /// Spec file the run was started from.
@@ -307,11 +307,11 @@ pub struct RunState {
     pub prices: BTreeMap<String, Price>,
     /// Model calls made (requested), answered or not; a call that found every model
     /// unavailable does not count (a parked run's retries must not use up the budget).
-    pub model_calls: u32,
+    pub(crate) model_calls: u32,
     /// Tool calls executed (started).
-    pub tool_calls: u32,
+    pub(crate) tool_calls: u32,
     /// Dollars spent on answered calls of known price.
-    pub cost_usd: f64,
+    pub(crate) cost_usd: f64,
     /// Calls answered by a model without a known price: the cost is a lower bound.
     pub unpriced_calls: u32,
     /// When the run started, ms since the epoch.
@@ -332,22 +332,22 @@ pub struct RunState {
     pub(crate) stale_streak: u32,
     /// The conversation: every message of the run, but a summary in place of the steps a
     /// compaction stands for ([`context::build`](crate::context::build) picks what to send).
-    pub messages: Vec<Message>,
+    pub(crate) messages: Vec<Message>,
     /// The event that added each message (a summary: the first event it stands for).
     pub(crate) message_seqs: Vec<u64>,
     /// Steps the current summary stands for.
     pub compacted_steps: u32,
     /// Model calls answered so far.
-    pub steps: u32,
+    pub(crate) steps: u32,
     /// User turns so far: the input, then each `user_message`.
     pub turns: u32,
     /// When the current turn began (ms since the epoch): the start, or the latest
     /// `user_message`. Wall time counts from here.
     pub turn_started_at_ms: u64,
     /// Calls of the latest model reply, in order.
-    pub calls: Vec<CallState>,
+    pub(crate) calls: Vec<CallState>,
     /// Tokens used so far.
-    pub usage: Usage,
+    pub(crate) usage: Usage,
     /// What the provider reported as the input of the last answered call, and how many
     /// messages that call's context held: the next context holds those and more, so the
     /// provider's own count bounds the next call's input from below, whatever a local
@@ -373,6 +373,58 @@ pub struct RunState {
     pub context: crate::context::ContextPolicy,
     /// A human asked the run to stop.
     pub cancel: Option<CancelRequest>,
+}
+
+/// What the fold alone keeps consistent with the journal, read-only outside core: the
+/// sequence and the status follow from the events, the counters and the spend add up what
+/// they recorded, and the messages and calls are the context and the reply they rebuilt.
+/// Nothing but [`RunState::apply`] changes them.
+impl RunState {
+    /// Number of events folded; the expected sequence for the next append.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Lifecycle status.
+    pub fn status(&self) -> RunStatus {
+        self.status
+    }
+
+    /// Model calls answered so far.
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// Model calls made (requested), answered or not, but for calls that found every model
+    /// unavailable.
+    pub fn model_calls(&self) -> u32 {
+        self.model_calls
+    }
+
+    /// Tool calls executed (started).
+    pub fn tool_calls(&self) -> u32 {
+        self.tool_calls
+    }
+
+    /// Dollars spent on answered calls of known price.
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_usd
+    }
+
+    /// Tokens used so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The conversation the next model call is built from.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Calls of the latest model reply, in order.
+    pub fn calls(&self) -> &[CallState] {
+        &self.calls
+    }
 }
 
 impl RunState {

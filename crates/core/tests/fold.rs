@@ -118,12 +118,12 @@ const RUN: &str = "run_sim";
 /// The reply the simulated model gives at `step`.
 fn reply_at(script: &[Reply], state: &RunState, step: u32) -> AssistantMessage {
     match script
-        .get(state.steps as usize)
+        .get(state.steps() as usize)
         .cloned()
         .unwrap_or(Reply::Answer)
     {
         Reply::Answer => AssistantMessage {
-            content: Some(format!("answer after {} messages", state.messages.len())),
+            content: Some(format!("answer after {} messages", state.messages().len())),
             tool_calls: vec![],
         },
         Reply::Calls(calls, ids) => AssistantMessage {
@@ -164,7 +164,7 @@ fn drive_effects(
         state.apply(&event).expect("live events fold");
         journal.push(event);
     };
-    if state.seq > 1 && !state.status.is_terminal() {
+    if state.seq() > 1 && !state.status().is_terminal() {
         let mut probe = state.clone();
         probe.apply(&Event::RunResumed { at_ms: 0 }).unwrap();
         if !matches!(decide(&probe, &INPUTS), Decision::AwaitHuman { .. }) {
@@ -175,7 +175,7 @@ fn drive_effects(
         let event = match decide(&state, &INPUTS) {
             Decision::Idle => return state,
             Decision::CallModel => {
-                let step = state.steps + 1;
+                let step = state.steps() + 1;
                 let message = reply_at(script, &state, step);
                 push(
                     &mut state,
@@ -227,7 +227,7 @@ fn drive_effects(
                 expires_at_ms: None,
             },
             Decision::AwaitHuman { reason } => {
-                let pending = state.calls.iter().find(|c| {
+                let pending = state.calls().iter().find(|c| {
                     !c.resolved
                         && matches!(c.approval, chassis_core::state::Approval::Pending { .. })
                 });
@@ -278,7 +278,7 @@ fn drive_effects(
 
 /// Messages the model would see, without resume bookkeeping.
 fn conversation(state: &RunState) -> &[chassis_core::Message] {
-    &state.messages
+    state.messages()
 }
 
 fn script() -> impl Strategy<Value = (Vec<Reply>, u32)> {
@@ -356,7 +356,7 @@ proptest! {
     ) {
         let mut reference = vec![started_with(max_steps, max_repairs, fallbacks)];
         let live = drive(&mut reference, &script);
-        prop_assert!(live.status.is_terminal());
+        prop_assert!(live.status().is_terminal());
         prop_assert_eq!(&RunState::fold(reference.iter()).unwrap(), &live);
 
         for cut in 1..=reference.len() {
@@ -367,15 +367,15 @@ proptest! {
             prop_assert_eq!(&RunState::fold(journal.iter()).unwrap(), &resumed);
             if cut_inside_effect(&reference[..cut]) {
                 // Never repeated: the run waits for a human with the call marked unknown.
-                prop_assert_eq!(resumed.status, RunStatus::Waiting);
-                prop_assert!(resumed.calls.iter().any(|c| c.outcome_unknown));
+                prop_assert_eq!(resumed.status(), RunStatus::Waiting);
+                prop_assert!(resumed.calls().iter().any(|c| c.outcome_unknown));
                 prop_assert_eq!(resumed.wake(), Wake::Never);
                 prop_assert_eq!(effect_starts(&journal), effect_starts(&reference[..cut]));
             } else {
-                prop_assert_eq!(resumed.status, live.status);
+                prop_assert_eq!(resumed.status(), live.status());
                 prop_assert_eq!(&resumed.output, &live.output);
                 prop_assert_eq!(conversation(&resumed), conversation(&live));
-                prop_assert_eq!(resumed.steps, live.steps);
+                prop_assert_eq!(resumed.steps(), live.steps());
                 // A model reply that was journaled is never asked for again.
                 let replies = |j: &[Event]| j.iter().filter(|e| matches!(e, Event::ModelResponded { .. })).count();
                 prop_assert_eq!(replies(&journal), replies(&reference));
@@ -396,7 +396,7 @@ proptest! {
         let mut journal = vec![started_policy(max_steps, 100, 0, policy)];
         let mut effects = Vec::new();
         let state = drive_effects(&mut journal, &script, &mut effects);
-        prop_assert!(state.status.is_terminal(), "{:?}", state.status);
+        prop_assert!(state.status().is_terminal(), "{:?}", state.status());
 
         let made = calls_made(&journal);
         let keys: std::collections::BTreeSet<&String> = effects.iter().map(|(k, _)| k).collect();
@@ -420,7 +420,7 @@ proptest! {
         // What the provider sees: each reply's calls under distinct, non-empty ids, each
         // answered exactly once before the next reply.
         let mut open: Vec<String> = Vec::new();
-        for message in &state.messages {
+        for message in state.messages() {
             match message {
                 chassis_core::Message::Assistant(reply) => {
                     prop_assert!(open.is_empty(), "unanswered calls {:?}", open);
@@ -443,8 +443,8 @@ proptest! {
     fn a_run_never_makes_more_model_calls_than_max_steps((script, max_steps) in script()) {
         let mut journal = vec![started(max_steps)];
         let state = drive(&mut journal, &script);
-        prop_assert!(state.steps <= max_steps);
-        prop_assert!(state.status.is_terminal());
+        prop_assert!(state.steps() <= max_steps);
+        prop_assert!(state.status().is_terminal());
     }
 
     #[test]
@@ -597,13 +597,13 @@ fn a_user_message_reopens_a_completed_run_for_the_next_turn() {
     ];
     journal.push(message("more", 5));
     let state = RunState::fold(journal.iter()).unwrap();
-    assert_eq!(state.status, RunStatus::Running);
+    assert_eq!(state.status(), RunStatus::Running);
     assert_eq!(state.wake(), Wake::Now);
     assert_eq!(state.output, None);
     assert_eq!(state.turns, 2);
     assert_eq!(decide(&state, &INPUTS), Decision::CallModel);
     assert!(matches!(
-        state.messages.last(),
+        state.messages().last(),
         Some(chassis_core::Message::User { content }) if content == "more"
     ));
     journal.push(answer("more hi"));

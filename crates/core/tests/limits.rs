@@ -197,21 +197,21 @@ proptest! {
             let value = limits.get(limit).unwrap();
             (used <= value + 1e-9, format!("{limit}: used {used}, limit {value}"))
         };
-        let u = state.usage;
+        let u = state.usage();
         for (ok, what) in [
-            at_most(LimitName::MaxSteps, f64::from(state.steps)),
-            at_most(LimitName::MaxModelCalls, f64::from(state.model_calls)),
-            at_most(LimitName::MaxToolCalls, f64::from(state.tool_calls)),
+            at_most(LimitName::MaxSteps, f64::from(state.steps())),
+            at_most(LimitName::MaxModelCalls, f64::from(state.model_calls())),
+            at_most(LimitName::MaxToolCalls, f64::from(state.tool_calls())),
             at_most(LimitName::MaxInputTokens, u.input_tokens as f64),
             at_most(LimitName::MaxOutputTokens, u.output_tokens as f64),
             at_most(LimitName::MaxTotalTokens, (u.input_tokens + u.output_tokens) as f64),
-            at_most(LimitName::MaxCostUsd, state.cost_usd),
+            at_most(LimitName::MaxCostUsd, state.cost_usd()),
             // Time is the one budget a call in flight can overshoot, by at most that call.
             at_most(LimitName::MaxWallTime, state.wall_ms(now).saturating_sub(longest_call) as f64),
         ] {
             prop_assert!(ok, "{}", what);
         }
-        prop_assert!(state.status.is_terminal() || state.waiting_reason.is_some());
+        prop_assert!(state.status().is_terminal() || state.waiting_reason.is_some());
     }
 }
 

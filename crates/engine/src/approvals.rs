@@ -98,7 +98,7 @@ pub(crate) fn request_event(state: &RunState, action: &ToolAction, now: u64) -> 
 
 fn recent_context(state: &RunState) -> Vec<String> {
     state
-        .messages
+        .messages()
         .iter()
         .rev()
         .take(CONTEXT_MESSAGES)
@@ -208,10 +208,10 @@ impl Engine {
         let mut last = None;
         for _ in 0..DECIDE_ATTEMPTS {
             let state = self.load(run_id).await?;
-            if state.status.is_terminal() && !reopens {
+            if state.status().is_terminal() && !reopens {
                 return Err(Error::Refused(format!(
                     "run {run_id} has ended ({}); nothing was recorded",
-                    state.status
+                    state.status()
                 )));
             }
             let redactor = self.human_redactor(&state);
@@ -235,7 +235,7 @@ impl Engine {
             }
             match self
                 .journal()
-                .decide(run_id, state.seq, &events, after.wake())
+                .decide(run_id, state.seq(), &events, after.wake())
                 .await
             {
                 Ok(_) => return Ok(after),
@@ -263,7 +263,7 @@ impl Engine {
         }
         let now = self.now_ms();
         self.decide_on(run_id, true, |state| {
-            match state.status {
+            match state.status() {
                 RunStatus::Completed => {}
                 RunStatus::Running => {
                     return Err(Error::Refused(format!(
@@ -273,14 +273,14 @@ impl Engine {
                 RunStatus::Waiting | RunStatus::Paused => {
                     return Err(Error::Refused(format!(
                         "run {run_id} is {} ({}); settle that and let it answer first",
-                        state.status,
+                        state.status(),
                         state.waiting_reason.as_deref().unwrap_or("stopped")
                     )));
                 }
                 RunStatus::Failed | RunStatus::Cancelled => {
                     return Err(Error::Refused(format!(
                         "run {run_id} has ended ({}) without an answer; fork it to continue from an earlier point",
-                        state.status
+                        state.status()
                     )));
                 }
             }
@@ -591,7 +591,7 @@ impl Engine {
                 source,
             })
         };
-        if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
+        if matches!(state.status(), RunStatus::Waiting | RunStatus::Paused) {
             let resumed = Event::RunResumed {
                 at_ms: self.now_ms(),
             };
@@ -621,7 +621,7 @@ impl Engine {
         // Only worth writing if it ended the run (a resume alone would leave it running with
         // nobody driving it).
         // (A run another driver ended before the lease was taken has nothing to write.)
-        if probe.status.is_terminal() && !events.is_empty() {
+        if probe.status().is_terminal() && !events.is_empty() {
             let alerts = self.alerts_for(&state).await;
             let notes = crate::outbox::notifications(
                 &alerts,
@@ -631,11 +631,11 @@ impl Engine {
                     version: &state.version,
                     at_ms: self.now_ms(),
                 },
-                state.seq + 1,
+                state.seq() + 1,
                 &events,
             );
             self.journal()
-                .append_with(lease, state.seq, &events, probe.wake(), &notes)
+                .append_with(lease, state.seq(), &events, probe.wake(), &notes)
                 .await?;
             if !notes.is_empty() {
                 self.outbox_signal().notify_one();
@@ -643,7 +643,7 @@ impl Engine {
             state = probe;
         }
         self.journal()
-            .release(lease, state.seq, state.wake())
+            .release(lease, state.seq(), state.wake())
             .await?;
         Ok(RunOutcome::of(run_id, &state))
     }
@@ -687,15 +687,15 @@ fn pending_call<'s>(
     run_id: &str,
     call_id: &str,
 ) -> Result<&'s CallState, Error> {
-    if state.status.is_terminal() {
+    if state.status().is_terminal() {
         return Err(Error::Refused(format!(
             "run {run_id} has ended ({})",
-            state.status
+            state.status()
         )));
     }
     // The journal's id (`STEP.INDEX`), or the provider's id when it names one call only.
     let by_echo: Vec<&CallState> = state
-        .calls
+        .calls()
         .iter()
         .filter(|c| c.call.id == call_id)
         .collect();
@@ -707,7 +707,7 @@ fn pending_call<'s>(
         })
         .ok_or_else(|| {
             let pending: Vec<&str> = state
-                .calls
+                .calls()
                 .iter()
                 .filter(|c| !c.resolved)
                 .map(|c| c.id.as_str())
@@ -726,7 +726,7 @@ fn pending_call<'s>(
 /// What in one run's state waits for a human, at `now_ms`.
 pub fn inbox_items(run_id: &str, state: &RunState, now_ms: u64) -> Vec<InboxItem> {
     let mut items = Vec::new();
-    if !matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
+    if !matches!(state.status(), RunStatus::Waiting | RunStatus::Paused) {
         return items;
     }
     let item = |kind: &str, call_id: String, tool: String| InboxItem {
@@ -745,7 +745,7 @@ pub fn inbox_items(run_id: &str, state: &RunState, now_ms: u64) -> Vec<InboxItem
         escalated: false,
         idempotency_key: None,
     };
-    for call in &state.calls {
+    for call in state.calls() {
         let kind = match (&call.approval, call.outcome_unknown) {
             (_, true) if !call.resolved => "outcome_unknown",
             (Approval::Pending { .. }, _) if !call.resolved => "approval",

@@ -25,7 +25,7 @@ pub(crate) fn due(state: &RunState) -> Option<Range<usize>> {
     if state.context.strategy != Strategy::Summarize || !crate::tokens::context(state).trimmed {
         return None;
     }
-    context::compactable(&state.messages, state.context.keep_last_turns)
+    context::compactable(&state.messages(), state.context.keep_last_turns)
 }
 
 /// Output tokens a summary may take: `max_tokens`, at most a quarter of the budget.
@@ -37,7 +37,7 @@ pub(crate) fn max_tokens(state: &RunState) -> u32 {
 /// The summarization request's messages: the prompt, then the task and the transcript of
 /// `range`, each message clipped to an equal share so the whole fits the run's budget.
 pub(crate) fn request(state: &RunState, range: Range<usize>) -> Vec<Message> {
-    let lines: Vec<String> = state.messages[range].iter().map(line).collect();
+    let lines: Vec<String> = state.messages()[range].iter().map(line).collect();
     let room = state
         .context
         .max_context_tokens

@@ -170,22 +170,22 @@ impl RunView {
         RunView {
             run_id: summary.run_id.clone(),
             agent: summary.agent.clone(),
-            status: state.status,
+            status: state.status(),
             queued: is_queued(summary, now),
             version: state.version.clone(),
             version_label: state.version_label.clone(),
             input,
             tags: state.tags.clone(),
             usage: Usage {
-                steps: state.steps,
-                model_calls: state.model_calls,
-                tool_calls: state.tool_calls,
-                input_tokens: state.usage.input_tokens,
-                output_tokens: state.usage.output_tokens,
-                cost_usd: state.cost_usd,
+                steps: state.steps(),
+                model_calls: state.model_calls(),
+                tool_calls: state.tool_calls(),
+                input_tokens: state.usage().input_tokens,
+                output_tokens: state.usage().output_tokens,
+                cost_usd: state.cost_usd(),
                 unpriced_calls: state.unpriced_calls,
                 // An ended run's clock stopped at its last event.
-                wall_ms: if state.status.is_terminal() {
+                wall_ms: if state.status().is_terminal() {
                     state.wall_ms(u64::try_from(summary.updated_ms).unwrap_or(0))
                 } else {
                     state.wall_ms(now_ms)
@@ -196,13 +196,13 @@ impl RunView {
                 .filter_map(|l| state.limits.get(*l).map(|v| (l.as_str().to_string(), v)))
                 .collect(),
             output: state.output.clone(),
-            reason: match state.status {
+            reason: match state.status() {
                 RunStatus::Failed | RunStatus::Cancelled => state.error.clone(),
                 RunStatus::Waiting | RunStatus::Paused => state.waiting_reason.clone(),
                 RunStatus::Running | RunStatus::Completed => None,
             },
             waiting: waiting(state),
-            events: state.seq,
+            events: state.seq(),
             created_ms: summary.created_ms,
             updated_ms: summary.updated_ms,
             driver,
@@ -232,7 +232,7 @@ fn is_queued(summary: &RunSummary, now: i64) -> bool {
 
 /// What a stopped run waits for, from its state.
 pub fn waiting(state: &RunState) -> Option<Waiting> {
-    if !matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
+    if !matches!(state.status(), RunStatus::Waiting | RunStatus::Paused) {
         return None;
     }
     let wakes_at_ms = match state.wake() {
@@ -240,7 +240,7 @@ pub fn waiting(state: &RunState) -> Option<Waiting> {
         Wake::Now | Wake::Never => None,
     };
     let reason = state.waiting_reason.clone();
-    let call = state.calls.iter().find(|c| !c.resolved);
+    let call = state.calls().iter().find(|c| !c.resolved);
     let (kind, call_id) = match (state.hold, call) {
         (Hold::Interrupted, _) => ("interrupted", None),
         (Hold::Limit(_), _) if state.limit_request.is_some() => ("limit", None),
@@ -349,7 +349,7 @@ impl Engine {
     /// `chassis approve --json` prints.
     pub async fn decided(&self, run_id: &str) -> Result<Decided, Error> {
         let (run, state) = self.view_and_state(run_id).await?;
-        let woken = state.wake() == Wake::Now && !state.status.is_terminal();
+        let woken = state.wake() == Wake::Now && !state.status().is_terminal();
         Ok(Decided { run, woken })
     }
 

@@ -150,14 +150,14 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// The outcome a run's state describes.
     pub fn of(run_id: &str, state: &RunState) -> RunOutcome {
-        let reason = match state.status {
+        let reason = match state.status() {
             RunStatus::Failed | RunStatus::Cancelled => state.error.clone(),
             RunStatus::Waiting | RunStatus::Paused => state.waiting_reason.clone(),
             RunStatus::Running | RunStatus::Completed => None,
         };
         RunOutcome {
             run_id: run_id.to_string(),
-            status: state.status,
+            status: state.status(),
             output: state.output.clone(),
             reason,
             interrupted: false,
@@ -576,7 +576,7 @@ impl Engine {
             Err(Error::Store(chassis_store::Error::KeyUsed { run_id, .. })) => {
                 tracing::info!(run_id = %run_id, "idempotency key seen before: continuing its run");
                 let state = self.load(&run_id).await?;
-                if state.status.is_terminal() {
+                if state.status().is_terminal() {
                     return Ok(RunOutcome::of(&run_id, &state));
                 }
                 self.resume_with(agent, &run_id, state).await
@@ -745,7 +745,7 @@ impl Engine {
             )
             .await?;
         self.notify(&run_id, &state, &started);
-        self.durable(&run_id, state.seq);
+        self.durable(&run_id, state.seq());
         tracing::info!(run_id = %run_id, agent = %agent.spec.name, version = %agent.version, "run started");
         Ok((run_id, state, lease))
     }
@@ -762,7 +762,7 @@ impl Engine {
     /// it.
     pub async fn resume(&self, run_id: &str) -> Result<RunOutcome, Error> {
         let state = self.load(run_id).await?;
-        if state.status.is_terminal() {
+        if state.status().is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
         let lease = self.claim_run(run_id).await?;
@@ -784,7 +784,7 @@ impl Engine {
         run_id: &str,
         state: RunState,
     ) -> Result<RunOutcome, Error> {
-        if state.status.is_terminal() {
+        if state.status().is_terminal() {
             return Ok(RunOutcome::of(run_id, &state));
         }
         let lease = self.claim_run(run_id).await?;
@@ -815,7 +815,7 @@ impl Engine {
         // Read again under the lease: whatever was written before it was taken is in, the end
         // of the run included (another driver may have finished it after the caller's read).
         let state = match self.load(run_id).await {
-            Ok(state) if state.status.is_terminal() => {
+            Ok(state) if state.status().is_terminal() => {
                 self.release(&lease, &state).await;
                 return Ok(RunOutcome::of(run_id, &state));
             }
@@ -834,7 +834,7 @@ impl Engine {
     /// error it is left to the worker (which holds the run back for a while).
     pub async fn drive_claimed(&self, lease: &Lease) -> Result<RunOutcome, Error> {
         let state = self.load(&lease.run_id).await?;
-        if state.status.is_terminal() {
+        if state.status().is_terminal() {
             self.release(lease, &state).await;
             return Ok(RunOutcome::of(&lease.run_id, &state));
         }
@@ -888,7 +888,7 @@ impl Engine {
     }
 
     async fn release(&self, lease: &Lease, state: &RunState) {
-        if let Err(e) = self.journal.release(lease, state.seq, state.wake()).await {
+        if let Err(e) = self.journal.release(lease, state.seq(), state.wake()).await {
             tracing::warn!(run_id = %lease.run_id, error = %e, "cannot release the lease; it will expire");
         }
     }
@@ -1131,7 +1131,7 @@ impl<'e> Step<'e> {
         lease: Lease,
     ) -> Step<'e> {
         let every = engine.drive.snapshot_every.max(1);
-        let snapshot_at = state.seq / every * every;
+        let snapshot_at = state.seq() / every * every;
         Step {
             engine,
             agent,
@@ -1169,7 +1169,7 @@ impl<'e> Step<'e> {
             let resumed = Event::RunResumed {
                 at_ms: self.now_ms(),
             };
-            if matches!(self.state.status, RunStatus::Waiting | RunStatus::Paused) {
+            if matches!(self.state.status(), RunStatus::Waiting | RunStatus::Paused) {
                 // Resuming changes nothing while the reason to wait for a human still holds.
                 let mut probe = self.state.clone();
                 apply(run_id, &mut probe, &resumed)?;
@@ -1182,7 +1182,7 @@ impl<'e> Step<'e> {
             }
             self.record(resumed)?;
             self.flush().await?;
-            tracing::info!(run_id, seq = self.state.seq, "run resumed");
+            tracing::info!(run_id, seq = self.state.seq(), "run resumed");
         }
         loop {
             if let Some(why) = self.interrupted() {
@@ -1190,7 +1190,7 @@ impl<'e> Step<'e> {
             }
             match decide_now(&self.state, self.now_ms()) {
                 Decision::CallModel => {
-                    if self.summary_failed != Some(self.state.steps)
+                    if self.summary_failed != Some(self.state.steps())
                         && let Some(range) = crate::compact::due(&self.state)
                     {
                         // Decide again: the summary changes the context, and its cost counts.
@@ -1267,7 +1267,7 @@ impl<'e> Step<'e> {
                 Decision::Idle => {
                     self.flush().await?;
                     let outcome = RunOutcome::of(run_id, &self.state);
-                    tracing::info!(run_id, status = %outcome.status, steps = self.state.steps, "run stopped");
+                    tracing::info!(run_id, status = %outcome.status, steps = self.state.steps(), "run stopped");
                     return Ok(outcome);
                 }
             }
@@ -1278,7 +1278,7 @@ impl<'e> Step<'e> {
     /// something anyway, else it pauses until someone resumes it; then it is flushed.
     async fn stop_interrupted(&mut self, why: &str) -> Result<RunOutcome, Error> {
         let at_ms = self.now_ms();
-        if self.state.status == RunStatus::Running {
+        if self.state.status() == RunStatus::Running {
             match decide_now(&self.state, at_ms) {
                 Decision::AwaitHuman { reason } => {
                     self.record(Event::RunWaiting { reason, at_ms })?
@@ -1294,7 +1294,7 @@ impl<'e> Step<'e> {
             }
         }
         self.flush().await?;
-        tracing::info!(run_id = self.run_id, status = %self.state.status, why, "drive interrupted");
+        tracing::info!(run_id = self.run_id, status = %self.state.status(), why, "drive interrupted");
         let mut outcome = RunOutcome::of(self.run_id, &self.state);
         outcome.interrupted = true;
         Ok(outcome)
@@ -1354,7 +1354,7 @@ impl<'e> Step<'e> {
     /// the last); taken only where the state is what the journal holds (or will
     /// once the pending append succeeds).
     fn snapshot_due(&self) -> Option<(u64, String)> {
-        let seq = self.state.seq;
+        let seq = self.state.seq();
         if seq < self.snapshot_at + self.engine.drive.snapshot_every.max(1) {
             return None;
         }
@@ -1383,7 +1383,7 @@ impl<'e> Step<'e> {
             if self.unflushed.is_empty() {
                 return Ok(());
             }
-            let expected = self.state.seq - self.unflushed.len() as u64;
+            let expected = self.state.seq() - self.unflushed.len() as u64;
             let notes = self.notifications(expected, &self.unflushed);
             match self
                 .engine
@@ -1454,7 +1454,7 @@ impl<'e> Step<'e> {
         // The state now is what the journal holds once the pending events are appended.
         let snapshot = self.snapshot_due();
         let pending = std::mem::take(&mut self.unflushed);
-        let expected = self.state.seq - pending.len() as u64;
+        let expected = self.state.seq() - pending.len() as u64;
         let wake = self.state.wake();
         let journal = Arc::clone(&self.engine.journal);
         let lease = self.lease.clone();
@@ -1556,7 +1556,7 @@ impl<'e> Step<'e> {
     /// (`context_compacted`), durable before the context uses it, so a resumed run reads it
     /// and never makes it again. A failed summarization leaves this step's call to truncation.
     async fn compact(&mut self, agent: &Agent, range: std::ops::Range<usize>) -> Result<(), Error> {
-        let step = self.state.steps;
+        let step = self.state.steps();
         let (Some(from_seq), Some(to_seq)) = (
             self.state.message_seq(range.start),
             self.state.message_seq(range.end - 1),
@@ -1630,7 +1630,7 @@ impl<'e> Step<'e> {
     }
 
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {
-        let step = self.state.steps + 1;
+        let step = self.state.steps() + 1;
         tracing::Span::current().record("step", step);
         let offset = self.state.chain_offset;
         let model = self
@@ -1642,7 +1642,7 @@ impl<'e> Step<'e> {
         self.record(Event::ModelRequested {
             step,
             model: model.clone(),
-            messages: self.state.messages.len(),
+            messages: self.state.messages().len(),
         })?;
         let context = tokens::context(&self.state);
         if context.trimmed {
@@ -1650,7 +1650,7 @@ impl<'e> Step<'e> {
                 run_id = self.run_id,
                 step,
                 sent = context.messages.len(),
-                conversation = self.state.messages.len(),
+                conversation = self.state.messages().len(),
                 "context shortened to fit the model's window"
             );
         }

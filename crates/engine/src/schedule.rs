@@ -333,7 +333,7 @@ impl Engine {
                 Some(run_id) if overlap != Overlap::Allow => self
                     .load(run_id)
                     .await
-                    .is_ok_and(|state| !state.status.is_terminal()),
+                    .is_ok_and(|state| !state.status().is_terminal()),
                 _ => false,
             };
             if busy && overlap == Overlap::Skip {

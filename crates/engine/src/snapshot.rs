@@ -57,7 +57,7 @@ async fn from_snapshot(journal: &dyn Journal, run_id: &str) -> Result<Option<Run
         return Ok(None);
     };
     let mut state = match serde_json::from_str::<Loaded>(&text) {
-        Ok(loaded) if loaded.format == FORMAT && loaded.state.seq == seq => loaded.state,
+        Ok(loaded) if loaded.format == FORMAT && loaded.state.seq() == seq => loaded.state,
         Ok(_) => return Ok(None),
         Err(e) => {
             tracing::warn!(run_id, seq, error = %e, "a snapshot does not decode; folding the whole journal");
@@ -65,7 +65,7 @@ async fn from_snapshot(journal: &dyn Journal, run_id: &str) -> Result<Option<Run
         }
     };
     for record in journal.load_after(run_id, seq).await? {
-        if record.seq != state.seq + 1 || state.apply(&record.event).is_err() {
+        if record.seq != state.seq() + 1 || state.apply(&record.event).is_err() {
             tracing::warn!(
                 run_id,
                 seq,

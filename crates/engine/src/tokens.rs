@@ -25,7 +25,7 @@ pub(crate) fn context(state: &RunState) -> Context<'_> {
         .max_context_tokens
         .saturating_sub(tools_bound(state) + PER_REQUEST);
     context::build(
-        &state.messages,
+        state.messages(),
         budget,
         policy.keep_last_turns,
         &message_bound,
@@ -41,7 +41,7 @@ pub(crate) fn provider_floor(state: &RunState) -> u64 {
         return 0;
     };
     let added: u64 = state
-        .messages
+        .messages()
         .get(sent..)
         .unwrap_or_default()
         .iter()
@@ -207,8 +207,8 @@ mod tests {
             &"lorem ipsum dolor ".repeat(200),
         ] {
             let s = state(text);
-            let exact = precise(&s, &s.messages, "openai:gpt-4o-mini").unwrap();
-            let bound = upper_bound(&s, &s.messages);
+            let exact = precise(&s, s.messages(), "openai:gpt-4o-mini").unwrap();
+            let bound = upper_bound(&s, s.messages());
             assert!(bound >= exact, "{bound} < {exact} for {text:?}");
             // The tokenizer counts English at several characters per token.
             if text.len() > 1000 {
@@ -216,7 +216,7 @@ mod tests {
             }
         }
         let x = state("x");
-        assert!(precise(&x, &x.messages, "anthropic:claude-haiku-4-5").is_none());
+        assert!(precise(&x, x.messages(), "anthropic:claude-haiku-4-5").is_none());
     }
 
     #[test]

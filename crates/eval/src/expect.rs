@@ -120,17 +120,17 @@ impl RunFacts {
                 "run_waiting" | "approval_requested" | "approval_escalated"
             );
         }
-        let reason = match state.status {
+        let reason = match state.status() {
             RunStatus::Failed => state.error.clone(),
             RunStatus::Waiting | RunStatus::Paused => state.waiting_reason.clone(),
             _ => None,
         };
         Ok(RunFacts {
-            status: state.status,
+            status: state.status(),
             output: state.output.clone(),
             reason,
-            steps: state.steps,
-            cost_usd: state.cost_usd,
+            steps: state.steps(),
+            cost_usd: state.cost_usd(),
             unpriced_calls: state.unpriced_calls,
             calls,
             escalated,

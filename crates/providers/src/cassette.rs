@@ -493,7 +493,7 @@ impl Cassette {
                 finish_reason,
                 ..
             } = event
-                && state.seq > 0
+                && state.seq() > 0
             {
                 // The event names the link that served the step (`provider:model`); the
                 // request that link sent carried only the model id.
@@ -501,7 +501,7 @@ impl Cassette {
                 exchanges.push(Exchange {
                     request: Request {
                         model: model_id.to_string(),
-                        messages: state.messages.clone(),
+                        messages: state.messages().to_vec(),
                         tools: state.tools.iter().map(Tool::from).collect(),
                         max_tokens: Some(state.max_tokens),
                     },

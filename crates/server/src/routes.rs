@@ -404,7 +404,7 @@ pub async fn events(
     let records = state.journal().load_after(&id, after).await?;
     let page: Vec<_> = records.into_iter().take(limit).collect();
     let last_seq = page.last().map_or(after, |r| r.seq);
-    let ended = state.engine().load(&id).await?.status.is_terminal()
+    let ended = state.engine().load(&id).await?.status().is_terminal()
         && state.journal().load_after(&id, last_seq).await?.is_empty();
     Ok(json(
         StatusCode::OK,

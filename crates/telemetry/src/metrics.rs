@@ -451,7 +451,7 @@ impl Observer for Metrics {
         };
         let clock = runs.entry(run_id.to_string()).or_default();
         self.handle(state, event, clock);
-        if state.status.is_terminal() || (!clock.active && clock.step_started.is_none()) {
+        if state.status().is_terminal() || (!clock.active && clock.step_started.is_none()) {
             runs.remove(run_id);
         }
     }

@@ -174,9 +174,9 @@ impl Tracer {
 
     /// Opens a segment: the run's root span, or a resume's child of it.
     fn open_segment(&self, run: &mut RunSpans, run_id: &str, state: &RunState, now: u64) {
-        self.close_segment(run, now, None, Some(state.seq));
-        let resumed = state.seq > 1;
-        let id = span_id(run_id, state.seq);
+        self.close_segment(run, now, None, Some(state.seq()));
+        let resumed = state.seq() > 1;
+        let id = span_id(run_id, state.seq());
         let mut span = self.open(
             run,
             format!("invoke_agent {}", state.agent),
@@ -210,7 +210,7 @@ impl Tracer {
             ));
         }
         run.segment = Some(span);
-        run.segment_seq = state.seq;
+        run.segment_seq = state.seq();
         run.stopped = false;
     }
 
@@ -251,20 +251,24 @@ impl Tracer {
         let segment_at = ending(run.segment_seq);
         let mut status = None;
         if let Some(state) = state {
-            run.status = state.status.as_str();
+            run.status = state.status().as_str();
             segment.attributes.extend([
                 KeyValue::int(
                     "gen_ai.usage.input_tokens",
-                    saturating_i64(state.usage.input_tokens),
+                    saturating_i64(state.usage().input_tokens),
                 ),
                 KeyValue::int(
                     "gen_ai.usage.output_tokens",
-                    saturating_i64(state.usage.output_tokens),
+                    saturating_i64(state.usage().output_tokens),
                 ),
-                KeyValue::double("chassis.run.cost_usd", state.cost_usd),
-                KeyValue::int("chassis.run.steps", i64::from(state.steps)),
+                KeyValue::double("chassis.run.cost_usd", state.cost_usd()),
+                KeyValue::int("chassis.run.steps", i64::from(state.steps())),
             ]);
-            if let Some(error) = state.error.as_ref().filter(|_| state.status.is_terminal()) {
+            if let Some(error) = state
+                .error
+                .as_ref()
+                .filter(|_| state.status().is_terminal())
+            {
                 segment
                     .attributes
                     .push(KeyValue::str("error.type", "run_failed"));
@@ -299,14 +303,14 @@ impl Tracer {
         let run = runs
             .entry(run_id.to_string())
             .or_insert_with(|| RunSpans::new(run_id));
-        let seq = state.seq;
+        let seq = state.seq();
         let at = At {
             run_id,
             state,
             now,
             seq,
         };
-        run.status = state.status.as_str();
+        run.status = state.status().as_str();
         if matches!(event, Event::RunStarted(_) | Event::RunResumed { .. }) || run.segment.is_none()
         {
             // An observer attached mid-run (or a resume) opens a segment at the first event.
@@ -394,7 +398,7 @@ impl Tracer {
             run,
             format!("chat {name}"),
             SpanKind::Client,
-            span_id(run_id, state.seq),
+            span_id(run_id, state.seq()),
             now,
         );
         span.attributes = vec![
@@ -408,7 +412,7 @@ impl Tracer {
         if self.capture_content {
             span.attributes.push(KeyValue::str(
                 "gen_ai.input.messages",
-                input_messages(&state.messages).to_string(),
+                input_messages(state.messages()).to_string(),
             ));
         }
         run.chat = Some(span);
@@ -516,7 +520,7 @@ impl Tracer {
             run,
             format!("execute_tool {name}"),
             SpanKind::Internal,
-            span_id(run_id, state.seq),
+            span_id(run_id, state.seq()),
             now,
         );
         span.attributes = vec![
@@ -532,7 +536,7 @@ impl Tracer {
             KeyValue::str("chassis.call.id", call_id),
             KeyValue::str("gen_ai.tool.type", "function"),
             KeyValue::str("chassis.tool.risk", risk.to_string()),
-            KeyValue::int("chassis.step", i64::from(state.steps)),
+            KeyValue::int("chassis.step", i64::from(state.steps())),
         ];
         if let Some(def) = state.tool(name) {
             span.attributes

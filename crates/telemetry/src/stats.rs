@@ -48,11 +48,11 @@ impl RunFacts {
             .map(|r| r.at_ms.max(0) as u64);
         RunFacts {
             agent: summary.agent.clone(),
-            status: state.status,
+            status: state.status(),
             escalations,
-            cost_usd: state.cost_usd,
+            cost_usd: state.cost_usd(),
             unpriced_calls: state.unpriced_calls,
-            steps: state.steps,
+            steps: state.steps(),
             completion_ms: completed_at.map(|at| at.saturating_sub(state.started_at_ms)),
             active_ms: completed_at.map(|at| state.wall_ms(at)),
         }
@@ -359,13 +359,13 @@ impl Contribution {
                 updated_ms: summary.updated_ms,
                 created_ms: summary.created_ms,
                 day: crate::time::utc_day(summary.created_ms),
-                status: state.status,
+                status: state.status(),
                 escalated: records
                     .iter()
                     .any(|r| matches!(r.event, Event::RunWaiting { .. })),
-                cost_usd: state.cost_usd,
+                cost_usd: state.cost_usd(),
                 wall_ms: state.wall_ms(ended_at),
-                steps: state.steps,
+                steps: state.steps(),
             },
             tools,
         })

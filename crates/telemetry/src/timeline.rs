@@ -114,7 +114,7 @@ pub fn build(run_id: &str, records: &[Record]) -> Option<Timeline> {
         builder.add(record);
     }
     let end = builder.cursor.max(builder.start);
-    let reason = match state.status {
+    let reason = match state.status() {
         RunStatus::Failed => state.error.clone(),
         RunStatus::Waiting | RunStatus::Paused => state.waiting_reason.clone(),
         _ => None,
@@ -125,15 +125,15 @@ pub fn build(run_id: &str, records: &[Record]) -> Option<Timeline> {
         agent: state.agent.clone(),
         version: state.version.clone(),
         model: state.model.clone(),
-        status: state.status,
+        status: state.status(),
         started_at_ms: state.started_at_ms,
         duration_ms: end - builder.start,
         waiting_ms: builder.waiting_ms,
-        steps: state.steps,
-        tool_calls: state.tool_calls,
-        input_tokens: state.usage.input_tokens,
-        output_tokens: state.usage.output_tokens,
-        cost_usd: state.cost_usd,
+        steps: state.steps(),
+        tool_calls: state.tool_calls(),
+        input_tokens: state.usage().input_tokens,
+        output_tokens: state.usage().output_tokens,
+        cost_usd: state.cost_usd(),
         unpriced_calls: state.unpriced_calls,
         reason,
         nodes: builder.nodes,

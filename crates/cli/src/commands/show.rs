@@ -36,7 +36,7 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
         let events: Vec<serde_json::Value> = records.iter().map(|r| r.to_json()).collect();
         let status = state
             .as_ref()
-            .map(|s| s.status.as_str())
+            .map(|s| s.status().as_str())
             .unwrap_or("corrupt");
         let value = serde_json::json!({
             "run_id": args.run,
@@ -46,15 +46,15 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
             "tags": state.as_ref().ok().map(|s| s.tags.clone()),
             "version_label": state.as_ref().ok().and_then(|s| s.version_label.clone()),
             "output": state.as_ref().ok().and_then(|s| s.output.clone()),
-            "steps": state.as_ref().ok().map(|s| s.steps),
+            "steps": state.as_ref().ok().map(|s| s.steps()),
             "usage": state.as_ref().ok().map(|s| serde_json::json!({
-                "input_tokens": s.usage.input_tokens,
-                "output_tokens": s.usage.output_tokens,
-                "cached_input_tokens": s.usage.cached_input_tokens,
-                "cost_usd": s.cost_usd,
+                "input_tokens": s.usage().input_tokens,
+                "output_tokens": s.usage().output_tokens,
+                "cached_input_tokens": s.usage().cached_input_tokens,
+                "cost_usd": s.cost_usd(),
                 "unpriced_calls": s.unpriced_calls,
-                "model_calls": s.model_calls,
-                "tool_calls": s.tool_calls,
+                "model_calls": s.model_calls(),
+                "tool_calls": s.tool_calls(),
             })),
             "events": events,
         });
@@ -79,15 +79,15 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
                 (version, None) => outln!("version  {version}"),
             }
             outln!("model    {}", s.model);
-            outln!("status   {}", style.bold(s.status.as_str()));
+            outln!("status   {}", style.bold(s.status().as_str()));
             outln!(
                 "usage    {} step(s), {} model call(s), {} tool call(s), {} input + {} output tokens, {}",
-                s.steps,
-                s.model_calls,
-                s.tool_calls,
-                s.usage.input_tokens,
-                s.usage.output_tokens,
-                crate::progress::cost(s.cost_usd, s.unpriced_calls)
+                s.steps(),
+                s.model_calls(),
+                s.tool_calls(),
+                s.usage().input_tokens,
+                s.usage().output_tokens,
+                crate::progress::cost(s.cost_usd(), s.unpriced_calls)
             );
             outln!("input    {}", crate::progress::clip(&s.input, 100, style));
             if let Some(output) = &s.output {
@@ -128,7 +128,7 @@ fn print_line(run_id: &str, r: &Record, start: i64) {
 /// Whether nothing more lands until a human acts (or ever): the run ended, or it waits and
 /// nothing has woken it.
 fn stopped(state: &RunState) -> bool {
-    state.status != RunStatus::Running && state.wake() != Wake::Now
+    state.status() != RunStatus::Running && state.wake() != Wake::Now
 }
 
 /// `--follow`: polls the journal (reading only) and prints each new event once, in order, until
@@ -151,7 +151,7 @@ async fn follow(
         tokio::select! {
             _ = &mut interrupted => {
                 noteln!("stopped following run {run_id}; it goes on (`chassis show {run_id} --follow` picks up)");
-                return Ok(crate::exit::of_status(state.status));
+                return Ok(crate::exit::of_status(state.status()));
             }
             () = tokio::time::sleep(FOLLOW_POLL) => {}
         }
@@ -167,11 +167,11 @@ async fn follow(
             }
         }
     }
-    if !json && !state.status.is_terminal() {
+    if !json && !state.status().is_terminal() {
         noteln!(
             "run {run_id} is {}: see `chassis approvals`, or `chassis resume {run_id}`",
-            state.status.as_str()
+            state.status().as_str()
         );
     }
-    Ok(crate::exit::of_status(state.status))
+    Ok(crate::exit::of_status(state.status()))
 }

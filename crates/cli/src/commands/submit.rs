@@ -76,7 +76,7 @@ pub(crate) async fn wake(
 ) -> anyhow::Result<u8> {
     let engine = crate::commands::engine(db, open_existing_journal(db).await?);
     let state = engine.load(run_id).await?;
-    if state.status.is_terminal() {
+    if state.status().is_terminal() {
         return Ok(print_outcome(&RunOutcome::of(run_id, &state), json));
     }
     let after = engine.request_resume(run_id, raises, by).await?;
@@ -84,16 +84,16 @@ pub(crate) async fn wake(
     if json {
         outln!(
             "{}",
-            serde_json::json!({ "run_id": run_id, "status": after.status.as_str(), "woken": woken })
+            serde_json::json!({ "run_id": run_id, "status": after.status().as_str(), "woken": woken })
         );
     } else {
         outln!("{run_id}");
         if woken {
-            noteln!("run {run_id} ({}) handed to the workers", after.status);
+            noteln!("run {run_id} ({}) handed to the workers", after.status());
         } else {
             noteln!(
                 "run {run_id} ({}) still waits for a human: {}",
-                after.status,
+                after.status(),
                 after
                     .waiting_reason
                     .as_deref()

@@ -132,8 +132,8 @@ impl chassis_engine::Observer for Finished {
         noteln!(
             "{run_id}  {}  {status}  {} step(s)  {}  {:.1}s",
             state.agent,
-            state.steps,
-            crate::progress::cost(state.cost_usd, state.unpriced_calls),
+            state.steps(),
+            crate::progress::cost(state.cost_usd(), state.unpriced_calls),
             state.wall_ms(now_ms) as f64 / 1000.0,
         );
     }

@@ -122,7 +122,7 @@ async fn irreversible_call_waits_then_runs_with_edited_arguments_once() {
     assert_eq!(again.status, RunStatus::Waiting);
 
     // Edited arguments that break the schema are refused and nothing is recorded.
-    let seq = s.engine.load(&outcome.run_id).await.unwrap().seq;
+    let seq = s.engine.load(&outcome.run_id).await.unwrap().seq();
     let err = s
         .engine
         .decide_approval(
@@ -138,7 +138,7 @@ async fn irreversible_call_waits_then_runs_with_edited_arguments_once() {
         .unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err}");
     assert!(err.to_string().contains("/amount"), "{err}");
-    assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq, seq);
+    assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq(), seq);
 
     // A secret typed into refused arguments is not echoed by the refusal.
     let secret = "sk-live-typed-by-a-human";
@@ -160,7 +160,7 @@ async fn irreversible_call_waits_then_runs_with_edited_arguments_once() {
     assert!(matches!(err, Error::Invalid(_)), "{err}");
     assert!(err.to_string().contains("/amount"), "{err}");
     assert!(!err.to_string().contains(secret), "{err}");
-    assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq, seq);
+    assert_eq!(s.engine.load(&outcome.run_id).await.unwrap().seq(), seq);
 
     s.engine
         .decide_approval(
@@ -242,7 +242,7 @@ async fn deny_and_rules_on_arguments() {
     let outcome = s.engine.start(&s.agent, "go").await.unwrap();
     // Denied calls are refused like invalid ones; the model keeps trying, then gives up.
     let state = s.engine.load(&outcome.run_id).await.unwrap();
-    assert!(state.messages.iter().any(|m| matches!(m, chassis_core::Message::Tool { content, .. } if content.contains("denies `pay`"))));
+    assert!(state.messages().iter().any(|m| matches!(m, chassis_core::Message::Tool { content, .. } if content.contains("denies `pay`"))));
     assert_eq!(ledger(&s), "");
 
     // Above 100 needs a human; the scripted call pays 150.
@@ -270,7 +270,7 @@ async fn an_approval_nobody_decides_times_out_under_a_worker_and_the_inbox_never
     let s = setup("[approvals]\ntimeout = \"10m\"\non_timeout = \"reject\"\n").await;
     let outcome = s.engine.start(&s.agent, "go").await.unwrap();
     assert_eq!(outcome.status, RunStatus::Waiting);
-    let seq = s.engine.load(&outcome.run_id).await.unwrap().seq;
+    let seq = s.engine.load(&outcome.run_id).await.unwrap().seq();
     let inbox = s.engine.inbox().await.unwrap();
     assert_eq!((inbox.len(), inbox[0].expired), (1, false));
 
@@ -282,7 +282,7 @@ async fn an_approval_nobody_decides_times_out_under_a_worker_and_the_inbox_never
     let inbox = s.engine.inbox().await.unwrap();
     assert_eq!((inbox.len(), inbox[0].expired), (1, true));
     assert_eq!(
-        s.engine.load(&outcome.run_id).await.unwrap().seq,
+        s.engine.load(&outcome.run_id).await.unwrap().seq(),
         seq,
         "listing the inbox wrote nothing"
     );
@@ -291,7 +291,7 @@ async fn an_approval_nobody_decides_times_out_under_a_worker_and_the_inbox_never
     let report = run_worker_once(&s).await;
     assert_eq!((report.claimed, report.completed), (1, 1), "{report:?}");
     let done = s.engine.load(&outcome.run_id).await.unwrap();
-    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.status(), RunStatus::Completed);
     assert!(
         done.output.unwrap().contains("timeout rejected this call"),
         "the model saw the rejection"

@@ -188,7 +188,7 @@ async fn summarize_journals_each_summary_once_counts_it_and_stays_inside_the_win
             _ => 0,
         })
         .sum();
-    assert_eq!(state.usage.input_tokens, reported);
+    assert_eq!(state.usage().input_tokens, reported);
     assert!(state.compacted_steps > 0);
 }
 

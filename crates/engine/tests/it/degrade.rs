@@ -134,6 +134,6 @@ async fn every_model_down_parks_the_run_and_resume_continues_it() {
     assert_eq!(done.status, RunStatus::Completed, "{done:?}");
     assert_eq!(done.output.as_deref(), Some("files: a.txt"));
     let state = engine.load(&outcome.run_id).await.unwrap();
-    assert_eq!(state.steps, 2);
+    assert_eq!(state.steps(), 2);
     assert_eq!(healthy.stats().requests, 2);
 }

@@ -214,7 +214,7 @@ async fn an_interrupt_inside_an_effect_stops_at_a_safe_point() {
     assert!(outcome.interrupted);
     assert_eq!(outcome.status, RunStatus::Waiting, "{outcome:?}");
     let state = engine.load(&outcome.run_id).await.unwrap();
-    assert!(state.calls[0].outcome_unknown);
+    assert!(state.calls()[0].outcome_unknown);
     // The lease was given back: another process resumes at once, and repeats nothing.
     let other = s.engine();
     let again = other.resume(&outcome.run_id).await.unwrap();
@@ -420,7 +420,7 @@ async fn a_run_that_ended_between_a_resumes_read_and_its_claim_is_reported_not_r
         .unwrap();
     // What the late resume read: the run queued, not yet driven.
     let read_before = engine.load(&submitted.run_id).await.unwrap();
-    assert_eq!(read_before.status, RunStatus::Running);
+    assert_eq!(read_before.status(), RunStatus::Running);
     // Meanwhile another driver takes it to the end and lets go of it.
     let done = s.engine().resume(&submitted.run_id).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);

@@ -129,9 +129,9 @@ async fn pause_at_the_cost_limit_then_raise_and_finish() {
     )));
     let state = engine.load(&outcome.run_id).await.unwrap();
     assert!(
-        state.cost_usd > 0.0 && state.cost_usd <= 1.0,
+        state.cost_usd() > 0.0 && state.cost_usd() <= 1.0,
         "{}",
-        state.cost_usd
+        state.cost_usd()
     );
     assert_eq!(state.unpriced_calls, 0);
 }
@@ -151,7 +151,7 @@ async fn escalate_waits_for_a_human() {
             .starts_with("limit request: limit max_tool_calls reached")
     );
     let state = engine.load(&outcome.run_id).await.unwrap();
-    assert_eq!(state.tool_calls, 1);
+    assert_eq!(state.tool_calls(), 1);
 }
 
 #[tokio::test]
@@ -224,13 +224,14 @@ async fn limits_hold_against_what_the_provider_reports() {
             "{reason}"
         );
         assert_eq!(
-            state.steps, 1,
+            state.steps(),
+            1,
             "{limit}: the second call would cross it: {reason}"
         );
         let value = state.limits.get(limit).unwrap();
         let used = match limit {
-            LimitName::MaxCostUsd => state.cost_usd,
-            _ => state.usage.input_tokens as f64,
+            LimitName::MaxCostUsd => state.cost_usd(),
+            _ => state.usage().input_tokens as f64,
         };
         assert!(used <= value, "{limit}: used {used}, the limit is {value}");
     }

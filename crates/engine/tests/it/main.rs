@@ -1,6 +1,7 @@
 //! Engine integration tests: real runs through the real HTTP providers against the mock model.
 
 mod anthropic;
+mod appends;
 mod approvals;
 mod compat;
 mod context;

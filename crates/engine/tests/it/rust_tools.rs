@@ -258,8 +258,8 @@ async fn a_rust_tool_that_never_answers_is_cut_off_by_the_engines_deadline() {
     assert_eq!(outcome.status, RunStatus::Waiting, "{outcome:?}");
     let state = engine.load(&outcome.run_id).await.unwrap();
     assert!(
-        state.calls.iter().any(|c| c.outcome_unknown),
+        state.calls().iter().any(|c| c.outcome_unknown),
         "the cut-off call is an unknown outcome: {:?}",
-        state.calls
+        state.calls()
     );
 }

@@ -93,7 +93,7 @@ async fn a_completed_run_continues_with_a_new_message_and_sees_the_whole_convers
         .await
         .unwrap();
     let state = s.engine.load(&first.run_id).await.unwrap();
-    assert_eq!(state.status, RunStatus::Running);
+    assert_eq!(state.status(), RunStatus::Running);
     assert_eq!(state.output, None);
     let second = s.engine.resume(&first.run_id).await.unwrap();
     assert_eq!(second.status, RunStatus::Completed, "{second:?}");
@@ -115,7 +115,7 @@ async fn a_completed_run_continues_with_a_new_message_and_sees_the_whole_convers
     // The folded conversation is the whole thread, in order.
     let state = s.engine.load(&first.run_id).await.unwrap();
     let roles: Vec<String> = state
-        .messages
+        .messages()
         .iter()
         .map(|m| match m {
             Message::System { .. } => "system".to_string(),
@@ -190,14 +190,14 @@ async fn a_message_to_a_run_without_an_answer_is_refused_and_nothing_is_recorded
         .cancel(&run_id, "alice", "not needed")
         .await
         .unwrap();
-    let seq = s.engine.load(&run_id).await.unwrap().seq;
+    let seq = s.engine.load(&run_id).await.unwrap().seq();
     let err = s
         .engine
         .send_message(&run_id, "hi", "alice")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cancelled"), "{err}");
-    assert_eq!(s.engine.load(&run_id).await.unwrap().seq, seq);
+    assert_eq!(s.engine.load(&run_id).await.unwrap().seq(), seq);
 
     // An empty message.
     let done = s.engine.start(&s.agent, "hello").await.unwrap();
@@ -253,17 +253,17 @@ async fn wait_for(s: &Setup, run_id: &str, answers: usize) -> chassis_core::RunS
     loop {
         let state = s.engine.load(run_id).await.unwrap();
         let replies = state
-            .messages
+            .messages()
             .iter()
             .filter(|m| matches!(m, Message::Assistant(_)))
             .count();
-        if state.status == RunStatus::Completed && replies == answers {
+        if state.status() == RunStatus::Completed && replies == answers {
             return state;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "gave up waiting for answer {answers}: {:?}",
-            state.status
+            state.status()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -61,8 +61,9 @@ async fn unavailable_is_503() {
 
 #[tokio::test]
 async fn hang_outlasts_the_client_timeout() {
+    // A hang no test outlasts: shutdown returning at all shows it ended the hang.
     let config = MockConfig {
-        hang: Duration::from_secs(2),
+        hang: Duration::from_secs(24 * 60 * 60),
         ..always(FaultKind::Hang)
     };
     let mock = serve(config, SCRIPT).await;
@@ -73,13 +74,7 @@ async fn hang_outlasts_the_client_timeout() {
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(mock.stats().faults["hang"], 1);
     // Shutdown ends the pending hang instead of waiting it out.
-    let started = Instant::now();
     mock.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]

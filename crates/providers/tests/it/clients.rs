@@ -1,7 +1,7 @@
 //! The same behaviour from both clients: replies, tool round trips, and every failure mapped
 //! to the right error.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chassis_core::{Message, ToolCall};
 use chassis_mock::FaultKind;
@@ -157,18 +157,13 @@ for_both_apis!(a_client_makes_exactly_one_attempt);
 async fn hang_times_out(api: Api) {
     let mock = serve_faulty(FaultKind::Hang).await;
     let client = client_with_timeout(api, &mock, Duration::from_millis(300));
-    let started = Instant::now();
+    // The mock would answer after its hang: a call that did not time out would succeed.
     let err = fail(&*client, vec![user("hi")]).await;
     assert!(
         matches!(err, Error::Timeout { seconds, .. } if (seconds - 0.3).abs() < 1e-9),
         "{err:?}"
     );
     assert!(err.is_transient());
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
     mock.shutdown().await;
 }
 for_both_apis!(hang_times_out);

@@ -32,7 +32,7 @@ fn observe(tracer: &Tracer, events: &[Event]) {
     for event in events {
         state.apply(event).expect("the script folds");
         tracer.on_event(RUN, &state, event);
-        tracer.on_durable(RUN, state.seq);
+        tracer.on_durable(RUN, state.seq());
     }
 }
 
@@ -42,7 +42,7 @@ fn observe_undurable(tracer: &Tracer, state: &mut RunState, events: &[Event]) ->
         state.apply(event).expect("the script folds");
         tracer.on_event(RUN, state, event);
     }
-    state.seq
+    state.seq()
 }
 
 fn reply_with_call() -> Event {
@@ -482,7 +482,7 @@ fn spans_snapshot_of_a_run_with_an_approved_tool_call() {
         state.apply(&event).expect("the script folds");
         if !decided(&event) {
             tracer.on_event(RUN, &state, &event);
-            tracer.on_durable(RUN, state.seq);
+            tracer.on_durable(RUN, state.seq());
         }
     }
     let spans = spans.lock().unwrap();
@@ -548,7 +548,7 @@ fn tool_progress_is_an_event_of_the_tool_s_span() {
         };
         state.apply(&finished).unwrap();
         tracer.on_event(RUN, &state, &finished);
-        tracer.on_durable(RUN, state.seq);
+        tracer.on_durable(RUN, state.seq());
         let spans = spans.lock().unwrap().clone();
         let tool = find(&spans, "execute_tool lookup");
         let progress: Vec<_> = tool

@@ -1,5 +1,3 @@
-use std::time::Instant;
-
 use axum::Router;
 use axum::extract::RawQuery;
 use axum::http::header::{CONTENT_TYPE, LOCATION};
@@ -366,13 +364,12 @@ async fn bodies_over_max_bytes_are_refused() {
     );
     // Without a length announced, reading stops once the limit is passed.
     let endless = endless_server().await;
-    let started = Instant::now();
+    // The body never ends: only the limit can end the call.
     let e = get(&toolbox, &format!("{endless}/")).await.unwrap_err();
     assert_eq!(
         e.message(),
         "the response from `127.0.0.1` is larger than max_bytes (1000 bytes)"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -383,10 +380,8 @@ async fn a_slow_server_times_out() {
         ..spec(true)
     })
     .await;
-    let started = Instant::now();
     let e = get(&toolbox, &format!("{base}/slow")).await.unwrap_err();
     assert_eq!(e.message(), "request to `127.0.0.1` timed out after 1s");
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]

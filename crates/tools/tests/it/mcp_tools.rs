@@ -1,5 +1,3 @@
-use std::time::Instant;
-
 use chassis_core::spec::{McpServerSpec, McpTransport};
 
 use super::*;
@@ -198,13 +196,7 @@ async fn a_hung_call_times_out_and_the_server_is_restarted() {
     let billing = server("serve", false, Duration::from_secs(1));
     let toolbox = load(&[entry(None, &[])], billing).await.unwrap();
     let first = call(&toolbox, "pid", json!({})).await.unwrap();
-    let started = Instant::now();
     let e = call(&toolbox, "hang", json!({})).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(
         e.message(),
         "`hang` (MCP server `billing`) timed out after 1s; the server will be restarted on the \
