@@ -120,6 +120,7 @@ impl Observer for InFlight {
             | Event::ModelCircuitOpen { .. }
             | Event::ModelFallback { .. }
             | Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::ToolRefused { .. }
             | Event::ToolStarted { .. }
             | Event::ToolFinished { .. }

@@ -206,6 +206,7 @@ impl Observer for ModelClock {
             | Event::ModelCircuitOpen { .. }
             | Event::ModelFallback { .. }
             | Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::ToolRefused { .. }
             | Event::ToolStarted { .. }
             | Event::ToolFinished { .. }

@@ -279,6 +279,13 @@ pub(crate) fn describe(run_id: &str, event: &Event, style: Style) -> Option<Line
         Event::ModelFailed { step: n, error, .. } => {
             Line::new(step, None, format!("step {n}: model call failed: {error}"))
         }
+        Event::ContextCompacted {
+            from_seq, to_seq, ..
+        } => Line::new(
+            step,
+            None,
+            format!("context compacted: a summary stands for events {from_seq}..{to_seq}"),
+        ),
         Event::ModelSwitched { model, reason, .. } => Line::new(
             step,
             None,

@@ -318,8 +318,25 @@ pub fn build<'a>(
     }
 }
 
+/// The messages a summary may stand for: after the system prompt and the input, up to the
+/// turns that always stay (an earlier summary included); `None` when that holds no reply.
+pub fn compactable(messages: &[Message], keep_last_turns: u32) -> Option<Range<usize>> {
+    let shape = Shape::of(messages, keep_last_turns);
+    let end = shape.turns.get(shape.droppable)?.start;
+    let start = messages
+        .iter()
+        .position(|m| matches!(m, Message::User { .. }))?
+        + 1;
+    let range = start..end;
+    messages
+        .get(range.clone())?
+        .iter()
+        .any(|m| matches!(m, Message::Assistant(_)))
+        .then_some(range)
+}
+
 /// The largest cap `c` such that the sizes, each cut to `c`, sum to at most `room`.
-fn water_level(mut sizes: Vec<u64>, room: u64) -> u64 {
+pub fn water_level(mut sizes: Vec<u64>, room: u64) -> u64 {
     sizes.sort_unstable();
     let mut left = room;
     let mut remaining = sizes.len() as u64;

@@ -103,6 +103,26 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Earlier steps were summarized by a model call (`[context] strategy = "summarize"`): from
+    /// now on the summary stands for the messages events `from_seq..=to_seq` added, in every
+    /// context the run builds. Replayed from the journal on resume, never made again.
+    ContextCompacted {
+        /// The first event the summary stands for.
+        from_seq: u64,
+        /// The last event the summary stands for.
+        to_seq: u64,
+        /// The summary.
+        summary: String,
+        /// The model that made it, as the provider named it.
+        #[serde(default)]
+        model: String,
+        /// Tokens the summarization consumed (counted against the run's limits).
+        #[serde(default)]
+        usage: Usage,
+        /// Its cost in US dollars; absent when the model has no known price.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+    },
     /// A tool call was refused before execution (unknown tool, unparsable or invalid
     /// arguments); the error goes back to the model.
     ToolRefused {
@@ -422,6 +442,7 @@ impl Event {
             Event::ModelFallback { .. } => "model_fallback",
             Event::ModelFailed { .. } => "model_failed",
             Event::ModelSwitched { .. } => "model_switched",
+            Event::ContextCompacted { .. } => "context_compacted",
             Event::ToolAttemptFailed { .. } => "tool_attempt_failed",
             Event::RunPaused { .. } => "run_paused",
             Event::LimitReached { .. } => "limit_reached",
@@ -467,6 +488,7 @@ impl Event {
             | Event::ModelFallback { .. }
             | Event::ModelFailed { .. }
             | Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::ToolRefused { .. }
             | Event::ToolStarted { .. }
             | Event::ToolFinished { .. }

@@ -123,6 +123,7 @@ pub fn of(event: &Event) -> Option<(NotifyKind, Value)> {
         | Event::ModelFallback { .. }
         | Event::ModelFailed { .. }
         | Event::ModelSwitched { .. }
+        | Event::ContextCompacted { .. }
         | Event::ToolRefused { .. }
         | Event::ToolStarted { .. }
         | Event::ToolFinished { .. }

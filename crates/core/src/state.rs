@@ -93,6 +93,7 @@ impl RunStatus {
             | Event::ModelFallback { .. }
             | Event::ModelFailed { .. }
             | Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::ToolRefused { .. }
             | Event::ToolStarted { .. }
             | Event::ToolFinished { .. }
@@ -158,7 +159,7 @@ pub enum FoldError {
 }
 
 /// Where a call stands with its approval.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Approval {
     /// None asked for (yet).
     #[default]
@@ -188,7 +189,7 @@ pub fn call_id(step: u32, index: usize) -> String {
 }
 
 /// What the runtime knows of one tool call the model made.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallState {
     /// The journal's name for the call, `STEP.INDEX` ([`call_id`]).
     pub id: String,
@@ -213,7 +214,7 @@ pub struct CallState {
 }
 
 /// Why a run that is not executing stopped, beyond what its calls say.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Hold {
     /// Nothing beyond its calls: it waits for their decisions, or for nothing at all.
     #[default]
@@ -242,7 +243,7 @@ pub enum Wake {
 }
 
 /// A human's request to stop the run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CancelRequest {
     /// Who asked.
     pub by: String,
@@ -255,7 +256,8 @@ pub struct CancelRequest {
 /// The bookkeeping that only the fold keeps consistent (active time, loop and repair
 /// counters, parking) is private to core: read it through [`RunState::wall_ms`],
 /// [`RunState::executions_of`], [`RunState::park_delay_ms`] and [`decide`](crate::decide()).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunState {
     /// Number of events folded; the expected sequence for the next append.
     pub(crate) seq: u64,
@@ -328,8 +330,13 @@ pub struct RunState {
     pub(crate) step_had_results: bool,
     /// Consecutive completed steps whose tool results were all seen before.
     pub(crate) stale_streak: u32,
-    /// The context the next model call will see.
+    /// The conversation: every message of the run, but a summary in place of the steps a
+    /// compaction stands for ([`context::build`](crate::context::build) picks what to send).
     pub(crate) messages: Vec<Message>,
+    /// The event that added each message (a summary: the first event it stands for).
+    pub(crate) message_seqs: Vec<u64>,
+    /// Steps the current summary stands for.
+    pub compacted_steps: u32,
     /// Model calls answered so far.
     pub(crate) steps: u32,
     /// User turns so far: the input, then each `user_message`.
@@ -464,6 +471,14 @@ impl RunState {
                 error, unavailable, ..
             } => self.model_failed(error, *unavailable),
             Event::ModelSwitched { index, .. } => self.model_switched(*index),
+            Event::ContextCompacted {
+                from_seq,
+                to_seq,
+                summary,
+                usage,
+                cost_usd,
+                ..
+            } => self.compacted(*from_seq, *to_seq, summary, usage, *cost_usd),
             // Retries, open breakers and fallbacks inside one call change nothing `decide`
             // reads: the call's answer or failure does.
             Event::ModelAttemptFailed { .. }
@@ -530,6 +545,9 @@ impl RunState {
         if let Some(status) = RunStatus::after(event) {
             self.status = status;
         }
+        // Every message remembers the event that added it, so a compaction can find the
+        // messages its range stands for.
+        self.message_seqs.resize(self.messages.len(), seq);
         self.seq = seq;
         Ok(())
     }
@@ -604,6 +622,62 @@ impl RunState {
         self.model_failure = Some((error.to_string(), unavailable));
     }
 
+    /// Puts the summary in place of the messages events `from_seq..=to_seq` added (after the
+    /// system prompt and the input, an earlier summary included); its usage and cost count.
+    fn compacted(
+        &mut self,
+        from_seq: u64,
+        to_seq: u64,
+        summary: &str,
+        usage: &Usage,
+        cost_usd: Option<f64>,
+    ) {
+        self.add_usage(usage, cost_usd);
+        let prefix = self
+            .messages
+            .iter()
+            .position(|m| matches!(m, Message::User { .. }))
+            .map_or(self.messages.len(), |i| i + 1);
+        let seqs = self.message_seqs.get(prefix..).unwrap_or_default();
+        let start = prefix + seqs.iter().take_while(|&&s| s < from_seq).count();
+        let end = prefix + seqs.iter().take_while(|&&s| s <= to_seq).count();
+        if start >= end {
+            return;
+        }
+        let steps = self.messages[start..end]
+            .iter()
+            .filter(|m| matches!(m, Message::Assistant(_)))
+            .count() as u32;
+        // An earlier summary in the range is summarized again: its steps carry over.
+        let earlier = if start == prefix && self.compacted_steps > 0 {
+            self.compacted_steps
+        } else {
+            0
+        };
+        self.compacted_steps = earlier.saturating_add(steps);
+        let note = crate::context::summary_note(self.compacted_steps, summary);
+        self.messages.splice(start..end, [note]);
+        self.message_seqs.splice(start..end, [from_seq]);
+        // The next context does not repeat the last call's: the provider's count no longer
+        // bounds it from below.
+        self.last_call_input = None;
+    }
+
+    /// Counts an answered call's tokens and cost.
+    fn add_usage(&mut self, usage: &Usage, cost_usd: Option<f64>) {
+        match cost_usd {
+            Some(cost) if cost.is_finite() && cost >= 0.0 => self.cost_usd += cost,
+            Some(_) => {}
+            None => self.unpriced_calls = self.unpriced_calls.saturating_add(1),
+        }
+        self.usage.input_tokens = self.usage.input_tokens.saturating_add(usage.input_tokens);
+        self.usage.output_tokens = self.usage.output_tokens.saturating_add(usage.output_tokens);
+        self.usage.cached_input_tokens = self
+            .usage
+            .cached_input_tokens
+            .saturating_add(usage.cached_input_tokens);
+    }
+
     fn model_switched(&mut self, index: usize) {
         self.chain_offset = index;
         self.invalid_streak = 0;
@@ -622,11 +696,7 @@ impl RunState {
         let _ = step;
         let step = self.steps.saturating_add(1);
         self.steps = self.steps.saturating_add(1);
-        match cost_usd {
-            Some(cost) if cost.is_finite() && cost >= 0.0 => self.cost_usd += cost,
-            Some(_) => {}
-            None => self.unpriced_calls = self.unpriced_calls.saturating_add(1),
-        }
+        self.add_usage(usage, cost_usd);
         self.stale_streak = if self.step_had_results && !self.step_new {
             self.stale_streak.saturating_add(1)
         } else {
@@ -643,12 +713,6 @@ impl RunState {
         self.model_failure = None;
         self.parked_since_ms = None;
         self.parks = 0;
-        self.usage.input_tokens = self.usage.input_tokens.saturating_add(usage.input_tokens);
-        self.usage.output_tokens = self.usage.output_tokens.saturating_add(usage.output_tokens);
-        self.usage.cached_input_tokens = self
-            .usage
-            .cached_input_tokens
-            .saturating_add(usage.cached_input_tokens);
         self.error = None;
         self.last_call_input = Some((usage.input_tokens, self.messages.len()));
         let mut reply = message.clone();
@@ -1018,6 +1082,12 @@ impl RunState {
         let ceiling = crate::event::PARK_RETRY_CEILING_MS.max(first);
         let doublings = self.parks.saturating_sub(1).min(32);
         first.saturating_mul(1u64 << doublings).min(ceiling)
+    }
+
+    /// The event that added message `index` of [`RunState::messages`] (for a summary, the
+    /// first event it stands for).
+    pub fn message_seq(&self, index: usize) -> Option<u64> {
+        self.message_seqs.get(index).copied()
     }
 
     /// The latest model reply, if the run has one.

@@ -449,6 +449,25 @@ proptest! {
     }
 
     #[test]
+    fn a_snapshot_then_its_tail_folds_to_the_full_fold(
+        (script, max_steps, max_repairs, fallbacks) in script_with_policy()
+    ) {
+        let mut journal = vec![started_with(max_steps, max_repairs, fallbacks)];
+        let full = drive(&mut journal, &script);
+        for cut in 1..=journal.len() {
+            // The state at `cut` as the store keeps it (JSON), then the rest of the journal.
+            let prefix = RunState::fold(journal[..cut].iter()).unwrap();
+            let stored = serde_json::to_string(&prefix).unwrap();
+            let mut state: RunState = serde_json::from_str(&stored).unwrap();
+            prop_assert_eq!(&state, &prefix);
+            for event in &journal[cut..] {
+                state.apply(event).unwrap();
+            }
+            prop_assert_eq!(&state, &full, "snapshot at {}", cut);
+        }
+    }
+
+    #[test]
     fn folding_arbitrary_events_never_panics(kinds in prop::collection::vec(0u8..15, 0..30)) {
         let events: Vec<Event> = kinds.iter().enumerate().map(|(i, k)| arbitrary_event(*k, i)).collect();
         let _ = RunState::fold(events.iter());

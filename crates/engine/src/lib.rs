@@ -7,6 +7,7 @@
 mod agent;
 mod alerts;
 mod approvals;
+mod compact;
 mod error;
 mod fork;
 mod outbox;
@@ -14,6 +15,11 @@ mod query;
 mod retention;
 mod run;
 mod schedule;
+mod snapshot;
+
+/// The stored form of a run's state snapshot, as the driver keeps it (benchmarks and tools
+/// that build journals write theirs with it).
+pub use snapshot::encode as encode_snapshot;
 mod tokens;
 mod version;
 mod worker;

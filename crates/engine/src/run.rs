@@ -181,6 +181,8 @@ pub struct DriveConfig {
     /// The longest any single tool call may take, whatever the tool's own timeout says (a
     /// backstop for tools without one); a call cut off here may have acted.
     pub tool_deadline: Duration,
+    /// Events between two state snapshots of a run (bounded resume); at least 1.
+    pub snapshot_every: u64,
 }
 
 impl DriveConfig {
@@ -193,6 +195,7 @@ impl DriveConfig {
             renew_every: Duration::from_secs(10),
             tool_grace: Duration::from_secs(5),
             tool_deadline: Duration::from_secs(600),
+            snapshot_every: crate::snapshot::EVERY,
         }
     }
 }
@@ -748,13 +751,11 @@ impl Engine {
         Ok((run_id, state, lease))
     }
 
-    /// Loads a run's journal and folds it.
+    /// Loads a run: its latest state snapshot plus the events after it (or the whole journal
+    /// folded, when it has no usable snapshot), so loading costs the same whatever the run's
+    /// length.
     pub async fn load(&self, run_id: &str) -> Result<RunState, Error> {
-        let records = self.journal.load(run_id).await?;
-        RunState::fold(records.iter().map(|r| &r.event)).map_err(|source| Error::Replay {
-            run_id: run_id.to_string(),
-            source,
-        })
+        crate::snapshot::load(self.journal.as_ref(), run_id).await
     }
 
     /// Continues a run from its last journaled event, reloading its agent from the spec file
@@ -1116,6 +1117,10 @@ struct Step<'e> {
     alerts: Vec<(&'static str, serde_json::Value)>,
     lease: Lease,
     redactor: Redactor,
+    /// The step whose summarization failed: its call goes out truncated instead.
+    summary_failed: Option<u32>,
+    /// The event after which the run's state was last snapshot (or loaded).
+    snapshot_at: u64,
 }
 
 impl<'e> Step<'e> {
@@ -1126,6 +1131,8 @@ impl<'e> Step<'e> {
         state: Box<RunState>,
         lease: Lease,
     ) -> Step<'e> {
+        let every = engine.drive.snapshot_every.max(1);
+        let snapshot_at = state.seq() / every * every;
         Step {
             engine,
             agent,
@@ -1135,6 +1142,8 @@ impl<'e> Step<'e> {
             alerts: Vec::new(),
             lease,
             redactor: engine.redactor.merged(&agent.redactor()),
+            summary_failed: None,
+            snapshot_at,
         }
     }
 
@@ -1182,6 +1191,13 @@ impl<'e> Step<'e> {
             }
             match decide_now(&self.state, self.now_ms()) {
                 Decision::CallModel => {
+                    if self.summary_failed != Some(self.state.steps())
+                        && let Some(range) = crate::compact::due(&self.state)
+                    {
+                        // Decide again: the summary changes the context, and its cost counts.
+                        self.compact(agent, range).await?;
+                        continue;
+                    }
                     if self.call_model_overlapping_flush(agent).await? {
                         let why = self.interrupted().unwrap_or_default();
                         return self.stop_interrupted(&why).await;
@@ -1335,6 +1351,32 @@ impl<'e> Step<'e> {
         }
     }
 
+    /// The state encoded with its seq, when a snapshot is due (`snapshot_every` events since
+    /// the last); taken only where the state is what the journal holds (or will
+    /// once the pending append succeeds).
+    fn snapshot_due(&self) -> Option<(u64, String)> {
+        let seq = self.state.seq();
+        if seq < self.snapshot_at + self.engine.drive.snapshot_every.max(1) {
+            return None;
+        }
+        crate::snapshot::encode(&self.state).map(|text| (seq, text))
+    }
+
+    /// Keeps a snapshot; a failure only costs the next load a longer fold.
+    async fn put_snapshot(&mut self, (seq, text): (u64, String)) {
+        match self
+            .engine
+            .journal
+            .put_snapshot(self.run_id, seq, &text)
+            .await
+        {
+            Ok(()) => self.snapshot_at = seq,
+            Err(e) => {
+                tracing::warn!(run_id = self.run_id, seq, error = %e, "could not keep a state snapshot");
+            }
+        }
+    }
+
     /// Appends what is unflushed under the lease. If the journal moved, only a human's decision
     /// can have moved it (nobody else holds the lease): it is taken in, and the append retried.
     async fn flush(&mut self) -> Result<(), Error> {
@@ -1359,6 +1401,9 @@ impl<'e> Step<'e> {
                 Ok(seq) => {
                     self.unflushed.clear();
                     self.durable(seq);
+                    if let Some(encoded) = self.snapshot_due() {
+                        self.put_snapshot(encoded).await;
+                    }
                     if !notes.is_empty() {
                         self.engine.outbox_signal().notify_one();
                     }
@@ -1390,13 +1435,7 @@ impl<'e> Step<'e> {
                 other.event.kind()
             )));
         }
-        let records = self.engine.journal.load(self.run_id).await?;
-        let mut state = Box::new(RunState::fold(records.iter().map(|r| &r.event)).map_err(
-            |source| Error::Replay {
-                run_id: self.run_id.to_string(),
-                source,
-            },
-        )?);
+        let mut state = Box::new(self.engine.load(self.run_id).await?);
         for event in &self.unflushed {
             apply(self.run_id, &mut state, event)?;
         }
@@ -1413,6 +1452,8 @@ impl<'e> Step<'e> {
     /// and nothing acts on its answer before both are done. Returns true when a person
     /// interrupted the call.
     async fn call_model_overlapping_flush(&mut self, agent: &Agent) -> Result<bool, Error> {
+        // The state now is what the journal holds once the pending events are appended.
+        let snapshot = self.snapshot_due();
         let pending = std::mem::take(&mut self.unflushed);
         let expected = self.state.seq() - pending.len() as u64;
         let wake = self.state.wake();
@@ -1447,7 +1488,12 @@ impl<'e> Step<'e> {
         let ((appended, pending), called) = tokio::join!(append, call);
         match appended {
             // What the model call recorded meanwhile stays unflushed.
-            Ok(seq) if !pending.is_empty() => self.durable(seq),
+            Ok(seq) if !pending.is_empty() => {
+                self.durable(seq);
+                if let Some(encoded) = snapshot {
+                    self.put_snapshot(encoded).await;
+                }
+            }
             Ok(_) => {}
             Err(chassis_store::Error::SequenceConflict { .. }) => {
                 let mut unflushed = pending;
@@ -1505,6 +1551,83 @@ impl<'e> Step<'e> {
             serde_json::json!({ "call_id": action.call_id, "tool": action.name, "arguments": action.arguments }),
         );
         self.record(event)
+    }
+
+    /// Summarizes the messages in `range` with the run's model chain and journals the summary
+    /// (`context_compacted`), durable before the context uses it, so a resumed run reads it
+    /// and never makes it again. A failed summarization leaves this step's call to truncation.
+    async fn compact(&mut self, agent: &Agent, range: std::ops::Range<usize>) -> Result<(), Error> {
+        let step = self.state.steps();
+        let (Some(from_seq), Some(to_seq)) = (
+            self.state.message_seq(range.start),
+            self.state.message_seq(range.end - 1),
+        ) else {
+            self.summary_failed = Some(step);
+            return Ok(());
+        };
+        let request = ChatRequest {
+            model: agent.spec.model.model.as_str().into(),
+            messages: crate::compact::request(&self.state, range).into(),
+            tools: Vec::new().into(),
+            max_tokens: Some(crate::compact::max_tokens(&self.state)),
+            temperature: agent.spec.temperature,
+            report: Reporter::default(),
+            deltas: chassis_providers::Deltas::default(),
+        };
+        let result = agent
+            .models
+            .complete_from(self.state.chain_offset, &request)
+            .await;
+        let response = match result {
+            Ok(response)
+                if response
+                    .message
+                    .content
+                    .as_deref()
+                    .is_some_and(|s| !s.trim().is_empty()) =>
+            {
+                response
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    run_id = self.run_id,
+                    step,
+                    "the summarization answered no text; truncating this step's context instead"
+                );
+                self.summary_failed = Some(step);
+                return Ok(());
+            }
+            Err(error) => {
+                let shown = self.redactor.redact(&error.to_string());
+                tracing::warn!(run_id = self.run_id, step, error = %shown, "summarization failed; truncating this step's context instead");
+                self.summary_failed = Some(step);
+                return Ok(());
+            }
+        };
+        let usage = response.usage;
+        let cost_usd = self.state.prices.get(&response.served_by).map(|p| {
+            p.cost(
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.output_tokens,
+            )
+        });
+        tracing::info!(
+            run_id = self.run_id,
+            step,
+            from_seq,
+            to_seq,
+            "context compacted"
+        );
+        self.record(Event::ContextCompacted {
+            from_seq,
+            to_seq,
+            summary: response.message.content.unwrap_or_default(),
+            model: response.served_by,
+            usage,
+            cost_usd,
+        })?;
+        self.flush().await
     }
 
     async fn call_model(&mut self, agent: &Agent) -> Result<(), Error> {

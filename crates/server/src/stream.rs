@@ -325,6 +325,7 @@ fn answers_step(event: &Event) -> Option<u32> {
         | Event::ModelCircuitOpen { .. }
         | Event::ModelFallback { .. }
         | Event::ModelSwitched { .. }
+        | Event::ContextCompacted { .. }
         | Event::ToolRefused { .. }
         | Event::ToolStarted { .. }
         | Event::ToolFinished { .. }

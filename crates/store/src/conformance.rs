@@ -14,12 +14,14 @@ use crate::{Driver, Error, Journal, Lease, ListFilter, NewRun};
 mod outbox;
 mod rate;
 mod schedule;
+mod snapshot;
 pub use outbox::{
     a_delivery_is_claimed_by_one_process_at_a_time, failed_deliveries_retry_until_they_expire,
     notifications_go_with_their_events,
 };
 pub use rate::rate_limits_are_shared_by_every_caller;
 pub use schedule::a_due_schedule_fires_under_one_claim;
+pub use snapshot::the_latest_snapshot_is_kept;
 
 /// A lease nobody will outlive in a test.
 const LONG: Duration = Duration::from_secs(600);
@@ -958,7 +960,16 @@ pub async fn purge_deletes_ended_runs_only(journal: Arc<dyn Journal>) {
             },
         ));
     }
+    // Snapshots go with their runs: a purged run leaves none behind, a kept one keeps its own.
+    for id in ["p-completed", "p-running"] {
+        journal.put_snapshot(id, 1, "{}").await.unwrap();
+    }
     let purged = journal.purge(&all).await.unwrap();
+    assert_eq!(journal.latest_snapshot("p-completed").await.unwrap(), None);
+    assert_eq!(
+        journal.latest_snapshot("p-running").await.unwrap(),
+        Some((1, "{}".to_string()))
+    );
     assert_eq!(
         purged,
         crate::Purged {
@@ -1159,6 +1170,7 @@ macro_rules! journal_conformance {
             failed_deliveries_retry_until_they_expire,
             a_due_schedule_fires_under_one_claim,
             rate_limits_are_shared_by_every_caller,
+            the_latest_snapshot_is_kept,
         );
     };
     (@tests $get:expr; $($check:ident),* $(,)?) => {

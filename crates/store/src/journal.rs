@@ -182,7 +182,9 @@ pub struct Lease {
 /// **Notifications go with their events.** [`Journal::append_with`] writes a run's events and
 /// the notifications they raise ([`crate::Outbox`]) in one transaction.
 #[async_trait]
-pub trait Journal: crate::Outbox + crate::Schedules + crate::RateLimits + Send + Sync {
+pub trait Journal:
+    crate::Outbox + crate::Schedules + crate::RateLimits + crate::Snapshots + Send + Sync
+{
     /// Creates a run whose journal starts with `events` (at least `run_started`), leased to
     /// `driver` if given; [`Error::RunExists`] for a taken id, [`Error::KeyUsed`] for a taken
     /// idempotency key.

@@ -18,6 +18,7 @@ mod postgres;
 mod rate;
 pub mod resolve;
 mod schedule;
+mod snapshot;
 mod sqlite;
 
 #[cfg(feature = "test-support")]
@@ -37,6 +38,7 @@ pub use postgres::{DEFAULT_POOL_SIZE, PostgresJournal, redact};
 pub use rate::{Capacity, RateLimits};
 pub use resolve::resolve_run;
 pub use schedule::{Fired, Schedule, Schedules};
+pub use snapshot::Snapshots;
 pub use sqlite::{SqliteJournal, Sync};
 
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ mod outbox;
 mod pool;
 mod rate;
 mod schedule;
+mod snapshot;
 mod target;
 mod tls;
 
@@ -945,10 +946,14 @@ impl Journal for PostgresJournal {
                      RETURNING octet_length(data) AS n),
                  tags AS (
                      DELETE FROM run_tags WHERE run_id IN (SELECT run_id FROM gone)
+                     RETURNING 1),
+                 snaps AS (
+                     DELETE FROM snapshots WHERE run_id IN (SELECT run_id FROM gone)
                      RETURNING 1)
                  SELECT (SELECT count(*) FROM gone),
                         (SELECT coalesce(sum(n), 0)::bigint FROM ev),
-                        (SELECT count(*) FROM tags)",
+                        (SELECT count(*) FROM tags),
+                        (SELECT count(*) FROM snaps)",
                 &[&run_ids],
             )
             .await

@@ -13,6 +13,7 @@ mod migrate;
 mod outbox;
 mod rate;
 mod schedule;
+mod snapshot;
 
 pub(crate) use migrate::VERSION as SCHEMA_VERSION;
 
@@ -1471,6 +1472,8 @@ impl Journal for SqliteJournal {
                 conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
                     .execute(params![run_id])?;
                 conn.prepare_cached("DELETE FROM run_tags WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                conn.prepare_cached("DELETE FROM snapshots WHERE run_id = ?1")?
                     .execute(params![run_id])?;
                 conn.prepare_cached("DELETE FROM runs WHERE run_id = ?1")?
                     .execute(params![run_id])?;

@@ -327,6 +327,27 @@ impl Metrics {
                 );
                 r.set("chassis_breaker_state", vec![("model", model.clone())], 0.0);
             }
+            // A summarization is a model call of its own: its tokens and cost count.
+            Event::ContextCompacted {
+                model,
+                usage,
+                cost_usd,
+                ..
+            } => {
+                let labels = || vec![agent(), ("model", model.clone())];
+                for (kind, n) in [
+                    ("input", usage.input_tokens),
+                    ("output", usage.output_tokens),
+                    ("cached_input", usage.cached_input_tokens),
+                ] {
+                    let mut l = labels();
+                    l.push(("type", kind.into()));
+                    r.add("chassis_model_tokens_total", l, n as f64);
+                }
+                if let Some(cost) = cost_usd {
+                    r.add("chassis_model_cost_usd_total", labels(), *cost);
+                }
+            }
             Event::ModelFailed {
                 model, unavailable, ..
             } => {
@@ -468,6 +489,7 @@ fn pending_approvals<'a>(events: impl Iterator<Item = &'a Event>) -> u64 {
             Event::ApprovalDecided { call_id, .. } => open.retain(|c| c != call_id),
             // An escalated approval still waits for its decision.
             Event::ApprovalEscalated { .. }
+            | Event::ContextCompacted { .. }
             | Event::RunStarted(_)
             | Event::ModelRequested { .. }
             | Event::ModelResponded { .. }

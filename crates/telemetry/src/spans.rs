@@ -365,6 +365,7 @@ impl Tracer {
             Event::RunStarted(_) | Event::RunResumed { .. } => {}
             // Span events on the segment.
             Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::ToolRefused { .. }
             | Event::ToolOutcomeUnknown { .. }
             | Event::ApprovalRequested { .. }

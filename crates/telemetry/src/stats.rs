@@ -558,6 +558,7 @@ fn count_decisions(records: &[Record], tools: &mut BTreeMap<String, ToolDecision
             | Event::ModelFallback { .. }
             | Event::ModelFailed { .. }
             | Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::ToolRefused { .. }
             | Event::ToolStarted { .. }
             | Event::ToolFinished { .. }

@@ -267,6 +267,7 @@ impl Builder {
             }
             // The rest belong to the step they happened in.
             Event::ModelSwitched { .. }
+            | Event::ContextCompacted { .. }
             | Event::OutcomeResolved { .. }
             | Event::LimitRejected { .. }
             | Event::CancelRequested { .. }

@@ -6,6 +6,7 @@
 
 mod approvals;
 mod commands;
+mod compaction;
 mod crash;
 mod drivers;
 mod eval;

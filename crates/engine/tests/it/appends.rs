@@ -323,3 +323,14 @@ impl chassis_store::RateLimits for Counting {
         self.inner.acquire(key, capacity).await
     }
 }
+
+#[async_trait]
+impl chassis_store::Snapshots for Counting {
+    async fn put_snapshot(&self, run_id: &str, seq: u64, state: &str) -> Result<(), Error> {
+        self.inner.put_snapshot(run_id, seq, state).await
+    }
+
+    async fn latest_snapshot(&self, run_id: &str) -> Result<Option<(u64, String)>, Error> {
+        self.inner.latest_snapshot(run_id).await
+    }
+}

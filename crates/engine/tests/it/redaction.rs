@@ -117,6 +117,14 @@ fn one_of_each() -> Vec<Event> {
             error: "boom".into(),
             unavailable: false,
         },
+        Event::ContextCompacted {
+            from_seq: 3,
+            to_seq: 4,
+            summary: SECRET.into(),
+            model: SECRET.into(),
+            usage: Default::default(),
+            cost_usd: None,
+        },
         Event::ModelSwitched {
             index: 1,
             model: "openai:n".into(),
@@ -251,6 +259,7 @@ fn covered(event: &Event) {
         | Event::ModelFallback { .. }
         | Event::ModelFailed { .. }
         | Event::ModelSwitched { .. }
+        | Event::ContextCompacted { .. }
         | Event::ToolRefused { .. }
         | Event::ToolStarted { .. }
         | Event::ToolFinished { .. }

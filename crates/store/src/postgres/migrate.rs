@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
     super::schedule::MIGRATION,
     // Provider rate limits shared by every process (`postgres/rate.rs`).
     super::rate::MIGRATION,
+    // State snapshots, so a long run loads in bounded time (`postgres/snapshot.rs`).
+    super::snapshot::MIGRATION,
 ];
 
 /// The schema version this build writes.

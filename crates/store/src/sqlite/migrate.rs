@@ -94,6 +94,8 @@ const MIGRATIONS: &[&str] = &[
     super::schedule::MIGRATION,
     // Provider rate limits shared by every process (`sqlite/rate.rs`).
     super::rate::MIGRATION,
+    // State snapshots, so a long run loads in bounded time (`sqlite/snapshot.rs`).
+    super::snapshot::MIGRATION,
 ];
 
 /// The schema version this build writes.
