@@ -1,14 +1,12 @@
-//! HTTPS: a listener that completes a rustls handshake on every connection it accepts.
+//! HTTPS: the rustls configuration every accepted connection is handshaken with (in
+//! `conn.rs`).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 /// A TLS acceptor for the certificate chain and key in `cert` and `key` (PEM).
 pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
@@ -33,49 +31,4 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     // connection instead of queueing them behind its six HTTP/1.1 connections per origin.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TCP connections and hands on the ones whose TLS handshake succeeds.
-pub(crate) struct Listener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl Listener {
-    pub(crate) fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> Listener {
-        Listener { tcp, acceptor }
-    }
-}
-
-impl axum::serve::Listener for Listener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = match self.tcp.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // A handshake that stalls must not hold up the others: bounded.
-            let handshake = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                self.acceptor.accept(stream),
-            )
-            .await;
-            match handshake {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }

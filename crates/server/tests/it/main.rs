@@ -5,5 +5,6 @@ mod api;
 mod console;
 mod document;
 mod roles;
+mod serving;
 mod streams;
 mod util;

@@ -63,6 +63,7 @@ pub(crate) struct TestServer {
     _mock: MockHandle,
     pub root: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -129,7 +130,7 @@ impl TestServer {
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
+        let served = tokio::spawn(async move {
             server
                 .serve(
                     async move {
@@ -151,6 +152,7 @@ impl TestServer {
             _mock: mock,
             root,
             stop: Some(stop),
+            served: Some(served),
             _dir: dir,
         }
     }
@@ -221,6 +223,18 @@ impl TestServer {
         std::fs::read_to_string(self.root.join("ledger.txt"))
             .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default()
+    }
+}
+
+impl TestServer {
+    /// Stops the server as SIGTERM does, and waits until `serve` has returned.
+    pub(crate) async fn shut_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.expect("serve returns without panicking");
+        }
     }
 }
 
