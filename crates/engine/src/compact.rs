@@ -25,7 +25,7 @@ pub(crate) fn due(state: &RunState) -> Option<Range<usize>> {
     if state.context.strategy != Strategy::Summarize || !crate::tokens::context(state).trimmed {
         return None;
     }
-    context::compactable(&state.messages(), state.context.keep_last_turns)
+    context::compactable(state.messages(), state.context.keep_last_turns)
 }
 
 /// Output tokens a summary may take: `max_tokens`, at most a quarter of the budget.
