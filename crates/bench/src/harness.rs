@@ -143,3 +143,56 @@ impl Observer for InFlight {
         }
     }
 }
+
+/// The one-call script the worker benchmarks' mock answers from: `ok INPUT`.
+pub(crate) const ONE_CALL_SCRIPT: &str =
+    "[[scenario]]\nname = \"answer\"\n[[scenario.turn]]\ntext = \"ok {input}\"\n";
+
+/// A directory `name` under the fixture's root with [`ONE_CALL_SCRIPT`] in `script.toml`;
+/// returns the directory and the script's path.
+pub(crate) fn one_call_dir(
+    fixture: &Fixture,
+    name: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), Error> {
+    let dir = fixture.root().join(name);
+    std::fs::create_dir_all(&dir).map_err(Error::io("creating a benchmark directory"))?;
+    let script = dir.join("script.toml");
+    std::fs::write(&script, ONE_CALL_SCRIPT).map_err(Error::io("writing the mock's script"))?;
+    Ok((dir, script))
+}
+
+/// Writes `dir/agent.toml`, an agent `name` of one model call to the mock at `base_url`, its
+/// `[model]` and `[providers.mock]` sections ending with `model_keys` and `provider_keys`, and
+/// submits `runs` runs of it to the SQLite journal at `db` (queued, for workers to drive).
+pub(crate) fn queue_one_call_runs(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    db: &Path,
+    agent: (&str, &str, &str),
+    base_url: &str,
+    runs: usize,
+) -> Result<Arc<dyn chassis_store::Journal>, Error> {
+    let (name, model_keys, provider_keys) = agent;
+    std::fs::write(dir.join("prompt.md.j2"), "Answer: {{ input }}\n")
+        .map_err(Error::io("writing the prompt"))?;
+    let spec = dir.join("agent.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[agent]\nname = {name:?}\nprompt = \"prompt.md.j2\"\n\n[model]\n\
+             primary = \"mock:m\"\n{model_keys}\n[providers.mock]\nkind = \"openai\"\n\
+             base_url = {base_url:?}\n{provider_keys}\n"
+        ),
+    )
+    .map_err(Error::io("writing the agent"))?;
+    let journal: Arc<dyn chassis_store::Journal> = journal(db, Sync::Full)?;
+    let engine = Engine::new(Arc::clone(&journal));
+    runtime.block_on(async {
+        let agent = Agent::load(&spec).await?;
+        for i in 0..runs {
+            engine.submit(&agent, &format!("job {i}")).await?;
+        }
+        Ok::<(), Error>(())
+    })?;
+    Ok(journal)
+}

@@ -101,6 +101,24 @@ impl MockProcess {
         &self.base_url
     }
 
+    /// The mock's counters (`GET /_mock/stats`: requests, faults, connections, …), read with
+    /// `client`.
+    pub(crate) async fn stats(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<serde_json::Value, String> {
+        let url = format!("{}/_mock/stats", self.base_url.trim_end_matches("/v1"));
+        let body = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("the mock's stats: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("the mock's stats: {e}"))?;
+        serde_json::from_str(&body).map_err(|e| format!("the mock's stats: {e}"))
+    }
+
     /// CPU time the mock has used so far.
     pub(crate) fn cpu_seconds(&self) -> Option<f64> {
         measure::cpu_seconds(Some(self.child.id()))

@@ -8,18 +8,14 @@
 //! came at (at most N a minute, by construction of the limit).
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chassis_engine::{Agent, Engine};
-use chassis_store::{Journal, ListFilter, Sync};
+use chassis_store::ListFilter;
 
 use crate::mock::MockProcess;
 use crate::{Bench, Error, Figure, Target, Unit, harness};
 
 const WORKERS: usize = 4;
-
-const SCRIPT: &str = "[[scenario]]\nname = \"answer\"\n[[scenario.turn]]\ntext = \"ok {input}\"\n";
 
 /// Worker processes, SIGKILLed (and reaped) when dropped: the journal keeps everything.
 struct Workers(Vec<Child>);
@@ -40,10 +36,7 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
          requests/min and a mock answering 429 above it (about {:.0} s)",
         runs as f64 * 60.0 / f64::from(rpm)
     ));
-    let dir = bench.fixture.root().join("rate-limit");
-    std::fs::create_dir_all(&dir).map_err(Error::io("creating the rate-limit directory"))?;
-    let script = dir.join("script.toml");
-    std::fs::write(&script, SCRIPT).map_err(Error::io("writing the mock's script"))?;
+    let (dir, script) = harness::one_call_dir(bench.fixture, "rate-limit")?;
     let mock = MockProcess::start_with(
         bench.chassis,
         &script,
@@ -51,30 +44,16 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         None,
         &["--rpm-limit".to_string(), rpm.to_string()],
     )?;
-    std::fs::write(dir.join("prompt.md.j2"), "Answer: {{ input }}\n")
-        .map_err(Error::io("writing the prompt"))?;
-    let spec = dir.join("agent.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "[agent]\nname = \"limited\"\nprompt = \"prompt.md.j2\"\n\n[model]\n\
-             primary = \"mock:m\"\n\n[providers.mock]\nkind = \"openai\"\nbase_url = {:?}\n\
-             rpm = {rpm}\n",
-            mock.base_url()
-        ),
-    )
-    .map_err(Error::io("writing the agent"))?;
     let db = bench.fixture.db("rate-limit");
     let runtime = harness::runtime()?;
-    let journal: Arc<dyn Journal> = harness::journal(&db, Sync::Full)?;
-    let engine = Engine::new(Arc::clone(&journal));
-    runtime.block_on(async {
-        let agent = Agent::load(&spec).await?;
-        for i in 0..runs {
-            engine.submit(&agent, &format!("job {i}")).await?;
-        }
-        Ok::<(), Error>(())
-    })?;
+    let journal = harness::queue_one_call_runs(
+        &runtime,
+        &dir,
+        &db,
+        ("limited", "", &format!("rpm = {rpm}")),
+        mock.base_url(),
+        runs,
+    )?;
 
     let began = Instant::now();
     let mut workers = Workers(Vec::new());
@@ -110,21 +89,12 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
     })?;
     let took = began.elapsed().as_secs_f64();
     drop(workers);
-    let stats: serde_json::Value = runtime.block_on(async {
-        let url = format!("{}/_mock/stats", mock.base_url().trim_end_matches("/v1"));
-        let client = chassis_http::builder(chassis_http::HttpVersion::Http1)
-            .build()
-            .map_err(|e| bench.failed(format!("an HTTP client: {e}")))?;
-        let body = client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| bench.failed(format!("the mock's stats: {e}")))?
-            .text()
-            .await
-            .map_err(|e| bench.failed(format!("the mock's stats: {e}")))?;
-        serde_json::from_str(&body).map_err(|e| bench.failed(format!("the mock's stats: {e}")))
-    })?;
+    let client = chassis_http::builder(chassis_http::HttpVersion::Http1)
+        .build()
+        .map_err(|e| bench.failed(format!("an HTTP client: {e}")))?;
+    let stats = runtime
+        .block_on(mock.stats(&client))
+        .map_err(|e| bench.failed(e))?;
     if completed < runs {
         return Err(bench.failed(format!("{completed} of {runs} runs completed")));
     }

@@ -9,11 +9,7 @@
 //! shares its HTTP client, so the runs share a handful of connections instead of one each.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use chassis_engine::{Agent, Engine};
-use chassis_store::{Journal, Sync};
 
 use crate::mock::MockProcess;
 use crate::{Bench, Error, Figure, Target, Unit, harness, measure};
@@ -23,8 +19,6 @@ const TARGET_RUNS: usize = 1_000;
 const TARGET_MB: f64 = 60.0;
 
 const MB: f64 = 1e6;
-
-const SCRIPT: &str = "[[scenario]]\nname = \"answer\"\n[[scenario.turn]]\ntext = \"ok {input}\"\n";
 
 /// The worker process, SIGKILLed (and reaped) when dropped: the journal keeps everything.
 struct Worker(Child);
@@ -44,53 +38,29 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
          that answers after {} ms",
         latency.as_millis()
     ));
-    let dir = bench.fixture.root().join("worker-memory");
-    std::fs::create_dir_all(&dir).map_err(Error::io("creating the worker-memory directory"))?;
-    let script = dir.join("script.toml");
-    std::fs::write(&script, SCRIPT).map_err(Error::io("writing the mock's script"))?;
+    let (dir, script) = harness::one_call_dir(bench.fixture, "worker-memory")?;
     let mock = MockProcess::start(bench.chassis, &script, latency, bench.pinning.mock_cpu)?;
-    std::fs::write(dir.join("prompt.md.j2"), "Answer: {{ input }}\n")
-        .map_err(Error::io("writing the prompt"))?;
-    let spec = dir.join("agent.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "[agent]\nname = \"held\"\nprompt = \"prompt.md.j2\"\n\n[model]\n\
-             primary = \"mock:m\"\ntimeout = \"600s\"\n\n[providers.mock]\nkind = \"openai\"\n\
-             base_url = {:?}\nhttp = {:?}\n",
-            mock.base_url(),
-            crate::http_name(bench.fixture.http())
-        ),
-    )
-    .map_err(Error::io("writing the agent"))?;
     let db = bench.fixture.db("worker-memory");
     let runtime = harness::runtime()?;
-    let journal: Arc<dyn Journal> = harness::journal(&db, Sync::Full)?;
-    let engine = Engine::new(Arc::clone(&journal));
-    runtime.block_on(async {
-        let agent = Agent::load(&spec).await?;
-        for i in 0..runs {
-            engine.submit(&agent, &format!("job {i}")).await?;
-        }
-        Ok::<(), Error>(())
-    })?;
+    harness::queue_one_call_runs(
+        &runtime,
+        &dir,
+        &db,
+        (
+            "held",
+            "timeout = \"600s\"",
+            &format!("http = {:?}", crate::http_name(bench.fixture.http())),
+        ),
+        mock.base_url(),
+        runs,
+    )?;
     let client = chassis_http::builder(chassis_http::HttpVersion::Http1)
         .build()
         .map_err(|e| bench.failed(format!("an HTTP client: {e}")))?;
-    let stats_url = format!("{}/_mock/stats", mock.base_url().trim_end_matches("/v1"));
     let stats = || {
-        runtime.block_on(async {
-            let body = client
-                .get(&stats_url)
-                .send()
-                .await
-                .map_err(|e| bench.failed(format!("the mock's stats: {e}")))?
-                .text()
-                .await
-                .map_err(|e| bench.failed(format!("the mock's stats: {e}")))?;
-            serde_json::from_str::<serde_json::Value>(&body)
-                .map_err(|e| bench.failed(format!("the mock's stats: {e}")))
-        })
+        runtime
+            .block_on(mock.stats(&client))
+            .map_err(|e| bench.failed(e))
     };
 
     let worker = Worker(
