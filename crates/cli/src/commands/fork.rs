@@ -2,11 +2,9 @@
 //! another (time travel), linked to it.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use crate::commands::resume::{explain_held, os_user};
-use crate::commands::{open_existing_journal, print_outcome};
-use crate::progress::Progress;
+use crate::commands::open_existing_journal;
+use crate::commands::resume::os_user;
 
 /// Arguments of `chassis fork`.
 #[derive(clap::Args)]
@@ -43,7 +41,7 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     };
     let journal = open_existing_journal(db).await?;
     args.run = crate::commands::resolve_run(journal.as_ref(), &args.run).await?;
-    let mut engine =
+    let engine =
         crate::commands::engine(db, journal).with_interrupt(crate::signals::interrupt_on_signals());
     crate::commands::learn_secrets(&engine, &args.run).await;
     let by = args.by.clone().unwrap_or_else(os_user);
@@ -66,21 +64,5 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
         }
         return Ok(crate::exit::COMPLETED);
     }
-    engine = crate::observed(engine);
-    if !crate::out::quiet() && !args.json {
-        engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));
-    }
-    let outcome = match engine.resume(&fork).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            explain_held(&e, &fork);
-            return Err(e.into());
-        }
-    };
-    crate::commands::run::deliver_before_exit(&engine, &outcome.run_id).await;
-    let code = print_outcome(&outcome, args.json);
-    if outcome.interrupted {
-        return Ok(crate::signals::report_interrupted(&outcome));
-    }
-    Ok(code)
+    crate::commands::resume::drive_here(engine, &fork, args.json, args.no_stream).await
 }

@@ -112,3 +112,31 @@ pub(crate) async fn run(db: &Path, mut args: Args) -> anyhow::Result<u8> {
     }
     Ok(code)
 }
+
+/// Drives `run` here until it stops (progress on a terminal, answers streamed unless
+/// `no_stream`, nothing but the JSON with `json`), then prints its outcome: how
+/// `send --resume` and `fork --resume` end, as `chassis resume` does.
+pub(crate) async fn drive_here(
+    engine: chassis_engine::Engine,
+    run: &str,
+    json: bool,
+    no_stream: bool,
+) -> anyhow::Result<u8> {
+    let mut engine = crate::observed(engine);
+    if !crate::out::quiet() && !json {
+        engine = engine.with_observer(Arc::new(Progress::streaming(!no_stream)));
+    }
+    let outcome = match engine.resume(run).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            explain_held(&e, run);
+            return Err(e.into());
+        }
+    };
+    crate::commands::run::deliver_before_exit(&engine, &outcome.run_id).await;
+    let code = print_outcome(&outcome, json);
+    if outcome.interrupted {
+        return Ok(crate::signals::report_interrupted(&outcome));
+    }
+    Ok(code)
+}
