@@ -214,9 +214,11 @@ irreversible = "auto"
 `);
 
   // An agent that only talks, to a mock that stalls every streamed answer midway for three
-  // seconds: long enough for a person (and this test) to see the answer arrive in pieces.
+  // seconds: long enough for a person (and this test) to see the answer arrive in pieces. It
+  // starts answering after two seconds, so that the run page is following the run by then:
+  // deltas are live only, never replayed to a stream that connects after them.
   const stalling = await start(
-    ['mock-model', '--script', join(dir, 'script.toml'), '--faults', 'stream_stall', '--fault-rate', '1', '--hang', '3s'],
+    ['mock-model', '--script', join(dir, 'script.toml'), '--faults', 'stream_stall', '--fault-rate', '1', '--hang', '3s', '--latency', '2s'],
     /^(http:\/\/\S+\/v1)$/,
   );
   const talkerDir = join(dir, 'agents/talker');
