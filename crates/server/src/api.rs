@@ -330,7 +330,9 @@ pub struct Cancel {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// The message; journaled with the token's name as its author.
+    /// The message; journaled with the token's name as its author. It must hold something
+    /// besides white space.
+    #[schema(min_length = 1)]
     pub text: String,
 }
 
@@ -340,10 +342,26 @@ pub struct SendMessage {
 pub struct ForkRun {
     /// How many of the run's events the fork starts with (from 1).
     #[schema(format = Int64, minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
     pub at: u64,
     /// A user message after the copied events (required where the copy ends completed).
     #[serde(default)]
     pub input: Option<String>,
+}
+
+/// A JSON number that is a whole number, written `5` or `5.0` (JSON Schema's `integer` allows
+/// both), as a `u64`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_u64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number of at least 0"
+        ))),
+    }
 }
 
 /// A fork just made: runnable at once, for the workers.

@@ -989,7 +989,11 @@ pub async fn outbox(
             DeliveryState::Failed => chassis_store::DeliveryStatus::Failed,
         }),
         run_id: query.run,
-        limit: Some(query.limit.unwrap_or(100).clamp(1, 1000)),
+        limit: Some(
+            int64(query.limit.map(|l| l as u64), "limit")?
+                .map_or(100, |l| l as usize)
+                .clamp(1, 1000),
+        ),
     };
     let deliveries: Vec<Delivery> =
         chassis_engine::list_deliveries(state.journal().as_ref(), &filter)
