@@ -213,13 +213,18 @@ impl Redactor {
         Stream::new(self.clone())
     }
 
-    /// Every literal secret, this process's issued tokens included.
-    fn literal_secrets(&self) -> impl Iterator<Item = String> + '_ {
-        let issued = issued();
-        self.secrets.iter().cloned().chain(
+    /// Every literal secret: this redactor's, then `issued` (this process's issued tokens, as
+    /// [`issued`] gave them, long enough to redact). Borrowed, so a caller on a hot path (a
+    /// stream's every piece) copies nothing.
+    fn literals<'a>(
+        &'a self,
+        issued: &'a Option<std::sync::Arc<[String]>>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.secrets.iter().map(String::as_str).chain(
             issued
-                .into_iter()
-                .flat_map(|t| t.to_vec())
+                .iter()
+                .flat_map(|t| t.iter())
+                .map(String::as_str)
                 .filter(|t| t.len() >= MIN_SECRET_LEN),
         )
     }
@@ -267,15 +272,10 @@ impl Redactor {
     fn redacted_plain(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
         let issued = issued();
-        for secret in self.secrets.iter().chain(
-            issued
-                .iter()
-                .flat_map(|t| t.iter())
-                .filter(|t| t.len() >= MIN_SECRET_LEN),
-        ) {
+        for secret in self.literals(&issued) {
             let current = out.as_deref().unwrap_or(text);
-            if current.contains(secret.as_str()) {
-                out = Some(current.replace(secret.as_str(), REDACTED));
+            if current.contains(secret) {
+                out = Some(current.replace(secret, REDACTED));
             }
         }
         for pattern in &self.patterns {
@@ -323,16 +323,8 @@ impl Redactor {
     fn matches(&self, text: &str) -> Vec<Range<usize>> {
         let mut found = Vec::new();
         let issued = issued();
-        for secret in self.secrets.iter().chain(
-            issued
-                .iter()
-                .flat_map(|t| t.iter())
-                .filter(|t| t.len() >= MIN_SECRET_LEN),
-        ) {
-            found.extend(
-                text.match_indices(secret.as_str())
-                    .map(|(i, s)| i..i + s.len()),
-            );
+        for secret in self.literals(&issued) {
+            found.extend(text.match_indices(secret).map(|(i, s)| i..i + s.len()));
         }
         for pattern in &self.patterns {
             found.extend(pattern.find_iter(text).map(|m| m.range()));

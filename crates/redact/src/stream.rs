@@ -72,7 +72,8 @@ impl Stream {
         let len = text.len();
         let mut cut = len;
         let mut longest = 0;
-        for secret in self.redactor.literal_secrets() {
+        let issued = crate::issued();
+        for secret in self.redactor.literals(&issued) {
             let secret = secret.as_bytes();
             longest = longest.max(secret.len());
             // The longest end of the text that is the beginning of this secret.
