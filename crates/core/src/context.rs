@@ -7,7 +7,9 @@
 //! `keep_last_turns` turns. A turn is a model reply with its tool results (a step), or a
 //! user message. To fit the rest:
 //!
-//! 1. a tool result larger than half of what the head leaves is clipped, with a note;
+//! 1. a tool result larger than half of what the head leaves is clipped, with a note; a model
+//!    reply that large has its largest tool-call arguments replaced by a note (arguments a
+//!    toolbox refused for their size, say) and then its text clipped;
 //! 2. the oldest tool results are replaced by a short note, turn by turn;
 //! 3. the oldest whole turns are left out (a reply always with its results), and a note says
 //!    how many steps are missing;
@@ -22,7 +24,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::Message;
+use crate::message::{AssistantMessage, Message, ToolCall};
 
 /// Default `[context] keep_last_turns`.
 pub const DEFAULT_KEEP_LAST_TURNS: u32 = 4;
@@ -158,6 +160,12 @@ fn left_out(bytes: usize) -> String {
     format!("[result left out to fit the context window: {bytes} bytes]")
 }
 
+/// What stands for tool-call arguments left out of a context: a JSON object, as every provider
+/// requires of arguments.
+fn arguments_left_out(bytes: usize) -> String {
+    format!("{{\"left_out\":\"arguments of {bytes} bytes, too large for the context window\"}}")
+}
+
 /// What ends a clipped tool result.
 fn clipped(kept: usize, bytes: usize) -> String {
     format!("\n[clipped to fit the context window: {kept} of {bytes} bytes shown]")
@@ -238,7 +246,10 @@ pub fn build<'a>(
     let share = budget.saturating_sub(head) / 2;
     for i in shape.head..messages.len() {
         if trim.sizes[i] > share {
-            trim.clip(i, share);
+            match messages[i] {
+                Message::Assistant(_) => trim.shrink_reply(i, share),
+                _ => trim.clip(i, share),
+            }
         }
     }
 
@@ -416,6 +427,66 @@ impl Trim<'_, '_> {
             }
         }
         let message = with(content.floor_char_boundary(lo));
+        self.replace(i, message);
+    }
+
+    /// Shrinks the reply at `i` toward `cap`: its tool calls' arguments replaced by a note,
+    /// largest first, until it fits; then, if it still does not, its text clipped.
+    fn shrink_reply(&mut self, i: usize, cap: u64) {
+        let Message::Assistant(reply) = &self.messages[i] else {
+            return;
+        };
+        let with = |left_out: &[bool], text: Option<String>| {
+            Message::Assistant(AssistantMessage {
+                content: text,
+                tool_calls: reply
+                    .tool_calls
+                    .iter()
+                    .zip(left_out)
+                    .map(|(call, &out)| ToolCall {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        arguments: if out {
+                            arguments_left_out(call.arguments.len())
+                        } else {
+                            call.arguments.clone()
+                        },
+                    })
+                    .collect(),
+            })
+        };
+        let mut order: Vec<usize> = (0..reply.tool_calls.len()).collect();
+        order.sort_by_key(|&c| std::cmp::Reverse(reply.tool_calls[c].arguments.len()));
+        let mut left_out = vec![false; reply.tool_calls.len()];
+        let mut message = with(&left_out, reply.content.clone());
+        for c in order {
+            let bytes = reply.tool_calls[c].arguments.len();
+            if (self.estimate)(&message) <= cap || bytes <= arguments_left_out(bytes).len() {
+                break;
+            }
+            left_out[c] = true;
+            message = with(&left_out, reply.content.clone());
+        }
+        if let Some(text) = reply.content.as_deref()
+            && (self.estimate)(&message) > cap
+        {
+            let clipped_to = |kept: usize| {
+                with(
+                    &left_out,
+                    Some(format!("{}{}", &text[..kept], clipped(kept, text.len()))),
+                )
+            };
+            let (mut lo, mut hi) = (0, text.len());
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if (self.estimate)(&clipped_to(text.floor_char_boundary(mid))) <= cap {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            message = clipped_to(text.floor_char_boundary(lo));
+        }
         self.replace(i, message);
     }
 

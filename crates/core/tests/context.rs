@@ -195,7 +195,14 @@ proptest! {
                 _ => None,
             })
             .collect();
-        prop_assert!(sent_replies.ends_with(&kept_replies));
+        // A reply too large for its share may go with a note for arguments or clipped text,
+        // but always with the same calls.
+        let calls = |reply: &&AssistantMessage| -> Vec<(String, String)> {
+            reply.tool_calls.iter().map(|c| (c.id.clone(), c.name.clone())).collect()
+        };
+        let sent_calls: Vec<_> = sent_replies.iter().map(calls).collect();
+        let kept_calls: Vec<_> = kept_replies.iter().map(calls).collect();
+        prop_assert!(sent_calls.ends_with(&kept_calls));
         // Within the budget whenever what must stay fits.
         if fixed(&messages, keep) <= budget {
             prop_assert!(total <= budget, "{} > {}", total, budget);
@@ -246,4 +253,40 @@ fn left_out_steps_are_counted_in_a_note_after_the_head() {
     assert!(replies >= 2, "the last turns stay");
     let expected = format!("[context: {} earlier steps were left out", 10 - replies);
     assert!(content.starts_with(&expected), "{content}");
+}
+
+#[test]
+fn a_reply_with_arguments_too_large_for_its_share_keeps_its_calls_with_a_note() {
+    let mut messages = conversation(
+        &[Turn::Reply {
+            text: 20,
+            results: vec![100, 100],
+        }],
+        0,
+    );
+    let Message::Assistant(reply) = &mut messages[2] else {
+        panic!("a reply follows the head: {messages:?}");
+    };
+    let huge = format!("{{\"content\":\"{}\"}}", "x".repeat(50_000));
+    reply.tool_calls[0].arguments = huge.clone();
+    let small = reply.tool_calls[1].arguments.clone();
+    let built = context::build(&messages, 2_000, 4, &estimate);
+    let Message::Assistant(sent) = &built.messages[2] else {
+        panic!("the reply stays: {:?}", built.messages);
+    };
+    // Both calls stay, with their ids (their results follow); only the large one is a note,
+    // valid JSON naming the size.
+    assert_eq!(sent.tool_calls.len(), 2);
+    let note: serde_json::Value = serde_json::from_str(&sent.tool_calls[0].arguments).unwrap();
+    assert!(
+        note["left_out"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("arguments of {} bytes", huge.len())),
+        "{note}"
+    );
+    assert_eq!(sent.tool_calls[1].arguments, small);
+    assert_eq!(sent.content.as_deref(), Some("t".repeat(20).as_str()));
+    pairs(&built.messages).unwrap();
+    assert!(built.messages.iter().map(estimate).sum::<u64>() <= 2_000);
 }

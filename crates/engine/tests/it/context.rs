@@ -252,3 +252,94 @@ async fn a_100_step_conversation_under_an_8k_window_completes_under_both_strateg
 async fn a_1000_step_conversation_under_an_8k_window_completes_under_both_strategies() {
     long_conversation(1000).await;
 }
+
+/// A reply whose tool arguments are past `max_tool_args_bytes` (yet inside the reply limit) is
+/// refused with its size named, and the next call's context carries a note in place of those
+/// arguments: the run goes on inside its window instead of failing on its input budget, or
+/// sending megabytes on every later call.
+#[tokio::test]
+async fn arguments_refused_for_their_size_do_not_fill_the_next_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(&root.join("prompt.j2"), "Write the file.");
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    let content = "x".repeat(2 * 1024 * 1024);
+    let script = format!(
+        "[[scenario]]\n\
+         [[scenario.turn]]\ntool_calls = [{{ name = \"write_file\", arguments = {{ path = \"out.txt\", content = \"{content}\" }} }}, \
+         {{ name = \"write_file\", arguments = {{ path = \"small.txt\", content = \"small\" }} }}]\n\
+         [[scenario.turn]]\ntext = \"done\"\n"
+    );
+    let mock = chassis_mock::start(
+        MockConfig::default(),
+        Script::from_toml_str(&script).unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    write(
+        &root.join("agent.toml"),
+        &format!(
+            r#"
+[agent]
+name = "writer"
+prompt = "prompt.j2"
+[model]
+primary = "m:model"
+max_tokens = 100
+[providers.m]
+kind = "openai"
+base_url = "{}"
+[[tools]]
+use = "builtin:fs"
+root = "data"
+only = ["write_file"]
+[limits]
+# The mock counts the arguments as output tokens, whatever max_tokens says.
+max_output_tokens = 100000000
+max_total_tokens = 100000000
+"#,
+            mock.base_url()
+        ),
+    );
+    let agent = Agent::load(&root.join("agent.toml")).await.unwrap();
+    let budget = agent.spec.context_policy().max_context_tokens;
+    let journal: Arc<dyn Journal> =
+        Arc::new(SqliteJournal::open(&root.join("j.db"), Sync::Normal).unwrap());
+    let engine = Engine::new(journal);
+
+    let outcome = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.output.as_deref(), Some("done"));
+    assert!(!root.join("data/out.txt").exists(), "a refused call ran");
+    // The reply's other call ran (the mock moves on only from a turn not wholly refused).
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/small.txt")).unwrap(),
+        "small"
+    );
+
+    let events: Vec<Event> = engine
+        .journal()
+        .load(&outcome.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    let refusal = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ToolRefused { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("the call is refused");
+    assert!(refusal.contains("2097"), "the size is named: {refusal}");
+
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 2);
+    assert!(
+        stats.largest_prompt_chars <= budget,
+        "the second call fits its window: {} > {budget}",
+        stats.largest_prompt_chars
+    );
+}
