@@ -176,7 +176,15 @@ async fn serve_h1<I>(io: TokioIo<I>, service: Service, mut stop: watch::Receiver
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut connection = pin!(http1::Builder::new().serve_connection(io, service));
+    // Half-close allowed: while a response is in flight (a run's stream, for hours) hyper does
+    // not keep reading the socket to spot the client's EOF, which reserved a second 8 kB read
+    // buffer in every idle stream. A client that went away is found by the next write instead:
+    // a stream's heartbeat (15 s) fails and ends the connection.
+    let mut connection = pin!(
+        http1::Builder::new()
+            .half_close(true)
+            .serve_connection(io, service)
+    );
     let mut stopping = false;
     loop {
         tokio::select! {

@@ -264,9 +264,12 @@ impl Server {
         let graceful = async move {
             let _ = stop_serving.wait_for(|s| *s).await;
         };
+        let state = self.state.clone();
         let trigger = tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
+            // Streams would hold their connections open for as long as their runs go on.
+            state.hub().close();
         });
         conn::serve(listener, tls, router, graceful).await;
         hup.abort();

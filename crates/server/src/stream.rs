@@ -5,7 +5,9 @@
 //! the server, is the source. Events this server's own engine makes durable wake the streams
 //! that follow their run at once (the [`Hub`]); events written by other processes (another
 //! instance, a `chassis worker`, a CLI) are found by polling. The stream ends after the run's
-//! terminal event.
+//! terminal event, or when the server stops ([`Hub::close`]): a stream never ends by itself
+//! otherwise, so a stopping server ends it and the client resumes from its `Last-Event-ID` on
+//! the next instance.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -88,14 +90,25 @@ struct Channel {
 
 /// Tells streams in this process that their run has new durable events, and hands them the
 /// deltas of its model calls.
-#[derive(Default)]
 pub struct Hub {
     runs: Mutex<HashMap<String, Channel>>,
+    /// Turns once the server stops: every stream ends.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            runs: Mutex::default(),
+            closing: watch::channel(false).0,
+        }
+    }
 }
 
 /// What a new follower gets: wake-ups, live deltas, and the deltas of the call in flight.
 pub struct Subscription {
     woken: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
     deltas: broadcast::Receiver<Arc<DeltaMessage>>,
     in_flight: Vec<Arc<DeltaMessage>>,
 }
@@ -106,6 +119,7 @@ impl Hub {
         let Ok(mut runs) = self.runs.lock() else {
             return Subscription {
                 woken: watch::channel(0).1,
+                closing: self.closing.subscribe(),
                 deltas: broadcast::channel(1).1,
                 in_flight: Vec::new(),
             };
@@ -124,9 +138,16 @@ impl Hub {
         channel.last_follower = now;
         Subscription {
             woken: channel.seq.subscribe(),
+            closing: self.closing.subscribe(),
             deltas: channel.deltas.subscribe(),
             in_flight: channel.in_flight.clone(),
         }
+    }
+
+    /// Ends every stream, now and from now on: the server is stopping (the clients resume
+    /// elsewhere, or once it is back, from their `Last-Event-ID`).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     fn durable(&self, run_id: &str, seq: u64) {
@@ -190,6 +211,7 @@ struct Cursor {
     /// Whether the journal was read to its end once (live deltas go out from then on).
     caught_up: bool,
     woken: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
     deltas: broadcast::Receiver<Arc<DeltaMessage>>,
     ended: bool,
 }
@@ -204,6 +226,7 @@ pub fn follow(
     let subscription = hub.subscribe(&run_id);
     let cursor = Cursor {
         woken: subscription.woken,
+        closing: subscription.closing,
         deltas: subscription.deltas,
         replay: subscription.in_flight.into(),
         answered: 0,
@@ -234,6 +257,9 @@ fn delta_event(delta: &DeltaMessage) -> SseEvent {
 /// a call's deltas before it journals the answer, so none is overtaken by its own answer.
 async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
     loop {
+        if *cursor.closing.borrow() {
+            return None;
+        }
         // Deltas first: every delta of a call was sent before its answer was journaled, so one
         // waiting in the channel may belong to an answer already read from the journal.
         if cursor.caught_up {
@@ -307,6 +333,9 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
                 Err(broadcast::error::RecvError::Closed) => tokio::time::sleep(POLL).await,
             },
             _ = cursor.woken.changed() => {}
+            closing = cursor.closing.changed() => if closing.is_err() {
+                return None;
+            },
             () = tokio::time::sleep(POLL) => {}
         }
     }

@@ -81,3 +81,48 @@ async fn a_stop_closes_idle_connections_and_refuses_new_ones() {
         assert!(refused.is_err(), "served after the stop: {refused:?}");
     }
 }
+
+/// A stop ends the streams that follow runs still going (they would hold their connections for
+/// as long as the runs last): each follower, HTTP/1.1 and HTTP/2, sees its stream end without
+/// a terminal event (the sign to resume from its `Last-Event-ID` elsewhere), and the server
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_streams_of_runs_still_going() {
+    let server = TestServer::start(0, Duration::ZERO).await;
+    let run_id = server.start_run("pay the invoice").await;
+    let mut streams = Vec::new();
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let mut stream = client(version)
+            .get(format!("{}/v1/runs/{run_id}/stream", server.base))
+            .bearer_auth(&server.tokens.viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        // Read up to the first event: the stream has begun and caught up with the journal.
+        let mut read = String::new();
+        while !read.contains("\n\n") {
+            let chunk = stream.chunk().await.unwrap().expect("the stream is open");
+            read.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        streams.push((version, stream, read));
+    }
+    // Generous bounds: without the stop ending them, neither would ever return.
+    tokio::time::timeout(Duration::from_secs(60), server.shut_down())
+        .await
+        .expect("the server returns with streams open");
+    for (version, mut stream, mut read) in streams {
+        let ended = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                read.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "{version:?}: the stream did not end: {read}");
+        assert!(read.contains("run_started"), "{version:?}: {read}");
+        assert!(
+            !read.contains("run_completed") && !read.contains("run_failed"),
+            "{version:?}: the run had not ended: {read}"
+        );
+    }
+}
