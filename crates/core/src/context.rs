@@ -244,9 +244,9 @@ pub fn build<'a>(
 
     // 1. A result too large for its share is clipped wherever it is.
     let share = budget.saturating_sub(head) / 2;
-    for i in shape.head..messages.len() {
+    for (i, message) in messages.iter().enumerate().skip(shape.head) {
         if trim.sizes[i] > share {
-            match messages[i] {
+            match message {
                 Message::Assistant(_) => trim.shrink_reply(i, share),
                 _ => trim.clip(i, share),
             }
