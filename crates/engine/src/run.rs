@@ -1679,8 +1679,10 @@ impl<'e> Step<'e> {
             self.record(call_event(step, event))?;
         }
         match result {
-            Ok(response) => {
+            Ok(mut response) => {
                 tracing::debug!(run_id = self.run_id, step, latency_ms, served_by = %response.served_by, "model answered");
+                // Arguments past their bound go at once, not after being journaled and folded.
+                let oversized = agent.toolbox.leave_out_oversized(&mut response.message);
                 let usage = response.usage;
                 let cost_usd = self.state.prices.get(&response.served_by).map(|p| {
                     p.cost(
@@ -1689,6 +1691,10 @@ impl<'e> Step<'e> {
                         usage.output_tokens,
                     )
                 });
+                let names: Vec<String> = oversized
+                    .iter()
+                    .map(|(index, _)| response.message.tool_calls[*index].name.clone())
+                    .collect();
                 self.record(Event::ModelResponded {
                     step,
                     cost_usd,
@@ -1697,7 +1703,17 @@ impl<'e> Step<'e> {
                     usage: response.usage,
                     finish_reason: response.finish_reason,
                     latency_ms,
-                })
+                })?;
+                for ((index, refusal), name) in oversized.into_iter().zip(names) {
+                    let call_id = chassis_core::state::call_id(step, index);
+                    tracing::info!(run_id = self.run_id, %call_id, tool = %name, %refusal, "tool call refused");
+                    self.record(Event::ToolRefused {
+                        call_id,
+                        name,
+                        error: refusal.to_string(),
+                    })?;
+                }
+                Ok(())
             }
             Err(error) => {
                 let shown = self.redactor.redact(&error.to_string());

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chassis_core::ToolDef;
 use chassis_core::spec::{McpServerSpec, McpTransport, ToolBounds, ToolSpec};
+use chassis_core::{AssistantMessage, ToolDef};
 use serde_json::Value;
 
 use crate::bounded::Bounded;
@@ -252,6 +252,35 @@ impl Toolbox {
             max_bytes: self.bounds.max_result_bytes,
         });
         Ok((args, tool))
+    }
+
+    /// Leaves out of `reply` the arguments past the toolbox's bound, as soon as the reply is
+    /// read: each is replaced by a note naming its size (a JSON object, as providers require),
+    /// so it is never parsed, journaled, folded or sent again. Gives each such call's index in
+    /// the reply with its refusal, which names the size.
+    pub fn leave_out_oversized(&self, reply: &mut AssistantMessage) -> Vec<(usize, Refusal)> {
+        let limit = self.bounds.max_args_bytes;
+        let mut refused = Vec::new();
+        for (index, call) in reply.tool_calls.iter_mut().enumerate() {
+            let bytes = call.arguments.len() as u64;
+            if bytes > limit {
+                call.arguments = serde_json::json!({
+                    "left_out": format!(
+                        "arguments of {bytes} bytes, past limits.max_tool_args_bytes ({limit})"
+                    )
+                })
+                .to_string();
+                refused.push((
+                    index,
+                    Refusal::ArgumentsTooLarge {
+                        tool: call.name.clone(),
+                        bytes,
+                        limit,
+                    },
+                ));
+            }
+        }
+        refused
     }
 
     fn names(&self) -> impl Iterator<Item = &str> {

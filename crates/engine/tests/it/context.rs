@@ -254,8 +254,8 @@ async fn a_1000_step_conversation_under_an_8k_window_completes_under_both_strate
 }
 
 /// A reply whose tool arguments are past `max_tool_args_bytes` (yet inside the reply limit) is
-/// refused with its size named, and the next call's context carries a note in place of those
-/// arguments: the run goes on inside its window instead of failing on its input budget, or
+/// refused with its size named, the arguments are left out as soon as the reply is read (never
+/// journaled nor folded), and the next call's context carries a note in place of them: the run goes on inside its window instead of failing on its input budget, or
 /// sending megabytes on every later call.
 #[tokio::test]
 async fn arguments_refused_for_their_size_do_not_fill_the_next_context() {
@@ -334,6 +334,19 @@ max_total_tokens = 100000000
         })
         .expect("the call is refused");
     assert!(refusal.contains("2097"), "the size is named: {refusal}");
+    // The arguments were left out as soon as the reply was read: the journal keeps a note.
+    let journaled = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ModelResponded { message, .. } => message.tool_calls.first(),
+            _ => None,
+        })
+        .expect("the reply is journaled");
+    assert!(
+        journaled.arguments.len() < 200 && journaled.arguments.contains("2097"),
+        "{}",
+        &journaled.arguments[..journaled.arguments.len().min(200)]
+    );
 
     let stats = mock.stats();
     assert_eq!(stats.requests, 2);
