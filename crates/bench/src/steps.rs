@@ -518,16 +518,17 @@ pub(crate) fn child(spec: &str) -> Result<String, Error> {
         }
         Kind::Loop => {
             let notes = spec.dir.join("notes");
-            crate::minimal_loop::drive(&spec.base_url, &spec.db, &notes, spec.warmup, spec.steps)?;
+            let mut minimal = crate::minimal_loop::Loop::open(&spec.base_url, &spec.db, &notes)?;
+            minimal.drive(spec.warmup, spec.steps)?;
             trace::mark(&spec.dir, true);
             before = proc_io();
             for _ in 0..spec.runs {
                 let began = Instant::now();
-                let done =
-                    crate::minimal_loop::drive(&spec.base_url, &spec.db, &notes, 1, spec.steps)?;
+                let done = minimal.drive(1, spec.steps)?;
                 wall_ms.push(ms(began.elapsed()) / done as f64);
                 steps += done;
             }
+            drop(minimal);
         }
     }
     let db_bytes = checkpoint(&spec.db)?;
