@@ -15,6 +15,7 @@ mod error;
 mod fixture;
 mod harness;
 mod journal_size;
+mod layouts;
 mod measure;
 mod memory;
 mod minimal_loop;
@@ -28,6 +29,7 @@ mod server;
 mod steps;
 mod streaming;
 mod throughput;
+mod trace;
 mod worker_memory;
 
 use std::path::PathBuf;
@@ -67,13 +69,17 @@ pub enum Group {
     /// written to disk and fsyncs, beside a minimal hand-written loop; instructions of a whole
     /// `chassis run` against a warm engine.
     Steps,
+    /// The events table's layout (key, rowid or not, page size) against the bytes written and
+    /// the fsyncs of a durable step: one real run replayed into each layout.
+    Layouts,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 10] = [
+    pub const ALL: [Group; 11] = [
         Group::Overhead,
         Group::Steps,
+        Group::Layouts,
         Group::Throughput,
         Group::Streaming,
         Group::Memory,
@@ -85,10 +91,11 @@ impl Group {
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 10] = [
+    const RUN_ORDER: [Group; 11] = [
         Group::Memory,
         Group::Overhead,
         Group::Steps,
+        Group::Layouts,
         Group::Throughput,
         Group::Streaming,
         Group::Journal,
@@ -111,6 +118,7 @@ impl Group {
             Group::Streaming => "streaming",
             Group::RateLimit => "rate-limit",
             Group::Steps => "steps",
+            Group::Layouts => "layouts",
         }
     }
 
@@ -342,6 +350,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
                 | Group::Resume
                 | Group::Streaming
                 | Group::Steps
+                | Group::Layouts
         )
     });
     let mock = if needs_mock {
@@ -382,6 +391,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::Streaming => streaming::run(&bench)?,
             Group::RateLimit => rate_limit::run(&bench)?,
             Group::Steps => steps::run(&bench)?,
+            Group::Layouts => layouts::run(&bench)?,
         };
         report.extend(figures);
     }
@@ -391,11 +401,16 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
     Ok(report)
 }
 
-/// The work of one child process of the `steps` group (`chassis bench --child SPEC`, which
-/// the group starts itself, plain or under `strace` or `valgrind`): drives the runs `spec`
-/// describes and returns one line of JSON saying what it did.
+/// The work of one child process of the `steps` or `layouts` group (`chassis bench --child
+/// SPEC`, which the group starts itself, plain or under `strace` or `valgrind`): drives the
+/// runs `spec` describes (or replays a recorded run into a layout) and returns one line of
+/// JSON saying what it did.
 pub fn child(spec: &str) -> Result<String, Error> {
-    steps::child(spec)
+    let parsed: Option<serde_json::Value> = serde_json::from_str(spec).ok();
+    match parsed {
+        Some(v) if v["kind"] == "layout" => layouts::child(&v),
+        _ => steps::child(spec),
+    }
 }
 
 /// What every benchmark group gets.

@@ -41,6 +41,31 @@ pub(crate) fn rss_of(pid: u32) -> Option<u64> {
     rss_at(&format!("/proc/{pid}/status")).map(|(now, _)| now)
 }
 
+/// What this process has written so far, from `/proc/self/io`: `wchar`, the bytes passed to
+/// write calls (whatever became of them), and `write_bytes`, the bytes it caused to reach the
+/// block layer (counted in whole pages as they are dirtied; zero where the kernel does not
+/// account it, as in some containers).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ProcIo {
+    pub(crate) wchar: u64,
+    pub(crate) write_bytes: u64,
+}
+
+/// [`ProcIo`] now; zeros when `/proc/self/io` cannot be read.
+pub(crate) fn proc_io() -> ProcIo {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    ProcIo {
+        wchar: field("wchar:"),
+        write_bytes: field("write_bytes:"),
+    }
+}
+
 fn rss_at(path: &str) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
@@ -154,5 +179,9 @@ mod tests {
         let (rss, hwm) = rss().expect("VmRSS and VmHWM");
         assert!(rss > 0 && hwm >= rss);
         assert!(cpu_seconds(None).is_some());
+        let before = proc_io();
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(file.path(), [0u8; 100]).expect("a write");
+        assert!(proc_io().wchar >= before.wchar + 100);
     }
 }

@@ -18,108 +18,133 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::fixture::Fixture;
 
-/// Drives `runs` runs of `steps` steps back to back against the mock at `base_url`, journaling
-/// into a fresh SQLite file at `db`; the notes are read from `notes`. Returns the steps done.
-pub(crate) fn drive(
-    base_url: &str,
-    db: &Path,
-    notes: &Path,
-    runs: usize,
-    steps: u32,
-) -> Result<u64, Error> {
-    let sql = |source| Error::Sqlite {
-        path: db.display().to_string(),
-        source,
-    };
-    let conn = Connection::open(db).map_err(sql)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
+/// The loop: one SQLite connection and one HTTP connection, kept for all its runs, as a
+/// process driving runs one after another would keep them. (Opening the file per run would
+/// close its last connection after each run, and SQLite then checkpoints the WAL into the
+/// database file and removes it: a whole checkpoint and four more fsyncs per run.)
+pub(crate) struct Loop {
+    conn: Connection,
+    http: Http,
+    db: std::path::PathBuf,
+    notes: std::path::PathBuf,
+    tools: Value,
+}
+
+impl Loop {
+    /// Opens (creating) the SQLite file at `db` and connects to the mock at `base_url`; the
+    /// notes are read from `notes`.
+    pub(crate) fn open(base_url: &str, db: &Path, notes: &Path) -> Result<Loop, Error> {
+        let sql = |source| Error::Sqlite {
+            path: db.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(db).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS steps (
+                 run  INTEGER NOT NULL,
+                 step INTEGER NOT NULL,
+                 data TEXT NOT NULL,
+                 PRIMARY KEY (run, step)
+             )",
+        )
         .map_err(sql)?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sql)?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS steps (
-             run  INTEGER NOT NULL,
-             step INTEGER NOT NULL,
-             data TEXT NOT NULL,
-             PRIMARY KEY (run, step)
-         )",
-    )
-    .map_err(sql)?;
-    let mut http = Http::connect(base_url)?;
-    let mut insert = conn
-        .prepare("INSERT INTO steps (run, step, data) VALUES (?1, ?2, ?3)")
-        .map_err(sql)?;
-    let tools = json!([{
-        "type": "function",
-        "function": {
-            "name": "read_file",
-            "description": "Reads one of the notes.",
-            "parameters": {
-                "type": "object",
-                "properties": {"path": {"type": "string"}},
-                "required": ["path"],
+        let tools = json!([{
+            "type": "function",
+            "function": {
+                "name": "read_file",
+                "description": "Reads one of the notes.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"path": {"type": "string"}},
+                    "required": ["path"],
+                },
             },
-        },
-    }]);
-    // Runs go on from the last one in the file: the warm-up and the measured runs share it.
-    let first: i64 = conn
-        .query_row("SELECT COALESCE(MAX(run) + 1, 0) FROM steps", [], |row| {
-            row.get(0)
+        }]);
+        Ok(Loop {
+            conn,
+            http: Http::connect(base_url)?,
+            db: db.to_path_buf(),
+            notes: notes.to_path_buf(),
+            tools,
         })
-        .map_err(sql)?;
-    let mut done = 0;
-    for run in (0..runs).map(|n| first + n as i64) {
-        let input = Fixture::input(steps);
-        let mut messages = vec![
-            json!({"role": "system", "content": crate::fixture::PROMPT}),
-            json!({"role": "user", "content": input}),
-        ];
-        insert.execute(params![run, 0, input]).map_err(sql)?;
-        for step in 1.. {
-            let body = json!({
-                "model": "bench-model",
-                "messages": messages,
-                "tools": tools,
-                "max_tokens": 256,
-            });
-            let reply = http.post("/chat/completions", &body)?;
-            let message = reply["choices"][0]["message"].clone();
-            let calls = message["tool_calls"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            messages.push(message.clone());
-            let mut results = Vec::with_capacity(calls.len());
-            for call in &calls {
-                let args: Value = call["function"]["arguments"]
-                    .as_str()
-                    .and_then(|a| serde_json::from_str(a).ok())
-                    .unwrap_or(Value::Null);
-                let name = args["path"].as_str().unwrap_or("");
-                let content = std::fs::read_to_string(notes.join(name))
-                    .unwrap_or_else(|e| format!("cannot read {name}: {e}"));
-                messages.push(json!({
-                    "role": "tool",
-                    "tool_call_id": call["id"],
-                    "content": content,
-                }));
-                results.push(content);
-            }
-            let row = json!({"reply": message, "results": results}).to_string();
-            insert.execute(params![run, step, row]).map_err(sql)?;
-            done += 1;
-            if calls.is_empty() {
-                break;
-            }
-            if step > steps {
-                return Err(Error::Failed {
-                    bench: "minimal loop",
-                    message: format!("the mock went past {steps} steps"),
+    }
+
+    /// Drives `runs` runs of `steps` steps back to back; returns the steps done.
+    pub(crate) fn drive(&mut self, runs: usize, steps: u32) -> Result<u64, Error> {
+        let db = &self.db;
+        let sql = |source| Error::Sqlite {
+            path: db.display().to_string(),
+            source,
+        };
+        let mut insert = self
+            .conn
+            .prepare_cached("INSERT INTO steps (run, step, data) VALUES (?1, ?2, ?3)")
+            .map_err(sql)?;
+        // Runs go on from the last one in the file: the warm-up and the measured runs share it.
+        let first: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(run) + 1, 0) FROM steps", [], |row| {
+                row.get(0)
+            })
+            .map_err(sql)?;
+        let mut done = 0;
+        for run in (0..runs).map(|n| first + n as i64) {
+            let input = Fixture::input(steps);
+            let mut messages = vec![
+                json!({"role": "system", "content": crate::fixture::PROMPT}),
+                json!({"role": "user", "content": input}),
+            ];
+            insert.execute(params![run, 0, input]).map_err(sql)?;
+            for step in 1.. {
+                let body = json!({
+                    "model": "bench-model",
+                    "messages": messages,
+                    "tools": self.tools,
+                    "max_tokens": 256,
                 });
+                let reply = self.http.post("/chat/completions", &body)?;
+                let message = reply["choices"][0]["message"].clone();
+                let calls = message["tool_calls"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                messages.push(message.clone());
+                let mut results = Vec::with_capacity(calls.len());
+                for call in &calls {
+                    let args: Value = call["function"]["arguments"]
+                        .as_str()
+                        .and_then(|a| serde_json::from_str(a).ok())
+                        .unwrap_or(Value::Null);
+                    let name = args["path"].as_str().unwrap_or("");
+                    let content = std::fs::read_to_string(self.notes.join(name))
+                        .unwrap_or_else(|e| format!("cannot read {name}: {e}"));
+                    messages.push(json!({
+                        "role": "tool",
+                        "tool_call_id": call["id"],
+                        "content": content,
+                    }));
+                    results.push(content);
+                }
+                let row = json!({"reply": message, "results": results}).to_string();
+                insert.execute(params![run, step, row]).map_err(sql)?;
+                done += 1;
+                if calls.is_empty() {
+                    break;
+                }
+                if step > steps {
+                    return Err(Error::Failed {
+                        bench: "minimal loop",
+                        message: format!("the mock went past {steps} steps"),
+                    });
+                }
             }
         }
+        Ok(done)
     }
-    Ok(done)
 }
 
 /// One HTTP/1.1 connection, kept alive between requests.

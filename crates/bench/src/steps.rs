@@ -5,14 +5,18 @@
 //!
 //! Method: every measurement is a child process (`chassis bench --child SPEC`, see [`child`])
 //! that drives runs back to back and reports what it did, so it can be wrapped in a tool:
-//! plain for wall time and bytes (read from its own `/proc/self/io`), under
-//! `strace -f -c` for fsyncs, under `valgrind --tool=callgrind` for instructions. Fsyncs and
-//! instructions count the whole process, start-up included, so each is taken twice, with a
-//! short and a longer series of runs after the same warm-up, and per step is the difference
-//! divided by the difference in steps: what one more step costs a warm process.
-//! Bytes written count a final `wal_checkpoint(TRUNCATE)`, so WAL frames that reach the
-//! database file are counted twice, as they are written twice; the minimal loop is measured
-//! the same way.
+//! plain for wall time and bytes (read from its own `/proc/self/io`), under `strace` for the
+//! bytes and fsyncs of each journal file (`trace.rs`), under `valgrind --tool=callgrind` for
+//! instructions. Instructions count the whole process, start-up included, so they are taken
+//! twice, with a short and a longer series of runs after the same warm-up, and per step is the
+//! difference divided by the difference in steps: what one more step costs a warm process.
+//! Bytes and fsyncs are counted between two marks the child leaves around its measured runs
+//! and a final `wal_checkpoint(TRUNCATE)`, so WAL frames that reach the database file are
+//! counted twice, as they are written twice: the checkpoint's cost is amortised over the steps.
+//! The minimal loop is measured the same way. Bytes come three ways: `write_bytes` (what
+//! reached the block layer, in whole 4 KiB pages: a 4,120-byte WAL frame dirties two), `wchar`
+//! (bytes passed to write calls by the whole process, sockets included) and, under `strace`,
+//! the bytes written to the journal's two files alone.
 //! The agent calls `builtin:fs` `read_file` and speaks HTTP/1.1, as the loop does; the loop
 //! reads the same note from the same file.
 
@@ -26,7 +30,8 @@ use serde_json::{Value, json};
 
 use crate::fixture::Fixture;
 use crate::harness::{self, complete};
-use crate::measure::{median, ms};
+use crate::measure::{median, ms, proc_io};
+use crate::trace::{self, Tally};
 use crate::{Bench, BenchTool, Error, Figure, HttpVersion, JOURNAL_STEPS, Target, Unit};
 
 /// Journal bytes per step the target allows at 10-step runs (1 KB, read as 1,024 bytes).
@@ -67,6 +72,8 @@ struct Report {
     wall_ms: Vec<f64>,
     /// `write_bytes` of `/proc/self/io` over the measured runs and the final checkpoint.
     write_bytes: f64,
+    /// `wchar` of `/proc/self/io` over the same span.
+    wchar: f64,
     /// The database file after the checkpoint.
     db_bytes: f64,
 }
@@ -106,11 +113,10 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
                 runs,
             };
             let plain = spec(long, "plain").spawn(bench, Wrap::Plain)?;
-            let fsyncs = if strace {
+            let traced = if strace {
                 bench.say(&format!("steps: {} under strace", kind.name()));
-                let a = spec(short, "strace-a").spawn(bench, Wrap::Strace)?;
-                let b = spec(long, "strace-b").spawn(bench, Wrap::Strace)?;
-                Some(per_step(&a, &b))
+                let (report, counts) = spec(long, "strace").spawn(bench, Wrap::Strace)?;
+                counts.tally.map(|tally| (tally, report.steps))
             } else {
                 None
             };
@@ -122,13 +128,13 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
             } else {
                 None
             };
-            by_kind.push((kind, plain, fsyncs, instructions));
+            by_kind.push((kind, plain, traced, instructions));
         }
         let label = |kind: Kind| match kind {
             Kind::Chassis => "chassis",
             Kind::Loop => "minimal loop",
         };
-        for (kind, plain, fsyncs, instructions) in &by_kind {
+        for (kind, plain, traced, instructions) in &by_kind {
             let (report, _) = plain;
             let who = label(*kind);
             figures.push(bench.figure(
@@ -153,7 +159,9 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
             }
             figures.push(journal);
             let mut disk = bench.figure(
-                format!("durable step, {steps}-step runs, {who}: bytes written to disk"),
+                format!(
+                    "durable step, {steps}-step runs, {who}: bytes written to disk (block layer)"
+                ),
                 report.write_bytes / report.steps,
                 Unit::Bytes,
             );
@@ -161,10 +169,28 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
                 disk.target = Some(Target::AtMost(TARGET_DISK_BYTES));
             }
             figures.push(disk);
-            if let Some((_, count)) = fsyncs {
+            figures.push(bench.figure(
+                format!("durable step, {steps}-step runs, {who}: bytes to write calls (all)"),
+                report.wchar / report.steps,
+                Unit::Bytes,
+            ));
+            if let Some((tally, traced_steps)) = traced {
+                let per_step = |x: f64| x / traced_steps;
+                figures.push(bench.figure(
+                    format!("durable step, {steps}-step runs, {who}: bytes written to the WAL"),
+                    per_step(tally.wal.bytes),
+                    Unit::Bytes,
+                ));
+                figures.push(bench.figure(
+                    format!(
+                        "durable step, {steps}-step runs, {who}: bytes written to the database file"
+                    ),
+                    per_step(tally.db.bytes),
+                    Unit::Bytes,
+                ));
                 let mut fsync = bench.figure(
                     format!("durable step, {steps}-step runs, {who}: fsyncs"),
-                    *count,
+                    per_step(tally.journal().syncs + tally.other.syncs),
                     Unit::Ratio,
                 );
                 if *kind == Kind::Chassis {
@@ -218,21 +244,19 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
     Ok(figures)
 }
 
-/// (instructions, fsyncs) per step: the difference between two series over their difference
+/// (instructions, steps) per step: the difference between two series over their difference
 /// in steps.
 fn per_step(short: &(Report, Counts), long: &(Report, Counts)) -> (f64, f64) {
     let steps = long.0.steps - short.0.steps;
-    (
-        (long.1.instructions - short.1.instructions) / steps,
-        (long.1.fsyncs - short.1.fsyncs) / steps,
-    )
+    ((long.1.instructions - short.1.instructions) / steps, steps)
 }
 
-/// What a wrapping tool counted over a whole child process.
+/// What a wrapping tool counted: instructions over a whole child process, or the writes and
+/// syncs of its marked span.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     instructions: f64,
-    fsyncs: f64,
+    tally: Option<Tally>,
 }
 
 /// How a child is run.
@@ -313,15 +337,7 @@ impl ChildSpec {
             Wrap::Plain => Command::new(bench.chassis),
             Wrap::Strace => {
                 let mut c = Command::new("strace");
-                c.args([
-                    "-f",
-                    "-c",
-                    "-e",
-                    "trace=fsync,fdatasync,sync_file_range,msync",
-                ])
-                .arg("-o")
-                .arg(&out)
-                .arg(bench.chassis);
+                c.args(trace::strace_args(&out)).arg(bench.chassis);
                 c
             }
             Wrap::Callgrind => {
@@ -351,14 +367,22 @@ impl ChildSpec {
                 String::from_utf8_lossy(&output.stderr).trim()
             )));
         }
-        let report = parse_report(&String::from_utf8_lossy(&output.stdout))
-            .ok_or_else(|| bench.failed("a child printed no report"))?;
+        let report = parse_report(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| {
+            bench.failed(format!(
+                "a {wrap:?} child of {} printed no report: stdout {:?}, stderr {:?}",
+                self.kind.name(),
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        })?;
         let tool_output = std::fs::read_to_string(&out).unwrap_or_default();
         let counts = match wrap {
             Wrap::Plain => Counts::default(),
             Wrap::Strace => Counts {
-                fsyncs: strace_calls(&tool_output)
-                    .ok_or_else(|| bench.failed("strace printed no summary"))?,
+                tally: Some(
+                    Tally::parse(&tool_output, &self.db)
+                        .ok_or_else(|| bench.failed("strace's output lacks the child's marks"))?,
+                ),
                 ..Counts::default()
             },
             Wrap::Callgrind => Counts {
@@ -382,20 +406,9 @@ fn parse_report(stdout: &str) -> Option<Report> {
             .filter_map(Value::as_f64)
             .collect(),
         write_bytes: v["write_bytes"].as_f64()?,
+        wchar: v["wchar"].as_f64()?,
         db_bytes: v["db_bytes"].as_f64()?,
     })
-}
-
-/// The total of calls in `strace -c`'s summary (zero when none of the traced calls was made).
-fn strace_calls(summary: &str) -> Option<f64> {
-    if summary.trim().is_empty() {
-        return None;
-    }
-    // "100.00    0.000139         139         1           total": calls is the 4th column.
-    match summary.lines().find(|l| l.trim_end().ends_with(" total")) {
-        Some(line) => line.split_whitespace().nth(3)?.parse().ok(),
-        None => Some(0.0),
-    }
 }
 
 /// The `totals:` (or `summary:`) line of a callgrind output file: instructions executed.
@@ -408,7 +421,7 @@ fn callgrind_total(out: &str) -> Option<f64> {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
-fn tool_available(program: &str) -> bool {
+pub(crate) fn tool_available(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
@@ -475,7 +488,7 @@ pub(crate) fn child(spec: &str) -> Result<String, Error> {
     let spec = ChildSpec::parse(spec)?;
     let fixture = Fixture::at(&spec.dir, HttpVersion::Http1, BenchTool::Fs);
     let mut wall_ms = Vec::with_capacity(spec.runs);
-    let write_before;
+    let before;
     let mut steps = 0u64;
     match spec.kind {
         Kind::Chassis => {
@@ -489,7 +502,8 @@ pub(crate) fn child(spec: &str) -> Result<String, Error> {
                 }
                 Ok::<_, Error>(())
             })?;
-            write_before = write_bytes();
+            trace::mark(&spec.dir, true);
+            before = proc_io();
             runtime.block_on(async {
                 for _ in 0..spec.runs {
                     let began = Instant::now();
@@ -504,23 +518,27 @@ pub(crate) fn child(spec: &str) -> Result<String, Error> {
         }
         Kind::Loop => {
             let notes = spec.dir.join("notes");
-            crate::minimal_loop::drive(&spec.base_url, &spec.db, &notes, spec.warmup, spec.steps)?;
-            write_before = write_bytes();
+            let mut minimal = crate::minimal_loop::Loop::open(&spec.base_url, &spec.db, &notes)?;
+            minimal.drive(spec.warmup, spec.steps)?;
+            trace::mark(&spec.dir, true);
+            before = proc_io();
             for _ in 0..spec.runs {
                 let began = Instant::now();
-                let done =
-                    crate::minimal_loop::drive(&spec.base_url, &spec.db, &notes, 1, spec.steps)?;
+                let done = minimal.drive(1, spec.steps)?;
                 wall_ms.push(ms(began.elapsed()) / done as f64);
                 steps += done;
             }
+            drop(minimal);
         }
     }
     let db_bytes = checkpoint(&spec.db)?;
-    let written = write_bytes().saturating_sub(write_before);
+    let after = proc_io();
+    trace::mark(&spec.dir, false);
     Ok(json!({
         "steps": steps,
         "wall_ms": wall_ms,
-        "write_bytes": written,
+        "write_bytes": after.write_bytes.saturating_sub(before.write_bytes),
+        "wchar": after.wchar.saturating_sub(before.wchar),
         "db_bytes": db_bytes,
     })
     .to_string())
@@ -544,30 +562,12 @@ fn checkpoint(db: &Path) -> Result<u64, Error> {
     Ok((pages * page_size) as u64)
 }
 
-/// Bytes this process has caused to be written to storage (`write_bytes` of `/proc/self/io`).
-fn write_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("write_bytes:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn tool_outputs_parse() {
-        let strace = "% time     seconds  usecs/call     calls    errors syscall\n\
-                      ------ ----------- ----------- --------- --------- ----------------\n\
-                      100.00    0.000139         139        12           fdatasync\n\
-                      ------ ----------- ----------- --------- --------- ----------------\n\
-                      100.00    0.000139         139        12           total\n";
-        assert_eq!(strace_calls(strace), Some(12.0));
         assert_eq!(
             callgrind_total("events: Ir\nfn=main\n1 2\ntotals: 123456\n"),
             Some(123456.0)

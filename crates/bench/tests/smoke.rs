@@ -7,7 +7,7 @@ use std::process::Command;
 use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
-const EXPECTED: [&str; 28] = [
+const EXPECTED: [&str; 29] = [
     "per-step overhead, durable, median",
     "per-step overhead, no fsync, median",
     "raw HTTP round trip to the mock, per step (baseline)",
@@ -24,6 +24,7 @@ const EXPECTED: [&str; 28] = [
     "journal bytes per step (event JSON), 50-step runs",
     "journal bytes per step (SQLite file), 50-step runs",
     "per-step event bytes, 50-step ÷ 10-step runs",
+    "today: text key WITHOUT ROWID, 4 KiB: bytes written per step (write calls)",
     "resume: load + fold 1,000 events (Engine::load), median",
     "cold start: spawn → first model request, median",
     "`chassis --version`, spawn → exit, median",

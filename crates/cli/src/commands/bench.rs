@@ -13,8 +13,8 @@ pub(crate) struct Args {
     /// Small sizes that finish in seconds: checks that every benchmark runs (CI smoke test)
     #[arg(long)]
     quick: bool,
-    /// Only these groups (comma-separated): overhead, steps, throughput, streaming, memory,
-    /// journal, resume, cold-start, server
+    /// Only these groups (comma-separated): overhead, steps, layouts, throughput, streaming,
+    /// memory, journal, resume, cold-start, server, rate-limit
     #[arg(long, value_delimiter = ',', value_name = "GROUP")]
     only: Vec<String>,
     /// Do not pin this process to CPU 0 and the mock model to CPU 1
