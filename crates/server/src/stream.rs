@@ -325,6 +325,13 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
             }
         }
         // Nothing new: wait for a delta, for this process to make something durable, or poll.
+        // An idle stream keeps no room for records it has sent (a batch of events each).
+        if cursor.pending.capacity() > 0 {
+            cursor.pending = Default::default();
+        }
+        if cursor.replay.is_empty() && cursor.replay.capacity() > 0 {
+            cursor.replay = Default::default();
+        }
         tokio::select! {
             biased;
             delta = cursor.deltas.recv() => match delta {
