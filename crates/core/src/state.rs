@@ -535,7 +535,7 @@ impl RunState {
             Event::LimitReached { limit, action, .. } => self.limit_reached(*limit, *action),
             Event::RunWaiting { reason, at_ms } => self.waiting(reason, *at_ms),
             Event::RunPaused { reason, at_ms } => self.paused(reason, *at_ms),
-            Event::RunResumed { at_ms } => self.resumed(*at_ms),
+            Event::RunResumed { at_ms } => self.resumed(*at_ms, seq),
             Event::RunCompleted { output } => self.completed(output),
             Event::RunFailed { error } => self.failed(error.clone()),
             Event::RunCancelled { by, reason, .. } => {
@@ -974,10 +974,17 @@ impl RunState {
         self.stop_clock(at_ms);
     }
 
-    fn resumed(&mut self, at_ms: u64) {
+    fn resumed(&mut self, at_ms: u64, seq: u64) {
         self.waiting_reason = None;
         self.model_failure = None;
         self.hold = Hold::None;
+        // A fork's first drive, right after the copied events, starts the fork's clock: the
+        // time between the original's last copied event and the fork belongs to no run.
+        if self.forked_from.as_ref().is_some_and(|f| f.seq + 1 == seq) {
+            self.active_since = Some(at_ms);
+            self.turn_started_at_ms = self.turn_started_at_ms.max(at_ms);
+            return;
+        }
         // A resume after a crash (still "active") counts the gap: conservative.
         self.active_ms = self.active_ms.saturating_add(
             self.active_since

@@ -628,3 +628,36 @@ fn a_user_message_reopens_a_completed_run_for_the_next_turn() {
     let err = RunState::fold(mid_call.iter()).unwrap_err();
     assert!(err.to_string().contains("has no result yet"), "{err}");
 }
+
+/// A fork's clock starts at its first drive: the gap between the original's last copied event
+/// and the fork counts in no limit, while the active time the copied part used still does. A
+/// resume after a crash (not a fork) still counts its gap.
+#[test]
+fn a_fork_starts_its_clock_at_its_first_drive() {
+    const DAY: u64 = 86_400_000;
+    let run = |forked: bool| {
+        let mut start = started(10);
+        if let Event::RunStarted(start) = &mut start {
+            start.at_ms = 1_000;
+            start.forked_from = forked.then(|| chassis_core::ForkedFrom {
+                run: "run_original".into(),
+                seq: 2,
+            });
+        }
+        let mut state = RunState::fold([
+            &start,
+            &Event::ModelRequested {
+                step: 1,
+                model: "openai:sim".into(),
+                messages: 2,
+            },
+        ])
+        .unwrap();
+        // The copied part ends while the run was active (a model call in flight); a day later
+        // the fork (or the crashed original) is driven.
+        state.apply(&Event::RunResumed { at_ms: DAY }).unwrap();
+        state.wall_ms(DAY + 5_000)
+    };
+    assert_eq!(run(true), 5_000);
+    assert_eq!(run(false), DAY + 5_000 - 1_000);
+}
