@@ -16,8 +16,9 @@ mod rate;
 mod schedule;
 mod snapshot;
 pub use outbox::{
-    a_delivery_is_claimed_by_one_process_at_a_time, failed_deliveries_retry_until_they_expire,
-    notifications_go_with_their_events,
+    a_delivery_is_claimed_by_one_process_at_a_time,
+    a_purge_waits_for_pending_notifications_then_takes_them,
+    failed_deliveries_retry_until_they_expire, notifications_go_with_their_events,
 };
 pub use rate::rate_limits_are_shared_by_every_caller;
 pub use schedule::a_due_schedule_fires_under_one_claim;
@@ -1171,6 +1172,7 @@ macro_rules! journal_conformance {
             a_due_schedule_fires_under_one_claim,
             rate_limits_are_shared_by_every_caller,
             the_latest_snapshot_is_kept,
+            a_purge_waits_for_pending_notifications_then_takes_them,
         );
     };
     (@tests $get:expr; $($check:ident),* $(,)?) => {

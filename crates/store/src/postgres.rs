@@ -933,14 +933,20 @@ impl Journal for PostgresJournal {
 
     async fn purge(&self, run_ids: &[String]) -> Result<crate::Purged, Error> {
         let conn = self.pool.get().await?;
-        // One statement: the runs that have ended, then their events and tags.
+        // One statement: the runs that have ended and have no notification left to deliver
+        // (a later purge takes those), then their events, tags, snapshots and notifications.
         let row = conn
             .client
             .query_one(
                 "WITH gone AS (
                      DELETE FROM runs WHERE run_id = ANY($1)
                         AND status IN ('completed', 'failed', 'cancelled')
+                        AND NOT EXISTS (SELECT 1 FROM outbox o
+                                        WHERE o.run_id = runs.run_id AND o.status = 'pending')
                      RETURNING run_id),
+                 notes AS (
+                     DELETE FROM outbox WHERE run_id IN (SELECT run_id FROM gone)
+                     RETURNING 1),
                  ev AS (
                      DELETE FROM events WHERE run_id IN (SELECT run_id FROM gone)
                      RETURNING octet_length(data) AS n),
@@ -953,7 +959,8 @@ impl Journal for PostgresJournal {
                  SELECT (SELECT count(*) FROM gone),
                         (SELECT coalesce(sum(n), 0)::bigint FROM ev),
                         (SELECT count(*) FROM tags),
-                        (SELECT count(*) FROM snaps)",
+                        (SELECT count(*) FROM snaps),
+                        (SELECT count(*) FROM notes)",
                 &[&run_ids],
             )
             .await

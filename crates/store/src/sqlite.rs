@@ -1460,7 +1460,14 @@ impl Journal for SqliteJournal {
                          AND status IN ('completed', 'failed', 'cancelled')",
                     )?
                     .query_row(params![run_id], |row| row.get(0))?;
-                if !ended {
+                // A run whose notifications are still to be delivered stays until they are: a
+                // later purge takes it.
+                let pending: bool = conn
+                    .prepare_cached(
+                        "SELECT count(*) > 0 FROM outbox WHERE run_id = ?1 AND status = 'pending'",
+                    )?
+                    .query_row(params![run_id], |row| row.get(0))?;
+                if !ended || pending {
                     continue;
                 }
                 let bytes: i64 = conn
@@ -1474,6 +1481,8 @@ impl Journal for SqliteJournal {
                 conn.prepare_cached("DELETE FROM run_tags WHERE run_id = ?1")?
                     .execute(params![run_id])?;
                 conn.prepare_cached("DELETE FROM snapshots WHERE run_id = ?1")?
+                    .execute(params![run_id])?;
+                conn.prepare_cached("DELETE FROM outbox WHERE run_id = ?1")?
                     .execute(params![run_id])?;
                 conn.prepare_cached("DELETE FROM runs WHERE run_id = ?1")?
                     .execute(params![run_id])?;

@@ -84,11 +84,15 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     }
     let ids: Vec<String> = runs.into_iter().map(|s| s.run_id).collect();
     let purged = engine.purge(&ids).await?;
+    // Selected but not deleted: a notification of theirs is still to be delivered (or another
+    // process reopened them meanwhile).
+    let kept = (ids.len() as u64).saturating_sub(purged.runs);
     if args.json {
         outln!(
             "{}",
             serde_json::json!({
                 "runs": purged.runs,
+                "kept": kept,
                 "bytes": purged.bytes,
                 "archive": args.archive.as_ref().map(|p| p.display().to_string()),
             })
@@ -103,6 +107,11 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
                 .map(|p| format!("; archived in {}", p.display()))
                 .unwrap_or_default()
         );
+        if kept > 0 {
+            noteln!(
+                "kept {kept} run(s) whose notifications are not yet delivered (see `chassis outbox`); a later purge takes them"
+            );
+        }
     }
     Ok(crate::exit::COMPLETED)
 }

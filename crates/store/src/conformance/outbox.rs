@@ -250,3 +250,42 @@ pub async fn failed_deliveries_retry_until_they_expire(journal: Arc<dyn Journal>
         .unwrap();
     assert_eq!(about_r1.len(), 1);
 }
+
+/// A purge leaves an ended run whose notification is still pending (it would be lost), and once
+/// it is delivered takes the run with its notifications: nothing of a purged run stays behind.
+pub async fn a_purge_waits_for_pending_notifications_then_takes_them(journal: Arc<dyn Journal>) {
+    let lease = create_driven(journal.as_ref(), "r1", "me").await;
+    journal
+        .append_with(
+            &lease,
+            1,
+            &[completed()],
+            Wake::Never,
+            &[note("r1", 2, DAY)],
+        )
+        .await
+        .unwrap();
+    let ids = ["r1".to_string()];
+    assert_eq!(journal.purge(&ids).await.unwrap().runs, 0);
+    assert_eq!(journal.load("r1").await.unwrap().len(), 2);
+    let claimed = journal
+        .claim_deliveries("a", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        journal
+            .record_attempt(&claimed[0], Attempt::Delivered)
+            .await
+            .unwrap()
+    );
+    assert_eq!(journal.purge(&ids).await.unwrap().runs, 1);
+    let left = journal
+        .deliveries(&OutboxFilter {
+            run_id: Some("r1".to_string()),
+            ..OutboxFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

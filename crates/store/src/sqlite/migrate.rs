@@ -96,6 +96,8 @@ const MIGRATIONS: &[&str] = &[
     super::rate::MIGRATION,
     // State snapshots, so a long run loads in bounded time (`sqlite/snapshot.rs`).
     super::snapshot::MIGRATION,
+    // A purge finds a run's notifications by their run.
+    "CREATE INDEX outbox_by_run ON outbox (run_id);",
 ];
 
 /// The schema version this build writes.
