@@ -50,7 +50,7 @@ impl Root {
     pub(crate) fn existing(&self, rel: &str) -> Result<PathBuf, ToolError> {
         let located = self.locate(rel)?;
         if !located.missing.is_empty() {
-            return Err(ToolError::failed(format!("path `{rel}` does not exist")));
+            return Err(ToolError::answered(format!("path `{rel}` does not exist")));
         }
         Ok(located.existing)
     }
@@ -113,7 +113,7 @@ fn checked_components(rel: &str) -> Result<Vec<OsString>, ToolError> {
             Component::CurDir => {}
             Component::ParentDir => return Err(escapes(rel, "with `..`")),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(ToolError::failed(format!(
+                return Err(ToolError::answered(format!(
                     "path `{rel}` is absolute; paths are relative to the tool root"
                 )));
             }
@@ -123,7 +123,7 @@ fn checked_components(rel: &str) -> Result<Vec<OsString>, ToolError> {
 }
 
 fn escapes(rel: &str, how: &str) -> ToolError {
-    ToolError::failed(format!("path `{rel}` escapes the tool root ({how})"))
+    ToolError::answered(format!("path `{rel}` escapes the tool root ({how})"))
 }
 
 /// An IO error in the words a model (or person) needs, without the OS error number.

@@ -68,14 +68,15 @@ fn string_arg<'a>(args: &'a Value, key: &str) -> Result<Option<&'a str>, ToolErr
     match args.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ToolError::failed(format!(
+        Some(_) => Err(ToolError::answered(format!(
             "argument `{key}` must be a string"
         ))),
     }
 }
 
 fn required_string_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
-    string_arg(args, key)?.ok_or_else(|| ToolError::failed(format!("argument `{key}` is required")))
+    string_arg(args, key)?
+        .ok_or_else(|| ToolError::answered(format!("argument `{key}` is required")))
 }
 
 /// `read_file {path}`: the UTF-8 content of one file.
@@ -165,7 +166,7 @@ fn regular(file: &File, rel: &str) -> Result<std::fs::Metadata, ToolError> {
         .metadata()
         .map_err(|e| ToolError::failed(format!("cannot inspect `{rel}`: {}", describe(&e))))?;
     if meta.is_dir() {
-        return Err(ToolError::failed(format!(
+        return Err(ToolError::answered(format!(
             "`{rel}` is a directory, not a file"
         )));
     }
@@ -176,7 +177,7 @@ fn regular(file: &File, rel: &str) -> Result<std::fs::Metadata, ToolError> {
 }
 
 fn not_regular(rel: &str) -> ToolError {
-    ToolError::failed(format!(
+    ToolError::answered(format!(
         "`{rel}` is not a regular file (a FIFO, socket or device is never opened)"
     ))
 }
@@ -189,7 +190,7 @@ fn open_error(e: &std::io::Error, rel: &str, verb: &str) -> ToolError {
         Some(libc::ELOOP) => ToolError::failed(format!(
             "`{rel}` became a symbolic link; it is not followed"
         )),
-        Some(libc::EISDIR) => ToolError::failed(format!("`{rel}` is a directory, not a file")),
+        Some(libc::EISDIR) => ToolError::answered(format!("`{rel}` is a directory, not a file")),
         _ => ToolError::failed(format!("cannot {verb} `{rel}`: {}", describe(e))),
     }
 }
@@ -202,7 +203,7 @@ fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
         .map_err(|e| open_error(&e, rel, "read"))?;
     let meta = regular(&file, rel)?;
     let too_big = |size: u64| {
-        ToolError::failed(format!(
+        ToolError::answered(format!(
             "`{rel}` is {size} bytes; read_file reads files up to 1 MiB ({MAX_READ_BYTES} bytes)"
         ))
     };
@@ -218,7 +219,7 @@ fn read_file(root: &Root, rel: &str) -> Result<String, ToolError> {
         return Err(too_big(bytes.len() as u64));
     }
     String::from_utf8(bytes).map_err(|e| {
-        ToolError::failed(format!(
+        ToolError::answered(format!(
             "`{rel}` is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
         ))
@@ -280,7 +281,7 @@ fn list_dir(root: &Root, rel: &str) -> Result<String, ToolError> {
         |e: std::io::Error| ToolError::failed(format!("cannot list `{rel}`: {}", describe(&e)));
     let meta = std::fs::metadata(&path).map_err(cannot)?;
     if !meta.is_dir() {
-        return Err(ToolError::failed(format!("`{rel}` is not a directory")));
+        return Err(ToolError::answered(format!("`{rel}` is not a directory")));
     }
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(&path).map_err(cannot)? {
@@ -378,7 +379,7 @@ fn write_file(root: &Root, rel: &str, content: &str) -> Result<String, ToolError
     let meta = regular(&file, rel)?;
     let links = hard_links(&meta);
     if links > 1 {
-        return Err(ToolError::failed(format!(
+        return Err(ToolError::answered(format!(
             "`{rel}` has {links} hard links; write_file does not write a file that has other \
              names, which may be outside the tool root"
         )));
@@ -459,6 +460,8 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.message(), "path `nope.txt` does not exist");
+        // The same arguments meet the same answer: given to the model at once, not retried.
+        assert!(!e.may_retry() && !e.is_indeterminate(), "{e:?}");
     }
 
     #[tokio::test]

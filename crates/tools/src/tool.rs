@@ -75,8 +75,10 @@ impl ToolError {
         }
     }
 
-    /// The tool answered that the call failed (an MCP result with `isError`): that answer goes
-    /// to the model as it is, and the call is never attempted again.
+    /// The tool answered that the call failed (an MCP result with `isError`, or a built-in
+    /// tool's refusal of its arguments, such as a path that does not exist): another attempt
+    /// would meet the same answer, so it goes to the model as it is, and the call is never
+    /// attempted again.
     pub fn answered(message: impl Into<String>) -> ToolError {
         ToolError {
             message: message.into(),

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chassis_core::spec::{HeaderValue as SpecValue, OAuthSpec};
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage, ServerResult};
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -20,6 +21,7 @@ use rmcp::transport::streamable_http_client::{
 };
 
 use super::oauth::{self, OAuth};
+use super::tasks::TaskSupport;
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -326,11 +328,89 @@ fn forbidden(error: &HttpError) -> Option<Option<String>> {
     }
 }
 
+impl AuthClient {
+    /// Sends `tools/list` again, as it was sent, and notes its raw answer's tools: rmcp parsed
+    /// the JSON answer into tools without their `execution`. Listing tools changes nothing,
+    /// so the second request is harmless; only servers that answer in JSON rather than SSE
+    /// are asked twice.
+    async fn list_again(
+        &self,
+        uri: &str,
+        message: &ClientJsonRpcMessage,
+        session_id: Option<&str>,
+        headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<(), HttpError> {
+        let unexpected = |what: String| {
+            StreamableHttpError::UnexpectedServerResponse(
+                format!("`tools/list` sent again to read the tools' `execution`: {what}").into(),
+            )
+        };
+        let mut request = self
+            .http
+            .post(uri)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .json(message);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(session) = session_id {
+            request = request.header("Mcp-Session-Id", session);
+        }
+        let mut response = request.send().await.map_err(StreamableHttpError::Client)?;
+        if !response.status().is_success() {
+            return Err(unexpected(format!("HTTP {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(StreamableHttpError::Client)?
+        {
+            if body.len() + chunk.len() > limits.max_json_response_size {
+                return Err(unexpected(format!(
+                    "the answer is longer than {} bytes",
+                    limits.max_json_response_size
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if sse {
+            // The event's `data:` lines, each a message here.
+            for line in body.split(|&b| b == b'\n') {
+                if let Some(data) = line.strip_prefix(b"data:") {
+                    self.tasks.read(data);
+                }
+            }
+        } else {
+            self.tasks.read(&body);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `message` is a `tools/list` request and `answer` its successful answer.
+fn lists_tools(message: &ClientJsonRpcMessage, answer: &ServerJsonRpcMessage) -> bool {
+    let ClientJsonRpcMessage::Request(request) = message else {
+        return false;
+    };
+    matches!(request.request, ClientRequest::ListToolsRequest(_))
+        && matches!(answer, ServerJsonRpcMessage::Response(r)
+            if matches!(&r.result, ServerResult::ListToolsResult(list) if !list.tools.is_empty()))
+}
+
 /// rmcp's HTTP client with the server's credentials on every request.
 #[derive(Clone)]
 pub(crate) struct AuthClient {
     pub(crate) http: reqwest::Client,
     pub(crate) auth: Arc<Auth>,
+    /// Where the tools' `execution.taskSupport` the server lists are noted.
+    pub(crate) tasks: TaskSupport,
 }
 
 impl StreamableHttpClient for AuthClient {
@@ -397,7 +477,7 @@ impl StreamableHttpClient for AuthClient {
                     message.clone(),
                     session_id.clone(),
                     None,
-                    headers,
+                    headers.clone(),
                     limits,
                 )
                 .await;
@@ -420,6 +500,25 @@ impl StreamableHttpClient for AuthClient {
                     if session_id.is_some() && session_unknown(&e.error) =>
                 {
                     return Err(StreamableHttpError::SessionExpired);
+                }
+                Ok(StreamableHttpPostResponse::Sse(events, session)) => {
+                    // Each event's raw data, before rmcp parses it.
+                    let tasks = self.tasks.clone();
+                    let events = events
+                        .inspect(move |event| {
+                            if let Ok(data) = event.as_ref().map(|e| e.data.as_deref()) {
+                                tasks.read(data.unwrap_or_default().as_bytes());
+                            }
+                        })
+                        .boxed();
+                    return Ok(StreamableHttpPostResponse::Sse(events, session));
+                }
+                Ok(StreamableHttpPostResponse::Json(answer, session)) => {
+                    if lists_tools(&message, &answer) {
+                        self.list_again(&uri, &message, session_id.as_deref(), headers, limits)
+                            .await?;
+                    }
+                    return Ok(StreamableHttpPostResponse::Json(answer, session));
                 }
                 Ok(response) => return Ok(response),
             }

@@ -7,6 +7,7 @@
 mod auth;
 mod oauth;
 mod server;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,6 +95,29 @@ pub(crate) fn tools(
                     tool.name
                 ),
             ));
+        }
+        // A tool that must be called as a task (MCP 2025-11-25) fails whenever it is called
+        // plainly, so the model is never offered it: named in `only`, it is refused at load;
+        // among all of a server's tools, it is left out with a warning, so a server such as
+        // the reference one (one such tool among many) is usable without listing the rest.
+        // "optional" tools are called plainly, as the spec allows.
+        if server.task_support(&tool.name).as_deref() == Some("required") {
+            let why = "as callable only as an MCP task (`execution.taskSupport` is \"required\"), \
+                which chassis does not support";
+            if only.is_some() {
+                return Err((
+                    "only",
+                    format!(
+                        "MCP server `{name}` lists tool `{}` {why}; leave it out of `only`",
+                        tool.name
+                    ),
+                ));
+            }
+            tracing::warn!(
+                "MCP server `{name}` lists tool `{}` {why}; it is left out",
+                tool.name
+            );
+            continue;
         }
         let def = def(tool, trusted, risk.get(tool.name.as_ref()).copied());
         tools.push(Arc::new(McpTool {

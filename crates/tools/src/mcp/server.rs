@@ -23,15 +23,16 @@ use rmcp::service::{
     ClientInitializeError, NotificationContext, PeerRequestOptions, RoleClient, RunningService,
     ServiceError, ServiceExt,
 };
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
 };
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::auth::{Auth, AuthClient, failure_in, refusal_in};
+use super::tasks::{Sniff, TaskSupport};
 use crate::command::{format_duration, resolve_program};
 use crate::{CallContext, ToolError};
 
@@ -73,6 +74,8 @@ pub(crate) struct Server {
     roots: Vec<PathBuf>,
     /// The connection in use; `None` after a failure, until the next call restarts it.
     live: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// What the server's `tools/list` said of each tool's `execution.taskSupport`.
+    tasks: TaskSupport,
 }
 
 /// The end of a stdio server's stderr, kept by the task that drains it.
@@ -88,6 +91,8 @@ struct Connection {
     client: Client,
     /// The end of a stdio server's stderr, to explain a crash.
     stderr: Option<Tail>,
+    /// A stdio server's process, killed when the connection is dropped.
+    _process: Option<tokio::process::Child>,
 }
 
 /// `; its stderr ends with: …`, or nothing when the server wrote nothing there.
@@ -126,6 +131,7 @@ impl Server {
         base_dir: &Path,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Server, crate::Error> {
+        let tasks = TaskSupport::default();
         let launch = match &spec.transport {
             McpTransport::Stdio { command, env } => {
                 let at = |m: String| {
@@ -160,6 +166,7 @@ impl Server {
                     client: AuthClient {
                         http,
                         auth: Arc::new(auth),
+                        tasks: tasks.clone(),
                     },
                 }
             }
@@ -171,6 +178,7 @@ impl Server {
             idle_timeout: spec.idle_timeout,
             roots: Vec::new(),
             live: tokio::sync::Mutex::new(None),
+            tasks,
         })
     }
 
@@ -192,6 +200,11 @@ impl Server {
     /// The server's name in the spec.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The `execution.taskSupport` the server listed `tool` with, if any.
+    pub(crate) fn task_support(&self, tool: &str) -> Option<String> {
+        self.tasks.of(tool)
     }
 
     /// Starts the server and lists its tools, all within [`START_TIMEOUT`]; the connection is
@@ -241,26 +254,36 @@ impl Server {
                 command
                     .args(args)
                     .current_dir(working_dir)
-                    .kill_on_drop(true);
-                let (process, stderr) = TokioChildProcess::builder(command)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| {
-                        format!(
-                            "server `{name}`: could not start program `{}`: {e}",
-                            program.display()
-                        )
-                    })?;
-                let tail = stderr.map(|stderr| {
+                    .kill_on_drop(true);
+                let mut process = command.spawn().map_err(|e| {
+                    format!(
+                        "server `{name}`: could not start program `{}`: {e}",
+                        program.display()
+                    )
+                })?;
+                let (Some(stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take())
+                else {
+                    return Err(format!(
+                        "server `{name}`: program `{}` was started without pipes to talk to",
+                        program.display()
+                    ));
+                };
+                let tail = process.stderr.take().map(|stderr| {
                     let bytes = Arc::default();
                     let (done, closed) = tokio::sync::watch::channel(false);
                     tokio::spawn(keep_tail(stderr, Arc::clone(&bytes), done));
                     Tail { bytes, closed }
                 });
-                let client = initialize(name, info.serve(process), deadline, &tail).await?;
+                // rmcp reads stdout after the sniffer, which sees each message first.
+                let transport = (Sniff::new(stdout, self.tasks.clone()), stdin);
+                let client = initialize(name, info.serve(transport), deadline, &tail).await?;
                 Ok(Connection {
                     client,
                     stderr: tail,
+                    _process: Some(process),
                 })
             }
             Launch::Http { url, client } => {
@@ -270,6 +293,7 @@ impl Server {
                 Ok(Connection {
                     client,
                     stderr: None,
+                    _process: None,
                 })
             }
         }

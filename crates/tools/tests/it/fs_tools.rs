@@ -97,8 +97,12 @@ async fn parent_components_are_refused_by_every_tool() {
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let toolbox = toolbox(&dir.path().join("sub")).await;
     let escapes = "path `../x` escapes the tool root (with `..`)";
-    let e = call(&toolbox, "read_file", json!({"path": "../x"})).await;
-    assert_eq!(e.unwrap_err().message().to_string(), escapes);
+    let e = call(&toolbox, "read_file", json!({"path": "../x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), escapes);
+    // A refusal of the arguments is the tool's answer: not retried.
+    assert!(!e.may_retry(), "{e:?}");
     let e = call(&toolbox, "list_dir", json!({"path": "../x"})).await;
     assert_eq!(e.unwrap_err().message().to_string(), escapes);
     let e = call(

@@ -12,6 +12,7 @@ mod mcp_auth;
 mod mcp_everything;
 mod mcp_http;
 mod mcp_server;
+mod mcp_tasks;
 mod mcp_tools;
 mod persistent_tools;
 mod tool_env;
