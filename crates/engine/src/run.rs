@@ -575,11 +575,13 @@ impl Engine {
             Ok((run_id, _, None)) => Err(Error::Store(chassis_store::Error::LeaseLost { run_id })),
             Err(Error::Store(chassis_store::Error::KeyUsed { run_id, .. })) => {
                 tracing::info!(run_id = %run_id, "idempotency key seen before: continuing its run");
-                let state = self.load(&run_id).await?;
+                // Boxed, like the load: this rare path would otherwise size every run's future
+                // (a run in flight holds its future's largest state whichever it is in).
+                let state = Box::pin(self.load(&run_id)).await?;
                 if state.status().is_terminal() {
                     return Ok(RunOutcome::of(&run_id, &state));
                 }
-                self.resume_with(agent, &run_id, state).await
+                Box::pin(self.resume_with(agent, &run_id, state)).await
             }
             Err(e) => Err(e),
         }
