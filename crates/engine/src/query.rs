@@ -119,6 +119,10 @@ pub struct RunView {
     pub updated_ms: i64,
     /// Who drives it now, if anyone.
     pub driver: Option<String>,
+    /// User turns so far: the input, then each message sent to the run.
+    pub turns: u32,
+    /// The run this one was forked from, and how many of its events it copied.
+    pub forked_from: Option<(String, u64)>,
     /// Why its journal cannot be read (an event that does not decode or fold), when it cannot:
     /// the rest of the view then comes from the store's summary alone.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,6 +155,8 @@ impl RunView {
                 .as_ref()
                 .filter(|(_, until)| *until > now)
                 .map(|(owner, _)| owner.clone()),
+            turns: 0,
+            forked_from: None,
             unreadable: Some(why),
         }
     }
@@ -208,6 +214,8 @@ impl RunView {
             created_ms: summary.created_ms,
             updated_ms: summary.updated_ms,
             driver,
+            turns: state.turns,
+            forked_from: state.forked_from.as_ref().map(|f| (f.run.clone(), f.seq)),
             unreadable: None,
         }
     }

@@ -157,6 +157,12 @@ pub struct Run {
     pub updated_ms: i64,
     /// Who drives it now, if anyone.
     pub driver: Option<String>,
+    /// User turns so far: the input, then each message sent to the run.
+    pub turns: u32,
+    /// The run this one was forked from (`POST /v1/runs/{id}/fork`).
+    pub forked_from: Option<String>,
+    /// How many of that run's events the fork copied (the fork's `at`).
+    pub forked_at: Option<u64>,
 }
 
 impl From<chassis_engine::RunView> for Run {
@@ -194,6 +200,9 @@ impl From<chassis_engine::RunView> for Run {
             created_ms: v.created_ms,
             updated_ms: v.updated_ms,
             driver: v.driver,
+            turns: v.turns,
+            forked_at: v.forked_from.as_ref().map(|(_, at)| *at),
+            forked_from: v.forked_from.map(|(run, _)| run),
         }
     }
 }

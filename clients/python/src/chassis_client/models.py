@@ -326,11 +326,14 @@ class Run(_Model):
     events: int
     created_ms: int
     updated_ms: int
+    turns: int
     version_label: str | None = None
     output: str | None = None
     reason: str | None = None
     waiting: Waiting | None = None
     driver: str | None = None
+    forked_from: str | None = None
+    forked_at: int | None = None
 
     @property
     def ended(self) -> bool:

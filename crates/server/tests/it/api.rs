@@ -658,6 +658,13 @@ async fn a_fork_is_driven_by_the_workers_and_listed_by_its_original() {
     let fork = forked["run_id"].as_str().unwrap().to_string();
     let done = s.until_status(&fork, &["completed"]).await;
     assert_eq!(done["output"], "turn 1: you said again?", "{done}");
+    // The run object says where a fork came from and which turn it is at.
+    assert_eq!(done["forked_from"], run.as_str(), "{done}");
+    assert_eq!(done["forked_at"], len, "{done}");
+    assert_eq!(done["turns"], 2, "{done}");
+    let original = s.get(&format!("/v1/runs/{run}")).await;
+    assert_eq!(original["turns"], 1, "{original}");
+    assert!(original["forked_from"].is_null(), "{original}");
     let listed = s.get(&format!("/v1/runs?forked_from={run}")).await;
     let ids: Vec<&str> = listed["runs"]
         .as_array()
