@@ -346,6 +346,21 @@ pub fn compactable(messages: &[Message], keep_last_turns: u32) -> Option<Range<u
         .then_some(range)
 }
 
+/// The length of the longest start of `text` (cut at a char boundary) that `fits`, by
+/// bisection; 0 when none does.
+fn longest_fitting_start(text: &str, fits: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, text.len());
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(text.floor_char_boundary(mid)) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    text.floor_char_boundary(lo)
+}
+
 /// The largest cap `c` such that the sizes, each cut to `c`, sum to at most `room`.
 pub fn water_level(mut sizes: Vec<u64>, room: u64) -> u64 {
     sizes.sort_unstable();
@@ -416,17 +431,7 @@ impl Trim<'_, '_> {
         if !fits(0) {
             return self.leave_out(i);
         }
-        // The longest fitting start, by bisection over lengths cut to char boundaries.
-        let (mut lo, mut hi) = (0, content.len());
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if fits(content.floor_char_boundary(mid)) {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        let message = with(content.floor_char_boundary(lo));
+        let message = with(longest_fitting_start(content, fits));
         self.replace(i, message);
     }
 
@@ -476,16 +481,9 @@ impl Trim<'_, '_> {
                     Some(format!("{}{}", &text[..kept], clipped(kept, text.len()))),
                 )
             };
-            let (mut lo, mut hi) = (0, text.len());
-            while lo < hi {
-                let mid = lo + (hi - lo).div_ceil(2);
-                if (self.estimate)(&clipped_to(text.floor_char_boundary(mid))) <= cap {
-                    lo = mid;
-                } else {
-                    hi = mid - 1;
-                }
-            }
-            message = clipped_to(text.floor_char_boundary(lo));
+            let kept =
+                longest_fitting_start(text, |kept| (self.estimate)(&clipped_to(kept)) <= cap);
+            message = clipped_to(kept);
         }
         self.replace(i, message);
     }

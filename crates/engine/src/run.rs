@@ -1683,8 +1683,24 @@ impl<'e> Step<'e> {
         match result {
             Ok(mut response) => {
                 tracing::debug!(run_id = self.run_id, step, latency_ms, served_by = %response.served_by, "model answered");
-                // Arguments past their bound go at once, not after being journaled and folded.
-                let oversized = agent.toolbox.leave_out_oversized(&mut response.message);
+                // Arguments past their bound go at once, not after being journaled and folded;
+                // their refusals are journaled with the reply.
+                let run_id = self.run_id;
+                let refusals: Vec<Event> = agent
+                    .toolbox
+                    .leave_out_oversized(&mut response.message)
+                    .into_iter()
+                    .map(|(index, refusal)| {
+                        let call_id = chassis_core::state::call_id(step, index);
+                        let name = response.message.tool_calls[index].name.clone();
+                        tracing::info!(run_id, %call_id, tool = %name, %refusal, "tool call refused");
+                        Event::ToolRefused {
+                            call_id,
+                            name,
+                            error: refusal.to_string(),
+                        }
+                    })
+                    .collect();
                 let usage = response.usage;
                 let cost_usd = self.state.prices.get(&response.served_by).map(|p| {
                     p.cost(
@@ -1693,10 +1709,6 @@ impl<'e> Step<'e> {
                         usage.output_tokens,
                     )
                 });
-                let names: Vec<String> = oversized
-                    .iter()
-                    .map(|(index, _)| response.message.tool_calls[*index].name.clone())
-                    .collect();
                 self.record(Event::ModelResponded {
                     step,
                     cost_usd,
@@ -1706,14 +1718,8 @@ impl<'e> Step<'e> {
                     finish_reason: response.finish_reason,
                     latency_ms,
                 })?;
-                for ((index, refusal), name) in oversized.into_iter().zip(names) {
-                    let call_id = chassis_core::state::call_id(step, index);
-                    tracing::info!(run_id = self.run_id, %call_id, tool = %name, %refusal, "tool call refused");
-                    self.record(Event::ToolRefused {
-                        call_id,
-                        name,
-                        error: refusal.to_string(),
-                    })?;
+                for refusal in refusals {
+                    self.record(refusal)?;
                 }
                 Ok(())
             }

@@ -1462,12 +1462,13 @@ impl Journal for SqliteJournal {
                     .query_row(params![run_id], |row| row.get(0))?;
                 // A run whose notifications are still to be delivered stays until they are: a
                 // later purge takes it.
-                let pending: bool = conn
-                    .prepare_cached(
+                let pending = || -> rusqlite::Result<bool> {
+                    conn.prepare_cached(
                         "SELECT count(*) > 0 FROM outbox WHERE run_id = ?1 AND status = 'pending'",
                     )?
-                    .query_row(params![run_id], |row| row.get(0))?;
-                if !ended || pending {
+                    .query_row(params![run_id], |row| row.get(0))
+                };
+                if !ended || pending()? {
                     continue;
                 }
                 let bytes: i64 = conn
