@@ -7,6 +7,9 @@
 //! `keep_last_turns` turns. A turn is a model reply with its tool results (a step), or a
 //! user message. To fit the rest:
 //!
+//! 0. the oldest turns no context can hold any more ([`beyond_reach`]: even their least form,
+//!    with everything after them, exceeds the budget) are left out first; under `truncate`
+//!    the fold forgets them for good, so a run's state does not grow with its length;
 //! 1. a tool result larger than half of what the head leaves is clipped, with a note; a model
 //!    reply that large has its largest tool-call arguments replaced by a note (arguments a
 //!    toolbox refused for their size, say) and then its text clipped;
@@ -25,6 +28,13 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::message::{AssistantMessage, Message, ToolCall};
+use crate::tool::ToolDef;
+
+/// Tokens a chat message costs beyond its content (role, separators), generously.
+pub const PER_MESSAGE: u64 = 8;
+
+/// Tokens of the reply priming and request framing, generously.
+pub const PER_REQUEST: u64 = 16;
 
 /// Default `[context] keep_last_turns`.
 pub const DEFAULT_KEEP_LAST_TURNS: u32 = 4;
@@ -137,6 +147,66 @@ pub fn default_budget(window: u64, max_tokens: u32) -> u64 {
         .saturating_sub(margin)
 }
 
+/// The estimate every context is built with: a message's bytes plus its framing, an upper
+/// bound on its tokens (byte-level BPE tokens are at least one byte each). The fold forgets
+/// by it too, so the two must stay one function.
+pub fn message_bound(message: &Message) -> u64 {
+    content_len(message) as u64 + PER_MESSAGE
+}
+
+/// The bytes of a message's content: text, call ids, tool names and arguments.
+pub fn content_len(message: &Message) -> usize {
+    match message {
+        Message::System { content } | Message::User { content } => content.len(),
+        Message::Tool { call_id, content } => call_id.len() + content.len(),
+        Message::Assistant(reply) => {
+            reply.content.as_deref().map_or(0, str::len)
+                + reply
+                    .tool_calls
+                    .iter()
+                    .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// An upper bound on the tokens the tool definitions take in a request.
+pub fn tools_bound(tools: &[ToolDef]) -> u64 {
+    tools
+        .iter()
+        .map(|t| {
+            (t.name.len() + t.description.len()) as u64 + json_len(&t.parameters) + PER_MESSAGE
+        })
+        .sum()
+}
+
+/// The length of `value` as compact JSON, counted without building the text (this runs
+/// before every call).
+fn json_len(value: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// Tokens the messages of a call may take under `policy`, by [`message_bound`]: what is left
+/// of `max_context_tokens` after the tools and the request's framing.
+pub fn budget(policy: &ContextPolicy, tools: &[ToolDef]) -> u64 {
+    policy
+        .max_context_tokens
+        .saturating_sub(tools_bound(tools) + PER_REQUEST)
+}
+
 /// The note that stands for `steps` left-out steps.
 pub fn steps_note(steps: u32) -> Message {
     Message::User {
@@ -217,16 +287,19 @@ impl Shape {
 }
 
 /// The context to send: `messages` as they are when they fit `budget` (tokens for the
-/// messages alone, as `estimate` counts them), else shortened as the module says.
+/// messages alone, as `estimate` counts them), else shortened as the module says. `forgotten`
+/// counts the steps the fold already left out of `messages` for good ([`beyond_reach`]): the
+/// context then always says they are missing.
 pub fn build<'a>(
     messages: &'a [Message],
     budget: u64,
     keep_last_turns: u32,
+    forgotten: u32,
     estimate: &dyn Fn(&Message) -> u64,
 ) -> Context<'a> {
     let sizes: Vec<u64> = messages.iter().map(estimate).collect();
     let total: u64 = sizes.iter().sum();
-    if total <= budget {
+    if total <= budget && forgotten == 0 {
         return Context {
             messages: Cow::Borrowed(messages),
             trimmed: false,
@@ -242,9 +315,24 @@ pub fn build<'a>(
     };
     let head: u64 = trim.sizes[..shape.head].iter().sum();
 
+    // 0. Turns no context can hold go first, so they do not crowd out what can stay.
+    let gone = beyond_reach(messages, &shape, budget, estimate);
+    let steps_in = |turn: &Range<usize>| {
+        turn.clone()
+            .filter(|&i| matches!(messages[i], Message::Assistant(_)))
+            .count() as u32
+    };
+    let mut dropped_turns = gone;
+    let mut dropped_steps = forgotten;
+    for turn in &shape.turns[..gone] {
+        dropped_steps += steps_in(turn);
+        trim.total -= trim.sizes[turn.clone()].iter().sum::<u64>();
+    }
+    let reachable = shape.turns.get(gone).map_or(messages.len(), |t| t.start);
+
     // 1. A result too large for its share is clipped wherever it is.
     let share = budget.saturating_sub(head) / 2;
-    for (i, message) in messages.iter().enumerate().skip(shape.head) {
+    for (i, message) in messages.iter().enumerate().skip(reachable) {
         if trim.sizes[i] > share {
             match message {
                 Message::Assistant(_) => trim.shrink_reply(i, share),
@@ -254,7 +342,7 @@ pub fn build<'a>(
     }
 
     // 2. The oldest tool results are left out, turn by turn.
-    let droppable = &shape.turns[..shape.droppable];
+    let droppable = &shape.turns[gone..shape.droppable];
     'results: for turn in droppable {
         for i in turn.clone() {
             if trim.total <= budget {
@@ -265,22 +353,20 @@ pub fn build<'a>(
     }
 
     // 3. The oldest whole turns are left out.
-    let mut dropped_turns = 0;
-    let mut dropped_steps = 0u32;
-    let mut note = 0;
-    while trim.total + note > budget && dropped_turns < shape.droppable {
-        let turn = shape.turns[dropped_turns].clone();
-        dropped_steps += turn
-            .clone()
-            .filter(|&i| matches!(messages[i], Message::Assistant(_)))
-            .count() as u32;
-        trim.total -= trim.sizes[turn].iter().sum::<u64>();
-        dropped_turns += 1;
-        note = if dropped_steps > 0 {
-            estimate(&steps_note(dropped_steps))
+    let note_for = |steps: u32| {
+        if steps > 0 {
+            estimate(&steps_note(steps))
         } else {
             0
-        };
+        }
+    };
+    let mut note = note_for(dropped_steps);
+    while trim.total + note > budget && dropped_turns < shape.droppable {
+        let turn = shape.turns[dropped_turns].clone();
+        dropped_steps += steps_in(&turn);
+        trim.total -= trim.sizes[turn].iter().sum::<u64>();
+        dropped_turns += 1;
+        note = note_for(dropped_steps);
     }
 
     // 4. The kept turns' results are clipped to equal shares of what is left.
@@ -326,6 +412,65 @@ pub fn build<'a>(
     Context {
         messages: Cow::Owned(out),
         trimmed: true,
+    }
+}
+
+/// How many of the first turns no context can hold, now or later: with the head, even the
+/// least `build` can make of them and of every turn after them exceeds `budget`, and later
+/// messages only add. Never one of the turns that always stay. The fold forgets these turns
+/// (under `truncate`), so a run's state stops growing with its length.
+///
+/// `estimate` must not grow when content shrinks (true of [`message_bound`]).
+pub fn beyond_reach(
+    messages: &[Message],
+    shape: &Shape,
+    budget: u64,
+    estimate: &dyn Fn(&Message) -> u64,
+) -> usize {
+    let mut least: u64 = messages[..shape.head].iter().map(estimate).sum();
+    for (t, turn) in shape.turns.iter().enumerate().rev() {
+        least = least.saturating_add(turn.clone().map(|i| floor(&messages[i], estimate)).sum());
+        if least > budget {
+            return (t + 1).min(shape.droppable);
+        }
+    }
+    0
+}
+
+/// The least `estimate` says of any form `build` may give `message`: a result as it is, left
+/// out or clipped to nothing, whichever is shortest; a reply with each of its arguments and
+/// its text so; anything else as it is.
+fn floor(message: &Message, estimate: &dyn Fn(&Message) -> u64) -> u64 {
+    let shortest = |text: &str, forms: &[String]| -> String {
+        forms
+            .iter()
+            .filter(|form| form.len() < text.len())
+            .min_by_key(|form| form.len())
+            .cloned()
+            .unwrap_or_else(|| text.to_string())
+    };
+    match message {
+        Message::Tool { call_id, content } => estimate(&Message::Tool {
+            call_id: call_id.clone(),
+            content: shortest(
+                content,
+                &[left_out(content.len()), clipped(0, content.len())],
+            ),
+        }),
+        Message::Assistant(reply) => estimate(&Message::Assistant(AssistantMessage {
+            content: (reply.content.as_deref())
+                .map(|text| shortest(text, &[clipped(0, text.len())])),
+            tool_calls: reply
+                .tool_calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: shortest(&c.arguments, &[arguments_left_out(c.arguments.len())]),
+                })
+                .collect(),
+        })),
+        other => estimate(other),
     }
 }
 
@@ -492,5 +637,16 @@ impl Trim<'_, '_> {
         self.replaced[i]
             .take()
             .unwrap_or_else(|| self.messages[i].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_len_is_the_length_of_the_compact_text() {
+        let value = serde_json::json!({"type": "object", "properties": {"path": {"type": "string", "description": "naïve ☕"}}});
+        assert_eq!(json_len(&value), value.to_string().len() as u64);
     }
 }

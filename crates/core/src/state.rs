@@ -337,6 +337,15 @@ pub struct RunState {
     pub(crate) message_seqs: Vec<u64>,
     /// Steps the current summary stands for.
     pub compacted_steps: u32,
+    /// Steps the fold left out of `messages` for good under `truncate`: turns no context can
+    /// hold any more ([`context::beyond_reach`](crate::context::beyond_reach)). Every context
+    /// says they are missing.
+    pub forgotten_steps: u32,
+    /// Messages forgotten so.
+    pub(crate) forgotten_messages: u64,
+    /// The length of `messages` at which the fold next looks for turns to forget (a pass reads
+    /// the reachable turns, so passes are spaced to cost O(1) per message).
+    pub(crate) forget_at: usize,
     /// Model calls answered so far.
     pub(crate) steps: u32,
     /// User turns so far: the input, then each `user_message`.
@@ -418,9 +427,15 @@ impl RunState {
         self.usage
     }
 
-    /// The conversation the next model call is built from.
+    /// The conversation the next model call is built from: every message but the turns
+    /// forgotten as out of reach ([`RunState::forgotten_steps`]).
     pub fn messages(&self) -> &[Message] {
         &self.messages
+    }
+
+    /// Messages in the whole conversation, those forgotten included.
+    pub fn conversation_len(&self) -> u64 {
+        self.forgotten_messages + self.messages.len() as u64
     }
 
     /// Calls of the latest model reply, in order.
@@ -548,8 +563,52 @@ impl RunState {
         // Every message remembers the event that added it, so a compaction can find the
         // messages its range stands for.
         self.message_seqs.resize(self.messages.len(), seq);
+        self.forget_unreachable();
         self.seq = seq;
         Ok(())
+    }
+
+    /// Under `truncate` with a bounded window, drops the oldest turns no context can hold any
+    /// more, so the state (and its snapshot, and a resume) stops growing with the run. Every
+    /// context built from what is left equals the one built from the whole conversation
+    /// ([`context::build`](crate::context::build) leaves those turns out first, and counts
+    /// them in its note). The first message kept after the head is a reply, so the head stays
+    /// what it was.
+    fn forget_unreachable(&mut self) {
+        use crate::context::{self, Shape, Strategy};
+        if self.context.strategy != Strategy::Truncate
+            || self.context.max_context_tokens == u64::MAX
+            || self.messages.len() < self.forget_at
+        {
+            return;
+        }
+        let budget = context::budget(&self.context, &self.tools);
+        let shape = Shape::of(&self.messages, self.context.keep_last_turns);
+        let mut gone =
+            context::beyond_reach(&self.messages, &shape, budget, &context::message_bound);
+        while gone > 0
+            && !matches!(
+                self.messages[shape.turns[gone].start],
+                Message::Assistant(_)
+            )
+        {
+            gone -= 1;
+        }
+        if gone > 0 {
+            let range = shape.head..shape.turns[gone].start;
+            let steps = self.messages[range.clone()]
+                .iter()
+                .filter(|m| matches!(m, Message::Assistant(_)))
+                .count() as u32;
+            self.messages.drain(range.clone());
+            self.message_seqs.drain(range.clone());
+            self.forgotten_steps = self.forgotten_steps.saturating_add(steps);
+            self.forgotten_messages = self.forgotten_messages.saturating_add(range.len() as u64);
+            if let Some((_, sent)) = &mut self.last_call_input {
+                *sent = sent.saturating_sub(range.len());
+            }
+        }
+        self.forget_at = self.messages.len() + (self.messages.len() / 2).max(16);
     }
 
     fn start(&mut self, start: &crate::event::RunStart) {

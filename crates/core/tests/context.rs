@@ -162,7 +162,7 @@ proptest! {
         keep in 1u32..5,
     ) {
         let messages = conversation(&turns, missing);
-        let built = context::build(&messages, budget, keep, &estimate);
+        let built = context::build(&messages, budget, keep, 0, &estimate);
         let sent = built.messages.as_ref();
         let total: u64 = sent.iter().map(estimate).sum();
         let whole: u64 = messages.iter().map(estimate).sum();
@@ -219,7 +219,7 @@ fn a_result_too_large_for_its_share_is_clipped_with_a_note() {
         }],
         0,
     );
-    let built = context::build(&messages, 2_000, 4, &estimate);
+    let built = context::build(&messages, 2_000, 4, 0, &estimate);
     let Message::Tool { content, .. } = &built.messages[3] else {
         panic!("the result stays: {:?}", built.messages);
     };
@@ -241,7 +241,7 @@ fn left_out_steps_are_counted_in_a_note_after_the_head() {
         10
     ];
     let messages = conversation(&turns, 0);
-    let built = context::build(&messages, 1_500, 2, &estimate);
+    let built = context::build(&messages, 1_500, 2, 0, &estimate);
     let Message::User { content } = &built.messages[2] else {
         panic!("a note follows the head: {:?}", built.messages);
     };
@@ -270,7 +270,7 @@ fn a_reply_with_arguments_too_large_for_its_share_keeps_its_calls_with_a_note() 
     let huge = format!("{{\"content\":\"{}\"}}", "x".repeat(50_000));
     reply.tool_calls[0].arguments = huge.clone();
     let small = reply.tool_calls[1].arguments.clone();
-    let built = context::build(&messages, 2_000, 4, &estimate);
+    let built = context::build(&messages, 2_000, 4, 0, &estimate);
     let Message::Assistant(sent) = &built.messages[2] else {
         panic!("the reply stays: {:?}", built.messages);
     };

@@ -661,3 +661,134 @@ fn a_fork_starts_its_clock_at_its_first_drive() {
     assert_eq!(run(true), 5_000);
     assert_eq!(run(false), DAY + 5_000 - 1_000);
 }
+
+/// `journal` with its run's context kept inside `max_context_tokens` by truncation, always
+/// keeping `keep` turns.
+fn with_window(mut journal: Vec<Event>, max_context_tokens: u64, keep: u32) -> Vec<Event> {
+    if let Some(Event::RunStarted(start)) = journal.first_mut() {
+        start.context = chassis_core::context::ContextPolicy {
+            strategy: chassis_core::context::Strategy::Truncate,
+            max_context_tokens,
+            keep_last_turns: keep,
+        };
+    }
+    journal
+}
+
+/// A conversation of several turns: the script driven, then each further user message
+/// driven in turn, under a window that makes the fold forget.
+fn long_conversation(
+    script: &[Reply],
+    turns: usize,
+    max_context_tokens: u64,
+    keep: u32,
+) -> Vec<Event> {
+    let mut start = started(1_000);
+    if let Event::RunStarted(start) = &mut start {
+        for limit in [LimitName::MaxModelCalls, LimitName::MaxToolCalls] {
+            start.limits.values.insert(limit, 1_000.0);
+        }
+    }
+    let mut journal = with_window(vec![start], max_context_tokens, keep);
+    drive(&mut journal, script);
+    for turn in 0..turns {
+        if RunState::fold(journal.iter()).unwrap().status() != RunStatus::Completed {
+            break;
+        }
+        journal.push(Event::UserMessage {
+            text: format!("and then {turn}?"),
+            by: "sim".into(),
+            at_ms: 0,
+        });
+        drive(&mut journal, script);
+    }
+    journal
+}
+
+/// The context the engine sends for `state`, as `tokens::context` builds it.
+fn sent(state: &RunState) -> (Vec<chassis_core::Message>, bool) {
+    use chassis_core::context;
+    let built = context::build(
+        state.messages(),
+        context::budget(&state.context, &state.tools),
+        state.context.keep_last_turns,
+        state.forgotten_steps,
+        &context::message_bound,
+    );
+    (built.messages.into_owned(), built.trimmed)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// Bounded resume: under `truncate` the fold forgets the turns no context can hold, and
+    /// at every point of every conversation the context is exactly the one the whole
+    /// conversation would give; the state from a snapshot and its tail equals the full fold.
+    #[test]
+    fn forgetting_what_no_context_can_hold_changes_no_context(
+        replies in prop::collection::vec(
+            prop_oneof![
+                1 => Just(Reply::Answer),
+                5 => prop::collection::vec((0..2usize, Just(true)), 1..4)
+                    .prop_map(|calls| Reply::Calls(calls, Ids::Unique)),
+            ],
+            0..40,
+        ),
+        turns in 0usize..4,
+        // The tools and the framing take 105 tokens, the head 21: budgets from nothing to
+        // a few turns.
+        max_context_tokens in 100u64..700,
+        keep in 1u32..4,
+    ) {
+        let journal = long_conversation(&replies, turns, max_context_tokens, keep);
+        let whole_journal = with_window(journal.clone(), u64::MAX, keep);
+        for cut in 1..=journal.len() {
+            let state = RunState::fold(journal[..cut].iter()).unwrap();
+            let mut whole = RunState::fold(whole_journal[..cut].iter()).unwrap();
+            prop_assert_eq!(whole.forgotten_steps, 0);
+            prop_assert_eq!(state.conversation_len(), whole.messages().len() as u64);
+            // The same window, over the whole conversation.
+            whole.context = state.context;
+            prop_assert_eq!(sent(&state), sent(&whole), "at event {}", cut);
+
+            let stored = serde_json::to_string(&state).unwrap();
+            let mut resumed: RunState = serde_json::from_str(&stored).unwrap();
+            for event in &journal[cut..] {
+                resumed.apply(event).unwrap();
+            }
+            prop_assert_eq!(&resumed, &RunState::fold(journal.iter()).unwrap());
+        }
+    }
+}
+
+/// A long conversation under a small window: the state keeps a bounded tail of it, and the
+/// context still names every step left out.
+#[test]
+fn a_long_conversation_keeps_a_bounded_state() {
+    let replies: Vec<Reply> = (0..150)
+        .map(|_| Reply::Calls(vec![(0, true)], Ids::Unique))
+        .collect();
+    let journal = long_conversation(&replies, 0, 600, 2);
+    let state = RunState::fold(journal.iter()).unwrap();
+    assert_eq!(state.status(), RunStatus::Completed, "{:?}", state.error);
+    assert_eq!(state.steps(), 151);
+    assert!(state.forgotten_steps > 100, "{}", state.forgotten_steps);
+    assert!(state.messages().len() < 80, "{}", state.messages().len());
+    let (context, trimmed) = sent(&state);
+    assert!(trimmed);
+    let note = chassis_core::context::steps_note(state.forgotten_steps);
+    let noted = context.iter().find_map(|m| match m {
+        chassis_core::Message::User { content } if content.starts_with("[context: ") => {
+            Some(content.clone())
+        }
+        _ => None,
+    });
+    // The note counts the forgotten steps and those the builder left out beside them.
+    let noted = noted.expect("a note for the steps left out");
+    let count: u32 = noted["[context: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(count >= state.forgotten_steps, "{noted} vs {note:?}");
+}

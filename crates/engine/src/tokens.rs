@@ -6,29 +6,21 @@
 
 use std::sync::OnceLock;
 
-use chassis_core::context::{self, Context};
+use chassis_core::context::{self, Context, PER_MESSAGE, PER_REQUEST};
 use chassis_core::{Message, RunState};
 use tiktoken_rs::CoreBPE;
-
-/// Tokens a chat message costs beyond its content (role, separators), generously.
-const PER_MESSAGE: u64 = 8;
-
-/// Tokens of the reply priming and request framing, generously.
-const PER_REQUEST: u64 = 16;
 
 /// The context the next call sends: the conversation, kept inside the run's
 /// `max_context_tokens` (less the tools and framing) as its `[context]` says, by this module's
 /// byte bound.
 pub(crate) fn context(state: &RunState) -> Context<'_> {
     let policy = &state.context;
-    let budget = policy
-        .max_context_tokens
-        .saturating_sub(tools_bound(state) + PER_REQUEST);
     context::build(
         state.messages(),
-        budget,
+        context::budget(policy, &state.tools),
         policy.keep_last_turns,
-        &message_bound,
+        state.forgotten_steps,
+        &context::message_bound,
     )
 }
 
@@ -45,7 +37,7 @@ pub(crate) fn provider_floor(state: &RunState) -> u64 {
         .get(sent..)
         .unwrap_or_default()
         .iter()
-        .map(|m| content_len(m) as u64 + PER_MESSAGE)
+        .map(context::message_bound)
         .sum();
     reported.saturating_add(added)
 }
@@ -53,41 +45,12 @@ pub(crate) fn provider_floor(state: &RunState) -> u64 {
 /// An upper bound on the input tokens of a call sending `messages`: never less than the real
 /// count.
 pub(crate) fn upper_bound(state: &RunState, messages: &[Message]) -> u64 {
-    let messages: u64 = messages.iter().map(message_bound).sum();
+    let messages: u64 = messages.iter().map(context::message_bound).sum();
     messages + tools_bound(state) + PER_REQUEST
 }
 
-fn message_bound(message: &Message) -> u64 {
-    content_len(message) as u64 + PER_MESSAGE
-}
-
 fn tools_bound(state: &RunState) -> u64 {
-    state
-        .tools
-        .iter()
-        .map(|t| {
-            (t.name.len() + t.description.len()) as u64 + json_len(&t.parameters) + PER_MESSAGE
-        })
-        .sum()
-}
-
-/// The length of `value` as compact JSON, counted without building the text (this runs
-/// before every call).
-fn json_len(value: &serde_json::Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len() as u64;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing into a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
+    context::tools_bound(&state.tools)
 }
 
 /// A count with the model's tokenizer when chassis has it (OpenAI model families), plus the
@@ -121,21 +84,6 @@ pub(crate) fn precise(state: &RunState, messages: &[Message], model: &str) -> Op
         })
         .sum();
     Some(messages + tools + PER_REQUEST)
-}
-
-fn content_len(message: &Message) -> usize {
-    match message {
-        Message::System { content } | Message::User { content } => content.len(),
-        Message::Tool { call_id, content } => call_id.len() + content.len(),
-        Message::Assistant(reply) => {
-            reply.content.as_deref().map_or(0, str::len)
-                + reply
-                    .tool_calls
-                    .iter()
-                    .map(|c| c.id.len() + c.name.len() + c.arguments.len())
-                    .sum::<usize>()
-        }
-    }
 }
 
 /// The tokenizer of an OpenAI model family, built on first use (it takes a while).
@@ -218,11 +166,5 @@ mod tests {
         }
         let x = state("x");
         assert!(precise(&x, x.messages(), "anthropic:claude-haiku-4-5").is_none());
-    }
-
-    #[test]
-    fn json_len_is_the_length_of_the_compact_text() {
-        let value = serde_json::json!({"type": "object", "properties": {"path": {"type": "string", "description": "naïve ☕"}}});
-        assert_eq!(json_len(&value), value.to_string().len() as u64);
     }
 }

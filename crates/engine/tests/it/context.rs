@@ -238,6 +238,16 @@ async fn long_conversation(steps: usize) {
         let turns = &stats.by_conversation["go"];
         assert_eq!(turns.len(), steps + 1, "{strategy}");
         assert!(turns.values().all(|&n| n == 1), "{strategy}: {turns:?}");
+        // Bounded resume: the state keeps only what a context can still hold (a summary
+        // under `summarize`; under `truncate`, the fold forgets the turns out of reach).
+        let state = engine.load(&outcome.run_id).await.unwrap();
+        let (kept, whole) = (state.messages().len(), state.conversation_len());
+        if strategy == "truncate" {
+            assert!((kept as u64) < whole, "{kept} messages kept of {whole}");
+            assert!(state.forgotten_steps > 0);
+        } else {
+            assert!(kept < steps, "{kept} messages kept after {steps} steps");
+        }
     }
 }
 
