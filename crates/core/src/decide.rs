@@ -360,6 +360,39 @@ pub fn model_limit(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
         .or_else(|| wall_time(state, inputs))
 }
 
+/// The first limit a summarization (`[context] strategy = "summarize"`) would cross at its
+/// worst case, with the call it is made for: the summary's request (`input_tokens`) and its
+/// `max_output` tokens, then that call at its worst (a full `max_context_tokens` context and
+/// `max_tokens` of output), priced like the run's current model. A summary the run cannot
+/// afford together with that call is not made: its tokens would be spent for nothing. Steps
+/// and model calls were checked for the call itself; a summary is neither.
+pub fn summary_limit(state: &RunState, input_tokens: u64, max_output: u32) -> Option<LimitHit> {
+    let next_input = state.context.max_context_tokens;
+    let next_output = u64::from(state.max_tokens);
+    let input = input_tokens.saturating_add(next_input) as f64;
+    let output = (u64::from(max_output) + next_output) as f64;
+    let model = state
+        .models
+        .get(state.chain_offset)
+        .map_or("", String::as_str);
+    let cost = price_of(model, &state.prices).map_or(0.0, |p| {
+        p.cost(input_tokens, 0, u64::from(max_output)) + p.cost(next_input, 0, next_output)
+    });
+    let used_in = state.usage.input_tokens as f64;
+    let used_out = state.usage.output_tokens as f64;
+    let checks = [
+        (LimitName::MaxInputTokens, used_in, input),
+        (LimitName::MaxOutputTokens, used_out, output),
+        (
+            LimitName::MaxTotalTokens,
+            used_in + used_out,
+            input + output,
+        ),
+        (LimitName::MaxCostUsd, state.cost_usd, cost),
+    ];
+    first_crossed(state, &checks)
+}
+
 /// The first limit a tool call would cross: the count of tool calls, a repeated identical
 /// call, a run of steps that bring nothing new, or the wall time.
 pub fn tool_limit(state: &RunState, call: &ToolAction, inputs: &Inputs) -> Option<LimitHit> {

@@ -1079,6 +1079,25 @@ fn decide_now(state: &RunState, now_ms: u64) -> Decision {
     decision
 }
 
+/// The limit a summarization request would cross with the call it is for, by the cheap bound;
+/// when that bound is what trips it, counted again with the model's tokenizer where chassis
+/// has one (as [`decide_now`] does for a call).
+fn summary_limit(state: &RunState, request: &[chassis_core::Message]) -> Option<LimitHit> {
+    let max_output = crate::compact::max_tokens(state);
+    let bound = tokens::request_bound(request);
+    let hit = chassis_core::decide::summary_limit(state, bound, max_output)?;
+    let model = state
+        .models
+        .get(state.chain_offset)
+        .map_or("", String::as_str);
+    match tokens::precise_request(request, model) {
+        Some(precise) if precise < bound => {
+            chassis_core::decide::summary_limit(state, precise, max_output)
+        }
+        _ => Some(hit),
+    }
+}
+
 /// How a limit reads in a run's failure or pause reason.
 fn describe_limit(hit: &LimitHit) -> String {
     let show = |x: f64| match hit.limit {
@@ -1196,8 +1215,13 @@ impl<'e> Step<'e> {
                     if self.summary_failed != Some(self.state.steps())
                         && let Some(range) = crate::compact::due(&self.state)
                     {
+                        let request = crate::compact::request(&self.state, range.clone());
+                        if let Some(hit) = summary_limit(&self.state, &request) {
+                            self.limit_reached(hit)?;
+                            continue;
+                        }
                         // Decide again: the summary changes the context, and its cost counts.
-                        self.compact(agent, range).await?;
+                        self.compact(agent, range, request).await?;
                         continue;
                     }
                     if self.call_model_overlapping_flush(agent).await? {
@@ -1558,7 +1582,12 @@ impl<'e> Step<'e> {
     /// Summarizes the messages in `range` with the run's model chain and journals the summary
     /// (`context_compacted`), durable before the context uses it, so a resumed run reads it
     /// and never makes it again. A failed summarization leaves this step's call to truncation.
-    async fn compact(&mut self, agent: &Agent, range: std::ops::Range<usize>) -> Result<(), Error> {
+    async fn compact(
+        &mut self,
+        agent: &Agent,
+        range: std::ops::Range<usize>,
+        messages: Vec<chassis_core::Message>,
+    ) -> Result<(), Error> {
         let step = self.state.steps();
         let (Some(from_seq), Some(to_seq)) = (
             self.state.message_seq(range.start),
@@ -1569,7 +1598,7 @@ impl<'e> Step<'e> {
         };
         let request = ChatRequest {
             model: agent.spec.model.model.as_str().into(),
-            messages: crate::compact::request(&self.state, range).into(),
+            messages: messages.into(),
             tools: Vec::new().into(),
             max_tokens: Some(crate::compact::max_tokens(&self.state)),
             temperature: agent.spec.temperature,

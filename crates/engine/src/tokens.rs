@@ -45,8 +45,12 @@ pub(crate) fn provider_floor(state: &RunState) -> u64 {
 /// An upper bound on the input tokens of a call sending `messages`: never less than the real
 /// count.
 pub(crate) fn upper_bound(state: &RunState, messages: &[Message]) -> u64 {
-    let messages: u64 = messages.iter().map(context::message_bound).sum();
-    messages + tools_bound(state) + PER_REQUEST
+    request_bound(messages) + tools_bound(state)
+}
+
+/// An upper bound on the input tokens of a request sending `messages` and no tools.
+pub(crate) fn request_bound(messages: &[Message]) -> u64 {
+    messages.iter().map(context::message_bound).sum::<u64>() + PER_REQUEST
 }
 
 fn tools_bound(state: &RunState) -> u64 {
@@ -65,6 +69,13 @@ pub(crate) fn precise(state: &RunState, messages: &[Message], model: &str) -> Op
             count(&t.name) + count(&t.description) + count(&t.parameters.to_string()) + PER_MESSAGE
         })
         .sum();
+    Some(precise_request(messages, model)? + tools)
+}
+
+/// [`precise`] for a request sending `messages` and no tools.
+pub(crate) fn precise_request(messages: &[Message], model: &str) -> Option<u64> {
+    let bpe = tokenizer_for(model)?;
+    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
     let messages: u64 = messages
         .iter()
         .map(|m| {
@@ -83,7 +94,7 @@ pub(crate) fn precise(state: &RunState, messages: &[Message], model: &str) -> Op
                 }
         })
         .sum();
-    Some(messages + tools + PER_REQUEST)
+    Some(messages + PER_REQUEST)
 }
 
 /// The tokenizer of an OpenAI model family, built on first use (it takes a while).

@@ -192,6 +192,97 @@ async fn summarize_journals_each_summary_once_counts_it_and_stays_inside_the_win
     assert!(state.compacted_steps > 0);
 }
 
+/// A summary is a model call: it is checked against the limits before it is made, with the
+/// call it is for. A run whose input budget covers its next call but not a summary plus that
+/// call reaches the limit where the summary would have been made, and no summary is made.
+#[tokio::test]
+async fn a_summary_the_run_cannot_afford_with_its_call_is_not_made() {
+    let steps = 40;
+    let (dir, mock, engine, agent) =
+        setup(steps, 1500, "strategy = \"summarize\"\nkeep_last_turns = 3").await;
+    let window = agent.spec.context_policy().max_context_tokens;
+
+    // Where an unlimited run first summarizes, and the input tokens it used before.
+    let reference = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(reference.status, RunStatus::Completed, "{reference:?}");
+    let unlimited: Vec<Event> = engine
+        .journal()
+        .load(&reference.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    let first_summary = unlimited
+        .iter()
+        .position(|e| matches!(e, Event::ContextCompacted { .. }))
+        .expect("the unlimited run summarizes");
+    let replies = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::ModelResponded { .. }))
+            .count()
+    };
+    let used: u64 = unlimited[..first_summary]
+        .iter()
+        .map(|e| match e {
+            Event::ModelResponded { usage, .. } => usage.input_tokens,
+            _ => 0,
+        })
+        .sum();
+
+    // Room for the next call's whole context and a little more, not for a summary as well.
+    let limit = used + window + 500;
+    let spec = std::fs::read_to_string(dir.path().join("agent.toml")).unwrap();
+    write(
+        &dir.path().join("agent.toml"),
+        &spec.replace(
+            "max_input_tokens = 100000000",
+            &format!("max_input_tokens = {limit}"),
+        ),
+    );
+    let limited = Agent::load(&dir.path().join("agent.toml")).await.unwrap();
+    let summarizations = || -> u64 {
+        mock.stats()
+            .by_conversation
+            .iter()
+            .filter(|(input, _)| input.starts_with("Summarize the agent's work"))
+            .flat_map(|(_, turns)| turns.values())
+            .sum()
+    };
+    let summaries_before = summarizations();
+    let outcome = engine.start(&limited, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Failed, "{outcome:?}");
+    let events: Vec<Event> = engine
+        .journal()
+        .load(&outcome.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ContextCompacted { .. })),
+        "a summary was made"
+    );
+    assert_eq!(
+        summarizations(),
+        summaries_before,
+        "the mock was asked to summarize"
+    );
+    assert!(matches!(
+        events.iter().rev().nth(1),
+        Some(Event::LimitReached {
+            limit: chassis_core::LimitName::MaxInputTokens,
+            ..
+        })
+    ));
+    // It stopped where the unlimited run summarized, every earlier call made.
+    assert_eq!(replies(&events), replies(&unlimited[..first_summary]));
+}
+
 #[tokio::test]
 async fn a_long_run_keeps_snapshots_and_loads_from_one_as_from_the_whole_journal() {
     let steps = 40;
