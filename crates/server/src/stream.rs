@@ -18,7 +18,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chassis_core::{Event, RunState};
 use chassis_store::{Journal, Record};
 use futures_util::Stream;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::api::StreamEventKind;
 
@@ -80,11 +80,24 @@ impl DeltaMessage {
     }
 }
 
-/// One followed run: its durable length, its live deltas, and those of the call in flight.
+/// The deltas of a run's latest call, as its followers share them: one list, each follower
+/// reading from its own place (no queue per follower or per run, nothing allocated until a
+/// call streams), replaced when the next call begins.
+#[derive(Default)]
+struct DeltaLog {
+    /// Bumped when a new call's deltas begin: a follower of an older call starts over.
+    call: u64,
+    /// The step whose deltas these are.
+    step: u32,
+    /// The place of `list[0]` among the call's deltas (the oldest go past `MAX_KEPT_DELTAS`).
+    first: usize,
+    list: std::collections::VecDeque<Arc<DeltaMessage>>,
+}
+
+/// One followed run: its durable length and the deltas of its call in flight.
 struct Channel {
     seq: watch::Sender<u64>,
-    deltas: broadcast::Sender<Arc<DeltaMessage>>,
-    in_flight: Vec<Arc<DeltaMessage>>,
+    deltas: watch::Sender<DeltaLog>,
     last_follower: std::time::Instant,
 }
 
@@ -105,12 +118,11 @@ impl Default for Hub {
     }
 }
 
-/// What a new follower gets: wake-ups, live deltas, and the deltas of the call in flight.
+/// What a new follower gets: wake-ups and the deltas of the run's calls.
 pub struct Subscription {
     woken: watch::Receiver<u64>,
     closing: watch::Receiver<bool>,
-    deltas: broadcast::Receiver<Arc<DeltaMessage>>,
-    in_flight: Vec<Arc<DeltaMessage>>,
+    deltas: watch::Receiver<DeltaLog>,
 }
 
 impl Hub {
@@ -120,8 +132,7 @@ impl Hub {
             return Subscription {
                 woken: watch::channel(0).1,
                 closing: self.closing.subscribe(),
-                deltas: broadcast::channel(1).1,
-                in_flight: Vec::new(),
+                deltas: watch::channel(DeltaLog::default()).1,
             };
         };
         let now = std::time::Instant::now();
@@ -131,8 +142,7 @@ impl Hub {
         });
         let channel = runs.entry(run_id.to_string()).or_insert_with(|| Channel {
             seq: watch::channel(0).0,
-            deltas: broadcast::channel(256).0,
-            in_flight: Vec::new(),
+            deltas: watch::channel(DeltaLog::default()).0,
             last_follower: now,
         });
         channel.last_follower = now;
@@ -140,7 +150,6 @@ impl Hub {
             woken: channel.seq.subscribe(),
             closing: self.closing.subscribe(),
             deltas: channel.deltas.subscribe(),
-            in_flight: channel.in_flight.clone(),
         }
     }
 
@@ -162,20 +171,26 @@ impl Hub {
     }
 
     fn delta(&self, run_id: &str, step: u32, delta: &chassis_providers::Delta) {
-        let Ok(mut runs) = self.runs.lock() else {
+        let Ok(runs) = self.runs.lock() else {
             return;
         };
-        let Some(channel) = runs.get_mut(run_id) else {
+        let Some(channel) = runs.get(run_id) else {
             return;
         };
         let message = Arc::new(DeltaMessage::of(step, delta));
-        if channel.in_flight.first().is_some_and(|d| d.step != step) {
-            channel.in_flight.clear();
-        }
-        if channel.in_flight.len() < MAX_KEPT_DELTAS {
-            channel.in_flight.push(Arc::clone(&message));
-        }
-        let _ = channel.deltas.send(message);
+        channel.deltas.send_modify(|log| {
+            if log.step != step {
+                log.call += 1;
+                log.step = step;
+                log.first = 0;
+                log.list.clear();
+            }
+            if log.list.len() >= MAX_KEPT_DELTAS {
+                log.list.pop_front();
+                log.first += 1;
+            }
+            log.list.push_back(message);
+        });
     }
 }
 
@@ -204,15 +219,17 @@ struct Cursor {
     run_id: String,
     after: u64,
     pending: std::collections::VecDeque<Record>,
-    /// Deltas of the call in flight when the stream began, sent once the journal is caught up.
-    replay: std::collections::VecDeque<Arc<DeltaMessage>>,
     /// The step of the last `model_responded` sent: deltas of steps up to it are stale.
     answered: u32,
     /// Whether the journal was read to its end once (live deltas go out from then on).
     caught_up: bool,
     woken: watch::Receiver<u64>,
     closing: watch::Receiver<bool>,
-    deltas: broadcast::Receiver<Arc<DeltaMessage>>,
+    deltas: watch::Receiver<DeltaLog>,
+    /// The call whose deltas the stream reads, and its place among them: a stream that began
+    /// while a call streamed sends what the log kept of it once the journal is caught up.
+    delta_call: u64,
+    delta_next: usize,
     ended: bool,
 }
 
@@ -228,7 +245,8 @@ pub fn follow(
         woken: subscription.woken,
         closing: subscription.closing,
         deltas: subscription.deltas,
-        replay: subscription.in_flight.into(),
+        delta_call: 0,
+        delta_next: 0,
         answered: 0,
         caught_up: false,
         journal,
@@ -262,21 +280,10 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
         }
         // Deltas first: every delta of a call was sent before its answer was journaled, so one
         // waiting in the channel may belong to an answer already read from the journal.
-        if cursor.caught_up {
-            while let Some(delta) = cursor.replay.pop_front() {
-                if delta.step > cursor.answered {
-                    return Some(delta_event(&delta));
-                }
-            }
-            match cursor.deltas.try_recv() {
-                Ok(delta) if delta.step > cursor.answered => return Some(delta_event(&delta)),
-                // Stale, or the follower fell behind the deltas (they are not durable: it
-                // simply misses some; the journaled answer is whole).
-                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(
-                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
-                ) => {}
-            }
+        if cursor.caught_up
+            && let Some(delta) = next_delta(cursor)
+        {
+            return Some(delta_event(&delta));
         }
         if let Some(record) = cursor.pending.pop_front() {
             cursor.after = record.seq;
@@ -329,15 +336,10 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
         if cursor.pending.capacity() > 0 {
             cursor.pending = Default::default();
         }
-        if cursor.replay.is_empty() && cursor.replay.capacity() > 0 {
-            cursor.replay = Default::default();
-        }
         tokio::select! {
             biased;
-            delta = cursor.deltas.recv() => match delta {
-                Ok(delta) if delta.step > cursor.answered => return Some(delta_event(&delta)),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => tokio::time::sleep(POLL).await,
+            changed = cursor.deltas.changed() => if changed.is_err() {
+                tokio::time::sleep(POLL).await;
             },
             _ = cursor.woken.changed() => {}
             closing = cursor.closing.changed() => if closing.is_err() {
@@ -346,6 +348,24 @@ async fn next(cursor: &mut Cursor) -> Option<SseEvent> {
             () = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// The next delta of the run's call in flight the stream has not sent, if it is not stale
+/// (its step answered in the journal already). A stream that fell more than the log keeps
+/// behind skips what it missed: deltas are not durable, the journaled answer is whole.
+fn next_delta(cursor: &mut Cursor) -> Option<Arc<DeltaMessage>> {
+    let log = cursor.deltas.borrow_and_update();
+    if log.call != cursor.delta_call {
+        cursor.delta_call = log.call;
+        cursor.delta_next = 0;
+    }
+    if log.step <= cursor.answered {
+        return None;
+    }
+    let at = cursor.delta_next.max(log.first);
+    let delta = log.list.get(at - log.first)?;
+    cursor.delta_next = at + 1;
+    Some(Arc::clone(delta))
 }
 
 /// The step whose streamed deltas `event` makes stale: its journaled answer. Every event is
