@@ -23,6 +23,9 @@
 //!   event read. Latency = arrival − the event's journal time (`at_ms`), for those events.
 //!   Every stream must see each event of its run once and in order (ids 1, 2, … n, ending with
 //!   the run's completion), or the benchmark fails: a fast stream that loses events is no figure.
+//!   The followers pass runs three times: several streams to a run over HTTP/1.1, the same over
+//!   HTTP/2, and as many runs as streams with one stream each over HTTP/1.1 (a console tab on
+//!   each run), where what the server keeps per followed run is in every stream's share.
 
 use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -97,7 +100,27 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         let server =
             ServerProcess::start(bench, &dir.join("follow.db"), &agents, sizes.server_runs)?;
         let streams = std::slice::from_ref(&client);
-        figures.extend(runtime.block_on(follow(bench, &client, streams, "", &server))?);
+        let shape = (sizes.server_runs, sizes.server_followers);
+        figures.extend(runtime.block_on(follow(bench, &client, streams, shape, "", &server))?);
+    }
+    // As many streams, one to a run (a console tab on each): what a followed run itself costs
+    // the server is then in every stream's share.
+    {
+        bench.say(&format!(
+            "server: {followers} runs of {} steps, one stream following each",
+            sizes.server_steps
+        ));
+        let server = ServerProcess::start(bench, &dir.join("follow-one.db"), &agents, followers)?;
+        let streams = std::slice::from_ref(&client);
+        let shape = (followers, 1);
+        figures.extend(runtime.block_on(follow(
+            bench,
+            &client,
+            streams,
+            shape,
+            ", one per run",
+            &server,
+        ))?);
     }
     // The same over HTTP/2 (h2c here; what a browser gets over HTTPS): streams share
     // connections, STREAMS_PER_CONNECTION to each.
@@ -112,7 +135,10 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
             .map(|_| chassis_http::builder(HttpVersion::Http2).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::Http)?;
-        figures.extend(runtime.block_on(follow(bench, &client, &streams, ", HTTP/2", &server))?);
+        let shape = (sizes.server_runs, sizes.server_followers);
+        figures.extend(
+            runtime.block_on(follow(bench, &client, &streams, shape, ", HTTP/2", &server))?,
+        );
     }
     drop(mock);
     Ok(figures)
@@ -281,11 +307,13 @@ async fn start_run(
     }
 }
 
-/// Runs waiting for a human with streams following them: idle memory, then delivery.
+/// Runs waiting for a human with streams following them (`shape`: runs, streams per run): idle
+/// memory, then delivery.
 async fn follow(
     bench: &Bench<'_>,
     client: &reqwest::Client,
     stream_clients: &[reqwest::Client],
+    (run_count, per_run): (usize, usize),
     protocol: &str,
     server: &ServerProcess,
 ) -> Result<Vec<Figure>, Error> {
@@ -294,8 +322,8 @@ async fn follow(
         "agent": "bench",
         "input": format!("Work through the notes. [gate-{}]", sizes.server_steps),
     });
-    let mut runs = Vec::with_capacity(sizes.server_runs);
-    for _ in 0..sizes.server_runs {
+    let mut runs = Vec::with_capacity(run_count);
+    for _ in 0..run_count {
         runs.push(start_run(bench, client, server, &input).await?);
     }
     // Every run waits for its approval before a stream connects.
@@ -330,7 +358,7 @@ async fn follow(
         .rss()
         .ok_or_else(|| bench.failed("cannot read the server's /proc/PID/status"))?;
 
-    let streams = runs.len() * sizes.server_followers;
+    let streams = runs.len() * per_run;
     let gated = Arc::new(AtomicUsize::new(0));
     let (calls_tx, mut calls_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
     let tasks: Vec<_> = (0..streams)
