@@ -111,8 +111,9 @@ const PACKED_VERSION: usize = 11;
 /// where the `(run_id, seq)` primary key of a `WITHOUT ROWID` table rebalanced full leaves
 /// with their siblings (3.5 WAL pages per step against 1.5). A run's events are the range
 /// `[run_key << 32 | 1, run_key << 32 | 0xFFFFFFFF]`. The keys are the old rowids, and the
-/// events are copied as they are; `check_packable` first refuses a file whose events would not
-/// all fit.
+/// events are copied as they are, run by run in key order (each run's events read in order
+/// from the old primary key, so nothing is sorted in a temporary B-tree); `check_packable`
+/// first refuses a file whose events would not all fit.
 const PACKED_EVENTS: &str = "
     CREATE TABLE runs_keyed (
         run_key         INTEGER PRIMARY KEY,
@@ -149,8 +150,8 @@ const PACKED_EVENTS: &str = "
     );
     INSERT INTO events_packed (id, at_ms, data)
         SELECT (runs.run_key << 32) | events.seq, events.at_ms, events.data
-        FROM events JOIN runs ON runs.run_id = events.run_id
-        ORDER BY 1;
+        FROM runs CROSS JOIN events ON events.run_id = runs.run_id
+        ORDER BY runs.run_key, events.seq;
     DROP TABLE events;
     ALTER TABLE events_packed RENAME TO events;
 ";
