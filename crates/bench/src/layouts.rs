@@ -1,6 +1,6 @@
-//! The events table's layout against the bytes and syncs of a durable step: today's schema
-//! against an integer run key, a rowid table or not, one B-tree or two, and other page sizes,
-//! all fed the same events.
+//! The events table's layout against the bytes and syncs of a durable step: the schema before
+//! version 11 against an integer run key, a rowid table or not, one B-tree or two, and other
+//! page sizes, all fed the same events. The store adopted "packed integer rowid, 2 KiB".
 //!
 //! Method: one real 10-step run is driven by the engine into a fresh journal (`Sync::Full`),
 //! with a clock that never reads the same millisecond twice, so the events of each commit
@@ -46,7 +46,7 @@ const QUICK_RUNS: usize = 3;
 /// How a layout keys the events of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Key {
-    /// The run's text id and the sequence number, as today.
+    /// The run's text id and the sequence number, as before schema version 11.
     Text,
     /// The `runs` row's integer rowid and the sequence number.
     Integer,
@@ -60,8 +60,8 @@ struct Layout {
     name: &'static str,
     page_size: u32,
     key: Key,
-    /// The `events` table replacing the migrations' one; `None` keeps it.
-    table: Option<&'static str>,
+    /// The `events` table replacing the migrations' one (which is [`PACKED`]).
+    table: &'static str,
     /// Whether the events are written at all (without: the `runs` row's writes alone).
     events: bool,
     /// Whether the lease's release is a commit of its own, as today, or is done by the last
@@ -70,12 +70,7 @@ struct Layout {
 }
 
 impl Layout {
-    const fn new(
-        name: &'static str,
-        page_size: u32,
-        key: Key,
-        table: Option<&'static str>,
-    ) -> Self {
+    const fn new(name: &'static str, page_size: u32, key: Key, table: &'static str) -> Self {
         Layout {
             name,
             page_size,
@@ -87,6 +82,10 @@ impl Layout {
     }
 }
 
+/// The events table before schema version 11 (the store's own is now [`PACKED`]).
+const TEXT_WITHOUT_ROWID: &str = "CREATE TABLE events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)) WITHOUT ROWID";
 const TEXT_ROWID: &str = "CREATE TABLE events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq))";
@@ -101,59 +100,59 @@ const PACKED: &str = "CREATE TABLE events (
 
 const LAYOUTS: [Layout; 15] = [
     Layout::new(
-        "today: text key WITHOUT ROWID, 4 KiB",
+        "before v11: text key WITHOUT ROWID, 4 KiB",
         4096,
         Key::Text,
-        None,
+        TEXT_WITHOUT_ROWID,
     ),
-    Layout::new("today's table, 1 KiB pages", 1024, Key::Text, None),
-    Layout::new("today's table, 2 KiB pages", 2048, Key::Text, None),
-    Layout::new("today's table, 8 KiB pages", 8192, Key::Text, None),
+    Layout::new(
+        "the table before v11, 1 KiB pages",
+        1024,
+        Key::Text,
+        TEXT_WITHOUT_ROWID,
+    ),
+    Layout::new(
+        "the table before v11, 2 KiB pages",
+        2048,
+        Key::Text,
+        TEXT_WITHOUT_ROWID,
+    ),
+    Layout::new(
+        "the table before v11, 8 KiB pages",
+        8192,
+        Key::Text,
+        TEXT_WITHOUT_ROWID,
+    ),
     Layout::new(
         "text key, rowid table + index, 4 KiB",
         4096,
         Key::Text,
-        Some(TEXT_ROWID),
+        TEXT_ROWID,
     ),
     Layout::new(
         "integer key WITHOUT ROWID, 4 KiB",
         4096,
         Key::Integer,
-        Some(INT_WITHOUT_ROWID),
+        INT_WITHOUT_ROWID,
     ),
     Layout::new(
         "integer key, rowid table + index, 4 KiB",
         4096,
         Key::Integer,
-        Some(INT_ROWID),
+        INT_ROWID,
     ),
-    Layout::new(
-        "packed integer rowid, 4 KiB",
-        4096,
-        Key::Packed,
-        Some(PACKED),
-    ),
-    Layout::new(
-        "packed integer rowid, 1 KiB",
-        1024,
-        Key::Packed,
-        Some(PACKED),
-    ),
-    Layout::new(
-        "packed integer rowid, 2 KiB",
-        2048,
-        Key::Packed,
-        Some(PACKED),
-    ),
-    Layout::new(
-        "packed integer rowid, 8 KiB",
-        8192,
-        Key::Packed,
-        Some(PACKED),
-    ),
+    Layout::new("packed integer rowid, 4 KiB", 4096, Key::Packed, PACKED),
+    Layout::new("packed integer rowid, 1 KiB", 1024, Key::Packed, PACKED),
+    Layout::new("packed integer rowid, 2 KiB", 2048, Key::Packed, PACKED),
+    Layout::new("packed integer rowid, 8 KiB", 8192, Key::Packed, PACKED),
     Layout {
         release_apart: false,
-        ..Layout::new("today, no release commit, 4 KiB", 4096, Key::Text, None)
+        ..Layout::new(
+            "before v11, no release commit, 4 KiB",
+            4096,
+            Key::Text,
+            TEXT_WITHOUT_ROWID,
+        )
     },
     Layout {
         release_apart: false,
@@ -161,7 +160,7 @@ const LAYOUTS: [Layout; 15] = [
             "packed, no release commit, 2 KiB",
             2048,
             Key::Packed,
-            Some(PACKED),
+            PACKED,
         )
     },
     Layout {
@@ -170,7 +169,7 @@ const LAYOUTS: [Layout; 15] = [
             "packed, no release commit, 1 KiB",
             1024,
             Key::Packed,
-            Some(PACKED),
+            PACKED,
         )
     },
     Layout {
@@ -179,7 +178,7 @@ const LAYOUTS: [Layout; 15] = [
             "the runs row alone (no events), 4 KiB",
             4096,
             Key::Text,
-            None,
+            TEXT_WITHOUT_ROWID,
         )
     },
 ];
@@ -275,7 +274,10 @@ impl Recording {
             )
             .map_err(sql)?;
         let mut stmt = conn
-            .prepare("SELECT seq, at_ms, data FROM events WHERE run_id = ?1 ORDER BY seq")
+            .prepare(
+                "SELECT id & 4294967295, at_ms, data FROM events
+                 WHERE id >> 32 = (SELECT run_key FROM runs WHERE run_id = ?1) ORDER BY id",
+            )
             .map_err(sql)?;
         let rows = stmt
             .query_map(params![run_id], |row| {
@@ -564,10 +566,8 @@ fn prepare(db: &Path, layout: &Layout) -> Result<Connection, Error> {
         .map_err(sql)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(sql)?;
-    if let Some(table) = layout.table {
-        conn.execute_batch(&format!("DROP TABLE events; {table};"))
-            .map_err(sql)?;
-    }
+    conn.execute_batch(&format!("DROP TABLE events; {};", layout.table))
+        .map_err(sql)?;
     let page_size: u32 = conn
         .query_row("PRAGMA page_size", [], |row| row.get(0))
         .map_err(sql)?;

@@ -24,7 +24,7 @@ const EXPECTED: [&str; 29] = [
     "journal bytes per step (event JSON), 50-step runs",
     "journal bytes per step (SQLite file), 50-step runs",
     "per-step event bytes, 50-step ÷ 10-step runs",
-    "today: text key WITHOUT ROWID, 4 KiB: bytes written per step (write calls)",
+    "before v11: text key WITHOUT ROWID, 4 KiB: bytes written per step (write calls)",
     "resume: load + fold 1,000 events (Engine::load), median",
     "cold start: spawn → first model request, median",
     "`chassis --version`, spawn → exit, median",

@@ -227,6 +227,7 @@ impl SqliteJournal {
             .busy_timeout(Duration::from_secs(30))
             .map_err(|e| db_err(&e))?;
         migrate::check(&writer)?;
+        migrate::size_new_file(&writer).map_err(|e| db_err(&e))?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
         migrate::migrate(&mut writer)?;
 
@@ -843,16 +844,19 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             }))
         }
         Op::Release { lease, seen, wake } => {
-            let held: Option<Option<i64>> = conn
-                .prepare_cached("SELECT lease_token FROM runs WHERE run_id = ?1")?
-                .query_row(params![lease.run_id], |row| row.get(0))
+            let held: Option<(i64, Option<i64>)> = conn
+                .prepare_cached("SELECT run_key, lease_token FROM runs WHERE run_id = ?1")?
+                .query_row(params![lease.run_id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
-            if held != Some(Some(token_to_sql(lease.token))) {
+            let Some((run_key, Some(token))) = held else {
+                return Ok(Done::Nothing);
+            };
+            if token != token_to_sql(lease.token) {
                 return Ok(Done::Nothing);
             }
             // The driver's wake time stands only if nobody wrote since it last looked;
             // otherwise the later write's wake time (a human's decision, say) does.
-            let unchanged = last_seq(conn, &lease.run_id)? == *seen;
+            let unchanged = last_seq(conn, run_key)? == *seen;
             conn.prepare_cached(
                 "UPDATE runs SET lease_owner = NULL, lease_token = NULL, lease_until_ms = NULL,
                      wake_at_ms = CASE WHEN ?3 THEN ?4 ELSE wake_at_ms END
@@ -889,12 +893,49 @@ fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
         .exists(params![run_id])
 }
 
+/// The most events a run holds: its sequence numbers are the low 32 bits of its events' ids.
+const MAX_SEQ: u64 = 0xFFFF_FFFF;
+
+/// The largest run key: `run_key << 32` must fit in an `i64`.
+const MAX_RUN_KEY: i64 = 0x7FFF_FFFF;
+
+/// An event's id (its rowid): the run's key above its sequence number (`sqlite/migrate.rs`
+/// has why). `seq` is at most [`MAX_SEQ`], checked where events are written.
+fn event_id(run_key: i64, seq: u64) -> i64 {
+    (run_key << 32) | i64::try_from(seq & MAX_SEQ).unwrap_or(0)
+}
+
+/// A write refused because it would not fit the events' keys; the transaction rolls it back.
+fn out_of_keys(message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some(message),
+    )
+}
+
+/// The key of the `runs` row just inserted, refused if it does not fit an event id.
+fn new_run_key(conn: &Connection, run_id: &str) -> rusqlite::Result<i64> {
+    let key = conn.last_insert_rowid();
+    if !(1..=MAX_RUN_KEY).contains(&key) {
+        return Err(out_of_keys(format!(
+            "run {run_id} would get run key {key}, outside 1..={MAX_RUN_KEY}: the journal's \
+             run keys are used up; purge runs or start a new journal file"
+        )));
+    }
+    Ok(key)
+}
+
 /// The sequence number of the run's last event (0 when it has none).
-fn last_seq(conn: &Connection, run_id: &str) -> rusqlite::Result<u64> {
-    conn.prepare_cached("SELECT seq FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row(params![run_id], |row| row.get(0))
-        .optional()
-        .map(Option::unwrap_or_default)
+fn last_seq(conn: &Connection, run_key: i64) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT id & 4294967295 FROM events WHERE id BETWEEN ?1 AND ?2 ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row(
+        params![event_id(run_key, 1), event_id(run_key, MAX_SEQ)],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 #[allow(
@@ -952,13 +993,14 @@ fn create(
         facts.version,
         facts.label,
     ])?;
+    let run_key = new_run_key(conn, run_id)?;
     for (key, value) in &facts.tags {
         conn.prepare_cached(
             "INSERT OR IGNORE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
         )?
         .execute(params![run_id, key, value])?;
     }
-    let seq = insert_events(conn, run_id, 0, now, encoded)?;
+    let seq = insert_events(conn, run_id, run_key, 0, now, encoded)?;
     Ok(Done::Created(seq, lease))
 }
 
@@ -983,11 +1025,13 @@ fn append(conn: &Connection, args: AppendArgs<'_>, now: i64) -> Result<u64, Appl
         writer,
         known_seq,
     } = args;
-    let row: Option<(Option<i64>, Option<i64>)> = conn
-        .prepare_cached("SELECT lease_token, wake_at_ms FROM runs WHERE run_id = ?1")?
-        .query_row(params![run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let row: Option<(i64, Option<i64>, Option<i64>)> = conn
+        .prepare_cached("SELECT run_key, lease_token, wake_at_ms FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
-    let Some((held, woken_at)) = row else {
+    let Some((run_key, held, woken_at)) = row else {
         return Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string())));
     };
     if let Writer::Lease(token) = writer
@@ -997,7 +1041,7 @@ fn append(conn: &Connection, args: AppendArgs<'_>, now: i64) -> Result<u64, Appl
     }
     let actual = match known_seq {
         Some(seq) => seq,
-        None => last_seq(conn, run_id)?,
+        None => last_seq(conn, run_key)?,
     };
     if expected != actual {
         return Err(ApplyError::Journal(Error::SequenceConflict {
@@ -1006,7 +1050,7 @@ fn append(conn: &Connection, args: AppendArgs<'_>, now: i64) -> Result<u64, Appl
             actual,
         }));
     }
-    let seq = insert_events(conn, run_id, expected, now, encoded)?;
+    let seq = insert_events(conn, run_id, run_key, expected, now, encoded)?;
     // The runs row changes only with the status or the wake time: a step of an executing run
     // (runnable since it started) writes only event pages.
     let wake_at = match (wake, woken_at) {
@@ -1025,26 +1069,32 @@ fn append(conn: &Connection, args: AppendArgs<'_>, now: i64) -> Result<u64, Appl
 /// Most events one INSERT statement carries; a step is about four.
 const ROWS_PER_INSERT: usize = 8;
 
-/// Inserts `encoded` as the events after `start`; returns the last sequence number.
-/// Up to [`ROWS_PER_INSERT`] rows go in one statement (one statement per row costs a VDBE
-/// program run, a reset and four binds each).
+/// Inserts `encoded` as the events after `start` of the run keyed `run_key`; returns the last
+/// sequence number. Up to [`ROWS_PER_INSERT`] rows go in one statement (one statement per row
+/// costs a VDBE program run, a reset and three binds each).
 fn insert_events(
     conn: &Connection,
     run_id: &str,
+    run_key: i64,
     start: u64,
     now: i64,
     encoded: &[String],
 ) -> rusqlite::Result<u64> {
+    let last = start.saturating_add(encoded.len() as u64);
+    if last > MAX_SEQ {
+        return Err(out_of_keys(format!(
+            "run {run_id} would reach event {last}; a run holds at most {MAX_SEQ} events"
+        )));
+    }
     let mut seq = start;
     for chunk in encoded.chunks(ROWS_PER_INSERT) {
         let mut insert = conn.prepare_cached(insert_sql(chunk.len()))?;
-        // ?1 is the run, ?2 the time; then one sequence number and one document per row.
-        insert.raw_bind_parameter(1, run_id)?;
-        insert.raw_bind_parameter(2, now)?;
+        // ?1 is the time; then one id and one document per row.
+        insert.raw_bind_parameter(1, now)?;
         for (i, data) in chunk.iter().enumerate() {
             seq += 1;
-            insert.raw_bind_parameter(3 + 2 * i, seq)?;
-            insert.raw_bind_parameter(4 + 2 * i, data)?;
+            insert.raw_bind_parameter(2 + 2 * i, event_id(run_key, seq))?;
+            insert.raw_bind_parameter(3 + 2 * i, data)?;
         }
         insert.raw_execute()?;
     }
@@ -1058,10 +1108,10 @@ fn insert_sql(rows: usize) -> &'static str {
         (0..=ROWS_PER_INSERT)
             .map(|n| {
                 let rows: Vec<String> = (0..n)
-                    .map(|i| format!("(?1, ?{}, ?2, ?{})", 3 + 2 * i, 4 + 2 * i))
+                    .map(|i| format!("(?{}, ?1, ?{})", 2 + 2 * i, 3 + 2 * i))
                     .collect();
                 format!(
-                    "INSERT INTO events (run_id, seq, at_ms, data) VALUES {}",
+                    "INSERT INTO events (id, at_ms, data) VALUES {}",
                     rows.join(", ")
                 )
             })
@@ -1220,15 +1270,20 @@ impl Journal for SqliteJournal {
                 path: path.clone(),
                 message: e.to_string(),
             };
+            // One statement, so the run's key and its events are read in one snapshot.
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT seq, at_ms, data FROM events WHERE run_id = ?1 AND seq > ?2
-                     ORDER BY seq",
+                    "SELECT events.id & 4294967295, events.at_ms, events.data
+                     FROM runs, events
+                     WHERE runs.run_id = ?1
+                       AND events.id BETWEEN (runs.run_key << 32) + ?2 + 1
+                                         AND (runs.run_key << 32) + 4294967295
+                     ORDER BY events.id",
                 )
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map(
-                    params![run_id, i64::try_from(after).unwrap_or(i64::MAX)],
+                    params![run_id, i64::try_from(after.min(MAX_SEQ)).unwrap_or(0)],
                     |row| {
                         Ok((
                             row.get::<_, u64>(0)?,
@@ -1266,11 +1321,14 @@ impl Journal for SqliteJournal {
             };
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT runs.run_id, agent, status, coalesce(last.seq, 0), created_ms,
+                    "SELECT runs.run_id, agent, status, coalesce(last.id & 4294967295, 0), created_ms,
                             coalesce(last.at_ms, created_ms), wake_at_ms, lease_owner,
                             lease_until_ms, coalesce(version, '')
-                     FROM runs LEFT JOIN events AS last ON last.run_id = runs.run_id
-                         AND last.seq = (SELECT max(seq) FROM events WHERE run_id = runs.run_id)
+                     FROM runs LEFT JOIN events AS last ON last.id =
+                         (SELECT id FROM events
+                          WHERE id BETWEEN (runs.run_key << 32) + 1
+                                       AND (runs.run_key << 32) + 4294967295
+                          ORDER BY id DESC LIMIT 1)
                      WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent = ?2)
                        AND (?4 IS NULL OR substr(version, 1, length(?4)) = ?4
                             OR version_label = ?4)
@@ -1454,12 +1512,13 @@ impl Journal for SqliteJournal {
         self.submit(Op::Exec(Box::new(move |conn, _now| {
             let mut purged = crate::Purged::default();
             for run_id in &ids {
-                let ended: bool = conn
+                let ended: Option<i64> = conn
                     .prepare_cached(
-                        "SELECT count(*) > 0 FROM runs WHERE run_id = ?1
+                        "SELECT run_key FROM runs WHERE run_id = ?1
                          AND status IN ('completed', 'failed', 'cancelled')",
                     )?
-                    .query_row(params![run_id], |row| row.get(0))?;
+                    .query_row(params![run_id], |row| row.get(0))
+                    .optional()?;
                 // A run whose notifications are still to be delivered stays until they are: a
                 // later purge takes it.
                 let pending = || -> rusqlite::Result<bool> {
@@ -1468,17 +1527,21 @@ impl Journal for SqliteJournal {
                     )?
                     .query_row(params![run_id], |row| row.get(0))
                 };
-                if !ended || pending()? {
+                let Some(run_key) = ended else {
+                    continue;
+                };
+                if pending()? {
                     continue;
                 }
+                let range = params![event_id(run_key, 1), event_id(run_key, MAX_SEQ)];
                 let bytes: i64 = conn
                     .prepare_cached(
                         "SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM events
-                         WHERE run_id = ?1",
+                         WHERE id BETWEEN ?1 AND ?2",
                     )?
-                    .query_row(params![run_id], |row| row.get(0))?;
-                conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
-                    .execute(params![run_id])?;
+                    .query_row(range, |row| row.get(0))?;
+                conn.prepare_cached("DELETE FROM events WHERE id BETWEEN ?1 AND ?2")?
+                    .execute(range)?;
                 conn.prepare_cached("DELETE FROM run_tags WHERE run_id = ?1")?
                     .execute(params![run_id])?;
                 conn.prepare_cached("DELETE FROM snapshots WHERE run_id = ?1")?
@@ -1535,6 +1598,7 @@ impl Journal for SqliteJournal {
                 facts.version,
                 facts.label
             ])?;
+            let run_key = new_run_key(conn, &run.run_id)?;
             for (key, value) in &facts.tags {
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
@@ -1542,10 +1606,15 @@ impl Journal for SqliteJournal {
                 .execute(params![run.run_id, key, value])?;
             }
             for (seq, at_ms, data) in &rows {
-                conn.prepare_cached(
-                    "INSERT INTO events (run_id, seq, at_ms, data) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![run.run_id, seq, at_ms, data])?;
+                if !(1..=MAX_SEQ).contains(seq) {
+                    return Err(out_of_keys(format!(
+                        "run {}: event {seq} is outside 1..={MAX_SEQ}, the sequence numbers a \
+                         run holds",
+                        run.run_id
+                    )));
+                }
+                conn.prepare_cached("INSERT INTO events (id, at_ms, data) VALUES (?1, ?2, ?3)")?
+                    .execute(params![event_id(run_key, *seq), at_ms, data])?;
             }
             Ok(Done::Nothing)
         })))
@@ -1701,7 +1770,8 @@ mod tests {
 
     fn events_of(conn: &Connection, run_id: &str) -> i64 {
         conn.query_row(
-            "SELECT count(*) FROM events WHERE run_id = ?1",
+            "SELECT count(*) FROM runs, events WHERE runs.run_id = ?1
+             AND events.id BETWEEN (run_key << 32) + 1 AND (run_key << 32) + 4294967295",
             params![run_id],
             |row| row.get(0),
         )

@@ -378,7 +378,8 @@ fn an_undecodable_event_makes_its_run_unreadable_not_the_list() {
             "import sqlite3, sys\n\
              db = sqlite3.connect(sys.argv[1])\n\
              n = db.execute(\"UPDATE events SET data = '{\\\"kind\\\": \\\"model_resp' \
-             WHERE run_id = ? AND seq = 2\", (sys.argv[2],)).rowcount\n\
+             WHERE id = (SELECT (run_key << 32) | 2 FROM runs WHERE run_id = ?)\", \
+             (sys.argv[2],)).rowcount\n\
              db.commit()\n\
              assert n == 1, n",
         ])
