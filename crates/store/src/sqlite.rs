@@ -140,6 +140,15 @@ enum Op {
 type Write = Box<dyn Fn(&Connection, i64) -> rusqlite::Result<Done> + Send>;
 
 impl Op {
+    /// Whether a power loss may take this write back without harm, so its commit need not wait
+    /// for the disk: a lease's release (a lost one leaves a lease that lapses after its ttl,
+    /// and the run's status and wake time were written durably by its last append). A process
+    /// crash loses none of it either way (the WAL is in the OS's cache), and the next synced
+    /// commit makes it durable with everything before it.
+    fn may_wait_for_the_next_sync(&self) -> bool {
+        matches!(self, Op::Release { .. })
+    }
+
     /// The run an append or a create writes, with what it leaves the run at.
     fn appended(&self) -> Option<(&str, Option<RunStatus>)> {
         match self {
@@ -522,6 +531,8 @@ fn write_loop(
 ) {
     let mut last_batch = 0;
     let mut known = Known::default();
+    // Whether the connection commits without an fsync now (a batch of lease releases alone).
+    let mut unsynced = false;
     while let Ok(first) = rx.recv() {
         let mut requests = vec![first];
         drain(&rx, &mut requests);
@@ -535,21 +546,54 @@ fn write_loop(
         let (ops, replies): (Vec<Op>, Vec<_>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
         let now = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
+        // A run's lease release is one more commit after its last append: under `Sync::Full`
+        // it would be one more fsync per run (0.1 per step of a 10-step run). A batch of
+        // releases alone commits without one; anything else waits for the disk as always, and
+        // never commits while the connection could not be set back to syncing.
+        let relax = sync == Sync::Full && ops.iter().all(Op::may_wait_for_the_next_sync);
+        if relax != unsynced {
+            let level = if relax { "NORMAL" } else { "FULL" };
+            #[cfg(test)]
+            tests::CONTROL_LOG.with(|log| {
+                log.borrow_mut()
+                    .push(format!("PRAGMA synchronous = {level}"))
+            });
+            match conn.pragma_update(None, "synchronous", level) {
+                Ok(()) => unsynced = relax,
+                Err(e) if unsynced => {
+                    let message = format!(
+                        "the journal's writer could not go back to synchronous = FULL ({e});                          nothing was committed, try again"
+                    );
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Database {
+                            path: path.to_string(),
+                            message: message.clone(),
+                        }));
+                    }
+                    continue;
+                }
+                // Still syncing: the releases only cost their fsync.
+                Err(_) => {}
+            }
+        }
         let results = commit(&mut conn, now, &ops, path, &mut known);
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away (cancelled); its write is still durable.
             let _ = reply.send(result);
         }
-        reset_if_wedged(&mut conn, path, sync, &mut known);
+        if reset_if_wedged(&mut conn, path, sync, &mut known) {
+            // A new connection syncs as configured.
+            unsynced = false;
+        }
     }
 }
 
 /// Opens the writer's connection anew when a failed `ROLLBACK` left it inside a transaction:
 /// every later `BEGIN` would fail on it, wedging the journal. Closing the old connection
-/// rolls back whatever it still held.
-fn reset_if_wedged(conn: &mut Connection, path: &str, sync: Sync, known: &mut Known) {
+/// rolls back whatever it still held. True when the connection was opened anew.
+fn reset_if_wedged(conn: &mut Connection, path: &str, sync: Sync, known: &mut Known) -> bool {
     if conn.is_autocommit() {
-        return;
+        return false;
     }
     known.forget();
     match connect(Path::new(path), sync) {
@@ -559,11 +603,13 @@ fn reset_if_wedged(conn: &mut Connection, path: &str, sync: Sync, known: &mut Kn
                 "the journal's writer connection was left inside a transaction; it was opened anew"
             );
             *conn = fresh;
+            true
         }
         Err(e) => {
             // Keep the old one: the next BEGIN reports the state, and the next batch tries again.
             let _ = control(conn, "ROLLBACK");
             tracing::error!(path, error = %e, "the journal's writer connection is stuck in a transaction and cannot be opened anew");
+            false
         }
     }
 }
@@ -1919,5 +1965,72 @@ mod tests {
         let log = logged(|| write_loop(conn, rx, &p, Sync::Normal, clock.as_ref()));
         assert_eq!(sender.join().unwrap(), [Some(3), Some(4), Some(5)]);
         assert_eq!(log, ["BEGIN IMMEDIATE", "COMMIT"].repeat(3));
+    }
+
+    /// Under `Sync::Full`, a batch of lease releases alone commits without waiting for the
+    /// disk (the next synced commit makes it durable), and the next batch of anything else
+    /// syncs again before it commits.
+    #[test]
+    fn a_lease_release_alone_waits_for_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(SqliteJournal::open(&path, Sync::Full).unwrap());
+        let conn = connect(&path, Sync::Full).unwrap();
+        let p = path.display().to_string();
+        let clock = crate::clock::system();
+        let (tx, rx) = mpsc::channel::<Request>();
+        let sender = std::thread::spawn(move || {
+            let send = |op| {
+                let (reply, answer) = oneshot::channel();
+                tx.send(Request { op, reply }).unwrap();
+                answer.blocking_recv().unwrap()
+            };
+            let Ok(Done::Created(created, Some(lease))) = send(Op::Create {
+                run_id: "r1".to_string(),
+                agent: "a".to_string(),
+                key: None,
+                facts: crate::StartFacts::of(&[]),
+                encoded: vec!["{}".to_string()],
+                status: None,
+                wake: Wake::Now,
+                driver: Some(("w".to_string(), 60_000)),
+            }) else {
+                panic!("a leased create answers its lease");
+            };
+            assert!(matches!(
+                send(Op::Release {
+                    lease,
+                    seen: created,
+                    wake: Wake::Never,
+                }),
+                Ok(Done::Nothing)
+            ));
+            assert_eq!(seq(&send(append("r2", None, 1))), Some(1));
+        });
+        let log = logged(|| write_loop(conn, rx, &p, Sync::Full, clock.as_ref()));
+        sender.join().unwrap();
+        assert_eq!(
+            log,
+            [
+                "BEGIN IMMEDIATE",
+                "COMMIT",
+                "PRAGMA synchronous = NORMAL",
+                "BEGIN IMMEDIATE",
+                "COMMIT",
+                "PRAGMA synchronous = FULL",
+                "BEGIN IMMEDIATE",
+                "COMMIT",
+            ]
+        );
+        let reader = connect(&path, Sync::Normal).unwrap();
+        let owner: Option<String> = reader
+            .query_row(
+                "SELECT lease_owner FROM runs WHERE run_id = 'r1'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(owner, None, "the release was committed");
+        assert_eq!(events_of(&reader, "r2"), 1);
     }
 }
