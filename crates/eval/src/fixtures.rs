@@ -106,7 +106,7 @@ pub async fn from_runs_locating(
         );
         cases.push(RawCase {
             name: run.run_id.clone(),
-            input: state.input.clone(),
+            input: Some(state.input.clone()),
             agent: Some(paths.locate(&state.spec_path).display().to_string()),
             status: Some(facts.status.as_str().to_string()),
             trajectory: Some(
