@@ -433,6 +433,12 @@ impl RawSuite {
             if !seen.insert(raw.name.clone()) {
                 return Err(format!("{}: `{}` is used twice", at("name"), raw.name));
             }
+            if raw.input.is_none() && raw.turns.is_empty() {
+                return Err(format!(
+                    "{}: missing (or give the case [[case.turn]]s, each with its input)",
+                    at("input")
+                ));
+            }
             let agent = raw
                 .agent
                 .as_deref()
@@ -445,12 +451,6 @@ impl RawSuite {
                 })?;
             let agent = dir.join(agent);
             let turns = if raw.turns.is_empty() {
-                if raw.input.is_none() {
-                    return Err(format!(
-                        "{}: missing (or give the case [[case.turn]]s, each with its input)",
-                        at("input")
-                    ));
-                }
                 let own = raw.own_turn();
                 vec![Turn {
                     expect: raw_expectations(&own, &at)?,
