@@ -136,3 +136,54 @@ async fn a_thread_recorded_replays_every_turn_without_the_model() {
     assert_eq!(replayed.cases[0].steps, 5);
     assert_eq!(replayed.cases[0].output, recorded.cases[0].output);
 }
+
+/// The agent allows 5 steps per run, all turns together: the fourth turn meets the limit, and
+/// the fifth is not sent, which is its failure.
+#[tokio::test]
+async fn a_turn_after_one_that_did_not_complete_is_not_sent() {
+    let suite = r#"
+[suite]
+agent = "agent.toml"
+[[case]]
+name = "too-long"
+[[case.turn]]
+input = "thread: what do the notes say?"
+[[case.turn]]
+input = "and how long was that?"
+[[case.turn]]
+input = "read it again"
+[[case.turn]]
+input = "once more"
+[[case.turn]]
+input = "and again"
+"#;
+    let mock = mock().await;
+    let desk = Desk::new(&mock.base_url());
+    let engine = desk.engine();
+    let report = run(desk.suite(suite), engine.clone(), Mode::Live).await;
+    let table = report.table();
+    let case = &report.cases[0];
+    assert_eq!(case.error, None, "{table}");
+    let reasons: Vec<String> = case.failures.iter().map(|f| f.to_string()).collect();
+    assert_eq!(reasons.len(), 2, "{table}");
+    assert!(
+        reasons[0].starts_with("turn 4: status: expected completed, got ")
+            && reasons[0].contains("max_steps"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("turn 5: turn: not sent: turn 4 left the run "),
+        "{reasons:?}"
+    );
+    let run_id = case.run_id.as_deref().unwrap();
+    let sent = engine
+        .journal()
+        .load(run_id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r.event, Event::UserMessage { .. }))
+        .count();
+    assert_eq!(sent, 3, "turns 2 to 4 were sent, the fifth was not");
+    mock.shutdown().await;
+}
