@@ -187,3 +187,54 @@ input = "and again"
     assert_eq!(sent, 3, "turns 2 to 4 were sent, the fifth was not");
     mock.shutdown().await;
 }
+
+/// A journaled thread becomes a case of as many turns, each expecting what that turn did, and
+/// replays offline from the run's own exchanges.
+#[tokio::test]
+async fn a_journaled_thread_becomes_a_case_of_its_turns_that_replays() {
+    let suite = SUITE
+        .split("\n[[case]]\nname = \"thread-wrong-second-turn\"")
+        .next()
+        .unwrap();
+    let mock = mock().await;
+    let desk = Desk::new(&mock.base_url());
+    let engine = desk.engine();
+    let live = run(desk.suite(suite), engine.clone(), Mode::Live).await;
+    assert!(live.cases[0].passed, "{}", live.table());
+    mock.shutdown().await;
+
+    let built = chassis_eval::fixtures::from_runs(engine.journal().as_ref(), "notes-desk", 1)
+        .await
+        .unwrap();
+    let case = &built.suite.cases[0];
+    assert_eq!(case.input, None);
+    let turns: Vec<(&str, Option<u32>, usize)> = case
+        .turns
+        .iter()
+        .map(|t| {
+            (
+                t.input.as_str(),
+                t.max_steps,
+                t.trajectory.as_ref().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("thread: what do the notes say?", Some(2), 1),
+            ("and how long was that?", Some(1), 0),
+            ("read it again", Some(2), 1),
+        ]
+    );
+    let dir = desk.dir.path().join("from-runs");
+    let path = built.write(&dir).unwrap();
+    let replayed = run(
+        chassis_eval::Suite::load(&path).unwrap(),
+        desk.engine(),
+        Mode::Replay,
+    )
+    .await;
+    assert!(replayed.cases[0].passed, "{}", replayed.table());
+    assert_eq!(replayed.cases[0].steps, 5);
+}
