@@ -25,6 +25,7 @@ mod pin;
 mod rate_limit;
 mod report;
 mod resume;
+mod retention;
 mod server;
 mod steps;
 mod streaming;
@@ -72,11 +73,14 @@ pub enum Group {
     /// The events table's layout (key, rowid or not, page size) against the bytes written and
     /// the fsyncs of a durable step: one real run replayed into each layout.
     Layouts,
+    /// Purge with an archive, then import, of many ended runs (100,000 in full), on SQLite and
+    /// on the PostgreSQL server `CHASSIS_BENCH_PG_URL` names; the round trip checked exact.
+    Retention,
 }
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 11] = [
+    pub const ALL: [Group; 12] = [
         Group::Overhead,
         Group::Steps,
         Group::Layouts,
@@ -88,10 +92,11 @@ impl Group {
         Group::ColdStart,
         Group::Server,
         Group::RateLimit,
+        Group::Retention,
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 11] = [
+    const RUN_ORDER: [Group; 12] = [
         Group::Memory,
         Group::Overhead,
         Group::Steps,
@@ -103,6 +108,7 @@ impl Group {
         Group::ColdStart,
         Group::Server,
         Group::RateLimit,
+        Group::Retention,
     ];
 
     /// The group's name on the command line.
@@ -119,6 +125,7 @@ impl Group {
             Group::RateLimit => "rate-limit",
             Group::Steps => "steps",
             Group::Layouts => "layouts",
+            Group::Retention => "retention",
         }
     }
 
@@ -154,6 +161,9 @@ pub struct Options {
     pub levels: Vec<usize>,
     /// The tool each step calls.
     pub tool: BenchTool,
+    /// A PostgreSQL server (URL) the retention group measures beside SQLite, in a schema of
+    /// its own that it drops after; SQLite alone when `None`.
+    pub pg: Option<String>,
 }
 
 /// The tool every step of the benchmark agent calls.
@@ -219,6 +229,8 @@ struct Sizes {
     /// Runs submitted for the rate-limit figure, and the limit (requests per minute).
     rate_runs: usize,
     rate_rpm: u32,
+    /// Ended runs purged into an archive and imported back, per store.
+    retention_runs: usize,
 }
 
 impl Sizes {
@@ -246,6 +258,7 @@ impl Sizes {
                 streaming_level: 10,
                 rate_runs: 40,
                 rate_rpm: 600,
+                retention_runs: 50,
             }
         } else {
             Sizes {
@@ -270,6 +283,7 @@ impl Sizes {
                 streaming_level: 1_000,
                 rate_runs: 2_000,
                 rate_rpm: 600,
+                retention_runs: 100_000,
             }
         }
     }
@@ -315,6 +329,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
         sizes.throughput_steps,
         MEMORY_STEPS,
         RESUME_STEPS,
+        retention::RETENTION_STEPS,
     ]
     .into_iter()
     .chain(JOURNAL_STEPS)
@@ -351,6 +366,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
                 | Group::Streaming
                 | Group::Steps
                 | Group::Layouts
+                | Group::Retention
         )
     });
     let mock = if needs_mock {
@@ -370,6 +386,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
         mock: mock.as_ref(),
         pinning: &pinning,
         chassis: &options.chassis,
+        pg: options.pg.as_deref(),
         progress,
         group,
     };
@@ -392,6 +409,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::RateLimit => rate_limit::run(&bench)?,
             Group::Steps => steps::run(&bench)?,
             Group::Layouts => layouts::run(&bench)?,
+            Group::Retention => retention::run(&bench)?,
         };
         report.extend(figures);
     }
@@ -421,6 +439,8 @@ struct Bench<'a> {
     mock: Option<&'a MockProcess>,
     pinning: &'a pin::Pinning,
     chassis: &'a std::path::Path,
+    /// The PostgreSQL server of [`Options::pg`].
+    pg: Option<&'a str>,
     progress: &'a dyn Fn(&str),
     group: Group,
 }

@@ -176,7 +176,7 @@ impl Report {
                     f.value_text(),
                     f.target_text(),
                     result.to_string(),
-                    format!("chassis bench --only {}{quick}", f.group),
+                    format!("chassis bench --only {}{quick}{}", f.group, pg_of(f)),
                 ]
             })
             .collect();
@@ -242,6 +242,16 @@ fn thousands(value: f64) -> String {
         out.insert(0, '-');
     }
     out
+}
+
+/// What the reproducing command needs besides the group for a figure taken on PostgreSQL
+/// (the retention group's second half): the server.
+fn pg_of(figure: &Figure) -> &'static str {
+    if figure.name.contains("(PostgreSQL)") {
+        " --pg URL"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]

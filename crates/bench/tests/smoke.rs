@@ -7,7 +7,7 @@ use std::process::Command;
 use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
-const EXPECTED: [&str; 29] = [
+const EXPECTED: [&str; 31] = [
     "per-step overhead, durable, median",
     "per-step overhead, no fsync, median",
     "raw HTTP round trip to the mock, per step (baseline)",
@@ -37,6 +37,8 @@ const EXPECTED: [&str; 29] = [
     "time to first token added by chassis over the mock's, median",
     "streamed ÷ whole steps/s",
     "runtime CPU per delta",
+    "retention (SQLite): purge --archive of 50 runs, runs/s",
+    "retention (SQLite): import of 50 runs, runs/s",
 ];
 
 #[test]
@@ -51,6 +53,7 @@ fn quick_mode_prints_every_figure() {
         http: HttpVersion::Http2,
         levels: Vec::new(),
         tool: BenchTool::Memory,
+        pg: None,
     };
     let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
         .expect("the quick benchmark runs");
@@ -97,6 +100,7 @@ fn the_fs_tool_over_http1_runs_too() {
         http: HttpVersion::Http1,
         levels: vec![1, 20],
         tool: BenchTool::Fs,
+        pg: None,
     };
     let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
         .expect("the quick benchmark runs");
@@ -111,6 +115,77 @@ fn the_fs_tool_over_http1_runs_too() {
             .any(|f| f.name == "durable steps/s, 20 concurrent runs"),
         "no figure for the level asked for:\n{table}"
     );
+}
+
+/// The retention group at its smallest: 50 ended runs purged into an archive and imported back
+/// on SQLite and, when the test server is up, on PostgreSQL; the group itself fails unless the
+/// journal is empty after the purge and the same, digest for digest, after the import.
+#[test]
+fn the_retention_group_round_trips_both_stores_and_prints_its_figures() {
+    let url = chassis_testkit::pg::base_url();
+    let reachable = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(chassis_testkit::pg::connect(&url));
+    let pg = match reachable {
+        Ok(_) => Some(url),
+        Err(e) => {
+            let message = format!(
+                "PostgreSQL at {} is unreachable ({e}): SKIPPING the retention group's PostgreSQL half",
+                chassis_testkit::pg::shown(&url)
+            );
+            assert!(!chassis_testkit::pg::required(), "{message}");
+            eprintln!("{message}");
+            None
+        }
+    };
+    let stores: &[&str] = if pg.is_some() {
+        &["SQLite", "PostgreSQL"]
+    } else {
+        &["SQLite"]
+    };
+    let options = Options {
+        chassis: chassis_binary(),
+        quick: true,
+        pin: false,
+        only: vec![Group::Retention],
+        dir: None,
+        http: HttpVersion::Http2,
+        levels: Vec::new(),
+        tool: BenchTool::Memory,
+        pg,
+    };
+    let report = chassis_bench::run(&options, &|line: &str| eprintln!("bench: {line}"))
+        .expect("the retention group runs and its round trips are exact");
+    let table = report.render();
+    println!("{table}");
+    for store in stores {
+        for name in [
+            "purge --archive of 50 runs, runs/s",
+            "purge --archive of 50 runs, total",
+            "journal bytes freed, as purge reports",
+            "archive size",
+            "import of 50 runs, runs/s",
+            "import of 50 runs, total",
+        ] {
+            let name = format!("retention ({store}): {name}");
+            let figure = report
+                .figures
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("no figure `{name}`:\n{table}"));
+            assert!(
+                figure.value.is_finite() && figure.value > 0.0,
+                "figure `{name}` is {}:\n{table}",
+                figure.value
+            );
+            assert!(
+                table.contains(&name),
+                "`{name}` is not in the table:\n{table}"
+            );
+        }
+    }
 }
 
 /// The `chassis` binary of this build: `target/PROFILE/chassis`, beside this test's `deps/`.

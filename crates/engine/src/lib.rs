@@ -7,6 +7,7 @@
 mod agent;
 mod alerts;
 mod approvals;
+mod archive;
 mod compact;
 mod error;
 mod fork;
@@ -27,6 +28,7 @@ mod worker;
 pub use agent::{Agent, Checked, LoadError, Sources};
 pub use alerts::Alerts;
 pub use approvals::{Cancelled, Inbox, InboxItem, Resolution, inbox_items};
+pub use archive::{ArchiveError, Imported};
 pub use chassis_core::observe::Observer;
 pub use chassis_redact::{MIN_SECRET_LEN, REDACTED, Redactor, SettingError};
 pub use error::Error;

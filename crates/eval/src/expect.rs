@@ -61,19 +61,36 @@ pub struct Failure {
     pub expectation: String,
     /// What the run did instead.
     pub reason: String,
+    /// In a case of several turns, the turn that missed it (from 1); `None` in a single-turn
+    /// case, whose reports read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<usize>,
 }
 
 impl Failure {
-    fn new(expectation: &str, reason: String) -> Failure {
+    /// The expectation `expectation` (its key), missed for `reason`.
+    pub fn new(expectation: &str, reason: String) -> Failure {
         Failure {
             expectation: expectation.to_string(),
             reason,
+            turn: None,
+        }
+    }
+
+    /// This failure, as missed by turn `turn` (from 1) of a case of several turns.
+    pub fn in_turn(self, turn: usize) -> Failure {
+        Failure {
+            turn: Some(turn),
+            ..self
         }
     }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(turn) = self.turn {
+            write!(f, "turn {turn}: ")?;
+        }
         write!(f, "{}: {}", self.expectation, self.reason)
     }
 }
@@ -106,11 +123,29 @@ impl RunFacts {
     pub fn from_events<'a>(
         events: impl IntoIterator<Item = &'a Event>,
     ) -> Result<RunFacts, FoldError> {
+        RunFacts::since(events, 0)
+    }
+
+    /// Folds a run's journal, counting only what happened from its `from`-th event (from 0)
+    /// on: a thread's turn, whose steps, cost, tool calls and escalations are its own while its
+    /// status and output are the run's at the end of the journal given.
+    pub fn since<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+        from: usize,
+    ) -> Result<RunFacts, FoldError> {
         let mut state = RunState::default();
         let mut calls = Vec::new();
         let mut escalated = false;
-        for event in events {
+        // The run's totals just before `from`, subtracted at the end.
+        let mut before = (0, 0.0, 0);
+        for (index, event) in events.into_iter().enumerate() {
+            if index == from {
+                before = (state.steps(), state.cost_usd(), state.unpriced_calls);
+            }
             state.apply(event)?;
+            if index < from {
+                continue;
+            }
             if let Event::ToolStarted { name, args, .. } = event {
                 calls.push((name.clone(), args.clone()));
             }
@@ -129,9 +164,9 @@ impl RunFacts {
             status: state.status(),
             output: state.output.clone(),
             reason,
-            steps: state.steps(),
-            cost_usd: state.cost_usd(),
-            unpriced_calls: state.unpriced_calls,
+            steps: state.steps().saturating_sub(before.0),
+            cost_usd: (state.cost_usd() - before.1).max(0.0),
+            unpriced_calls: state.unpriced_calls.saturating_sub(before.2),
             calls,
             escalated,
             version: state.version,

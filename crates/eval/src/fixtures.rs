@@ -3,17 +3,20 @@
 //! Each ended run of an agent gives a case with its input and agent spec, expecting the status
 //! it ended with, the tool calls it executed (names and arguments, exactly) and at most the
 //! steps it took; its cassette is the run's own exchanges, so the case replays offline.
+//! A thread (a run continued with user messages) gives a case of as many turns, each expecting
+//! what that turn did.
 //! The output is not expected verbatim: edit the written suite to add what matters.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chassis_core::Event;
 use chassis_core::state::FoldError;
 use chassis_providers::cassette::{self, Cassette};
 use chassis_store::{Journal, ListFilter};
 
 use crate::expect::RunFacts;
-use crate::suite::{RawCall, RawCase, RawHeader, RawSuite};
+use crate::suite::{RawCall, RawCase, RawHeader, RawSuite, RawTurn};
 
 /// Why fixtures could not be built or written.
 #[derive(Debug, thiserror::Error)]
@@ -104,22 +107,43 @@ pub async fn from_runs_locating(
             run.run_id.clone(),
             Cassette::from_events(events.iter().copied())?,
         );
+        let agent = Some(paths.locate(&state.spec_path).display().to_string());
+        // A thread becomes a case of as many turns, each expecting what that turn did.
+        let starts: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Event::UserMessage { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        if starts.is_empty() {
+            let turn = turn_of(state.input.clone(), &facts);
+            cases.push(RawCase {
+                name: run.run_id.clone(),
+                input: Some(turn.input),
+                agent,
+                status: turn.status,
+                trajectory: turn.trajectory,
+                max_steps: turn.max_steps,
+                ..RawCase::default()
+            });
+            continue;
+        }
+        let mut turns = Vec::with_capacity(starts.len() + 1);
+        let bounds = std::iter::once(0).chain(starts.iter().copied());
+        let ends = starts.iter().copied().chain(std::iter::once(events.len()));
+        for (start, end) in bounds.zip(ends) {
+            let input = match events.get(start) {
+                Some(Event::UserMessage { text, .. }) => text.clone(),
+                _ => state.input.clone(),
+            };
+            let facts =
+                RunFacts::since(events[..end].iter().copied(), start).map_err(fold_error)?;
+            turns.push(turn_of(input, &facts));
+        }
         cases.push(RawCase {
             name: run.run_id.clone(),
-            input: state.input.clone(),
-            agent: Some(paths.locate(&state.spec_path).display().to_string()),
-            status: Some(facts.status.as_str().to_string()),
-            trajectory: Some(
-                facts
-                    .calls
-                    .iter()
-                    .map(|(tool, args)| RawCall::Call {
-                        tool: tool.clone(),
-                        args: Some(args.clone()),
-                    })
-                    .collect(),
-            ),
-            max_steps: Some(facts.steps),
+            agent,
+            turns,
             ..RawCase::default()
         });
     }
@@ -135,6 +159,27 @@ pub async fn from_runs_locating(
         },
         cassettes,
     })
+}
+
+/// A turn expecting what `facts` show: the status, the tool calls with their arguments, and
+/// at most the steps taken.
+fn turn_of(input: String, facts: &RunFacts) -> RawTurn {
+    RawTurn {
+        input,
+        status: Some(facts.status.as_str().to_string()),
+        trajectory: Some(
+            facts
+                .calls
+                .iter()
+                .map(|(tool, args)| RawCall::Call {
+                    tool: tool.clone(),
+                    args: Some(args.clone()),
+                })
+                .collect(),
+        ),
+        max_steps: Some(facts.steps),
+        ..RawTurn::default()
+    }
 }
 
 impl Fixtures {

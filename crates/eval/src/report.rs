@@ -464,6 +464,7 @@ mod tests {
         failed.failures = vec![Failure {
             expectation: "status".into(),
             reason: "expected completed, got \"failed\"\u{1}".into(),
+            turn: None,
         }];
         let report = Report::new(
             "s",

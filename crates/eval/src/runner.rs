@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chassis_core::RunStatus;
 use chassis_engine::{Agent, Engine};
 use chassis_providers::ModelClient;
 use chassis_providers::cassette::{self, Recorder, Recording, Replay};
@@ -10,7 +11,7 @@ use chassis_providers::cassette::{self, Recorder, Recording, Replay};
 use crate::expect::{Failure, RunFacts};
 use crate::judge;
 use crate::report::{CaseReport, Mode, Report};
-use crate::suite::{Case, Cassettes, Suite};
+use crate::suite::{Case, Cassettes, Suite, Turn};
 
 /// How a suite is run.
 #[derive(Clone, Debug)]
@@ -76,7 +77,8 @@ pub async fn run(
     Report::new(&suite.name, options.mode, started_at_ms, cases)
 }
 
-/// Runs one case: load its agent, attach its cassette, start the run, check the journal.
+/// Runs one case: load its agent, attach its cassette, start the run, check the journal; then,
+/// for each later turn of a thread, send its message, drive the run, check the turn.
 async fn run_case(
     suite: &Suite,
     case: &Case,
@@ -135,24 +137,95 @@ async fn run_case(
     ]
     .into_iter()
     .collect();
-    let outcome = match engine.start_tagged(&agent, &case.input, tags).await {
+    let Some((first, later)) = case.turns.split_first() else {
+        return error(report, "the case has no turn".into());
+    };
+    let outcome = match engine.start_tagged(&agent, &first.input, tags).await {
         Ok(outcome) => outcome,
         Err(e) => return error(report, format!("run: {e}")),
     };
-    report.time_ms = began.elapsed().as_millis() as u64;
-    report.run_id = Some(outcome.run_id.clone());
-    let records = match engine.journal().load(&outcome.run_id).await {
-        Ok(records) => records,
-        Err(e) => return error(report, format!("journal: {e}")),
-    };
-    let facts = match RunFacts::from_events(records.iter().map(|r| &r.event)) {
-        Ok(facts) => facts,
-        Err(e) => {
-            return error(
-                report,
-                format!("run {}: journal cannot be replayed: {e}", outcome.run_id),
-            );
+    let run_id = outcome.run_id;
+    report.run_id = Some(run_id.clone());
+    let cassettes = (replay.as_ref(), recorder.as_ref());
+    // Each turn is checked on the journal as it stands once the run has answered it; the
+    // next turn's message is sent only to a run that completed the turn before.
+    let mut from = 0;
+    // Why the case stopped short of its last turn, once the run exists: the run's figures
+    // are reported either way.
+    let mut stopped = None;
+    for (index, turn) in std::iter::once(first).chain(later).enumerate() {
+        let number = index + 1;
+        let named = |message: String| {
+            if case.is_thread() {
+                format!("turn {number}: {message}")
+            } else {
+                message
+            }
+        };
+        if index > 0 {
+            if let Some(stop) = turn_not_sent(engine, &run_id, number).await {
+                report.failures.push(stop);
+                break;
+            }
+            if let Err(e) = continue_run(engine, &agent, &run_id, &turn.input).await {
+                stopped = Some(named(e));
+                break;
+            }
         }
+        let events = match engine.journal().load(&run_id).await {
+            Ok(records) => records.into_iter().map(|r| r.event).collect::<Vec<_>>(),
+            Err(e) => {
+                stopped = Some(named(format!("journal: {e}")));
+                break;
+            }
+        };
+        let facts = match RunFacts::since(&events, from) {
+            Ok(facts) => facts,
+            Err(e) => {
+                stopped = Some(named(format!(
+                    "run {run_id}: journal cannot be replayed: {e}"
+                )));
+                break;
+            }
+        };
+        from = events.len();
+        if let Some(divergence) = replay.as_ref().and_then(|r| r.tool_divergence()) {
+            // A tool call the cassette lacks was refused, not run: the case fails on it, first.
+            stopped = Some(named(format!("replay: {divergence}")));
+            break;
+        }
+        if let Some(reason) = &facts.reason
+            && mode == Mode::Replay
+            && reason.contains(cassette::DIVERGED)
+        {
+            // The cassette no longer fits the agent: that is the finding, in full, diff and
+            // all; the expectations it broke would only repeat it.
+            stopped = Some(named(format!("replay: {reason}")));
+            break;
+        }
+        let mut failures = turn.expect.check(&facts);
+        if let Err(e) = judge_turn(&agent, turn, &facts, cassettes, &mut failures).await {
+            report.error = Some(named(format!("judge: {e}")));
+        }
+        report.failures.extend(failures.into_iter().map(|f| {
+            if case.is_thread() {
+                f.in_turn(number)
+            } else {
+                f
+            }
+        }));
+    }
+    report.time_ms = began.elapsed().as_millis() as u64;
+
+    // The report's figures are the whole run's.
+    let whole = match engine.journal().load(&run_id).await {
+        Ok(records) => RunFacts::from_events(records.iter().map(|r| &r.event))
+            .map_err(|e| format!("run {run_id}: journal cannot be replayed: {e}")),
+        Err(e) => Err(format!("journal: {e}")),
+    };
+    let facts = match whole {
+        Ok(facts) => facts,
+        Err(e) => return error(report, stopped.unwrap_or(e)),
     };
     report.status = Some(facts.status.as_str().to_string());
     report.version = Some(facts.version.clone()).filter(|v| !v.is_empty());
@@ -162,49 +235,96 @@ async fn run_case(
     report.tools = facts.calls.iter().map(|(name, _)| name.clone()).collect();
     report.escalated = facts.escalated;
     report.output = facts.output.clone();
-    if let Some(divergence) = replay.as_ref().and_then(|r| r.tool_divergence()) {
-        // A tool call the cassette lacks was refused, not run: the case fails on it, first.
-        return error(report, format!("replay: {divergence}"));
-    }
-    if let Some(reason) = &facts.reason
-        && mode == Mode::Replay
-        && reason.contains(cassette::DIVERGED)
-    {
-        // The cassette no longer fits the agent: that is the finding, in full, diff and all;
-        // the expectations it broke would only repeat it.
-        return error(report, format!("replay: {reason}"));
-    }
-
-    report.failures = case.expect.check(&facts);
-
-    if let Some(judged) = &case.expect.judge {
-        let label = judge::label(judged, &agent);
-        match &facts.output {
-            None => report.failures.push(Failure {
-                expectation: "judge".into(),
-                reason: "the run has no output to judge".into(),
-            }),
-            Some(output) => {
-                let client = judge_client(&agent, &label, replay.as_ref(), recorder.as_ref());
-                let verdict = match client {
-                    Ok(client) => {
-                        judge::grade(client.as_ref(), judged, &label, &case.input, output).await
-                    }
-                    Err(e) => Err(e),
-                };
-                match verdict {
-                    Ok(verdict) if verdict.pass => {}
-                    Ok(verdict) => report.failures.push(Failure {
-                        expectation: "judge".into(),
-                        reason: format!("{label} says FAIL: {}", verdict.reason),
-                    }),
-                    Err(e) => report.error = Some(format!("judge: {e}")),
-                }
-            }
-        }
+    if let Some(stopped) = stopped {
+        report.error = Some(stopped);
     }
     report.passed = report.error.is_none() && report.failures.is_empty();
     report
+}
+
+/// Why turn `number` of a thread cannot be sent, as the failure that ends the case: the run
+/// did not complete the turn before (a message goes only to a run that has answered).
+async fn turn_not_sent(engine: &Engine, run_id: &str, number: usize) -> Option<Failure> {
+    let state = match engine.load(run_id).await {
+        Ok(state) => state,
+        Err(e) => {
+            return Some(
+                Failure::new("turn", format!("not sent: the run cannot be loaded: {e}"))
+                    .in_turn(number),
+            );
+        }
+    };
+    if state.status() == RunStatus::Completed {
+        return None;
+    }
+    let why = state
+        .error
+        .as_deref()
+        .or(state.waiting_reason.as_deref())
+        .map(|r| format!(" ({})", crate::expect::clip(r, 200)))
+        .unwrap_or_default();
+    Some(
+        Failure::new(
+            "turn",
+            format!(
+                "not sent: turn {} left the run {}{why}, and only a completed run takes a new message",
+                number - 1,
+                state.status()
+            ),
+        )
+        .in_turn(number),
+    )
+}
+
+/// Sends a thread's next user message and drives the run until it has answered, with the
+/// case's agent (its models and tools wrapped by the cassette), as `chassis send --resume`.
+async fn continue_run(
+    engine: &Engine,
+    agent: &Agent,
+    run_id: &str,
+    input: &str,
+) -> Result<(), String> {
+    engine
+        .send_message(run_id, input, "chassis eval")
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let state = engine.load(run_id).await.map_err(|e| format!("run: {e}"))?;
+    engine
+        .resume_with(agent, run_id, state)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("run: {e}"))
+}
+
+/// Asks the turn's judge, if it has one, about the turn's answer; a verdict of FAIL is a
+/// failure, a judge that could not answer is the error returned.
+async fn judge_turn(
+    agent: &Agent,
+    turn: &Turn,
+    facts: &RunFacts,
+    (replay, recorder): (Option<&Arc<Replay>>, Option<&Arc<Recorder>>),
+    failures: &mut Vec<Failure>,
+) -> Result<(), String> {
+    let Some(judged) = &turn.expect.judge else {
+        return Ok(());
+    };
+    let label = judge::label(judged, agent);
+    let Some(output) = &facts.output else {
+        failures.push(Failure::new(
+            "judge",
+            "the run has no output to judge".into(),
+        ));
+        return Ok(());
+    };
+    let client = judge_client(agent, &label, replay, recorder)?;
+    let verdict = judge::grade(client.as_ref(), judged, &label, &turn.input, output).await?;
+    if !verdict.pass {
+        failures.push(Failure::new(
+            "judge",
+            format!("{label} says FAIL: {}", verdict.reason),
+        ));
+    }
+    Ok(())
 }
 
 /// The judge's client: the agent's own (already wrapped) link when the judge is one of its

@@ -20,6 +20,16 @@
 //! trajectory = ["list_dir", { tool = "read_file", args = { path = "incident-2041.md" } }]
 //! max_steps = 4
 //! judge = { rubric = "Names the cause and the fix." }
+//!
+//! [[case]]                      # a thread: several user turns, each checked on its own
+//! name = "follow-up"
+//! [[case.turn]]
+//! input = "Summarize incident 2041"
+//! output_contains = ["replica"]
+//! [[case.turn]]                 # sent once the turn before has answered
+//! input = "Who was paged?"
+//! output_contains = ["on-call"]
+//! trajectory = []               # this turn's own tool calls
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,17 +125,23 @@ pub struct RawGate {
     pub max_newly_failing: Option<usize>,
 }
 
-/// `[[case]]`.
+/// `[[case]]`: one turn (its `input` and expectations here), or several (`[[case.turn]]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCase {
     /// Unique within the suite; letters, digits, `-`, `_` and `.` (it names the cassette file).
     pub name: String,
-    /// The run's input.
-    pub input: String,
+    /// The run's input, in a case of one turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
     /// Agent spec of this case, relative to the suite file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The turns of a thread, in order: the first starts the run, each later one is a new user
+    /// message sent once the run has answered the one before. The case then has no `input` or
+    /// expectations of its own: each turn has its own.
+    #[serde(default, rename = "turn", skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<RawTurn>,
     /// Expected final status (default `completed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -155,6 +171,81 @@ pub struct RawCase {
     /// An LLM judge of the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<RawJudge>,
+}
+
+/// `[[case.turn]]`: a user message and what the run must show once it has answered it.
+/// The keys mean what they mean in a case of one turn, of this turn alone: `status` and the
+/// output are the run's when the turn ends, `trajectory`, `max_steps` and `max_cost_usd`
+/// count this turn's calls, steps and cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTurn {
+    /// The user message.
+    pub input: String,
+    /// Expected status once the turn ends (default `completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Strings the turn's answer must contain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_contains: Vec<String>,
+    /// A regular expression the turn's answer must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_matches: Option<String>,
+    /// A JSON Schema the turn's answer, parsed as JSON, must satisfy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+    /// Tool calls the turn must execute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trajectory: Option<Vec<RawCall>>,
+    /// `exact` (the default) or `in_order`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trajectory_order: Option<String>,
+    /// Most model steps the turn may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    /// Most dollars the turn may cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// An LLM judge of the turn's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<RawJudge>,
+}
+
+impl RawCase {
+    /// The case's own input and expectations, as a turn.
+    fn own_turn(&self) -> RawTurn {
+        RawTurn {
+            input: self.input.clone().unwrap_or_default(),
+            status: self.status.clone(),
+            output_contains: self.output_contains.clone(),
+            output_matches: self.output_matches.clone(),
+            output_schema: self.output_schema.clone(),
+            trajectory: self.trajectory.clone(),
+            trajectory_order: self.trajectory_order.clone(),
+            max_steps: self.max_steps,
+            max_cost_usd: self.max_cost_usd,
+            judge: self.judge.clone(),
+        }
+    }
+
+    /// The first of the case's own keys that is set, other than its name and agent (a case
+    /// with turns may set none of them).
+    fn own_key(&self) -> Option<&'static str> {
+        [
+            ("input", self.input.is_some()),
+            ("status", self.status.is_some()),
+            ("output_contains", !self.output_contains.is_empty()),
+            ("output_matches", self.output_matches.is_some()),
+            ("output_schema", self.output_schema.is_some()),
+            ("trajectory", self.trajectory.is_some()),
+            ("trajectory_order", self.trajectory_order.is_some()),
+            ("max_steps", self.max_steps.is_some()),
+            ("max_cost_usd", self.max_cost_usd.is_some()),
+            ("judge", self.judge.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
+    }
 }
 
 /// One expected tool call as written.
@@ -219,17 +310,31 @@ pub struct Suite {
     pub cases: Vec<Case>,
 }
 
-/// One case: an agent, an input and what the run must show.
+/// One case: an agent and its turns, each an input and what the run must show after it.
 #[derive(Debug)]
 pub struct Case {
     /// Unique name.
     pub name: String,
     /// The agent spec.
     pub agent: PathBuf,
-    /// The run's input.
+    /// At least one: the run's input, then the user messages of a thread.
+    pub turns: Vec<Turn>,
+}
+
+/// One user turn of a case.
+#[derive(Debug)]
+pub struct Turn {
+    /// The run's input (first turn) or the user message (later turns).
     pub input: String,
-    /// What is checked.
+    /// What is checked once the run has answered it.
     pub expect: Expectations,
+}
+
+impl Case {
+    /// Whether the case is a thread of several turns, whose failures name their turn.
+    pub fn is_thread(&self) -> bool {
+        self.turns.len() > 1
+    }
 }
 
 /// How much worse than a baseline a report may be (see [`crate::baseline`]).
@@ -328,6 +433,12 @@ impl RawSuite {
             if !seen.insert(raw.name.clone()) {
                 return Err(format!("{}: `{}` is used twice", at("name"), raw.name));
             }
+            if raw.input.is_none() && raw.turns.is_empty() {
+                return Err(format!(
+                    "{}: missing (or give the case [[case.turn]]s, each with its input)",
+                    at("input")
+                ));
+            }
             let agent = raw
                 .agent
                 .as_deref()
@@ -339,12 +450,35 @@ impl RawSuite {
                     )
                 })?;
             let agent = dir.join(agent);
-            let expect = raw_expectations(&raw, &at)?;
+            let turns = if raw.turns.is_empty() {
+                let own = raw.own_turn();
+                vec![Turn {
+                    expect: raw_expectations(&own, &at)?,
+                    input: own.input,
+                }]
+            } else {
+                if let Some(key) = raw.own_key() {
+                    return Err(format!(
+                        "{}: a case with [[case.turn]] sets its input and expectations in each turn",
+                        at(key)
+                    ));
+                }
+                raw.turns
+                    .iter()
+                    .enumerate()
+                    .map(|(t, turn)| {
+                        let at = |key: &str| format!("case[{i}].turn[{t}].{key}");
+                        Ok(Turn {
+                            expect: raw_expectations(turn, &at)?,
+                            input: turn.input.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?
+            };
             cases.push(Case {
                 name: raw.name,
                 agent,
-                input: raw.input,
-                expect,
+                turns,
             });
         }
         Ok(Suite {
@@ -405,7 +539,7 @@ impl RawGate {
     }
 }
 
-fn raw_expectations(raw: &RawCase, at: &dyn Fn(&str) -> String) -> Result<Expectations, String> {
+fn raw_expectations(raw: &RawTurn, at: &dyn Fn(&str) -> String) -> Result<Expectations, String> {
     let status = match &raw.status {
         None => RunStatus::Completed,
         Some(text) => RunStatus::parse(text).ok_or_else(|| {
@@ -547,9 +681,12 @@ mod tests {
         assert_eq!(suite.gate.max_pass_rate_drop, 0.1);
         let case = &suite.cases[0];
         assert_eq!(case.agent, Path::new("/suites/agent.toml"));
-        assert_eq!(case.expect.status, RunStatus::Failed);
-        assert_eq!(case.expect.order, Order::InOrder);
-        let trajectory = case.expect.trajectory.as_ref().unwrap();
+        assert!(!case.is_thread());
+        let expect = &case.turns[0].expect;
+        assert_eq!(case.turns[0].input, "hi");
+        assert_eq!(expect.status, RunStatus::Failed);
+        assert_eq!(expect.order, Order::InOrder);
+        let trajectory = expect.trajectory.as_ref().unwrap();
         assert_eq!(trajectory[0].tool, "list_dir");
         assert_eq!(trajectory[1].args, Some(serde_json::json!({ "path": "x" })));
         assert!(matches!(
@@ -594,6 +731,65 @@ mod tests {
     }
 
     #[test]
+    fn a_case_of_several_turns_parses_each_with_its_expectations() {
+        let suite = parse(
+            r#"
+            [suite]
+            agent = "agent.toml"
+            [[case]]
+            name = "thread"
+            [[case.turn]]
+            input = "first"
+            output_contains = ["a"]
+            [[case.turn]]
+            input = "second"
+            trajectory = []
+            max_steps = 1
+            "#,
+        )
+        .unwrap();
+        let case = &suite.cases[0];
+        assert!(case.is_thread());
+        let inputs: Vec<&str> = case.turns.iter().map(|t| t.input.as_str()).collect();
+        assert_eq!(inputs, ["first", "second"]);
+        assert_eq!(case.turns[0].expect.output_contains, ["a"]);
+        assert_eq!(case.turns[1].expect.trajectory, Some(Vec::new()));
+        assert_eq!(case.turns[1].expect.max_steps, Some(1));
+    }
+
+    #[test]
+    fn errors_in_turns_name_the_turn_and_the_key() {
+        let case = |body: &str| {
+            parse(&format!(
+                "[suite]\nagent = \"a.toml\"\n[[case]]\nname = \"c\"\n{body}\n"
+            ))
+            .unwrap_err()
+        };
+        let bad =
+            case("[[case.turn]]\ninput = \"1\"\n[[case.turn]]\ninput = \"2\"\nstatus = \"done\"");
+        assert!(
+            bad.starts_with("case[0].turn[1].status: unknown status `done`"),
+            "{bad}"
+        );
+        let mixed = case("output_contains = [\"x\"]\n[[case.turn]]\ninput = \"1\"");
+        assert!(
+            mixed.starts_with("case[0].output_contains: a case with [[case.turn]]"),
+            "{mixed}"
+        );
+        let both = case("input = \"i\"\n[[case.turn]]\ninput = \"1\"");
+        assert!(
+            both.starts_with("case[0].input: a case with [[case.turn]]"),
+            "{both}"
+        );
+        let none = case("");
+        assert!(none.starts_with("case[0].input: missing"), "{none}");
+        let no_input = case("[[case.turn]]\noutput_contains = [\"x\"]");
+        assert!(no_input.contains("missing field `input`"), "{no_input}");
+        let unknown = case("[[case.turn]]\ninput = \"1\"\ncolour = 1");
+        assert!(unknown.contains("unknown field `colour`"), "{unknown}");
+    }
+
+    #[test]
     fn a_raw_suite_round_trips_through_toml() {
         let raw = RawSuite {
             suite: RawHeader {
@@ -603,7 +799,7 @@ mod tests {
             gate: RawGate::default(),
             cases: vec![RawCase {
                 name: "run_1".into(),
-                input: "hi".into(),
+                input: Some("hi".into()),
                 agent: Some("/a/agent.toml".into()),
                 trajectory: Some(vec![RawCall::Call {
                     tool: "read_file".into(),

@@ -14,9 +14,13 @@ pub(crate) struct Args {
     #[arg(long)]
     quick: bool,
     /// Only these groups (comma-separated): overhead, steps, layouts, throughput, streaming,
-    /// memory, journal, resume, cold-start, server, rate-limit
+    /// memory, journal, resume, cold-start, server, rate-limit, retention
     #[arg(long, value_delimiter = ',', value_name = "GROUP")]
     only: Vec<String>,
+    /// A PostgreSQL server the retention group measures too, in a schema of its own that it
+    /// drops after (without it, only SQLite)
+    #[arg(long, value_name = "URL", env = "CHASSIS_BENCH_PG_URL")]
+    pg: Option<String>,
     /// Do not pin this process to CPU 0 and the mock model to CPU 1
     #[arg(long)]
     no_pin: bool,
@@ -70,6 +74,7 @@ pub(crate) async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
         pin: !args.no_pin,
         only,
         dir: args.dir,
+        pg: args.pg.filter(|url| !url.is_empty()),
         levels: args.levels.iter().map(|&n| n as usize).collect(),
         tool: if args.tool == "fs" {
             BenchTool::Fs

@@ -1,11 +1,10 @@
 //! `chassis purge --older-than 30d [--status completed,failed,cancelled] [--agent A]
 //! [--archive FILE]`: delete ended runs, optionally archived first as gzip-compressed JSONL.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chassis_core::RunStatus;
-use chassis_engine::PurgeFilter;
+use chassis_engine::{ArchiveError, PurgeFilter};
 
 use crate::commands::open_existing_journal;
 use crate::exit::UsageError;
@@ -62,25 +61,18 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     };
     let runs = engine.purgeable(&filter).await?;
     if let Some(path) = &args.archive {
-        let file = std::fs::File::create(path)
-            .map_err(|e| UsageError(format!("--archive {}: cannot create: {e}", path.display())))?;
-        let mut gz = flate2::write::GzEncoder::new(
-            std::io::BufWriter::new(file),
-            flate2::Compression::default(),
-        );
-        let failed = |e: std::io::Error| {
-            anyhow::anyhow!(
-                "--archive {}: cannot write: {e}; nothing was deleted",
-                path.display()
-            )
-        };
-        for summary in &runs {
-            let line = engine.archived(summary).await?;
-            writeln!(gz, "{line}").map_err(failed)?;
-        }
-        let mut inner = gz.finish().map_err(failed)?;
-        inner.flush().map_err(failed)?;
-        inner.get_ref().sync_all().map_err(failed)?;
+        engine
+            .write_archive(&runs, path)
+            .await
+            .map_err(|e| match e {
+                ArchiveError::Create { .. } => {
+                    anyhow::Error::new(UsageError(format!("--archive {e}")))
+                }
+                ArchiveError::Write { .. } => {
+                    anyhow::anyhow!("--archive {e}; nothing was deleted")
+                }
+                other => anyhow::Error::new(other),
+            })?;
     }
     let ids: Vec<String> = runs.into_iter().map(|s| s.run_id).collect();
     let purged = engine.purge(&ids).await?;

@@ -293,8 +293,7 @@ trajectory = ["read_file"]
     let out = desk.eval(&[arg(&bad)]);
     out.expect_code(2);
     assert!(
-        out.stderr.contains("bad.toml: TOML parse error")
-            && out.stderr.contains("missing field `input`"),
+        out.stderr.contains("bad.toml: case[0].input: missing"),
         "{out:#?}"
     );
 }

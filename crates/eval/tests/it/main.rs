@@ -3,5 +3,6 @@
 
 mod cassettes;
 mod suites;
+mod threads;
 mod util;
 mod version;

@@ -162,8 +162,8 @@ async fn journaled_runs_become_cases_that_replay() {
     let cases = &built.suite.cases;
     assert_eq!(cases.len(), 2);
     assert_eq!(
-        (cases[0].input.as_str(), cases[1].input.as_str()),
-        ("second question", "third question"),
+        (cases[0].input.as_deref(), cases[1].input.as_deref()),
+        (Some("second question"), Some("third question")),
         "the last two, oldest first"
     );
     assert_eq!(cases[0].status.as_deref(), Some("completed"));

@@ -10,8 +10,9 @@ use chassis_mock::{MockConfig, MockHandle, Script};
 use chassis_store::{SqliteJournal, Sync};
 use tempfile::TempDir;
 
-/// Replies for every test: a judge that always fails the answer, a JSON answer, and a
-/// conversation that reads a note and repeats it.
+/// Replies for every test: a judge that always fails the answer, a JSON answer, a thread of
+/// three user turns (read the note and say it; repeat the latest message; read it again), and
+/// a conversation that reads a note and repeats it.
 pub(crate) const SCRIPT: &str = r#"
 [[scenario]]
 name = "judge"
@@ -32,6 +33,20 @@ when_input_contains = "mark"
 tool_calls = [{ name = "mark", arguments = { note = "{input}" } }]
 [[scenario.turn]]
 text = "Marked: {last_tool_result}"
+
+[[scenario]]
+name = "thread"
+when_input_contains = "thread"
+[[scenario.turn]]
+tool_calls = [{ name = "read_file", arguments = { path = "note.txt" } }]
+[[scenario.turn]]
+text = "The notes say: {last_tool_result}"
+[[scenario.turn]]
+text = "You said: {last_user}"
+[[scenario.turn]]
+tool_calls = [{ name = "read_file", arguments = { path = "note.txt" } }]
+[[scenario.turn]]
+text = "Again: {last_tool_result}"
 
 [[scenario]]
 name = "notes"
