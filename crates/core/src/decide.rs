@@ -330,30 +330,18 @@ fn may_repeat(state: &RunState, call: &CallState) -> bool {
 /// The first limit a model call would cross at its worst case: the context about to be sent,
 /// plus `max_tokens` of output, priced; or, for a parked run, how long it has been parked.
 pub fn model_limit(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
-    let input = inputs.next_input_tokens as f64;
-    let output = f64::from(state.max_tokens);
-    let used_in = state.usage.input_tokens as f64;
-    let used_out = state.usage.output_tokens as f64;
-    let model = state
-        .models
-        .get(state.chain_offset)
-        .map_or("", String::as_str);
+    let output = u64::from(state.max_tokens);
     // Without a known price the call's cost is unknown; `unknown_price = "fail"` refused the
     // model when the run started, so here it only cannot add to the check.
-    let call_cost = price_of(model, &state.prices).map_or(0.0, |p| {
-        p.cost(inputs.next_input_tokens, 0, u64::from(state.max_tokens))
-    });
+    let cost = price_now(state).map_or(0.0, |p| p.cost(inputs.next_input_tokens, 0, output));
+    let [input, output, total, cost] = spend(state, inputs.next_input_tokens, output, cost);
     let checks = [
         (LimitName::MaxSteps, f64::from(state.steps), 1.0),
         (LimitName::MaxModelCalls, f64::from(state.model_calls), 1.0),
-        (LimitName::MaxInputTokens, used_in, input),
-        (LimitName::MaxOutputTokens, used_out, output),
-        (
-            LimitName::MaxTotalTokens,
-            used_in + used_out,
-            input + output,
-        ),
-        (LimitName::MaxCostUsd, state.cost_usd, call_cost),
+        input,
+        output,
+        total,
+        cost,
     ];
     first_crossed(state, &checks)
         .or_else(|| parked_too_long(state, inputs))
@@ -369,18 +357,34 @@ pub fn model_limit(state: &RunState, inputs: &Inputs) -> Option<LimitHit> {
 pub fn summary_limit(state: &RunState, input_tokens: u64, max_output: u32) -> Option<LimitHit> {
     let next_input = state.context.max_context_tokens;
     let next_output = u64::from(state.max_tokens);
-    let input = input_tokens.saturating_add(next_input) as f64;
-    let output = (u64::from(max_output) + next_output) as f64;
+    let cost = price_now(state).map_or(0.0, |p| {
+        p.cost(input_tokens, 0, u64::from(max_output)) + p.cost(next_input, 0, next_output)
+    });
+    let checks = spend(
+        state,
+        input_tokens.saturating_add(next_input),
+        u64::from(max_output) + next_output,
+        cost,
+    );
+    first_crossed(state, &checks)
+}
+
+/// The price of the model the run calls now, if known.
+fn price_now(state: &RunState) -> Option<crate::limits::Price> {
     let model = state
         .models
         .get(state.chain_offset)
         .map_or("", String::as_str);
-    let cost = price_of(model, &state.prices).map_or(0.0, |p| {
-        p.cost(input_tokens, 0, u64::from(max_output)) + p.cost(next_input, 0, next_output)
-    });
+    price_of(model, &state.prices)
+}
+
+/// The token and cost checks of calls taking `input` and `output` tokens for `cost` dollars:
+/// (limit, used so far, what the calls add).
+fn spend(state: &RunState, input: u64, output: u64, cost: f64) -> [(LimitName, f64, f64); 4] {
+    let (input, output) = (input as f64, output as f64);
     let used_in = state.usage.input_tokens as f64;
     let used_out = state.usage.output_tokens as f64;
-    let checks = [
+    [
         (LimitName::MaxInputTokens, used_in, input),
         (LimitName::MaxOutputTokens, used_out, output),
         (
@@ -389,8 +393,7 @@ pub fn summary_limit(state: &RunState, input_tokens: u64, max_output: u32) -> Op
             input + output,
         ),
         (LimitName::MaxCostUsd, state.cost_usd, cost),
-    ];
-    first_crossed(state, &checks)
+    ]
 }
 
 /// The first limit a tool call would cross: the count of tool calls, a repeated identical

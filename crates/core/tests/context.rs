@@ -8,19 +8,9 @@ use chassis_core::context::{self, Shape};
 use chassis_core::{AssistantMessage, Message, ToolCall};
 use proptest::prelude::*;
 
+/// The estimate the engine builds contexts with.
 fn estimate(message: &Message) -> u64 {
-    8 + match message {
-        Message::System { content } | Message::User { content } => content.len(),
-        Message::Tool { call_id, content } => call_id.len() + content.len(),
-        Message::Assistant(reply) => {
-            reply.content.as_deref().map_or(0, str::len)
-                + reply
-                    .tool_calls
-                    .iter()
-                    .map(|c| c.id.len() + c.name.len() + c.arguments.len())
-                    .sum::<usize>()
-        }
-    } as u64
+    context::message_bound(message)
 }
 
 /// A turn as generated: a user message, or a reply with calls and the sizes of their results.

@@ -27,6 +27,12 @@ pub(crate) fn reading(steps: usize) -> String {
     script
 }
 
+/// Every event the journal holds for `run_id`, in order.
+async fn journaled(engine: &Engine, run_id: &str) -> Vec<Event> {
+    let records = engine.journal().load(run_id).await.unwrap();
+    records.into_iter().map(|r| r.event).collect()
+}
+
 /// An agent over `steps` files of `bytes` each, a mock that reads them all, and an engine.
 pub(crate) async fn setup(
     steps: usize,
@@ -119,14 +125,7 @@ async fn a_long_tool_loop_under_a_small_window_stays_inside_it_and_completes() {
     );
 
     // Nothing left the journal: every result is there in full.
-    let events: Vec<Event> = engine
-        .journal()
-        .load(&outcome.run_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect();
+    let events = journaled(&engine, &outcome.run_id).await;
     let results = events
         .iter()
         .filter(|e| matches!(e, Event::ToolFinished { content, .. } if content.len() == 1500))
@@ -205,14 +204,7 @@ async fn a_summary_the_run_cannot_afford_with_its_call_is_not_made() {
     // Where an unlimited run first summarizes, and the input tokens it used before.
     let reference = engine.start(&agent, "go").await.unwrap();
     assert_eq!(reference.status, RunStatus::Completed, "{reference:?}");
-    let unlimited: Vec<Event> = engine
-        .journal()
-        .load(&reference.run_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect();
+    let unlimited = journaled(&engine, &reference.run_id).await;
     let first_summary = unlimited
         .iter()
         .position(|e| matches!(e, Event::ContextCompacted { .. }))
@@ -253,14 +245,7 @@ async fn a_summary_the_run_cannot_afford_with_its_call_is_not_made() {
     let summaries_before = summarizations();
     let outcome = engine.start(&limited, "go").await.unwrap();
     assert_eq!(outcome.status, RunStatus::Failed, "{outcome:?}");
-    let events: Vec<Event> = engine
-        .journal()
-        .load(&outcome.run_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect();
+    let events = journaled(&engine, &outcome.run_id).await;
     assert!(
         !events
             .iter()
@@ -419,14 +404,7 @@ max_total_tokens = 100000000
         "small"
     );
 
-    let events: Vec<Event> = engine
-        .journal()
-        .load(&outcome.run_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect();
+    let events = journaled(&engine, &outcome.run_id).await;
     let refusal = events
         .iter()
         .find_map(|e| match e {
