@@ -45,16 +45,12 @@ pub(crate) fn provider_floor(state: &RunState) -> u64 {
 /// An upper bound on the input tokens of a call sending `messages`: never less than the real
 /// count.
 pub(crate) fn upper_bound(state: &RunState, messages: &[Message]) -> u64 {
-    request_bound(messages) + tools_bound(state)
+    request_bound(messages) + context::tools_bound(&state.tools)
 }
 
 /// An upper bound on the input tokens of a request sending `messages` and no tools.
 pub(crate) fn request_bound(messages: &[Message]) -> u64 {
     messages.iter().map(context::message_bound).sum::<u64>() + PER_REQUEST
-}
-
-fn tools_bound(state: &RunState) -> u64 {
-    context::tools_bound(&state.tools)
 }
 
 /// A count with the model's tokenizer when chassis has it (OpenAI model families), plus the

@@ -150,6 +150,8 @@ async fn run_case(
     // Each turn is checked on the journal as it stands once the run has answered it; the
     // next turn's message is sent only to a run that completed the turn before.
     let mut from = 0;
+    // The journal as the last turn read it, while nothing has written to the run since.
+    let mut last_read = None;
     // Why the case stopped short of its last turn, once the run exists: the run's figures
     // are reported either way.
     let mut stopped = None;
@@ -167,6 +169,8 @@ async fn run_case(
                 report.failures.push(stop);
                 break;
             }
+            // The turn writes to the run: what the last turn read is no longer the journal.
+            last_read = None;
             if let Err(e) = continue_run(engine, &agent, &run_id, &turn.input).await {
                 stopped = Some(named(e));
                 break;
@@ -189,6 +193,7 @@ async fn run_case(
             }
         };
         from = events.len();
+        last_read = Some(events);
         if let Some(divergence) = replay.as_ref().and_then(|r| r.tool_divergence()) {
             // A tool call the cassette lacks was refused, not run: the case fails on it, first.
             stopped = Some(named(format!("replay: {divergence}")));
@@ -218,11 +223,17 @@ async fn run_case(
     report.time_ms = began.elapsed().as_millis() as u64;
 
     // The report's figures are the whole run's.
-    let whole = match engine.journal().load(&run_id).await {
-        Ok(records) => RunFacts::from_events(records.iter().map(|r| &r.event))
-            .map_err(|e| format!("run {run_id}: journal cannot be replayed: {e}")),
-        Err(e) => Err(format!("journal: {e}")),
+    let events = match last_read {
+        Some(events) => Ok(events),
+        None => match engine.journal().load(&run_id).await {
+            Ok(records) => Ok(records.into_iter().map(|r| r.event).collect()),
+            Err(e) => Err(format!("journal: {e}")),
+        },
     };
+    let whole = events.and_then(|events| {
+        RunFacts::from_events(&events)
+            .map_err(|e| format!("run {run_id}: journal cannot be replayed: {e}"))
+    });
     let facts = match whole {
         Ok(facts) => facts,
         Err(e) => return error(report, stopped.unwrap_or(e)),
