@@ -1,8 +1,9 @@
 //! The benchmark agent and the mock's script, written to a working directory.
 //!
-//! The agent has one read-only tool, `builtin:fs` `read_file` on a tiny file, so every step but
-//! the last is a model call plus an in-process tool call; a command tool would spawn a process
-//! per step and measure that instead of the runtime.
+//! The agent has one read-only tool, `read_file`, so every step but the last is a model call
+//! plus a tool call. Which `read_file` is the bench's `--tool`: written in Rust and answering
+//! from memory (the default: the runtime alone), `builtin:fs` on a tiny file, a command run per
+//! call (`cat`), or a persistent command (`note_tool.py`, one `python3` process for every call).
 //! The script has one scenario per run length, chosen by a marker in the input: a run of `n`
 //! steps is `n - 1` tool-call turns and a final text turn.
 
@@ -20,7 +21,33 @@ use serde_json::json;
 use crate::Error;
 
 /// The one file the tool reads; small, so the tool result does not dominate the journal.
-const NOTE: &str = "Replica lag alert fired at 02:14; failover not needed.\n";
+pub(crate) const NOTE: &str = "Replica lag alert fired at 02:14; failover not needed.\n";
+
+/// The persistent tool's program, in the fixture's directory.
+const NOTE_TOOL: &str = "note_tool.py";
+
+/// `read_file` as a persistent command tool, written as a user would write one: the standard
+/// library only, one request per line, the note the request names read from `notes/` on every
+/// call, one answer per line, flushed.
+const NOTE_TOOL_PY: &str = r#"import json
+import os
+import sys
+
+NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes")
+
+for line in sys.stdin:
+    request = json.loads(line)
+    name = str(request["args"].get("path", ""))
+    try:
+        if name != os.path.basename(name) or name.startswith("."):
+            raise ValueError(f"no note `{name}`")
+        with open(os.path.join(NOTES, name)) as note:
+            answer = {"id": request["id"], "result": note.read()}
+    except (OSError, ValueError) as e:
+        answer = {"id": request["id"], "error": str(e)}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+"#;
 
 pub(crate) const PROMPT: &str =
     "You are a benchmark agent. Read the note, then answer in one line.\n";
@@ -61,6 +88,7 @@ impl Fixture {
             .map_err(Error::io(format!("creating {}", notes.display())))?;
         write(&notes.join("note.txt"), NOTE)?;
         write(&root.join("prompt.md.j2"), PROMPT)?;
+        write(&root.join(NOTE_TOOL), NOTE_TOOL_PY)?;
 
         let mut steps = steps.to_vec();
         steps.sort_unstable();
@@ -135,6 +163,18 @@ impl Fixture {
                 "\n[[tools]]\nuse = \"builtin:fs\"\nroot = \"notes\"\nonly = [\"read_file\"]\n"
             }
             BenchTool::Memory => "",
+            BenchTool::Command => concat!(
+                "\n[[tools]]\nname = \"read_file\"\ndescription = \"Reads one of the notes.\"\n",
+                "command = [\"cat\", \"notes/note.txt\"]\n",
+                "args_schema = { type = \"object\", properties = { path = { type = \"string\" } }, required = [\"path\"] }\n",
+                "risk = \"read_only\"\n",
+            ),
+            BenchTool::Persistent => concat!(
+                "\n[[tools]]\nname = \"read_file\"\ndescription = \"Reads one of the notes.\"\n",
+                "command = [\"python3\", \"note_tool.py\"]\n",
+                "args_schema = { type = \"object\", properties = { path = { type = \"string\" } }, required = [\"path\"] }\n",
+                "risk = \"read_only\"\npersistent = true\n",
+            ),
         };
         let path = self.root.join(format!("agent-{name}.toml"));
         // One attempt and a long timeout: a benchmark must not hide failures behind retries,
@@ -185,7 +225,18 @@ max_repeats = 1000000
         base_url: &str,
         stream: bool,
     ) -> Result<Arc<Agent>, Error> {
-        let path = self.spec_with(name, base_url, self.http, self.tool, stream)?;
+        self.agent_of(name, base_url, self.tool, stream)
+    }
+
+    /// [`Fixture::agent_streaming`] whose steps call `tool` instead of the fixture's own.
+    pub(crate) fn agent_of(
+        &self,
+        name: &str,
+        base_url: &str,
+        tool: BenchTool,
+        stream: bool,
+    ) -> Result<Arc<Agent>, Error> {
+        let path = self.spec_with(name, base_url, self.http, tool, stream)?;
         // Loading is async (MCP servers are started); the benches call this outside a runtime.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -194,9 +245,9 @@ max_repeats = 1000000
                 what: "starting a runtime to load the agent".into(),
                 source,
             })?;
-        let tools: Vec<Arc<dyn Tool>> = match self.tool {
-            BenchTool::Fs => Vec::new(),
+        let tools: Vec<Arc<dyn Tool>> = match tool {
             BenchTool::Memory => vec![Arc::new(NoteInMemory::new())],
+            BenchTool::Fs | BenchTool::Command | BenchTool::Persistent => Vec::new(),
         };
         Ok(Arc::new(
             runtime.block_on(Agent::load_with_tools(&path, tools))?,

@@ -11,6 +11,7 @@
 //! never from inside an async task.
 
 mod cold_start;
+mod command_tools;
 mod error;
 mod fixture;
 mod harness;
@@ -50,6 +51,9 @@ pub enum Group {
     Overhead,
     /// Durable steps per second at 1 to 10,000 concurrent runs.
     Throughput,
+    /// Steps/s of one agent whose tool is written in Rust, a command run per call, and a
+    /// persistent command, at one run and at many in flight, in one run of the benchmark.
+    Tools,
     /// Resident memory with many runs in flight: in one engine, and in a `chassis worker` process.
     Memory,
     /// Journal bytes per step for short and long runs.
@@ -80,11 +84,12 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order they run and print.
-    pub const ALL: [Group; 12] = [
+    pub const ALL: [Group; 13] = [
         Group::Overhead,
         Group::Steps,
         Group::Layouts,
         Group::Throughput,
+        Group::Tools,
         Group::Streaming,
         Group::Memory,
         Group::Journal,
@@ -96,12 +101,13 @@ impl Group {
     ];
 
     /// The order the groups run in.
-    const RUN_ORDER: [Group; 12] = [
+    const RUN_ORDER: [Group; 13] = [
         Group::Memory,
         Group::Overhead,
         Group::Steps,
         Group::Layouts,
         Group::Throughput,
+        Group::Tools,
         Group::Streaming,
         Group::Journal,
         Group::Resume,
@@ -126,6 +132,7 @@ impl Group {
             Group::Steps => "steps",
             Group::Layouts => "layouts",
             Group::Retention => "retention",
+            Group::Tools => "tools",
         }
     }
 
@@ -174,6 +181,50 @@ pub enum BenchTool {
     /// `builtin:fs` `read_file` on a 56-byte file: adds the file system and the hand-off of
     /// each call to tokio's blocking pool.
     Fs,
+    /// A command tool run as a process per call (the default mode of command tools):
+    /// `cat notes/note.txt`, the cheapest process there is, so the figure is the floor of
+    /// that mode.
+    Command,
+    /// A persistent command tool (`persistent = true`): one `python3` process for every call,
+    /// a JSON request and answer per line, reading the note the request names.
+    Persistent,
+}
+
+impl BenchTool {
+    /// Every tool, as `--tool` spells it.
+    pub const ALL: [BenchTool; 4] = [
+        BenchTool::Memory,
+        BenchTool::Fs,
+        BenchTool::Command,
+        BenchTool::Persistent,
+    ];
+
+    /// How `--tool` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchTool::Memory => "memory",
+            BenchTool::Fs => "fs",
+            BenchTool::Command => "command",
+            BenchTool::Persistent => "persistent",
+        }
+    }
+
+    /// Parses [`BenchTool::name`].
+    pub fn parse(text: &str) -> Option<BenchTool> {
+        BenchTool::ALL.into_iter().find(|t| t.name() == text)
+    }
+
+    /// What the tool is, for the report's header and figures.
+    fn describe(self) -> &'static str {
+        match self {
+            BenchTool::Memory => "read_file in Rust, from memory (no IO)",
+            BenchTool::Fs => "builtin:fs read_file (a 56-byte file, via tokio's blocking pool)",
+            BenchTool::Command => "a command tool, a process per call (`cat` of a 56-byte file)",
+            BenchTool::Persistent => {
+                "a persistent command tool (one python3 process, a JSON line per call)"
+            }
+        }
+    }
 }
 
 /// How `version` is spelled in an agent spec.
@@ -231,6 +282,8 @@ struct Sizes {
     rate_rpm: u32,
     /// Ended runs purged into an archive and imported back, per store.
     retention_runs: usize,
+    /// Concurrency levels of the tools group: one run, then many.
+    tools_levels: [usize; 2],
 }
 
 impl Sizes {
@@ -259,6 +312,7 @@ impl Sizes {
                 rate_runs: 40,
                 rate_rpm: 600,
                 retention_runs: 50,
+                tools_levels: [1, 10],
             }
         } else {
             Sizes {
@@ -271,7 +325,7 @@ impl Sizes {
                 throughput_min_steps: 10_000,
                 memory_runs: 10_000,
                 memory_latency: Duration::from_secs(8),
-                journal_runs: 20,
+                journal_runs: 200,
                 resume_iters: 200,
                 cold_iters: 20,
                 server_starts: 100_000,
@@ -284,6 +338,7 @@ impl Sizes {
                 rate_runs: 2_000,
                 rate_rpm: 600,
                 retention_runs: 100_000,
+                tools_levels: [1, 1_000],
             }
         }
     }
@@ -343,10 +398,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             "release"
         },
         pinning: pinning.describe(),
-        tool: match options.tool {
-            BenchTool::Memory => "read_file in Rust, from memory (no IO)",
-            BenchTool::Fs => "builtin:fs read_file (a 56-byte file, via tokio's blocking pool)",
-        },
+        tool: options.tool.describe(),
         http: match options.http {
             HttpVersion::Http2 => "HTTP/2 (h2c)",
             _ => "HTTP/1.1",
@@ -367,6 +419,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
                 | Group::Steps
                 | Group::Layouts
                 | Group::Retention
+                | Group::Tools
         )
     });
     let mock = if needs_mock {
@@ -410,6 +463,7 @@ pub fn run(options: &Options, progress: &dyn Fn(&str)) -> Result<Report, Error> 
             Group::Steps => steps::run(&bench)?,
             Group::Layouts => layouts::run(&bench)?,
             Group::Retention => retention::run(&bench)?,
+            Group::Tools => command_tools::run(&bench)?,
         };
         report.extend(figures);
     }

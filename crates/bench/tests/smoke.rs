@@ -7,7 +7,7 @@ use std::process::Command;
 use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 /// Figures the quick mode must print, by the start of their name.
-const EXPECTED: [&str; 31] = [
+const EXPECTED: [&str; 36] = [
     "per-step overhead, durable, median",
     "per-step overhead, no fsync, median",
     "raw HTTP round trip to the mock, per step (baseline)",
@@ -39,6 +39,11 @@ const EXPECTED: [&str; 31] = [
     "runtime CPU per delta",
     "retention (SQLite): purge --archive of 50 runs, runs/s",
     "retention (SQLite): import of 50 runs, runs/s",
+    "durable steps/s, Rust tool, 10 concurrent runs",
+    "durable steps/s, command, a process per call, 1 run",
+    "durable steps/s, persistent command, 10 concurrent runs",
+    "persistent command ÷ Rust tool, steps/s, 10 concurrent runs",
+    "command, a process per call: a call's cost beyond the Rust tool's, 1 run",
 ];
 
 #[test]

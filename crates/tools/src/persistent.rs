@@ -82,9 +82,17 @@ impl Process {
         if let Some(mut child) = child {
             // `start_kill` signals now; waiting for the exit frees the process table entry.
             let _ = child.start_kill();
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        let _ = child.wait().await;
+                    });
+                }
+                // Dropped where no runtime runs (an agent outliving its `block_on`): tokio
+                // keeps the killed child as an orphan and reaps it when a runtime next sees a
+                // child exit; spawning here would panic.
+                Err(_) => drop(child),
+            }
         }
     }
 

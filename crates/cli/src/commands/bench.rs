@@ -13,8 +13,8 @@ pub(crate) struct Args {
     /// Small sizes that finish in seconds: checks that every benchmark runs (CI smoke test)
     #[arg(long)]
     quick: bool,
-    /// Only these groups (comma-separated): overhead, steps, layouts, throughput, streaming,
-    /// memory, journal, resume, cold-start, server, rate-limit, retention
+    /// Only these groups (comma-separated): overhead, steps, layouts, throughput, tools,
+    /// streaming, memory, journal, resume, cold-start, server, rate-limit, retention
     #[arg(long, value_delimiter = ',', value_name = "GROUP")]
     only: Vec<String>,
     /// A PostgreSQL server the retention group measures too, in a schema of its own that it
@@ -34,9 +34,10 @@ pub(crate) struct Args {
     /// Concurrency levels of the throughput group (comma-separated), e.g. `1000` to profile one
     #[arg(long, value_delimiter = ',', value_name = "RUNS", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     levels: Vec<u64>,
-    /// Tool every step calls: memory (read_file written in Rust, no IO: the runtime alone) or
-    /// fs (builtin:fs read_file on a file, through tokio's blocking pool)
-    #[arg(long, value_name = "TOOL", default_value = "memory", value_parser = ["memory", "fs"])]
+    /// Tool every step calls: memory (read_file written in Rust, no IO: the runtime alone),
+    /// fs (builtin:fs read_file on a file, through tokio's blocking pool), command (a process
+    /// per call: cat) or persistent (one python3 process, a JSON line per call)
+    #[arg(long, value_name = "TOOL", default_value = "memory", value_parser = ["memory", "fs", "command", "persistent"])]
     tool: String,
     /// Internal: the work of one child process of the `steps` group, as JSON
     #[arg(long, value_name = "SPEC", hide = true)]
@@ -76,11 +77,7 @@ pub(crate) async fn run(_db: &Path, args: Args) -> anyhow::Result<u8> {
         dir: args.dir,
         pg: args.pg.filter(|url| !url.is_empty()),
         levels: args.levels.iter().map(|&n| n as usize).collect(),
-        tool: if args.tool == "fs" {
-            BenchTool::Fs
-        } else {
-            BenchTool::Memory
-        },
+        tool: BenchTool::parse(&args.tool).unwrap_or(BenchTool::Memory),
         http: if args.http == "http1" {
             HttpVersion::Http1
         } else {

@@ -186,3 +186,41 @@ async fn a_call_that_times_out_is_indeterminate_and_its_process_replaced() {
     call(&toolbox, "lookup", json!({"x": 3})).await.unwrap();
     assert_eq!(lines(dir.path(), "starts.log").len(), 2);
 }
+
+/// An agent may be dropped where no runtime runs (after `block_on` returned, in a plain
+/// thread): its persistent process is still ended, and the drop does not panic.
+#[test]
+fn a_tool_dropped_outside_a_runtime_ends_its_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let toolbox = runtime.block_on(async {
+        let toolbox = build(&[persistent(Duration::from_secs(20))], dir.path())
+            .await
+            .unwrap();
+        call(&toolbox, "lookup", json!({"x": 1})).await.unwrap();
+        toolbox
+    });
+    let starts = lines(dir.path(), "starts.log");
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    let pid: i32 = starts[0].parse().unwrap();
+    drop(runtime);
+    drop(toolbox);
+    // Killed by the drop: gone, or a zombie waiting for its parent to reap it.
+    let ended = |pid: i32| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ended(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} still runs after its tool was dropped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
