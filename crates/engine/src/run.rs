@@ -1208,7 +1208,7 @@ impl<'e> Step<'e> {
         }
         loop {
             if let Some(why) = self.interrupted() {
-                return self.stop_interrupted(&why).await;
+                return Box::pin(self.stop_interrupted(&why)).await;
             }
             match decide_now(&self.state, self.now_ms()) {
                 Decision::CallModel => {
@@ -1221,17 +1221,18 @@ impl<'e> Step<'e> {
                             continue;
                         }
                         // Decide again: the summary changes the context, and its cost counts.
-                        self.compact(agent, range, request).await?;
+                        Box::pin(self.compact(agent, range, request)).await?;
                         continue;
                     }
                     if self.call_model_overlapping_flush(agent).await? {
                         let why = self.interrupted().unwrap_or_default();
-                        return self.stop_interrupted(&why).await;
+                        return Box::pin(self.stop_interrupted(&why)).await;
                     }
                 }
                 Decision::CallTool(action) => {
-                    if let Some(why) = self.call_tool(agent, action).await? {
-                        return self.stop_interrupted(&why).await;
+                    // Boxed: a run waiting on its model holds only the model call's state.
+                    if let Some(why) = Box::pin(self.call_tool(agent, action)).await? {
+                        return Box::pin(self.stop_interrupted(&why)).await;
                     }
                 }
                 Decision::OutcomeUnknown(action) => {
@@ -1435,7 +1436,11 @@ impl<'e> Step<'e> {
                     }
                     return Ok(());
                 }
-                Err(chassis_store::Error::SequenceConflict { .. }) => self.rebase(expected).await?,
+                // Boxed, as every rare path of a step: a future is as large as its largest state,
+                // and every run waiting on its model would pay for this one.
+                Err(chassis_store::Error::SequenceConflict { .. }) => {
+                    Box::pin(self.rebase(expected)).await?
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -1525,7 +1530,7 @@ impl<'e> Step<'e> {
                 let mut unflushed = pending;
                 unflushed.append(&mut self.unflushed);
                 self.unflushed = unflushed;
-                self.rebase(expected).await?;
+                Box::pin(self.rebase(expected)).await?;
             }
             Err(e) => return Err(e.into()),
         }

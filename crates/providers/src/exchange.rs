@@ -96,12 +96,15 @@ impl Endpoint {
                     &body,
                 ));
             }
-            read(Answer {
+            // Boxed: reading an answer (a stream's assembly above all) is the largest state of
+            // a call, and a future is as large as its largest state; boxed, a call waiting for
+            // its answer (every run waiting on its model) holds only what sending needs.
+            Box::pin(read(Answer {
                 response,
                 provider: self.provider.clone(),
                 total,
                 idle: self.timeouts.idle,
-            })
+            }))
             .await
         };
         let result = tokio::time::timeout(total, attempt)
