@@ -187,7 +187,10 @@ pub trait Journal:
 {
     /// Creates a run whose journal starts with `events` (at least `run_started`), leased to
     /// `driver` if given; [`Error::RunExists`] for a taken id, [`Error::KeyUsed`] for a taken
-    /// idempotency key.
+    /// idempotency key. Without a driver the run is durable when this returns (its id may be
+    /// handed out at once). A store may commit a run leased to its driver without waiting for
+    /// the disk (SQLite under `Sync::Full` does): the driver's next synced append makes it
+    /// durable, and the driver appends with a sync before any effect not safe to repeat.
     async fn create(
         &self,
         run: &NewRun,

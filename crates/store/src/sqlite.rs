@@ -141,12 +141,28 @@ type Write = Box<dyn Fn(&Connection, i64) -> rusqlite::Result<Done> + Send>;
 
 impl Op {
     /// Whether a power loss may take this write back without harm, so its commit need not wait
-    /// for the disk: a lease's release (a lost one leaves a lease that lapses after its ttl,
-    /// and the run's status and wake time were written durably by its last append). A process
-    /// crash loses none of it either way (the WAL is in the OS's cache), and the next synced
-    /// commit makes it durable with everything before it.
+    /// for the disk. A process crash loses none of it either way (the WAL is in the OS's
+    /// cache), and the next synced commit makes it durable with everything before it.
+    ///
+    /// - A lease's release: a lost one leaves a lease that lapses after its ttl, and the run's
+    ///   status and wake time were written durably by its last append.
+    /// - The creation of a run leased to the driver that creates it (`Engine::start`), which
+    ///   drives it at once: nothing outside the process has its id yet (it is not queued, and
+    ///   no answer names it), and the driver's first synced append makes it durable before any
+    ///   effect that is not safe to repeat (a tool that is not read-only waits for a synced
+    ///   write of its intent). A power loss before that takes back a run nobody could know of,
+    ///   with at most its first model call and read-only tool calls made. A run created for
+    ///   others to drive (`submit`, `POST /v1/runs`: no driver) syncs before its id is handed
+    ///   out, as before.
     fn may_wait_for_the_next_sync(&self) -> bool {
-        matches!(self, Op::Release { .. })
+        matches!(
+            self,
+            Op::Release { .. }
+                | Op::Create {
+                    driver: Some(_),
+                    ..
+                }
+        )
     }
 
     /// The run an append or a create writes, with what it leaves the run at.
@@ -1971,7 +1987,7 @@ mod tests {
     /// disk (the next synced commit makes it durable), and the next batch of anything else
     /// syncs again before it commits.
     #[test]
-    fn a_lease_release_alone_waits_for_the_next_sync() {
+    fn a_lease_release_and_a_driven_creation_wait_for_the_next_sync() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         drop(SqliteJournal::open(&path, Sync::Full).unwrap());
@@ -2012,11 +2028,13 @@ mod tests {
         assert_eq!(
             log,
             [
-                "BEGIN IMMEDIATE",
-                "COMMIT",
+                // The leased creation and the release: neither waits for the disk.
                 "PRAGMA synchronous = NORMAL",
                 "BEGIN IMMEDIATE",
                 "COMMIT",
+                "BEGIN IMMEDIATE",
+                "COMMIT",
+                // The append syncs, and with it everything before.
                 "PRAGMA synchronous = FULL",
                 "BEGIN IMMEDIATE",
                 "COMMIT",
@@ -2032,5 +2050,46 @@ mod tests {
             .unwrap();
         assert_eq!(owner, None, "the release was committed");
         assert_eq!(events_of(&reader, "r2"), 1);
+    }
+
+    /// A run created for others to drive (no driver: `submit`, `POST /v1/runs`) is durable
+    /// before its id is handed out: its commit syncs.
+    #[test]
+    fn a_queued_creation_syncs_before_its_id_is_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(SqliteJournal::open(&path, Sync::Full).unwrap());
+        let conn = connect(&path, Sync::Full).unwrap();
+        let p = path.display().to_string();
+        let clock = crate::clock::system();
+        let (tx, rx) = mpsc::channel::<Request>();
+        let sender = std::thread::spawn(move || {
+            let (reply, answer) = oneshot::channel();
+            tx.send(Request {
+                op: Op::Create {
+                    run_id: "r1".to_string(),
+                    agent: "a".to_string(),
+                    key: None,
+                    facts: crate::StartFacts::of(&[]),
+                    encoded: vec!["{}".to_string()],
+                    status: None,
+                    wake: Wake::Now,
+                    driver: None,
+                },
+                reply,
+            })
+            .unwrap();
+            assert!(matches!(
+                answer.blocking_recv().unwrap(),
+                Ok(Done::Created(_, None))
+            ));
+        });
+        let log = logged(|| write_loop(conn, rx, &p, Sync::Full, clock.as_ref()));
+        sender.join().unwrap();
+        assert_eq!(
+            log,
+            ["BEGIN IMMEDIATE", "COMMIT"],
+            "no relaxed sync around it"
+        );
     }
 }
