@@ -168,9 +168,6 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
                 report.write_bytes / report.steps,
                 Unit::Bytes,
             );
-            if *kind == Kind::Chassis {
-                disk.target = Some(Target::AtMost(TARGET_DISK_BYTES));
-            }
             figures.push(disk);
             figures.push(bench.figure(
                 format!("durable step, {steps}-step runs, {who}: bytes to write calls (all)"),
@@ -191,6 +188,20 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
                     per_step(tally.db.bytes),
                     Unit::Bytes,
                 ));
+                // The target is judged on what is written to the journal's files: the issue's
+                // "today ~21 KB" is this count (20.6 KB before schema 11; the block layer then
+                // read 25.5 KB). The block layer's whole 4 KiB pages are printed above.
+                let mut written = bench.figure(
+                    format!(
+                        "durable step, {steps}-step runs, {who}: bytes written to the journal (WAL + database file)"
+                    ),
+                    per_step(tally.wal.bytes + tally.db.bytes),
+                    Unit::Bytes,
+                );
+                if *kind == Kind::Chassis {
+                    written.target = Some(Target::AtMost(TARGET_DISK_BYTES));
+                }
+                figures.push(written);
                 let mut fsync = bench.figure(
                     format!("durable step, {steps}-step runs, {who}: fsyncs"),
                     per_step(tally.journal().syncs + tally.other.syncs),
