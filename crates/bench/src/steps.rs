@@ -161,7 +161,7 @@ pub(crate) fn run(bench: &Bench) -> Result<Vec<Figure>, Error> {
                 journal.target = Some(Target::AtMost(TARGET_JOURNAL_BYTES));
             }
             figures.push(journal);
-            let mut disk = bench.figure(
+            let disk = bench.figure(
                 format!(
                     "durable step, {steps}-step runs, {who}: bytes written to disk (block layer)"
                 ),
