@@ -638,7 +638,7 @@ impl Engine {
                 .append_with(lease, state.seq(), &events, probe.wake(), &notes)
                 .await?;
             if !notes.is_empty() {
-                self.outbox_signal().notify_one();
+                self.queued_notifications();
             }
             state = probe;
         }

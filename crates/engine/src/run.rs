@@ -331,6 +331,8 @@ pub struct Engine {
     /// Told when this engine queued webhook notifications, so a dispatcher of this process
     /// posts them at once.
     outbox_signal: Arc<tokio::sync::Notify>,
+    /// How many appends of this engine queued notifications.
+    notes_queued: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where the agents of runs are found. A run journals its agent's path relative to the
@@ -413,6 +415,7 @@ impl Engine {
             pinned: Default::default(),
             paths: AgentPaths::default(),
             outbox_signal: Default::default(),
+            notes_queued: Default::default(),
         }
     }
 
@@ -420,6 +423,20 @@ impl Engine {
     /// of this process waits on besides its poll).
     pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.outbox_signal)
+    }
+
+    /// How many appends of this engine queued webhook notifications: none means a run this
+    /// engine created has nothing in the outbox that this process put there, so a command
+    /// that delivers before it exits need not look.
+    pub fn notifications_queued(&self) -> u64 {
+        self.notes_queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts an append that queued notifications, and wakes this process's dispatcher.
+    pub(crate) fn queued_notifications(&self) {
+        self.notes_queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.outbox_signal.notify_one();
     }
 
     /// Roots this engine at a project directory: a run journals its agent's path relative to
@@ -1432,7 +1449,7 @@ impl<'e> Step<'e> {
                         self.put_snapshot(encoded).await;
                     }
                     if !notes.is_empty() {
-                        self.engine.outbox_signal().notify_one();
+                        self.engine.queued_notifications();
                     }
                     return Ok(());
                 }
@@ -1491,7 +1508,7 @@ impl<'e> Step<'e> {
         let journal = Arc::clone(&self.engine.journal);
         let lease = self.lease.clone();
         let notes = self.notifications(expected, &pending);
-        let signal = self.engine.outbox_signal();
+        let engine = self.engine;
         let append = async move {
             let result = if pending.is_empty() {
                 Ok(0)
@@ -1501,7 +1518,7 @@ impl<'e> Step<'e> {
                     .await
             };
             if result.is_ok() && !notes.is_empty() {
-                signal.notify_one();
+                engine.queued_notifications();
             }
             (result, pending)
         };

@@ -85,7 +85,12 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     };
     let outcome = engine.start_with(&agent, &input.text, options).await?;
     crate::commands::eval::note_unused(replay.as_deref());
-    deliver_before_exit(&engine, &outcome.run_id).await;
+    // A run this process created has in the outbox only what this process queued for it (a
+    // cancel from elsewhere delivers its own), so with nothing queued there is nothing to wait
+    // for: no claim to write, no reader to open.
+    if engine.notifications_queued() > 0 {
+        deliver_before_exit(&engine, &outcome.run_id).await;
+    }
     let code = print_outcome(&outcome, args.json);
     if outcome.interrupted {
         return Ok(crate::signals::report_interrupted(&outcome));

@@ -236,3 +236,32 @@ async fn limits_hold_against_what_the_provider_reports() {
         assert!(used <= value, "{limit}: used {used}, the limit is {value}");
     }
 }
+
+/// `chassis run` delivers its run's notifications before it exits only when its engine queued
+/// some: the count says whether there is anything to wait for.
+#[tokio::test]
+async fn an_engine_counts_the_appends_that_queued_notifications() {
+    let (_dir, _mock, engine, agent) = setup("max_steps = 2").await;
+    let quiet = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(quiet.status, RunStatus::Failed);
+    assert_eq!(engine.notifications_queued(), 0, "no [alerts], nothing queued");
+
+    // `secret_env` names a variable every process has; nothing is posted here.
+    let (_dir, _mock, engine, agent) = setup(
+        "max_steps = 2\n[alerts]\nwebhook = \"http://127.0.0.1:9/hook\"\nsecret_env = \"PATH\"",
+    )
+    .await;
+    let alerted = engine.start(&agent, "go").await.unwrap();
+    assert_eq!(alerted.status, RunStatus::Failed);
+    assert!(engine.notifications_queued() > 0, "the limit was an alert");
+    let pending = engine
+        .journal()
+        .deliveries(&chassis_store::OutboxFilter {
+            status: None,
+            run_id: Some(alerted.run_id.clone()),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert!(!pending.is_empty(), "what was counted is in the outbox");
+}
