@@ -1520,7 +1520,14 @@ impl<'e> Step<'e> {
             if result.is_ok() && !notes.is_empty() {
                 engine.queued_notifications();
             }
-            (result, pending)
+            // The join below keeps this output until the model answers, which may be minutes:
+            // the events are kept only when they must be appended again.
+            let appended_any = !pending.is_empty();
+            let kept = match &result {
+                Err(chassis_store::Error::SequenceConflict { .. }) => Some(pending),
+                _ => None,
+            };
+            (result, appended_any, kept)
         };
         let interrupt = self.engine.interrupt.clone();
         let call = async {
@@ -1533,10 +1540,10 @@ impl<'e> Step<'e> {
                 None => self.call_model(agent).await.map(|()| false),
             }
         };
-        let ((appended, pending), called) = tokio::join!(append, call);
+        let ((appended, appended_any, kept), called) = tokio::join!(append, call);
         match appended {
             // What the model call recorded meanwhile stays unflushed.
-            Ok(seq) if !pending.is_empty() => {
+            Ok(seq) if appended_any => {
                 self.durable(seq);
                 if let Some(encoded) = snapshot {
                     self.put_snapshot(encoded).await;
@@ -1544,7 +1551,7 @@ impl<'e> Step<'e> {
             }
             Ok(_) => {}
             Err(chassis_store::Error::SequenceConflict { .. }) => {
-                let mut unflushed = pending;
+                let mut unflushed = kept.unwrap_or_default();
                 unflushed.append(&mut self.unflushed);
                 self.unflushed = unflushed;
                 Box::pin(self.rebase(expected)).await?;

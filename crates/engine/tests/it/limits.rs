@@ -244,7 +244,11 @@ async fn an_engine_counts_the_appends_that_queued_notifications() {
     let (_dir, _mock, engine, agent) = setup("max_steps = 2").await;
     let quiet = engine.start(&agent, "go").await.unwrap();
     assert_eq!(quiet.status, RunStatus::Failed);
-    assert_eq!(engine.notifications_queued(), 0, "no [alerts], nothing queued");
+    assert_eq!(
+        engine.notifications_queued(),
+        0,
+        "no [alerts], nothing queued"
+    );
 
     // `secret_env` names a variable every process has; nothing is posted here.
     let (_dir, _mock, engine, agent) = setup(
