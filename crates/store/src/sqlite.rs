@@ -1983,15 +1983,14 @@ mod tests {
         assert_eq!(log, ["BEGIN IMMEDIATE", "COMMIT"].repeat(3));
     }
 
-    /// Under `Sync::Full`, a batch of lease releases alone commits without waiting for the
-    /// disk (the next synced commit makes it durable), and the next batch of anything else
-    /// syncs again before it commits.
-    #[test]
-    fn a_lease_release_and_a_driven_creation_wait_for_the_next_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        drop(SqliteJournal::open(&path, Sync::Full).unwrap());
-        let conn = connect(&path, Sync::Full).unwrap();
+    /// Runs a writer under `Sync::Full` on a fresh journal at `path` while `drive` sends it
+    /// writes, each answered before the next; returns the statements the writer logged.
+    fn full_sync_log(
+        path: &Path,
+        drive: impl FnOnce(&dyn Fn(Op) -> Result<Done, Error>) + Send + 'static,
+    ) -> Vec<String> {
+        drop(SqliteJournal::open(path, Sync::Full).unwrap());
+        let conn = connect(path, Sync::Full).unwrap();
         let p = path.display().to_string();
         let clock = crate::clock::system();
         let (tx, rx) = mpsc::channel::<Request>();
@@ -2001,16 +2000,38 @@ mod tests {
                 tx.send(Request { op, reply }).unwrap();
                 answer.blocking_recv().unwrap()
             };
-            let Ok(Done::Created(created, Some(lease))) = send(Op::Create {
-                run_id: "r1".to_string(),
-                agent: "a".to_string(),
-                key: None,
-                facts: crate::StartFacts::of(&[]),
-                encoded: vec!["{}".to_string()],
-                status: None,
-                wake: Wake::Now,
-                driver: Some(("w".to_string(), 60_000)),
-            }) else {
+            drive(&send);
+        });
+        let log = logged(|| write_loop(conn, rx, &p, Sync::Full, clock.as_ref()));
+        sender.join().unwrap();
+        log
+    }
+
+    /// The creation of run `r1`, leased to `driver` if given.
+    fn create_r1(driver: Option<(String, i64)>) -> Op {
+        Op::Create {
+            run_id: "r1".to_string(),
+            agent: "a".to_string(),
+            key: None,
+            facts: crate::StartFacts::of(&[]),
+            encoded: vec!["{}".to_string()],
+            status: None,
+            wake: Wake::Now,
+            driver,
+        }
+    }
+
+    /// Under `Sync::Full`, a batch of lease releases and of runs created leased to their own
+    /// driver commits without waiting for the disk (the next synced commit makes it durable),
+    /// and the next batch of anything else syncs again before it commits.
+    #[test]
+    fn a_lease_release_and_a_driven_creation_wait_for_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let log = full_sync_log(&path, |send| {
+            let Ok(Done::Created(created, Some(lease))) =
+                send(create_r1(Some(("w".to_string(), 60_000))))
+            else {
                 panic!("a leased create answers its lease");
             };
             assert!(matches!(
@@ -2023,8 +2044,6 @@ mod tests {
             ));
             assert_eq!(seq(&send(append("r2", None, 1))), Some(1));
         });
-        let log = logged(|| write_loop(conn, rx, &p, Sync::Full, clock.as_ref()));
-        sender.join().unwrap();
         assert_eq!(
             log,
             [
@@ -2057,35 +2076,9 @@ mod tests {
     #[test]
     fn a_queued_creation_syncs_before_its_id_is_handed_out() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        drop(SqliteJournal::open(&path, Sync::Full).unwrap());
-        let conn = connect(&path, Sync::Full).unwrap();
-        let p = path.display().to_string();
-        let clock = crate::clock::system();
-        let (tx, rx) = mpsc::channel::<Request>();
-        let sender = std::thread::spawn(move || {
-            let (reply, answer) = oneshot::channel();
-            tx.send(Request {
-                op: Op::Create {
-                    run_id: "r1".to_string(),
-                    agent: "a".to_string(),
-                    key: None,
-                    facts: crate::StartFacts::of(&[]),
-                    encoded: vec!["{}".to_string()],
-                    status: None,
-                    wake: Wake::Now,
-                    driver: None,
-                },
-                reply,
-            })
-            .unwrap();
-            assert!(matches!(
-                answer.blocking_recv().unwrap(),
-                Ok(Done::Created(_, None))
-            ));
+        let log = full_sync_log(&dir.path().join("j.db"), |send| {
+            assert!(matches!(send(create_r1(None)), Ok(Done::Created(_, None))));
         });
-        let log = logged(|| write_loop(conn, rx, &p, Sync::Full, clock.as_ref()));
-        sender.join().unwrap();
         assert_eq!(
             log,
             ["BEGIN IMMEDIATE", "COMMIT"],
