@@ -126,6 +126,9 @@ pub struct RawGate {
 }
 
 /// `[[case]]`: one turn (its `input` and expectations here), or several (`[[case.turn]]`).
+/// The expectation keys are written out here and in [`RawTurn`] rather than shared through
+/// `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`: a misspelt key
+/// must stay an error that names it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCase {

@@ -119,13 +119,18 @@ async fn each_turn_is_checked_on_its_own_and_a_failure_names_its_turn() {
     mock.shutdown().await;
 }
 
+/// [`SUITE`] without its failing case.
+fn first_case_only() -> &'static str {
+    SUITE
+        .split("\n[[case]]\nname = \"thread-wrong-second-turn\"")
+        .next()
+        .unwrap()
+}
+
 /// A thread's cassette holds every turn's exchanges: replayed offline, the case passes again.
 #[tokio::test]
 async fn a_thread_recorded_replays_every_turn_without_the_model() {
-    let suite = SUITE
-        .split("\n[[case]]\nname = \"thread-wrong-second-turn\"")
-        .next()
-        .unwrap();
+    let suite = first_case_only();
     let mock = mock().await;
     let desk = Desk::new(&mock.base_url());
     let recorded = run(desk.suite(suite), desk.engine(), Mode::Record).await;
@@ -192,10 +197,7 @@ input = "and again"
 /// replays offline from the run's own exchanges.
 #[tokio::test]
 async fn a_journaled_thread_becomes_a_case_of_its_turns_that_replays() {
-    let suite = SUITE
-        .split("\n[[case]]\nname = \"thread-wrong-second-turn\"")
-        .next()
-        .unwrap();
+    let suite = first_case_only();
     let mock = mock().await;
     let desk = Desk::new(&mock.base_url());
     let engine = desk.engine();

@@ -379,6 +379,18 @@ mod tests {
     /// A file of the previous schema is migrated: its runs keep every column and get their
     /// old rowid as key, every run's events load as they were stored, byte for byte, and the
     /// file keeps its page size; then leases, appends, new runs and purges work on it.
+    /// Every run's id and its key as `column` holds it, in id order.
+    fn run_keys(conn: &Connection, column: &str) -> Vec<(String, i64)> {
+        conn.prepare(&format!(
+            "SELECT run_id, {column} FROM runs ORDER BY run_id"
+        ))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_journal_of_the_previous_schema_keeps_its_events_and_takes_new_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -386,13 +398,7 @@ mod tests {
         old_file(&path);
         let (runs_before, events_before, keys_before) = {
             let conn = Connection::open(&path).unwrap();
-            let keys: Vec<(String, i64)> = conn
-                .prepare("SELECT run_id, rowid FROM runs ORDER BY run_id")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let keys = run_keys(&conn, "rowid");
             (runs(&conn), events(&conn, OLD_EVENTS), keys)
         };
         assert_eq!(events_before.len(), 11);
@@ -404,13 +410,7 @@ mod tests {
             assert_eq!(check(&conn).unwrap(), VERSION);
             assert_eq!(runs(&conn), runs_before);
             assert_eq!(events(&conn, NEW_EVENTS), events_before);
-            let keys: Vec<(String, i64)> = conn
-                .prepare("SELECT run_id, run_key FROM runs ORDER BY run_id")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let keys = run_keys(&conn, "run_key");
             assert_eq!(keys, keys_before);
             let page_size: i64 = conn
                 .pragma_query_value(None, "page_size", |r| r.get(0))
