@@ -95,6 +95,11 @@ pub struct Sources {
 impl Sources {
     /// Reads the spec at `path`, its prompt template and its pricing file.
     pub fn read(path: &Path) -> Result<Sources, LoadError> {
+        Sources::read_parsed(path).map(|(sources, _)| sources)
+    }
+
+    /// [`Sources::read`], with the spec as it parsed (which finding the other files takes).
+    fn read_parsed(path: &Path) -> Result<(Sources, AgentSpec), LoadError> {
         let file = path.display().to_string();
         let error = |message: String| LoadError {
             file: file.clone(),
@@ -126,12 +131,13 @@ impl Sources {
             }
             None => None,
         };
-        Ok(Sources {
+        let sources = Sources {
             spec_path,
             spec,
             prompt,
             pricing,
-        })
+        };
+        Ok((sources, parsed))
     }
 }
 
@@ -180,15 +186,15 @@ impl Agent {
         tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
         connect: bool,
     ) -> Result<Agent, LoadError> {
-        let sources = Sources::read(path)?;
-        Agent::build(sources, tools, connect).await
+        let (sources, spec) = Sources::read_parsed(path)?;
+        Agent::build(sources, Some(spec), tools, connect).await
     }
 
     /// Builds the agent a stored version definition describes: its spec, prompt and pricing
     /// texts as they were when the version first ran, whatever the files say now (tool programs
     /// and MCP servers are still the ones on this machine).
     pub async fn from_sources(sources: Sources) -> Result<Agent, LoadError> {
-        Agent::build(sources, Vec::new(), true).await
+        Agent::build(sources, None, Vec::new(), true).await
     }
 
     /// The texts this agent was built from: what a version definition keeps.
@@ -196,8 +202,10 @@ impl Agent {
         &self.sources
     }
 
+    /// Builds the agent of `sources`; `parsed` is `sources.spec` already parsed, when it was.
     async fn build(
         sources: Sources,
+        parsed: Option<AgentSpec>,
         tools: Vec<std::sync::Arc<dyn chassis_tools::Tool>>,
         connect: bool,
     ) -> Result<Agent, LoadError> {
@@ -207,7 +215,10 @@ impl Agent {
             file: file.clone(),
             message,
         };
-        let spec = AgentSpec::parse(&sources.spec).map_err(|e| error(e.to_string()))?;
+        let spec = match parsed {
+            Some(spec) => spec,
+            None => AgentSpec::parse(&sources.spec).map_err(|e| error(e.to_string()))?,
+        };
         let redactor = crate::Redactor::for_spec(&spec).map_err(|e| error(e.to_string()))?;
         let base_dir = spec_path
             .parent()

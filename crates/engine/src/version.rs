@@ -25,6 +25,10 @@ use serde_json::Value;
 const COSMETIC: [&str; 3] = ["version", "prompt", "pricing_file"];
 
 /// A short, stable hash of the agent version (12 hex digits).
+///
+/// The hash of four texts: `spec=` and the spec's canonical JSON, `prompt=` and the template,
+/// `tools=` and `prices=` with theirs. The texts are fed to the hash as they are written, never
+/// built whole (a `chassis run` spent half a million instructions building them).
 pub(crate) fn fingerprint(
     spec: &AgentSpec,
     prompt: &str,
@@ -37,19 +41,26 @@ pub(crate) fn fingerprint(
             map.remove(key);
         }
     }
-    let parts = [
-        format!("spec={}", canonical(&spec)),
-        format!("prompt={prompt}"),
-        format!(
-            "tools={}",
-            canonical(&serde_json::to_value(tools).unwrap_or(Value::Null))
-        ),
-        format!(
-            "prices={}",
-            canonical(&serde_json::to_value(prices).unwrap_or(Value::Null))
-        ),
-    ];
-    hash(&parts)
+    let mut hash = Hash::new();
+    hash.bytes(b"spec=");
+    write_canonical(&spec, &mut hash);
+    hash.end_part();
+    hash.bytes(b"prompt=");
+    hash.bytes(prompt.as_bytes());
+    hash.end_part();
+    hash.bytes(b"tools=");
+    write_canonical(
+        &serde_json::to_value(tools).unwrap_or(Value::Null),
+        &mut hash,
+    );
+    hash.end_part();
+    hash.bytes(b"prices=");
+    write_canonical(
+        &serde_json::to_value(prices).unwrap_or(Value::Null),
+        &mut hash,
+    );
+    hash.end_part();
+    hash.finish()
 }
 
 /// The fingerprint of chassis before it covered the whole spec (spec fields chosen by hand):
@@ -103,55 +114,122 @@ fn limits_v1(limits: &chassis_core::Limits) -> String {
 /// JSON with object keys sorted, so equal values give equal text (whatever order a map keeps
 /// its keys in).
 fn canonical(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` as [`canonical`] text to `out`: keys and scalars exactly as serde_json writes
+/// them (its compact form, as `Value`'s `Display` gives), objects with their keys sorted.
+fn write_canonical(value: &Value, out: &mut impl Sink) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by_key(|(key, _)| *key);
-            out.push('{');
+            out.put(b"{");
             for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.put(b",");
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
+                out.json(key);
+                out.put(b":");
                 write_canonical(item, out);
             }
-            out.push('}');
+            out.put(b"}");
         }
         Value::Array(items) => {
-            out.push('[');
+            out.put(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.put(b",");
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.put(b"]");
         }
-        other => out.push_str(&other.to_string()),
+        other => out.json(other),
+    }
+}
+
+/// Where canonical text goes: a buffer, or straight into the hash.
+trait Sink: std::io::Write + Sized {
+    fn put(&mut self, bytes: &[u8]);
+
+    /// `value` as serde_json's compact text (which cannot fail for a string or a `Value`
+    /// scalar, and writing to a sink does not fail).
+    fn json(&mut self, value: &(impl serde::Serialize + ?Sized)) {
+        let _ = serde_json::to_writer(self, value);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for Hash {
+    fn put(&mut self, bytes: &[u8]) {
+        self.bytes(bytes);
     }
 }
 
 fn hash(parts: &[String]) -> String {
-    let (a, b) = (fnv1a(parts, 0), fnv1a(parts, 1));
-    format!("{:012x}", (a ^ b.rotate_left(29)) & 0xffff_ffff_ffff)
+    let mut hash = Hash::new();
+    for part in parts {
+        hash.bytes(part.as_bytes());
+        hash.end_part();
+    }
+    hash.finish()
 }
 
-fn fnv1a(parts: &[String], salt: u8) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(salt);
-    for part in parts {
-        for byte in part.bytes().chain([0u8]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+/// Two FNV-1a hashes (salted 0 and 1) of parts, each part ended by a zero byte, folded into
+/// 48 bits: `(a ^ b.rotate_left(29)) & 0xffff_ffff_ffff`.
+struct Hash {
+    a: u64,
+    b: u64,
+}
+
+impl Hash {
+    const BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+
+    fn new() -> Hash {
+        Hash {
+            a: Hash::BASIS,
+            b: Hash::BASIS ^ 1,
         }
     }
-    hash
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.a = (self.a ^ u64::from(byte)).wrapping_mul(Hash::PRIME);
+            self.b = (self.b ^ u64::from(byte)).wrapping_mul(Hash::PRIME);
+        }
+    }
+
+    fn end_part(&mut self) {
+        self.bytes(&[0]);
+    }
+
+    fn finish(&self) -> String {
+        format!(
+            "{:012x}",
+            (self.a ^ self.b.rotate_left(29)) & 0xffff_ffff_ffff
+        )
+    }
+}
+
+impl std::io::Write for Hash {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +257,39 @@ mod tests {
         assert_eq!(
             fingerprint_v1(&spec, "hi {{ input }}", &[tool()]),
             "0680abbb0be6"
+        );
+    }
+
+    /// The fingerprint of a spec that exercises every kind of JSON value (escapes, non-ASCII,
+    /// integers, floats, nesting, empty containers), pinned: the version of every journaled
+    /// run depends on these bytes, so how they are computed may change, never what they are.
+    #[test]
+    fn the_fingerprint_is_unchanged() {
+        let spec = AgentSpec::parse(&format!(
+            "{SPEC}n = 3\nratio = 0.25\nquote = \"say \\\"hi\\\"\\n\\t\\u0001 caf\u{e9} \u{1f680}\"\n\
+             list = [1, -2.5, true, \"x\", [], {{}}]\n\
+             [limits]\nmax_steps = 7\n[approvals]\nirreversible = \"auto\"\n\
+             [[tools]]\nname = \"c\"\ncommand = [\"echo\", \"a b\"]\nenv = [\"TOKEN\"]\n"
+        ))
+        .unwrap();
+        let mut weird = tool();
+        weird.description = "reads \"notes\"\n\\ </script> \u{2028}".into();
+        weird.parameters = serde_json::json!({
+            "type": "object",
+            "properties": {"z": {"type": "number", "maximum": 1e21}, "a": {"enum": [null, 0.1]}},
+            "required": ["z"],
+        });
+        let prices = BTreeMap::from([(
+            "openai:m".to_string(),
+            Price {
+                input: 1.5,
+                cached_input: 0.0,
+                output: 1e-7,
+            },
+        )]);
+        assert_eq!(
+            fingerprint(&spec, "hi {{ input }} \u{e9}\n", &[tool(), weird], &prices),
+            "9771314bebb6"
         );
     }
 

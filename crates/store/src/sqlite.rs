@@ -251,10 +251,13 @@ impl SqliteJournal {
         writer
             .busy_timeout(Duration::from_secs(30))
             .map_err(|e| db_err(&e))?;
-        migrate::check(&writer)?;
+        let found = migrate::check(&writer)?;
         migrate::size_new_file(&writer).map_err(|e| db_err(&e))?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
-        migrate::migrate(&mut writer)?;
+        if found != migrate::VERSION {
+            // It checks again under the write lock: another process may have migrated since.
+            migrate::migrate(&mut writer)?;
+        }
 
         let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();

@@ -139,6 +139,12 @@ impl Telemetry {
         self.redaction.add(redactor);
     }
 
+    /// Keeps the secrets of the agent loaded from `spec_path` (as its runs journal it) out of
+    /// the log, from now on: its runs' start then costs no second reading of its spec.
+    pub fn redact_agent_logs(&self, spec_path: &str, redactor: &Redactor) {
+        self.redaction.add_agent(spec_path, redactor);
+    }
+
     /// `text` without any secret known to the log (for messages printed outside `tracing`).
     pub fn redact(&self, text: &str) -> String {
         self.redaction.redact(text)

@@ -38,19 +38,41 @@ impl std::str::FromStr for LogFormat {
 
 /// The secrets log lines are cleaned of; shared, so they can be added once an agent is loaded.
 #[derive(Clone, Default)]
-pub struct LogRedaction(Arc<RwLock<Redactor>>);
+pub struct LogRedaction(Arc<Learned>);
+
+#[derive(Default)]
+struct Learned {
+    redactor: RwLock<Redactor>,
+    /// The spec paths (as runs journal them) whose agents' secrets were added.
+    specs: std::sync::Mutex<std::collections::HashSet<String>>,
+}
 
 impl LogRedaction {
     /// Adds `redactor`'s secrets and patterns.
     pub fn add(&self, redactor: &Redactor) {
-        if let Ok(mut current) = self.0.write() {
+        if let Ok(mut current) = self.0.redactor.write() {
             *current = current.merged(redactor);
         }
     }
 
+    /// Adds the secrets of the agent loaded from `spec_path` (as its runs journal it), so that
+    /// [`SpecSecrets`] need not read and parse that spec again when its runs start.
+    pub fn add_agent(&self, spec_path: &str, redactor: &Redactor) {
+        self.add(redactor);
+        self.first_sight(spec_path);
+    }
+
+    /// Whether `spec_path` is new here (and from now on known).
+    fn first_sight(&self, spec_path: &str) -> bool {
+        self.0
+            .specs
+            .lock()
+            .is_ok_and(|mut specs| specs.insert(spec_path.to_string()))
+    }
+
     /// `text` without any known secret.
     pub fn redact(&self, text: &str) -> String {
-        match self.0.read() {
+        match self.0.redactor.read() {
             Ok(redactor) => redactor.redact(text),
             Err(_) => text.to_string(),
         }
@@ -64,9 +86,9 @@ pub type Locate = Arc<dyn Fn(&str) -> std::path::PathBuf + Send + Sync>;
 /// An observer that, when a run starts or resumes, adds the secrets of its agent spec (API key
 /// variables, `[redact] env` and `patterns`) to the log redaction, once per spec file: so a
 /// process driving runs of any agent (a worker) keeps each agent's secrets out of its log.
+/// A spec whose agent was added with [`LogRedaction::add_agent`] is not read again.
 pub struct SpecSecrets {
     redaction: LogRedaction,
-    seen: std::sync::Mutex<std::collections::HashSet<String>>,
     locate: Locate,
 }
 
@@ -78,11 +100,7 @@ impl SpecSecrets {
 
     /// Adds to `redaction`, finding a run's spec where `locate` says (an engine's agent paths).
     pub fn finding_agents(redaction: LogRedaction, locate: Locate) -> SpecSecrets {
-        SpecSecrets {
-            redaction,
-            seen: Default::default(),
-            locate,
-        }
+        SpecSecrets { redaction, locate }
     }
 }
 
@@ -92,11 +110,7 @@ impl chassis_core::Observer for SpecSecrets {
         if !matches!(event, E::RunStarted(_) | E::RunResumed { .. }) {
             return;
         }
-        let first = self
-            .seen
-            .lock()
-            .is_ok_and(|mut seen| seen.insert(state.spec_path.clone()));
-        if !first {
+        if !self.redaction.first_sight(&state.spec_path) {
             return;
         }
         // The engine loaded this spec a moment ago; one that no longer parses is its concern.

@@ -14,7 +14,7 @@ use crate::commands::{open_existing_journal, print_outcome};
 use crate::exit::UsageError;
 use crate::progress::Progress;
 
-/// Arguments of `chassis approvals`.
+// Arguments of `chassis approvals`.
 #[derive(clap::Args)]
 pub(crate) struct ListArgs {
     /// Print a JSON array instead of a table
@@ -22,7 +22,7 @@ pub(crate) struct ListArgs {
     json: bool,
 }
 
-/// Arguments of `chassis approve`.
+// Arguments of `chassis approve`.
 #[derive(clap::Args)]
 pub(crate) struct ApproveArgs {
     /// The run: its id, a unique prefix of it, or `last`
@@ -50,7 +50,7 @@ pub(crate) struct ApproveArgs {
     json: bool,
 }
 
-/// Arguments of `chassis reject`.
+// Arguments of `chassis reject`.
 #[derive(clap::Args)]
 pub(crate) struct RejectArgs {
     /// The run: its id, a unique prefix of it, or `last`
@@ -75,7 +75,7 @@ pub(crate) struct RejectArgs {
     json: bool,
 }
 
-/// Arguments of `chassis resolve`.
+// Arguments of `chassis resolve`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("outcome").required(true).args(["succeeded", "failed", "retry"])))]
 pub(crate) struct ResolveArgs {

@@ -7,7 +7,7 @@ use chassis_bench::{BenchTool, Group, HttpVersion, Options};
 
 use crate::exit::UsageError;
 
-/// Arguments of `chassis bench`.
+// Arguments of `chassis bench`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Small sizes that finish in seconds: checks that every benchmark runs (CI smoke test)

@@ -7,7 +7,7 @@ use chassis_engine::Cancelled;
 use crate::commands::open_existing_journal;
 use crate::commands::resume::os_user;
 
-/// Arguments of `chassis cancel`.
+// Arguments of `chassis cancel`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run

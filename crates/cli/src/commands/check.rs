@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use chassis_engine::Agent;
 
-/// Arguments of `chassis check`.
+// Arguments of `chassis check`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The agent spec (agent.toml)

@@ -1,6 +1,6 @@
 //! `chassis completions SHELL`: a completion script for bash, zsh or fish.
 
-/// Arguments of `chassis completions`.
+// Arguments of `chassis completions`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The shell: bash, zsh or fish

@@ -12,7 +12,7 @@ pub(crate) enum Command {
     Migrate(MigrateArgs),
 }
 
-/// Arguments of `chassis db migrate`.
+// Arguments of `chassis db migrate`.
 #[derive(clap::Args)]
 pub(crate) struct MigrateArgs {
     /// Print one JSON object {"db", "schema_version"}

@@ -17,7 +17,7 @@ const AGENT: &str = include_str!("../demo/agent.toml");
 const PROMPT: &str = include_str!("../demo/prompt.md.j2");
 const NOTES: &str = include_str!("../demo/incident-2041.md");
 
-/// Arguments of `chassis demo`.
+// Arguments of `chassis demo`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Where to write the demo agent's files
@@ -65,9 +65,10 @@ pub(crate) async fn run(db: &Path, db_given: bool, args: Args) -> anyhow::Result
     );
     noteln!("journal: {}\n", db.display());
     let agent = Agent::load(&spec_path).await?;
-    let engine = crate::observed(
+    let engine = crate::observed_driving(
         crate::commands::engine(db, open_journal(db).await?)
             .with_observer(Arc::new(Progress::streaming(true))),
+        &agent,
     );
     let outcome = engine.start(&agent, &args.input).await?;
     mock.shutdown().await;

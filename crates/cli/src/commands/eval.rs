@@ -10,7 +10,7 @@ use chassis_eval::{CaseReport, Mode, Options, Suite, baseline, fixtures};
 use crate::commands::{open_existing_journal, open_journal};
 use crate::exit::UsageError;
 
-/// Arguments of `chassis eval`.
+// Arguments of `chassis eval`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The suite file (suite.toml)

@@ -7,7 +7,7 @@ use chassis_eval::cassette::Cassette;
 
 use crate::commands::open_reading_journal;
 
-/// Arguments of `chassis export`.
+// Arguments of `chassis export`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)

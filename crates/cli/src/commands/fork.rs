@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::commands::open_existing_journal;
 use crate::commands::resume::os_user;
 
-/// Arguments of `chassis fork`.
+// Arguments of `chassis fork`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run to fork: its id, a unique prefix of it, or `last`

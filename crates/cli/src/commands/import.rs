@@ -7,7 +7,7 @@ use chassis_engine::ArchiveError;
 use crate::commands::open_journal;
 use crate::exit::UsageError;
 
-/// Arguments of `chassis import`.
+// Arguments of `chassis import`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The archive: gzip-compressed JSONL, one run a line, as `chassis purge --archive` writes

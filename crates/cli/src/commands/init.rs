@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::exit::UsageError;
 
-/// Arguments of `chassis init`.
+// Arguments of `chassis init`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Where to write the project (created if needed)

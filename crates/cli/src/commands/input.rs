@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::exit::UsageError;
 
-/// The input options of a command that starts a run.
+// The input options of a command that starts a run (flattened into its arguments).
 #[derive(clap::Args, Debug)]
 pub(crate) struct InputArgs {
     /// The run's input (the first user message); `-` reads it from stdin

@@ -9,7 +9,7 @@ use chassis_mock::{FaultKind, MockConfig, Script};
 
 use crate::exit::UsageError;
 
-/// Arguments of `chassis mock-model`.
+// Arguments of `chassis mock-model`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Script of replies (TOML or JSON); the built-in demo script when absent

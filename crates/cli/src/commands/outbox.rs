@@ -7,7 +7,7 @@ use chassis_store::{DeliveryStatus, OutboxFilter};
 use crate::commands::{open_reading_journal, resolve_run};
 use crate::exit::UsageError;
 
-/// Arguments of `chassis outbox`.
+// Arguments of `chassis outbox`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Only deliveries in this state: pending (not yet acknowledged; retried until they

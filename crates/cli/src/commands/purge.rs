@@ -9,7 +9,7 @@ use chassis_engine::{ArchiveError, PurgeFilter};
 use crate::commands::open_existing_journal;
 use crate::exit::UsageError;
 
-/// Arguments of `chassis purge`.
+// Arguments of `chassis purge`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Only runs whose last event is older than this, e.g. `30d`, `12h`

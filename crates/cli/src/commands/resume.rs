@@ -10,7 +10,7 @@ use crate::exit::UsageError;
 use crate::commands::{open_existing_journal, print_outcome};
 use crate::progress::Progress;
 
-/// Arguments of `chassis resume`.
+// Arguments of `chassis resume`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)

@@ -8,7 +8,7 @@ use chassis_engine::{Agent, StartOptions};
 use crate::commands::{open_journal, print_outcome};
 use crate::progress::Progress;
 
-/// Arguments of `chassis run`.
+// Arguments of `chassis run`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The agent spec (agent.toml)
@@ -75,7 +75,7 @@ pub(crate) async fn run(db: &Path, args: Args) -> anyhow::Result<u8> {
     )?;
     let mut engine = crate::commands::engine(db, open_journal(db).await?)
         .with_interrupt(crate::signals::interrupt_on_signals());
-    engine = crate::observed(engine);
+    engine = crate::observed_driving(engine, &agent);
     if !crate::out::quiet() && !args.json {
         engine = engine.with_observer(Arc::new(Progress::streaming(!args.no_stream)));
     }

@@ -10,7 +10,7 @@ use crate::commands::open_reading_journal;
 use crate::exit::UsageError;
 use crate::progress::usd;
 
-/// Arguments of `chassis runs`.
+// Arguments of `chassis runs`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Only runs in this status: queued (submitted, not yet picked up), running, waiting,

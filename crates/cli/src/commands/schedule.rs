@@ -19,7 +19,7 @@ pub(crate) enum Command {
     Remove(RemoveArgs),
 }
 
-/// Arguments of `chassis schedule add`.
+// Arguments of `chassis schedule add`.
 #[derive(clap::Args)]
 pub(crate) struct AddArgs {
     /// The agent's spec (agent.toml)
@@ -50,7 +50,7 @@ pub(crate) struct AddArgs {
     json: bool,
 }
 
-/// Arguments of `chassis schedule list`.
+// Arguments of `chassis schedule list`.
 #[derive(clap::Args)]
 pub(crate) struct ListArgs {
     /// Print a JSON array instead of a table
@@ -58,7 +58,7 @@ pub(crate) struct ListArgs {
     json: bool,
 }
 
-/// Arguments of `chassis schedule remove`.
+// Arguments of `chassis schedule remove`.
 #[derive(clap::Args)]
 pub(crate) struct RemoveArgs {
     /// The schedule's id (`sch_…`)

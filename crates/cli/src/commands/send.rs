@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::commands::open_existing_journal;
 use crate::commands::resume::os_user;
 
-/// Arguments of `chassis send`.
+// Arguments of `chassis send`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)

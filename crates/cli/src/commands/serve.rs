@@ -10,7 +10,7 @@ use chassis_server::{Config, Server};
 use crate::commands::{describe_db, open_journal};
 use crate::exit::UsageError;
 
-/// Arguments of `chassis serve`.
+// Arguments of `chassis serve`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Where to listen

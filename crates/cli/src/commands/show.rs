@@ -9,7 +9,7 @@ use chassis_store::{Journal, Record};
 use crate::commands::open_reading_journal;
 use crate::progress::describe;
 
-/// Arguments of `chassis show`.
+// Arguments of `chassis show`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)

@@ -8,7 +8,7 @@ use chassis_telemetry::stats::{ReportFilter, Stats};
 use crate::commands::open_reading_journal;
 use crate::exit::UsageError;
 
-/// Arguments of `chassis stats`.
+// Arguments of `chassis stats`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Only runs of this agent

@@ -9,7 +9,7 @@ use chassis_engine::{Agent, RunOutcome, StartOptions};
 use crate::commands::input::Input;
 use crate::commands::{open_existing_journal, open_journal, print_outcome};
 
-/// Arguments of `chassis submit`.
+// Arguments of `chassis submit`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The agent spec (agent.toml)

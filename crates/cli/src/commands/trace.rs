@@ -10,7 +10,7 @@ use crate::commands::open_reading_journal;
 use crate::progress::{clip, cost, describe, usd};
 use crate::style::{Mark, Style};
 
-/// Arguments of `chassis trace`.
+// Arguments of `chassis trace`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The run: its id, a unique prefix of it, or `last` (see `chassis runs`)

@@ -8,7 +8,7 @@ use chassis_engine::{Worker, WorkerConfig, WorkerReport, default_worker_name};
 use crate::commands::{describe_db, is_postgres, open_journal};
 use crate::exit::UsageError;
 
-/// Arguments of `chassis worker`.
+// Arguments of `chassis worker`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Most runs driven at once
