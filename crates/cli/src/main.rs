@@ -188,10 +188,18 @@ fn main() -> ExitCode {
     };
     let redaction = chassis_telemetry::logs::install(filter, cli.log_format);
     out::redact_stderr(redaction.clone());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Services and commands that run many things at once get a thread per core; every other
+    // command drives one run (or reads) and gets one thread: no pool to start, and no step
+    // handed between threads (a warm engine's figures in BENCHMARKS.md are on one thread too).
+    let mut builder = match cli.command {
+        Command::Worker(_)
+        | Command::Serve(_)
+        | Command::MockModel(_)
+        | Command::Eval(_)
+        | Command::Bench(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             errln!("error: cannot start the async runtime: {e}");

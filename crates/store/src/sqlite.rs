@@ -209,6 +209,8 @@ struct Request {
 pub struct SqliteJournal {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Request>>>,
+    /// The writer's thread, joined on drop (see there).
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     /// One connection for reads, taken in turn before a blocking thread is: a thousand
     /// concurrent readers (stream polls) wait here, not as a thousand blocked threads.
     /// Opened at the first read: a process that only writes (`chassis run` of a new run) never
@@ -262,13 +264,14 @@ impl SqliteJournal {
         let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();
         let thread_clock = Arc::clone(&clock);
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("chassis-journal".into())
             .spawn(move || write_loop(writer, rx, &thread_path, sync, thread_clock.as_ref()))
             .map_err(|e| db_err(&e))?;
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
+            writer_thread: Some(writer_thread),
             reader: Arc::new(tokio::sync::Mutex::new(None)),
             sync,
             clock,
@@ -305,6 +308,7 @@ impl SqliteJournal {
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             writer: Mutex::new(None),
+            writer_thread: None,
             reader: Arc::new(tokio::sync::Mutex::new(Some(reader))),
             sync: Sync::Full,
             clock: crate::clock::system(),
@@ -431,6 +435,14 @@ impl Drop for SqliteJournal {
         // Dropping the sender ends the writer thread once it has answered what it holds.
         if let Ok(mut writer) = self.writer.lock() {
             writer.take();
+        }
+        // Waiting for it means nothing queued is lost to a process that exits next, and the
+        // connection is closed, not abandoned: the last connection to close folds the WAL into
+        // the database file and removes it. Abandoned, the WAL stays (growing to about 2 MB
+        // before SQLite checkpoints it) and the next process to open the journal reads it all
+        // back and checks every frame before its first statement.
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -1166,23 +1178,20 @@ fn insert_events(
     Ok(seq)
 }
 
-/// `INSERT INTO events … VALUES` with `rows` rows, built once per row count.
+/// `INSERT INTO events … VALUES` with `rows` rows, built the first time a write has that many.
 fn insert_sql(rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        (0..=ROWS_PER_INSERT)
-            .map(|n| {
-                let rows: Vec<String> = (0..n)
-                    .map(|i| format!("(?{}, ?1, ?{})", 2 + 2 * i, 3 + 2 * i))
-                    .collect();
-                format!(
-                    "INSERT INTO events (id, at_ms, data) VALUES {}",
-                    rows.join(", ")
-                )
-            })
-            .collect()
-    });
-    &all[rows.min(ROWS_PER_INSERT)]
+    static SQL: [std::sync::OnceLock<String>; ROWS_PER_INSERT + 1] =
+        [const { std::sync::OnceLock::new() }; ROWS_PER_INSERT + 1];
+    let n = rows.min(ROWS_PER_INSERT);
+    SQL[n].get_or_init(|| {
+        let rows: Vec<String> = (0..n)
+            .map(|i| format!("(?{}, ?1, ?{})", 2 + 2 * i, 3 + 2 * i))
+            .collect();
+        format!(
+            "INSERT INTO events (id, at_ms, data) VALUES {}",
+            rows.join(", ")
+        )
+    })
 }
 
 /// Leases the runnable runs that are free, oldest wake time first.

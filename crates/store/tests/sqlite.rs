@@ -78,6 +78,51 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     assert_eq!(a.load("r").await.unwrap().len(), 5);
 }
 
+/// A journal dropped closes its connection instead of abandoning it: what was queued is
+/// written, the WAL is folded into the database file and removed, so the next process to open
+/// the file (the next `chassis run`) has no WAL to read back. While another handle has the
+/// file open, the WAL stays for it.
+#[tokio::test]
+async fn a_dropped_journal_leaves_no_wal_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chassis.db");
+    let wal = dir.path().join("chassis.db-wal");
+    let a = SqliteJournal::open(&path, Sync::Full).unwrap();
+    let b = SqliteJournal::open(&path, Sync::Full).unwrap();
+    let lease = a
+        .create(
+            &new_run("r"),
+            &[started("agent")],
+            Wake::Now,
+            Some(&driver()),
+        )
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    a.append(&lease, 1, &[requested(1)], Wake::Now)
+        .await
+        .unwrap();
+    a.release(&lease, 2, Wake::Never).await.unwrap();
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "the writes are in the WAL"
+    );
+    drop(a);
+    assert!(
+        std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0),
+        "another handle still has the file open: the WAL stays"
+    );
+    drop(b);
+    assert!(!wal.exists(), "the last handle to close removes the WAL");
+    let reopened = SqliteJournal::open(&path, Sync::Full).unwrap();
+    assert_eq!(
+        reopened.load("r").await.unwrap().len(),
+        2,
+        "nothing was lost"
+    );
+}
+
 #[tokio::test]
 async fn two_handles_on_one_file_never_share_a_lease() {
     let dir = tempfile::tempdir().unwrap();
