@@ -379,8 +379,11 @@ impl AgentPaths {
     }
 }
 
-/// Provider rate limits kept in the journal's store, shared by every process on it.
-struct StoreGate(Arc<dyn Journal>);
+/// Provider rate limits kept in the journal's store, shared by every process on it. The gate
+/// is process-wide, so it does not keep the journal alive: an engine dropped closes its
+/// journal (for SQLite, folding the WAL into the file), and a call made after that goes
+/// ungated, as when the store cannot answer.
+struct StoreGate(std::sync::Weak<dyn Journal>);
 
 #[async_trait::async_trait]
 impl chassis_providers::Gate for StoreGate {
@@ -391,7 +394,8 @@ impl chassis_providers::Gate for StoreGate {
         tpm: Option<u32>,
         tokens: u64,
     ) -> Result<Option<Duration>, String> {
-        self.0
+        let journal = self.0.upgrade().ok_or("the journal is closed")?;
+        journal
             .acquire(key, chassis_store::Capacity { rpm, tpm, tokens })
             .await
             .map_err(|e| e.to_string())
@@ -403,7 +407,7 @@ impl Engine {
     /// `chassis@HOST:PID`.
     pub fn new(journal: Arc<dyn Journal>) -> Engine {
         // Providers with `rpm` or `tpm` take their capacity from this journal's store.
-        chassis_providers::rate::set_gate(Arc::new(StoreGate(Arc::clone(&journal))));
+        chassis_providers::rate::set_gate(Arc::new(StoreGate(Arc::downgrade(&journal))));
         Engine {
             clock: journal.clock(),
             journal,

@@ -178,6 +178,10 @@ fn run_prints_exactly_the_answer_and_journals_every_step() {
         format!("{ANSWER}\n"),
         "stdout is the answer only"
     );
+    // The process closed its journal rather than abandoning it: the WAL is folded into the
+    // file, and the next process has none to read back.
+    let wal = desk.db.with_extension("db-wal");
+    assert!(!wal.exists(), "{} was left behind", wal.display());
 
     let runs = runs_json(&desk.db, &[]);
     assert_eq!(runs.len(), 1, "{runs:#?}");
