@@ -172,15 +172,17 @@ pub fn observed_driving(
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut matches = Cli::command().get_matches();
+    // Asked before the values are taken out of the matches below.
+    let log_given = matches.value_source("log") != Some(clap::parser::ValueSource::DefaultValue);
+    // `_mut` takes the values instead of copying every match first, as `from_arg_matches` does.
+    let cli = match Cli::from_arg_matches_mut(&mut matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
     out::set_quiet(cli.quiet);
     // Under -q only errors and alerts are logged (an alert is how a configured notification
     // reaches the log, not a warning to silence), unless a filter was asked for by name.
-    let log_given = matches.value_source("log") != Some(clap::parser::ValueSource::DefaultValue);
     let filter = if cli.quiet && !log_given {
         "error,chassis_engine::alerts=warn"
     } else {
