@@ -29,6 +29,21 @@ fn driver() -> chassis_store::Driver {
     }
 }
 
+/// Creates run `id`, started and leased to [`driver`], as `Engine::start` does.
+async fn driven(journal: &SqliteJournal, id: &str) -> chassis_store::Lease {
+    journal
+        .create(
+            &new_run(id),
+            &[started("agent")],
+            Wake::Now,
+            Some(&driver()),
+        )
+        .await
+        .unwrap()
+        .lease
+        .unwrap()
+}
+
 #[tokio::test]
 async fn two_handles_on_one_file_share_the_sequence_rule() {
     // Two processes are two handles on one file; the second writer sees the first's appends.
@@ -37,17 +52,7 @@ async fn two_handles_on_one_file_share_the_sequence_rule() {
     let a = SqliteJournal::open(&path, Sync::Normal).unwrap();
     let b = SqliteJournal::open(&path, Sync::Normal).unwrap();
     // `a` drives the run; `b` is a human deciding from another process.
-    let lease = a
-        .create(
-            &new_run("r"),
-            &[started("agent")],
-            Wake::Now,
-            Some(&driver()),
-        )
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let lease = driven(&a, "r").await;
     b.decide("r", 1, &[raised()], Wake::Now).await.unwrap();
     let refused = a
         .append(&lease, 1, &[resumed()], Wake::Now)
@@ -89,17 +94,7 @@ async fn a_dropped_journal_leaves_no_wal_behind() {
     let wal = dir.path().join("chassis.db-wal");
     let a = SqliteJournal::open(&path, Sync::Full).unwrap();
     let b = SqliteJournal::open(&path, Sync::Full).unwrap();
-    let lease = a
-        .create(
-            &new_run("r"),
-            &[started("agent")],
-            Wake::Now,
-            Some(&driver()),
-        )
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let lease = driven(&a, "r").await;
     a.append(&lease, 1, &[requested(1)], Wake::Now)
         .await
         .unwrap();
@@ -319,17 +314,7 @@ async fn a_step_that_changes_no_status_or_wake_writes_only_event_rows() {
     let path = dir.path().join("chassis.db");
     let clock = chassis_store::ManualClock::new(1_000_000);
     let journal = SqliteJournal::open_with_clock(&path, Sync::Normal, clock.clone()).unwrap();
-    let lease = journal
-        .create(
-            &new_run("r"),
-            &[started("agent")],
-            Wake::Now,
-            Some(&driver()),
-        )
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let lease = driven(&journal, "r").await;
     let watch = rusqlite::Connection::open(&path).unwrap();
     watch
         .execute_batch(
