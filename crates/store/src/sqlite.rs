@@ -256,10 +256,7 @@ impl SqliteJournal {
         let found = migrate::check(&writer)?;
         migrate::size_new_file(&writer).map_err(|e| db_err(&e))?;
         configure(&writer, sync).map_err(|e| db_err(&e))?;
-        if found != migrate::VERSION {
-            // It checks again under the write lock: another process may have migrated since.
-            migrate::migrate(&mut writer)?;
-        }
+        migrate::migrate(&mut writer, found)?;
 
         let (tx, rx) = mpsc::channel::<Request>();
         let thread_path = path.display().to_string();

@@ -229,9 +229,10 @@ pub(super) fn size_new_file(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Brings the schema to [`VERSION`], in one transaction.
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), Error> {
-    if check(conn)? == VERSION {
+/// Brings the schema from `found` (what [`check`] read at open) to [`VERSION`], in one
+/// transaction; nothing to do, and nothing read again, when it is there already.
+pub(super) fn migrate(conn: &mut Connection, found: i64) -> Result<(), Error> {
+    if found == VERSION {
         return Ok(());
     }
     let path = path_of(conn);
