@@ -28,15 +28,23 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
                   4 the run is driven by another process, 130 interrupted by Ctrl-C or SIGTERM (the run says how to continue).\n\
                   Start with `chassis demo`; then `chassis runs` and `chassis show RUN`."
 )]
+// The global options are listed after each command's own (`display_order` from 100; no
+// command has a hundred options), wherever clap puts their copies.
 struct Cli {
     /// Journal database: an SQLite file, or a postgres:// URL shared by workers [default: the
     /// nearest .chassis/chassis.db in this directory or above, else ./.chassis/chassis.db]
-    #[arg(long, global = true, env = "CHASSIS_DB", value_name = "PATH|URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHASSIS_DB",
+        value_name = "PATH|URL",
+        display_order = 100
+    )]
     db: Option<PathBuf>,
 
     /// No warnings, notes or progress on stderr: only errors and alerts (results still go to
     /// stdout)
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, display_order = 101)]
     quiet: bool,
 
     /// Log filter for diagnostics on stderr, e.g. `info` or `chassis_engine=debug`
@@ -45,7 +53,8 @@ struct Cli {
         global = true,
         env = "CHASSIS_LOG",
         default_value = "warn",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        display_order = 102
     )]
     log: String,
 
@@ -55,12 +64,19 @@ struct Cli {
         global = true,
         env = "CHASSIS_LOG_FORMAT",
         default_value = "text",
-        value_name = "text|json"
+        value_name = "text|json",
+        display_order = 103
     )]
     log_format: chassis_telemetry::LogFormat,
 
     /// Serve Prometheus metrics at http://ADDR/metrics while the command runs, e.g. 127.0.0.1:9464
-    #[arg(long, global = true, env = "CHASSIS_METRICS_ADDR", value_name = "ADDR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHASSIS_METRICS_ADDR",
+        value_name = "ADDR",
+        display_order = 104
+    )]
     metrics_addr: Option<std::net::SocketAddr>,
 
     #[command(subcommand)]
@@ -171,8 +187,92 @@ pub fn observed_driving(
     observed(engine)
 }
 
+/// The command line that parses `args`: [`Cli::command`], with its global options global in
+/// the invoked subcommand alone when `args` name it before anything but those options.
+///
+/// Clap copies each global option into every subcommand before it parses, whichever is
+/// invoked: five options into thirty-one commands were a quarter of a million instructions of
+/// every `chassis run` (copied, then freed). Given to the invoked subcommand only, they parse
+/// the same: before the subcommand they are the top level's own, after it the subcommand's
+/// copies (global there, so its own subcommands get them), and clap hands the copies' values
+/// up to the top level as it does for any global. Anything else (help, a typo, an unknown
+/// option first) gets the command unchanged.
+fn command_line(args: &[std::ffi::OsString]) -> clap::Command {
+    let command = Cli::command();
+    let Some(invoked) = invoked_subcommand(&command, args) else {
+        return command;
+    };
+    let mut globals: Option<Vec<clap::Arg>> = Some(
+        command
+            .get_arguments()
+            .filter(|arg| arg.is_global_set())
+            .cloned()
+            .collect(),
+    );
+    // `mut_subcommands`, not `mut_subcommand`, which would move the subcommand last.
+    command
+        .mut_args(|arg| {
+            if arg.is_global_set() {
+                arg.global(false)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(
+            |subcommand| match globals.take_if(|_| subcommand.get_name() == invoked) {
+                Some(globals) => subcommand.args(globals),
+                None => subcommand,
+            },
+        )
+}
+
+/// The name of `command`'s subcommand that `args` (from the program's name on) invoke, if only
+/// its own options, each spelled out (`--db PATH`, `--db=PATH`, `-q`), come before it.
+fn invoked_subcommand(command: &clap::Command, args: &[std::ffi::OsString]) -> Option<String> {
+    let option =
+        |matches: &dyn Fn(&clap::Arg) -> bool| command.get_arguments().find(|a| matches(a));
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let arg = arg.to_str()?;
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline_value) = match long.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (long, false),
+            };
+            let found = option(&|a| a.get_long() == Some(name))?;
+            if found.get_action().takes_values() && !inline_value {
+                rest.next()?;
+            } else if !found.get_action().takes_values() && inline_value {
+                return None;
+            }
+        } else if let Some(short) = arg.strip_prefix('-') {
+            let mut chars = short.chars();
+            let (Some(short), None) = (chars.next(), chars.next()) else {
+                return None;
+            };
+            let found = option(&|a| a.get_short() == Some(short))?;
+            if found.get_action().takes_values() {
+                rest.next()?;
+            }
+        } else {
+            return command
+                .find_subcommand(arg)
+                .map(|subcommand| subcommand.get_name().to_string());
+        }
+    }
+    None
+}
+
 fn main() -> ExitCode {
-    let mut matches = Cli::command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = command_line(&args);
+    let mut matches = command
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    // Kept until the process exits rather than freed: freeing every argument of every
+    // subcommand was 90,000 instructions of each `chassis run`, for memory the process is about
+    // to give back whole.
+    std::mem::forget(command);
     // Asked before the values are taken out of the matches below.
     let log_given = matches.value_source("log") != Some(clap::parser::ValueSource::DefaultValue);
     // `_mut` takes the values instead of copying every match first, as `from_arg_matches` does.
@@ -280,5 +380,84 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    fn args(line: &str) -> Vec<std::ffi::OsString> {
+        line.split(' ').map(Into::into).collect()
+    }
+
+    /// [`super::command_line`] parses every command line as the full command does: the same
+    /// values from the same sources at every level, or the same error.
+    #[test]
+    fn globals_given_to_the_invoked_subcommand_alone_parse_the_same() {
+        let lines = [
+            "chassis run agent.toml --input hi",
+            "chassis --db x.db run agent.toml",
+            "chassis --db=x.db -q run agent.toml --log debug",
+            "chassis run agent.toml --db y.db --quiet --log-format json",
+            "chassis --log info runs --log debug",
+            "chassis --log-format=json show r-1",
+            "chassis db migrate --db z.db",
+            "chassis --db x.db db migrate -q",
+            "chassis schedule list --log warn",
+            "chassis --metrics-addr 127.0.0.1:0 worker",
+            "chassis run",
+            "chassis run agent.toml --bogus",
+            "chassis --log",
+            "chassis --quiet=yes run agent.toml",
+            "chassis rnu agent.toml",
+            "chassis run agent.toml --metrics-addr nonsense",
+            "chassis db",
+            "chassis help run",
+            "chassis -q",
+            // Help is an error of clap's: its text must be the same too.
+            "chassis run --help",
+            "chassis --db x.db run -h",
+            "chassis db migrate --help",
+            "chassis schedule add -h",
+            "chassis -h",
+        ];
+        for line in lines {
+            let args = args(line);
+            let full = super::Cli::command().try_get_matches_from(&args);
+            let given = super::command_line(&args).try_get_matches_from(&args);
+            match (full, given) {
+                (Ok(full), Ok(given)) => {
+                    assert_eq!(format!("{full:?}"), format!("{given:?}"), "{line}")
+                }
+                (Err(full), Err(given)) => {
+                    assert_eq!(full.kind(), given.kind(), "{line}");
+                    assert_eq!(full.to_string(), given.to_string(), "{line}");
+                }
+                (full, given) => panic!("{line}: {full:?} against {given:?}"),
+            }
+        }
+    }
+
+    /// Only a subcommand named after nothing but spelled-out top-level options gets the
+    /// globals alone; help, version, clusters and unknown options get the full command.
+    #[test]
+    fn the_invoked_subcommand_is_told_only_when_it_is_certain() {
+        let command = super::Cli::command();
+        let invoked = |line: &str| super::invoked_subcommand(&command, &args(line));
+        assert_eq!(invoked("chassis run a.toml").as_deref(), Some("run"));
+        assert_eq!(
+            invoked("chassis --db x.db -q --log=info mock-model").as_deref(),
+            Some("mock-model")
+        );
+        assert_eq!(invoked("chassis --log run db").as_deref(), Some("db"));
+        for line in [
+            "chassis",
+            "chassis help run",
+            "chassis -h run",
+            "chassis --version",
+            "chassis -qh run",
+            "chassis --bogus run",
+            "chassis --db",
+            "chassis -- run",
+            "chassis rnu",
+        ] {
+            assert_eq!(invoked(line), None, "{line}");
+        }
     }
 }

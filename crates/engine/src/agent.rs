@@ -53,7 +53,7 @@ pub struct Agent {
     pub spec: AgentSpec,
     /// Absolute path of the spec file.
     pub spec_path: PathBuf,
-    template: minijinja::Environment<'static>,
+    template: Prompt,
     /// The tools the agent is granted.
     pub toolbox: Toolbox,
     /// The model chain: primary, then fallbacks, each with retries and a circuit breaker.
@@ -226,14 +226,7 @@ impl Agent {
             .unwrap_or_else(|| PathBuf::from("."));
         let prompt_path = base_dir.join(&spec.prompt);
         let prompt = sources.prompt.clone();
-        let mut template = minijinja::Environment::new();
-        template.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        template
-            .add_template_owned(prompt_path.display().to_string(), prompt.clone())
-            .map_err(|e| LoadError {
-                file: prompt_path.display().to_string(),
-                message: template_error(&e),
-            })?;
+        let template = Prompt::compile(&prompt_path, &prompt)?;
 
         let offline = !connect && !spec.mcp.is_empty();
         let toolbox = if offline {
@@ -337,6 +330,10 @@ impl Agent {
         input: &str,
         vars: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, LoadError> {
+        let template = match &self.template {
+            Prompt::Text(text) => return Ok(text.clone()),
+            Prompt::Template(template) => template,
+        };
         let name = self
             .spec_path
             .parent()
@@ -349,13 +346,42 @@ impl Agent {
             map.extend(vars.clone());
             map.insert("input".into(), input.into());
         }
-        self.template
+        template
             .get_template(&name)
             .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&context))))
             .map_err(|e| LoadError {
                 file: name.clone(),
                 message: template_error(&e),
             })
+    }
+}
+
+/// The prompt, compiled: a template, or, when its text has no template markup at all, the text
+/// it renders to, with no template engine built (an engine and its built-in filters and tests
+/// were 80,000 instructions of every `chassis run`).
+enum Prompt {
+    Text(String),
+    Template(minijinja::Environment<'static>),
+}
+
+impl Prompt {
+    fn compile(path: &Path, text: &str) -> Result<Prompt, LoadError> {
+        if !["{{", "{%", "{#"].iter().any(|open| text.contains(open)) {
+            // What the engine renders text without markup to: the text, less one trailing
+            // newline (`\n`, `\r\n` or `\r`), as `keep_trailing_newline` is off.
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            return Ok(Prompt::Text(text.to_string()));
+        }
+        let mut template = minijinja::Environment::new();
+        template.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        template
+            .add_template_owned(path.display().to_string(), text.to_string())
+            .map_err(|e| LoadError {
+                file: path.display().to_string(),
+                message: template_error(&e),
+            })?;
+        Ok(Prompt::Template(template))
     }
 }
 
@@ -574,4 +600,54 @@ fn check_webhook_secret(spec: &AgentSpec) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prompt;
+    use std::path::Path;
+
+    /// A prompt without markup is kept as the text the template engine renders it to.
+    #[test]
+    fn a_prompt_without_markup_renders_as_its_template_would() {
+        for text in [
+            "",
+            "\n",
+            "\r\n",
+            "You are a support agent.",
+            "You are a support agent.\n",
+            "Two lines.\nAnd a blank one after.\n\n",
+            "Windows line ends.\r\n",
+            "A lone carriage return.\r",
+            "Braces alone: { x } }} %} #} and 100% sure.\n",
+            "Ünïcödé, emoji 🚀 and tabs\t.\n",
+        ] {
+            let Ok(Prompt::Text(kept)) = Prompt::compile(Path::new("p.md"), text) else {
+                panic!("{text:?} has no markup but was compiled as a template");
+            };
+            let mut engine = minijinja::Environment::new();
+            engine.add_template("p", text).unwrap();
+            let rendered = engine
+                .get_template("p")
+                .and_then(|t| t.render(()))
+                .unwrap();
+            assert_eq!(kept, rendered, "{text:?}");
+        }
+    }
+
+    /// Markup of any kind (expression, statement, comment) gets the template engine, and its
+    /// errors are reported against the prompt's file.
+    #[test]
+    fn a_prompt_with_markup_is_a_template() {
+        for text in ["Hi {{ input }}", "{% if true %}x{% endif %}", "a {# note #} b"] {
+            assert!(
+                matches!(Prompt::compile(Path::new("p.md"), text), Ok(Prompt::Template(_))),
+                "{text:?}"
+            );
+        }
+        let Err(error) = Prompt::compile(Path::new("p.md"), "Hi {{ input") else {
+            panic!("an unclosed expression compiled");
+        };
+        assert_eq!(error.file, "p.md");
+    }
 }
