@@ -627,10 +627,7 @@ mod tests {
             };
             let mut engine = minijinja::Environment::new();
             engine.add_template("p", text).unwrap();
-            let rendered = engine
-                .get_template("p")
-                .and_then(|t| t.render(()))
-                .unwrap();
+            let rendered = engine.get_template("p").and_then(|t| t.render(())).unwrap();
             assert_eq!(kept, rendered, "{text:?}");
         }
     }
@@ -639,9 +636,16 @@ mod tests {
     /// errors are reported against the prompt's file.
     #[test]
     fn a_prompt_with_markup_is_a_template() {
-        for text in ["Hi {{ input }}", "{% if true %}x{% endif %}", "a {# note #} b"] {
+        for text in [
+            "Hi {{ input }}",
+            "{% if true %}x{% endif %}",
+            "a {# note #} b",
+        ] {
             assert!(
-                matches!(Prompt::compile(Path::new("p.md"), text), Ok(Prompt::Template(_))),
+                matches!(
+                    Prompt::compile(Path::new("p.md"), text),
+                    Ok(Prompt::Template(_))
+                ),
                 "{text:?}"
             );
         }

@@ -918,11 +918,12 @@ fn apply(conn: &Connection, op: &Op, now: i64, known: &Known) -> Result<Done, Ap
             }))
         }
         Op::Release { lease, seen, wake } => {
-            let held: Option<(i64, Option<i64>)> = conn
-                .prepare_cached("SELECT run_key, lease_token FROM runs WHERE run_id = ?1")?
-                .query_row(params![lease.run_id], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let Some((run_key, Some(token))) = held else {
+            let Some(RunRow {
+                run_key,
+                lease_token: Some(token),
+                ..
+            }) = run_row(conn, &lease.run_id)?
+            else {
                 return Ok(Done::Nothing);
             };
             if token != token_to_sql(lease.token) {
@@ -963,8 +964,28 @@ fn lease_lost(run_id: &str) -> ApplyError {
 }
 
 fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
-        .exists(params![run_id])
+    Ok(run_row(conn, run_id)?.is_some())
+}
+
+/// What a write checks of a run's row.
+struct RunRow {
+    run_key: i64,
+    lease_token: Option<i64>,
+    wake_at_ms: Option<i64>,
+}
+
+/// The run's row, if it has one. Every write that looks a run up by its id asks this one
+/// statement, so a process prepares (parses and plans) it once, not once per kind of write.
+fn run_row(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<RunRow>> {
+    conn.prepare_cached("SELECT run_key, lease_token, wake_at_ms FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id], |row| {
+            Ok(RunRow {
+                run_key: row.get(0)?,
+                lease_token: row.get(1)?,
+                wake_at_ms: row.get(2)?,
+            })
+        })
+        .optional()
 }
 
 /// The most events a run holds: its sequence numbers are the low 32 bits of its events' ids.
@@ -1099,13 +1120,12 @@ fn append(conn: &Connection, args: AppendArgs<'_>, now: i64) -> Result<u64, Appl
         writer,
         known_seq,
     } = args;
-    let row: Option<(i64, Option<i64>, Option<i64>)> = conn
-        .prepare_cached("SELECT run_key, lease_token, wake_at_ms FROM runs WHERE run_id = ?1")?
-        .query_row(params![run_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()?;
-    let Some((run_key, held, woken_at)) = row else {
+    let Some(RunRow {
+        run_key,
+        lease_token: held,
+        wake_at_ms: woken_at,
+    }) = run_row(conn, run_id)?
+    else {
         return Err(ApplyError::Journal(Error::RunNotFound(run_id.to_string())));
     };
     if let Writer::Lease(token) = writer

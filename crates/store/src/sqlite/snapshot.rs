@@ -24,11 +24,7 @@ impl Snapshots for SqliteJournal {
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         let done = self
             .exec(move |conn, _now_ms| {
-                let exists = conn
-                    .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
-                    .query_row(params![run], |_| Ok(()))
-                    .optional()?;
-                if exists.is_none() {
+                if !super::run_exists(conn, &run)? {
                     return Ok(Done::Changed(false));
                 }
                 conn.prepare_cached("DELETE FROM snapshots WHERE run_id = ?1 AND seq < ?2")?
