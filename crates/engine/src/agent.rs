@@ -361,7 +361,7 @@ impl Agent {
 /// were 80,000 instructions of every `chassis run`).
 enum Prompt {
     Text(String),
-    Template(minijinja::Environment<'static>),
+    Template(Box<minijinja::Environment<'static>>),
 }
 
 impl Prompt {
@@ -381,7 +381,7 @@ impl Prompt {
                 file: path.display().to_string(),
                 message: template_error(&e),
             })?;
-        Ok(Prompt::Template(template))
+        Ok(Prompt::Template(Box::new(template)))
     }
 }
 
