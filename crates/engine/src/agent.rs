@@ -225,8 +225,7 @@ impl Agent {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let prompt_path = base_dir.join(&spec.prompt);
-        let prompt = sources.prompt.clone();
-        let template = Prompt::compile(&prompt_path, &prompt)?;
+        let template = Prompt::compile(&prompt_path, &sources.prompt)?;
 
         let offline = !connect && !spec.mcp.is_empty();
         let toolbox = if offline {
@@ -268,7 +267,7 @@ impl Agent {
                 "model.tool_choice.name: tool `{name}` is not among the agent's tools"
             )));
         }
-        let version = crate::version::fingerprint(&spec, &prompt, &tool_defs, &prices);
+        let version = crate::version::fingerprint(&spec, &sources.prompt, &tool_defs, &prices);
         Ok(Agent {
             tool_defs,
             spec,
